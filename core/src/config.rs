@@ -1,0 +1,198 @@
+//! Session configuration: key scheme, expiry, codec. Built once, shared behind an `Arc`.
+
+use std::time::Duration;
+
+use crate::Error;
+
+/// How session data is stored under its key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Codec {
+    /// A JSON string of the user's data (the Node seed's layout). Load-and-touch is one
+    /// `GETEX`.
+    Json,
+    /// A Redis hash of string fields, one per top-level field of the data (the Java seed's
+    /// layout). Load-and-touch is `HGETALL` + `PEXPIRE` pipelined in one round trip.
+    Hash,
+}
+
+/// Default idle TTL: 30 minutes, the seeds' value.
+pub const DEFAULT_IDLE_TTL: Duration = Duration::from_secs(1800);
+
+/// Configuration of a [`SessionManager`](crate::SessionManager).
+///
+/// ```
+/// use std::time::Duration;
+/// use keygate::{Codec, SessionConfig};
+///
+/// // The Java seed's layout: `login:token:<token>` holding a hash, 30 minutes idle.
+/// let java = SessionConfig::java_seed();
+/// assert_eq!(java.prefix(), "login:token:");
+///
+/// // The Node seed's layout: `<custom>_<token>` holding JSON.
+/// let node = SessionConfig::node_seed("myapp").with_absolute_lifetime(Duration::from_secs(86_400));
+/// assert_eq!(node.prefix(), "myapp_");
+/// assert_eq!(node.codec(), Codec::Json);
+/// ```
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    prefix: String,
+    codec: Codec,
+    idle_ttl: Duration,
+    absolute_lifetime: Option<Duration>,
+    hashed_keys: bool,
+    max_sessions_per_user: Option<usize>,
+    index_prefix: String,
+    deadline_prefix: String,
+}
+
+impl Default for SessionConfig {
+    /// Prefix `keygate:session:`, JSON codec, 30 minutes idle, no absolute lifetime.
+    fn default() -> Self {
+        Self::new("keygate:session:", Codec::Json)
+    }
+}
+
+impl SessionConfig {
+    /// A configuration with the given key prefix and codec and the defaults for the rest.
+    /// The prefix is free-form (`myapp_`, `login:token:`) but may not contain `{`, `}`,
+    /// whitespace or control characters; [`SessionManager::new`](crate::SessionManager::new)
+    /// checks that.
+    pub fn new(prefix: impl Into<String>, codec: Codec) -> Self {
+        Self {
+            prefix: prefix.into(),
+            codec,
+            idle_ttl: DEFAULT_IDLE_TTL,
+            absolute_lifetime: None,
+            hashed_keys: false,
+            max_sessions_per_user: None,
+            index_prefix: "keygate:user-sessions:".to_owned(),
+            deadline_prefix: "keygate:deadline:".to_owned(),
+        }
+    }
+
+    /// The Java seed's layout: `login:token:<token>` holding a hash of string fields.
+    pub fn java_seed() -> Self {
+        Self::new("login:token:", Codec::Hash)
+    }
+
+    /// The Node seed's layout: `<custom>_<token>` holding the user's JSON.
+    pub fn node_seed(custom: &str) -> Self {
+        Self::new(format!("{custom}_"), Codec::Json)
+    }
+
+    /// Idle TTL, reset on every authenticated access (default 1800 s). Redis expiries have
+    /// millisecond resolution; a TTL under 1 ms is raised to 1 ms.
+    pub fn with_idle_ttl(mut self, ttl: Duration) -> Self {
+        self.idle_ttl = ttl;
+        self
+    }
+
+    /// A session dies this long after login however active it is.
+    pub fn with_absolute_lifetime(mut self, lifetime: Duration) -> Self {
+        self.absolute_lifetime = Some(lifetime);
+        self
+    }
+
+    /// Store SHA-256(token) in the key instead of the token, so that read access to Redis
+    /// does not yield usable tokens. Sessions written by other services under the raw token
+    /// are then not found.
+    pub fn with_hashed_keys(mut self, hashed: bool) -> Self {
+        self.hashed_keys = hashed;
+        self
+    }
+
+    /// At most this many live sessions per user; a login beyond it ends the oldest.
+    pub fn with_max_sessions_per_user(mut self, max: usize) -> Self {
+        self.max_sessions_per_user = Some(max);
+        self
+    }
+
+    /// Prefix of the per-user index keys (default `keygate:user-sessions:`).
+    pub fn with_index_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.index_prefix = prefix.into();
+        self
+    }
+
+    /// Prefix of the companion keys that hold absolute deadlines (default
+    /// `keygate:deadline:`).
+    pub fn with_deadline_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.deadline_prefix = prefix.into();
+        self
+    }
+
+    /// The session key prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The codec.
+    pub fn codec(&self) -> Codec {
+        self.codec
+    }
+
+    /// The idle TTL.
+    pub fn idle_ttl(&self) -> Duration {
+        self.idle_ttl
+    }
+
+    /// The absolute lifetime, if any.
+    pub fn absolute_lifetime(&self) -> Option<Duration> {
+        self.absolute_lifetime
+    }
+
+    /// Whether keys hold SHA-256(token).
+    pub fn hashed_keys(&self) -> bool {
+        self.hashed_keys
+    }
+
+    /// The per-user cap, if any.
+    pub fn max_sessions_per_user(&self) -> Option<usize> {
+        self.max_sessions_per_user
+    }
+
+    /// The per-user index prefix.
+    pub fn index_prefix(&self) -> &str {
+        &self.index_prefix
+    }
+
+    /// The deadline companion key prefix.
+    pub fn deadline_prefix(&self) -> &str {
+        &self.deadline_prefix
+    }
+
+    /// Checks what cannot be checked by the type system.
+    pub(crate) fn validate(&self) -> Result<(), Error> {
+        for (what, prefix) in [
+            ("session prefix", &self.prefix),
+            ("index prefix", &self.index_prefix),
+            ("deadline prefix", &self.deadline_prefix),
+        ] {
+            if prefix
+                .chars()
+                .any(|c| c == '{' || c == '}' || c.is_whitespace() || c.is_control())
+            {
+                return Err(Error::Config(format!(
+                    "{what} {prefix:?} may not contain braces, whitespace or control characters"
+                )));
+            }
+        }
+        if self.idle_ttl.is_zero() {
+            return Err(Error::Config("idle TTL must be positive".into()));
+        }
+        if self.absolute_lifetime.is_some_and(|d| d.is_zero()) {
+            return Err(Error::Config("absolute lifetime must be positive".into()));
+        }
+        if self.max_sessions_per_user == Some(0) {
+            return Err(Error::Config(
+                "max sessions per user must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Milliseconds of a duration for `PX`/`PEXPIRE`, at least 1.
+pub(crate) fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+}

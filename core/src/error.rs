@@ -1,0 +1,59 @@
+//! The core's one error type.
+
+use std::time::Duration;
+
+/// Everything that can go wrong in keygate. "No session" is not an error: loads return
+/// `Option`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The backend (Redis) could not be reached, timed out or failed a command.
+    /// Adapters answer 503.
+    #[error("session backend unavailable: {0}")]
+    Backend(#[from] BackendError),
+    /// The data could not be turned into its stored form (it is not a JSON object, a value
+    /// does not serialize). A programming error in the caller's type, not a client error.
+    #[error("cannot encode session data: {0}")]
+    Encode(String),
+    /// A user id that cannot be part of a Redis key (empty, too long, or with characters
+    /// that would act as a glob, a separator or a hash tag).
+    #[error("invalid user id")]
+    InvalidUserId,
+    /// The operating system's random number generator failed.
+    #[error("random number generator failed: {0}")]
+    Random(String),
+    /// Invalid configuration, found when it was built.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}
+
+/// A failure of the storage backend, kept apart so callers can fail closed on it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BackendError {
+    /// An error reported by the redis client (I/O, refused connection, server error).
+    #[error(transparent)]
+    Redis(#[from] redis::RedisError),
+    /// The operation did not finish within its deadline.
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+    /// The server answered something keygate's scripts never return.
+    #[error("unexpected reply: {0}")]
+    Protocol(&'static str),
+}
+
+impl From<redis::RedisError> for Error {
+    fn from(e: redis::RedisError) -> Self {
+        Error::Backend(BackendError::Redis(e))
+    }
+}
+
+impl Error {
+    /// Whether this is backend trouble (the request may succeed later): adapters answer 503.
+    pub fn is_backend(&self) -> bool {
+        matches!(self, Error::Backend(_))
+    }
+}
+
+/// Shorthand for results in keygate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,106 @@
+//! What every adapter does per request, once: read the token, load-and-touch the session.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::http::Rejection;
+use crate::transport::{RequestParts, TokenReader};
+use crate::{Session, SessionManager};
+
+/// The session manager together with the token reader: what an adapter's layer,
+/// middleware, fairing or endpoint wrapper is configured with. Cheap to clone.
+///
+/// ```
+/// use keygate::{Keygate, MemoryStore, SessionConfig, SessionManager, TokenReader, TokenSource};
+/// # #[derive(serde::Serialize, serde::Deserialize)] struct User { id: u64 }
+/// let manager = SessionManager::<User>::new(MemoryStore::new(), SessionConfig::java_seed())?;
+/// let gate = Keygate::new(manager)
+///     .with_reader(TokenReader::default().with_source(TokenSource::Cookie("token".into())));
+/// # Ok::<(), keygate::Error>(())
+/// ```
+pub struct Keygate<T> {
+    manager: SessionManager<T>,
+    reader: Arc<TokenReader>,
+}
+
+impl<T> Clone for Keygate<T> {
+    fn clone(&self) -> Self {
+        Self {
+            manager: self.manager.clone(),
+            reader: Arc::clone(&self.reader),
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for Keygate<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keygate")
+            .field("manager", &self.manager)
+            .field("reader", &self.reader)
+            .finish()
+    }
+}
+
+/// What loading the session of a request gave: the session, or why there is none.
+pub type Resolved<T> = Result<Arc<Session<T>>, Rejection>;
+
+impl<T> Keygate<T>
+where
+    T: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    /// A gate with the default token reader (`authorization` header raw or `Bearer`, then
+    /// the `tokenid` query parameter).
+    pub fn new(manager: SessionManager<T>) -> Self {
+        Self {
+            manager,
+            reader: Arc::new(TokenReader::default()),
+        }
+    }
+
+    /// Replaces the token reader.
+    pub fn with_reader(mut self, reader: TokenReader) -> Self {
+        self.reader = Arc::new(reader);
+        self
+    }
+
+    /// The session manager (for login, logout, listing).
+    pub fn manager(&self) -> &SessionManager<T> {
+        &self.manager
+    }
+
+    /// The token reader.
+    pub fn reader(&self) -> &TokenReader {
+        &self.reader
+    }
+
+    /// Reads the token and loads-and-touches its session: one Redis round trip for a
+    /// well-formed token, none for a missing or malformed one.
+    pub async fn resolve(&self, request: &impl RequestParts) -> Resolved<T> {
+        let token = match self.reader.read(request) {
+            Ok(Some(token)) => token,
+            Ok(None) => return Err(Rejection::MissingToken),
+            Err(_) => return Err(Rejection::MalformedToken),
+        };
+        match self.manager.load(&token).await {
+            Ok(Some(session)) => Ok(Arc::new(session)),
+            Ok(None) => Err(Rejection::NoSession),
+            Err(error) => {
+                tracing::warn!(%error, "session backend failed; answering 503");
+                Err(Rejection::BackendUnavailable)
+            }
+        }
+    }
+}
+
+/// How an optional-session extractor reads a [`Resolved`]: no session is `None`, but
+/// backend trouble stays an error (503), so a route never silently treats a logged-in user
+/// as anonymous because Redis is down.
+pub fn optional<T>(resolved: &Resolved<T>) -> Result<Option<Arc<Session<T>>>, Rejection> {
+    match resolved {
+        Ok(session) => Ok(Some(Arc::clone(session))),
+        Err(Rejection::BackendUnavailable) => Err(Rejection::BackendUnavailable),
+        Err(_) => Ok(None),
+    }
+}

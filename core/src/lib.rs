@@ -1,0 +1,92 @@
+//! # keygate
+//!
+//! Redis-backed login sessions for async Rust services, and the Redis building blocks that
+//! sit beside them.
+//!
+//! Services that run on several machines cannot keep logins in process memory. keygate
+//! implements the established answer: at login, issue an unguessable [`Token`]; keep the
+//! user's data in Redis under `<prefix><token>` with a 30-minute TTL; the client sends the
+//! token on every call; every authenticated call resets the TTL in the same round trip that
+//! loads the data; 30 idle minutes and the user must log in again.
+//!
+//! This crate is framework-neutral. The adapters `keygate-axum`, `keygate-actix`,
+//! `keygate-rocket` and `keygate-poem` plug it into their frameworks.
+//!
+//! ## Usage
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), keygate::Error> {
+//! use keygate::{MemoryStore, SessionConfig, SessionManager, UserId};
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Debug, Serialize, Deserialize)]
+//! #[serde(rename_all = "camelCase")]
+//! struct User { id: u64, nick_name: String, icon: String }
+//!
+//! // The Java seed's layout: `login:token:<token>` holds a hash, 30 minutes idle TTL.
+//! // In production: `keygate::store::redis::RedisStore::connect(url).await?`.
+//! let sessions = SessionManager::<User>::new(MemoryStore::new(), SessionConfig::java_seed())?;
+//!
+//! let user = User { id: 598, nick_name: "user_x1y2z3".into(), icon: String::new() };
+//! let token = sessions.create(&UserId::from(user.id), &user).await?;   // at login
+//! let session = sessions.load(&token).await?;                           // on each call
+//! assert_eq!(session.map(|s| s.id), Some(598));
+//! sessions.destroy(&token).await?;                                      // at logout
+//! # Ok(()) }
+//! ```
+//!
+//! ## Layouts
+//!
+//! | layout | config | key | value | absolute lifetime | per-user index |
+//! | --- | --- | --- | --- | --- | --- |
+//! | Node seed | [`SessionConfig::node_seed`] | `<custom>_<token>` | the user's JSON, exactly | yes | yes |
+//! | Java seed | [`SessionConfig::java_seed`] | `login:token:<token>` | hash of string fields | yes | yes |
+//!
+//! keygate's own metadata never changes the session key's value, so other services that
+//! read or write the same layout keep working:
+//!
+//! - the per-user index is a sorted set at `<index prefix><user id>` (default
+//!   `keygate:user-sessions:`), members the key ids, scores the creation times (unix µs);
+//!   it is never touched on the request path. Sessions created by other services are not in
+//!   it, so `list`/`destroy_all` see only sessions created through keygate;
+//! - with an absolute lifetime, a companion key `<deadline prefix>{<session key>}` (default
+//!   prefix `keygate:deadline:`) lives exactly the lifetime; loading caps the idle TTL by
+//!   it, in one script call. It shares the session key's hash slot. Sessions without it
+//!   (created elsewhere) only slide.
+//!
+//! ## Features
+//!
+//! | feature | default | what |
+//! | --- | --- | --- |
+//! | `memory` | yes | [`MemoryStore`], the embedded backend |
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod codec;
+pub mod config;
+mod error;
+mod gate;
+pub mod http;
+mod keys;
+pub mod session;
+pub mod store;
+mod token;
+pub mod transport;
+
+pub use codec::StoredValue;
+pub use config::{Codec, SessionConfig};
+pub use error::{BackendError, Error, Result};
+pub use gate::{Keygate, Resolved, optional};
+pub use keys::UserId;
+pub use session::{Session, SessionInfo, SessionManager};
+#[cfg(feature = "memory")]
+pub use store::memory::MemoryStore;
+pub use store::redis::{RedisOptions, RedisStore};
+pub use store::{Fetched, SessionStore, UpdateOutcome};
+pub use token::{MAX_TOKEN_LEN, MIN_TOKEN_LEN, MalformedToken, Token};
+pub use transport::{RequestParts, TokenReader, TokenSource};
+
+// Re-exported so adapters and users name one version of these.
+pub use serde;

@@ -1,0 +1,306 @@
+//! The session manager: policy over a [`SessionStore`].
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{Session, SessionInfo};
+use crate::codec::{self, StoredValue};
+use crate::config::{SessionConfig, millis};
+use crate::keys::{SessionKeys, UserId, index_key};
+use crate::store::{Fetched, SessionKeyRef, SessionStore, UpdateOutcome};
+use crate::{Error, Result, Token};
+
+/// Token collisions at 128 bits do not happen; the retry guards against a broken RNG
+/// overwriting someone's session.
+const CREATE_ATTEMPTS: usize = 3;
+
+/// Creates, loads, updates and destroys sessions holding a `T`.
+///
+/// Cheap to clone (an `Arc` inside); build it once at start-up and share it.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), keygate::Error> {
+/// use keygate::{MemoryStore, SessionConfig, SessionManager, UserId};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Serialize, Deserialize)]
+/// struct User { user_id: u64, openid: String }
+///
+/// let sessions = SessionManager::new(MemoryStore::new(), SessionConfig::node_seed("myapp"))?;
+/// let token = sessions
+///     .create(&UserId::from(598u64), &User { user_id: 598, openid: "o".into() })
+///     .await?;
+/// // On every request: load the session and reset its idle TTL in one round trip.
+/// let session = sessions.load(&token).await?.expect("just created");
+/// assert_eq!(session.user_id, 598);
+/// sessions.destroy(&token).await?;
+/// assert!(sessions.load(&token).await?.is_none());
+/// # Ok(()) }
+/// ```
+pub struct SessionManager<T> {
+    inner: Arc<Inner>,
+    _data: PhantomData<fn() -> T>,
+}
+
+struct Inner {
+    config: SessionConfig,
+    store: Arc<dyn SessionStore>,
+    idle_ms: u64,
+    lifetime_ms: Option<u64>,
+}
+
+impl<T> Clone for SessionManager<T> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+            _data: PhantomData,
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for SessionManager<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionManager")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Creation time as index score: unix microseconds, so that logins in the same
+/// millisecond still order (and evict) oldest first. Exact in Redis' f64 scores.
+fn now_micros() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
+impl<T> SessionManager<T>
+where
+    T: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    /// A manager over `store` with `config`; fails on an invalid configuration.
+    pub fn new(store: impl SessionStore, config: SessionConfig) -> Result<Self> {
+        Self::from_shared_store(Arc::new(store), config)
+    }
+
+    /// Like [`new`](Self::new), for a store already behind an `Arc` (several managers on
+    /// one connection).
+    pub fn from_shared_store(store: Arc<dyn SessionStore>, config: SessionConfig) -> Result<Self> {
+        config.validate()?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                idle_ms: millis(config.idle_ttl()),
+                lifetime_ms: config.absolute_lifetime().map(millis),
+                config,
+                store,
+            }),
+            _data: PhantomData,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &SessionConfig {
+        &self.inner.config
+    }
+
+    fn keys(&self, token: &Token) -> SessionKeys {
+        SessionKeys::for_token(&self.inner.config, token)
+    }
+
+    /// Creates a session for `user` holding `data` and returns its new token. The session
+    /// is registered in the user's index (for [`list`](Self::list) and
+    /// [`destroy_all`](Self::destroy_all)); with a per-user cap the oldest sessions beyond
+    /// it end.
+    pub async fn create(&self, user: &UserId, data: &T) -> Result<Token> {
+        let inner = &*self.inner;
+        let value = codec::encode(inner.config.codec(), data)?;
+        if matches!(&value, StoredValue::Hash(fields) if fields.is_empty()) {
+            return Err(Error::Encode(
+                "the hash codec needs at least one non-null field".into(),
+            ));
+        }
+        let index = index_key(&inner.config, user);
+        for _ in 0..CREATE_ATTEMPTS {
+            let token = Token::generate()?;
+            let keys = self.keys(&token);
+            // Index first: an index entry without a session is pruned later, while a
+            // session missing from the index would survive "log out everywhere".
+            inner
+                .store
+                .index_add(&index, &keys.id, now_micros(), inner.lifetime_ms)
+                .await?;
+            let key_ref = SessionKeyRef {
+                session: &keys.session,
+                deadline: keys.deadline.as_deref(),
+            };
+            if inner
+                .store
+                .insert(key_ref, &value, inner.idle_ms, inner.lifetime_ms)
+                .await?
+            {
+                if let Some(cap) = inner.config.max_sessions_per_user() {
+                    self.evict_beyond(&index, cap).await?;
+                }
+                return Ok(token);
+            }
+        }
+        Err(Error::Random("generated tokens keep colliding".into()))
+    }
+
+    /// Loads the session of `token` and resets its idle TTL, in one round trip.
+    ///
+    /// `None` when there is no such session (never existed, expired, past its absolute
+    /// lifetime, destroyed) and when the stored data cannot be decoded into `T` (logged as
+    /// a warning, without the token).
+    pub async fn load(&self, token: &Token) -> Result<Option<Session<T>>> {
+        let inner = &*self.inner;
+        let keys = self.keys(token);
+        let key_ref = SessionKeyRef {
+            session: &keys.session,
+            deadline: keys.deadline.as_deref(),
+        };
+        let fetched = inner
+            .store
+            .load_and_touch(key_ref, inner.config.codec(), inner.idle_ms)
+            .await?;
+        let stored = match fetched {
+            Fetched::Found(stored) => stored,
+            Fetched::Missing => return Ok(None),
+            Fetched::Corrupt(reason) => {
+                tracing::warn!(%reason, "corrupt session data treated as no session");
+                return Ok(None);
+            }
+        };
+        match codec::decode::<T>(&stored) {
+            Ok(data) => Ok(Some(Session {
+                token: token.clone(),
+                data,
+                stored,
+            })),
+            Err(reason) => {
+                tracing::warn!(%reason, "undecodable session data treated as no session");
+                Ok(None)
+            }
+        }
+    }
+
+    /// Replaces the whole session data, keeping the expiry. Writes nothing and returns
+    /// `false` when the session no longer exists, so a concurrent logout is never undone.
+    /// Prefer [`update`](Self::update) when other requests may change the same session.
+    pub async fn replace(&self, token: &Token, data: &T) -> Result<bool> {
+        let value = codec::encode(self.inner.config.codec(), data)?;
+        self.inner
+            .store
+            .replace(&self.keys(token).session, &value)
+            .await
+    }
+
+    /// Writes `data` over the session as it was loaded, keeping the expiry and never
+    /// resurrecting a destroyed session. With the hash codec only the fields that differ
+    /// from the loaded data are written, so fields changed meanwhile by other requests
+    /// survive; with the JSON codec the write happens only if nobody changed the data since
+    /// it was loaded ([`UpdateOutcome::Conflict`] otherwise).
+    pub async fn update(&self, session: &Session<T>, data: &T) -> Result<UpdateOutcome> {
+        let value = codec::encode(self.inner.config.codec(), data)?;
+        self.inner
+            .store
+            .update(
+                &self.keys(session.token()).session,
+                session.stored(),
+                &value,
+            )
+            .await
+    }
+
+    /// Ends the session of `token` at once; `false` if there was none.
+    pub async fn destroy(&self, token: &Token) -> Result<bool> {
+        let keys = self.keys(token);
+        let removed = self
+            .inner
+            .store
+            .remove(&[SessionKeyRef {
+                session: &keys.session,
+                deadline: keys.deadline.as_deref(),
+            }])
+            .await?;
+        // The user's index entry goes at the next list, create or destroy_all.
+        Ok(removed > 0)
+    }
+
+    /// The user's live sessions, oldest first. `current` marks the session of `current`.
+    pub async fn list(&self, user: &UserId, current: Option<&Token>) -> Result<Vec<SessionInfo>> {
+        let index = index_key(&self.inner.config, user);
+        let live = self.live_members(&index).await?;
+        let current_id = current.map(|t| self.keys(t).id);
+        Ok(live
+            .into_iter()
+            .map(|(id, created_micros)| SessionInfo {
+                created_at_ms: created_micros / 1000,
+                current: current_id.as_deref() == Some(id.as_str()),
+            })
+            .collect())
+    }
+
+    /// Ends every session of `user`; returns how many were live.
+    pub async fn destroy_all(&self, user: &UserId) -> Result<u64> {
+        let config = &self.inner.config;
+        let index = index_key(config, user);
+        let members = self.inner.store.index_members(&index).await?;
+        self.remove_members(&index, members.into_iter().map(|(id, _)| id).collect())
+            .await
+    }
+
+    /// Index members whose session still exists, oldest first; prunes the others.
+    async fn live_members(&self, index: &str) -> Result<Vec<(String, i64)>> {
+        let store = &self.inner.store;
+        let members = store.index_members(index).await?;
+        let keys: Vec<SessionKeys> = members
+            .iter()
+            .map(|(id, _)| SessionKeys::for_id(&self.inner.config, id.clone()))
+            .collect();
+        let session_keys: Vec<&str> = keys.iter().map(|k| k.session.as_str()).collect();
+        let exists = store.exists(&session_keys).await?;
+        let (live, dead): (Vec<_>, Vec<_>) = members
+            .into_iter()
+            .zip(exists)
+            .partition(|(_, exists)| *exists);
+        let dead: Vec<&str> = dead.iter().map(|((id, _), _)| id.as_str()).collect();
+        store.index_remove(index, &dead).await?;
+        Ok(live.into_iter().map(|(member, _)| member).collect())
+    }
+
+    /// Ends the oldest live sessions beyond `cap`.
+    async fn evict_beyond(&self, index: &str, cap: usize) -> Result<()> {
+        let live = self.live_members(index).await?;
+        let excess = live.len().saturating_sub(cap);
+        let oldest = live.into_iter().take(excess).map(|(id, _)| id).collect();
+        self.remove_members(index, oldest).await.map(|_| ())
+    }
+
+    async fn remove_members(&self, index: &str, ids: Vec<String>) -> Result<u64> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let store = &self.inner.store;
+        let keys: Vec<SessionKeys> = ids
+            .into_iter()
+            .map(|id| SessionKeys::for_id(&self.inner.config, id))
+            .collect();
+        let refs: Vec<SessionKeyRef<'_>> = keys
+            .iter()
+            .map(|k| SessionKeyRef {
+                session: &k.session,
+                deadline: k.deadline.as_deref(),
+            })
+            .collect();
+        let removed = store.remove(&refs).await?;
+        let members: Vec<&str> = keys.iter().map(|k| k.id.as_str()).collect();
+        store.index_remove(index, &members).await?;
+        Ok(removed)
+    }
+}

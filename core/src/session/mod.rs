@@ -1,0 +1,70 @@
+//! Sessions: the typed model handed to handlers and the manager that creates and loads them.
+
+mod manager;
+
+use std::fmt;
+use std::ops::Deref;
+
+pub use manager::SessionManager;
+
+use crate::Token;
+use crate::codec::StoredValue;
+
+/// A live session: the user's data, loaded (and its idle TTL reset) by
+/// [`SessionManager::load`].
+///
+/// Dereferences to the data. `Debug` shows the data but never the token.
+#[derive(Clone)]
+pub struct Session<T> {
+    token: Token,
+    data: T,
+    /// The data as loaded, so an update writes only what changed.
+    stored: StoredValue,
+}
+
+impl<T> Session<T> {
+    /// The token this session was loaded with (for logout).
+    pub fn token(&self) -> &Token {
+        &self.token
+    }
+
+    /// The user's data.
+    pub fn data(&self) -> &T {
+        &self.data
+    }
+
+    /// Takes the user's data.
+    pub fn into_data(self) -> T {
+        self.data
+    }
+
+    pub(crate) fn stored(&self) -> &StoredValue {
+        &self.stored
+    }
+}
+
+impl<T> Deref for Session<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.data
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for Session<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("token", &self.token)
+            .field("data", &self.data)
+            .finish()
+    }
+}
+
+/// One live session of a user, as listed by [`SessionManager::list`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SessionInfo {
+    /// When the session was created, in unix milliseconds.
+    pub created_at_ms: i64,
+    /// Whether this is the session of the token passed to `list`.
+    pub current: bool,
+}

@@ -1,0 +1,75 @@
+//! A tiny keyspace with Redis-like expiry.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// How often (in writes) expired entries are swept, so memory stays bounded when keys are
+/// never read again.
+const SWEEP_EVERY: u32 = 1024;
+
+#[derive(Debug, Clone)]
+pub(crate) enum Value {
+    Str(String),
+    Hash(Vec<(String, String)>),
+    /// Members with their scores.
+    ZSet(Vec<(String, i64)>),
+}
+
+#[derive(Debug)]
+pub(crate) struct Entry {
+    pub value: Value,
+    pub expires_at: Option<Instant>,
+}
+
+impl Entry {
+    fn live(&self, now: Instant) -> bool {
+        self.expires_at.is_none_or(|t| t > now)
+    }
+
+    /// Remaining TTL; `None` for a key without expiry.
+    pub fn ttl(&self, now: Instant) -> Option<Duration> {
+        self.expires_at.map(|t| t.saturating_duration_since(now))
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct Db {
+    entries: HashMap<String, Entry>,
+    writes: u32,
+}
+
+impl Db {
+    /// The live entry at `key`; an expired one is dropped first.
+    pub fn get(&mut self, key: &str) -> Option<&mut Entry> {
+        let now = Instant::now();
+        if self.entries.get(key).is_some_and(|e| !e.live(now)) {
+            self.entries.remove(key);
+        }
+        self.entries.get_mut(key)
+    }
+
+    pub fn exists(&mut self, key: &str) -> bool {
+        self.get(key).is_some()
+    }
+
+    pub fn set(&mut self, key: &str, value: Value, ttl: Option<Duration>) {
+        self.note_write();
+        let expires_at = ttl.map(|d| Instant::now() + d);
+        self.entries
+            .insert(key.to_owned(), Entry { value, expires_at });
+    }
+
+    pub fn remove(&mut self, key: &str) -> bool {
+        let existed = self.exists(key);
+        self.entries.remove(key);
+        existed
+    }
+
+    fn note_write(&mut self) {
+        self.writes = self.writes.wrapping_add(1);
+        if self.writes % SWEEP_EVERY == 0 {
+            let now = Instant::now();
+            self.entries.retain(|_, e| e.live(now));
+        }
+    }
+}

@@ -1,0 +1,37 @@
+//! The embedded in-memory backend: the same semantics as Redis (TTL, sliding refresh,
+//! atomic conditional writes) inside the process, for development, demos and tests of code
+//! that uses keygate. Data is lost when the process exits and is not shared between
+//! processes.
+
+mod db;
+mod session;
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use db::Db;
+
+/// An in-process backend. Cheap to clone; clones share the data.
+#[derive(Clone, Default)]
+pub struct MemoryStore {
+    db: Arc<Mutex<Db>>,
+}
+
+impl std::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStore").finish_non_exhaustive()
+    }
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Runs `f` with exclusive access: each call is atomic, as a Redis script is. The lock is
+    /// never held across an `.await`.
+    pub(crate) fn with_db<R>(&self, f: impl FnOnce(&mut Db) -> R) -> R {
+        let mut db = self.db.lock().unwrap_or_else(PoisonError::into_inner);
+        f(&mut db)
+    }
+}

@@ -1,0 +1,300 @@
+//! Sessions on Redis.
+
+use async_trait::async_trait;
+
+use super::{
+    RedisStore, SESSION_INSERT, SESSION_REPLACE_HASH, SESSION_TOUCH, SESSION_UPDATE, is_wrong_type,
+};
+use crate::codec::StoredValue;
+use crate::config::Codec;
+use crate::error::{BackendError, Result};
+use crate::store::{Fetched, SessionKeyRef, SessionStore, UpdateOutcome, field_changes};
+
+fn codec_arg(codec: Codec) -> &'static str {
+    match codec {
+        Codec::Json => "json",
+        Codec::Hash => "hash",
+    }
+}
+
+fn codec_of(value: &StoredValue) -> Codec {
+    match value {
+        StoredValue::Json(_) => Codec::Json,
+        StoredValue::Hash(_) => Codec::Hash,
+    }
+}
+
+fn utf8(bytes: Vec<u8>) -> Option<String> {
+    String::from_utf8(bytes).ok()
+}
+
+fn json_fetched(bytes: Option<Vec<u8>>) -> Fetched {
+    match bytes.map(utf8) {
+        None => Fetched::Missing,
+        Some(Some(text)) => Fetched::Found(StoredValue::Json(text)),
+        Some(None) => Fetched::Corrupt("session value is not UTF-8".into()),
+    }
+}
+
+fn hash_fetched(pairs: Vec<(Vec<u8>, Vec<u8>)>) -> Fetched {
+    if pairs.is_empty() {
+        return Fetched::Missing;
+    }
+    let fields: Option<Vec<(String, String)>> = pairs
+        .into_iter()
+        .map(|(k, v)| Some((utf8(k)?, utf8(v)?)))
+        .collect();
+    match fields {
+        Some(fields) => Fetched::Found(StoredValue::Hash(fields)),
+        None => Fetched::Corrupt("session hash field is not UTF-8".into()),
+    }
+}
+
+/// Decodes the touch script's reply (see `lua/session_touch.lua`).
+fn script_fetched(codec: Codec, mut reply: Vec<Vec<u8>>) -> Result<Fetched> {
+    if reply.is_empty() {
+        return Err(BackendError::Protocol("empty reply from the touch script").into());
+    }
+    let status = reply.remove(0);
+    match (status.as_slice(), codec) {
+        (b"missing", _) => Ok(Fetched::Missing),
+        (b"wrongtype", _) => Ok(Fetched::Corrupt(format!(
+            "session key holds a {}",
+            String::from_utf8_lossy(reply.first().map_or(&b"?"[..], |t| t.as_slice()))
+        ))),
+        (b"ok", Codec::Json) => Ok(json_fetched(reply.pop())),
+        (b"ok", Codec::Hash) => {
+            let mut pairs = Vec::with_capacity(reply.len() / 2);
+            let mut items = reply.into_iter();
+            while let (Some(k), Some(v)) = (items.next(), items.next()) {
+                pairs.push((k, v));
+            }
+            Ok(hash_fetched(pairs))
+        }
+        _ => Err(BackendError::Protocol("unknown status from the touch script").into()),
+    }
+}
+
+/// A `WRONGTYPE` reply means the key holds something that is not a session.
+fn corrupt_on_wrong_type<T>(
+    result: Result<T>,
+    found: impl FnOnce(T) -> Fetched,
+) -> Result<Fetched> {
+    match result {
+        Ok(value) => Ok(found(value)),
+        Err(crate::Error::Backend(BackendError::Redis(e))) if is_wrong_type(&e) => Ok(
+            Fetched::Corrupt("session key holds another Redis type".into()),
+        ),
+        Err(e) => Err(e),
+    }
+}
+
+#[async_trait]
+impl SessionStore for RedisStore {
+    async fn insert(
+        &self,
+        keys: SessionKeyRef<'_>,
+        value: &StoredValue,
+        idle_ms: u64,
+        lifetime_ms: Option<u64>,
+    ) -> Result<bool> {
+        let mut invocation = SESSION_INSERT.prepare_invoke();
+        invocation.key(keys.session);
+        if let Some(deadline) = keys.deadline {
+            invocation.key(deadline);
+        }
+        invocation
+            .arg(codec_arg(codec_of(value)))
+            .arg(idle_ms)
+            .arg(lifetime_ms.map_or_else(String::new, |ms| ms.to_string()));
+        match value {
+            StoredValue::Json(text) => {
+                invocation.arg(text);
+            }
+            StoredValue::Hash(fields) => {
+                for (name, value) in fields {
+                    invocation.arg(name).arg(value);
+                }
+            }
+        }
+        let mut conn = self.conn();
+        let created: i64 = self.bounded(invocation.invoke_async(&mut conn)).await?;
+        Ok(created == 1)
+    }
+
+    async fn load_and_touch(
+        &self,
+        keys: SessionKeyRef<'_>,
+        codec: Codec,
+        idle_ms: u64,
+    ) -> Result<Fetched> {
+        let mut conn = self.conn();
+        match (keys.deadline, codec) {
+            (None, Codec::Json) => {
+                let mut cmd = redis::cmd("GETEX");
+                cmd.arg(keys.session).arg("PX").arg(idle_ms);
+                let reply = self.bounded(cmd.query_async(&mut conn)).await;
+                corrupt_on_wrong_type(reply, json_fetched)
+            }
+            (None, Codec::Hash) => {
+                let mut pipe = redis::pipe();
+                pipe.cmd("HGETALL")
+                    .arg(keys.session)
+                    .cmd("PEXPIRE")
+                    .arg(keys.session)
+                    .arg(idle_ms)
+                    .ignore();
+                let reply: Result<(Vec<(Vec<u8>, Vec<u8>)>,)> =
+                    self.bounded(pipe.query_async(&mut conn)).await;
+                corrupt_on_wrong_type(reply, |(pairs,)| hash_fetched(pairs))
+            }
+            (Some(deadline), _) => {
+                let mut invocation = SESSION_TOUCH.prepare_invoke();
+                invocation
+                    .key(keys.session)
+                    .key(deadline)
+                    .arg(codec_arg(codec))
+                    .arg(idle_ms);
+                let reply = self.bounded(invocation.invoke_async(&mut conn)).await?;
+                script_fetched(codec, reply)
+            }
+        }
+    }
+
+    async fn replace(&self, key: &str, value: &StoredValue) -> Result<bool> {
+        let mut conn = self.conn();
+        match value {
+            StoredValue::Json(text) => {
+                let mut cmd = redis::cmd("SET");
+                cmd.arg(key).arg(text).arg("XX").arg("KEEPTTL");
+                let reply: Option<String> = self.bounded(cmd.query_async(&mut conn)).await?;
+                Ok(reply.is_some())
+            }
+            StoredValue::Hash(fields) => {
+                let mut invocation = SESSION_REPLACE_HASH.prepare_invoke();
+                invocation.key(key);
+                for (name, value) in fields {
+                    invocation.arg(name).arg(value);
+                }
+                let replaced: i64 = self.bounded(invocation.invoke_async(&mut conn)).await?;
+                Ok(replaced == 1)
+            }
+        }
+    }
+
+    async fn update(
+        &self,
+        key: &str,
+        old: &StoredValue,
+        new: &StoredValue,
+    ) -> Result<UpdateOutcome> {
+        let mut invocation = SESSION_UPDATE.prepare_invoke();
+        invocation.key(key);
+        match (old, new) {
+            (StoredValue::Json(old), StoredValue::Json(new)) => {
+                invocation.arg("json").arg(old).arg(new);
+            }
+            (StoredValue::Hash(old), StoredValue::Hash(new)) => {
+                let (set, delete) = field_changes(old, new);
+                if set.is_empty() && delete.is_empty() {
+                    // Nothing changed; still report whether the session exists.
+                    let exists = self.exists(&[key]).await?;
+                    return Ok(if exists.first() == Some(&true) {
+                        UpdateOutcome::Updated
+                    } else {
+                        UpdateOutcome::Gone
+                    });
+                }
+                invocation.arg("hash").arg(set.len());
+                for (name, value) in set {
+                    invocation.arg(name).arg(value);
+                }
+                for name in delete {
+                    invocation.arg(name);
+                }
+            }
+            _ => {
+                return Err(crate::Error::Encode(
+                    "codec changed between load and update".into(),
+                ));
+            }
+        }
+        let mut conn = self.conn();
+        let outcome: i64 = self.bounded(invocation.invoke_async(&mut conn)).await?;
+        match outcome {
+            0 => Ok(UpdateOutcome::Gone),
+            1 => Ok(UpdateOutcome::Updated),
+            2 => Ok(UpdateOutcome::Conflict),
+            _ => Err(BackendError::Protocol("unknown reply from the update script").into()),
+        }
+    }
+
+    async fn remove(&self, sessions: &[SessionKeyRef<'_>]) -> Result<u64> {
+        if sessions.is_empty() {
+            return Ok(0);
+        }
+        // One DEL per key: keys of different sessions may live in different cluster slots.
+        let mut pipe = redis::pipe();
+        for keys in sessions {
+            pipe.cmd("DEL").arg(keys.session);
+            if let Some(deadline) = keys.deadline {
+                pipe.cmd("DEL").arg(deadline).ignore();
+            }
+        }
+        let mut conn = self.conn();
+        let removed: Vec<u64> = self.bounded(pipe.query_async(&mut conn)).await?;
+        Ok(removed.iter().sum())
+    }
+
+    async fn exists(&self, keys: &[&str]) -> Result<Vec<bool>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for key in keys {
+            pipe.cmd("EXISTS").arg(*key);
+        }
+        let mut conn = self.conn();
+        self.bounded(pipe.query_async(&mut conn)).await
+    }
+
+    async fn index_add(
+        &self,
+        index: &str,
+        member: &str,
+        created_ms: i64,
+        ttl_ms: Option<u64>,
+    ) -> Result<()> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("ZADD")
+            .arg(index)
+            .arg(created_ms)
+            .arg(member)
+            .ignore();
+        if let Some(ttl) = ttl_ms {
+            pipe.cmd("PEXPIRE").arg(index).arg(ttl).ignore();
+        }
+        let mut conn = self.conn();
+        self.bounded(pipe.query_async::<()>(&mut conn)).await
+    }
+
+    async fn index_members(&self, index: &str) -> Result<Vec<(String, i64)>> {
+        let mut cmd = redis::cmd("ZRANGE");
+        cmd.arg(index).arg(0).arg(-1).arg("WITHSCORES");
+        let mut conn = self.conn();
+        let members: Vec<(String, f64)> = self.bounded(cmd.query_async(&mut conn)).await?;
+        // Scores are unix microseconds, exact in an f64 (below 2^53).
+        #[allow(clippy::cast_possible_truncation)]
+        Ok(members.into_iter().map(|(m, s)| (m, s as i64)).collect())
+    }
+
+    async fn index_remove(&self, index: &str, members: &[&str]) -> Result<()> {
+        if members.is_empty() {
+            return Ok(());
+        }
+        let mut cmd = redis::cmd("ZREM");
+        cmd.arg(index).arg(members);
+        let mut conn = self.conn();
+        self.bounded(cmd.query_async::<()>(&mut conn)).await
+    }
+}

@@ -1,0 +1,243 @@
+//! Reading the token from a request, shared by every adapter.
+
+use crate::token::{MAX_TOKEN_LEN, MalformedToken, Token};
+
+/// Where a client may put its token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TokenSource {
+    /// A header (name in lowercase) holding the raw token, as the Java seed sends
+    /// `authorization: <token>`, or `Bearer <token>`.
+    Header(String),
+    /// A query parameter, as the Node seed sends `?tokenid=<token>`.
+    Query(String),
+    /// A cookie.
+    Cookie(String),
+}
+
+/// The parts of an HTTP request the token reader looks at. Each adapter implements it for
+/// its framework's request type.
+pub trait RequestParts {
+    /// The first value of a header (`name` is lowercase), as raw bytes.
+    fn header(&self, name: &str) -> Option<&[u8]>;
+    /// The raw query string, without the `?`.
+    fn query(&self) -> Option<&str>;
+}
+
+/// Reads the token from the configured sources, in order; the first source present wins.
+///
+/// The default reads the `authorization` header (raw or `Bearer`), then the `tokenid` query
+/// parameter.
+///
+/// ```
+/// use keygate::{TokenReader, TokenSource, RequestParts};
+///
+/// struct Req(&'static str);
+/// impl RequestParts for Req {
+///     fn header(&self, _: &str) -> Option<&[u8]> { None }
+///     fn query(&self) -> Option<&str> { Some(self.0) }
+/// }
+///
+/// let reader = TokenReader::default().with_source(TokenSource::Cookie("token".into()));
+/// let token = reader.read(&Req("tokenid=dd9b7511874889f4192fbda3d8b0881c")).unwrap();
+/// assert_eq!(token.unwrap().expose(), "dd9b7511874889f4192fbda3d8b0881c");
+/// assert!(reader.read(&Req("tokenid=*")).is_err());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenReader {
+    sources: Vec<TokenSource>,
+}
+
+impl Default for TokenReader {
+    fn default() -> Self {
+        Self::new([
+            TokenSource::Header("authorization".into()),
+            TokenSource::Query("tokenid".into()),
+        ])
+    }
+}
+
+impl TokenReader {
+    /// A reader over these sources, tried in order.
+    pub fn new(sources: impl IntoIterator<Item = TokenSource>) -> Self {
+        let sources = sources
+            .into_iter()
+            .map(|source| match source {
+                TokenSource::Header(name) => TokenSource::Header(name.to_ascii_lowercase()),
+                other => other,
+            })
+            .collect();
+        Self { sources }
+    }
+
+    /// Adds a source, tried after the others (for example a cookie).
+    pub fn with_source(mut self, source: TokenSource) -> Self {
+        self.sources.extend(Self::new([source]).sources);
+        self
+    }
+
+    /// The sources, in order.
+    pub fn sources(&self) -> &[TokenSource] {
+        &self.sources
+    }
+
+    /// The token of the first source present: `Ok(None)` when no source carries one,
+    /// `Err` when the first one present is not a well-formed token.
+    pub fn read(&self, request: &impl RequestParts) -> Result<Option<Token>, MalformedToken> {
+        for source in &self.sources {
+            let raw = match source {
+                TokenSource::Header(name) => request.header(name).map(header_token),
+                TokenSource::Query(name) => request.query().and_then(|q| query_param(q, name)),
+                TokenSource::Cookie(name) => request
+                    .header("cookie")
+                    .and_then(|h| cookie(h, name.as_bytes())),
+            };
+            match raw {
+                Some(raw) if !raw.is_empty() => return parse(raw).map(Some),
+                _ => continue,
+            }
+        }
+        Ok(None)
+    }
+}
+
+fn parse(raw: &[u8]) -> Result<Token, MalformedToken> {
+    // Oversized input is refused before any UTF-8 or alphabet work.
+    if raw.len() > MAX_TOKEN_LEN {
+        return Err(MalformedToken);
+    }
+    std::str::from_utf8(raw)
+        .map_err(|_| MalformedToken)
+        .and_then(Token::parse)
+}
+
+/// `<token>` or `Bearer <token>` (scheme case-insensitive).
+fn header_token(value: &[u8]) -> &[u8] {
+    const BEARER: &[u8] = b"bearer ";
+    let value = value.trim_ascii();
+    match value.get(..BEARER.len()) {
+        Some(scheme) if scheme.eq_ignore_ascii_case(BEARER) => {
+            value[BEARER.len()..].trim_ascii_start()
+        }
+        _ => value,
+    }
+}
+
+fn query_param<'q>(query: &'q str, name: &str) -> Option<&'q [u8]> {
+    query.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        (key == name).then_some(value.as_bytes())
+    })
+}
+
+fn cookie<'h>(header: &'h [u8], name: &[u8]) -> Option<&'h [u8]> {
+    header.split(|&b| b == b';').find_map(|pair| {
+        let pair = pair.trim_ascii();
+        let eq = pair.iter().position(|&b| b == b'=')?;
+        (&pair[..eq] == name).then(|| pair[eq + 1..].trim_ascii())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TOKEN: &str = "dd9b7511874889f4192fbda3d8b0881c";
+
+    #[derive(Default)]
+    struct Req {
+        headers: Vec<(&'static str, Vec<u8>)>,
+        query: Option<String>,
+    }
+
+    impl RequestParts for Req {
+        fn header(&self, name: &str) -> Option<&[u8]> {
+            self.headers
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.as_slice())
+        }
+        fn query(&self) -> Option<&str> {
+            self.query.as_deref()
+        }
+    }
+
+    fn header(name: &'static str, value: &str) -> Req {
+        Req {
+            headers: vec![(name, value.as_bytes().to_vec())],
+            query: None,
+        }
+    }
+
+    fn read(req: &Req) -> Result<Option<String>, MalformedToken> {
+        TokenReader::default()
+            .with_source(TokenSource::Cookie("kg".into()))
+            .read(req)
+            .map(|t| t.map(|t| t.expose().to_owned()))
+    }
+
+    #[test]
+    fn every_transport_yields_the_token() {
+        for req in [
+            header("authorization", TOKEN),
+            header("authorization", &format!("Bearer {TOKEN}")),
+            header("authorization", &format!("bearer   {TOKEN} ")),
+            Req {
+                query: Some(format!("a=1&tokenid={TOKEN}&b")),
+                ..Req::default()
+            },
+            header("cookie", &format!("other=x; kg={TOKEN}")),
+        ] {
+            assert_eq!(read(&req), Ok(Some(TOKEN.to_owned())));
+        }
+    }
+
+    #[test]
+    fn absent_token_is_none_and_bad_one_is_malformed() {
+        assert_eq!(read(&Req::default()), Ok(None));
+        assert_eq!(read(&header("authorization", "")), Ok(None));
+        let huge = "a".repeat(10 * 1024);
+        for bad in [
+            "*",
+            "Bearer *",
+            "Bearer",
+            &huge,
+            "dd9b7511874889f4192fbda3d8b0881c\u{7}",
+        ] {
+            assert_eq!(
+                read(&header("authorization", bad)),
+                Err(MalformedToken),
+                "{bad:?}"
+            );
+        }
+        let non_utf8 = Req {
+            headers: vec![("authorization", vec![0xff; 32])],
+            query: None,
+        };
+        assert_eq!(read(&non_utf8), Err(MalformedToken));
+        let encoded = Req {
+            query: Some("tokenid=dd9b7511874889f4%2A92fbda3d8b0881c".into()),
+            ..Req::default()
+        };
+        assert_eq!(read(&encoded), Err(MalformedToken));
+    }
+
+    #[test]
+    fn the_first_source_present_wins() {
+        let req = Req {
+            headers: vec![("authorization", b"*".to_vec())],
+            query: Some(format!("tokenid={TOKEN}")),
+        };
+        assert_eq!(read(&req), Err(MalformedToken));
+        let query_first = TokenReader::new([
+            TokenSource::Query("tokenid".into()),
+            TokenSource::Header("Authorization".into()),
+        ]);
+        assert_eq!(
+            query_first
+                .read(&req)
+                .map(|t| t.map(|t| t.expose().to_owned())),
+            Ok(Some(TOKEN.to_owned()))
+        );
+    }
+}

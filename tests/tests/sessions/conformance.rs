@@ -1,0 +1,413 @@
+//! Behaviour every backend must have.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use keygate::http::Rejection;
+use keygate::store::SessionKeyRef;
+use keygate::{
+    Codec, Fetched, Keygate, RequestParts, SessionConfig, SessionStore, StoredValue, Token,
+    UpdateOutcome, UserId,
+};
+
+use crate::support::{Backend, JavaUser, NodeUser};
+
+fn uid(n: u64) -> UserId {
+    UserId::from(n)
+}
+
+pub async fn create_then_load(b: &Backend) {
+    for config in [
+        SessionConfig::node_seed("myapp"),
+        SessionConfig::java_seed(),
+    ] {
+        let json = b.manager::<NodeUser>(SessionConfig::node_seed("myapp"));
+        let token = json.create(&uid(598), &NodeUser::seed()).await.unwrap();
+        assert_eq!(token.expose().len(), 32);
+        let session = json.load(&token).await.unwrap().expect("session exists");
+        assert_eq!(session.data(), &NodeUser::seed());
+        assert_eq!(session.token(), &token);
+
+        let hash = b.manager::<JavaUser>(config.clone());
+        let token = hash.create(&uid(7), &JavaUser::new(7)).await.unwrap();
+        let session = hash.load(&token).await.unwrap().expect("session exists");
+        assert_eq!(session.into_data(), JavaUser::new(7));
+
+        let unknown = Token::generate().unwrap();
+        assert!(hash.load(&unknown).await.unwrap().is_none());
+    }
+}
+
+pub async fn sliding_refresh_and_idle_expiry(b: &Backend) {
+    for codec in [Codec::Json, Codec::Hash] {
+        let m = b.manager::<JavaUser>(
+            SessionConfig::new("slide:", codec).with_idle_ttl(Duration::from_millis(1000)),
+        );
+        let token = m.create(&uid(1), &JavaUser::new(1)).await.unwrap();
+        // Touched every 600 ms, the session outlives its first 1000 ms TTL twice over.
+        for _ in 0..3 {
+            tokio::time::sleep(Duration::from_millis(600)).await;
+            assert!(
+                m.load(&token).await.unwrap().is_some(),
+                "{codec:?}: refreshed"
+            );
+        }
+        // Left alone longer than the idle TTL, it is gone.
+        tokio::time::sleep(Duration::from_millis(1400)).await;
+        assert!(
+            m.load(&token).await.unwrap().is_none(),
+            "{codec:?}: idle expiry"
+        );
+    }
+}
+
+pub async fn absolute_lifetime_ends_an_active_session(b: &Backend) {
+    for codec in [Codec::Json, Codec::Hash] {
+        let m = b.manager::<JavaUser>(
+            SessionConfig::new("abs:", codec)
+                .with_idle_ttl(Duration::from_secs(60))
+                .with_absolute_lifetime(Duration::from_millis(1200)),
+        );
+        let token = m.create(&uid(1), &JavaUser::new(1)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(m.load(&token).await.unwrap().is_some());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(m.load(&token).await.unwrap().is_some());
+        // Active all along, yet past its lifetime.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert!(m.load(&token).await.unwrap().is_none(), "{codec:?}");
+    }
+}
+
+pub async fn replace_keeps_data_fresh_and_never_resurrects(b: &Backend) {
+    for config in [SessionConfig::node_seed("rep"), SessionConfig::java_seed()] {
+        let m = b.manager::<JavaUser>(config);
+        let token = m.create(&uid(1), &JavaUser::new(1)).await.unwrap();
+        let mut changed = JavaUser::new(1);
+        changed.nick_name = "renamed".into();
+        assert!(m.replace(&token, &changed).await.unwrap());
+        assert_eq!(m.load(&token).await.unwrap().unwrap().data(), &changed);
+
+        assert!(m.destroy(&token).await.unwrap());
+        assert!(!m.replace(&token, &changed).await.unwrap());
+        assert!(m.load(&token).await.unwrap().is_none());
+    }
+}
+
+pub async fn destroy_races_never_resurrect(b: &Backend) {
+    for config in [SessionConfig::node_seed("race"), SessionConfig::java_seed()] {
+        let m = b.manager::<JavaUser>(config);
+        let mut rounds = Vec::new();
+        for i in 0..100 {
+            let m = m.clone();
+            rounds.push(tokio::spawn(async move {
+                let token = m.create(&uid(i), &JavaUser::new(i)).await.unwrap();
+                let session = m.load(&token).await.unwrap().unwrap();
+                let mut changed = JavaUser::new(i);
+                changed.icon = "new".into();
+                let (replace, update, destroy) = tokio::join!(
+                    m.replace(&token, &changed),
+                    m.update(&session, &changed),
+                    m.destroy(&token),
+                );
+                assert!(destroy.unwrap(), "the session existed until destroyed");
+                replace.unwrap();
+                update.unwrap();
+                // Whatever the interleaving, a destroyed session stays destroyed.
+                m.load(&token).await.unwrap().is_none()
+            }));
+        }
+        for round in rounds {
+            assert!(round.await.unwrap(), "a destroyed session came back");
+        }
+    }
+}
+
+pub async fn hash_updates_merge_fields(b: &Backend) {
+    let m = b.manager::<JavaUser>(SessionConfig::java_seed());
+    let token = m.create(&uid(1), &JavaUser::new(1)).await.unwrap();
+    // Two requests load the same session, each changes a different field.
+    let first = m.load(&token).await.unwrap().unwrap();
+    let second = m.load(&token).await.unwrap().unwrap();
+    let mut a = first.data().clone();
+    a.nick_name = "from-a".into();
+    let mut b2 = second.data().clone();
+    b2.icon = "from-b.png".into();
+    assert_eq!(m.update(&first, &a).await.unwrap(), UpdateOutcome::Updated);
+    assert_eq!(
+        m.update(&second, &b2).await.unwrap(),
+        UpdateOutcome::Updated
+    );
+    let now = m.load(&token).await.unwrap().unwrap().into_data();
+    assert_eq!(now.nick_name, "from-a", "the first change survived");
+    assert_eq!(now.icon, "from-b.png", "the second change landed");
+    m.destroy(&token).await.unwrap();
+    assert_eq!(m.update(&first, &a).await.unwrap(), UpdateOutcome::Gone);
+}
+
+pub async fn json_updates_detect_conflicts(b: &Backend) {
+    let m = b.manager::<NodeUser>(SessionConfig::node_seed("cas"));
+    let token = m.create(&uid(598), &NodeUser::seed()).await.unwrap();
+    let first = m.load(&token).await.unwrap().unwrap();
+    let second = m.load(&token).await.unwrap().unwrap();
+    let mut a = NodeUser::seed();
+    a.mobile_phone = "13800000000".into();
+    let mut c = NodeUser::seed();
+    c.openid = "other".into();
+    assert_eq!(m.update(&first, &a).await.unwrap(), UpdateOutcome::Updated);
+    assert_eq!(
+        m.update(&second, &c).await.unwrap(),
+        UpdateOutcome::Conflict
+    );
+    assert_eq!(m.load(&token).await.unwrap().unwrap().data(), &a);
+    m.destroy(&token).await.unwrap();
+    assert_eq!(m.update(&first, &a).await.unwrap(), UpdateOutcome::Gone);
+}
+
+pub async fn destroy_ends_one_session(b: &Backend) {
+    let m = b.manager::<JavaUser>(SessionConfig::java_seed());
+    let one = m.create(&uid(1), &JavaUser::new(1)).await.unwrap();
+    let two = m.create(&uid(1), &JavaUser::new(1)).await.unwrap();
+    assert!(m.destroy(&one).await.unwrap());
+    assert!(
+        !m.destroy(&one).await.unwrap(),
+        "second destroy finds nothing"
+    );
+    assert!(m.load(&one).await.unwrap().is_none());
+    assert!(m.load(&two).await.unwrap().is_some());
+}
+
+pub async fn list_and_destroy_all(b: &Backend) {
+    let m = b.manager::<JavaUser>(SessionConfig::java_seed());
+    let alice = UserId::new("alice@example.com").unwrap();
+    let tokens = [
+        m.create(&alice, &JavaUser::new(1)).await.unwrap(),
+        m.create(&alice, &JavaUser::new(1)).await.unwrap(),
+        m.create(&alice, &JavaUser::new(1)).await.unwrap(),
+    ];
+    let bob_token = m.create(&uid(2), &JavaUser::new(2)).await.unwrap();
+
+    let list = m.list(&alice, Some(&tokens[1])).await.unwrap();
+    assert_eq!(list.len(), 3);
+    assert_eq!(
+        list.iter().map(|s| s.current).collect::<Vec<_>>(),
+        [false, true, false]
+    );
+    assert!(
+        list.windows(2)
+            .all(|w| w[0].created_at_ms <= w[1].created_at_ms)
+    );
+
+    m.destroy(&tokens[0]).await.unwrap();
+    assert_eq!(m.list(&alice, None).await.unwrap().len(), 2);
+
+    assert_eq!(m.destroy_all(&alice).await.unwrap(), 2);
+    for token in &tokens {
+        assert!(m.load(token).await.unwrap().is_none());
+    }
+    assert!(m.list(&alice, None).await.unwrap().is_empty());
+    assert!(
+        m.load(&bob_token).await.unwrap().is_some(),
+        "other users keep theirs"
+    );
+}
+
+pub async fn cap_evicts_the_oldest(b: &Backend) {
+    let m = b.manager::<JavaUser>(SessionConfig::java_seed().with_max_sessions_per_user(2));
+    let mut tokens = Vec::new();
+    for _ in 0..4 {
+        tokens.push(m.create(&uid(1), &JavaUser::new(1)).await.unwrap());
+    }
+    let alive: Vec<bool> = futures_util::future::join_all(tokens.iter().map(|t| m.load(t)))
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().is_some())
+        .collect();
+    assert_eq!(alive, [false, false, true, true]);
+    assert_eq!(m.list(&uid(1), None).await.unwrap().len(), 2);
+}
+
+pub async fn hashed_keys_mode(b: &Backend) {
+    let m = b.manager::<JavaUser>(SessionConfig::java_seed().with_hashed_keys(true));
+    let token = m.create(&uid(1), &JavaUser::new(1)).await.unwrap();
+    assert_eq!(
+        m.load(&token).await.unwrap().unwrap().data(),
+        &JavaUser::new(1)
+    );
+    // The raw token is not a key: a plain manager cannot find the session.
+    let plain = b.manager::<JavaUser>(SessionConfig::java_seed());
+    assert!(plain.load(&token).await.unwrap().is_none());
+    assert_eq!(
+        m.list(&uid(1), Some(&token)).await.unwrap()[0].current,
+        true
+    );
+    assert!(m.destroy(&token).await.unwrap());
+    assert!(m.load(&token).await.unwrap().is_none());
+}
+
+/// Counts calls into the real store underneath.
+struct Counting {
+    inner: Arc<dyn SessionStore>,
+    calls: AtomicUsize,
+}
+
+#[async_trait]
+impl SessionStore for Counting {
+    async fn insert(
+        &self,
+        k: SessionKeyRef<'_>,
+        v: &StoredValue,
+        i: u64,
+        l: Option<u64>,
+    ) -> keygate::Result<bool> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.inner.insert(k, v, i, l).await
+    }
+    async fn load_and_touch(
+        &self,
+        k: SessionKeyRef<'_>,
+        c: Codec,
+        i: u64,
+    ) -> keygate::Result<Fetched> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.inner.load_and_touch(k, c, i).await
+    }
+    async fn replace(&self, k: &str, v: &StoredValue) -> keygate::Result<bool> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.inner.replace(k, v).await
+    }
+    async fn update(
+        &self,
+        k: &str,
+        o: &StoredValue,
+        n: &StoredValue,
+    ) -> keygate::Result<UpdateOutcome> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.inner.update(k, o, n).await
+    }
+    async fn remove(&self, s: &[SessionKeyRef<'_>]) -> keygate::Result<u64> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.inner.remove(s).await
+    }
+    async fn exists(&self, k: &[&str]) -> keygate::Result<Vec<bool>> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.inner.exists(k).await
+    }
+    async fn index_add(&self, i: &str, m: &str, c: i64, t: Option<u64>) -> keygate::Result<()> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.inner.index_add(i, m, c, t).await
+    }
+    async fn index_members(&self, i: &str) -> keygate::Result<Vec<(String, i64)>> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.inner.index_members(i).await
+    }
+    async fn index_remove(&self, i: &str, m: &[&str]) -> keygate::Result<()> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.inner.index_remove(i, m).await
+    }
+}
+
+struct Header(Vec<u8>);
+
+impl RequestParts for Header {
+    fn header(&self, name: &str) -> Option<&[u8]> {
+        (name == "authorization").then_some(self.0.as_slice())
+    }
+    fn query(&self) -> Option<&str> {
+        None
+    }
+}
+
+pub async fn malformed_tokens_are_rejected_before_the_store(b: &Backend) {
+    let counting = Arc::new(Counting {
+        inner: Arc::clone(&b.store),
+        calls: AtomicUsize::new(0),
+    });
+    let manager = keygate::SessionManager::<JavaUser>::from_shared_store(
+        counting.clone(),
+        SessionConfig::java_seed(),
+    )
+    .unwrap();
+    let gate = Keygate::new(manager);
+    let huge = vec![b'a'; 10 * 1024];
+    for bad in [
+        b"*".to_vec(),
+        huge,
+        "dd9b7511874889f4192fbda3d8b088é".as_bytes().to_vec(),
+        b"dd9b7511874889f4\x01192fbda3d8b0881c".to_vec(),
+        b"login:token:*".to_vec(),
+        vec![0xff, 0xfe, 0x00],
+    ] {
+        let rejection = gate.resolve(&Header(bad)).await.unwrap_err();
+        assert_eq!(rejection, Rejection::MalformedToken);
+    }
+    assert_eq!(
+        counting.calls.load(Ordering::SeqCst),
+        0,
+        "no store call for malformed tokens"
+    );
+
+    let unknown = Token::generate().unwrap();
+    let rejection = gate
+        .resolve(&Header(unknown.expose().as_bytes().to_vec()))
+        .await
+        .unwrap_err();
+    assert_eq!(rejection, Rejection::NoSession);
+    assert_eq!(
+        counting.calls.load(Ordering::SeqCst),
+        1,
+        "one store call for a well-formed token"
+    );
+}
+
+pub async fn corrupt_data_is_no_session(b: &Backend) {
+    // A JSON session read through the hash codec (same prefix): the key holds another type.
+    let json = b.manager::<JavaUser>(SessionConfig::new("shared:", Codec::Json));
+    let hash = b.manager::<JavaUser>(SessionConfig::new("shared:", Codec::Hash));
+    let token = json.create(&uid(1), &JavaUser::new(1)).await.unwrap();
+    assert!(hash.load(&token).await.unwrap().is_none());
+    let token = hash.create(&uid(1), &JavaUser::new(1)).await.unwrap();
+    assert!(json.load(&token).await.unwrap().is_none());
+
+    // Data of another shape than the session type.
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct Other {
+        name: String,
+    }
+    let other = b.manager::<Other>(SessionConfig::new("shape:", Codec::Json));
+    let typed = b.manager::<JavaUser>(SessionConfig::new("shape:", Codec::Json));
+    let token = other
+        .create(&uid(1), &Other { name: "x".into() })
+        .await
+        .unwrap();
+    assert!(typed.load(&token).await.unwrap().is_none());
+    // The corrupt entry is reported as absent, not destroyed: its owner still reads it.
+    assert!(other.load(&token).await.unwrap().is_some());
+}
+
+pub async fn concurrent_creates_and_loads(b: &Backend) {
+    let m = b.manager::<JavaUser>(SessionConfig::java_seed());
+    let tasks: Vec<_> = (0..300u64)
+        .map(|i| {
+            let m = m.clone();
+            tokio::spawn(async move {
+                let token = m.create(&uid(i % 50), &JavaUser::new(i)).await.unwrap();
+                let loaded = m.load(&token).await.unwrap().unwrap();
+                assert_eq!(loaded.id, i, "each token loads its own user");
+                token
+            })
+        })
+        .collect();
+    let mut seen = HashSet::new();
+    for task in tasks {
+        assert!(seen.insert(task.await.unwrap()), "tokens are unique");
+    }
+    let mut total = 0;
+    for user in 0..50 {
+        total += m.list(&uid(user), None).await.unwrap().len();
+    }
+    assert_eq!(total, 300);
+}

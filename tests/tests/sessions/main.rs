@@ -1,0 +1,45 @@
+//! The session conformance suite, run against both backends, plus Redis-only checks of the
+//! layouts, round trips and outages.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod conformance;
+mod redis_only;
+mod support;
+
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod memory_backend {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    crate::conformance::$name(&crate::support::Backend::memory()).await;
+                }
+            )*
+        }
+        mod redis_backend {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    crate::conformance::$name(&crate::support::Backend::redis().await).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    create_then_load,
+    sliding_refresh_and_idle_expiry,
+    absolute_lifetime_ends_an_active_session,
+    replace_keeps_data_fresh_and_never_resurrects,
+    destroy_races_never_resurrect,
+    hash_updates_merge_fields,
+    json_updates_detect_conflicts,
+    destroy_ends_one_session,
+    list_and_destroy_all,
+    cap_evicts_the_oldest,
+    hashed_keys_mode,
+    malformed_tokens_are_rejected_before_the_store,
+    corrupt_data_is_no_session,
+    concurrent_creates_and_loads,
+);

@@ -1,0 +1,1 @@
+//! Redis-specific checks: layouts byte for byte, round trips, outages.

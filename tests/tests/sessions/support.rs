@@ -1,0 +1,81 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use keygate::{MemoryStore, RedisOptions, RedisStore, SessionConfig, SessionManager, SessionStore};
+use keygate_tests::RedisServer;
+use serde::{Deserialize, Serialize};
+
+/// The Node seed's user.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeUser {
+    pub user_id: u64,
+    pub mobile_phone: String,
+    pub openid: String,
+}
+
+impl NodeUser {
+    pub fn seed() -> Self {
+        Self {
+            user_id: 598,
+            mobile_phone: String::new(),
+            openid: "oGrf0v4ov5ETTCNtW_A-Zq61kgsI".into(),
+        }
+    }
+}
+
+/// The Java seed's `UserDTO`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JavaUser {
+    pub id: u64,
+    pub nick_name: String,
+    pub icon: String,
+}
+
+impl JavaUser {
+    pub fn new(id: u64) -> Self {
+        Self {
+            id,
+            nick_name: format!("user_{id}"),
+            icon: String::new(),
+        }
+    }
+}
+
+pub struct Backend {
+    pub store: Arc<dyn SessionStore>,
+    pub server: Option<RedisServer>,
+}
+
+impl Backend {
+    pub fn memory() -> Self {
+        Self {
+            store: Arc::new(MemoryStore::new()),
+            server: None,
+        }
+    }
+
+    pub async fn redis() -> Self {
+        let server = RedisServer::start();
+        let store = redis_store(&server).await;
+        Self {
+            store: Arc::new(store),
+            server: Some(server),
+        }
+    }
+
+    pub fn manager<T>(&self, config: SessionConfig) -> SessionManager<T>
+    where
+        T: Serialize + serde::de::DeserializeOwned + Send + Sync + 'static,
+    {
+        SessionManager::from_shared_store(Arc::clone(&self.store), config).unwrap()
+    }
+}
+
+pub async fn redis_store(server: &RedisServer) -> RedisStore {
+    RedisStore::connect_with(
+        RedisOptions::new(server.url()).with_command_timeout(Duration::from_millis(500)),
+    )
+    .await
+    .unwrap()
+}
