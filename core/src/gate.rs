@@ -7,7 +7,7 @@ use serde::de::DeserializeOwned;
 
 use crate::http::Rejection;
 use crate::transport::{RequestParts, TokenReader};
-use crate::{Session, SessionManager};
+use crate::{Session, SessionInfo, SessionManager, UserId};
 
 /// The session manager together with the token reader: what an adapter's layer,
 /// middleware, fairing or endpoint wrapper is configured with. Cheap to clone.
@@ -44,7 +44,79 @@ impl<T> std::fmt::Debug for Keygate<T> {
 }
 
 /// What loading the session of a request gave: the session, or why there is none.
-pub type Resolved<T> = Result<Arc<Session<T>>, Rejection>;
+pub type Resolved<T> = Result<CurrentSession<T>, Rejection>;
+
+/// The session of the current request, with what a handler needs to end it. Cheap to
+/// clone. Adapters wrap it in their `Auth<T>` extractor or guard.
+pub struct CurrentSession<T> {
+    session: Arc<Session<T>>,
+    gate: Keygate<T>,
+}
+
+impl<T> Clone for CurrentSession<T> {
+    fn clone(&self) -> Self {
+        Self {
+            session: Arc::clone(&self.session),
+            gate: self.gate.clone(),
+        }
+    }
+}
+
+impl<T: std::fmt::Debug> std::fmt::Debug for CurrentSession<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.session.fmt(f)
+    }
+}
+
+impl<T> std::ops::Deref for CurrentSession<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        self.session.data()
+    }
+}
+
+impl<T> CurrentSession<T>
+where
+    T: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    /// The loaded session (data and token).
+    pub fn session(&self) -> &Session<T> {
+        &self.session
+    }
+
+    /// The user's data.
+    pub fn data(&self) -> &T {
+        self.session.data()
+    }
+
+    /// The session manager, for anything beyond logout.
+    pub fn manager(&self) -> &SessionManager<T> {
+        self.gate.manager()
+    }
+
+    /// Ends this session at once (logout).
+    pub async fn logout(&self) -> crate::Result<bool> {
+        self.gate.manager().destroy(self.session.token()).await
+    }
+
+    /// Ends every session of `user`, this one included; returns how many were live.
+    pub async fn logout_everywhere(&self, user: &UserId) -> crate::Result<u64> {
+        self.gate.manager().destroy_all(user).await
+    }
+
+    /// The live sessions of `user`, this one marked `current`.
+    pub async fn list(&self, user: &UserId) -> crate::Result<Vec<SessionInfo>> {
+        self.gate
+            .manager()
+            .list(user, Some(self.session.token()))
+            .await
+    }
+
+    /// Writes new data over this session (see [`SessionManager::update`]).
+    pub async fn update(&self, data: &T) -> crate::Result<crate::UpdateOutcome> {
+        self.gate.manager().update(&self.session, data).await
+    }
+}
 
 impl<T> Keygate<T>
 where
@@ -75,6 +147,11 @@ where
         &self.reader
     }
 
+    /// Creates a session for `user` and returns the token to hand to the client (login).
+    pub async fn login(&self, user: &UserId, data: &T) -> crate::Result<crate::Token> {
+        self.manager.create(user, data).await
+    }
+
     /// Reads the token and loads-and-touches its session: one Redis round trip for a
     /// well-formed token, none for a missing or malformed one.
     pub async fn resolve(&self, request: &impl RequestParts) -> Resolved<T> {
@@ -84,7 +161,10 @@ where
             Err(_) => return Err(Rejection::MalformedToken),
         };
         match self.manager.load(&token).await {
-            Ok(Some(session)) => Ok(Arc::new(session)),
+            Ok(Some(session)) => Ok(CurrentSession {
+                session: Arc::new(session),
+                gate: self.clone(),
+            }),
             Ok(None) => Err(Rejection::NoSession),
             Err(error) => {
                 tracing::warn!(%error, "session backend failed; answering 503");
@@ -97,9 +177,9 @@ where
 /// How an optional-session extractor reads a [`Resolved`]: no session is `None`, but
 /// backend trouble stays an error (503), so a route never silently treats a logged-in user
 /// as anonymous because Redis is down.
-pub fn optional<T>(resolved: &Resolved<T>) -> Result<Option<Arc<Session<T>>>, Rejection> {
+pub fn optional<T>(resolved: &Resolved<T>) -> Result<Option<CurrentSession<T>>, Rejection> {
     match resolved {
-        Ok(session) => Ok(Some(Arc::clone(session))),
+        Ok(session) => Ok(Some(session.clone())),
         Err(Rejection::BackendUnavailable) => Err(Rejection::BackendUnavailable),
         Err(_) => Ok(None),
     }

@@ -112,6 +112,29 @@ impl std::fmt::Display for Rejection {
 
 impl std::error::Error for Rejection {}
 
+impl crate::Error {
+    /// The HTTP status an adapter answers for this error: 503 for backend trouble, 500
+    /// for everything else (those are programming or configuration errors, not the
+    /// client's).
+    pub fn status(&self) -> u16 {
+        if self.is_backend() { 503 } else { 500 }
+    }
+
+    /// A message safe to show to clients (no internals, no keys).
+    pub fn public_message(&self) -> &'static str {
+        if self.is_backend() {
+            Rejection::BackendUnavailable.message()
+        } else {
+            "internal error"
+        }
+    }
+
+    /// The JSON body (the envelope) for this error.
+    pub fn body(&self) -> String {
+        Envelope::error(self.public_message()).to_json()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -78,7 +78,7 @@ pub mod transport;
 pub use codec::StoredValue;
 pub use config::{Codec, SessionConfig};
 pub use error::{BackendError, Error, Result};
-pub use gate::{Keygate, Resolved, optional};
+pub use gate::{CurrentSession, Keygate, Resolved, optional};
 pub use keys::UserId;
 pub use session::{Session, SessionInfo, SessionManager};
 #[cfg(feature = "memory")]
