@@ -1,1 +1,77 @@
-//! x
+//! # keygate-axum
+//!
+//! Redis-backed login sessions for [axum](https://docs.rs/axum) 0.8, on the
+//! [`keygate`] core.
+//!
+//! - [`KeygateLayer`] (a tower layer, on a `Router` or a single route) reads the token of
+//!   each request and loads the session **and** resets its idle TTL in one Redis round trip;
+//! - the extractors [`Auth`] (a session is required: 401 otherwise), `Option<Auth<T>>` or
+//!   [`MaybeAuth`] (optional) and [`Sessions`] (to log in) read what the layer stored and
+//!   never call Redis again;
+//! - rejections are the JSON envelope `{"success":false,"errorMsg":"..."}` with 401 for a
+//!   missing, malformed, unknown or expired token and 503 when Redis is unavailable.
+//!
+//! ## Example
+//!
+//! ```no_run
+//! use axum::{Router, Json, routing::{get, post}};
+//! use keygate_axum::{ApiError, Auth, KeygateLayer, Sessions};
+//! use keygate_axum::keygate::{Keygate, MemoryStore, SessionConfig, SessionManager, UserId};
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Clone, Serialize, Deserialize)]
+//! #[serde(rename_all = "camelCase")]
+//! struct User { id: u64, nick_name: String }
+//!
+//! async fn login(sessions: Sessions<User>) -> Result<String, ApiError> {
+//!     let user = User { id: 598, nick_name: "user_a1b2c3".into() };
+//!     Ok(sessions.login(&UserId::from(user.id), &user).await?.expose().to_owned())
+//! }
+//!
+//! async fn me(user: Auth<User>) -> Json<User> {
+//!     Json(user.data().clone())
+//! }
+//!
+//! async fn logout(user: Auth<User>) -> Result<(), ApiError> {
+//!     user.logout().await?;
+//!     Ok(())
+//! }
+//!
+//! async fn logout_everywhere(user: Auth<User>) -> Result<String, ApiError> {
+//!     Ok(user.logout_everywhere(&UserId::from(user.id)).await?.to_string())
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     // In production: RedisStore::connect("redis://127.0.0.1:6379/0").await?
+//!     let manager = SessionManager::<User>::new(MemoryStore::new(), SessionConfig::java_seed())?;
+//!     let app = Router::new()
+//!         .route("/login", post(login))
+//!         .route("/me", get(me))
+//!         .route("/logout", post(logout))
+//!         .route("/logout-all", post(logout_everywhere))
+//!         .layer(KeygateLayer::new(Keygate::new(manager)));
+//!     let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//!     axum::serve(listener, app).await?;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! A route that uses [`Auth`] without the layer answers 500 with a message naming
+//! `KeygateLayer`: axum cannot check extractors against layers at start-up.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod extract;
+mod layer;
+mod response;
+
+pub use extract::{Auth, MaybeAuth, Sessions};
+pub use keygate;
+pub use keygate::{
+    Codec, CurrentSession, Keygate, MemoryStore, RedisStore, SessionConfig, SessionManager, Token,
+    UserId,
+};
+pub use layer::{KeygateLayer, KeygateService};
+pub use response::{ApiError, KeygateRejection};

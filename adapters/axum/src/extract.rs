@@ -1,0 +1,113 @@
+//! Extractors: they read what [`KeygateLayer`](crate::KeygateLayer) stored, never Redis.
+
+use std::ops::Deref;
+
+use axum_core::extract::{FromRequestParts, OptionalFromRequestParts};
+use http::request::Parts;
+use keygate::http::Rejection;
+use keygate::serde::Serialize;
+use keygate::serde::de::DeserializeOwned;
+use keygate::{CurrentSession, Keygate};
+
+use crate::layer::Loaded;
+use crate::response::KeygateRejection;
+
+const MISSING_LAYER: Rejection =
+    Rejection::MissingLayer("keygate-axum: KeygateLayer is not installed on this route");
+
+fn loaded<T: Send + Sync + 'static>(parts: &Parts) -> Result<&Loaded<T>, KeygateRejection> {
+    parts
+        .extensions
+        .get::<Loaded<T>>()
+        .ok_or(KeygateRejection(MISSING_LAYER))
+}
+
+/// The logged-in user's session; rejects with 401 (no valid session) or 503 (backend
+/// unavailable). Dereferences to [`CurrentSession`], which dereferences to `T`.
+pub struct Auth<T>(pub CurrentSession<T>);
+
+impl<T> Auth<T> {
+    /// The session.
+    pub fn into_inner(self) -> CurrentSession<T> {
+        self.0
+    }
+}
+
+impl<T> Deref for Auth<T> {
+    type Target = CurrentSession<T>;
+    fn deref(&self) -> &CurrentSession<T> {
+        &self.0
+    }
+}
+
+impl<T, S> FromRequestParts<S> for Auth<T>
+where
+    T: Serialize + DeserializeOwned + Send + Sync + 'static,
+    S: Send + Sync,
+{
+    type Rejection = KeygateRejection;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        match &loaded::<T>(parts)?.resolved {
+            Ok(session) => Ok(Auth(session.clone())),
+            Err(rejection) => Err(KeygateRejection(*rejection)),
+        }
+    }
+}
+
+impl<T, S> OptionalFromRequestParts<S> for Auth<T>
+where
+    T: Serialize + DeserializeOwned + Send + Sync + 'static,
+    S: Send + Sync,
+{
+    type Rejection = KeygateRejection;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &S,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        keygate::optional(&loaded::<T>(parts)?.resolved)
+            .map(|session| session.map(Auth))
+            .map_err(KeygateRejection)
+    }
+}
+
+/// The session if there is one: `None` for a missing, malformed, unknown or expired token;
+/// still 503 when the backend is unavailable. Same as `Option<Auth<T>>`.
+pub struct MaybeAuth<T>(pub Option<Auth<T>>);
+
+impl<T, S> FromRequestParts<S> for MaybeAuth<T>
+where
+    T: Serialize + DeserializeOwned + Send + Sync + 'static,
+    S: Send + Sync,
+{
+    type Rejection = KeygateRejection;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        <Auth<T> as OptionalFromRequestParts<S>>::from_request_parts(parts, state)
+            .await
+            .map(MaybeAuth)
+    }
+}
+
+/// The gate, for logging in (`sessions.login(&user_id, &data)`) and managing sessions.
+pub struct Sessions<T>(pub Keygate<T>);
+
+impl<T> Deref for Sessions<T> {
+    type Target = Keygate<T>;
+    fn deref(&self) -> &Keygate<T> {
+        &self.0
+    }
+}
+
+impl<T, S> FromRequestParts<S> for Sessions<T>
+where
+    T: Serialize + DeserializeOwned + Send + Sync + 'static,
+    S: Send + Sync,
+{
+    type Rejection = KeygateRejection;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Sessions(loaded::<T>(parts)?.gate.clone()))
+    }
+}
