@@ -1,1 +1,326 @@
 //! Redis-specific checks: layouts byte for byte, round trips, outages.
+
+use std::time::{Duration, Instant};
+
+use keygate::{
+    BackendError, Error, RedisOptions, RedisStore, SessionConfig, SessionManager, Token, UserId,
+};
+use keygate_tests::fixtures::{JavaUser, commands_since_reset, plant_java_session, pttl};
+use keygate_tests::{RedisServer, eventually, free_port};
+
+use crate::support::{NodeUser, redis_store};
+
+async fn manager<T>(server: &RedisServer, config: SessionConfig) -> SessionManager<T>
+where
+    T: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static,
+{
+    SessionManager::new(redis_store(server).await, config).unwrap()
+}
+
+fn get(server: &RedisServer, key: &str) -> Option<String> {
+    server.query(redis::cmd("GET").arg(key))
+}
+
+fn hgetall(server: &RedisServer, key: &str) -> Vec<(String, String)> {
+    let mut fields: Vec<(String, String)> = server.query(redis::cmd("HGETALL").arg(key));
+    fields.sort();
+    fields
+}
+
+/// Round trips the server read during `f`, net of the measuring `INFO` calls.
+async fn round_trips<F: Future<Output = ()>>(server: &RedisServer, f: F) -> u64 {
+    let idle = {
+        let before = server.info_stat("total_reads_processed");
+        server.info_stat("total_reads_processed") - before
+    };
+    let before = server.info_stat("total_reads_processed");
+    f.await;
+    server.info_stat("total_reads_processed") - before - idle
+}
+
+#[tokio::test]
+async fn node_seed_layout_is_the_users_json_byte_for_byte() {
+    let server = RedisServer::start();
+    let m = manager::<NodeUser>(&server, SessionConfig::node_seed("myapp")).await;
+    let token = m.create(&UserId::from(598u64), &NodeUser::seed()).await.unwrap();
+    let key = format!("myapp_{}", token.expose());
+    assert_eq!(
+        get(&server, &key).as_deref(),
+        Some(r#"{"user_id":598,"mobile_phone":"","openid":"oGrf0v4ov5ETTCNtW_A-Zq61kgsI"}"#)
+    );
+    let ttl = pttl(&server, &key);
+    assert!((1_799_000..=1_800_000).contains(&ttl), "TTL 1800 s, got {ttl} ms");
+
+    // A session written by the Node service loads here.
+    let node_token = "0123456789abcdef0123456789abcdef";
+    let _: () = server.query(
+        redis::cmd("SET")
+            .arg(format!("myapp_{node_token}"))
+            .arg(r#"{"user_id":7,"mobile_phone":"138","openid":"x"}"#)
+            .arg("EX")
+            .arg(1800),
+    );
+    let loaded = m.load(&Token::parse(node_token).unwrap()).await.unwrap().unwrap();
+    assert_eq!(loaded.user_id, 7);
+}
+
+#[tokio::test]
+async fn java_seed_layout_is_a_hash_of_strings() {
+    let server = RedisServer::start();
+    let m = manager::<JavaUser>(&server, SessionConfig::java_seed()).await;
+    let user = JavaUser::new(598);
+    let token = m.create(&user.user_id(), &user).await.unwrap();
+    let key = format!("login:token:{}", token.expose());
+    assert_eq!(
+        hgetall(&server, &key),
+        [
+            ("icon".to_owned(), String::new()),
+            ("id".to_owned(), "598".to_owned()),
+            ("nickName".to_owned(), "user_598".to_owned()),
+        ]
+    );
+    assert!((1_799_000..=1_800_000).contains(&pttl(&server, &key)));
+
+    // A hash written by the Spring service (HSET + EXPIRE) is a valid session.
+    let java_token = "fedcba9876543210fedcba9876543210";
+    plant_java_session(&server, java_token, &JavaUser::new(1010));
+    let java_key = format!("login:token:{java_token}");
+    let _: () = server.query(redis::cmd("EXPIRE").arg(&java_key).arg(5));
+    let loaded = m.load(&Token::parse(java_token).unwrap()).await.unwrap().unwrap();
+    assert_eq!(loaded.data(), &JavaUser::new(1010));
+    assert!(pttl(&server, &java_key) > 1_000_000, "loading reset the TTL to 1800 s");
+}
+
+#[tokio::test]
+async fn load_is_one_round_trip_and_nothing_else() {
+    let server = RedisServer::start();
+    let user = JavaUser::new(1);
+    let json = manager::<JavaUser>(&server, SessionConfig::node_seed("app")).await;
+    let hash = manager::<JavaUser>(&server, SessionConfig::java_seed()).await;
+    let deadline = manager::<JavaUser>(
+        &server,
+        SessionConfig::java_seed().with_absolute_lifetime(Duration::from_secs(3600)),
+    )
+    .await;
+    let json_token = json.create(&user.user_id(), &user).await.unwrap();
+    let hash_token = hash.create(&user.user_id(), &user).await.unwrap();
+    let deadline_token = deadline.create(&user.user_id(), &user).await.unwrap();
+    // Scripts are loaded once; warm the touch script up.
+    deadline.load(&deadline_token).await.unwrap().unwrap();
+
+    for (m, token, expected) in [
+        (&json, &json_token, vec![("getex".to_owned(), 1)]),
+        (
+            &hash,
+            &hash_token,
+            vec![("hgetall".to_owned(), 1), ("pexpire".to_owned(), 1)],
+        ),
+        (
+            &deadline,
+            &deadline_token,
+            vec![
+                ("evalsha".to_owned(), 1),
+                ("hgetall".to_owned(), 1),
+                ("pexpire".to_owned(), 1),
+                ("pttl".to_owned(), 1),
+                ("type".to_owned(), 1),
+            ],
+        ),
+    ] {
+        server.reset_stats();
+        let trips = round_trips(&server, async {
+            assert!(m.load(token).await.unwrap().is_some());
+        })
+        .await;
+        assert_eq!(trips, 1, "one round trip");
+        assert_eq!(commands_since_reset(&server), expected);
+    }
+}
+
+#[tokio::test]
+async fn touch_resets_ttl_and_absolute_deadline_caps_it() {
+    let server = RedisServer::start();
+    let user = JavaUser::new(1);
+    let m = manager::<JavaUser>(
+        &server,
+        SessionConfig::java_seed().with_absolute_lifetime(Duration::from_secs(600)),
+    )
+    .await;
+    let token = m.create(&user.user_id(), &user).await.unwrap();
+    let key = format!("login:token:{}", token.expose());
+    let deadline_key = format!("keygate:deadline:{{{key}}}");
+    assert!((599_000..=600_000).contains(&pttl(&server, &deadline_key)));
+    assert!(pttl(&server, &key) <= 600_000, "idle TTL starts capped by the lifetime");
+
+    // Pretend most of the lifetime has passed: the next touch may not extend past it.
+    let _: () = server.query(redis::cmd("PEXPIRE").arg(&deadline_key).arg(3000));
+    m.load(&token).await.unwrap().unwrap();
+    assert!(pttl(&server, &key) <= 3000);
+
+    // Without a deadline, a touch resets the full idle TTL.
+    let plain = manager::<JavaUser>(&server, SessionConfig::java_seed()).await;
+    let token = plain.create(&user.user_id(), &user).await.unwrap();
+    let key = format!("login:token:{}", token.expose());
+    let _: () = server.query(redis::cmd("PEXPIRE").arg(&key).arg(5000));
+    plain.load(&token).await.unwrap().unwrap();
+    assert!(pttl(&server, &key) > 1_790_000);
+}
+
+#[tokio::test]
+async fn replace_and_update_keep_the_ttl() {
+    let server = RedisServer::start();
+    for config in [SessionConfig::node_seed("k"), SessionConfig::java_seed()] {
+        let m = manager::<JavaUser>(&server, config).await;
+        let user = JavaUser::new(1);
+        let token = m.create(&user.user_id(), &user).await.unwrap();
+        let key = format!("{}{}", m.config().prefix(), token.expose());
+        let _: () = server.query(redis::cmd("PEXPIRE").arg(&key).arg(50_000));
+        let mut changed = user.clone();
+        changed.icon = "a.png".into();
+        assert!(m.replace(&token, &changed).await.unwrap());
+        let ttl = pttl(&server, &key);
+        assert!((40_000..=50_000).contains(&ttl), "replace kept the TTL: {ttl}");
+        let session = m.load(&token).await.unwrap().unwrap();
+        let _: () = server.query(redis::cmd("PEXPIRE").arg(&key).arg(50_000));
+        changed.nick_name = "n".into();
+        m.update(&session, &changed).await.unwrap();
+        let ttl = pttl(&server, &key);
+        assert!((40_000..=50_000).contains(&ttl), "update kept the TTL: {ttl}");
+    }
+}
+
+#[tokio::test]
+async fn corrupt_stored_data_is_no_session_and_left_alone() {
+    let server = RedisServer::start();
+    let json = manager::<NodeUser>(&server, SessionConfig::node_seed("c")).await;
+    let hash = manager::<JavaUser>(&server, SessionConfig::java_seed()).await;
+    let tokens: Vec<Token> = (0..5).map(|_| Token::generate().unwrap()).collect();
+    let key = |prefix: &str, i: usize| format!("{prefix}{}", tokens[i].expose());
+    let _: () = server.query(redis::cmd("SET").arg(key("c_", 0)).arg("{not json"));
+    let _: () = server.query(redis::cmd("SET").arg(key("c_", 1)).arg(&[0xffu8, 0xfe][..]));
+    let _: () = server.query(redis::cmd("SADD").arg(key("c_", 2)).arg("x"));
+    let _: () = server.query(
+        redis::cmd("HSET").arg(key("login:token:", 3)).arg("id").arg("abc"),
+    );
+    let _: () = server.query(redis::cmd("SET").arg(key("login:token:", 4)).arg("str"));
+    for i in 0..3 {
+        assert!(json.load(&tokens[i]).await.unwrap().is_none(), "json case {i}");
+        assert_eq!(server.query::<i64>(redis::cmd("EXISTS").arg(key("c_", i))), 1);
+    }
+    for i in 3..5 {
+        assert!(hash.load(&tokens[i]).await.unwrap().is_none(), "hash case {i}");
+        assert_eq!(server.query::<i64>(redis::cmd("EXISTS").arg(key("login:token:", i))), 1);
+    }
+}
+
+#[tokio::test]
+async fn url_carries_password_and_database() {
+    let server = RedisServer::start_with(&["--requirepass", "s3cret"]);
+    let url = format!("redis://:s3cret@127.0.0.1:{}/3", server.port());
+    let m = SessionManager::<JavaUser>::new(
+        RedisStore::connect(&url).await.unwrap(),
+        SessionConfig::java_seed(),
+    )
+    .unwrap();
+    let user = JavaUser::new(1);
+    let token = m.create(&user.user_id(), &user).await.unwrap();
+    let mut admin = server.admin();
+    let _: () = redis::cmd("SELECT").arg(3).query(&mut admin).unwrap();
+    let exists: i64 = redis::cmd("EXISTS")
+        .arg(format!("login:token:{}", token.expose()))
+        .query(&mut admin)
+        .unwrap();
+    assert_eq!(exists, 1, "the session is in db 3");
+
+    let wrong = format!("redis://:wrong@127.0.0.1:{}/3", server.port());
+    assert!(matches!(RedisStore::connect(&wrong).await, Err(Error::Backend(_))));
+}
+
+#[tokio::test]
+async fn unreachable_redis_fails_fast_at_connect() {
+    let port = free_port();
+    let started = Instant::now();
+    let result = RedisStore::connect_with(
+        RedisOptions::new(format!("redis://127.0.0.1:{port}"))
+            .with_connect_timeout(Duration::from_millis(500)),
+    )
+    .await;
+    assert!(matches!(result, Err(Error::Backend(_))));
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(RedisStore::connect("not a url").await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outage_with_requests_in_flight_fails_fast_and_recovers() {
+    let mut server = RedisServer::start();
+    let m = manager::<JavaUser>(&server, SessionConfig::java_seed()).await;
+    let user = JavaUser::new(1);
+    let token = m.create(&user.user_id(), &user).await.unwrap();
+
+    // Load continuously from 8 tasks while the server dies and comes back.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let workers: Vec<_> = (0..8)
+        .map(|_| {
+            let (m, token, stop) = (m.clone(), token.clone(), stop.clone());
+            tokio::spawn(async move {
+                let (mut ok, mut failed, mut slowest) = (0u32, 0u32, Duration::ZERO);
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let started = Instant::now();
+                    match m.load(&token).await {
+                        Ok(_) => ok += 1,
+                        Err(e) => {
+                            assert!(e.is_backend(), "{e}");
+                            failed += 1;
+                        }
+                    }
+                    slowest = slowest.max(started.elapsed());
+                }
+                (ok, failed, slowest)
+            })
+        })
+        .collect();
+
+    assert!(eventually(Duration::from_secs(2), async || m.load(&token).await.is_ok()).await);
+    server.stop();
+    assert!(
+        eventually(Duration::from_secs(3), async || m.load(&token).await.is_err()).await,
+        "the outage is reported"
+    );
+    server.restart();
+    let back = Instant::now();
+    assert!(
+        eventually(Duration::from_secs(10), async || m.load(&token).await.is_ok()).await,
+        "the same manager works again after the restart"
+    );
+    let recovery = back.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut failed_total = 0;
+    for worker in workers {
+        let (ok, failed, slowest) = worker.await.unwrap();
+        failed_total += failed;
+        assert!(ok > 0);
+        // Command timeout 500 ms; nothing hangs for the 30 s seen in old ConnectionManagers.
+        assert!(slowest < Duration::from_millis(1500), "slowest call {slowest:?}");
+    }
+    assert!(failed_total > 0, "the workers saw the outage");
+    eprintln!("recovered {recovery:?} after restart; {failed_total} failed calls during the outage");
+}
+
+#[tokio::test]
+async fn frozen_redis_times_out_then_recovers() {
+    let server = RedisServer::start();
+    let m = manager::<JavaUser>(&server, SessionConfig::java_seed()).await;
+    let user = JavaUser::new(1);
+    let token = m.create(&user.user_id(), &user).await.unwrap();
+    server.pause();
+    let started = Instant::now();
+    let result = m.load(&token).await;
+    let took = started.elapsed();
+    server.resume();
+    assert!(
+        matches!(result, Err(Error::Backend(BackendError::Timeout(_) | BackendError::Redis(_)))),
+        "{result:?}"
+    );
+    assert!(took >= Duration::from_millis(400) && took < Duration::from_millis(1500), "{took:?}");
+    assert!(eventually(Duration::from_secs(5), async || matches!(m.load(&token).await, Ok(Some(_)))).await);
+}

@@ -2,7 +2,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use keygate::{MemoryStore, RedisOptions, RedisStore, SessionConfig, SessionManager, SessionStore};
-use keygate_tests::RedisServer;
+pub use keygate_tests::RedisServer;
+pub use keygate_tests::fixtures::JavaUser;
 use serde::{Deserialize, Serialize};
 
 /// The Node seed's user.
@@ -23,35 +24,17 @@ impl NodeUser {
     }
 }
 
-/// The Java seed's `UserDTO`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct JavaUser {
-    pub id: u64,
-    pub nick_name: String,
-    pub icon: String,
-}
-
-impl JavaUser {
-    pub fn new(id: u64) -> Self {
-        Self {
-            id,
-            nick_name: format!("user_{id}"),
-            icon: String::new(),
-        }
-    }
-}
-
 pub struct Backend {
     pub store: Arc<dyn SessionStore>,
-    pub server: Option<RedisServer>,
+    /// Keeps the private server alive as long as the backend.
+    _server: Option<RedisServer>,
 }
 
 impl Backend {
     pub fn memory() -> Self {
         Self {
             store: Arc::new(MemoryStore::new()),
-            server: None,
+            _server: None,
         }
     }
 
@@ -60,7 +43,7 @@ impl Backend {
         let store = redis_store(&server).await;
         Self {
             store: Arc::new(store),
-            server: Some(server),
+            _server: Some(server),
         }
     }
 
