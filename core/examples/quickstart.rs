@@ -48,8 +48,14 @@ async fn main() -> Result<(), keygate::Error> {
     println!("{} live sessions: {live:?}", live.len());
 
     sessions.destroy(&token).await?;
-    println!("after logout: {:?}", sessions.load(&token).await?.map(|s| s.into_data()));
-    println!("log out everywhere ended {} session(s)", sessions.destroy_all(&uid).await?);
+    println!(
+        "after logout: {:?}",
+        sessions.load(&token).await?.map(|s| s.into_data())
+    );
+    println!(
+        "log out everywhere ended {} session(s)",
+        sessions.destroy_all(&uid).await?
+    );
     assert!(sessions.load(&second).await?.is_none());
     Ok(())
 }

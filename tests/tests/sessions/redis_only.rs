@@ -42,14 +42,20 @@ async fn round_trips<F: Future<Output = ()>>(server: &RedisServer, f: F) -> u64 
 async fn node_seed_layout_is_the_users_json_byte_for_byte() {
     let server = RedisServer::start();
     let m = manager::<NodeUser>(&server, SessionConfig::node_seed("myapp")).await;
-    let token = m.create(&UserId::from(598u64), &NodeUser::seed()).await.unwrap();
+    let token = m
+        .create(&UserId::from(598u64), &NodeUser::seed())
+        .await
+        .unwrap();
     let key = format!("myapp_{}", token.expose());
     assert_eq!(
         get(&server, &key).as_deref(),
         Some(r#"{"user_id":598,"mobile_phone":"","openid":"oGrf0v4ov5ETTCNtW_A-Zq61kgsI"}"#)
     );
     let ttl = pttl(&server, &key);
-    assert!((1_799_000..=1_800_000).contains(&ttl), "TTL 1800 s, got {ttl} ms");
+    assert!(
+        (1_799_000..=1_800_000).contains(&ttl),
+        "TTL 1800 s, got {ttl} ms"
+    );
 
     // A session written by the Node service loads here.
     let node_token = "0123456789abcdef0123456789abcdef";
@@ -60,7 +66,11 @@ async fn node_seed_layout_is_the_users_json_byte_for_byte() {
             .arg("EX")
             .arg(1800),
     );
-    let loaded = m.load(&Token::parse(node_token).unwrap()).await.unwrap().unwrap();
+    let loaded = m
+        .load(&Token::parse(node_token).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(loaded.user_id, 7);
 }
 
@@ -86,9 +96,16 @@ async fn java_seed_layout_is_a_hash_of_strings() {
     plant_java_session(&server, java_token, &JavaUser::new(1010));
     let java_key = format!("login:token:{java_token}");
     let _: () = server.query(redis::cmd("EXPIRE").arg(&java_key).arg(5));
-    let loaded = m.load(&Token::parse(java_token).unwrap()).await.unwrap().unwrap();
+    let loaded = m
+        .load(&Token::parse(java_token).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(loaded.data(), &JavaUser::new(1010));
-    assert!(pttl(&server, &java_key) > 1_000_000, "loading reset the TTL to 1800 s");
+    assert!(
+        pttl(&server, &java_key) > 1_000_000,
+        "loading reset the TTL to 1800 s"
+    );
 }
 
 #[tokio::test]
@@ -150,7 +167,10 @@ async fn touch_resets_ttl_and_absolute_deadline_caps_it() {
     let key = format!("login:token:{}", token.expose());
     let deadline_key = format!("keygate:deadline:{{{key}}}");
     assert!((599_000..=600_000).contains(&pttl(&server, &deadline_key)));
-    assert!(pttl(&server, &key) <= 600_000, "idle TTL starts capped by the lifetime");
+    assert!(
+        pttl(&server, &key) <= 600_000,
+        "idle TTL starts capped by the lifetime"
+    );
 
     // Pretend most of the lifetime has passed: the next touch may not extend past it.
     let _: () = server.query(redis::cmd("PEXPIRE").arg(&deadline_key).arg(3000));
@@ -179,13 +199,19 @@ async fn replace_and_update_keep_the_ttl() {
         changed.icon = "a.png".into();
         assert!(m.replace(&token, &changed).await.unwrap());
         let ttl = pttl(&server, &key);
-        assert!((40_000..=50_000).contains(&ttl), "replace kept the TTL: {ttl}");
+        assert!(
+            (40_000..=50_000).contains(&ttl),
+            "replace kept the TTL: {ttl}"
+        );
         let session = m.load(&token).await.unwrap().unwrap();
         let _: () = server.query(redis::cmd("PEXPIRE").arg(&key).arg(50_000));
         changed.nick_name = "n".into();
         m.update(&session, &changed).await.unwrap();
         let ttl = pttl(&server, &key);
-        assert!((40_000..=50_000).contains(&ttl), "update kept the TTL: {ttl}");
+        assert!(
+            (40_000..=50_000).contains(&ttl),
+            "update kept the TTL: {ttl}"
+        );
     }
 }
 
@@ -200,16 +226,25 @@ async fn corrupt_stored_data_is_no_session_and_left_alone() {
     let _: () = server.query(redis::cmd("SET").arg(key("c_", 1)).arg(&[0xffu8, 0xfe][..]));
     let _: () = server.query(redis::cmd("SADD").arg(key("c_", 2)).arg("x"));
     let _: () = server.query(
-        redis::cmd("HSET").arg(key("login:token:", 3)).arg("id").arg("abc"),
+        redis::cmd("HSET")
+            .arg(key("login:token:", 3))
+            .arg("id")
+            .arg("abc"),
     );
     let _: () = server.query(redis::cmd("SET").arg(key("login:token:", 4)).arg("str"));
-    for i in 0..3 {
-        assert!(json.load(&tokens[i]).await.unwrap().is_none(), "json case {i}");
-        assert_eq!(server.query::<i64>(redis::cmd("EXISTS").arg(key("c_", i))), 1);
+    for (i, token) in tokens.iter().enumerate().take(3) {
+        assert!(json.load(token).await.unwrap().is_none(), "json case {i}");
+        assert_eq!(
+            server.query::<i64>(redis::cmd("EXISTS").arg(key("c_", i))),
+            1
+        );
     }
-    for i in 3..5 {
-        assert!(hash.load(&tokens[i]).await.unwrap().is_none(), "hash case {i}");
-        assert_eq!(server.query::<i64>(redis::cmd("EXISTS").arg(key("login:token:", i))), 1);
+    for (i, token) in tokens.iter().enumerate().skip(3) {
+        assert!(hash.load(token).await.unwrap().is_none(), "hash case {i}");
+        assert_eq!(
+            server.query::<i64>(redis::cmd("EXISTS").arg(key("login:token:", i))),
+            1
+        );
     }
 }
 
@@ -233,7 +268,10 @@ async fn url_carries_password_and_database() {
     assert_eq!(exists, 1, "the session is in db 3");
 
     let wrong = format!("redis://:wrong@127.0.0.1:{}/3", server.port());
-    assert!(matches!(RedisStore::connect(&wrong).await, Err(Error::Backend(_))));
+    assert!(matches!(
+        RedisStore::connect(&wrong).await,
+        Err(Error::Backend(_))
+    ));
 }
 
 #[tokio::test]
@@ -280,16 +318,30 @@ async fn outage_with_requests_in_flight_fails_fast_and_recovers() {
         })
         .collect();
 
-    assert!(eventually(Duration::from_secs(2), async || m.load(&token).await.is_ok()).await);
+    assert!(
+        eventually(Duration::from_secs(2), async || m
+            .load(&token)
+            .await
+            .is_ok())
+        .await
+    );
     server.stop();
     assert!(
-        eventually(Duration::from_secs(3), async || m.load(&token).await.is_err()).await,
+        eventually(Duration::from_secs(3), async || m
+            .load(&token)
+            .await
+            .is_err())
+        .await,
         "the outage is reported"
     );
     server.restart();
     let back = Instant::now();
     assert!(
-        eventually(Duration::from_secs(10), async || m.load(&token).await.is_ok()).await,
+        eventually(Duration::from_secs(10), async || m
+            .load(&token)
+            .await
+            .is_ok())
+        .await,
         "the same manager works again after the restart"
     );
     let recovery = back.elapsed();
@@ -300,10 +352,15 @@ async fn outage_with_requests_in_flight_fails_fast_and_recovers() {
         failed_total += failed;
         assert!(ok > 0);
         // Command timeout 500 ms; nothing hangs for the 30 s seen in old ConnectionManagers.
-        assert!(slowest < Duration::from_millis(1500), "slowest call {slowest:?}");
+        assert!(
+            slowest < Duration::from_millis(1500),
+            "slowest call {slowest:?}"
+        );
     }
     assert!(failed_total > 0, "the workers saw the outage");
-    eprintln!("recovered {recovery:?} after restart; {failed_total} failed calls during the outage");
+    eprintln!(
+        "recovered {recovery:?} after restart; {failed_total} failed calls during the outage"
+    );
 }
 
 #[tokio::test]
@@ -318,9 +375,23 @@ async fn frozen_redis_times_out_then_recovers() {
     let took = started.elapsed();
     server.resume();
     assert!(
-        matches!(result, Err(Error::Backend(BackendError::Timeout(_) | BackendError::Redis(_)))),
+        matches!(
+            result,
+            Err(Error::Backend(
+                BackendError::Timeout(_) | BackendError::Redis(_)
+            ))
+        ),
         "{result:?}"
     );
-    assert!(took >= Duration::from_millis(400) && took < Duration::from_millis(1500), "{took:?}");
-    assert!(eventually(Duration::from_secs(5), async || matches!(m.load(&token).await, Ok(Some(_)))).await);
+    assert!(
+        took >= Duration::from_millis(400) && took < Duration::from_millis(1500),
+        "{took:?}"
+    );
+    assert!(
+        eventually(Duration::from_secs(5), async || matches!(
+            m.load(&token).await,
+            Ok(Some(_))
+        ))
+        .await
+    );
 }

@@ -67,7 +67,7 @@ impl Db {
 
     fn note_write(&mut self) {
         self.writes = self.writes.wrapping_add(1);
-        if self.writes % SWEEP_EVERY == 0 {
+        if self.writes.is_multiple_of(SWEEP_EVERY) {
             let now = Instant::now();
             self.entries.retain(|_, e| e.live(now));
         }

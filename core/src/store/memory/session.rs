@@ -175,12 +175,10 @@ impl SessionStore for MemoryStore {
 
     async fn index_remove(&self, index: &str, members: &[&str]) -> Result<()> {
         self.with_db(|db| {
-            if let Some(entry) = db.get(index) {
-                if let Value::ZSet(current) = &mut entry.value {
-                    current.retain(|(m, _)| !members.contains(&m.as_str()));
-                    if current.is_empty() {
-                        db.remove(index);
-                    }
+            if let Some(Value::ZSet(current)) = db.get(index).map(|e| &mut e.value) {
+                current.retain(|(m, _)| !members.contains(&m.as_str()));
+                if current.is_empty() {
+                    db.remove(index);
                 }
             }
         });
