@@ -64,12 +64,14 @@
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod code;
 pub mod codec;
 pub mod config;
 mod error;
 mod gate;
 pub mod http;
 mod keys;
+pub mod login;
 pub mod session;
 pub mod store;
 mod token;

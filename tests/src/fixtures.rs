@@ -112,3 +112,120 @@ pub fn commands_since_reset(server: &RedisServer) -> Vec<(String, u64)> {
 pub fn one_hash_touch() -> Vec<(String, u64)> {
     vec![("hgetall".to_owned(), 1), ("pexpire".to_owned(), 1)]
 }
+
+/// A real backend for suites that run on both: the embedded store, or a private Redis.
+pub enum Backend {
+    /// The embedded memory store.
+    Memory(keygate::MemoryStore),
+    /// A private Redis server and a store connected to it.
+    Redis(RedisStore, RedisServer),
+}
+
+impl Backend {
+    /// The embedded memory store.
+    pub fn memory() -> Self {
+        Backend::Memory(keygate::MemoryStore::new())
+    }
+
+    /// A fresh private Redis.
+    pub async fn redis() -> Self {
+        let server = RedisServer::start();
+        let store = RedisStore::connect_with(
+            RedisOptions::new(server.url()).with_command_timeout(Duration::from_millis(500)),
+        )
+        .await
+        .expect("connect to the private redis-server");
+        Backend::Redis(store, server)
+    }
+
+    /// The private server, for Redis-only inspection.
+    pub fn server(&self) -> Option<&RedisServer> {
+        match self {
+            Backend::Memory(_) => None,
+            Backend::Redis(_, server) => Some(server),
+        }
+    }
+
+    /// The store as a session backend.
+    pub fn sessions(&self) -> std::sync::Arc<dyn keygate::SessionStore> {
+        match self {
+            Backend::Memory(store) => std::sync::Arc::new(store.clone()),
+            Backend::Redis(store, _) => std::sync::Arc::new(store.clone()),
+        }
+    }
+
+    /// The store as a verification-code backend.
+    pub fn codes(&self) -> std::sync::Arc<dyn keygate::code::CodeStore> {
+        match self {
+            Backend::Memory(store) => std::sync::Arc::new(store.clone()),
+            Backend::Redis(store, _) => std::sync::Arc::new(store.clone()),
+        }
+    }
+}
+
+/// Generates, for each named async fn of `$suite` taking `&Backend`, one test on the
+/// memory backend and one on a private Redis.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($suite:path: $($name:ident),* $(,)?) => {
+        mod memory_backend {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    use $suite as suite;
+                    suite::$name(&$crate::fixtures::Backend::memory()).await;
+                }
+            )*
+        }
+        mod redis_backend {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    use $suite as suite;
+                    suite::$name(&$crate::fixtures::Backend::redis().await).await;
+                }
+            )*
+        }
+    };
+}
+
+/// A code sender that keeps the last code per phone, so tests can log in.
+#[derive(Default, Clone)]
+pub struct CapturingSender {
+    codes: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, String>>>,
+    /// When set, every send fails.
+    pub fail: bool,
+}
+
+impl CapturingSender {
+    /// A sender whose every send fails.
+    pub fn failing() -> Self {
+        Self {
+            fail: true,
+            ..Self::default()
+        }
+    }
+
+    /// The last code sent to `phone`.
+    pub fn last(&self, phone: &str) -> Option<String> {
+        self.codes.lock().expect("not poisoned").get(phone).cloned()
+    }
+}
+
+#[async_trait::async_trait]
+impl keygate::code::CodeSender for CapturingSender {
+    async fn send(
+        &self,
+        phone: &keygate::code::Phone,
+        code: &keygate::code::VerificationCode,
+    ) -> Result<(), keygate::code::SendError> {
+        if self.fail {
+            return Err(keygate::code::SendError("gateway down".into()));
+        }
+        self.codes
+            .lock()
+            .expect("not poisoned")
+            .insert(phone.as_str().to_owned(), code.expose().to_owned());
+        Ok(())
+    }
+}

@@ -13,7 +13,7 @@ use keygate::{
     UpdateOutcome, UserId,
 };
 
-use crate::support::{Backend, JavaUser, NodeUser};
+use crate::support::{Backend, JavaUser, Managers, NodeUser};
 
 fn uid(n: u64) -> UserId {
     UserId::from(n)
@@ -320,7 +320,7 @@ impl RequestParts for Header {
 
 pub async fn malformed_tokens_are_rejected_before_the_store(b: &Backend) {
     let counting = Arc::new(Counting {
-        inner: Arc::clone(&b.store),
+        inner: b.sessions(),
         calls: AtomicUsize::new(0),
     });
     let manager = keygate::SessionManager::<JavaUser>::from_shared_store(

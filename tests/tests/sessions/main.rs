@@ -6,28 +6,7 @@ mod conformance;
 mod redis_only;
 mod support;
 
-macro_rules! conformance {
-    ($($name:ident),* $(,)?) => {
-        mod memory_backend {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    crate::conformance::$name(&crate::support::Backend::memory()).await;
-                }
-            )*
-        }
-        mod redis_backend {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    crate::conformance::$name(&crate::support::Backend::redis().await).await;
-                }
-            )*
-        }
-    };
-}
-
-conformance!(
+keygate_tests::on_both_backends!(crate::conformance:
     create_then_load,
     sliding_refresh_and_idle_expiry,
     absolute_lifetime_ends_an_active_session,

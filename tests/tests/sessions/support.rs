@@ -1,8 +1,8 @@
-use std::sync::Arc;
 use std::time::Duration;
 
-use keygate::{MemoryStore, RedisOptions, RedisStore, SessionConfig, SessionManager, SessionStore};
+use keygate::{RedisOptions, RedisStore, SessionConfig, SessionManager};
 pub use keygate_tests::RedisServer;
+pub use keygate_tests::fixtures::Backend;
 pub use keygate_tests::fixtures::JavaUser;
 use serde::{Deserialize, Serialize};
 
@@ -24,34 +24,18 @@ impl NodeUser {
     }
 }
 
-pub struct Backend {
-    pub store: Arc<dyn SessionStore>,
-    /// Keeps the private server alive as long as the backend.
-    _server: Option<RedisServer>,
+pub trait Managers {
+    fn manager<T>(&self, config: SessionConfig) -> SessionManager<T>
+    where
+        T: Serialize + serde::de::DeserializeOwned + Send + Sync + 'static;
 }
 
-impl Backend {
-    pub fn memory() -> Self {
-        Self {
-            store: Arc::new(MemoryStore::new()),
-            _server: None,
-        }
-    }
-
-    pub async fn redis() -> Self {
-        let server = RedisServer::start();
-        let store = redis_store(&server).await;
-        Self {
-            store: Arc::new(store),
-            _server: Some(server),
-        }
-    }
-
-    pub fn manager<T>(&self, config: SessionConfig) -> SessionManager<T>
+impl Managers for Backend {
+    fn manager<T>(&self, config: SessionConfig) -> SessionManager<T>
     where
         T: Serialize + serde::de::DeserializeOwned + Send + Sync + 'static,
     {
-        SessionManager::from_shared_store(Arc::clone(&self.store), config).unwrap()
+        SessionManager::from_shared_store(self.sessions(), config).unwrap()
     }
 }
 

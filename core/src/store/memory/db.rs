@@ -65,6 +65,32 @@ impl Db {
         existed
     }
 
+    /// The string at `key`, if live and a string.
+    pub fn get_str(&mut self, key: &str) -> Option<&str> {
+        match self.get(key).map(|e| &e.value) {
+            Some(Value::Str(s)) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Remaining TTL of a live key with an expiry.
+    pub fn ttl(&mut self, key: &str) -> Option<Duration> {
+        let now = Instant::now();
+        self.get(key).and_then(|e| e.ttl(now))
+    }
+
+    /// `INCR`: the new value (a missing or non-numeric value counts as 0); keeps the TTL.
+    pub fn incr(&mut self, key: &str) -> i64 {
+        let ttl = self.ttl(key);
+        let n = self
+            .get_str(key)
+            .and_then(|s| s.parse::<i64>().ok())
+            .unwrap_or(0)
+            .saturating_add(1);
+        self.set(key, Value::Str(n.to_string()), ttl);
+        n
+    }
+
     fn note_write(&mut self) {
         self.writes = self.writes.wrapping_add(1);
         if self.writes.is_multiple_of(SWEEP_EVERY) {

@@ -3,6 +3,7 @@
 //! that uses keygate. Data is lost when the process exits and is not shared between
 //! processes.
 
+mod code;
 mod db;
 mod session;
 

@@ -1,5 +1,6 @@
 //! The Redis backend: one multiplexed, auto-reconnecting connection shared by all requests.
 
+mod code;
 mod connection;
 mod session;
 
@@ -88,6 +89,9 @@ lua_script!(SESSION_INSERT, "session_insert.lua");
 lua_script!(SESSION_TOUCH, "session_touch.lua");
 lua_script!(SESSION_REPLACE_HASH, "session_replace_hash.lua");
 lua_script!(SESSION_UPDATE, "session_update.lua");
+lua_script!(CODE_ISSUE, "code_issue.lua");
+lua_script!(CODE_REVOKE, "code_revoke.lua");
+lua_script!(CODE_CHECK, "code_check.lua");
 
 /// Whether a Redis error says the key holds another type than the command expects.
 /// (Pipelines report server errors per command, so look at each.)

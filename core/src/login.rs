@@ -1,0 +1,151 @@
+//! Phone + SMS-code login, as in the Java seed: validate the phone, verify the code, find
+//! or create the user, create a session, return a new token.
+
+use async_trait::async_trait;
+use rand::TryRngCore;
+use rand::rngs::OsRng;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::code::{CodeError, Codes, Phone};
+use crate::{Error, SessionManager, Token, UserId};
+
+/// Where the app keeps its users.
+#[async_trait]
+pub trait UserDirectory: Send + Sync + 'static {
+    /// What is stored in the session (the seed's `UserDTO`).
+    type User: Serialize + DeserializeOwned + Send + Sync + 'static;
+
+    /// The user with this phone, created if absent (the seed names new users
+    /// [`random_nickname`]).
+    async fn find_or_create_by_phone(&self, phone: &Phone) -> Result<Self::User, DirectoryError>;
+
+    /// The user's id, for the per-user session index.
+    fn user_id(&self, user: &Self::User) -> UserId;
+}
+
+/// The user directory failed (database down, constraint violated).
+#[derive(Debug, thiserror::Error)]
+#[error("user directory failed: {0}")]
+pub struct DirectoryError(pub String);
+
+/// Why a login failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoginError {
+    /// Phone or code rejected (see [`CodeError::status`]).
+    #[error(transparent)]
+    Code(#[from] CodeError),
+    /// The user directory failed (500).
+    #[error(transparent)]
+    Directory(#[from] DirectoryError),
+    /// Creating the session failed (503 when the backend is down).
+    #[error(transparent)]
+    Session(#[from] Error),
+}
+
+impl LoginError {
+    /// The HTTP status for this outcome.
+    pub fn status(&self) -> u16 {
+        match self {
+            LoginError::Code(e) => e.status(),
+            LoginError::Directory(_) => 500,
+            LoginError::Session(e) => e.status(),
+        }
+    }
+
+    /// The JSON envelope.
+    pub fn body(&self) -> String {
+        match self {
+            LoginError::Code(e) => e.body(),
+            LoginError::Directory(_) => crate::http::Envelope::error("internal error").to_json(),
+            LoginError::Session(e) => e.body(),
+        }
+    }
+}
+
+/// The login flow over a code service, a user directory and a session manager.
+pub struct PhoneLogin<D: UserDirectory> {
+    codes: Codes,
+    directory: D,
+    sessions: SessionManager<D::User>,
+}
+
+impl<D: UserDirectory> std::fmt::Debug for PhoneLogin<D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PhoneLogin").finish_non_exhaustive()
+    }
+}
+
+impl<D: UserDirectory> PhoneLogin<D> {
+    /// Composes the flow.
+    pub fn new(codes: Codes, directory: D, sessions: SessionManager<D::User>) -> Self {
+        Self {
+            codes,
+            directory,
+            sessions,
+        }
+    }
+
+    /// The code service (to send codes).
+    pub fn codes(&self) -> &Codes {
+        &self.codes
+    }
+
+    /// The session manager.
+    pub fn sessions(&self) -> &SessionManager<D::User> {
+        &self.sessions
+    }
+
+    /// Sends a code to `phone` (validated first).
+    pub async fn send_code(&self, phone: &str) -> Result<(), CodeError> {
+        let phone = self.codes.phone(phone)?;
+        self.codes.send(&phone).await
+    }
+
+    /// Validates the phone, consumes the code, finds or creates the user, and creates a
+    /// session. Every login gets a new token (no session fixation).
+    pub async fn login(&self, phone: &str, code: &str) -> Result<(Token, D::User), LoginError> {
+        let phone = self.codes.phone(phone)?;
+        self.codes.verify(&phone, code).await?;
+        let user = self.directory.find_or_create_by_phone(&phone).await?;
+        let token = self
+            .sessions
+            .create(&self.directory.user_id(&user), &user)
+            .await?;
+        Ok((token, user))
+    }
+}
+
+/// The seed's nickname for new users: `user_` and 10 random lowercase letters or digits.
+pub fn random_nickname() -> Result<String, Error> {
+    const ALPHABET: &[u8; 36] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut bytes = [0u8; 10];
+    OsRng
+        .try_fill_bytes(&mut bytes)
+        .map_err(|e| Error::Random(e.to_string()))?;
+    // 256 % 36 != 0 leaves a slight bias; harmless for a display name.
+    let suffix: String = bytes
+        .iter()
+        .map(|b| char::from(ALPHABET[usize::from(*b) % ALPHABET.len()]))
+        .collect();
+    Ok(format!("user_{suffix}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nicknames_follow_the_seed() {
+        let name = random_nickname().unwrap();
+        assert_eq!(name.len(), 15);
+        assert!(name.starts_with("user_"));
+        assert!(
+            name[5..]
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        );
+        assert_ne!(name, random_nickname().unwrap());
+    }
+}
