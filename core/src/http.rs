@@ -12,10 +12,10 @@ pub struct Envelope<T> {
     /// Whether the call succeeded.
     pub success: bool,
     /// The result, on success.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub data: Option<T>,
     /// What went wrong, on failure.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub error_msg: Option<String>,
 }
 

@@ -71,6 +71,7 @@ mod error;
 mod gate;
 pub mod http;
 mod keys;
+pub mod lock;
 pub mod login;
 pub mod session;
 pub mod store;

@@ -114,6 +114,7 @@ pub fn one_hash_touch() -> Vec<(String, u64)> {
 }
 
 /// A real backend for suites that run on both: the embedded store, or a private Redis.
+#[allow(clippy::large_enum_variant, reason = "a handful per test run")]
 pub enum Backend {
     /// The embedded memory store.
     Memory(keygate::MemoryStore),
@@ -148,6 +149,14 @@ impl Backend {
 
     /// The store as a session backend.
     pub fn sessions(&self) -> std::sync::Arc<dyn keygate::SessionStore> {
+        match self {
+            Backend::Memory(store) => std::sync::Arc::new(store.clone()),
+            Backend::Redis(store, _) => std::sync::Arc::new(store.clone()),
+        }
+    }
+
+    /// The store as a lock backend.
+    pub fn locks(&self) -> std::sync::Arc<dyn keygate::lock::LockStore> {
         match self {
             Backend::Memory(store) => std::sync::Arc::new(store.clone()),
             Backend::Redis(store, _) => std::sync::Arc::new(store.clone()),

@@ -5,6 +5,7 @@
 
 mod code;
 mod db;
+mod lock;
 mod session;
 
 use std::sync::{Arc, Mutex, PoisonError};
@@ -12,9 +13,20 @@ use std::sync::{Arc, Mutex, PoisonError};
 use db::Db;
 
 /// An in-process backend. Cheap to clone; clones share the data.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct MemoryStore {
     db: Arc<Mutex<Db>>,
+    /// Lock release notifications (the lock key), as Redis pub/sub carries them.
+    released: tokio::sync::broadcast::Sender<String>,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self {
+            db: Arc::default(),
+            released: tokio::sync::broadcast::channel(64).0,
+        }
+    }
 }
 
 impl std::fmt::Debug for MemoryStore {

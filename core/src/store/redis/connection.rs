@@ -100,7 +100,7 @@ impl ConnectionLike for Conn {
     }
 }
 
-pub(super) async fn connect(options: &RedisOptions) -> Result<Conn, Error> {
+pub(super) async fn connect(options: &RedisOptions) -> Result<(redis::Client, Conn), Error> {
     let client = redis::Client::open(options.url.as_str())?;
     let config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(options.connect_timeout))
@@ -112,9 +112,9 @@ pub(super) async fn connect(options: &RedisOptions) -> Result<Conn, Error> {
         .set_max_delay(Duration::from_millis(500));
     let manager = tokio::time::timeout(
         options.connect_timeout,
-        ConnectionManager::new_with_config(client, config),
+        ConnectionManager::new_with_config(client.clone(), config),
     )
     .await
     .map_err(|_| BackendError::Timeout(options.connect_timeout))??;
-    Ok(Conn::Single(manager))
+    Ok((client, Conn::Single(manager)))
 }

@@ -2,6 +2,7 @@
 
 mod code;
 mod connection;
+mod lock;
 mod session;
 
 use std::future::Future;
@@ -32,6 +33,8 @@ use crate::error::{BackendError, Error};
 #[derive(Clone)]
 pub struct RedisStore {
     conn: Conn,
+    /// For dedicated connections (pub/sub waits, blocking stream reads).
+    client: redis::Client,
     command_timeout: Duration,
 }
 
@@ -53,9 +56,10 @@ impl RedisStore {
     /// Connects with explicit options.
     pub async fn connect_with(options: RedisOptions) -> Result<Self, Error> {
         let command_timeout = options.command_timeout();
-        let conn = connection::connect(&options).await?;
+        let (client, conn) = connection::connect(&options).await?;
         Ok(Self {
             conn,
+            client,
             command_timeout,
         })
     }
@@ -63,6 +67,11 @@ impl RedisStore {
     /// A handle on the shared connection, for commands of a keygate module.
     pub(crate) fn conn(&self) -> Conn {
         self.conn.clone()
+    }
+
+    /// The client, for dedicated connections.
+    pub(crate) fn client(&self) -> &redis::Client {
+        &self.client
     }
 
     /// Runs one backend operation under the command timeout.
@@ -92,6 +101,9 @@ lua_script!(SESSION_UPDATE, "session_update.lua");
 lua_script!(CODE_ISSUE, "code_issue.lua");
 lua_script!(CODE_REVOKE, "code_revoke.lua");
 lua_script!(CODE_CHECK, "code_check.lua");
+lua_script!(LOCK_ACQUIRE, "lock_acquire.lua");
+lua_script!(LOCK_RELEASE, "lock_release.lua");
+lua_script!(LOCK_RENEW, "lock_renew.lua");
 
 /// Whether a Redis error says the key holds another type than the command expects.
 /// (Pipelines report server errors per command, so look at each.)

@@ -1,0 +1,243 @@
+//! Acquiring locks.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+use tokio::time::Instant;
+
+use super::guard::{Fence, LockGuard};
+use super::{AcquireOutcome, LockKeys, LockStore};
+use crate::config::millis;
+use crate::{Error, Token};
+
+/// Lease and waiting behaviour. Defaults: 30 s lease renewed every 10 s while held; waiters
+/// poll at most every 200 ms when no release message arrives.
+#[derive(Debug, Clone, Copy)]
+pub struct LockOptions {
+    lease: Duration,
+    renew: bool,
+    poll_interval: Duration,
+}
+
+impl Default for LockOptions {
+    fn default() -> Self {
+        Self {
+            lease: Duration::from_secs(30),
+            renew: true,
+            poll_interval: Duration::from_millis(200),
+        }
+    }
+}
+
+impl LockOptions {
+    /// The defaults.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How long the lock outlives a holder that stops renewing (crashed, paused).
+    pub fn with_lease(mut self, lease: Duration) -> Self {
+        self.lease = lease.max(Duration::from_millis(3));
+        self
+    }
+
+    /// Whether the guard renews the lease while held (default yes). Without renewal the
+    /// lock ends after one lease however long the work takes.
+    pub fn with_renewal(mut self, renew: bool) -> Self {
+        self.renew = renew;
+        self
+    }
+
+    /// The longest a waiter sleeps between tries when no release message arrives.
+    pub fn with_poll_interval(mut self, interval: Duration) -> Self {
+        self.poll_interval = interval.max(Duration::from_millis(1));
+        self
+    }
+
+    pub(crate) fn lease(&self) -> Duration {
+        self.lease
+    }
+
+    pub(crate) fn renews(&self) -> bool {
+        self.renew
+    }
+}
+
+/// Why a lock was not obtained or not released cleanly.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LockError {
+    /// Held by someone else (try once).
+    #[error("lock is held by another owner")]
+    Busy {
+        /// When the current lease ends at the latest, if known.
+        retry_after: Option<Duration>,
+    },
+    /// Still held by someone else when the wait ended.
+    #[error("timed out waiting for the lock")]
+    Timeout,
+    /// The lock was lost (lease expired, taken over) before release or during the work.
+    #[error("lock was lost: the lease ended or another owner took it")]
+    NotOwner,
+    /// The backend is unreachable or failed: whether the lock is free is unknown.
+    #[error(transparent)]
+    Backend(#[from] Error),
+}
+
+/// Distributed locks over a [`LockStore`]. Cheap to clone.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), keygate::lock::LockError> {
+/// use std::time::Duration;
+/// use keygate::MemoryStore;
+/// use keygate::lock::Locks;
+///
+/// let locks = Locks::new(MemoryStore::new());
+/// let outcome = locks
+///     .with_lock("order:42", Duration::from_secs(2), |fence| async move {
+///         // Process the payment callback; pass `fence` to storage that checks it.
+///         fence.value()
+///     })
+///     .await?;
+/// assert_eq!(outcome, 1);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Locks {
+    pub(crate) store: Arc<dyn LockStore>,
+    pub(crate) options: LockOptions,
+}
+
+impl std::fmt::Debug for Locks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Locks")
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Locks {
+    /// Locks with the default options.
+    pub fn new(store: impl LockStore) -> Self {
+        Self::from_shared(Arc::new(store))
+    }
+
+    /// Like [`new`](Self::new) for a shared store.
+    pub fn from_shared(store: Arc<dyn LockStore>) -> Self {
+        Self {
+            store,
+            options: LockOptions::default(),
+        }
+    }
+
+    /// Replaces the options.
+    pub fn with_options(mut self, options: LockOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Tries once.
+    pub async fn try_acquire(&self, name: &str) -> Result<LockGuard, LockError> {
+        let keys = LockKeys::new(name);
+        let owner = Token::generate()?.expose().to_owned();
+        match self.attempt(&keys, &owner).await? {
+            AcquireOutcome::Acquired(fence) => Ok(LockGuard::start(self, keys, owner, fence)),
+            AcquireOutcome::Held(ms) => Err(LockError::Busy {
+                retry_after: (ms > 0).then(|| Duration::from_millis(ms)),
+            }),
+        }
+    }
+
+    /// Waits up to `wait` for the lock: woken by the holder's release, polling as a
+    /// fallback.
+    pub async fn acquire(&self, name: &str, wait: Duration) -> Result<LockGuard, LockError> {
+        let keys = LockKeys::new(name);
+        let owner = Token::generate()?.expose().to_owned();
+        let deadline = Instant::now() + wait;
+        let mut signal = None;
+        loop {
+            let held_ms = match self.attempt(&keys, &owner).await? {
+                AcquireOutcome::Acquired(fence) => {
+                    return Ok(LockGuard::start(self, keys, owner, fence));
+                }
+                AcquireOutcome::Held(ms) => ms,
+            };
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(LockError::Timeout);
+            }
+            if signal.is_none() {
+                // Subscribe, then try again at once: a release between the failed try and
+                // the subscription would otherwise be missed.
+                match self.store.subscribe(&keys).await {
+                    Ok(s) => {
+                        signal = Some(s);
+                        continue;
+                    }
+                    Err(error) => {
+                        tracing::debug!(%error, "lock release subscription failed; polling");
+                    }
+                }
+            }
+            let pause = self.pause(held_ms).min(deadline - now);
+            match signal.as_mut() {
+                Some(s) => {
+                    tokio::select! {
+                        alive = s.next() => if !alive { signal = None },
+                        () = tokio::time::sleep(pause) => {}
+                    }
+                }
+                None => tokio::time::sleep(pause).await,
+            }
+        }
+    }
+
+    /// Runs `work` while holding the lock named `name` (waiting up to `wait` for it) and
+    /// releases it afterwards. If the lock is lost meanwhile, the work is stopped (its
+    /// future dropped) and [`LockError::NotOwner`] returned.
+    pub async fn with_lock<F, Fut, R>(
+        &self,
+        name: &str,
+        wait: Duration,
+        work: F,
+    ) -> Result<R, LockError>
+    where
+        F: FnOnce(Fence) -> Fut,
+        Fut: Future<Output = R>,
+    {
+        let guard = self.acquire(name, wait).await?;
+        let outcome = tokio::select! {
+            result = work(guard.fence_token()) => Some(result),
+            () = guard.lost() => None,
+        };
+        match outcome {
+            Some(result) => {
+                guard.release().await?;
+                Ok(result)
+            }
+            None => Err(LockError::NotOwner),
+        }
+    }
+
+    async fn attempt(&self, keys: &LockKeys, owner: &str) -> Result<AcquireOutcome, LockError> {
+        Ok(self
+            .store
+            .try_acquire(keys, owner, millis(self.options.lease))
+            .await?)
+    }
+
+    /// Sleep before the next try: at most the poll interval, jittered to 50–100 % so
+    /// waiters spread out, and no longer than the holder's remaining lease.
+    fn pause(&self, held_ms: u64) -> Duration {
+        let cap = self.options.poll_interval;
+        let cap = if held_ms > 0 {
+            cap.min(Duration::from_millis(held_ms))
+        } else {
+            cap
+        };
+        cap.mul_f64(rand::rng().random_range(0.5..=1.0))
+    }
+}

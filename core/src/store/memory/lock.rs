@@ -1,0 +1,82 @@
+//! Locks in memory, with the Redis scripts' semantics (for one process).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::{broadcast, mpsc};
+
+use super::MemoryStore;
+use super::db::Value;
+use crate::config::millis;
+use crate::error::Result;
+use crate::lock::{AcquireOutcome, LockKeys, LockStore, ReleaseSignal};
+
+#[async_trait]
+impl LockStore for MemoryStore {
+    async fn try_acquire(
+        &self,
+        keys: &LockKeys,
+        owner: &str,
+        lease_ms: u64,
+    ) -> Result<AcquireOutcome> {
+        Ok(self.with_db(|db| {
+            if db.exists(&keys.lock) {
+                let left = db.ttl(&keys.lock).map_or(0, millis);
+                return AcquireOutcome::Held(left);
+            }
+            let lease = Some(Duration::from_millis(lease_ms));
+            db.set(&keys.lock, Value::Str(owner.to_owned()), lease);
+            AcquireOutcome::Acquired(u64::try_from(db.incr(&keys.fence)).unwrap_or(0))
+        }))
+    }
+
+    async fn release(&self, keys: &LockKeys, owner: &str) -> Result<bool> {
+        let released = self.with_db(|db| {
+            let ours = db.get_str(&keys.lock) == Some(owner);
+            if ours {
+                db.remove(&keys.lock);
+            }
+            ours
+        });
+        if released {
+            // No receiver is not an error: nobody waits.
+            let _ = self.released.send(keys.lock.clone());
+        }
+        Ok(released)
+    }
+
+    async fn renew(&self, keys: &LockKeys, owner: &str, lease_ms: u64) -> Result<bool> {
+        Ok(self.with_db(|db| {
+            let ours = db.get_str(&keys.lock) == Some(owner);
+            if ours {
+                let lease = Some(Duration::from_millis(lease_ms));
+                db.set(&keys.lock, Value::Str(owner.to_owned()), lease);
+            }
+            ours
+        }))
+    }
+
+    async fn subscribe(&self, keys: &LockKeys) -> Result<ReleaseSignal> {
+        let mut released = self.released.subscribe();
+        let lock = keys.lock.clone();
+        let (tx, rx) = mpsc::channel(1);
+        let task = tokio::spawn(async move {
+            loop {
+                match released.recv().await {
+                    Ok(key) if key == lock => {
+                        if tx.try_send(()).is_err() && tx.is_closed() {
+                            break;
+                        }
+                    }
+                    Ok(_) => {}
+                    // Missed messages may include ours: wake the waiter to try again.
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        let _ = tx.try_send(());
+                    }
+                    Err(broadcast::error::RecvError::Closed) => break,
+                }
+            }
+        });
+        Ok(ReleaseSignal::new(rx, task))
+    }
+}

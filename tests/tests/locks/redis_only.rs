@@ -1,0 +1,130 @@
+use std::time::{Duration, Instant};
+
+use keygate::lock::{LockError, LockOptions, Locks};
+use keygate_tests::fixtures::{Backend, pttl};
+
+async fn redis() -> Backend {
+    Backend::redis().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_counter_under_the_lock_is_exact() {
+    let b = redis().await;
+    let server = b.server().unwrap();
+    let locks = Locks::from_shared(b.locks());
+    let client = redis::Client::open(server.url()).unwrap();
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let (locks, client) = (locks.clone(), client.clone());
+            tokio::spawn(async move {
+                let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+                for _ in 0..200 {
+                    let guard = locks
+                        .acquire("counter", Duration::from_secs(30))
+                        .await
+                        .unwrap();
+                    // GET then SET: an unprotected read-modify-write.
+                    let n: Option<u64> = redis::cmd("GET")
+                        .arg("counter")
+                        .query_async(&mut conn)
+                        .await
+                        .unwrap();
+                    let () = redis::cmd("SET")
+                        .arg("counter")
+                        .arg(n.unwrap_or(0) + 1)
+                        .query_async(&mut conn)
+                        .await
+                        .unwrap();
+                    guard.release().await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let total: u64 = server.query(redis::cmd("GET").arg("counter"));
+    assert_eq!(total, 1600);
+}
+
+#[tokio::test]
+async fn the_lock_key_carries_the_lease() {
+    let b = redis().await;
+    let locks = Locks::from_shared(b.locks())
+        .with_options(LockOptions::new().with_lease(Duration::from_secs(20)));
+    let guard = locks.try_acquire("order:{7}").await.unwrap();
+    let ttl = pttl(b.server().unwrap(), "keygate:lock:{order:%7B7%7D}");
+    assert!((19_000..=20_000).contains(&ttl), "{ttl}");
+    guard.release().await.unwrap();
+}
+
+#[tokio::test]
+async fn renewal_keeps_the_lock_past_its_lease_and_detects_loss() {
+    let b = redis().await;
+    let server = b.server().unwrap();
+    let locks = Locks::from_shared(b.locks())
+        .with_options(LockOptions::new().with_lease(Duration::from_millis(300)));
+    let guard = locks.try_acquire("order:8").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert!(!guard.is_lost(), "renewed three times over");
+    assert!(matches!(
+        locks.try_acquire("order:8").await,
+        Err(LockError::Busy { .. })
+    ));
+
+    // A failover loses the key; someone else takes the lock.
+    let _: () = server.query(redis::cmd("DEL").arg("keygate:lock:{order:8}"));
+    let thief = locks.try_acquire("order:8").await.unwrap();
+    tokio::time::timeout(Duration::from_secs(2), guard.lost())
+        .await
+        .expect("the renewal noticed the loss");
+    assert!(guard.is_lost());
+    assert!(matches!(guard.release().await, Err(LockError::NotOwner)));
+    thief.release().await.unwrap();
+}
+
+#[tokio::test]
+async fn with_lock_stops_work_when_the_lock_is_lost() {
+    let b = redis().await;
+    let server_url = b.server().unwrap().url();
+    let locks = Locks::from_shared(b.locks())
+        .with_options(LockOptions::new().with_lease(Duration::from_millis(300)));
+    let result = locks
+        .with_lock("order:9", Duration::from_secs(1), |_| async move {
+            let client = redis::Client::open(server_url).unwrap();
+            let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+            let () = redis::cmd("DEL")
+                .arg("keygate:lock:{order:9}")
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            "finished"
+        })
+        .await;
+    assert!(matches!(result, Err(LockError::NotOwner)), "{result:?}");
+}
+
+#[tokio::test]
+async fn redis_down_is_a_backend_error_not_busy() {
+    let mut b = redis().await;
+    let locks = Locks::from_shared(b.locks());
+    if let Backend::Redis(_, server) = &mut b {
+        server.stop();
+    }
+    let started = Instant::now();
+    let error = locks.try_acquire("order:10").await.unwrap_err();
+    assert!(
+        matches!(error, LockError::Backend(ref e) if e.is_backend()),
+        "{error:?}"
+    );
+    let error = locks
+        .acquire("order:10", Duration::from_secs(5))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, LockError::Backend(_)),
+        "fail closed, not a timeout: {error:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
