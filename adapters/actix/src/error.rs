@@ -1,0 +1,121 @@
+//! The adapter's errors and their HTTP answers: the JSON envelope with the status the core
+//! chose.
+
+use std::fmt;
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::ContentType;
+use actix_web::{HttpResponse, ResponseError};
+use keygate::http::Rejection;
+
+/// Why an extractor did not give a session: 401 (no token, malformed token, unknown or
+/// expired session), 503 (session backend unavailable) or 500 (the middleware is not
+/// installed), with the envelope `{"success":false,"errorMsg":"..."}` as body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeygateRejection(pub Rejection);
+
+impl KeygateRejection {
+    /// The core's rejection.
+    pub fn rejection(&self) -> Rejection {
+        self.0
+    }
+}
+
+impl From<Rejection> for KeygateRejection {
+    fn from(rejection: Rejection) -> Self {
+        Self(rejection)
+    }
+}
+
+impl fmt::Display for KeygateRejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl std::error::Error for KeygateRejection {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
+impl ResponseError for KeygateRejection {
+    fn status_code(&self) -> StatusCode {
+        status(self.0.status())
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let Rejection::MissingLayer(what) = self.0 {
+            tracing::error!(what, "a route asked for a session it cannot have");
+        }
+        envelope(self.status_code(), self.0.body())
+    }
+}
+
+/// An error for handlers that call the core (login, logout, listing): converts from
+/// [`keygate::Error`] with `?` and answers 503 for backend trouble, 500 otherwise, with
+/// the envelope as body and without internals in it.
+///
+/// ```
+/// use actix_web::web;
+/// use keygate_actix::keygate::http::Envelope;
+/// use keygate_actix::{ApiError, Auth};
+/// # #[derive(serde::Serialize, serde::Deserialize)] struct User { id: u64 }
+///
+/// async fn logout(user: Auth<User>) -> Result<web::Json<Envelope<()>>, ApiError> {
+///     user.logout().await?;
+///     Ok(web::Json(Envelope::done()))
+/// }
+/// ```
+#[derive(Debug)]
+pub struct ApiError(pub keygate::Error);
+
+impl ApiError {
+    /// The core's error.
+    pub fn into_inner(self) -> keygate::Error {
+        self.0
+    }
+}
+
+impl From<keygate::Error> for ApiError {
+    fn from(error: keygate::Error) -> Self {
+        Self(error)
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl std::error::Error for ApiError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        status(self.0.status())
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if self.0.is_backend() {
+            tracing::warn!(error = %self.0, "session backend failed; answering 503");
+        } else {
+            tracing::error!(error = %self.0, "keygate call failed; answering 500");
+        }
+        envelope(self.status_code(), self.0.body())
+    }
+}
+
+fn status(code: u16) -> StatusCode {
+    StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+fn envelope(status: StatusCode, body: String) -> HttpResponse {
+    HttpResponse::build(status)
+        .insert_header(ContentType::json())
+        .body(body)
+}

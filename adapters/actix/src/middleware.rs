@@ -1,0 +1,153 @@
+//! The middleware: reads the token and loads-and-touches the session once per request.
+
+use std::future::{Ready, ready};
+use std::rc::Rc;
+
+use actix_web::HttpMessage;
+use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
+use actix_web::http::header::HeaderValue;
+use futures_util::future::LocalBoxFuture;
+use keygate::serde::Serialize;
+use keygate::serde::de::DeserializeOwned;
+use keygate::{Keygate, RequestParts, Resolved};
+
+/// Loads the session of every request it wraps and leaves it in the request's extensions
+/// for the extractors ([`Auth`](crate::Auth), [`MaybeAuth`](crate::MaybeAuth),
+/// [`Sessions`](crate::Sessions)).
+///
+/// Per request it reads the token with the gate's [`TokenReader`](keygate::TokenReader)
+/// and, for a well-formed token, loads the session and resets its idle TTL in one Redis
+/// round trip; a missing or malformed token costs no Redis call. It never answers by itself:
+/// routes that do not ask for a session work with or without a token, and the rejection
+/// (401, 503) comes from the extractor of the route that needs a session.
+///
+/// Wrap an [`App`](actix_web::App) or a [`Scope`](actix_web::Scope). When the same request
+/// passes through several of these middlewares for the same `T` (an app-wide one and a
+/// scope's), only the outermost one loads the session.
+///
+/// ```
+/// use actix_web::{App, web};
+/// use keygate_actix::{Auth, Keygate, KeygateMiddleware, MemoryStore, SessionConfig, SessionManager};
+/// # #[derive(serde::Serialize, serde::Deserialize)] struct User { id: u64 }
+///
+/// let manager = SessionManager::<User>::new(MemoryStore::new(), SessionConfig::java_seed())?;
+/// let gate = Keygate::new(manager);
+/// let app = App::new()
+///     .wrap(KeygateMiddleware::new(gate.clone()))
+///     .route("/me", web::get().to(|user: Auth<User>| async move { user.id.to_string() }));
+/// # Ok::<(), keygate::Error>(())
+/// ```
+pub struct KeygateMiddleware<T> {
+    gate: Keygate<T>,
+}
+
+impl<T> KeygateMiddleware<T> {
+    /// A middleware loading sessions through `gate`.
+    pub fn new(gate: Keygate<T>) -> Self {
+        Self { gate }
+    }
+
+    /// The gate this middleware loads sessions with.
+    pub fn gate(&self) -> &Keygate<T> {
+        &self.gate
+    }
+}
+
+impl<T> From<Keygate<T>> for KeygateMiddleware<T> {
+    fn from(gate: Keygate<T>) -> Self {
+        Self::new(gate)
+    }
+}
+
+impl<T> Clone for KeygateMiddleware<T> {
+    fn clone(&self) -> Self {
+        Self {
+            gate: self.gate.clone(),
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for KeygateMiddleware<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeygateMiddleware")
+            .field("gate", &self.gate)
+            .finish()
+    }
+}
+
+impl<S, B, T> Transform<S, ServiceRequest> for KeygateMiddleware<T>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    B: 'static,
+    T: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    type Response = ServiceResponse<B>;
+    type Error = actix_web::Error;
+    type Transform = KeygateService<S, T>;
+    type InitError = ();
+    type Future = Ready<Result<Self::Transform, Self::InitError>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        ready(Ok(KeygateService {
+            service: Rc::new(service),
+            gate: self.gate.clone(),
+        }))
+    }
+}
+
+/// The service [`KeygateMiddleware`] wraps around each worker's inner service.
+#[doc(hidden)]
+pub struct KeygateService<S, T> {
+    service: Rc<S>,
+    gate: Keygate<T>,
+}
+
+impl<S, B, T> Service<ServiceRequest> for KeygateService<S, T>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    B: 'static,
+    T: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    type Response = ServiceResponse<B>;
+    type Error = actix_web::Error;
+    type Future = LocalBoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    forward_ready!(service);
+
+    fn call(&self, req: ServiceRequest) -> Self::Future {
+        let service = Rc::clone(&self.service);
+        if req.extensions().contains::<Loaded<T>>() {
+            // An outer keygate middleware already loaded this request's session.
+            return Box::pin(async move { service.call(req).await });
+        }
+        let gate = self.gate.clone();
+        Box::pin(async move {
+            let resolved = gate.resolve(&Parts(&req)).await;
+            {
+                let mut extensions = req.extensions_mut();
+                extensions.insert(Loaded(resolved));
+                extensions.insert(GateHandle(gate));
+            }
+            service.call(req).await
+        })
+    }
+}
+
+/// What the middleware loaded for this request, kept in the request's extensions.
+pub(crate) struct Loaded<T>(pub(crate) Resolved<T>);
+
+/// The gate of the middleware that handled this request, for [`Sessions`](crate::Sessions).
+pub(crate) struct GateHandle<T>(pub(crate) Keygate<T>);
+
+/// The token reader's view of an actix request.
+struct Parts<'a>(&'a ServiceRequest);
+
+impl RequestParts for Parts<'_> {
+    fn header(&self, name: &str) -> Option<&[u8]> {
+        self.0.headers().get(name).map(HeaderValue::as_bytes)
+    }
+
+    fn query(&self) -> Option<&str> {
+        Some(self.0.query_string()).filter(|query| !query.is_empty())
+    }
+}
