@@ -1,0 +1,276 @@
+//! The request guards, and the one place that loads a request's session.
+
+use std::ops::Deref;
+
+use keygate::http::Rejection;
+use keygate::serde::Serialize;
+use keygate::serde::de::DeserializeOwned;
+use keygate::{CurrentSession, Keygate, RequestParts, Resolved};
+use rocket::request::{FromRequest, Outcome};
+use rocket::{Ignite, Request, Rocket, Sentinel};
+
+use crate::catcher::note;
+use crate::error::KeygateRejection;
+
+const MISSING_FAIRING: &str = "keygate-rocket: KeygateFairing is not installed \
+     (attach `KeygateFairing::new(gate)` to the rocket)";
+
+/// The cache entry of a request's session, private so that nothing else can claim the type.
+struct Loaded<T>(Resolved<T>);
+
+/// The gate the fairing put in managed state, or the rejection saying it is missing.
+fn gate<'r, T>(request: &'r Request<'_>) -> Result<&'r Keygate<T>, Rejection>
+where
+    T: Send + Sync + 'static,
+{
+    request.rocket().state::<Keygate<T>>().ok_or_else(|| {
+        tracing::error!("{MISSING_FAIRING}");
+        Rejection::MissingLayer(MISSING_FAIRING)
+    })
+}
+
+/// Reads the token and loads-and-touches the session, once per request: every keygate guard
+/// of the request shares the result through the request-local cache.
+async fn resolve<'r, T>(request: &'r Request<'_>) -> Result<&'r Resolved<T>, Rejection>
+where
+    T: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    let gate = gate::<T>(request)?;
+    let loaded = request
+        .local_cache_async(async { Loaded(gate.resolve(&Parts(request)).await) })
+        .await;
+    Ok(&loaded.0)
+}
+
+/// A failed guard: notes the rejection for the catchers and errors with its status.
+fn reject<S>(request: &Request<'_>, rejection: Rejection) -> Outcome<S, KeygateRejection> {
+    note(request, rejection);
+    let rejection = KeygateRejection(rejection);
+    Outcome::Error((rejection.status(), rejection))
+}
+
+/// Whether the fairing's managed state is missing (the sentinels' test).
+fn fairing_missing<T: Send + Sync + 'static>(rocket: &Rocket<Ignite>) -> bool {
+    let missing = rocket.state::<Keygate<T>>().is_none();
+    if missing {
+        tracing::error!(
+            user_type = std::any::type_name::<T>(),
+            "{MISSING_FAIRING}; refusing to launch"
+        );
+    }
+    missing
+}
+
+/// What the token reader sees of a rocket request.
+struct Parts<'a, 'r>(&'a Request<'r>);
+
+impl RequestParts for Parts<'_, '_> {
+    fn header(&self, name: &str) -> Option<&[u8]> {
+        self.0.headers().get_one(name).map(str::as_bytes)
+    }
+
+    fn query(&self) -> Option<&str> {
+        self.0.uri().query().map(|query| query.as_str())
+    }
+}
+
+/// The session of an authenticated request; the route fails without one.
+///
+/// Dereferences to [`CurrentSession<T>`], which dereferences to the user's data `T`, and
+/// offers [`logout`](CurrentSession::logout),
+/// [`logout_everywhere`](CurrentSession::logout_everywhere),
+/// [`list`](CurrentSession::list) and [`update`](CurrentSession::update).
+///
+/// Failures, answered with the JSON envelope `{"success":false,"errorMsg":"..."}` by the
+/// catchers that [`KeygateFairing`](crate::KeygateFairing) registers:
+///
+/// | status | when |
+/// | --- | --- |
+/// | 401 | no token, a malformed token, an unknown, expired or ended session |
+/// | 503 | the session backend is unavailable or timed out |
+///
+/// The first keygate guard of a request loads the session (one Redis round trip, none for
+/// a missing or malformed token); later ones, in the same request, reuse it. A route using
+/// this guard does not launch without the fairing (a [`Sentinel`]).
+///
+/// ```
+/// use keygate_rocket::{Auth, Envelope};
+/// use rocket::{get, serde::json::Json};
+/// # #[derive(Clone, serde::Serialize, serde::Deserialize)] struct User { id: u64 }
+///
+/// #[get("/user/me")]
+/// fn me(user: Auth<User>) -> Json<Envelope<User>> {
+///     Json(Envelope::ok(user.data().clone()))
+/// }
+/// ```
+pub struct Auth<T>(CurrentSession<T>);
+
+impl<T> Auth<T> {
+    /// The session, for keeping it beyond the handler.
+    pub fn into_inner(self) -> CurrentSession<T> {
+        self.0
+    }
+}
+
+impl<T> Deref for Auth<T> {
+    type Target = CurrentSession<T>;
+
+    fn deref(&self) -> &CurrentSession<T> {
+        &self.0
+    }
+}
+
+impl<T> Clone for Auth<T> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+impl<T: std::fmt::Debug> std::fmt::Debug for Auth<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Auth").field(&self.0).finish()
+    }
+}
+
+#[rocket::async_trait]
+impl<'r, T> FromRequest<'r> for Auth<T>
+where
+    T: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    type Error = KeygateRejection;
+
+    async fn from_request(request: &'r Request<'_>) -> Outcome<Self, Self::Error> {
+        match resolve::<T>(request).await {
+            Ok(Ok(session)) => Outcome::Success(Self(session.clone())),
+            Ok(Err(rejection)) => reject(request, *rejection),
+            Err(rejection) => reject(request, rejection),
+        }
+    }
+}
+
+impl<T: Send + Sync + 'static> Sentinel for Auth<T> {
+    fn abort(rocket: &Rocket<Ignite>) -> bool {
+        fairing_missing::<T>(rocket)
+    }
+}
+
+/// The session if the request has one: `MaybeAuth(None)` for no token, a malformed one or
+/// an unknown or expired session.
+///
+/// Backend trouble still fails the route with 503: a route never treats a logged-in user
+/// as anonymous because Redis is down. That is why this exists beside rocket's
+/// `Option<Auth<T>>`, which turns every failure into `None`.
+///
+/// ```
+/// use keygate_rocket::MaybeAuth;
+/// use rocket::get;
+/// # #[derive(serde::Serialize, serde::Deserialize)] struct User { id: u64, nick_name: String }
+///
+/// #[get("/")]
+/// fn greeting(user: MaybeAuth<User>) -> String {
+///     match user.0 {
+///         Some(user) => format!("hello, {}", user.nick_name),
+///         None => "hello, stranger".to_owned(),
+///     }
+/// }
+/// ```
+pub struct MaybeAuth<T>(pub Option<Auth<T>>);
+
+impl<T> Clone for MaybeAuth<T> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+impl<T: std::fmt::Debug> std::fmt::Debug for MaybeAuth<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("MaybeAuth").field(&self.0).finish()
+    }
+}
+
+#[rocket::async_trait]
+impl<'r, T> FromRequest<'r> for MaybeAuth<T>
+where
+    T: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    type Error = KeygateRejection;
+
+    async fn from_request(request: &'r Request<'_>) -> Outcome<Self, Self::Error> {
+        match resolve::<T>(request).await.and_then(keygate::optional) {
+            Ok(session) => Outcome::Success(Self(session.map(Auth))),
+            Err(rejection) => reject(request, rejection),
+        }
+    }
+}
+
+impl<T: Send + Sync + 'static> Sentinel for MaybeAuth<T> {
+    fn abort(rocket: &Rocket<Ignite>) -> bool {
+        fairing_missing::<T>(rocket)
+    }
+}
+
+/// The [`Keygate<T>`] the fairing manages, for logging in:
+/// `sessions.login(&user_id, &data)`.
+///
+/// ```
+/// use keygate_rocket::{ApiError, Envelope, Sessions, UserId};
+/// use rocket::{post, serde::json::Json};
+/// # #[derive(serde::Serialize, serde::Deserialize)] struct User { id: u64 }
+///
+/// #[post("/user/login")]
+/// async fn login(sessions: Sessions<User>) -> Result<Json<Envelope<String>>, ApiError> {
+///     // (verify the user's credentials first)
+///     let user = User { id: 598 };
+///     let token = sessions.login(&UserId::from(user.id), &user).await?;
+///     Ok(Json(Envelope::ok(token.expose().to_owned())))
+/// }
+/// ```
+pub struct Sessions<T>(Keygate<T>);
+
+impl<T> Sessions<T> {
+    /// The gate.
+    pub fn into_inner(self) -> Keygate<T> {
+        self.0
+    }
+}
+
+impl<T> Deref for Sessions<T> {
+    type Target = Keygate<T>;
+
+    fn deref(&self) -> &Keygate<T> {
+        &self.0
+    }
+}
+
+impl<T> Clone for Sessions<T> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+impl<T> std::fmt::Debug for Sessions<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Sessions").field(&self.0).finish()
+    }
+}
+
+#[rocket::async_trait]
+impl<'r, T> FromRequest<'r> for Sessions<T>
+where
+    T: Send + Sync + 'static,
+{
+    type Error = KeygateRejection;
+
+    async fn from_request(request: &'r Request<'_>) -> Outcome<Self, Self::Error> {
+        match gate::<T>(request) {
+            Ok(gate) => Outcome::Success(Self(gate.clone())),
+            Err(rejection) => reject(request, rejection),
+        }
+    }
+}
+
+impl<T: Send + Sync + 'static> Sentinel for Sessions<T> {
+    fn abort(rocket: &Rocket<Ignite>) -> bool {
+        fairing_missing::<T>(rocket)
+    }
+}
