@@ -73,6 +73,7 @@ pub mod http;
 mod keys;
 pub mod lock;
 pub mod login;
+pub mod seckill;
 pub mod session;
 pub mod store;
 mod token;

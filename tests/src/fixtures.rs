@@ -163,6 +163,14 @@ impl Backend {
         }
     }
 
+    /// The store as a flash-sale backend.
+    pub fn seckill(&self) -> std::sync::Arc<dyn keygate::seckill::SeckillStore> {
+        match self {
+            Backend::Memory(store) => std::sync::Arc::new(store.clone()),
+            Backend::Redis(store, _) => std::sync::Arc::new(store.clone()),
+        }
+    }
+
     /// The store as a verification-code backend.
     pub fn codes(&self) -> std::sync::Arc<dyn keygate::code::CodeStore> {
         match self {

@@ -13,6 +13,8 @@ pub(crate) enum Value {
     Hash(Vec<(String, String)>),
     /// Members with their scores.
     ZSet(Vec<(String, i64)>),
+    Set(std::collections::HashSet<String>),
+    Stream(Box<super::seckill::MemStream>),
 }
 
 #[derive(Debug)]

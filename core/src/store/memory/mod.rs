@@ -6,6 +6,7 @@
 mod code;
 mod db;
 mod lock;
+mod seckill;
 mod session;
 
 use std::sync::{Arc, Mutex, PoisonError};
@@ -18,6 +19,8 @@ pub struct MemoryStore {
     db: Arc<Mutex<Db>>,
     /// Lock release notifications (the lock key), as Redis pub/sub carries them.
     released: tokio::sync::broadcast::Sender<String>,
+    /// Wakes blocked stream readers when an entry is added.
+    stream_added: Arc<tokio::sync::Notify>,
 }
 
 impl Default for MemoryStore {
@@ -25,6 +28,7 @@ impl Default for MemoryStore {
         Self {
             db: Arc::default(),
             released: tokio::sync::broadcast::channel(64).0,
+            stream_added: Arc::default(),
         }
     }
 }

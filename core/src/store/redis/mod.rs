@@ -3,6 +3,7 @@
 mod code;
 mod connection;
 mod lock;
+mod seckill;
 mod session;
 
 use std::future::Future;
@@ -35,7 +36,7 @@ pub struct RedisStore {
     conn: Conn,
     /// For dedicated connections (pub/sub waits, blocking stream reads).
     client: redis::Client,
-    command_timeout: Duration,
+    pub(crate) command_timeout: Duration,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -104,6 +105,9 @@ lua_script!(CODE_CHECK, "code_check.lua");
 lua_script!(LOCK_ACQUIRE, "lock_acquire.lua");
 lua_script!(LOCK_RELEASE, "lock_release.lua");
 lua_script!(LOCK_RENEW, "lock_renew.lua");
+lua_script!(SECKILL_LOAD, "seckill_load.lua");
+lua_script!(SECKILL_ORDER, "seckill_order.lua");
+lua_script!(SECKILL_DEAD_LETTER, "seckill_dead_letter.lua");
 
 /// Whether a Redis error says the key holds another type than the command expects.
 /// (Pipelines report server errors per command, so look at each.)

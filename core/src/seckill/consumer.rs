@@ -1,0 +1,308 @@
+//! Processing orders from the stream with a consumer group.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::sale::FlashSale;
+use super::{Entry, Order, SeckillStore, ShardKeys};
+use crate::Token;
+use crate::config::millis;
+
+/// The handler failed; the order stays pending and is retried after the claim idle time.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct HandlerError(pub String);
+
+/// What the app does with each order (typically: write it to its database). Called at
+/// least once per order: make it idempotent by [`Order::order_id`].
+#[async_trait]
+pub trait OrderHandler: Send + Sync + 'static {
+    /// Processes one order. `Ok` acknowledges it; `Err` leaves it for a retry.
+    async fn handle(&self, order: &Order) -> Result<(), HandlerError>;
+}
+
+/// Consumer settings. Defaults: group `keygate-orders`, a unique consumer name per process
+/// and consumer, batches of 16, reads blocking up to 2 s, entries idle 30 s reclaimed every
+/// 5 s, dead-lettered after 5 deliveries.
+#[derive(Debug, Clone)]
+pub struct ConsumerOptions {
+    group: String,
+    name: Option<String>,
+    batch: usize,
+    block: Duration,
+    claim_idle: Duration,
+    claim_every: Duration,
+    max_deliveries: u64,
+}
+
+impl Default for ConsumerOptions {
+    fn default() -> Self {
+        Self {
+            group: "keygate-orders".into(),
+            name: None,
+            batch: 16,
+            block: Duration::from_secs(2),
+            claim_idle: Duration::from_secs(30),
+            claim_every: Duration::from_secs(5),
+            max_deliveries: 5,
+        }
+    }
+}
+
+impl ConsumerOptions {
+    /// The defaults.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The consumer group (all processes that share the work use the same one).
+    pub fn with_group(mut self, group: impl Into<String>) -> Self {
+        self.group = group.into();
+        self
+    }
+
+    /// A fixed consumer name (default: unique per process and consumer). A consumer that
+    /// restarts under the same name first finishes its own pending entries.
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Entries read at once.
+    pub fn with_batch(mut self, batch: usize) -> Self {
+        self.batch = batch.max(1);
+        self
+    }
+
+    /// Longest a read waits for new entries (also how fast shutdown is noticed at worst).
+    pub fn with_block(mut self, block: Duration) -> Self {
+        self.block = block.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Entries pending this long are taken over (their consumer is presumed dead) and
+    /// failed entries retried; checked every `every`.
+    pub fn with_claim(mut self, idle: Duration, every: Duration) -> Self {
+        self.claim_idle = idle;
+        self.claim_every = every.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Deliveries after which an entry goes to the dead-letter stream.
+    pub fn with_max_deliveries(mut self, max: u64) -> Self {
+        self.max_deliveries = max.max(1);
+        self
+    }
+}
+
+/// Runs an [`OrderHandler`] over the orders stream of every shard.
+pub struct OrderConsumer {
+    store: Arc<dyn SeckillStore>,
+    shards: u64,
+    handler: Arc<dyn OrderHandler>,
+    options: ConsumerOptions,
+}
+
+impl std::fmt::Debug for OrderConsumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OrderConsumer")
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A running consumer. [`shutdown`](Self::shutdown) stops it after the order in hand;
+/// dropping the handle stops it too.
+#[derive(Debug)]
+pub struct ConsumerHandle {
+    name: String,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl ConsumerHandle {
+    /// The consumer's name in the group.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Stops at once, mid-order if need be, as a crash would: whatever was taken and not
+    /// acknowledged stays pending and is reclaimed by another consumer.
+    pub fn abort(self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+
+    /// Stops reading, lets the order being handled finish, and waits for that.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+impl OrderConsumer {
+    /// A consumer of `sale`'s orders.
+    pub fn new(sale: &FlashSale, handler: impl OrderHandler, options: ConsumerOptions) -> Self {
+        Self {
+            store: Arc::clone(&sale.store),
+            shards: sale.shards,
+            handler: Arc::new(handler),
+            options,
+        }
+    }
+
+    /// Starts one task per shard on the current Tokio runtime.
+    pub fn spawn(self) -> ConsumerHandle {
+        let name = self.options.name.clone().unwrap_or_else(unique_name);
+        let (stop, stopped) = watch::channel(false);
+        let shared = Arc::new(self);
+        let tasks = (0..shared.shards)
+            .map(|shard| {
+                let worker = Worker {
+                    consumer: Arc::clone(&shared),
+                    keys: ShardKeys::new(shard),
+                    name: name.clone(),
+                    stopped: stopped.clone(),
+                };
+                tokio::spawn(worker.run())
+            })
+            .collect();
+        ConsumerHandle { name, stop, tasks }
+    }
+}
+
+/// `keygate-<pid>-<random>`: unique per process and per consumer in it.
+fn unique_name() -> String {
+    let random = Token::generate()
+        .map(|t| t.expose()[..8].to_owned())
+        .unwrap_or_default();
+    format!("keygate-{}-{random}", std::process::id())
+}
+
+struct Worker {
+    consumer: Arc<OrderConsumer>,
+    keys: ShardKeys,
+    name: String,
+    stopped: watch::Receiver<bool>,
+}
+
+impl Worker {
+    fn stopping(&self) -> bool {
+        *self.stopped.borrow()
+    }
+
+    /// Waits `pause` unless asked to stop first.
+    async fn pause(&mut self, pause: Duration) {
+        tokio::select! {
+            _ = self.stopped.changed() => {}
+            () = tokio::time::sleep(pause) => {}
+        }
+    }
+
+    async fn run(mut self) {
+        let c = Arc::clone(&self.consumer);
+        let o = &c.options;
+        let retry = Duration::from_millis(500);
+        // Set-up: the group exists and a reader is connected; retried until Redis answers.
+        let mut reader = loop {
+            if self.stopping() {
+                return;
+            }
+            let ready = async {
+                c.store.ensure_group(&self.keys, &o.group).await?;
+                c.store.reader().await
+            };
+            match ready.await {
+                Ok(reader) => break reader,
+                Err(error) => {
+                    tracing::warn!(%error, "order consumer cannot start yet");
+                    self.pause(retry).await;
+                }
+            }
+        };
+        // A restart under the same name first finishes what it had taken.
+        match c
+            .store
+            .read_own_pending(&self.keys, &o.group, &self.name, o.batch * 64)
+            .await
+        {
+            Ok(entries) => self.process(entries).await,
+            Err(error) => tracing::warn!(%error, "reading own pending orders failed"),
+        }
+        let mut next_claim = Instant::now();
+        while !self.stopping() {
+            if Instant::now() >= next_claim {
+                let claimed = c
+                    .store
+                    .claim_idle(
+                        &self.keys,
+                        &o.group,
+                        &self.name,
+                        millis(o.claim_idle),
+                        o.batch,
+                    )
+                    .await;
+                match claimed {
+                    Ok(entries) => self.process(entries).await,
+                    Err(error) => tracing::warn!(%error, "reclaiming idle orders failed"),
+                }
+                next_claim = Instant::now() + o.claim_every;
+            }
+            let block = o
+                .block
+                .min(next_claim.saturating_duration_since(Instant::now()));
+            let read = tokio::select! {
+                _ = self.stopped.changed() => break,
+                read = reader.read_new(&self.keys, &o.group, &self.name, o.batch, millis(block)) => read,
+            };
+            match read {
+                Ok(entries) => self.process(entries).await,
+                Err(error) => {
+                    tracing::warn!(%error, "reading orders failed; retrying");
+                    self.pause(retry).await;
+                    if let Ok(fresh) = c.store.reader().await {
+                        reader = fresh;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Hands each entry to the handler; acknowledges successes, records failures, and
+    /// dead-letters entries delivered too often or that are not orders.
+    async fn process(&mut self, entries: Vec<Entry>) {
+        let c = Arc::clone(&self.consumer);
+        let o = &c.options;
+        for entry in entries {
+            let outcome = match entry.order() {
+                Err(reason) => {
+                    let _ = c.store.record_error(&self.keys, &entry.id, &reason).await;
+                    c.store.dead_letter(&self.keys, &o.group, &entry).await
+                }
+                Ok(_) if entry.deliveries > o.max_deliveries => {
+                    tracing::warn!(id = %entry.id, deliveries = entry.deliveries, "order dead-lettered");
+                    c.store.dead_letter(&self.keys, &o.group, &entry).await
+                }
+                Ok(order) => match c.handler.handle(&order).await {
+                    Ok(()) => c.store.ack(&self.keys, &o.group, &entry.id).await,
+                    Err(error) => {
+                        tracing::warn!(order_id = order.order_id, %error, "order handler failed; will retry");
+                        c.store.record_error(&self.keys, &entry.id, &error.0).await
+                    }
+                },
+            };
+            if let Err(error) = outcome {
+                // The entry stays pending and is reclaimed later.
+                tracing::warn!(%error, id = %entry.id, "order bookkeeping failed");
+            }
+        }
+    }
+}

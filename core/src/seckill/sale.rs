@@ -1,0 +1,143 @@
+//! Loading sales and taking orders.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::{RawOrder, SeckillStore, ShardKeys};
+use crate::{Error, Result, UserId};
+
+/// When a sale is open. `None` bounds are open.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SaleWindow {
+    /// Orders are refused before this time.
+    pub begin: Option<SystemTime>,
+    /// Orders are refused from this time on.
+    pub end: Option<SystemTime>,
+}
+
+/// What an order attempt gave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OrderOutcome {
+    /// Taken; the order is on its way to the consumers.
+    Ordered {
+        /// The order id.
+        order_id: u64,
+    },
+    /// No stock left (409).
+    SoldOut,
+    /// This user already ordered this voucher (409).
+    AlreadyOrdered,
+    /// No sale loaded for this voucher (404).
+    UnknownVoucher,
+    /// The sale has not started yet.
+    NotStarted,
+    /// The sale is over.
+    Ended,
+}
+
+/// Flash sales over a [`SeckillStore`]. Cheap to clone.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), keygate::Error> {
+/// use keygate::{MemoryStore, UserId};
+/// use keygate::seckill::{FlashSale, OrderOutcome, SaleWindow};
+///
+/// let sale = FlashSale::new(MemoryStore::new());
+/// sale.load(1, 1, SaleWindow::default()).await?;
+/// let first = sale.order(1, &UserId::from(7u64)).await?;
+/// assert!(matches!(first, OrderOutcome::Ordered { .. }));
+/// assert_eq!(sale.order(1, &UserId::from(8u64)).await?, OrderOutcome::SoldOut);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct FlashSale {
+    pub(crate) store: Arc<dyn SeckillStore>,
+    pub(crate) shards: u64,
+}
+
+impl std::fmt::Debug for FlashSale {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FlashSale")
+            .field("shards", &self.shards)
+            .finish_non_exhaustive()
+    }
+}
+
+fn unix_ms(t: Option<SystemTime>) -> u64 {
+    t.and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl FlashSale {
+    /// Flash sales on one shard.
+    pub fn new(store: impl SeckillStore) -> Self {
+        Self::from_shared(Arc::new(store))
+    }
+
+    /// Like [`new`](Self::new) for a shared store.
+    pub fn from_shared(store: Arc<dyn SeckillStore>) -> Self {
+        Self { store, shards: 1 }
+    }
+
+    /// Spreads vouchers over `shards` hash slots (and streams) for Redis Cluster; all
+    /// producers and consumers of a deployment must use the same number.
+    pub fn with_shards(mut self, shards: u64) -> Self {
+        self.shards = shards.max(1);
+        self
+    }
+
+    /// The shard count.
+    pub fn shards(&self) -> u64 {
+        self.shards
+    }
+
+    pub(crate) fn keys(&self, voucher_id: u64) -> (u64, ShardKeys) {
+        let shard = voucher_id % self.shards;
+        (shard, ShardKeys::new(shard))
+    }
+
+    /// Loads (or resets) a voucher's sale: its stock and window; previous buyers are
+    /// forgotten.
+    pub async fn load(&self, voucher_id: u64, stock: u64, window: SaleWindow) -> Result<()> {
+        if let (Some(begin), Some(end)) = (window.begin, window.end)
+            && end <= begin
+        {
+            return Err(Error::Config("sale window ends before it begins".into()));
+        }
+        let (_, keys) = self.keys(voucher_id);
+        self.store
+            .load_sale(
+                &keys,
+                voucher_id,
+                stock,
+                unix_ms(window.begin),
+                unix_ms(window.end),
+            )
+            .await
+    }
+
+    /// The stock left, `None` for an unknown voucher.
+    pub async fn stock(&self, voucher_id: u64) -> Result<Option<i64>> {
+        let (_, keys) = self.keys(voucher_id);
+        self.store.stock(&keys, voucher_id).await
+    }
+
+    /// Tries to order one `voucher_id` for `user`: one atomic script.
+    pub async fn order(&self, voucher_id: u64, user: &UserId) -> Result<OrderOutcome> {
+        let (shard, keys) = self.keys(voucher_id);
+        let raw = self
+            .store
+            .order(&keys, shard, self.shards, voucher_id, user.as_str())
+            .await?;
+        Ok(match raw {
+            RawOrder::Ordered(order_id) => OrderOutcome::Ordered { order_id },
+            RawOrder::SoldOut => OrderOutcome::SoldOut,
+            RawOrder::AlreadyBought => OrderOutcome::AlreadyOrdered,
+            RawOrder::UnknownVoucher => OrderOutcome::UnknownVoucher,
+            RawOrder::NotStarted => OrderOutcome::NotStarted,
+            RawOrder::Ended => OrderOutcome::Ended,
+        })
+    }
+}

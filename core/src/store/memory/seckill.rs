@@ -1,0 +1,383 @@
+//! Flash sales and a minimal stream with consumer groups, in memory, with the Redis
+//! scripts' semantics (for one process).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+
+use super::MemoryStore;
+use super::db::{Db, Value};
+use crate::error::Result;
+use crate::seckill::{Entry, RawOrder, SeckillStore, ShardKeys, StreamReader};
+
+const ID_EPOCH: u64 = 1_704_067_200;
+
+/// A stream: entries by sequence number, and consumer groups.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct MemStream {
+    next: u64,
+    entries: BTreeMap<u64, Vec<(String, String)>>,
+    groups: HashMap<String, Group>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Group {
+    last_delivered: u64,
+    pending: BTreeMap<u64, Pending>,
+}
+
+#[derive(Debug, Clone)]
+struct Pending {
+    consumer: String,
+    deliveries: u64,
+    delivered_at: Instant,
+}
+
+fn entry_id(seq: u64) -> String {
+    format!("{seq}-0")
+}
+
+fn parse_id(id: &str) -> Option<u64> {
+    id.split('-').next()?.parse().ok()
+}
+
+impl MemStream {
+    fn add(&mut self, fields: Vec<(String, String)>) {
+        self.next += 1;
+        self.entries.insert(self.next, fields);
+    }
+}
+
+fn entry_of(
+    entries: &BTreeMap<u64, Vec<(String, String)>>,
+    seq: u64,
+    deliveries: u64,
+) -> Option<Entry> {
+    entries.get(&seq).map(|fields| Entry {
+        id: entry_id(seq),
+        fields: fields.clone(),
+        deliveries,
+    })
+}
+
+/// The stream at `key`, created if missing.
+fn stream<'a>(db: &'a mut Db, key: &str) -> Option<&'a mut MemStream> {
+    if !db.exists(key) {
+        db.set(key, Value::Stream(Box::default()), None);
+    }
+    match db.get(key).map(|e| &mut e.value) {
+        Some(Value::Stream(stream)) => Some(stream),
+        _ => None,
+    }
+}
+
+fn hash_field(db: &mut Db, key: &str, field: &str) -> Option<String> {
+    match db.get(key).map(|e| &e.value) {
+        Some(Value::Hash(fields)) => fields
+            .iter()
+            .find(|(n, _)| n == field)
+            .map(|(_, v)| v.clone()),
+        _ => None,
+    }
+}
+
+fn set_hash_field(db: &mut Db, key: &str, field: &str, value: Option<String>) {
+    let mut fields = match db.get(key).map(|e| &e.value) {
+        Some(Value::Hash(fields)) => fields.clone(),
+        _ => Vec::new(),
+    };
+    fields.retain(|(n, _)| n != field);
+    if let Some(value) = value {
+        fields.push((field.to_owned(), value));
+    }
+    if fields.is_empty() {
+        db.remove(key);
+    } else {
+        db.set(key, Value::Hash(fields), None);
+    }
+}
+
+/// `XACK`: the entry leaves the group's pending list.
+fn acknowledge(db: &mut Db, keys: &ShardKeys, group: &str, id: &str) {
+    if let (Some(stream), Some(seq)) = (stream(db, &keys.stream), parse_id(id))
+        && let Some(g) = stream.groups.get_mut(group)
+    {
+        g.pending.remove(&seq);
+    }
+}
+
+fn now() -> Duration {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+}
+
+#[async_trait]
+impl SeckillStore for MemoryStore {
+    async fn load_sale(
+        &self,
+        keys: &ShardKeys,
+        voucher_id: u64,
+        stock: u64,
+        begin_ms: u64,
+        end_ms: u64,
+    ) -> Result<()> {
+        self.with_db(|db| {
+            db.remove(&keys.buyers(voucher_id));
+            let fields = vec![
+                ("stock".to_owned(), stock.to_string()),
+                ("begin".to_owned(), begin_ms.to_string()),
+                ("end".to_owned(), end_ms.to_string()),
+            ];
+            db.set(&keys.voucher(voucher_id), Value::Hash(fields), None);
+        });
+        Ok(())
+    }
+
+    async fn stock(&self, keys: &ShardKeys, voucher_id: u64) -> Result<Option<i64>> {
+        Ok(self.with_db(|db| {
+            hash_field(db, &keys.voucher(voucher_id), "stock").and_then(|s| s.parse().ok())
+        }))
+    }
+
+    async fn order(
+        &self,
+        keys: &ShardKeys,
+        shard: u64,
+        shards: u64,
+        voucher_id: u64,
+        user_id: &str,
+    ) -> Result<RawOrder> {
+        let outcome = self.with_db(|db| {
+            let voucher = keys.voucher(voucher_id);
+            if !db.exists(&voucher) {
+                return RawOrder::UnknownVoucher;
+            }
+            let number = |db: &mut Db, field| {
+                hash_field(db, &voucher, field)
+                    .and_then(|s| s.parse::<i64>().ok())
+                    .unwrap_or(0)
+            };
+            let (stock, begin, end) = (number(db, "stock"), number(db, "begin"), number(db, "end"));
+            let now = now();
+            let now_ms = i64::try_from(now.as_millis()).unwrap_or(i64::MAX);
+            if begin > 0 && now_ms < begin {
+                return RawOrder::NotStarted;
+            }
+            if end > 0 && now_ms >= end {
+                return RawOrder::Ended;
+            }
+            let buyers_key = keys.buyers(voucher_id);
+            let mut buyers = match db.get(&buyers_key).map(|e| &e.value) {
+                Some(Value::Set(set)) => set.clone(),
+                _ => HashSet::new(),
+            };
+            if buyers.contains(user_id) {
+                return RawOrder::AlreadyBought;
+            }
+            if stock <= 0 {
+                return RawOrder::SoldOut;
+            }
+            set_hash_field(db, &voucher, "stock", Some((stock - 1).to_string()));
+            buyers.insert(user_id.to_owned());
+            db.set(&buyers_key, Value::Set(buyers), None);
+            let seq = u64::try_from(db.incr(&keys.seq)).unwrap_or(0);
+            let low = (seq.wrapping_mul(shards).wrapping_add(shard)) % 100_000_000;
+            let order_id = now.as_secs().saturating_sub(ID_EPOCH) * 100_000_000 + low;
+            if let Some(stream) = stream(db, &keys.stream) {
+                stream.add(vec![
+                    ("orderId".into(), order_id.to_string()),
+                    ("userId".into(), user_id.to_owned()),
+                    ("voucherId".into(), voucher_id.to_string()),
+                ]);
+            }
+            RawOrder::Ordered(order_id)
+        });
+        if matches!(outcome, RawOrder::Ordered(_)) {
+            self.stream_added.notify_waiters();
+        }
+        Ok(outcome)
+    }
+
+    async fn ensure_group(&self, keys: &ShardKeys, group: &str) -> Result<()> {
+        self.with_db(|db| {
+            if let Some(stream) = stream(db, &keys.stream) {
+                stream.groups.entry(group.to_owned()).or_default();
+            }
+        });
+        Ok(())
+    }
+
+    async fn read_own_pending(
+        &self,
+        keys: &ShardKeys,
+        group: &str,
+        consumer: &str,
+        count: usize,
+    ) -> Result<Vec<Entry>> {
+        Ok(self.with_db(|db| {
+            let Some(stream) = stream(db, &keys.stream) else {
+                return Vec::new();
+            };
+            let MemStream {
+                entries, groups, ..
+            } = stream;
+            let Some(g) = groups.get_mut(group) else {
+                return Vec::new();
+            };
+            let mine: Vec<u64> = g
+                .pending
+                .iter()
+                .filter(|(_, p)| p.consumer == consumer)
+                .map(|(seq, _)| *seq)
+                .take(count)
+                .collect();
+            let mut out = Vec::new();
+            for seq in mine {
+                if let Some(p) = g.pending.get_mut(&seq) {
+                    p.deliveries += 1;
+                    p.delivered_at = Instant::now();
+                    let deliveries = p.deliveries;
+                    out.extend(entry_of(entries, seq, deliveries));
+                }
+            }
+            out
+        }))
+    }
+
+    async fn reader(&self) -> Result<Box<dyn StreamReader>> {
+        Ok(Box::new(MemoryReader(self.clone())))
+    }
+
+    async fn claim_idle(
+        &self,
+        keys: &ShardKeys,
+        group: &str,
+        consumer: &str,
+        min_idle_ms: u64,
+        count: usize,
+    ) -> Result<Vec<Entry>> {
+        Ok(self.with_db(|db| {
+            let Some(stream) = stream(db, &keys.stream) else {
+                return Vec::new();
+            };
+            let MemStream {
+                entries, groups, ..
+            } = stream;
+            let Some(g) = groups.get_mut(group) else {
+                return Vec::new();
+            };
+            let min_idle = Duration::from_millis(min_idle_ms);
+            let mut out = Vec::new();
+            for (seq, p) in g.pending.iter_mut() {
+                if out.len() >= count {
+                    break;
+                }
+                if p.delivered_at.elapsed() >= min_idle {
+                    p.consumer = consumer.to_owned();
+                    p.deliveries += 1;
+                    p.delivered_at = Instant::now();
+                    out.extend(entry_of(entries, *seq, p.deliveries));
+                }
+            }
+            out
+        }))
+    }
+
+    async fn ack(&self, keys: &ShardKeys, group: &str, id: &str) -> Result<()> {
+        self.with_db(|db| {
+            acknowledge(db, keys, group, id);
+            set_hash_field(db, &keys.errors, id, None);
+        });
+        Ok(())
+    }
+
+    async fn record_error(&self, keys: &ShardKeys, id: &str, error: &str) -> Result<()> {
+        self.with_db(|db| set_hash_field(db, &keys.errors, id, Some(error.to_owned())));
+        Ok(())
+    }
+
+    async fn dead_letter(&self, keys: &ShardKeys, group: &str, entry: &Entry) -> Result<()> {
+        self.with_db(|db| {
+            let error = hash_field(db, &keys.errors, &entry.id).unwrap_or_default();
+            let mut fields = vec![
+                ("entryId".to_owned(), entry.id.clone()),
+                ("deliveries".to_owned(), entry.deliveries.to_string()),
+                ("error".to_owned(), error),
+            ];
+            fields.extend(entry.fields.iter().cloned());
+            if let Some(dead) = stream(db, &keys.dead) {
+                dead.add(fields);
+            }
+            acknowledge(db, keys, group, &entry.id);
+            set_hash_field(db, &keys.errors, &entry.id, None);
+        });
+        Ok(())
+    }
+}
+
+struct MemoryReader(MemoryStore);
+
+impl MemoryReader {
+    /// Delivers up to `count` undelivered entries to `consumer`.
+    fn take_new(&self, keys: &ShardKeys, group: &str, consumer: &str, count: usize) -> Vec<Entry> {
+        self.0.with_db(|db| {
+            let Some(stream) = stream(db, &keys.stream) else {
+                return Vec::new();
+            };
+            let MemStream {
+                entries, groups, ..
+            } = stream;
+            let Some(g) = groups.get_mut(group) else {
+                return Vec::new();
+            };
+            let new: Vec<u64> = entries
+                .range(g.last_delivered + 1..)
+                .take(count)
+                .map(|(seq, _)| *seq)
+                .collect();
+            let mut out = Vec::new();
+            for seq in new {
+                g.last_delivered = seq;
+                g.pending.insert(
+                    seq,
+                    Pending {
+                        consumer: consumer.to_owned(),
+                        deliveries: 1,
+                        delivered_at: Instant::now(),
+                    },
+                );
+                out.extend(entry_of(entries, seq, 1));
+            }
+            out
+        })
+    }
+}
+
+#[async_trait]
+impl StreamReader for MemoryReader {
+    async fn read_new(
+        &mut self,
+        keys: &ShardKeys,
+        group: &str,
+        consumer: &str,
+        count: usize,
+        block_ms: u64,
+    ) -> Result<Vec<Entry>> {
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(block_ms);
+        loop {
+            // Register for the wake-up before looking, so an entry added in between is seen.
+            let added = self.0.stream_added.notified();
+            tokio::pin!(added);
+            added.as_mut().enable();
+            let entries = self.take_new(keys, group, consumer, count);
+            if !entries.is_empty() {
+                return Ok(entries);
+            }
+            if tokio::time::timeout_at(deadline, added).await.is_err() {
+                return Ok(Vec::new());
+            }
+        }
+    }
+}

@@ -1,0 +1,278 @@
+//! Flash sales and the orders stream on Redis.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::AsyncConnectionConfig;
+use redis::aio::MultiplexedConnection;
+use redis::streams::{StreamAutoClaimReply, StreamId, StreamPendingCountReply, StreamReadReply};
+
+use super::{RedisStore, SECKILL_DEAD_LETTER, SECKILL_LOAD, SECKILL_ORDER};
+use crate::error::{BackendError, Result};
+use crate::seckill::{Entry, RawOrder, SeckillStore, ShardKeys, StreamReader};
+
+/// Order ids count seconds from 2024-01-01T00:00:00Z.
+const ID_EPOCH: u64 = 1_704_067_200;
+
+fn entry(id: StreamId, deliveries: u64) -> Entry {
+    let mut fields: Vec<(String, String)> = id
+        .map
+        .keys()
+        .filter_map(|name| Some((name.clone(), id.get::<String>(name)?)))
+        .collect();
+    fields.sort();
+    Entry {
+        id: id.id,
+        fields,
+        deliveries,
+    }
+}
+
+fn read_entries(reply: StreamReadReply) -> Vec<Entry> {
+    reply
+        .keys
+        .into_iter()
+        .flat_map(|key| key.ids)
+        .map(|id| entry(id, 1))
+        .collect()
+}
+
+/// XREADGROUP ... STREAMS <stream> <from>
+fn xreadgroup(
+    keys: &ShardKeys,
+    group: &str,
+    consumer: &str,
+    count: usize,
+    block_ms: Option<u64>,
+    from: &str,
+) -> redis::Cmd {
+    let mut cmd = redis::cmd("XREADGROUP");
+    cmd.arg("GROUP")
+        .arg(group)
+        .arg(consumer)
+        .arg("COUNT")
+        .arg(count);
+    if let Some(ms) = block_ms {
+        cmd.arg("BLOCK").arg(ms);
+    }
+    cmd.arg("STREAMS").arg(&keys.stream).arg(from);
+    cmd
+}
+
+#[async_trait]
+impl SeckillStore for RedisStore {
+    async fn load_sale(
+        &self,
+        keys: &ShardKeys,
+        voucher_id: u64,
+        stock: u64,
+        begin_ms: u64,
+        end_ms: u64,
+    ) -> Result<()> {
+        let mut invocation = SECKILL_LOAD.prepare_invoke();
+        invocation
+            .key(keys.voucher(voucher_id))
+            .key(keys.buyers(voucher_id))
+            .arg(stock)
+            .arg(begin_ms)
+            .arg(end_ms);
+        let mut conn = self.conn();
+        self.bounded(invocation.invoke_async::<()>(&mut conn)).await
+    }
+
+    async fn stock(&self, keys: &ShardKeys, voucher_id: u64) -> Result<Option<i64>> {
+        let mut cmd = redis::cmd("HGET");
+        cmd.arg(keys.voucher(voucher_id)).arg("stock");
+        let mut conn = self.conn();
+        self.bounded(cmd.query_async(&mut conn)).await
+    }
+
+    async fn order(
+        &self,
+        keys: &ShardKeys,
+        shard: u64,
+        shards: u64,
+        voucher_id: u64,
+        user_id: &str,
+    ) -> Result<RawOrder> {
+        let mut invocation = SECKILL_ORDER.prepare_invoke();
+        invocation
+            .key(keys.voucher(voucher_id))
+            .key(keys.buyers(voucher_id))
+            .key(&keys.stream)
+            .key(&keys.seq)
+            .arg(user_id)
+            .arg(voucher_id)
+            .arg(shards)
+            .arg(shard)
+            .arg(ID_EPOCH);
+        let mut conn = self.conn();
+        let reply: Vec<String> = self.bounded(invocation.invoke_async(&mut conn)).await?;
+        let unknown = || BackendError::Protocol("unknown reply from the order script");
+        match reply.first().map(String::as_str) {
+            Some("1") => reply
+                .get(1)
+                .and_then(|id| id.parse().ok())
+                .map(RawOrder::Ordered)
+                .ok_or_else(|| unknown().into()),
+            Some("2") => Ok(RawOrder::SoldOut),
+            Some("3") => Ok(RawOrder::AlreadyBought),
+            Some("4") => Ok(RawOrder::UnknownVoucher),
+            Some("5") => Ok(RawOrder::NotStarted),
+            Some("6") => Ok(RawOrder::Ended),
+            _ => Err(unknown().into()),
+        }
+    }
+
+    async fn ensure_group(&self, keys: &ShardKeys, group: &str) -> Result<()> {
+        let mut cmd = redis::cmd("XGROUP");
+        cmd.arg("CREATE")
+            .arg(&keys.stream)
+            .arg(group)
+            .arg("0")
+            .arg("MKSTREAM");
+        let mut conn = self.conn();
+        match self.bounded(cmd.query_async::<()>(&mut conn)).await {
+            Err(crate::Error::Backend(BackendError::Redis(e))) if e.code() == Some("BUSYGROUP") => {
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    async fn read_own_pending(
+        &self,
+        keys: &ShardKeys,
+        group: &str,
+        consumer: &str,
+        count: usize,
+    ) -> Result<Vec<Entry>> {
+        let cmd = xreadgroup(keys, group, consumer, count, None, "0");
+        let mut conn = self.conn();
+        let reply: Option<StreamReadReply> = self.bounded(cmd.query_async(&mut conn)).await?;
+        Ok(reply.map(read_entries).unwrap_or_default())
+    }
+
+    async fn reader(&self) -> Result<Box<dyn StreamReader>> {
+        // A blocking read would stall every request pipelined behind it on the shared
+        // connection: readers get their own, with a response timeout above the block time.
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.command_timeout))
+            .set_response_timeout(None);
+        let conn = self
+            .bounded(
+                self.client()
+                    .get_multiplexed_async_connection_with_config(&config),
+            )
+            .await?;
+        Ok(Box::new(RedisReader {
+            conn,
+            command_timeout: self.command_timeout,
+        }))
+    }
+
+    async fn claim_idle(
+        &self,
+        keys: &ShardKeys,
+        group: &str,
+        consumer: &str,
+        min_idle_ms: u64,
+        count: usize,
+    ) -> Result<Vec<Entry>> {
+        let mut cmd = redis::cmd("XAUTOCLAIM");
+        cmd.arg(&keys.stream)
+            .arg(group)
+            .arg(consumer)
+            .arg(min_idle_ms)
+            .arg("0-0")
+            .arg("COUNT")
+            .arg(count);
+        let mut conn = self.conn();
+        let claimed: StreamAutoClaimReply = self.bounded(cmd.query_async(&mut conn)).await?;
+        if claimed.claimed.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Delivery counts (the claim counted as one) for the dead-letter decision.
+        let mut pipe = redis::pipe();
+        for id in &claimed.claimed {
+            pipe.cmd("XPENDING")
+                .arg(&keys.stream)
+                .arg(group)
+                .arg(&id.id)
+                .arg(&id.id)
+                .arg(1);
+        }
+        let pending: Vec<StreamPendingCountReply> =
+            self.bounded(pipe.query_async(&mut conn)).await?;
+        Ok(claimed
+            .claimed
+            .into_iter()
+            .zip(pending)
+            .map(|(id, p)| {
+                let deliveries = p.ids.first().map_or(1, |p| p.times_delivered as u64);
+                entry(id, deliveries)
+            })
+            .collect())
+    }
+
+    async fn ack(&self, keys: &ShardKeys, group: &str, id: &str) -> Result<()> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("XACK")
+            .arg(&keys.stream)
+            .arg(group)
+            .arg(id)
+            .ignore();
+        pipe.cmd("HDEL").arg(&keys.errors).arg(id).ignore();
+        let mut conn = self.conn();
+        self.bounded(pipe.query_async::<()>(&mut conn)).await
+    }
+
+    async fn record_error(&self, keys: &ShardKeys, id: &str, error: &str) -> Result<()> {
+        let mut cmd = redis::cmd("HSET");
+        cmd.arg(&keys.errors).arg(id).arg(error);
+        let mut conn = self.conn();
+        self.bounded(cmd.query_async::<()>(&mut conn)).await
+    }
+
+    async fn dead_letter(&self, keys: &ShardKeys, group: &str, entry: &Entry) -> Result<()> {
+        let mut invocation = SECKILL_DEAD_LETTER.prepare_invoke();
+        invocation
+            .key(&keys.dead)
+            .key(&keys.stream)
+            .key(&keys.errors)
+            .arg(group)
+            .arg(&entry.id)
+            .arg(entry.deliveries);
+        for (name, value) in &entry.fields {
+            invocation.arg(name).arg(value);
+        }
+        let mut conn = self.conn();
+        self.bounded(invocation.invoke_async::<()>(&mut conn)).await
+    }
+}
+
+/// New entries, read on a dedicated connection.
+struct RedisReader {
+    conn: MultiplexedConnection,
+    command_timeout: Duration,
+}
+
+#[async_trait]
+impl StreamReader for RedisReader {
+    async fn read_new(
+        &mut self,
+        keys: &ShardKeys,
+        group: &str,
+        consumer: &str,
+        count: usize,
+        block_ms: u64,
+    ) -> Result<Vec<Entry>> {
+        let cmd = xreadgroup(keys, group, consumer, count, Some(block_ms), ">");
+        let limit = Duration::from_millis(block_ms) + self.command_timeout;
+        let reply: Option<StreamReadReply> =
+            tokio::time::timeout(limit, cmd.query_async(&mut self.conn))
+                .await
+                .map_err(|_| BackendError::Timeout(limit))??;
+        Ok(reply.map(read_entries).unwrap_or_default())
+    }
+}

@@ -1,0 +1,377 @@
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use keygate::UserId;
+use keygate::seckill::{
+    ConsumerOptions, FlashSale, HandlerError, Order, OrderConsumer, OrderHandler, OrderOutcome,
+    SaleWindow,
+};
+use keygate_tests::eventually;
+use keygate_tests::fixtures::Backend;
+use tokio::sync::Mutex;
+
+fn sale(b: &Backend) -> FlashSale {
+    FlashSale::from_shared(b.seckill())
+}
+
+fn fast() -> ConsumerOptions {
+    ConsumerOptions::new()
+        .with_block(Duration::from_millis(100))
+        .with_claim(Duration::from_millis(300), Duration::from_millis(100))
+}
+
+/// Records orders; optionally fails or hangs.
+#[derive(Clone, Default)]
+struct Recorder {
+    seen: Arc<Mutex<Vec<Order>>>,
+    calls: Arc<AtomicUsize>,
+    fail: bool,
+    hang: bool,
+}
+
+#[async_trait]
+impl OrderHandler for Recorder {
+    async fn handle(&self, order: &Order) -> Result<(), HandlerError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        if self.hang {
+            std::future::pending::<()>().await;
+        }
+        if self.fail {
+            return Err(HandlerError("database down".into()));
+        }
+        // A slow database write.
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        self.seen.lock().await.push(order.clone());
+        Ok(())
+    }
+}
+
+impl Recorder {
+    async fn ids(&self) -> HashSet<u64> {
+        self.seen.lock().await.iter().map(|o| o.order_id).collect()
+    }
+}
+
+async fn take_orders(
+    sale: &FlashSale,
+    voucher: u64,
+    users: u64,
+    attempts: u64,
+) -> Vec<(u64, OrderOutcome)> {
+    let tasks: Vec<_> = (0..attempts)
+        .map(|i| {
+            let sale = sale.clone();
+            let user = i % users;
+            tokio::spawn(async move {
+                (
+                    user,
+                    sale.order(voucher, &UserId::from(user)).await.unwrap(),
+                )
+            })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for task in tasks {
+        results.push(task.await.unwrap());
+    }
+    results
+}
+
+fn ordered(results: &[(u64, OrderOutcome)]) -> Vec<(u64, u64)> {
+    results
+        .iter()
+        .filter_map(|(user, o)| match o {
+            OrderOutcome::Ordered { order_id } => Some((*user, *order_id)),
+            _ => None,
+        })
+        .collect()
+}
+
+pub async fn never_oversells_never_sells_twice(b: &Backend) {
+    let sale = sale(b);
+    sale.load(1, 100, SaleWindow::default()).await.unwrap();
+    // 2,000 attempts from 500 users: every user tries 4 times.
+    let results = take_orders(&sale, 1, 500, 2000).await;
+    let orders = ordered(&results);
+    assert_eq!(orders.len(), 100, "exactly the stock");
+    let buyers: HashSet<u64> = orders.iter().map(|(u, _)| *u).collect();
+    assert_eq!(buyers.len(), 100, "one per user");
+    let ids: HashSet<u64> = orders.iter().map(|(_, id)| *id).collect();
+    assert_eq!(ids.len(), 100, "unique order ids");
+    assert_eq!(sale.stock(1).await.unwrap(), Some(0), "never negative");
+    let sold_out = results
+        .iter()
+        .filter(|(_, o)| *o == OrderOutcome::SoldOut)
+        .count();
+    let again = results
+        .iter()
+        .filter(|(_, o)| *o == OrderOutcome::AlreadyOrdered)
+        .count();
+    assert_eq!(sold_out + again, 1900);
+    assert!(
+        again >= 300,
+        "each buyer's retries are refused as already ordered"
+    );
+}
+
+pub async fn the_consumer_sees_every_order_once_acked(b: &Backend) {
+    let sale = sale(b);
+    sale.load(2, 50, SaleWindow::default()).await.unwrap();
+    let recorder = Recorder::default();
+    let consumer = OrderConsumer::new(&sale, recorder.clone(), fast()).spawn();
+    let orders = ordered(&take_orders(&sale, 2, 80, 80).await);
+    let expected: HashSet<u64> = orders.iter().map(|(_, id)| *id).collect();
+    assert_eq!(expected.len(), 50);
+    assert!(
+        eventually(Duration::from_secs(10), async || recorder.ids().await
+            == expected)
+        .await
+    );
+    let seen = recorder.seen.lock().await.clone();
+    for order in &seen {
+        assert_eq!(order.voucher_id, 2);
+        assert!(orders.contains(&(order.user_id.parse().unwrap(), order.order_id)));
+    }
+    consumer.shutdown().await;
+    if let Some(server) = b.server() {
+        let stream = "keygate:seckill:{keygate:seckill:0}:orders";
+        let pending: Vec<redis::Value> =
+            server.query(redis::cmd("XPENDING").arg(stream).arg("keygate-orders"));
+        assert_eq!(
+            pending.first(),
+            Some(&redis::Value::Int(0)),
+            "every order acknowledged"
+        );
+    }
+}
+
+pub async fn a_crashed_consumers_orders_are_reclaimed(b: &Backend) {
+    let sale = sale(b);
+    sale.load(3, 20, SaleWindow::default()).await.unwrap();
+    let stuck = Recorder {
+        hang: true,
+        ..Recorder::default()
+    };
+    let first = OrderConsumer::new(&sale, stuck.clone(), fast().with_batch(100)).spawn();
+    let orders = ordered(&take_orders(&sale, 3, 20, 20).await);
+    // The first consumer takes the batch and hangs on it; then it dies.
+    assert!(
+        eventually(Duration::from_secs(5), async || stuck
+            .calls
+            .load(Ordering::SeqCst)
+            > 0)
+        .await
+    );
+    first.abort();
+    let recorder = Recorder::default();
+    let second = OrderConsumer::new(&sale, recorder.clone(), fast()).spawn();
+    let expected: HashSet<u64> = orders.iter().map(|(_, id)| *id).collect();
+    assert!(
+        eventually(Duration::from_secs(10), async || recorder.ids().await
+            == expected)
+        .await,
+        "the second consumer processed the dead one's orders"
+    );
+    second.shutdown().await;
+}
+
+pub async fn failing_orders_are_retried_then_dead_lettered(b: &Backend) {
+    let sale = sale(b);
+    sale.load(4, 1, SaleWindow::default()).await.unwrap();
+    let failing = Recorder {
+        fail: true,
+        ..Recorder::default()
+    };
+    let options = fast()
+        .with_claim(Duration::from_millis(50), Duration::from_millis(50))
+        .with_max_deliveries(3);
+    let consumer = OrderConsumer::new(&sale, failing.clone(), options).spawn();
+    let order = sale.order(4, &UserId::from(1u64)).await.unwrap();
+    let OrderOutcome::Ordered { order_id } = order else {
+        panic!("{order:?}")
+    };
+    let dead = async || {
+        b.server().is_none_or(|server| {
+            let entries: Vec<(String, Vec<(String, String)>)> = server.query(
+                redis::cmd("XRANGE")
+                    .arg("keygate:seckill:{keygate:seckill:0}:orders:dead")
+                    .arg("-")
+                    .arg("+"),
+            );
+            entries.len() == 1
+                && entries[0]
+                    .1
+                    .contains(&("error".into(), "database down".into()))
+                && entries[0]
+                    .1
+                    .contains(&("orderId".into(), order_id.to_string()))
+        })
+    };
+    assert!(
+        eventually(Duration::from_secs(10), async || failing
+            .calls
+            .load(Ordering::SeqCst)
+            == 3
+            && dead().await)
+        .await
+    );
+    // Dead-lettered: no fourth attempt.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        failing.calls.load(Ordering::SeqCst),
+        3,
+        "handled 3 times, then dead-lettered"
+    );
+    consumer.shutdown().await;
+}
+
+pub async fn order_ids_are_unique_and_increasing(b: &Backend) {
+    let sale = sale(b);
+    sale.load(5, 1000, SaleWindow::default()).await.unwrap();
+    let mut last = 0;
+    for user in 0..300u64 {
+        match sale.order(5, &UserId::from(user)).await.unwrap() {
+            OrderOutcome::Ordered { order_id } => {
+                assert!(order_id > last, "{order_id} after {last}");
+                last = order_id;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    // Roughly time-ordered: seconds since 2024-01-01 in the high digits.
+    let since_2024 = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 1_704_067_200;
+    assert!((last / 100_000_000).abs_diff(since_2024) <= 5);
+}
+
+pub async fn the_sale_window_is_respected(b: &Backend) {
+    let sale = sale(b);
+    let now = SystemTime::now();
+    let hour = Duration::from_secs(3600);
+    sale.load(
+        6,
+        10,
+        SaleWindow {
+            begin: Some(now + hour),
+            end: None,
+        },
+    )
+    .await
+    .unwrap();
+    sale.load(
+        7,
+        10,
+        SaleWindow {
+            begin: Some(now - hour - hour),
+            end: Some(now - hour),
+        },
+    )
+    .await
+    .unwrap();
+    sale.load(
+        8,
+        10,
+        SaleWindow {
+            begin: Some(now - hour),
+            end: Some(now + hour),
+        },
+    )
+    .await
+    .unwrap();
+    let user = UserId::from(1u64);
+    assert_eq!(
+        sale.order(6, &user).await.unwrap(),
+        OrderOutcome::NotStarted
+    );
+    assert_eq!(sale.order(7, &user).await.unwrap(), OrderOutcome::Ended);
+    assert!(matches!(
+        sale.order(8, &user).await.unwrap(),
+        OrderOutcome::Ordered { .. }
+    ));
+    assert_eq!(
+        sale.stock(6).await.unwrap(),
+        Some(10),
+        "refused orders take no stock"
+    );
+    assert!(
+        sale.load(
+            9,
+            1,
+            SaleWindow {
+                begin: Some(now),
+                end: Some(now - hour)
+            }
+        )
+        .await
+        .is_err()
+    );
+}
+
+pub async fn unknown_vouchers_are_reported_not_errors(b: &Backend) {
+    let sale = sale(b);
+    assert_eq!(
+        sale.order(404, &UserId::from(1u64)).await.unwrap(),
+        OrderOutcome::UnknownVoucher
+    );
+    assert_eq!(sale.stock(404).await.unwrap(), None);
+    // Reloading resets stock and buyers.
+    sale.load(10, 1, SaleWindow::default()).await.unwrap();
+    assert!(matches!(
+        sale.order(10, &UserId::from(1u64)).await.unwrap(),
+        OrderOutcome::Ordered { .. }
+    ));
+    sale.load(10, 1, SaleWindow::default()).await.unwrap();
+    assert!(matches!(
+        sale.order(10, &UserId::from(1u64)).await.unwrap(),
+        OrderOutcome::Ordered { .. }
+    ));
+}
+
+/// Holds each order until released, to observe shutdown.
+#[derive(Clone)]
+struct Gate {
+    entered: Arc<tokio::sync::Notify>,
+    release: Arc<tokio::sync::Semaphore>,
+    done: Arc<AtomicUsize>,
+}
+
+#[async_trait]
+impl OrderHandler for Gate {
+    async fn handle(&self, _order: &Order) -> Result<(), HandlerError> {
+        self.entered.notify_one();
+        let _permit = self
+            .release
+            .acquire()
+            .await
+            .map_err(|e| HandlerError(e.to_string()))?;
+        self.done.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+pub async fn shutdown_finishes_the_order_in_hand(b: &Backend) {
+    let sale = sale(b);
+    sale.load(11, 5, SaleWindow::default()).await.unwrap();
+    let gate = Gate {
+        entered: Arc::default(),
+        release: Arc::new(tokio::sync::Semaphore::new(0)),
+        done: Arc::default(),
+    };
+    let consumer = OrderConsumer::new(&sale, gate.clone(), fast().with_batch(1)).spawn();
+    sale.order(11, &UserId::from(1u64)).await.unwrap();
+    gate.entered.notified().await;
+    let shutdown = tokio::spawn(consumer.shutdown());
+    gate.release.add_permits(1);
+    shutdown.await.unwrap();
+    assert_eq!(
+        gate.done.load(Ordering::SeqCst),
+        1,
+        "the order in hand was finished"
+    );
+}
