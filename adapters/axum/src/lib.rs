@@ -69,9 +69,11 @@ mod response;
 
 pub use extract::{Auth, MaybeAuth, Sessions};
 pub use keygate;
+/// The embedded in-memory backend (feature `memory`, on by default).
+#[cfg(feature = "memory")]
+pub use keygate::MemoryStore;
 pub use keygate::{
-    Codec, CurrentSession, Keygate, MemoryStore, RedisStore, SessionConfig, SessionManager, Token,
-    UserId,
+    Codec, CurrentSession, Keygate, RedisStore, SessionConfig, SessionManager, Token, UserId,
 };
 pub use layer::{KeygateLayer, KeygateService};
 pub use response::{ApiError, KeygateRejection};
