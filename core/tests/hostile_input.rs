@@ -1,0 +1,186 @@
+//! Property tests over everything a client or a corrupted Redis can feed keygate: token
+//! text, request headers and query strings, stored session data. Bounded case counts, so
+//! they run in CI.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use keygate::store::SessionKeyRef;
+use keygate::{
+    Codec, MemoryStore, RequestParts, SessionConfig, SessionManager, SessionStore, StoredValue,
+    Token, TokenReader, TokenSource, UserId,
+};
+use proptest::prelude::*;
+use serde::{Deserialize, Serialize};
+
+fn token_alphabet(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
+}
+
+struct Req {
+    authorization: Option<Vec<u8>>,
+    cookie: Option<Vec<u8>>,
+    query: Option<String>,
+}
+
+impl RequestParts for Req {
+    fn header(&self, name: &str) -> Option<&[u8]> {
+        match name {
+            "authorization" => self.authorization.as_deref(),
+            "cookie" => self.cookie.as_deref(),
+            _ => None,
+        }
+    }
+    fn query(&self) -> Option<&str> {
+        self.query.as_deref()
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct User {
+    id: u64,
+    nick_name: String,
+    tags: Vec<String>,
+    vip: Option<bool>,
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn token_parse_accepts_exactly_the_documented_shape(text in any::<String>()) {
+        let accepted = Token::parse(&text).is_ok();
+        let shape = (16..=256).contains(&text.len()) && text.bytes().all(token_alphabet);
+        prop_assert_eq!(accepted, shape);
+    }
+
+    #[test]
+    fn token_like_strings_round_trip(text in "[A-Za-z0-9_-]{16,256}") {
+        let token = Token::parse(&text).unwrap();
+        prop_assert_eq!(token.expose(), text.as_str());
+    }
+
+    #[test]
+    fn the_reader_never_yields_key_syntax(
+        authorization in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..600)),
+        cookie in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..300)),
+        query in proptest::option::of(any::<String>()),
+    ) {
+        let reader = TokenReader::default().with_source(TokenSource::Cookie("kg".into()));
+        let req = Req { authorization, cookie, query };
+        if let Ok(Some(token)) = reader.read(&req) {
+            prop_assert!(token.expose().bytes().all(token_alphabet));
+            prop_assert!((16..=256).contains(&token.expose().len()));
+        }
+    }
+
+    #[test]
+    fn user_ids_never_carry_glob_or_tag_characters(text in any::<String>()) {
+        if let Ok(id) = UserId::new(text) {
+            let safe = id.as_str().bytes().all(|b| b.is_ascii_graphic() && !b"*?[]{}\\".contains(&b));
+            prop_assert!(safe, "unsafe user id accepted");
+        }
+    }
+
+    #[test]
+    fn any_stored_json_loads_or_is_no_session(text in any::<String>()) {
+        runtime().block_on(async {
+            let store = MemoryStore::new();
+            let token = Token::generate().unwrap();
+            let key = format!("s:{}", token.expose());
+            let planted = store
+                .insert(SessionKeyRef { session: &key, deadline: None }, &StoredValue::Json(text), 60_000, None)
+                .await
+                .unwrap();
+            assert!(planted);
+            let m = SessionManager::<User>::new(store, SessionConfig::new("s:", Codec::Json)).unwrap();
+            // Decoding garbage is `Ok(None)`, never a panic or an error.
+            let _ = m.load(&token).await.unwrap();
+        });
+    }
+
+    #[test]
+    fn any_stored_hash_loads_or_is_no_session(
+        fields in proptest::collection::vec(
+            (prop_oneof!["id", "nickName", "tags", "vip", ".*"], ".*"),
+            1..8,
+        )
+    ) {
+        runtime().block_on(async {
+            let store = MemoryStore::new();
+            let token = Token::generate().unwrap();
+            let key = format!("login:token:{}", token.expose());
+            store
+                .insert(SessionKeyRef { session: &key, deadline: None }, &StoredValue::Hash(fields), 60_000, None)
+                .await
+                .unwrap();
+            let m = SessionManager::<User>::new(store, SessionConfig::java_seed()).unwrap();
+            let _ = m.load(&token).await.unwrap();
+        });
+    }
+}
+
+/// Malformed tokens never reach the store, whatever their bytes.
+#[test]
+fn malformed_tokens_cost_no_store_call() {
+    struct Counting(MemoryStore, Arc<AtomicUsize>);
+    #[async_trait::async_trait]
+    impl SessionStore for Counting {
+        async fn insert(&self, k: SessionKeyRef<'_>, v: &StoredValue, i: u64, l: Option<u64>) -> keygate::Result<bool> {
+            self.0.insert(k, v, i, l).await
+        }
+        async fn load_and_touch(&self, k: SessionKeyRef<'_>, c: Codec, i: u64) -> keygate::Result<keygate::Fetched> {
+            self.1.fetch_add(1, Ordering::SeqCst);
+            self.0.load_and_touch(k, c, i).await
+        }
+        async fn replace(&self, k: &str, v: &StoredValue) -> keygate::Result<bool> {
+            self.0.replace(k, v).await
+        }
+        async fn update(&self, k: &str, o: &StoredValue, n: &StoredValue) -> keygate::Result<keygate::UpdateOutcome> {
+            self.0.update(k, o, n).await
+        }
+        async fn remove(&self, s: &[SessionKeyRef<'_>]) -> keygate::Result<u64> {
+            self.0.remove(s).await
+        }
+        async fn exists(&self, k: &[&str]) -> keygate::Result<Vec<bool>> {
+            self.0.exists(k).await
+        }
+        async fn index_add(&self, i: &str, m: &str, c: i64, t: Option<u64>) -> keygate::Result<()> {
+            self.0.index_add(i, m, c, t).await
+        }
+        async fn index_members(&self, i: &str) -> keygate::Result<Vec<(String, i64)>> {
+            self.0.index_members(i).await
+        }
+        async fn index_remove(&self, i: &str, m: &[&str]) -> keygate::Result<()> {
+            self.0.index_remove(i, m).await
+        }
+    }
+    let calls = Arc::new(AtomicUsize::new(0));
+    let manager = SessionManager::<User>::new(
+        Counting(MemoryStore::new(), Arc::clone(&calls)),
+        SessionConfig::java_seed(),
+    )
+    .unwrap();
+    let gate = keygate::Keygate::new(manager);
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(2000));
+    let rt = runtime();
+    runner
+        .run(&proptest::collection::vec(any::<u8>(), 0..400), |bytes| {
+            let well_formed = std::str::from_utf8(&bytes).is_ok_and(|s| Token::parse(s.trim()).is_ok())
+                || bytes.starts_with(b"Bearer ");
+            let before = calls.load(Ordering::SeqCst);
+            let req = Req { authorization: Some(bytes), cookie: None, query: None };
+            let _ = rt.block_on(gate.resolve(&req));
+            if !well_formed {
+                prop_assert_eq!(calls.load(Ordering::SeqCst), before);
+            }
+            Ok(())
+        })
+        .unwrap();
+}

@@ -1,0 +1,134 @@
+//! Runs the flows with every log at TRACE (keygate's tracing and the redis crate's `log`
+//! records) and checks that no token, code or password reaches the logs. The development
+//! code sender, which exists to show codes, is the one exception, and proves the capture
+//! works.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use keygate::code::{CodeConfig, Codes, LogCodeSender};
+use keygate::lock::Locks;
+use keygate::{Keygate, RedisOptions, RedisStore, SessionConfig, SessionManager, Token};
+use keygate_tests::RedisServer;
+use keygate_tests::fixtures::{CapturingSender, JavaUser};
+
+const PASSWORD: &str = "hunter2-very-secret";
+
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Capture {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+struct Header(String);
+
+impl keygate::RequestParts for Header {
+    fn header(&self, name: &str) -> Option<&[u8]> {
+        (name == "authorization").then_some(self.0.as_bytes())
+    }
+    fn query(&self) -> Option<&str> {
+        None
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_reaches_the_logs() {
+    let capture = Capture::default();
+    let writer = capture.clone();
+    tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        // No timestamps: their microseconds could spell a 6-digit code by chance.
+        .without_time()
+        .init();
+    // The redis crate logs through `log`; tracing-subscriber's init bridged it.
+    log_is_bridged();
+
+    let mut server = RedisServer::start_with(&["--requirepass", PASSWORD]);
+    let url = format!("redis://:{PASSWORD}@127.0.0.1:{}/0", server.port());
+    let store = RedisStore::connect_with(
+        RedisOptions::new(&url).with_command_timeout(Duration::from_millis(300)),
+    )
+    .await
+    .unwrap();
+    tracing::debug!(options = ?RedisOptions::new(&url), "options are redacted in Debug");
+    let mut secrets: Vec<String> = vec![PASSWORD.to_owned()];
+
+    // Sessions: create, load through the gate, update, corrupt data, logout.
+    let manager =
+        SessionManager::<JavaUser>::new(store.clone(), SessionConfig::java_seed()).unwrap();
+    let gate = Keygate::new(manager.clone());
+    let user = JavaUser::new(1);
+    let token = manager.create(&user.user_id(), &user).await.unwrap();
+    secrets.push(token.expose().to_owned());
+    let session = gate.resolve(&Header(format!("Bearer {}", token.expose()))).await.unwrap();
+    tracing::info!(?session, token = %token, "a session and its token, as Debug and Display");
+    let corrupt = Token::generate().unwrap();
+    secrets.push(corrupt.expose().to_owned());
+    let _: () = server.query(
+        redis::cmd("SET")
+            .arg(format!("login:token:{}", corrupt.expose()))
+            .arg("not a hash"),
+    );
+    assert!(manager.load(&corrupt).await.unwrap().is_none());
+    manager.destroy(&token).await.unwrap();
+
+    // Codes: send, a wrong try, the right one.
+    let sender = CapturingSender::default();
+    let codes = Codes::new(store.clone(), sender.clone(), CodeConfig::new()).unwrap();
+    let phone = codes.phone("13800138000").unwrap();
+    codes.send(&phone).await.unwrap();
+    let code = sender.last("13800138000").unwrap();
+    secrets.push(code.clone());
+    let _ = codes.verify(&phone, "000000").await;
+    codes.verify(&phone, &code).await.unwrap();
+
+    // Locks.
+    let locks = Locks::new(store.clone());
+    locks.try_acquire("order:1").await.unwrap().release().await.unwrap();
+
+    // Failures: Redis gone, errors logged.
+    server.stop();
+    assert!(manager.load(&Token::generate().unwrap()).await.is_err());
+    let _ = gate.resolve(&Header(Token::generate().unwrap().expose().to_owned())).await;
+
+    // The development sender is the one place that logs a code.
+    let dev = Codes::new(keygate::MemoryStore::new(), LogCodeSender::new(), CodeConfig::new()).unwrap();
+    dev.send(&phone).await.unwrap();
+
+    let logs = capture.text();
+    assert!(logs.contains("corrupt session data"), "the capture works: {logs}");
+    assert!(logs.contains("DEVELOPMENT CODE SENDER"));
+    assert!(logs.contains("log bridge"), "the redis crate's log records are captured too");
+    assert!(logs.contains("session backend failed"));
+    let dev_lines: Vec<&str> = logs.lines().filter(|l| l.contains("development code sender")).collect();
+    assert_eq!(dev_lines.len(), 1);
+    for secret in &secrets {
+        let leaks: Vec<&str> = logs
+            .lines()
+            .filter(|l| l.contains(secret.as_str()) && !dev_lines.contains(l))
+            .collect();
+        assert!(leaks.is_empty(), "a secret reached the logs: {leaks:?}");
+    }
+    eprintln!("checked {} log lines for {} secrets", logs.lines().count(), secrets.len());
+}
+
+fn log_is_bridged() {
+    log::trace!(target: "bridge-check", "log bridge");
+}
