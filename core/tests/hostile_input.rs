@@ -47,7 +47,10 @@ struct User {
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 proptest! {
@@ -132,17 +135,33 @@ fn malformed_tokens_cost_no_store_call() {
     struct Counting(MemoryStore, Arc<AtomicUsize>);
     #[async_trait::async_trait]
     impl SessionStore for Counting {
-        async fn insert(&self, k: SessionKeyRef<'_>, v: &StoredValue, i: u64, l: Option<u64>) -> keygate::Result<bool> {
+        async fn insert(
+            &self,
+            k: SessionKeyRef<'_>,
+            v: &StoredValue,
+            i: u64,
+            l: Option<u64>,
+        ) -> keygate::Result<bool> {
             self.0.insert(k, v, i, l).await
         }
-        async fn load_and_touch(&self, k: SessionKeyRef<'_>, c: Codec, i: u64) -> keygate::Result<keygate::Fetched> {
+        async fn load_and_touch(
+            &self,
+            k: SessionKeyRef<'_>,
+            c: Codec,
+            i: u64,
+        ) -> keygate::Result<keygate::Fetched> {
             self.1.fetch_add(1, Ordering::SeqCst);
             self.0.load_and_touch(k, c, i).await
         }
         async fn replace(&self, k: &str, v: &StoredValue) -> keygate::Result<bool> {
             self.0.replace(k, v).await
         }
-        async fn update(&self, k: &str, o: &StoredValue, n: &StoredValue) -> keygate::Result<keygate::UpdateOutcome> {
+        async fn update(
+            &self,
+            k: &str,
+            o: &StoredValue,
+            n: &StoredValue,
+        ) -> keygate::Result<keygate::UpdateOutcome> {
             self.0.update(k, o, n).await
         }
         async fn remove(&self, s: &[SessionKeyRef<'_>]) -> keygate::Result<u64> {
@@ -172,10 +191,15 @@ fn malformed_tokens_cost_no_store_call() {
     let rt = runtime();
     runner
         .run(&proptest::collection::vec(any::<u8>(), 0..400), |bytes| {
-            let well_formed = std::str::from_utf8(&bytes).is_ok_and(|s| Token::parse(s.trim()).is_ok())
+            let well_formed = std::str::from_utf8(&bytes)
+                .is_ok_and(|s| Token::parse(s.trim()).is_ok())
                 || bytes.starts_with(b"Bearer ");
             let before = calls.load(Ordering::SeqCst);
-            let req = Req { authorization: Some(bytes), cookie: None, query: None };
+            let req = Req {
+                authorization: Some(bytes),
+                cookie: None,
+                query: None,
+            };
             let _ = rt.block_on(gate.resolve(&req));
             if !well_formed {
                 prop_assert_eq!(calls.load(Ordering::SeqCst), before);

@@ -1,13 +1,11 @@
 //! The extractors: the session the middleware loaded, and the gate for logging in.
 
-use std::fmt;
 use std::future::{Ready, ready};
-use std::ops::Deref;
 
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpMessage, HttpRequest};
 use keygate::http::Rejection;
-use keygate::{CurrentSession, Keygate, Resolved};
+use keygate::{Keygate, Resolved};
 
 use crate::KeygateRejection;
 use crate::middleware::{GateHandle, Loaded};
@@ -20,54 +18,70 @@ const MISSING_MIDDLEWARE: &str = "keygate-actix: KeygateMiddleware is not instal
 const MISSING_GATE: &str = "keygate-actix: KeygateMiddleware is not installed on this route \
      and no Keygate is registered with app_data";
 
-/// The session of an authenticated request; the route answers 401 without one and 503 when
-/// the session backend is unavailable.
-///
-/// Dereferences to [`CurrentSession<T>`], which dereferences to the user's data `T`, so
-/// `user.id` reads a field and `user.logout()` ends the session. Reading it costs nothing:
-/// [`KeygateMiddleware`](crate::KeygateMiddleware) already loaded the session. On a route
-/// without the middleware it answers 500 naming the missing middleware.
-///
-/// ```
-/// use actix_web::web;
-/// use keygate_actix::keygate::http::Envelope;
-/// use keygate_actix::Auth;
-///
-/// #[derive(Clone, serde::Serialize, serde::Deserialize)]
-/// #[serde(rename_all = "camelCase")]
-/// struct User { id: u64, nick_name: String }
-///
-/// async fn me(user: Auth<User>) -> web::Json<Envelope<User>> {
-///     web::Json(Envelope::ok(user.data().clone()))
-/// }
-/// ```
-pub struct Auth<T>(CurrentSession<T>);
-
-impl<T> Auth<T> {
-    /// The core's session handle.
-    pub fn into_inner(self) -> CurrentSession<T> {
-        self.0
-    }
-}
-
-impl<T> Deref for Auth<T> {
-    type Target = CurrentSession<T>;
-
-    fn deref(&self) -> &CurrentSession<T> {
-        &self.0
-    }
-}
-
-impl<T> Clone for Auth<T> {
-    fn clone(&self) -> Self {
-        Self(self.0.clone())
-    }
-}
-
-impl<T: fmt::Debug> fmt::Debug for Auth<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("Auth").field(&self.0).finish()
-    }
+keygate::extractor_types! {
+    /// The session of an authenticated request; the route answers 401 without one and 503 when
+    /// the session backend is unavailable.
+    ///
+    /// Dereferences to [`CurrentSession<T>`](keygate::CurrentSession), which dereferences to the user's data `T`, so
+    /// `user.id` reads a field and `user.logout()` ends the session. Reading it costs nothing:
+    /// [`KeygateMiddleware`](crate::KeygateMiddleware) already loaded the session. On a route
+    /// without the middleware it answers 500 naming the missing middleware.
+    ///
+    /// ```
+    /// use actix_web::web;
+    /// use keygate_actix::keygate::http::Envelope;
+    /// use keygate_actix::Auth;
+    ///
+    /// #[derive(Clone, serde::Serialize, serde::Deserialize)]
+    /// #[serde(rename_all = "camelCase")]
+    /// struct User { id: u64, nick_name: String }
+    ///
+    /// async fn me(user: Auth<User>) -> web::Json<Envelope<User>> {
+    ///     web::Json(Envelope::ok(user.data().clone()))
+    /// }
+    /// ```
+    Auth;
+    /// The session of the request if there is one: `MaybeAuth(None)` without a token or with
+    /// a malformed, unknown or expired one, for routes that serve anonymous users too.
+    ///
+    /// Backend trouble is still an error (503), so that a logged-in user is never silently
+    /// served as anonymous because Redis is down; a route without
+    /// [`KeygateMiddleware`](crate::KeygateMiddleware) answers 500.
+    ///
+    /// ```
+    /// use keygate_actix::MaybeAuth;
+    /// # #[derive(serde::Serialize, serde::Deserialize)] struct User { id: u64 }
+    ///
+    /// async fn hello(MaybeAuth(user): MaybeAuth<User>) -> String {
+    ///     match user {
+    ///         Some(user) => format!("hello, user {}", user.id),
+    ///         None => "hello, stranger".to_owned(),
+    ///     }
+    /// }
+    /// ```
+    MaybeAuth;
+    /// The [`Keygate`] itself, for routes that create sessions (login) or manage them without
+    /// a session of their own. Dereferences to [`Keygate<T>`]:
+    /// `sessions.login(&user_id, &data).await` returns the token for the client.
+    ///
+    /// Found in the request's extensions (put there by
+    /// [`KeygateMiddleware`](crate::KeygateMiddleware)) or, for routes outside the middleware,
+    /// in the app data when a `Keygate<T>` is registered with
+    /// [`App::app_data`](actix_web::App::app_data); otherwise the route answers 500.
+    ///
+    /// ```
+    /// use actix_web::web;
+    /// use keygate_actix::keygate::http::Envelope;
+    /// use keygate_actix::{ApiError, Sessions, UserId};
+    /// # #[derive(serde::Serialize, serde::Deserialize)] struct User { id: u64 }
+    ///
+    /// async fn login(sessions: Sessions<User>, user: web::Json<User>) -> Result<web::Json<Envelope<String>>, ApiError> {
+    ///     // (after checking the user's credentials)
+    ///     let token = sessions.login(&UserId::from(user.id), &user).await?;
+    ///     Ok(web::Json(Envelope::ok(token.expose().to_owned())))
+    /// }
+    /// ```
+    Sessions;
 }
 
 impl<T: 'static> FromRequest for Auth<T> {
@@ -83,45 +97,6 @@ impl<T: 'static> FromRequest for Auth<T> {
     }
 }
 
-/// The session of the request if there is one: `MaybeAuth(None)` without a token or with
-/// a malformed, unknown or expired one, for routes that serve anonymous users too.
-///
-/// Backend trouble is still an error (503), so that a logged-in user is never silently
-/// served as anonymous because Redis is down; a route without
-/// [`KeygateMiddleware`](crate::KeygateMiddleware) answers 500.
-///
-/// ```
-/// use keygate_actix::MaybeAuth;
-/// # #[derive(serde::Serialize, serde::Deserialize)] struct User { id: u64 }
-///
-/// async fn hello(MaybeAuth(user): MaybeAuth<User>) -> String {
-///     match user {
-///         Some(user) => format!("hello, user {}", user.id),
-///         None => "hello, stranger".to_owned(),
-///     }
-/// }
-/// ```
-pub struct MaybeAuth<T>(pub Option<Auth<T>>);
-
-impl<T> MaybeAuth<T> {
-    /// The session, if any.
-    pub fn into_inner(self) -> Option<Auth<T>> {
-        self.0
-    }
-}
-
-impl<T> Clone for MaybeAuth<T> {
-    fn clone(&self) -> Self {
-        Self(self.0.clone())
-    }
-}
-
-impl<T: fmt::Debug> fmt::Debug for MaybeAuth<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("MaybeAuth").field(&self.0).finish()
-    }
-}
-
 impl<T: 'static> FromRequest for MaybeAuth<T> {
     type Error = KeygateRejection;
     type Future = Ready<Result<Self, Self::Error>>;
@@ -132,56 +107,6 @@ impl<T: 'static> FromRequest for MaybeAuth<T> {
                 .map(|session| MaybeAuth(session.map(Auth)))
                 .map_err(KeygateRejection),
         )
-    }
-}
-
-/// The [`Keygate`] itself, for routes that create sessions (login) or manage them without
-/// a session of their own. Dereferences to [`Keygate<T>`]:
-/// `sessions.login(&user_id, &data).await` returns the token for the client.
-///
-/// Found in the request's extensions (put there by
-/// [`KeygateMiddleware`](crate::KeygateMiddleware)) or, for routes outside the middleware,
-/// in the app data when a `Keygate<T>` is registered with
-/// [`App::app_data`](actix_web::App::app_data); otherwise the route answers 500.
-///
-/// ```
-/// use actix_web::web;
-/// use keygate_actix::keygate::http::Envelope;
-/// use keygate_actix::{ApiError, Sessions, UserId};
-/// # #[derive(serde::Serialize, serde::Deserialize)] struct User { id: u64 }
-///
-/// async fn login(sessions: Sessions<User>, user: web::Json<User>) -> Result<web::Json<Envelope<String>>, ApiError> {
-///     // (after checking the user's credentials)
-///     let token = sessions.login(&UserId::from(user.id), &user).await?;
-///     Ok(web::Json(Envelope::ok(token.expose().to_owned())))
-/// }
-/// ```
-pub struct Sessions<T>(Keygate<T>);
-
-impl<T> Sessions<T> {
-    /// The gate.
-    pub fn into_inner(self) -> Keygate<T> {
-        self.0
-    }
-}
-
-impl<T> Deref for Sessions<T> {
-    type Target = Keygate<T>;
-
-    fn deref(&self) -> &Keygate<T> {
-        &self.0
-    }
-}
-
-impl<T> Clone for Sessions<T> {
-    fn clone(&self) -> Self {
-        Self(self.0.clone())
-    }
-}
-
-impl<T> fmt::Debug for Sessions<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("Sessions").field(&self.0).finish()
     }
 }
 

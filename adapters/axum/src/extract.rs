@@ -1,13 +1,10 @@
 //! Extractors: they read what [`KeygateLayer`](crate::KeygateLayer) stored, never Redis.
 
-use std::ops::Deref;
-
 use axum_core::extract::{FromRequestParts, OptionalFromRequestParts};
 use http::request::Parts;
 use keygate::http::Rejection;
 use keygate::serde::Serialize;
 use keygate::serde::de::DeserializeOwned;
-use keygate::{CurrentSession, Keygate};
 
 use crate::layer::Loaded;
 use crate::response::KeygateRejection;
@@ -22,22 +19,15 @@ fn loaded<T: Send + Sync + 'static>(parts: &Parts) -> Result<&Loaded<T>, Keygate
         .ok_or(KeygateRejection(MISSING_LAYER))
 }
 
-/// The logged-in user's session; rejects with 401 (no valid session) or 503 (backend
-/// unavailable). Dereferences to [`CurrentSession`], which dereferences to `T`.
-pub struct Auth<T>(pub CurrentSession<T>);
-
-impl<T> Auth<T> {
-    /// The session.
-    pub fn into_inner(self) -> CurrentSession<T> {
-        self.0
-    }
-}
-
-impl<T> Deref for Auth<T> {
-    type Target = CurrentSession<T>;
-    fn deref(&self) -> &CurrentSession<T> {
-        &self.0
-    }
+keygate::extractor_types! {
+    /// The logged-in user's session; rejects with 401 (no valid session) or 503 (backend
+    /// unavailable). Dereferences to [`CurrentSession`](keygate::CurrentSession), which dereferences to `T`.
+    Auth;
+    /// The session if there is one: `None` for a missing, malformed, unknown or expired token;
+    /// still 503 when the backend is unavailable. Same as `Option<Auth<T>>`.
+    MaybeAuth;
+    /// The gate, for logging in (`sessions.login(&user_id, &data)`) and managing sessions.
+    Sessions;
 }
 
 impl<T, S> FromRequestParts<S> for Auth<T>
@@ -72,10 +62,6 @@ where
     }
 }
 
-/// The session if there is one: `None` for a missing, malformed, unknown or expired token;
-/// still 503 when the backend is unavailable. Same as `Option<Auth<T>>`.
-pub struct MaybeAuth<T>(pub Option<Auth<T>>);
-
 impl<T, S> FromRequestParts<S> for MaybeAuth<T>
 where
     T: Serialize + DeserializeOwned + Send + Sync + 'static,
@@ -87,16 +73,6 @@ where
         <Auth<T> as OptionalFromRequestParts<S>>::from_request_parts(parts, state)
             .await
             .map(MaybeAuth)
-    }
-}
-
-/// The gate, for logging in (`sessions.login(&user_id, &data)`) and managing sessions.
-pub struct Sessions<T>(pub Keygate<T>);
-
-impl<T> Deref for Sessions<T> {
-    type Target = Keygate<T>;
-    fn deref(&self) -> &Keygate<T> {
-        &self.0
     }
 }
 

@@ -1,9 +1,7 @@
 //! The extractors: what a handler asks for, read from what the middleware stored.
 
-use std::ops::Deref;
-
 use keygate::http::Rejection;
-use keygate::{CurrentSession, Keygate, Resolved};
+use keygate::{Keygate, Resolved};
 use poem::{FromRequest, Request, RequestBody, Result};
 
 use crate::error::rejection_error;
@@ -19,60 +17,76 @@ fn resolved<T: Send + Sync + 'static>(req: &Request) -> Result<&Resolved<T>> {
     })
 }
 
-/// The session of an authenticated request; the route answers 401 without one.
-///
-/// Dereferences to [`CurrentSession<T>`], which dereferences to the user's data `T`, and
-/// offers [`logout`](CurrentSession::logout),
-/// [`logout_everywhere`](CurrentSession::logout_everywhere),
-/// [`list`](CurrentSession::list) and [`update`](CurrentSession::update).
-///
-/// Rejections, each with the JSON envelope `{"success":false,"errorMsg":"..."}`:
-///
-/// | status | when |
-/// | --- | --- |
-/// | 401 | no token, a malformed token, an unknown, expired or ended session |
-/// | 503 | the session backend is unavailable or timed out |
-/// | 500 | [`KeygateMiddleware`](crate::KeygateMiddleware) is not installed on the route |
-///
-/// The session was loaded by the middleware; extracting it costs no Redis call.
-///
-/// ```
-/// use keygate_poem::{Auth, Envelope};
-/// use poem::{handler, web::Json};
-/// # #[derive(Clone, serde::Serialize, serde::Deserialize)] struct User { id: u64 }
-///
-/// #[handler]
-/// fn me(user: Auth<User>) -> Json<Envelope<User>> {
-///     Json(Envelope::ok(user.data().clone()))
-/// }
-/// ```
-pub struct Auth<T>(CurrentSession<T>);
-
-impl<T> Auth<T> {
-    /// The session, for keeping it beyond the handler.
-    pub fn into_inner(self) -> CurrentSession<T> {
-        self.0
-    }
-}
-
-impl<T> Deref for Auth<T> {
-    type Target = CurrentSession<T>;
-
-    fn deref(&self) -> &CurrentSession<T> {
-        &self.0
-    }
-}
-
-impl<T> Clone for Auth<T> {
-    fn clone(&self) -> Self {
-        Self(self.0.clone())
-    }
-}
-
-impl<T: std::fmt::Debug> std::fmt::Debug for Auth<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("Auth").field(&self.0).finish()
-    }
+keygate::extractor_types! {
+    /// The session of an authenticated request; the route answers 401 without one.
+    ///
+    /// Dereferences to [`CurrentSession<T>`](keygate::CurrentSession), which dereferences to the user's data `T`, and
+    /// offers [`logout`](CurrentSession::logout),
+    /// [`logout_everywhere`](CurrentSession::logout_everywhere),
+    /// [`list`](CurrentSession::list) and [`update`](CurrentSession::update).
+    ///
+    /// Rejections, each with the JSON envelope `{"success":false,"errorMsg":"..."}`:
+    ///
+    /// | status | when |
+    /// | --- | --- |
+    /// | 401 | no token, a malformed token, an unknown, expired or ended session |
+    /// | 503 | the session backend is unavailable or timed out |
+    /// | 500 | [`KeygateMiddleware`](crate::KeygateMiddleware) is not installed on the route |
+    ///
+    /// The session was loaded by the middleware; extracting it costs no Redis call.
+    ///
+    /// ```
+    /// use keygate_poem::{Auth, Envelope};
+    /// use poem::{handler, web::Json};
+    /// # #[derive(Clone, serde::Serialize, serde::Deserialize)] struct User { id: u64 }
+    ///
+    /// #[handler]
+    /// fn me(user: Auth<User>) -> Json<Envelope<User>> {
+    ///     Json(Envelope::ok(user.data().clone()))
+    /// }
+    /// ```
+    Auth;
+    /// The session if the request has one: `MaybeAuth(None)` for no token, a malformed one or
+    /// an unknown or expired session.
+    ///
+    /// Backend trouble is still a 503 (and a missing middleware a 500): a route never treats a
+    /// logged-in user as anonymous because Redis is down. That is why this exists beside
+    /// poem's `Option<Auth<T>>`, which turns every error into `None`.
+    ///
+    /// ```
+    /// use keygate_poem::MaybeAuth;
+    /// use poem::handler;
+    /// # #[derive(serde::Serialize, serde::Deserialize)] struct User { id: u64, nick_name: String }
+    ///
+    /// #[handler]
+    /// fn greeting(MaybeAuth(user): MaybeAuth<User>) -> String {
+    ///     match user {
+    ///         Some(user) => format!("hello, {}", user.nick_name),
+    ///         None => "hello, stranger".to_owned(),
+    ///     }
+    /// }
+    /// ```
+    MaybeAuth;
+    /// The [`Keygate<T>`] of the route, for logging in: `sessions.login(&user_id, &data)`.
+    ///
+    /// Found in the request's extensions, where [`KeygateMiddleware`](crate::KeygateMiddleware)
+    /// puts it (or `poem::middleware::AddData` with a `Keygate<T>`); a 500 with the JSON
+    /// envelope when neither is installed.
+    ///
+    /// ```
+    /// use keygate_poem::{ApiError, Envelope, Sessions, UserId};
+    /// use poem::{handler, web::Json};
+    /// # #[derive(serde::Serialize, serde::Deserialize)] struct User { id: u64 }
+    ///
+    /// #[handler]
+    /// async fn login(sessions: Sessions<User>) -> Result<Json<Envelope<String>>, ApiError> {
+    ///     // (verify the user's credentials first)
+    ///     let user = User { id: 598 };
+    ///     let token = sessions.login(&UserId::from(user.id), &user).await?;
+    ///     Ok(Json(Envelope::ok(token.expose().to_owned())))
+    /// }
+    /// ```
+    Sessions;
 }
 
 impl<'a, T> FromRequest<'a> for Auth<T>
@@ -87,40 +101,6 @@ where
     }
 }
 
-/// The session if the request has one: `MaybeAuth(None)` for no token, a malformed one or
-/// an unknown or expired session.
-///
-/// Backend trouble is still a 503 (and a missing middleware a 500): a route never treats a
-/// logged-in user as anonymous because Redis is down. That is why this exists beside
-/// poem's `Option<Auth<T>>`, which turns every error into `None`.
-///
-/// ```
-/// use keygate_poem::MaybeAuth;
-/// use poem::handler;
-/// # #[derive(serde::Serialize, serde::Deserialize)] struct User { id: u64, nick_name: String }
-///
-/// #[handler]
-/// fn greeting(MaybeAuth(user): MaybeAuth<User>) -> String {
-///     match user {
-///         Some(user) => format!("hello, {}", user.nick_name),
-///         None => "hello, stranger".to_owned(),
-///     }
-/// }
-/// ```
-pub struct MaybeAuth<T>(pub Option<Auth<T>>);
-
-impl<T> Clone for MaybeAuth<T> {
-    fn clone(&self) -> Self {
-        Self(self.0.clone())
-    }
-}
-
-impl<T: std::fmt::Debug> std::fmt::Debug for MaybeAuth<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("MaybeAuth").field(&self.0).finish()
-    }
-}
-
 impl<'a, T> FromRequest<'a> for MaybeAuth<T>
 where
     T: Send + Sync + 'static,
@@ -129,54 +109,6 @@ where
         keygate::optional(resolved::<T>(req)?)
             .map(|session| Self(session.map(Auth)))
             .map_err(rejection_error)
-    }
-}
-
-/// The [`Keygate<T>`] of the route, for logging in: `sessions.login(&user_id, &data)`.
-///
-/// Found in the request's extensions, where [`KeygateMiddleware`](crate::KeygateMiddleware)
-/// puts it (or `poem::middleware::AddData` with a `Keygate<T>`); a 500 with the JSON
-/// envelope when neither is installed.
-///
-/// ```
-/// use keygate_poem::{ApiError, Envelope, Sessions, UserId};
-/// use poem::{handler, web::Json};
-/// # #[derive(serde::Serialize, serde::Deserialize)] struct User { id: u64 }
-///
-/// #[handler]
-/// async fn login(sessions: Sessions<User>) -> Result<Json<Envelope<String>>, ApiError> {
-///     // (verify the user's credentials first)
-///     let user = User { id: 598 };
-///     let token = sessions.login(&UserId::from(user.id), &user).await?;
-///     Ok(Json(Envelope::ok(token.expose().to_owned())))
-/// }
-/// ```
-pub struct Sessions<T>(Keygate<T>);
-
-impl<T> Sessions<T> {
-    /// The gate.
-    pub fn into_inner(self) -> Keygate<T> {
-        self.0
-    }
-}
-
-impl<T> Deref for Sessions<T> {
-    type Target = Keygate<T>;
-
-    fn deref(&self) -> &Keygate<T> {
-        &self.0
-    }
-}
-
-impl<T> Clone for Sessions<T> {
-    fn clone(&self) -> Self {
-        Self(self.0.clone())
-    }
-}
-
-impl<T> std::fmt::Debug for Sessions<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("Sessions").field(&self.0).finish()
     }
 }
 

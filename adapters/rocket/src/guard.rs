@@ -1,11 +1,9 @@
 //! The request guards, and the one place that loads a request's session.
 
-use std::ops::Deref;
-
 use keygate::http::Rejection;
 use keygate::serde::Serialize;
 use keygate::serde::de::DeserializeOwned;
-use keygate::{CurrentSession, Keygate, RequestParts, Resolved};
+use keygate::{Keygate, RequestParts, Resolved};
 use rocket::request::{FromRequest, Outcome};
 use rocket::{Ignite, Request, Rocket, Sentinel};
 
@@ -74,62 +72,75 @@ impl RequestParts for Parts<'_, '_> {
     }
 }
 
-/// The session of an authenticated request; the route fails without one.
-///
-/// Dereferences to [`CurrentSession<T>`], which dereferences to the user's data `T`, and
-/// offers [`logout`](CurrentSession::logout),
-/// [`logout_everywhere`](CurrentSession::logout_everywhere),
-/// [`list`](CurrentSession::list) and [`update`](CurrentSession::update).
-///
-/// Failures, answered with the JSON envelope `{"success":false,"errorMsg":"..."}` by the
-/// catchers that [`KeygateFairing`](crate::KeygateFairing) registers:
-///
-/// | status | when |
-/// | --- | --- |
-/// | 401 | no token, a malformed token, an unknown, expired or ended session |
-/// | 503 | the session backend is unavailable or timed out |
-///
-/// The first keygate guard of a request loads the session (one Redis round trip, none for
-/// a missing or malformed token); later ones, in the same request, reuse it. A route using
-/// this guard does not launch without the fairing (a [`Sentinel`]).
-///
-/// ```
-/// use keygate_rocket::{Auth, Envelope};
-/// use rocket::{get, serde::json::Json};
-/// # #[derive(Clone, serde::Serialize, serde::Deserialize)] struct User { id: u64 }
-///
-/// #[get("/user/me")]
-/// fn me(user: Auth<User>) -> Json<Envelope<User>> {
-///     Json(Envelope::ok(user.data().clone()))
-/// }
-/// ```
-pub struct Auth<T>(CurrentSession<T>);
-
-impl<T> Auth<T> {
-    /// The session, for keeping it beyond the handler.
-    pub fn into_inner(self) -> CurrentSession<T> {
-        self.0
-    }
-}
-
-impl<T> Deref for Auth<T> {
-    type Target = CurrentSession<T>;
-
-    fn deref(&self) -> &CurrentSession<T> {
-        &self.0
-    }
-}
-
-impl<T> Clone for Auth<T> {
-    fn clone(&self) -> Self {
-        Self(self.0.clone())
-    }
-}
-
-impl<T: std::fmt::Debug> std::fmt::Debug for Auth<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("Auth").field(&self.0).finish()
-    }
+keygate::extractor_types! {
+    /// The session of an authenticated request; the route fails without one.
+    ///
+    /// Dereferences to [`CurrentSession<T>`](keygate::CurrentSession), which dereferences to the user's data `T`, and
+    /// offers [`logout`](CurrentSession::logout),
+    /// [`logout_everywhere`](CurrentSession::logout_everywhere),
+    /// [`list`](CurrentSession::list) and [`update`](CurrentSession::update).
+    ///
+    /// Failures, answered with the JSON envelope `{"success":false,"errorMsg":"..."}` by the
+    /// catchers that [`KeygateFairing`](crate::KeygateFairing) registers:
+    ///
+    /// | status | when |
+    /// | --- | --- |
+    /// | 401 | no token, a malformed token, an unknown, expired or ended session |
+    /// | 503 | the session backend is unavailable or timed out |
+    ///
+    /// The first keygate guard of a request loads the session (one Redis round trip, none for
+    /// a missing or malformed token); later ones, in the same request, reuse it. A route using
+    /// this guard does not launch without the fairing (a [`Sentinel`]).
+    ///
+    /// ```
+    /// use keygate_rocket::{Auth, Envelope};
+    /// use rocket::{get, serde::json::Json};
+    /// # #[derive(Clone, serde::Serialize, serde::Deserialize)] struct User { id: u64 }
+    ///
+    /// #[get("/user/me")]
+    /// fn me(user: Auth<User>) -> Json<Envelope<User>> {
+    ///     Json(Envelope::ok(user.data().clone()))
+    /// }
+    /// ```
+    Auth;
+    /// The session if the request has one: `MaybeAuth(None)` for no token, a malformed one or
+    /// an unknown or expired session.
+    ///
+    /// Backend trouble still fails the route with 503: a route never treats a logged-in user
+    /// as anonymous because Redis is down. That is why this exists beside rocket's
+    /// `Option<Auth<T>>`, which turns every failure into `None`.
+    ///
+    /// ```
+    /// use keygate_rocket::MaybeAuth;
+    /// use rocket::get;
+    /// # #[derive(serde::Serialize, serde::Deserialize)] struct User { id: u64, nick_name: String }
+    ///
+    /// #[get("/")]
+    /// fn greeting(user: MaybeAuth<User>) -> String {
+    ///     match user.0 {
+    ///         Some(user) => format!("hello, {}", user.nick_name),
+    ///         None => "hello, stranger".to_owned(),
+    ///     }
+    /// }
+    /// ```
+    MaybeAuth;
+    /// The [`Keygate<T>`] the fairing manages, for logging in:
+    /// `sessions.login(&user_id, &data)`.
+    ///
+    /// ```
+    /// use keygate_rocket::{ApiError, Envelope, Sessions, UserId};
+    /// use rocket::{post, serde::json::Json};
+    /// # #[derive(serde::Serialize, serde::Deserialize)] struct User { id: u64 }
+    ///
+    /// #[post("/user/login")]
+    /// async fn login(sessions: Sessions<User>) -> Result<Json<Envelope<String>>, ApiError> {
+    ///     // (verify the user's credentials first)
+    ///     let user = User { id: 598 };
+    ///     let token = sessions.login(&UserId::from(user.id), &user).await?;
+    ///     Ok(Json(Envelope::ok(token.expose().to_owned())))
+    /// }
+    /// ```
+    Sessions;
 }
 
 #[rocket::async_trait]
@@ -154,40 +165,6 @@ impl<T: Send + Sync + 'static> Sentinel for Auth<T> {
     }
 }
 
-/// The session if the request has one: `MaybeAuth(None)` for no token, a malformed one or
-/// an unknown or expired session.
-///
-/// Backend trouble still fails the route with 503: a route never treats a logged-in user
-/// as anonymous because Redis is down. That is why this exists beside rocket's
-/// `Option<Auth<T>>`, which turns every failure into `None`.
-///
-/// ```
-/// use keygate_rocket::MaybeAuth;
-/// use rocket::get;
-/// # #[derive(serde::Serialize, serde::Deserialize)] struct User { id: u64, nick_name: String }
-///
-/// #[get("/")]
-/// fn greeting(user: MaybeAuth<User>) -> String {
-///     match user.0 {
-///         Some(user) => format!("hello, {}", user.nick_name),
-///         None => "hello, stranger".to_owned(),
-///     }
-/// }
-/// ```
-pub struct MaybeAuth<T>(pub Option<Auth<T>>);
-
-impl<T> Clone for MaybeAuth<T> {
-    fn clone(&self) -> Self {
-        Self(self.0.clone())
-    }
-}
-
-impl<T: std::fmt::Debug> std::fmt::Debug for MaybeAuth<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("MaybeAuth").field(&self.0).finish()
-    }
-}
-
 #[rocket::async_trait]
 impl<'r, T> FromRequest<'r> for MaybeAuth<T>
 where
@@ -206,51 +183,6 @@ where
 impl<T: Send + Sync + 'static> Sentinel for MaybeAuth<T> {
     fn abort(rocket: &Rocket<Ignite>) -> bool {
         fairing_missing::<T>(rocket)
-    }
-}
-
-/// The [`Keygate<T>`] the fairing manages, for logging in:
-/// `sessions.login(&user_id, &data)`.
-///
-/// ```
-/// use keygate_rocket::{ApiError, Envelope, Sessions, UserId};
-/// use rocket::{post, serde::json::Json};
-/// # #[derive(serde::Serialize, serde::Deserialize)] struct User { id: u64 }
-///
-/// #[post("/user/login")]
-/// async fn login(sessions: Sessions<User>) -> Result<Json<Envelope<String>>, ApiError> {
-///     // (verify the user's credentials first)
-///     let user = User { id: 598 };
-///     let token = sessions.login(&UserId::from(user.id), &user).await?;
-///     Ok(Json(Envelope::ok(token.expose().to_owned())))
-/// }
-/// ```
-pub struct Sessions<T>(Keygate<T>);
-
-impl<T> Sessions<T> {
-    /// The gate.
-    pub fn into_inner(self) -> Keygate<T> {
-        self.0
-    }
-}
-
-impl<T> Deref for Sessions<T> {
-    type Target = Keygate<T>;
-
-    fn deref(&self) -> &Keygate<T> {
-        &self.0
-    }
-}
-
-impl<T> Clone for Sessions<T> {
-    fn clone(&self) -> Self {
-        Self(self.0.clone())
-    }
-}
-
-impl<T> std::fmt::Debug for Sessions<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("Sessions").field(&self.0).finish()
     }
 }
 
