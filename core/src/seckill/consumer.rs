@@ -268,6 +268,11 @@ impl Worker {
                 Err(error) => {
                     tracing::warn!(%error, "reading orders failed; retrying");
                     self.pause(retry).await;
+                    // A Redis that restarted empty lost the group (NOGROUP): make it again,
+                    // and reconnect the reader.
+                    if let Err(error) = c.store.ensure_group(&self.keys, &o.group).await {
+                        tracing::warn!(%error, "recreating the consumer group failed");
+                    }
                     if let Ok(fresh) = c.store.reader().await {
                         reader = fresh;
                     }

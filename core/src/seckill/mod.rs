@@ -7,7 +7,8 @@
 //!   bought, and the stock; if allowed it decrements the stock, records the buyer and
 //!   appends `{orderId, userId, voucherId}` to the orders stream, all atomically. It never
 //!   oversells and never sells twice to one user. Order ids are 64-bit, generated in Redis,
-//!   unique and roughly time-ordered: `seconds since 2024-01-01 × 10^8 + sequence`.
+//!   unique and roughly time-ordered: `seconds since 2024-01-01 × 10^7 + sequence`, below
+//!   2^53 until 2052 so JavaScript clients read them exactly.
 //! - [`OrderConsumer`] reads the stream with a consumer group on a dedicated connection and
 //!   hands each order to an [`OrderHandler`]; entries are acknowledged only after the
 //!   handler succeeds, so a handler sees every order **at least once**: make it idempotent

@@ -36,6 +36,33 @@ pub enum OrderOutcome {
     Ended,
 }
 
+impl OrderOutcome {
+    /// The HTTP status for this outcome: 200 ordered, 404 unknown voucher, 409 for the
+    /// rest (sold out, already ordered, outside the sale window).
+    pub fn status(&self) -> u16 {
+        match self {
+            OrderOutcome::Ordered { .. } => 200,
+            OrderOutcome::UnknownVoucher => 404,
+            OrderOutcome::SoldOut
+            | OrderOutcome::AlreadyOrdered
+            | OrderOutcome::NotStarted
+            | OrderOutcome::Ended => 409,
+        }
+    }
+
+    /// A message for the envelope.
+    pub fn message(&self) -> &'static str {
+        match self {
+            OrderOutcome::Ordered { .. } => "ordered",
+            OrderOutcome::UnknownVoucher => "unknown voucher",
+            OrderOutcome::SoldOut => "sold out",
+            OrderOutcome::AlreadyOrdered => "you already ordered this voucher",
+            OrderOutcome::NotStarted => "the sale has not started",
+            OrderOutcome::Ended => "the sale is over",
+        }
+    }
+}
+
 /// Flash sales over a [`SeckillStore`]. Cheap to clone.
 ///
 /// ```

@@ -12,6 +12,8 @@ use crate::error::Result;
 use crate::seckill::{Entry, RawOrder, SeckillStore, ShardKeys, StreamReader};
 
 const ID_EPOCH: u64 = 1_704_067_200;
+/// Order ids are `seconds × ORDER_SEQ_SPAN + sequence` (see `seckill_order.lua`).
+const ORDER_SEQ_SPAN: u64 = 10_000_000;
 
 /// A stream: entries by sequence number, and consumer groups.
 #[derive(Debug, Clone, Default)]
@@ -183,8 +185,8 @@ impl SeckillStore for MemoryStore {
             buyers.insert(user_id.to_owned());
             db.set(&buyers_key, Value::Set(buyers), None);
             let seq = u64::try_from(db.incr(&keys.seq)).unwrap_or(0);
-            let low = (seq.wrapping_mul(shards).wrapping_add(shard)) % 100_000_000;
-            let order_id = now.as_secs().saturating_sub(ID_EPOCH) * 100_000_000 + low;
+            let low = (seq.wrapping_mul(shards).wrapping_add(shard)) % ORDER_SEQ_SPAN;
+            let order_id = now.as_secs().saturating_sub(ID_EPOCH) * ORDER_SEQ_SPAN + low;
             if let Some(stream) = stream(db, &keys.stream) {
                 stream.add(vec![
                     ("orderId".into(), order_id.to_string()),

@@ -25,10 +25,11 @@ if (tonumber(sale[1] or '0') or 0) <= 0 then
 end
 redis.call('HINCRBY', KEYS[1], 'stock', -1)
 redis.call('SADD', KEYS[2], ARGV[1])
--- Order id: seconds since the epoch, then 8 digits of sequence (interleaved by shard so
--- shards never collide). Built as text: Lua numbers are doubles, ids exceed 2^53.
+-- Order id: seconds since the epoch, then 7 digits of sequence (interleaved by shard so
+-- shards never collide). Below 2^53 until 2052, so JavaScript clients read it exactly;
+-- built as text all the same, so Lua's doubles never round it.
 local seq = redis.call('INCR', KEYS[4])
-local low = (seq * tonumber(ARGV[3]) + tonumber(ARGV[4])) % 100000000
-local id = string.format('%d%08d', tonumber(now[1]) - tonumber(ARGV[5]), low)
+local low = (seq * tonumber(ARGV[3]) + tonumber(ARGV[4])) % 10000000
+local id = string.format('%d%07d', tonumber(now[1]) - tonumber(ARGV[5]), low)
 redis.call('XADD', KEYS[3], '*', 'orderId', id, 'userId', ARGV[1], 'voucherId', ARGV[2])
 return {1, id}
