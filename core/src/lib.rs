@@ -60,6 +60,18 @@
 //! | feature | default | what |
 //! | --- | --- | --- |
 //! | `memory` | yes | [`MemoryStore`], the embedded backend |
+//! | `cluster` | yes | Redis Cluster: `RedisOptions::cluster` (redis crate `cluster-async`) |
+//! | `sentinel` | yes | Sentinel-managed masters: `RedisOptions::sentinel` (redis crate `sentinel`) |
+//!
+//! ## Redis Cluster and Sentinel
+//!
+//! [`RedisOptions`] takes one URL, a cluster's seed nodes or a Sentinel master name with the
+//! sentinels' addresses; everything else is the same in the three modes. On a cluster every
+//! script touches one hash slot: keys that belong together share a hash tag (a session and
+//! its deadline key, a code and its counters, a lock and its fence, a flash-sale shard's
+//! keys), keys that cannot share a slot (a session and its user's index) are never in one
+//! script, and operations over many sessions send one command per key. What a failover can
+//! do to a lock is in [`lock`](crate::lock#failover).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]

@@ -9,7 +9,7 @@ use keygate::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::RedisServer;
+use crate::{RedisCluster, RedisServer};
 
 /// The Java seed's `UserDTO`, stored as a hash at `login:token:<token>`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -120,6 +120,8 @@ pub enum Backend {
     Memory(keygate::MemoryStore),
     /// A private Redis server and a store connected to it.
     Redis(RedisStore, RedisServer),
+    /// A store on a private Redis Cluster (shared by the tests of one binary).
+    Cluster(RedisStore, std::sync::Arc<RedisCluster>),
 }
 
 impl Backend {
@@ -139,11 +141,38 @@ impl Backend {
         Backend::Redis(store, server)
     }
 
-    /// The private server, for Redis-only inspection.
+    /// A store connected to this private cluster.
+    pub async fn cluster(cluster: std::sync::Arc<RedisCluster>) -> Self {
+        let store = RedisStore::connect_with(
+            RedisOptions::cluster(cluster.urls()).with_command_timeout(Duration::from_secs(2)),
+        )
+        .await
+        .expect("connect to the private cluster");
+        Backend::Cluster(store, cluster)
+    }
+
+    /// The private server, for Redis-only inspection (none on a cluster: single-server
+    /// inspections are skipped there).
     pub fn server(&self) -> Option<&RedisServer> {
         match self {
-            Backend::Memory(_) => None,
+            Backend::Memory(_) | Backend::Cluster(..) => None,
             Backend::Redis(_, server) => Some(server),
+        }
+    }
+
+    /// The private cluster, for cluster-only inspection.
+    pub fn redis_cluster(&self) -> Option<&std::sync::Arc<RedisCluster>> {
+        match self {
+            Backend::Cluster(_, cluster) => Some(cluster),
+            _ => None,
+        }
+    }
+
+    /// The Redis store, on a server or a cluster.
+    pub fn redis_store(&self) -> Option<&RedisStore> {
+        match self {
+            Backend::Memory(_) => None,
+            Backend::Redis(store, _) | Backend::Cluster(store, _) => Some(store),
         }
     }
 
@@ -151,7 +180,9 @@ impl Backend {
     pub fn sessions(&self) -> std::sync::Arc<dyn keygate::SessionStore> {
         match self {
             Backend::Memory(store) => std::sync::Arc::new(store.clone()),
-            Backend::Redis(store, _) => std::sync::Arc::new(store.clone()),
+            Backend::Redis(store, _) | Backend::Cluster(store, _) => {
+                std::sync::Arc::new(store.clone())
+            }
         }
     }
 
@@ -159,7 +190,9 @@ impl Backend {
     pub fn locks(&self) -> std::sync::Arc<dyn keygate::lock::LockStore> {
         match self {
             Backend::Memory(store) => std::sync::Arc::new(store.clone()),
-            Backend::Redis(store, _) => std::sync::Arc::new(store.clone()),
+            Backend::Redis(store, _) | Backend::Cluster(store, _) => {
+                std::sync::Arc::new(store.clone())
+            }
         }
     }
 
@@ -167,7 +200,9 @@ impl Backend {
     pub fn seckill(&self) -> std::sync::Arc<dyn keygate::seckill::SeckillStore> {
         match self {
             Backend::Memory(store) => std::sync::Arc::new(store.clone()),
-            Backend::Redis(store, _) => std::sync::Arc::new(store.clone()),
+            Backend::Redis(store, _) | Backend::Cluster(store, _) => {
+                std::sync::Arc::new(store.clone())
+            }
         }
     }
 
@@ -175,7 +210,9 @@ impl Backend {
     pub fn codes(&self) -> std::sync::Arc<dyn keygate::code::CodeStore> {
         match self {
             Backend::Memory(store) => std::sync::Arc::new(store.clone()),
-            Backend::Redis(store, _) => std::sync::Arc::new(store.clone()),
+            Backend::Redis(store, _) | Backend::Cluster(store, _) => {
+                std::sync::Arc::new(store.clone())
+            }
         }
     }
 }

@@ -5,7 +5,10 @@
     reason = "test support: a failed set-up must stop the test"
 )]
 
+mod cluster;
 pub mod fixtures;
+pub mod load;
 mod server;
 
+pub use cluster::{RedisCluster, RedisSentinel};
 pub use server::{RedisServer, eventually, free_port};

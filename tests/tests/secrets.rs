@@ -77,7 +77,10 @@ async fn no_secret_reaches_the_logs() {
     let user = JavaUser::new(1);
     let token = manager.create(&user.user_id(), &user).await.unwrap();
     secrets.push(token.expose().to_owned());
-    let session = gate.resolve(&Header(format!("Bearer {}", token.expose()))).await.unwrap();
+    let session = gate
+        .resolve(&Header(format!("Bearer {}", token.expose())))
+        .await
+        .unwrap();
     tracing::info!(?session, token = %token, "a session and its token, as Debug and Display");
     let corrupt = Token::generate().unwrap();
     secrets.push(corrupt.expose().to_owned());
@@ -101,23 +104,45 @@ async fn no_secret_reaches_the_logs() {
 
     // Locks.
     let locks = Locks::new(store.clone());
-    locks.try_acquire("order:1").await.unwrap().release().await.unwrap();
+    locks
+        .try_acquire("order:1")
+        .await
+        .unwrap()
+        .release()
+        .await
+        .unwrap();
 
     // Failures: Redis gone, errors logged.
     server.stop();
     assert!(manager.load(&Token::generate().unwrap()).await.is_err());
-    let _ = gate.resolve(&Header(Token::generate().unwrap().expose().to_owned())).await;
+    let _ = gate
+        .resolve(&Header(Token::generate().unwrap().expose().to_owned()))
+        .await;
 
     // The development sender is the one place that logs a code.
-    let dev = Codes::new(keygate::MemoryStore::new(), LogCodeSender::new(), CodeConfig::new()).unwrap();
+    let dev = Codes::new(
+        keygate::MemoryStore::new(),
+        LogCodeSender::new(),
+        CodeConfig::new(),
+    )
+    .unwrap();
     dev.send(&phone).await.unwrap();
 
     let logs = capture.text();
-    assert!(logs.contains("corrupt session data"), "the capture works: {logs}");
+    assert!(
+        logs.contains("corrupt session data"),
+        "the capture works: {logs}"
+    );
     assert!(logs.contains("DEVELOPMENT CODE SENDER"));
-    assert!(logs.contains("log bridge"), "the redis crate's log records are captured too");
+    assert!(
+        logs.contains("log bridge"),
+        "the redis crate's log records are captured too"
+    );
     assert!(logs.contains("session backend failed"));
-    let dev_lines: Vec<&str> = logs.lines().filter(|l| l.contains("development code sender")).collect();
+    let dev_lines: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("development code sender"))
+        .collect();
     assert_eq!(dev_lines.len(), 1);
     for secret in &secrets {
         let leaks: Vec<&str> = logs
@@ -126,7 +151,11 @@ async fn no_secret_reaches_the_logs() {
             .collect();
         assert!(leaks.is_empty(), "a secret reached the logs: {leaks:?}");
     }
-    eprintln!("checked {} log lines for {} secrets", logs.lines().count(), secrets.len());
+    eprintln!(
+        "checked {} log lines for {} secrets",
+        logs.lines().count(),
+        secrets.len()
+    );
 }
 
 fn log_is_bridged() {

@@ -13,12 +13,13 @@ use crate::config::millis;
 use crate::{Error, Token};
 
 /// Lease and waiting behaviour. Defaults: 30 s lease renewed every 10 s while held; waiters
-/// poll at most every 200 ms when no release message arrives.
+/// poll at most every 200 ms when no release message arrives; no replication wait.
 #[derive(Debug, Clone, Copy)]
 pub struct LockOptions {
     lease: Duration,
     renew: bool,
     poll_interval: Duration,
+    replication: Option<(u32, Duration)>,
 }
 
 impl Default for LockOptions {
@@ -27,6 +28,7 @@ impl Default for LockOptions {
             lease: Duration::from_secs(30),
             renew: true,
             poll_interval: Duration::from_millis(200),
+            replication: None,
         }
     }
 }
@@ -56,6 +58,18 @@ impl LockOptions {
         self
     }
 
+    /// Reports an acquisition only once `replicas` replicas of the lock's master have
+    /// acknowledged it (Redis `WAIT`, up to `timeout`), so that a failover right after
+    /// cannot lose it (see the module docs). When fewer acknowledge in time, the lock is
+    /// given back and the attempt fails with [`LockError::NotReplicated`]. Renewals are not
+    /// waited for. Costs one more round trip per acquisition, on a dedicated connection
+    /// (`WAIT` blocks the connection it runs on); stores without replicas (the memory
+    /// store) count as replicated. `replicas` 0 turns the wait off.
+    pub fn with_replication_wait(mut self, replicas: u32, timeout: Duration) -> Self {
+        self.replication = (replicas > 0).then_some((replicas, timeout));
+        self
+    }
+
     pub(crate) fn lease(&self) -> Duration {
         self.lease
     }
@@ -81,6 +95,15 @@ pub enum LockError {
     /// The lock was lost (lease expired, taken over) before release or during the work.
     #[error("lock was lost: the lease ended or another owner took it")]
     NotOwner,
+    /// Acquired, but fewer replicas than [`LockOptions::with_replication_wait`] asks for
+    /// acknowledged it in time; the lock was given back.
+    #[error("lock acquisition reached {acknowledged} of {wanted} replicas in time")]
+    NotReplicated {
+        /// Replicas that acknowledged.
+        acknowledged: u32,
+        /// Replicas asked for.
+        wanted: u32,
+    },
     /// The backend is unreachable or failed: whether the lock is free is unknown.
     #[error(transparent)]
     Backend(#[from] Error),
@@ -223,10 +246,26 @@ impl Locks {
     }
 
     async fn attempt(&self, keys: &LockKeys, owner: &str) -> Result<AcquireOutcome, LockError> {
-        Ok(self
+        let lease = millis(self.options.lease);
+        let Some((wanted, timeout)) = self.options.replication else {
+            return Ok(self.store.try_acquire(keys, owner, lease).await?);
+        };
+        let (outcome, acknowledged) = self
             .store
-            .try_acquire(keys, owner, millis(self.options.lease))
-            .await?)
+            .try_acquire_replicated(keys, owner, lease, wanted, millis(timeout))
+            .await?;
+        if matches!(outcome, AcquireOutcome::Acquired(_)) && acknowledged < wanted {
+            // Not safe against a failover: give it back rather than hand out a lock that
+            // may vanish. If the release fails too, the lease ends the lock.
+            if let Err(error) = self.store.release(keys, owner).await {
+                tracing::warn!(%error, "giving back an unreplicated lock failed");
+            }
+            return Err(LockError::NotReplicated {
+                acknowledged,
+                wanted,
+            });
+        }
+        Ok(outcome)
     }
 
     /// Sleep before the next try: at most the poll interval, jittered to 50–100 % so

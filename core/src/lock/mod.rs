@@ -14,9 +14,9 @@
 //!   watchdog); when a renewal finds the lock gone, [`LockGuard::is_lost`] turns true and
 //!   [`LockGuard::lost`] completes, and `with_lock` stops the work.
 //! - Every successful acquisition of a name returns a strictly larger fencing token
-//!   ([`LockGuard::fence`]): pass it to the storage you protect and let it reject writes
-//!   carrying an older token, which is what keeps a holder that was paused past its lease
-//!   from doing damage.
+//!   ([`LockGuard::fence`]) as long as Redis keeps its writes (see [Failover](#failover)):
+//!   pass it to the storage you protect and let it reject writes carrying an older token,
+//!   which is what keeps a holder that was paused past its lease from doing damage.
 //! - "Held by someone else" ([`LockError::Busy`], [`LockError::Timeout`]) and "Redis is
 //!   unreachable" ([`LockError::Backend`]) are different errors: callers fail closed.
 //! - Keys `keygate:lock:{<name>}` and `keygate:lock:{<name>}:fence` share a hash tag, so
@@ -25,6 +25,50 @@
 //!
 //! A guard dropped without [`LockGuard::release`] releases in the background; a process
 //! that dies holding a lock blocks others for at most the lease.
+//!
+//! ## Failover
+//!
+//! Redis replicates asynchronously: the master acknowledges the acquiring `SET NX` before
+//! its replicas have it. If the master crashes in that window and a replica is promoted
+//! (by Sentinel, or by the cluster itself), the new master has never seen the lock. Another
+//! instance acquires it and **two hold it at once**, each told it is the only one. The
+//! fencing counter lives in the lock's slot and is incremented by the same script, so it is
+//! lost with the same write: the second holder can receive the **same** fencing token as the
+//! first (never a smaller one than a token whose acquisition survived). A lost release only
+//! lets the lock linger until its lease ends; a lost renewal shortens the lease to what the
+//! replica had.
+//!
+//! What keygate gives against it:
+//!
+//! - **The lost-lock signal bounds the overlap.** The guard renews every lease/3, checking
+//!   the owner. On the promoted master the lock is absent or someone else's, so the first
+//!   renewal after the failover fails: [`LockGuard::is_lost`] turns true,
+//!   [`LockGuard::lost`] completes, [`Locks::with_lock`] drops the work, and
+//!   [`LockGuard::release`] reports [`LockError::NotOwner`]. Renewals that keep failing while
+//!   no master answers report the lock lost after one lease. The two holders therefore
+//!   overlap for at most about one renewal interval after the failover completes. Work
+//!   that must not overlap at all has to select on [`LockGuard::lost`] *and* be fenced.
+//!   Without renewal ([`LockOptions::with_renewal`]`(false)`) the loss shows only at
+//!   release.
+//! - **The fencing token closes the gap at the resource,** if the resource checks it
+//!   strictly. Store the token of the last write with the record and accept a write only if
+//!   its token is *greater* than the stored one
+//!   (`UPDATE orders SET paid = true, fence = $1 WHERE id = $2 AND fence < $1`): of two
+//!   holders with the same token after a failover, only the first write goes through. A
+//!   check that accepts an *equal* token (`fence <= $1`, needed if one holding writes the
+//!   same record several times) lets both through.
+//! - **Waiting for replication narrows the window.**
+//!   [`LockOptions::with_replication_wait`]`(n, timeout)` reports an acquisition only after
+//!   `n` replicas acknowledged it (Redis `WAIT`), and gives the lock back otherwise
+//!   ([`LockError::NotReplicated`]). The replica that gets promoted is normally the most
+//!   up-to-date one, so an acknowledged acquisition survives a crash of the master. `WAIT`
+//!   does not make Redis strongly consistent: a failover that promotes a replica that did
+//!   not acknowledge, or a partition in which the old master keeps accepting writes, can
+//!   still lose it. On a cluster the `WAIT` goes to the master of the lock's slot.
+//!
+//! keygate does not implement Redlock (one lock on several independent masters); where
+//! double execution is unacceptable, the fencing check at the resource is what makes it
+//! safe.
 
 mod guard;
 mod locks;
@@ -133,6 +177,21 @@ pub trait LockStore: Send + Sync + 'static {
 
     /// Subscribes to release notifications of this lock.
     async fn subscribe(&self, keys: &LockKeys) -> Result<ReleaseSignal>;
+
+    /// Like [`try_acquire`](Self::try_acquire), then, if acquired, waits up to
+    /// `timeout_ms` until `replicas` replicas acknowledged the acquisition; returns the
+    /// outcome and how many replicas acknowledged. The default, for stores without
+    /// replication (no failover can lose their writes), acquires and reports `replicas`.
+    async fn try_acquire_replicated(
+        &self,
+        keys: &LockKeys,
+        owner: &str,
+        lease_ms: u64,
+        replicas: u32,
+        _timeout_ms: u64,
+    ) -> Result<(AcquireOutcome, u32)> {
+        Ok((self.try_acquire(keys, owner, lease_ms).await?, replicas))
+    }
 }
 
 #[cfg(test)]

@@ -128,3 +128,36 @@ async fn redis_down_is_a_backend_error_not_busy() {
     );
     assert!(started.elapsed() < Duration::from_secs(3));
 }
+
+#[tokio::test]
+async fn a_replication_wait_without_replicas_gives_the_lock_back() {
+    let b = redis().await;
+    let server = b.server().unwrap();
+    let waiting = Locks::from_shared(b.locks())
+        .with_options(LockOptions::new().with_replication_wait(1, Duration::from_millis(100)));
+    let started = Instant::now();
+    match waiting.try_acquire("order:9").await {
+        Err(LockError::NotReplicated {
+            acknowledged,
+            wanted,
+        }) => assert_eq!((acknowledged, wanted), (0, 1)),
+        other => panic!("expected NotReplicated, got {other:?}"),
+    }
+    assert!(
+        started.elapsed() >= Duration::from_millis(100),
+        "WAIT waited"
+    );
+    // Given back: free for the next one, whose fence is larger.
+    let exists: i64 = server.query(redis::cmd("EXISTS").arg("keygate:lock:{order:9}"));
+    assert_eq!(exists, 0);
+    let plain = Locks::from_shared(b.locks());
+    let guard = plain.try_acquire("order:9").await.unwrap();
+    assert_eq!(guard.fence(), 2);
+    guard.release().await.unwrap();
+    // WAIT ran on a dedicated connection: the shared one never blocked.
+    let calls = server.command_calls();
+    assert!(
+        calls.iter().any(|(name, n)| name == "wait" && *n == 1),
+        "{calls:?}"
+    );
+}

@@ -20,6 +20,11 @@ impl LockStore for MemoryStore {
         lease_ms: u64,
     ) -> Result<AcquireOutcome> {
         Ok(self.with_db(|db| {
+            if db.get_str(&keys.lock) == Some(owner) {
+                // A retry of this owner's acquisition (as in the Redis script).
+                let fence = db.get_str(&keys.fence).and_then(|f| f.parse().ok());
+                return AcquireOutcome::Acquired(fence.unwrap_or(0));
+            }
             if db.exists(&keys.lock) {
                 let left = db.ttl(&keys.lock).map_or(0, millis);
                 return AcquireOutcome::Held(left);

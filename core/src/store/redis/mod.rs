@@ -1,19 +1,26 @@
-//! The Redis backend: one multiplexed, auto-reconnecting connection shared by all requests.
+//! The Redis backend: one multiplexed, auto-reconnecting connection shared by all requests,
+//! to one server, a Redis Cluster or a Sentinel-managed master.
 
+#[cfg(feature = "cluster")]
+mod cluster;
 mod code;
 mod connection;
 mod lock;
+mod script;
 mod seckill;
+#[cfg(feature = "sentinel")]
+mod sentinel;
 mod session;
 
 use std::future::Future;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use redis::{RedisResult, Script};
+use redis::{Cmd, FromRedisValue, RedisResult};
 
-use connection::Conn;
 pub use connection::RedisOptions;
+use connection::{BlockingConn, Conn, Dedicated};
+use script::LuaScript;
 
 use crate::error::{BackendError, Error};
 
@@ -23,6 +30,11 @@ use crate::error::{BackendError, Error};
 /// commands and reconnects by itself after the server went away. Every operation is bounded
 /// by the command timeout ([`RedisOptions::with_command_timeout`]) and fails with
 /// [`Error::Backend`] past it, whatever the connection is doing.
+///
+/// The same store runs on one server, on a Redis Cluster (`RedisOptions::cluster`) and on
+/// a Sentinel-managed master (`RedisOptions::sentinel`); only the options differ. On a
+/// cluster every script touches one hash slot (keys that belong together share a hash
+/// tag), and operations over keys of several slots send one command per key.
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), keygate::Error> {
@@ -35,8 +47,11 @@ use crate::error::{BackendError, Error};
 pub struct RedisStore {
     conn: Conn,
     /// For dedicated connections (pub/sub waits, blocking stream reads).
-    client: redis::Client,
+    dedicated: Dedicated,
+    /// The dedicated connection for lock acquisitions followed by `WAIT`, once opened.
+    replication: Arc<tokio::sync::Mutex<Option<BlockingConn>>>,
     pub(crate) command_timeout: Duration,
+    pub(crate) connect_timeout: Duration,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -54,15 +69,22 @@ impl RedisStore {
         Self::connect_with(RedisOptions::new(url)).await
     }
 
-    /// Connects with explicit options.
+    /// Connects with explicit options: one server, a cluster or a Sentinel-managed master.
+    /// Fails if no server answers within the connect timeout.
     pub async fn connect_with(options: RedisOptions) -> Result<Self, Error> {
-        let command_timeout = options.command_timeout();
-        let (client, conn) = connection::connect(&options).await?;
+        let (conn, dedicated) = connection::connect(&options).await?;
         Ok(Self {
             conn,
-            client,
-            command_timeout,
+            dedicated,
+            replication: Arc::default(),
+            command_timeout: options.command_timeout(),
+            connect_timeout: options.connect_timeout(),
         })
+    }
+
+    /// Whether this store talks to a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        self.conn.is_cluster()
     }
 
     /// A handle on the shared connection, for commands of a keygate module.
@@ -70,9 +92,36 @@ impl RedisStore {
         self.conn.clone()
     }
 
-    /// The client, for dedicated connections.
-    pub(crate) fn client(&self) -> &redis::Client {
-        &self.client
+    /// Where dedicated connections come from.
+    pub(crate) fn dedicated(&self) -> &Dedicated {
+        &self.dedicated
+    }
+
+    /// The dedicated connection for writes followed by `WAIT` (one at a time).
+    pub(crate) fn replication(&self) -> &tokio::sync::Mutex<Option<BlockingConn>> {
+        &self.replication
+    }
+
+    /// Runs independent commands and returns their replies in order: one pipeline on a
+    /// single server, one command each (concurrently, on the multiplexed connection) on a
+    /// cluster, where a pipeline must stay within one hash slot and these need not.
+    pub(crate) async fn query_each<T: FromRedisValue>(
+        &self,
+        cmds: &[Cmd],
+    ) -> Result<Vec<T>, Error> {
+        if !self.conn.is_cluster() {
+            let mut pipe = redis::pipe();
+            for cmd in cmds {
+                pipe.add_command(cmd.clone());
+            }
+            let mut conn = self.conn();
+            return self.bounded(pipe.query_async(&mut conn)).await;
+        }
+        let each = cmds.iter().map(|cmd| {
+            let mut conn = self.conn();
+            async move { cmd.query_async::<T>(&mut conn).await }
+        });
+        self.bounded(futures_util::future::try_join_all(each)).await
     }
 
     /// Runs one backend operation under the command timeout.
@@ -90,8 +139,8 @@ impl RedisStore {
 /// Declares a Lua script kept in `lua/<name>.lua`, hashed once.
 macro_rules! lua_script {
     ($name:ident, $file:literal) => {
-        pub(crate) static $name: LazyLock<Script> =
-            LazyLock::new(|| Script::new(include_str!(concat!("lua/", $file))));
+        pub(crate) static $name: LazyLock<LuaScript> =
+            LazyLock::new(|| LuaScript::new(include_str!(concat!("lua/", $file))));
     };
 }
 

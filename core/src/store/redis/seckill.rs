@@ -3,10 +3,9 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::AsyncConnectionConfig;
-use redis::aio::MultiplexedConnection;
 use redis::streams::{StreamAutoClaimReply, StreamId, StreamPendingCountReply, StreamReadReply};
 
+use super::connection::BlockingConn;
 use super::{RedisStore, SECKILL_DEAD_LETTER, SECKILL_LOAD, SECKILL_ORDER};
 use crate::error::{BackendError, Result};
 use crate::seckill::{Entry, RawOrder, SeckillStore, ShardKeys, StreamReader};
@@ -155,15 +154,11 @@ impl SeckillStore for RedisStore {
 
     async fn reader(&self) -> Result<Box<dyn StreamReader>> {
         // A blocking read would stall every request pipelined behind it on the shared
-        // connection: readers get their own, with a response timeout above the block time.
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(self.command_timeout))
-            .set_response_timeout(None);
+        // connection: readers get their own (on a cluster, a cluster connection of their
+        // own, so each read reaches the node of its stream), each read bounded by its block
+        // time plus the command timeout.
         let conn = self
-            .bounded(
-                self.client()
-                    .get_multiplexed_async_connection_with_config(&config),
-            )
+            .bounded(self.dedicated().blocking(self.connect_timeout))
             .await?;
         Ok(Box::new(RedisReader {
             conn,
@@ -253,7 +248,7 @@ impl SeckillStore for RedisStore {
 
 /// New entries, read on a dedicated connection.
 struct RedisReader {
-    conn: MultiplexedConnection,
+    conn: BlockingConn,
     command_timeout: Duration,
 }
 

@@ -233,29 +233,36 @@ impl SessionStore for RedisStore {
         if sessions.is_empty() {
             return Ok(0);
         }
-        // One DEL per key: keys of different sessions may live in different cluster slots.
-        let mut pipe = redis::pipe();
+        // One DEL per key: keys of different sessions may live in different cluster slots
+        // (`query_each` pipelines them on a single server). Only session keys count.
+        let mut cmds = Vec::with_capacity(sessions.len() * 2);
+        let mut counted = Vec::with_capacity(sessions.len() * 2);
         for keys in sessions {
-            pipe.cmd("DEL").arg(keys.session);
+            cmds.push(redis::cmd("DEL").arg(keys.session).to_owned());
+            counted.push(true);
             if let Some(deadline) = keys.deadline {
-                pipe.cmd("DEL").arg(deadline).ignore();
+                cmds.push(redis::cmd("DEL").arg(deadline).to_owned());
+                counted.push(false);
             }
         }
-        let mut conn = self.conn();
-        let removed: Vec<u64> = self.bounded(pipe.query_async(&mut conn)).await?;
-        Ok(removed.iter().sum())
+        let removed: Vec<u64> = self.query_each(&cmds).await?;
+        Ok(removed
+            .iter()
+            .zip(counted)
+            .filter(|(_, counts)| *counts)
+            .map(|(n, _)| n)
+            .sum())
     }
 
     async fn exists(&self, keys: &[&str]) -> Result<Vec<bool>> {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipe = redis::pipe();
-        for key in keys {
-            pipe.cmd("EXISTS").arg(*key);
-        }
-        let mut conn = self.conn();
-        self.bounded(pipe.query_async(&mut conn)).await
+        let cmds: Vec<_> = keys
+            .iter()
+            .map(|key| redis::cmd("EXISTS").arg(*key).to_owned())
+            .collect();
+        self.query_each(&cmds).await
     }
 
     async fn index_add(

@@ -1,0 +1,111 @@
+//! keygate on a Redis Cluster (3 masters, 3 replicas) and behind Sentinel: the conformance
+//! suites of sessions, codes, locks and flash sales run on one shared cluster, each key
+//! family's slot rule is checked, and failovers are followed without rebuilding the store.
+//!
+//! Every test that uses the shared cluster takes its turn ([`turn`]) and starts from an
+//! empty cluster; the Sentinel test has its own servers and runs alongside.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+#[path = "../codes/suite.rs"]
+mod codes_suite;
+#[path = "../sessions/conformance.rs"]
+mod conformance;
+mod failover;
+#[path = "../locks/suite.rs"]
+mod locks_suite;
+#[path = "../seckill/suite.rs"]
+mod seckill_suite;
+mod sentinel;
+mod slots;
+#[path = "../sessions/support.rs"]
+#[allow(
+    dead_code,
+    reason = "shared with the sessions binary, which uses all of it"
+)]
+mod support;
+
+use keygate_tests::RedisCluster;
+use keygate_tests::fixtures::Backend;
+use tokio::sync::{Mutex, MutexGuard};
+
+/// The shared cluster, to one test at a time, flushed, with a fresh store connected to it.
+pub async fn turn() -> (MutexGuard<'static, ()>, Backend) {
+    static TURN: Mutex<()> = Mutex::const_new(());
+    let guard = TURN.lock().await;
+    // Starting the cluster blocks for a few seconds, once.
+    let cluster = tokio::task::spawn_blocking(|| {
+        let cluster = RedisCluster::shared();
+        cluster.flush();
+        cluster
+    })
+    .await
+    .expect("the shared cluster starts");
+    (guard, Backend::cluster(cluster).await)
+}
+
+/// Generates one test per suite function, each run on the shared cluster in its turn.
+macro_rules! on_cluster {
+    ($module:ident => $suite:path: $($name:ident),* $(,)?) => {
+        mod $module {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    use $suite as suite;
+                    let (_turn, backend) = crate::turn().await;
+                    suite::$name(&backend).await;
+                }
+            )*
+        }
+    };
+}
+
+on_cluster!(sessions => crate::conformance:
+    create_then_load,
+    sliding_refresh_and_idle_expiry,
+    absolute_lifetime_ends_an_active_session,
+    replace_keeps_data_fresh_and_never_resurrects,
+    destroy_races_never_resurrect,
+    hash_updates_merge_fields,
+    json_updates_detect_conflicts,
+    destroy_ends_one_session,
+    list_and_destroy_all,
+    cap_evicts_the_oldest,
+    hashed_keys_mode,
+    malformed_tokens_are_rejected_before_the_store,
+    corrupt_data_is_no_session,
+    concurrent_creates_and_loads,
+);
+
+on_cluster!(codes => crate::codes_suite:
+    happy_path_logs_in_and_creates_the_user,
+    wrong_code_counts_and_the_right_one_still_works,
+    expired_code_fails,
+    a_code_works_once,
+    five_wrong_tries_burn_the_code,
+    resend_cooldown_and_daily_cap,
+    concurrent_verifications_of_one_code_succeed_once,
+    invalid_phones_are_rejected_before_the_store,
+    a_failed_send_leaves_no_code,
+    hashed_codes_hide_the_code,
+);
+
+on_cluster!(locks => crate::locks_suite:
+    mutual_exclusion_and_increasing_fences,
+    a_paused_holder_loses_the_lock_and_its_release_is_refused,
+    try_acquire_on_a_held_lock_fails_fast,
+    waiters_are_woken_by_the_release_not_the_poll,
+    names_with_odd_characters_are_distinct_and_safe,
+    a_dropped_guard_releases_in_the_background,
+    with_lock_runs_the_work_and_releases,
+);
+
+on_cluster!(seckill => crate::seckill_suite:
+    never_oversells_never_sells_twice,
+    the_consumer_sees_every_order_once_acked,
+    a_crashed_consumers_orders_are_reclaimed,
+    failing_orders_are_retried_then_dead_lettered,
+    order_ids_are_unique_and_increasing,
+    the_sale_window_is_respected,
+    unknown_vouchers_are_reported_not_errors,
+    shutdown_finishes_the_order_in_hand,
+);

@@ -1,0 +1,252 @@
+//! The login page in a real browser: headless Chromium driven over WebDriver by
+//! Debian's chromedriver (no browser download), against the flagship example on a private
+//! Redis. A screenshot of the logged-in page is kept in `target/browser-artifacts/`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use keygate_tests::{eventually, free_port};
+use serde_json::{Value, json};
+
+use crate::http::Client;
+use crate::launcher::Example;
+
+const PHONE: &str = "13912345678";
+/// The W3C WebDriver element reference key.
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+/// A chromedriver process and one browser session on it.
+struct Browser {
+    driver: Child,
+    client: Client,
+    session: String,
+    _profile: PathBuf,
+}
+
+impl Browser {
+    async fn start() -> Self {
+        let port = free_port();
+        let driver = Command::new(std::env::var("KEYGATE_CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into()))
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot run chromedriver ({e}): install it with `apt-get install chromium chromium-driver`")
+            });
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let up = eventually(Duration::from_secs(10), async || {
+            tokio::net::TcpStream::connect(addr).await.is_ok()
+        })
+        .await;
+        assert!(up, "chromedriver did not listen on {addr}");
+        let client = Client::new(addr);
+        let profile =
+            std::env::temp_dir().join(format!("keygate-chromium-{}-{port}", std::process::id()));
+        let capabilities = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": std::env::var("KEYGATE_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()),
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                    "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync",
+                    "--window-size=1000,900",
+                    format!("--user-data-dir={}", profile.display()),
+                ]
+            }
+        }}});
+        let created = client.post("/session").json(&capabilities).send().await;
+        let value = created.json()["value"].clone();
+        let session = value["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no browser session: {value}"))
+            .to_owned();
+        Self {
+            driver,
+            client,
+            session,
+            _profile: profile,
+        }
+    }
+
+    async fn call(&self, method: &'static str, path: &str, body: Value) -> Value {
+        let target = format!("/session/{}{path}", self.session);
+        let request = self.client.request(method, &target);
+        let request = if body.is_null() {
+            request
+        } else {
+            request.json(&body)
+        };
+        let response = request.send().await;
+        let value = response.json()["value"].clone();
+        assert!(
+            response.status == 200,
+            "webdriver {method} {path}: {} {value}",
+            response.status
+        );
+        value
+    }
+
+    async fn goto(&self, url: &str) {
+        self.call("POST", "/url", json!({ "url": url })).await;
+    }
+
+    async fn find(&self, css: &str) -> String {
+        let found = self
+            .call(
+                "POST",
+                "/element",
+                json!({"using": "css selector", "value": css}),
+            )
+            .await;
+        found[ELEMENT]
+            .as_str()
+            .unwrap_or_else(|| panic!("no element {css}"))
+            .to_owned()
+    }
+
+    async fn type_into(&self, css: &str, text: &str) {
+        let id = self.find(css).await;
+        self.call("POST", &format!("/element/{id}/clear"), json!({}))
+            .await;
+        self.call(
+            "POST",
+            &format!("/element/{id}/value"),
+            json!({ "text": text }),
+        )
+        .await;
+    }
+
+    async fn click(&self, css: &str) {
+        let id = self.find(css).await;
+        self.call("POST", &format!("/element/{id}/click"), json!({}))
+            .await;
+    }
+
+    /// The element's visible text ("" when hidden).
+    async fn text(&self, css: &str) -> String {
+        let id = self.find(css).await;
+        self.call("GET", &format!("/element/{id}/text"), Value::Null)
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    async fn wait_for_text(&self, css: &str, needle: &str) -> String {
+        let mut last = String::new();
+        let found = eventually(Duration::from_secs(10), async || {
+            last = self.text(css).await;
+            last.contains(needle)
+        })
+        .await;
+        assert!(found, "{css} never showed {needle:?}; last text {last:?}");
+        last
+    }
+
+    async fn screenshot(&self, name: &str) -> PathBuf {
+        let encoded = self.call("GET", "/screenshot", Value::Null).await;
+        let png = base64_decode(encoded.as_str().unwrap_or_default());
+        assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/browser-artifacts");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, png).unwrap();
+        path
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+fn base64_decode(text: &str) -> Vec<u8> {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0);
+    for b in text
+        .bytes()
+        .filter(|b| !b.is_ascii_whitespace() && *b != b'=')
+    {
+        let Some(v) = ALPHABET.iter().position(|a| *a == b) else {
+            continue;
+        };
+        acc = (acc << 6) | v as u32;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    out
+}
+
+pub async fn the_login_page_works_in_a_real_browser() {
+    let Example {
+        process: _app,
+        redis,
+        http,
+    } = Example::start("axum-login").await;
+    let addr = http.addr();
+    let browser = Browser::start().await;
+    browser.goto(&format!("http://{addr}/")).await;
+
+    // A wrong phone is refused with a readable message, not raw JSON.
+    browser.type_into("#phone", "12345").await;
+    browser.click("#send-code").await;
+    let error = browser.wait_for_text("#error", "phone").await;
+    assert!(
+        !error.trim_start().starts_with('{'),
+        "errors are shown as text: {error}"
+    );
+
+    browser.type_into("#phone", PHONE).await;
+    browser.click("#send-code").await;
+    let mut code = None;
+    assert!(
+        eventually(Duration::from_secs(10), async || {
+            code =
+                redis.query::<Option<String>>(redis::cmd("GET").arg(format!("login:code:{PHONE}")));
+            code.is_some()
+        })
+        .await,
+        "the page requested a code"
+    );
+    browser.type_into("#code", &code.unwrap()).await;
+    browser.click("#login").await;
+    let profile = browser.wait_for_text("#profile", "user_").await;
+    browser.wait_for_text("#sessions", "this browser").await;
+    let shot = browser.screenshot("login-page.png").await;
+    eprintln!(
+        "profile shown: {profile:?}; screenshot at {}",
+        shot.display()
+    );
+    let sessions: Vec<String> = redis.query(redis::cmd("KEYS").arg("login:token:*"));
+    assert_eq!(
+        sessions.len(),
+        1,
+        "one session in Redis after the page logged in"
+    );
+
+    browser.click("#logout").await;
+    assert!(
+        eventually(Duration::from_secs(10), async || {
+            redis
+                .query::<Vec<String>>(redis::cmd("KEYS").arg("login:token:*"))
+                .is_empty()
+        })
+        .await,
+        "logout ended the session in Redis"
+    );
+    let after = browser.text("#profile").await;
+    assert!(
+        !after.contains("user_"),
+        "the profile is gone after logout: {after:?}"
+    );
+}

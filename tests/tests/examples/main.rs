@@ -1,0 +1,97 @@
+//! The black-box suite of the example applications: each example's binary runs as a child
+//! process with a private Redis, and the HTTP contract of `example-api.md` is driven over
+//! real HTTP on loopback. The same scenarios run against all four examples; the flagship
+//! (axum) also serves the flash-sale and payment routes.
+//!
+//! The binaries are built by the suite itself on first use (`cargo build -p <example>`,
+//! same target directory and profile), since `cargo test` does not build another
+//! package's binaries.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod browser;
+mod faults;
+mod flagship;
+mod http;
+mod launcher;
+mod login;
+mod startup;
+
+/// For each scenario `module::name` (an async fn taking the example's package name), one
+/// test per example: `axum::name`, `actix::name`, `rocket::name`, `poem::name`.
+macro_rules! on_every_example {
+    ($($module:ident :: $scenario:ident),* $(,)?) => {
+        on_every_example!(@one axum, "axum-login", $($module::$scenario),*);
+        on_every_example!(@one actix, "actix-login", $($module::$scenario),*);
+        on_every_example!(@one rocket, "rocket-login", $($module::$scenario),*);
+        on_every_example!(@one poem, "poem-login", $($module::$scenario),*);
+    };
+    (@one $app:ident, $package:literal, $($module:ident :: $scenario:ident),*) => {
+        mod $app {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    crate::$module::$scenario($package).await;
+                }
+            )*
+        }
+    };
+}
+
+on_every_example!(
+    login::code_login_and_redis_layout,
+    login::bad_bodies_are_400,
+    login::wrong_codes_burn_the_code,
+    login::token_transports_and_malformed_tokens,
+    login::java_session_and_ttl_reset,
+    login::logout_sessions_and_logout_all,
+    login::unknown_routes_and_the_page,
+    login::redis_outage_answers_503_and_recovers,
+    startup::embedded_backend_without_redis,
+    startup::startup_failures_are_one_line,
+);
+
+mod axum_flagship {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn flash_sale_never_oversells() {
+        crate::flagship::flash_sale_never_oversells().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn order_routes_answer_the_contract() {
+        crate::flagship::order_routes_answer_the_contract().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn pay_callbacks_process_exactly_once() {
+        crate::flagship::pay_callbacks_process_exactly_once().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn runs_on_a_redis_cluster() {
+        crate::flagship::runs_on_a_redis_cluster().await;
+    }
+}
+
+mod axum_faults {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn redis_killed_and_restarted_under_load() {
+        crate::faults::redis_killed_and_restarted_under_load().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn frozen_redis_times_out_then_recovers() {
+        crate::faults::frozen_redis_times_out_then_recovers().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn connection_limit_is_503_then_recovers() {
+        crate::faults::connection_limit_is_503_then_recovers().await;
+    }
+}
+
+mod axum_browser {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_login_page_works_in_a_real_browser() {
+        crate::browser::the_login_page_works_in_a_real_browser().await;
+    }
+}

@@ -1,0 +1,154 @@
+//! Starting the examples: the embedded backend without Redis, and one-line failures.
+
+use std::net::TcpListener;
+
+use serde_json::json;
+
+use crate::http::Client;
+use crate::launcher::Process;
+use crate::login::phone;
+
+/// Without `REDIS_URL` an example says it uses the embedded backend and serves the login
+/// flow: the code comes from its log (the development sender), as a person would read it.
+pub async fn embedded_backend_without_redis(example: &'static str) {
+    let mut process = Process::spawn(example, &[("BIND_ADDR", "127.0.0.1:0".to_owned())]);
+    let addr = process.ready().await;
+    let ready = process
+        .stdout
+        .find(" ready on http://")
+        .expect("ready line");
+    assert!(ready.contains("(backend: memory)"), "{ready}");
+    assert!(
+        process.stdout.find("embedded in-memory backend").is_some(),
+        "the embedded backend is announced: {:?}",
+        process.stdout.all()
+    );
+    assert_eq!(
+        process
+            .stdout
+            .all()
+            .iter()
+            .filter(|l| l.contains(" ready on http://"))
+            .count(),
+        1,
+        "exactly one ready line"
+    );
+    // No DATABASE_URL: the default SQLite file in the working directory.
+    assert!(
+        process.dir().join("keygate-example.sqlite3").exists(),
+        "the default database file is in the working directory"
+    );
+
+    let http = Client::new(addr);
+    let phone = phone();
+    http.post(&format!("/user/code?phone={phone}"))
+        .send()
+        .await
+        .envelope(200);
+    let code = process.logged_code(&phone).await;
+    let token = http
+        .post("/user/login")
+        .json(&json!({"phone": phone, "code": code}))
+        .send()
+        .await
+        .data();
+    let token = token.as_str().expect("a token");
+    let me = http.get("/user/me").token(token).send().await.data();
+    assert!(me["id"].as_u64().is_some(), "{me}");
+    assert!(
+        me["nickName"]
+            .as_str()
+            .is_some_and(|n| n.starts_with("user_")),
+        "{me}"
+    );
+    // Tokens never reach the log; only the development sender logs codes.
+    let log = process.stdout.all().join("\n");
+    assert!(!log.contains(token), "the token was logged");
+}
+
+/// Runs `example` with `env` and expects it to exit non-zero with one line on stderr
+/// containing `expected`.
+async fn fails_to_start(example: &'static str, env: &[(&str, String)], expected: &str) {
+    let mut process = Process::spawn(example, env);
+    let status = process.exit_status().await;
+    assert!(!status.success(), "{example} started with {env:?}");
+    let stderr = process.stderr.all();
+    assert_eq!(stderr.len(), 1, "exactly one line on stderr: {stderr:?}");
+    assert!(
+        stderr[0].contains(expected),
+        "{expected:?} in the error line {:?}",
+        stderr[0]
+    );
+    assert!(
+        process.stdout.find(" ready on ").is_none(),
+        "no ready line when start-up fails"
+    );
+}
+
+/// Bad URLs, unreachable Redis, a taken port and a bad database: non-zero exit, one line.
+pub async fn startup_failures_are_one_line(example: &'static str) {
+    let any_port = || ("BIND_ADDR", "127.0.0.1:0".to_owned());
+    fails_to_start(
+        example,
+        &[
+            any_port(),
+            ("REDIS_URL", "http://:hunter2@127.0.0.1:1".to_owned()),
+        ],
+        "REDIS_URL",
+    )
+    .await;
+    let mut process = Process::spawn(
+        example,
+        &[
+            any_port(),
+            ("REDIS_URL", "http://:hunter2@127.0.0.1:1".to_owned()),
+        ],
+    );
+    process.exit_status().await;
+    assert!(
+        !process.stderr.all().concat().contains("hunter2"),
+        "the password is never printed"
+    );
+
+    // Nobody listens on a fresh free port.
+    let nobody = format!("redis://127.0.0.1:{}", keygate_tests::free_port());
+    fails_to_start(example, &[any_port(), ("REDIS_URL", nobody)], "Redis").await;
+
+    let taken = TcpListener::bind("127.0.0.1:0").expect("bind a port to take");
+    let addr = taken.local_addr().expect("addr");
+    fails_to_start(
+        example,
+        &[("BIND_ADDR", addr.to_string())],
+        &format!("cannot listen on {addr}"),
+    )
+    .await;
+
+    fails_to_start(
+        example,
+        &[
+            any_port(),
+            ("DATABASE_URL", "postgres://db/users".to_owned()),
+        ],
+        "DATABASE_URL",
+    )
+    .await;
+    fails_to_start(
+        example,
+        &[
+            any_port(),
+            (
+                "DATABASE_URL",
+                "sqlite:///nonexistent-dir/x/users.db".to_owned(),
+            ),
+        ],
+        "DATABASE_URL",
+    )
+    .await;
+    fails_to_start(
+        example,
+        &[("BIND_ADDR", "nonsense".to_owned())],
+        "BIND_ADDR",
+    )
+    .await;
+    drop(taken);
+}
