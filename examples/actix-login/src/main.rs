@@ -1,0 +1,132 @@
+//! keygate's login example on actix-web: phone + SMS-code login and sessions, on the HTTP
+//! contract of `example-api.md`. The logic lives in `keygate-example`; this file only
+//! wires actix-web and keygate-actix to it.
+//!
+//! ```sh
+//! cargo run -p actix-login                                 # embedded backend
+//! REDIS_URL=redis://127.0.0.1:6379 cargo run -p actix-login
+//! ```
+
+use std::process::ExitCode;
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{CONTENT_TYPE, RETRY_AFTER};
+use actix_web::{HttpRequest, HttpResponse, HttpServer, Resource, Route, web};
+use keygate_actix::{Auth, KeygateMiddleware};
+use keygate_example::{
+    App, Config, HTML, INDEX_HTML, JSON, MAX_BODY_BYTES, Reply, StartError, UserDto, startup,
+};
+
+const FRAMEWORK: &str = "actix";
+
+type Shared = web::Data<App>;
+
+#[actix_web::main]
+async fn main() -> ExitCode {
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => startup::fail(FRAMEWORK, &error),
+    }
+}
+
+async fn run() -> Result<(), StartError> {
+    let config = Config::from_env()?;
+    startup::init_logging(&config.log_filter)?;
+    let app = App::build(&config).await?;
+    let listener = startup::bind(config.bind)?;
+    let cannot_listen =
+        |e: std::io::Error| StartError::new(format!("cannot listen on {}: {e}", config.bind));
+    let addr = listener.local_addr().map_err(cannot_listen)?;
+    let state = web::Data::from(std::sync::Arc::clone(&app));
+    let gate = app.gate();
+    let server = HttpServer::new(move || {
+        // The session is loaded only on the routes that need it.
+        let authenticated =
+            |path: &str, route: Route| open(path, route).wrap(KeygateMiddleware::new(gate.clone()));
+        actix_web::App::new()
+            .app_data(state.clone())
+            .service(open("/", web::get().to(index)))
+            .service(open("/user/code", web::post().to(send_code)))
+            .service(open("/user/login", web::post().to(login)))
+            .service(authenticated("/user/me", web::get().to(me)))
+            .service(authenticated("/user/logout", web::post().to(logout)))
+            .service(authenticated("/user/sessions", web::get().to(sessions)))
+            .service(authenticated(
+                "/user/logout-all",
+                web::post().to(logout_all),
+            ))
+            .default_service(web::to(not_found))
+    })
+    .listen(listener)
+    .map_err(cannot_listen)?
+    .run();
+    startup::announce_ready(FRAMEWORK, addr, app.backend_name());
+    server
+        .await
+        .map_err(|e| StartError::new(format!("server failed: {e}")))
+}
+
+/// A resource whose other methods answer 404 like unknown routes.
+fn open(path: &str, route: Route) -> Resource {
+    web::resource(path)
+        .route(route)
+        .default_service(web::to(not_found))
+}
+
+/// A [`Reply`] as an actix-web response.
+fn respond(reply: Reply) -> HttpResponse {
+    let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = HttpResponse::build(status);
+    response.insert_header((CONTENT_TYPE, JSON));
+    if let Some(seconds) = reply.retry_after {
+        response.insert_header((RETRY_AFTER, seconds));
+    }
+    response.body(reply.body)
+}
+
+/// The body, at most [`MAX_BODY_BYTES`].
+async fn read_body(payload: web::Payload) -> Result<web::Bytes, HttpResponse> {
+    match payload.to_bytes_limited(MAX_BODY_BYTES).await {
+        Ok(Ok(body)) => Ok(body),
+        Ok(Err(_)) => Err(respond(Reply::unreadable_body())),
+        Err(_) => Err(respond(Reply::body_too_large())),
+    }
+}
+
+async fn index() -> HttpResponse {
+    HttpResponse::Ok().content_type(HTML).body(INDEX_HTML)
+}
+
+async fn not_found() -> HttpResponse {
+    respond(Reply::route_not_found())
+}
+
+async fn send_code(app: Shared, request: HttpRequest, body: web::Payload) -> HttpResponse {
+    match read_body(body).await {
+        Ok(body) => respond(app.send_code(Some(request.query_string()), &body).await),
+        Err(response) => response,
+    }
+}
+
+async fn login(app: Shared, body: web::Payload) -> HttpResponse {
+    match read_body(body).await {
+        Ok(body) => respond(app.login(&body).await),
+        Err(response) => response,
+    }
+}
+
+async fn me(app: Shared, session: Auth<UserDto>) -> HttpResponse {
+    respond(app.me(&session))
+}
+
+async fn logout(app: Shared, session: Auth<UserDto>) -> HttpResponse {
+    respond(app.logout(&session).await)
+}
+
+async fn sessions(app: Shared, session: Auth<UserDto>) -> HttpResponse {
+    respond(app.sessions(&session).await)
+}
+
+async fn logout_all(app: Shared, session: Auth<UserDto>) -> HttpResponse {
+    respond(app.logout_all(&session).await)
+}

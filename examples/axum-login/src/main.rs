@@ -1,0 +1,174 @@
+//! keygate's flagship example on axum: phone + SMS-code login and sessions, plus flash
+//! sales with an in-process order consumer and payment callbacks under a distributed lock.
+//! The HTTP contract is `example-api.md`; the logic lives in `keygate-example`, this file
+//! only wires axum and keygate-axum to it.
+//!
+//! ```sh
+//! cargo run -p axum-login                                 # embedded backend
+//! REDIS_URL=redis://127.0.0.1:6379 cargo run -p axum-login
+//! ```
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use keygate_axum::{Auth, KeygateLayer};
+use keygate_example::{
+    App, Config, INDEX_HTML, JSON, MAX_BODY_BYTES, Reply, StartError, UserDto, startup,
+};
+
+const FRAMEWORK: &str = "axum";
+
+type Shared = State<Arc<App>>;
+type Segment = Result<Path<String>, PathRejection>;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => startup::fail(FRAMEWORK, &error),
+    }
+}
+
+async fn run() -> Result<(), StartError> {
+    let config = Config::from_env()?;
+    startup::init_logging(&config.log_filter)?;
+    let app = App::build(&config).await?;
+    let listener = tokio::net::TcpListener::from_std(startup::bind(config.bind)?)
+        .map_err(|e| StartError::new(format!("cannot listen on {}: {e}", config.bind)))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| StartError::new(format!("cannot listen on {}: {e}", config.bind)))?;
+    let consumer = app.start_order_consumer();
+    let router = routes(Arc::clone(&app));
+    startup::announce_ready(FRAMEWORK, addr, app.backend_name());
+    let served = axum::serve(listener, router)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await;
+    consumer.shutdown().await;
+    served.map_err(|e| StartError::new(format!("server failed: {e}")))
+}
+
+/// Every route of the contract; the session is loaded only on routes that need it.
+fn routes(app: Arc<App>) -> Router {
+    let authenticated = Router::new()
+        .route("/user/me", get(me))
+        .route("/user/logout", post(logout))
+        .route("/user/sessions", get(sessions))
+        .route("/user/logout-all", post(logout_all))
+        .route("/voucher-order/seckill/{voucher_id}", post(order_voucher))
+        .route("/voucher-order/{order_id}", get(order))
+        .route_layer(KeygateLayer::new(app.gate()));
+    Router::new()
+        .route("/", get(index))
+        .route("/user/code", post(send_code))
+        .route("/user/login", post(login))
+        .route("/voucher/seckill", post(load_voucher))
+        .route("/order/{order_id}/pay-callback", post(pay_callback))
+        .merge(authenticated)
+        .fallback(not_found)
+        .method_not_allowed_fallback(not_found)
+        .with_state(app)
+}
+
+/// A [`Reply`] as an axum response.
+fn respond(reply: Reply) -> Response {
+    let mut response = Response::new(Body::from(reply.body));
+    *response.status_mut() =
+        StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON));
+    if let Some(seconds) = reply.retry_after {
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    response
+}
+
+/// The body, at most [`MAX_BODY_BYTES`].
+async fn read_body(body: Body) -> Result<axum::body::Bytes, Response> {
+    axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|e| {
+            let too_large = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            respond(if too_large {
+                Reply::body_too_large()
+            } else {
+                Reply::unreadable_body()
+            })
+        })
+}
+
+async fn index() -> impl IntoResponse {
+    Html(INDEX_HTML)
+}
+
+async fn not_found() -> Response {
+    respond(Reply::route_not_found())
+}
+
+async fn send_code(State(app): Shared, RawQuery(query): RawQuery, body: Body) -> Response {
+    match read_body(body).await {
+        Ok(body) => respond(app.send_code(query.as_deref(), &body).await),
+        Err(response) => response,
+    }
+}
+
+async fn login(State(app): Shared, body: Body) -> Response {
+    match read_body(body).await {
+        Ok(body) => respond(app.login(&body).await),
+        Err(response) => response,
+    }
+}
+
+async fn me(State(app): Shared, session: Auth<UserDto>) -> Response {
+    respond(app.me(&session))
+}
+
+async fn logout(State(app): Shared, session: Auth<UserDto>) -> Response {
+    respond(app.logout(&session).await)
+}
+
+async fn sessions(State(app): Shared, session: Auth<UserDto>) -> Response {
+    respond(app.sessions(&session).await)
+}
+
+async fn logout_all(State(app): Shared, session: Auth<UserDto>) -> Response {
+    respond(app.logout_all(&session).await)
+}
+
+async fn load_voucher(State(app): Shared, body: Body) -> Response {
+    match read_body(body).await {
+        Ok(body) => respond(app.load_voucher(&body).await),
+        Err(response) => response,
+    }
+}
+
+async fn order_voucher(State(app): Shared, session: Auth<UserDto>, id: Segment) -> Response {
+    match id {
+        Ok(Path(id)) => respond(app.order_voucher(&session, &id).await),
+        Err(_) => respond(Reply::not_found("voucher")),
+    }
+}
+
+async fn order(State(app): Shared, session: Auth<UserDto>, id: Segment) -> Response {
+    match id {
+        Ok(Path(id)) => respond(app.order(&session, &id).await),
+        Err(_) => respond(Reply::not_found("order")),
+    }
+}
+
+async fn pay_callback(State(app): Shared, RawQuery(query): RawQuery, id: Segment) -> Response {
+    match id {
+        Ok(Path(id)) => respond(app.pay_callback(&id, query.as_deref()).await),
+        Err(_) => respond(Reply::not_found("order")),
+    }
+}

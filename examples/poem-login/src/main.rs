@@ -1,0 +1,144 @@
+//! keygate's login example on poem: phone + SMS-code login and sessions, on the HTTP
+//! contract of `example-api.md`. The logic lives in `keygate-example`; this file only
+//! wires poem and keygate-poem to it.
+//!
+//! ```sh
+//! cargo run -p poem-login                                 # embedded backend
+//! REDIS_URL=redis://127.0.0.1:6379 cargo run -p poem-login
+//! ```
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use keygate_example::{
+    App, Config, INDEX_HTML, JSON, MAX_BODY_BYTES, Reply, StartError, UserDto, startup,
+};
+use keygate_poem::{Auth, KeygateMiddleware, Rejection};
+use poem::error::ReadBodyError;
+use poem::http::StatusCode;
+use poem::listener::TcpAcceptor;
+use poem::web::{Data, Html};
+use poem::{Body, EndpointExt, IntoResponse, Request, Response, Route, Server, get, handler, post};
+
+const FRAMEWORK: &str = "poem";
+
+type Shared<'a> = Data<&'a Arc<App>>;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => startup::fail(FRAMEWORK, &error),
+    }
+}
+
+async fn run() -> Result<(), StartError> {
+    let config = Config::from_env()?;
+    startup::init_logging(&config.log_filter)?;
+    let app = App::build(&config).await?;
+    let cannot_listen =
+        |e: std::io::Error| StartError::new(format!("cannot listen on {}: {e}", config.bind));
+    let listener = startup::bind(config.bind)?;
+    let addr = listener.local_addr().map_err(cannot_listen)?;
+    let acceptor = TcpAcceptor::from_std(listener).map_err(cannot_listen)?;
+    // The session is loaded only on the routes that need it.
+    let auth = || KeygateMiddleware::new(app.gate());
+    let routes = Route::new()
+        .at("/", get(index))
+        .at("/user/code", post(send_code))
+        .at("/user/login", post(login))
+        .at("/user/me", get(me).with(auth()))
+        .at("/user/logout", post(logout).with(auth()))
+        .at("/user/sessions", get(sessions).with(auth()))
+        .at("/user/logout-all", post(logout_all).with(auth()))
+        .data(Arc::clone(&app))
+        .catch_all_error(answer_error);
+    startup::announce_ready(FRAMEWORK, addr, app.backend_name());
+    Server::new_with_acceptor(acceptor)
+        .run(routes)
+        .await
+        .map_err(|e| StartError::new(format!("server failed: {e}")))
+}
+
+/// A [`Reply`] as a poem response.
+struct Json(Reply);
+
+impl IntoResponse for Json {
+    fn into_response(self) -> Response {
+        let status =
+            StatusCode::from_u16(self.0.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut response = Response::builder().status(status).content_type(JSON);
+        if let Some(seconds) = self.0.retry_after {
+            response = response.header("retry-after", seconds);
+        }
+        response.body(self.0.body)
+    }
+}
+
+/// Errors poem raises itself (no route, wrong method, ...) get the envelope too;
+/// keygate's rejections already carry it.
+async fn answer_error(error: poem::Error) -> Response {
+    if error.data::<Rejection>().is_some() {
+        return error.into_response();
+    }
+    let status = error.status();
+    let reply = if status == StatusCode::NOT_FOUND || status == StatusCode::METHOD_NOT_ALLOWED {
+        Reply::route_not_found()
+    } else {
+        Reply::error(
+            status.as_u16(),
+            status.canonical_reason().unwrap_or("error"),
+        )
+    };
+    Json(reply).into_response()
+}
+
+/// The body, at most [`MAX_BODY_BYTES`].
+async fn read_body(body: Body) -> Result<Vec<u8>, Json> {
+    match body.into_bytes_limit(MAX_BODY_BYTES).await {
+        Ok(body) => Ok(body.to_vec()),
+        Err(ReadBodyError::PayloadTooLarge) => Err(Json(Reply::body_too_large())),
+        Err(_) => Err(Json(Reply::unreadable_body())),
+    }
+}
+
+#[handler]
+fn index() -> Html<&'static str> {
+    Html(INDEX_HTML)
+}
+
+#[handler]
+async fn send_code(Data(app): Shared<'_>, request: &Request, body: Body) -> Json {
+    match read_body(body).await {
+        Ok(body) => Json(app.send_code(request.uri().query(), &body).await),
+        Err(reply) => reply,
+    }
+}
+
+#[handler]
+async fn login(Data(app): Shared<'_>, body: Body) -> Json {
+    match read_body(body).await {
+        Ok(body) => Json(app.login(&body).await),
+        Err(reply) => reply,
+    }
+}
+
+#[handler]
+fn me(Data(app): Shared<'_>, session: Auth<UserDto>) -> Json {
+    Json(app.me(&session))
+}
+
+#[handler]
+async fn logout(Data(app): Shared<'_>, session: Auth<UserDto>) -> Json {
+    Json(app.logout(&session).await)
+}
+
+#[handler]
+async fn sessions(Data(app): Shared<'_>, session: Auth<UserDto>) -> Json {
+    Json(app.sessions(&session).await)
+}
+
+#[handler]
+async fn logout_all(Data(app): Shared<'_>, session: Auth<UserDto>) -> Json {
+    Json(app.logout_all(&session).await)
+}

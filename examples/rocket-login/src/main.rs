@@ -1,0 +1,162 @@
+//! keygate's login example on Rocket: phone + SMS-code login and sessions, on the HTTP
+//! contract of `example-api.md`. The logic lives in `keygate-example`; this file only
+//! wires Rocket and keygate-rocket to it.
+//!
+//! ```sh
+//! cargo run -p rocket-login                                 # embedded backend
+//! REDIS_URL=redis://127.0.0.1:6379 cargo run -p rocket-login
+//! ```
+
+use std::io::Cursor;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use keygate_example::{
+    App, Config, INDEX_HTML, MAX_BODY_BYTES, Reply, StartError, UserDto, startup,
+};
+use keygate_rocket::{Auth, KeygateFairing};
+use rocket::config::LogLevel;
+use rocket::data::{Data, ToByteUnit};
+use rocket::error::ErrorKind;
+use rocket::fairing::AdHoc;
+use rocket::http::uri::Origin;
+use rocket::http::{ContentType, Status};
+use rocket::response::{self, Responder, Response, content::RawHtml};
+use rocket::{Request, State, catch, catchers, get, post, routes};
+
+const FRAMEWORK: &str = "rocket";
+
+type Shared = State<Arc<App>>;
+
+#[rocket::main]
+async fn main() -> ExitCode {
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => startup::fail(FRAMEWORK, &error),
+    }
+}
+
+async fn run() -> Result<(), StartError> {
+    let config = Config::from_env()?;
+    startup::init_logging(&config.log_filter)?;
+    let app = App::build(&config).await?;
+    let backend = app.backend_name();
+    // Rocket's own log stays off: it would print request lines with their query string,
+    // which can carry a token.
+    let figment = rocket::Config::figment()
+        .merge(("address", config.bind.ip()))
+        .merge(("port", config.bind.port()))
+        .merge(("log_level", LogLevel::Off))
+        .merge(("cli_colors", false));
+    let launched = rocket::custom(figment)
+        .attach(KeygateFairing::new(app.gate()))
+        .attach(AdHoc::on_liftoff("ready line", move |rocket| {
+            Box::pin(async move {
+                let c = rocket.config();
+                startup::announce_ready(FRAMEWORK, SocketAddr::new(c.address, c.port), backend);
+            })
+        }))
+        .manage(app)
+        .mount(
+            "/",
+            routes![index, send_code, login, me, logout, sessions, logout_all],
+        )
+        .register("/", catchers![not_found, any_status])
+        .launch()
+        .await;
+    match launched {
+        Ok(_) => Ok(()),
+        Err(e) => Err(StartError::new(match e.kind() {
+            ErrorKind::Bind(io) => format!("cannot listen on {}: {io}", config.bind),
+            other => format!("server failed: {other}"),
+        })),
+    }
+}
+
+/// A [`Reply`] as a Rocket response.
+struct Json(Reply);
+
+impl<'r> Responder<'r, 'static> for Json {
+    fn respond_to(self, _: &'r Request<'_>) -> response::Result<'static> {
+        let Reply {
+            status,
+            body,
+            retry_after,
+            ..
+        } = self.0;
+        let mut response = Response::build();
+        response
+            .status(Status::new(status))
+            .header(ContentType::JSON)
+            .sized_body(body.len(), Cursor::new(body));
+        if let Some(seconds) = retry_after {
+            response.raw_header("Retry-After", seconds.to_string());
+        }
+        response.ok()
+    }
+}
+
+/// The body, at most [`MAX_BODY_BYTES`].
+async fn read_body(data: Data<'_>) -> Result<Vec<u8>, Json> {
+    match data.open(MAX_BODY_BYTES.bytes()).into_bytes().await {
+        Ok(body) if body.is_complete() => Ok(body.into_inner()),
+        Ok(_) => Err(Json(Reply::body_too_large())),
+        Err(_) => Err(Json(Reply::unreadable_body())),
+    }
+}
+
+#[catch(404)]
+fn not_found() -> Json {
+    Json(Reply::route_not_found())
+}
+
+/// Whatever else Rocket answers by itself (malformed requests): the envelope too.
+#[catch(default)]
+fn any_status(status: Status, _: &Request<'_>) -> Json {
+    Json(Reply::error(status.code, status.reason_lossy()))
+}
+
+#[get("/")]
+fn index() -> RawHtml<&'static str> {
+    RawHtml(INDEX_HTML)
+}
+
+#[post("/user/code", data = "<body>")]
+async fn send_code(app: &Shared, origin: &Origin<'_>, body: Data<'_>) -> Json {
+    match read_body(body).await {
+        Ok(body) => Json(
+            app.send_code(origin.query().map(|q| q.as_str()), &body)
+                .await,
+        ),
+        Err(reply) => reply,
+    }
+}
+
+#[post("/user/login", data = "<body>")]
+async fn login(app: &Shared, body: Data<'_>) -> Json {
+    match read_body(body).await {
+        Ok(body) => Json(app.login(&body).await),
+        Err(reply) => reply,
+    }
+}
+
+#[get("/user/me")]
+fn me(session: Auth<UserDto>, app: &Shared) -> Json {
+    Json(app.me(&session))
+}
+
+#[post("/user/logout")]
+async fn logout(session: Auth<UserDto>, app: &Shared) -> Json {
+    Json(app.logout(&session).await)
+}
+
+#[get("/user/sessions")]
+async fn sessions(session: Auth<UserDto>, app: &Shared) -> Json {
+    Json(app.sessions(&session).await)
+}
+
+#[post("/user/logout-all")]
+async fn logout_all(session: Auth<UserDto>, app: &Shared) -> Json {
+    Json(app.logout_all(&session).await)
+}

@@ -1,0 +1,89 @@
+//! The application state, built once at start and shared by every request.
+
+use std::sync::Arc;
+
+use keygate::code::{CodeConfig, Codes, LogCodeSender};
+use keygate::lock::Locks;
+use keygate::login::PhoneLogin;
+use keygate::seckill::{ConsumerHandle, ConsumerOptions, FlashSale, OrderConsumer};
+use keygate::{Keygate, SessionConfig, SessionManager};
+
+use crate::StartError;
+use crate::backend::Backend;
+use crate::config::Config;
+use crate::db::Db;
+use crate::orders::SqliteOrders;
+use crate::user::{SqliteUsers, UserDto};
+
+/// Everything the routes need: the login flow, the session gate, flash sales, locks and
+/// the database. Build it once with [`App::build`] and share it behind an `Arc`.
+///
+/// The handlers (`send_code`, `login`, `me`, ...) are framework-neutral: they take what
+/// the request carried (query string, body bytes, the session the adapter loaded) and
+/// return a [`Reply`](crate::Reply).
+pub struct App {
+    pub(crate) login: PhoneLogin<SqliteUsers>,
+    pub(crate) gate: Keygate<UserDto>,
+    pub(crate) sale: FlashSale,
+    pub(crate) locks: Locks,
+    pub(crate) db: Db,
+    backend: Backend,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("backend", &self.backend.name())
+            .finish_non_exhaustive()
+    }
+}
+
+impl App {
+    /// Opens the database, connects the backend (failing if Redis cannot be reached now)
+    /// and builds the services: sessions in the Java seed's layout, codes with the seed's
+    /// limits and the development sender (codes go to the log).
+    pub async fn build(config: &Config) -> Result<Arc<Self>, StartError> {
+        let db = Db::open(&config.database).await?;
+        let backend = Backend::connect(&config.redis).await?;
+        let invalid = |e: keygate::Error| StartError::new(format!("invalid configuration: {e}"));
+        let sessions =
+            SessionManager::from_shared_store(backend.sessions(), SessionConfig::java_seed())
+                .map_err(invalid)?;
+        let codes = Codes::from_shared(
+            backend.codes(),
+            Arc::new(LogCodeSender::new()),
+            CodeConfig::new(),
+        )
+        .map_err(invalid)?;
+        let login = PhoneLogin::new(codes, SqliteUsers::new(db.clone()), sessions.clone());
+        Ok(Arc::new(Self {
+            login,
+            gate: Keygate::new(sessions),
+            sale: FlashSale::from_shared(backend.seckill()),
+            locks: Locks::from_shared(backend.locks()),
+            db,
+            backend,
+        }))
+    }
+
+    /// The session gate, for the adapter's layer, middleware or fairing.
+    pub fn gate(&self) -> Keygate<UserDto> {
+        self.gate.clone()
+    }
+
+    /// `memory`, `redis` or `redis-cluster`, for the ready line.
+    pub fn backend_name(&self) -> &'static str {
+        self.backend.name()
+    }
+
+    /// Starts the flash-sale order consumer on the current Tokio runtime: it stores each
+    /// order in SQLite. Keep the handle for as long as orders should be processed.
+    pub fn start_order_consumer(&self) -> ConsumerHandle {
+        OrderConsumer::new(
+            &self.sale,
+            SqliteOrders::new(self.db.clone()),
+            ConsumerOptions::new(),
+        )
+        .spawn()
+    }
+}

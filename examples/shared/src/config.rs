@@ -1,0 +1,233 @@
+//! Start-up settings, read from the environment (see `example-api.md`, "Start-up").
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+
+use crate::StartError;
+
+/// Where the examples listen by default.
+pub const DEFAULT_BIND_ADDR: &str = "127.0.0.1:8080";
+
+/// The SQLite file used when `DATABASE_URL` is unset, in the working directory.
+pub const DEFAULT_DATABASE_FILE: &str = "keygate-example.sqlite3";
+
+/// The log filter used when `RUST_LOG` is unset.
+pub const DEFAULT_LOG_FILTER: &str = "info";
+
+/// Which backend keeps sessions, codes, locks and flash sales.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RedisChoice {
+    /// No Redis configured: the embedded in-memory backend.
+    Embedded,
+    /// One Redis server (`REDIS_URL`).
+    Single(String),
+    /// The seed nodes of a Redis Cluster (`REDIS_CLUSTER_URLS`).
+    Cluster(Vec<String>),
+}
+
+impl std::fmt::Debug for RedisChoice {
+    // URLs may carry passwords: never print them.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RedisChoice::Embedded => f.write_str("Embedded"),
+            RedisChoice::Single(_) => f.write_str("Single(<redacted>)"),
+            RedisChoice::Cluster(urls) => write!(f, "Cluster({} seed nodes)", urls.len()),
+        }
+    }
+}
+
+/// Where the users table lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Database {
+    /// A SQLite file.
+    File(PathBuf),
+    /// A private in-memory database (`sqlite::memory:`), gone at exit.
+    Memory,
+}
+
+/// The example's configuration.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Config {
+    /// `BIND_ADDR`: where to listen (port 0 picks a free port, reported in the ready line).
+    pub bind: SocketAddr,
+    /// `REDIS_CLUSTER_URLS`, else `REDIS_URL`, else the embedded backend.
+    pub redis: RedisChoice,
+    /// `DATABASE_URL`: the SQLite database.
+    pub database: Database,
+    /// `RUST_LOG`: the log filter.
+    pub log_filter: String,
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, StartError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the settings through `lookup` (the environment, or a map in tests). Empty
+    /// values count as unset.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, StartError> {
+        let var = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let bind_text = var("BIND_ADDR").unwrap_or_else(|| DEFAULT_BIND_ADDR.to_owned());
+        let bind = parse_bind(&bind_text)?;
+        let redis = match (var("REDIS_CLUSTER_URLS"), var("REDIS_URL")) {
+            (Some(urls), _) => {
+                let urls: Vec<String> = urls
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|u| !u.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+                if urls.is_empty() {
+                    return Err(StartError::new("REDIS_CLUSTER_URLS names no seed node"));
+                }
+                for url in &urls {
+                    check_redis_url("REDIS_CLUSTER_URLS", url)?;
+                }
+                RedisChoice::Cluster(urls)
+            }
+            (None, Some(url)) => {
+                check_redis_url("REDIS_URL", &url)?;
+                RedisChoice::Single(url)
+            }
+            (None, None) => RedisChoice::Embedded,
+        };
+        let database = match var("DATABASE_URL") {
+            Some(url) => parse_database_url(&url)?,
+            None => Database::File(PathBuf::from(DEFAULT_DATABASE_FILE)),
+        };
+        let log_filter = var("RUST_LOG").unwrap_or_else(|| DEFAULT_LOG_FILTER.to_owned());
+        Ok(Self {
+            bind,
+            redis,
+            database,
+            log_filter,
+        })
+    }
+}
+
+fn parse_bind(text: &str) -> Result<SocketAddr, StartError> {
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    text.to_socket_addrs()
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .ok_or_else(|| {
+            StartError::new(format!(
+                "BIND_ADDR {text:?} is not an address like 127.0.0.1:8080"
+            ))
+        })
+}
+
+/// A URL the redis client accepts; the message never repeats the URL (it may hold a
+/// password).
+fn check_redis_url(variable: &str, url: &str) -> Result<(), StartError> {
+    match redis::Client::open(url) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(StartError::new(format!(
+            "{variable} is not a valid Redis URL (expected redis://[:password@]host[:port][/db]): {:?}",
+            // The error's detail can echo parts of the URL; its category alone is safe.
+            e.kind()
+        ))),
+    }
+}
+
+/// `sqlite://path`, `sqlite:path`, `file:path`, a plain path, or `sqlite::memory:`.
+fn parse_database_url(url: &str) -> Result<Database, StartError> {
+    let url = url.trim();
+    if matches!(url, ":memory:" | "sqlite::memory:" | "sqlite://:memory:") {
+        return Ok(Database::Memory);
+    }
+    let path = if let Some(rest) = url.strip_prefix("sqlite://") {
+        rest
+    } else if let Some(rest) = url.strip_prefix("sqlite:") {
+        rest
+    } else if let Some(rest) = url.strip_prefix("file:") {
+        rest
+    } else if url.contains("://") {
+        return Err(StartError::new(
+            "DATABASE_URL must name a SQLite database (sqlite://path/to/file.db or a plain path)",
+        ));
+    } else {
+        url
+    };
+    // Query parameters (`?mode=rwc`) are not supported; refuse rather than guess.
+    if path.is_empty() || path.contains('?') {
+        return Err(StartError::new(
+            "DATABASE_URL must name a SQLite file (sqlite://path/to/file.db or a plain path)",
+        ));
+    }
+    Ok(Database::File(PathBuf::from(path)))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests")]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, StartError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Config::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.bind, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(c.redis, RedisChoice::Embedded);
+        assert_eq!(
+            c.database,
+            Database::File(PathBuf::from(DEFAULT_DATABASE_FILE))
+        );
+        assert_eq!(c.log_filter, "info");
+    }
+
+    #[test]
+    fn cluster_wins_over_single() {
+        let c = config(&[
+            ("REDIS_URL", "redis://127.0.0.1:1"),
+            (
+                "REDIS_CLUSTER_URLS",
+                "redis://127.0.0.1:7000, redis://127.0.0.1:7001",
+            ),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.redis,
+            RedisChoice::Cluster(vec![
+                "redis://127.0.0.1:7000".into(),
+                "redis://127.0.0.1:7001".into()
+            ])
+        );
+    }
+
+    #[test]
+    fn bad_values_are_refused_without_echoing_secrets() {
+        let e = config(&[("REDIS_URL", "http://:hunter2@example")]).unwrap_err();
+        assert!(e.to_string().contains("REDIS_URL"));
+        assert!(!e.to_string().contains("hunter2"));
+        assert!(config(&[("BIND_ADDR", "nonsense")]).is_err());
+        assert!(config(&[("DATABASE_URL", "postgres://db/users")]).is_err());
+        assert_eq!(
+            config(&[("DATABASE_URL", "sqlite:///tmp/x.db")])
+                .unwrap()
+                .database,
+            Database::File(PathBuf::from("/tmp/x.db"))
+        );
+        assert_eq!(
+            config(&[("DATABASE_URL", "sqlite::memory:")])
+                .unwrap()
+                .database,
+            Database::Memory
+        );
+    }
+}

@@ -1,0 +1,58 @@
+//! # keygate-example
+//!
+//! What the four keygate example applications (`axum-login`, `actix-login`,
+//! `rocket-login`, `poem-login`) share, so that each of them is a small `main.rs` wiring its
+//! framework's adapter:
+//!
+//! - [`Config`]: the start-up settings from the environment (`BIND_ADDR`, `REDIS_URL`,
+//!   `REDIS_CLUSTER_URLS`, `DATABASE_URL`, `RUST_LOG`);
+//! - [`App`]: the services, built once ([`App::build`]): phone + SMS-code login over the
+//!   SQLite users table, sessions in the Java seed's Redis layout (`login:token:<token>`, a
+//!   hash of `id`, `nickName`, `icon`), flash sales, distributed locks;
+//! - the handlers of every route of the HTTP contract (`example-api.md`) as methods of
+//!   [`App`], returning a framework-neutral [`Reply`]: status, the JSON envelope, and
+//!   `Retry-After`. Routes that need a session take the
+//!   [`CurrentSession`](keygate::CurrentSession) the adapter's `Auth<UserDto>` extractor
+//!   or guard loaded;
+//! - [`INDEX_HTML`]: the login page served at `GET /`;
+//! - [`startup`]: logging, binding, the ready line and one-line start-up failures.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), keygate_example::StartError> {
+//! use keygate_example::{App, Config, startup};
+//!
+//! let config = Config::from_env()?;
+//! startup::init_logging(&config.log_filter)?;
+//! let app = App::build(&config).await?;
+//! let listener = startup::bind(config.bind)?;
+//! // ... hand `app.gate()` to the adapter, route requests to `app`'s handlers ...
+//! # Ok(()) }
+//! ```
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod app;
+mod backend;
+pub mod config;
+pub mod db;
+pub mod handlers;
+mod orders;
+mod reply;
+pub mod startup;
+mod user;
+
+pub use app::App;
+pub use backend::Backend;
+pub use config::{Config, Database, RedisChoice};
+pub use orders::SqliteOrders;
+pub use reply::{JSON, MAX_BODY_BYTES, Reply};
+pub use startup::StartError;
+pub use user::{SqliteUsers, UserDto};
+
+pub use keygate;
+
+/// The login page (`GET /`): plain HTML, CSS and JavaScript in one file, no build step.
+pub const INDEX_HTML: &str = include_str!("../static/index.html");
+
+/// The content type of [`INDEX_HTML`].
+pub const HTML: &str = "text/html; charset=utf-8";

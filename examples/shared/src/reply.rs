@@ -1,0 +1,135 @@
+//! The framework-neutral response every shared handler returns.
+
+use keygate::code::CodeError;
+use keygate::http::Envelope;
+use keygate::login::LoginError;
+use serde::Serialize;
+
+/// The largest request body the examples read; larger ones are answered 400.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
+/// A JSON response: status, the envelope as text, and `Retry-After` (seconds) where
+/// waiting helps. Each example turns it into its framework's response with
+/// `content-type: application/json`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Reply {
+    /// The HTTP status.
+    pub status: u16,
+    /// The body: `{"success": ..., "data" | "errorMsg": ...}`.
+    pub body: String,
+    /// Seconds for the `Retry-After` header, if any.
+    pub retry_after: Option<u64>,
+}
+
+/// The content type of every [`Reply`].
+pub const JSON: &str = "application/json";
+
+impl Reply {
+    /// 200 with `data`.
+    pub fn ok<T: Serialize>(data: T) -> Self {
+        Self::with(200, Envelope::ok(data).to_json())
+    }
+
+    /// 200 without data.
+    pub fn done() -> Self {
+        Self::with(200, Envelope::done().to_json())
+    }
+
+    /// A failure with this status and message.
+    pub fn error(status: u16, message: impl Into<String>) -> Self {
+        Self::with(status, Envelope::error(message).to_json())
+    }
+
+    /// 400: the request is malformed.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::error(400, message)
+    }
+
+    /// 400: the body is larger than [`MAX_BODY_BYTES`].
+    pub fn body_too_large() -> Self {
+        Self::bad_request(format!(
+            "request body too large (at most {MAX_BODY_BYTES} bytes)"
+        ))
+    }
+
+    /// 400: the body could not be read.
+    pub fn unreadable_body() -> Self {
+        Self::bad_request("request body could not be read")
+    }
+
+    /// 404: no such route.
+    pub fn route_not_found() -> Self {
+        Self::error(404, "no such route")
+    }
+
+    /// 404: no such resource.
+    pub fn not_found(what: &str) -> Self {
+        Self::error(404, format!("{what} not found"))
+    }
+
+    /// What a core error answers (503 for backend trouble, 500 otherwise).
+    pub fn core(error: &keygate::Error) -> Self {
+        if error.is_backend() {
+            tracing::warn!(%error, "backend failed; answering 503");
+        } else {
+            tracing::error!(%error, "request failed");
+        }
+        Self::with(error.status(), error.body())
+    }
+
+    /// What a code error answers (400, 401, 429 with `Retry-After`, 503).
+    pub fn code(error: &CodeError) -> Self {
+        if error.status() >= 500 {
+            tracing::warn!(%error, "sending a code failed");
+        }
+        Self {
+            status: error.status(),
+            body: error.body(),
+            retry_after: error.retry_after().map(|d| d.as_secs().max(1)),
+        }
+    }
+
+    /// What a login error answers.
+    pub fn login(error: &LoginError) -> Self {
+        match error {
+            LoginError::Code(e) => Self::code(e),
+            other => {
+                tracing::warn!(error = %other, "login failed");
+                Self::with(other.status(), other.body())
+            }
+        }
+    }
+
+    /// 500 for an unexpected failure (logged; the client gets no detail).
+    pub fn internal(detail: &dyn std::fmt::Display) -> Self {
+        tracing::error!(%detail, "request failed");
+        Self::error(500, "internal error")
+    }
+
+    fn with(status: u16, body: String) -> Self {
+        Self {
+            status,
+            body,
+            retry_after: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn replies_carry_the_envelope() {
+        assert_eq!(Reply::ok(5).body, r#"{"success":true,"data":5}"#);
+        assert_eq!(Reply::done().body, r#"{"success":true}"#);
+        let r = Reply::code(&CodeError::Cooldown {
+            retry_after: Duration::from_millis(59_500),
+        });
+        assert_eq!((r.status, r.retry_after), (429, Some(59)));
+        assert_eq!(Reply::route_not_found().status, 404);
+    }
+}
