@@ -1,0 +1,350 @@
+//! The servers under test. Each runs in a child process of its own (`keygate-bench serve
+//! ...`), so that every framework gets its own runtime with the same number of worker
+//! threads and a crash or a blocking incumbent cannot disturb the others or the load
+//! generator.
+//!
+//! Every server has the same two routes: `POST /login` stores the Node seed's user in a new
+//! session and answers the token (keygate, GETEX) or sets the session cookie (incumbents);
+//! `GET /me` answers the session's user as JSON, or 401.
+
+mod actix;
+mod axum;
+mod poem;
+mod rocket;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use keygate::{Keygate, RedisStore, SessionConfig, SessionManager};
+use redis::aio::ConnectionManager;
+
+use crate::Result;
+use crate::user::{IDLE_SECS, NODE_CUSTOM, NodeUser};
+
+/// Worker threads of every server: the machine's two cores.
+pub const WORKERS: usize = 2;
+
+/// A web framework.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framework {
+    Axum,
+    Actix,
+    Poem,
+    Rocket,
+}
+
+impl Framework {
+    pub const ALL: [Framework; 4] = [
+        Framework::Axum,
+        Framework::Actix,
+        Framework::Poem,
+        Framework::Rocket,
+    ];
+
+    pub fn parse(text: &str) -> Result<Self> {
+        Ok(match text {
+            "axum" => Self::Axum,
+            "actix" | "actix-web" => Self::Actix,
+            "poem" => Self::Poem,
+            "rocket" => Self::Rocket,
+            other => return Err(format!("unknown framework {other:?}").into()),
+        })
+    }
+
+    pub fn id(self) -> &'static str {
+        match self {
+            Self::Axum => "axum",
+            Self::Actix => "actix",
+            Self::Poem => "poem",
+            Self::Rocket => "rocket",
+        }
+    }
+
+    /// The framework's name and version as used here.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Axum => "axum 0.8",
+            Self::Actix => "actix-web 4",
+            Self::Poem => "poem 3",
+            Self::Rocket => "rocket 0.5",
+        }
+    }
+
+    /// The session crate users of this framework would pick instead of keygate.
+    pub fn incumbent(self) -> &'static str {
+        match self {
+            Self::Axum => "tower-sessions 0.14 + tower-sessions-redis-store 0.16",
+            Self::Actix => "actix-session 0.11 RedisSessionStore",
+            Self::Poem => "poem 3.1 ServerSession + RedisStorage",
+            Self::Rocket => "rocket-session-store 0.2 RedisStore",
+        }
+    }
+
+    /// How the incumbent is configured so that the TTL slides on every request.
+    pub fn incumbent_setup(self) -> &'static str {
+        match self {
+            Self::Axum => {
+                "`Expiry::OnInactivity(30 min)`, `with_always_save(true)`, fred pool of 6 (the store's README)"
+            }
+            Self::Actix => {
+                "`PersistentSession` 30 min + `TtlExtensionPolicy::OnEveryRequest`, default (private) cookie"
+            }
+            Self::Poem => {
+                "`CookieConfig::max_age(30 min)`; the handler sets the user again so the TTL slides"
+            }
+            Self::Rocket => "the handler calls `get()` then `touch()`, as its docs show",
+        }
+    }
+}
+
+/// One server of a framework.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Variant {
+    /// `GET /me` without any session: the framework's ceiling.
+    Bare,
+    /// A hand-written handler doing one `GETEX key PX ttl` on a `ConnectionManager`.
+    Getex,
+    /// keygate's adapter, JSON codec (`SessionConfig::node_seed("myapp")`).
+    Keygate,
+    /// keygate's adapter, hash codec (`SessionConfig::java_seed()`).
+    KeygateHash,
+    /// The session crate users would pick instead.
+    Incumbent,
+}
+
+impl Variant {
+    /// Every variant, in report order.
+    pub const ALL: [Variant; 5] = [
+        Variant::Bare,
+        Variant::Getex,
+        Variant::Keygate,
+        Variant::KeygateHash,
+        Variant::Incumbent,
+    ];
+
+    pub fn parse(text: &str) -> Result<Self> {
+        Ok(match text {
+            "bare" => Self::Bare,
+            "getex" => Self::Getex,
+            "keygate" => Self::Keygate,
+            "keygate-hash" => Self::KeygateHash,
+            "incumbent" => Self::Incumbent,
+            other => return Err(format!("unknown variant {other:?}").into()),
+        })
+    }
+
+    pub fn id(self) -> &'static str {
+        match self {
+            Self::Bare => "bare",
+            Self::Getex => "getex",
+            Self::Keygate => "keygate",
+            Self::KeygateHash => "keygate-hash",
+            Self::Incumbent => "incumbent",
+        }
+    }
+
+    /// The variant's name in the report.
+    pub fn label(self, framework: Framework) -> &'static str {
+        match self {
+            Self::Bare => "bare (no session)",
+            Self::Getex => "hand-written GETEX",
+            Self::Keygate => "keygate (JSON)",
+            Self::KeygateHash => "keygate (hash)",
+            Self::Incumbent => match framework {
+                Framework::Axum => "tower-sessions",
+                Framework::Actix => "actix-session",
+                Framework::Poem => "poem ServerSession",
+                Framework::Rocket => "rocket-session-store",
+            },
+        }
+    }
+
+    /// Whether clients authenticate with the token in `authorization` (else a cookie).
+    pub fn uses_token(self) -> bool {
+        matches!(self, Self::Getex | Self::Keygate | Self::KeygateHash)
+    }
+
+    /// Whether the variant keeps a session in Redis.
+    pub fn has_session(self) -> bool {
+        !matches!(self, Self::Bare)
+    }
+}
+
+/// What a `serve` child runs.
+#[derive(Debug, Clone)]
+pub struct ServeSpec {
+    pub framework: Framework,
+    pub variant: Variant,
+    pub port: u16,
+    pub redis_url: String,
+}
+
+/// Runs one server in this process until it is killed.
+pub fn serve(spec: &ServeSpec) -> Result<()> {
+    match spec.framework {
+        Framework::Axum => axum::serve(spec),
+        Framework::Actix => actix::serve(spec),
+        Framework::Poem => poem::serve(spec),
+        Framework::Rocket => rocket::serve(spec),
+    }
+}
+
+/// The tokio runtime of the servers that run on one (axum, poem, rocket).
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(WORKERS)
+        .enable_all()
+        .build()?)
+}
+
+/// keygate's gate for the JSON (`node_seed("myapp")`) or the hash (`java_seed()`) layout.
+pub async fn keygate_gate(url: &str, variant: Variant) -> Result<Keygate<NodeUser>> {
+    let config = match variant {
+        Variant::KeygateHash => SessionConfig::java_seed(),
+        _ => SessionConfig::node_seed(NODE_CUSTOM),
+    };
+    let store = RedisStore::connect(url).await?;
+    Ok(Keygate::new(SessionManager::new(store, config)?))
+}
+
+/// The hand-written handlers' connection: one multiplexed `ConnectionManager`, as keygate's.
+pub async fn getex_connection(url: &str) -> Result<ConnectionManager> {
+    let client = redis::Client::open(url)?;
+    Ok(ConnectionManager::new(client).await?)
+}
+
+/// The hand-written `GET /me`: one `GETEX myapp_<token> PX <30 min>`, the user decoded
+/// into its type (as keygate hands it to handlers). `Ok(None)`: no session (401).
+pub async fn getex_me(
+    conn: &mut ConnectionManager,
+    token: &[u8],
+) -> redis::RedisResult<Option<NodeUser>> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    let mut key = Vec::with_capacity(NODE_CUSTOM.len() + 1 + token.len());
+    key.extend_from_slice(NODE_CUSTOM.as_bytes());
+    key.push(b'_');
+    key.extend_from_slice(token);
+    let value: Option<Vec<u8>> = redis::cmd("GETEX")
+        .arg(key)
+        .arg("PX")
+        .arg(IDLE_SECS * 1000)
+        .query_async(conn)
+        .await?;
+    Ok(value.and_then(|bytes| serde_json::from_slice(&bytes).ok()))
+}
+
+/// The hand-written `POST /login`: a fresh 128-bit token, `SET myapp_<token> <json> PX ttl NX`.
+pub async fn getex_login(conn: &mut ConnectionManager) -> Result<String> {
+    let token = keygate::Token::generate()?;
+    let json = serde_json::to_string(&NodeUser::seed())?;
+    let stored: Option<String> = redis::cmd("SET")
+        .arg(format!("{NODE_CUSTOM}_{}", token.expose()))
+        .arg(json)
+        .arg("PX")
+        .arg(IDLE_SECS * 1000)
+        .arg("NX")
+        .query_async(conn)
+        .await?;
+    match stored {
+        Some(_) => Ok(token.expose().to_owned()),
+        None => Err("token collision".into()),
+    }
+}
+
+/// CPU time a process has used so far, summed over its threads (`/proc/<pid>/task/*/
+/// schedstat`, nanoseconds); `None` where that is not readable.
+pub fn process_cpu_ns(pid: u32) -> Option<u64> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut total = 0u64;
+    for task in tasks.flatten() {
+        let stat = std::fs::read_to_string(task.path().join("schedstat")).ok()?;
+        total += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(total)
+}
+
+/// A server running in a child process; killed (by its pid) when dropped.
+pub struct ServerProcess {
+    child: Child,
+    pub port: u16,
+    log: PathBuf,
+}
+
+impl ServerProcess {
+    /// Starts `keygate-bench serve ...` and waits until it accepts connections.
+    pub fn start(spec: &ServeSpec, log_dir: &Path) -> Result<Self> {
+        let exe = std::env::current_exe()?;
+        let log = log_dir.join(format!("{}-{}.log", spec.framework.id(), spec.variant.id()));
+        let file = std::fs::File::create(&log)?;
+        let child = Command::new(exe)
+            .args([
+                "serve",
+                spec.framework.id(),
+                spec.variant.id(),
+                &spec.port.to_string(),
+                &spec.redis_url,
+            ])
+            .stdin(Stdio::null())
+            .stdout(file.try_clone()?)
+            .stderr(file)
+            .spawn()?;
+        let mut server = Self {
+            child,
+            port: spec.port,
+            log,
+        };
+        server.wait_ready()?;
+        Ok(server)
+    }
+
+    fn wait_ready(&mut self) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Err(
+                    format!("server exited at start ({status}): {}", self.log_tail()).into(),
+                );
+            }
+            let addr = std::net::SocketAddr::from(([127, 0, 0, 1], self.port));
+            if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(
+                    format!("server did not listen within 30 s: {}", self.log_tail()).into(),
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The end of the server's log, for error messages.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let start = text.len().saturating_sub(2000);
+        let start = (start..text.len())
+            .find(|&i| text.is_char_boundary(i))
+            .unwrap_or(text.len());
+        text[start..].to_owned()
+    }
+
+    /// CPU time the process has used so far, all threads, in ns.
+    pub fn cpu_ns(&self) -> Option<u64> {
+        process_cpu_ns(self.child.id())
+    }
+
+    /// Whether the process is still running.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
