@@ -109,6 +109,37 @@ pub enum LockError {
     Backend(#[from] Error),
 }
 
+impl LockError {
+    /// The HTTP status when a request could not be served under the lock: 503 (try again;
+    /// with [`retry_after`](Self::retry_after)), or the backend error's own status.
+    pub fn status(&self) -> u16 {
+        match self {
+            LockError::Backend(e) => e.status(),
+            _ => 503,
+        }
+    }
+
+    /// How long to wait before retrying (for `Retry-After`): the holder's remaining lease
+    /// when known, else one second; `None` for backend errors.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            LockError::Backend(_) => None,
+            LockError::Busy {
+                retry_after: Some(wait),
+            } => Some(*wait),
+            _ => Some(Duration::from_secs(1)),
+        }
+    }
+
+    /// The JSON envelope, with a message safe to show to clients.
+    pub fn body(&self) -> String {
+        match self {
+            LockError::Backend(e) => e.body(),
+            _ => crate::http::Envelope::error("busy, try again").to_json(),
+        }
+    }
+}
+
 /// Distributed locks over a [`LockStore`]. Cheap to clone.
 ///
 /// ```

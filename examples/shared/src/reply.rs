@@ -83,11 +83,11 @@ impl Reply {
         if error.status() >= 500 {
             tracing::warn!(%error, "sending a code failed");
         }
-        Self {
-            status: error.status(),
-            body: error.body(),
-            retry_after: error.retry_after().map(|d| d.as_secs().max(1)),
-        }
+        Self::with_retry(
+            error.status(),
+            error.body(),
+            error.retry_after().map(|d| d.as_secs().max(1)),
+        )
     }
 
     /// What a login error answers.
@@ -108,10 +108,15 @@ impl Reply {
     }
 
     fn with(status: u16, body: String) -> Self {
+        Self::with_retry(status, body, None)
+    }
+
+    /// A reply with a `Retry-After` of `retry_after` seconds.
+    pub fn with_retry(status: u16, body: String, retry_after: Option<u64>) -> Self {
         Self {
             status,
             body,
-            retry_after: None,
+            retry_after,
         }
     }
 }

@@ -41,19 +41,15 @@ enum Paid {
     UnknownOrder,
 }
 
-/// What a lock failure answers. The core has no HTTP mapping for [`LockError`]: backend
-/// trouble is the core's 503; a lock still held after the wait, or lost during the work,
-/// is a 503 the payment provider retries (the retry then sees the order's state).
+/// What a lock failure answers: the core's mapping (503 with `Retry-After` while the
+/// order is busy; the payment provider retries and then sees the order's state).
 fn lock_failure(error: &LockError) -> Reply {
-    match error {
-        LockError::Backend(e) => Reply::core(e),
-        other => {
-            tracing::warn!(error = %other, "payment callback could not hold the order lock");
-            let mut reply = Reply::error(503, "the order is busy, try again");
-            reply.retry_after = Some(1);
-            reply
-        }
-    }
+    tracing::warn!(%error, "payment callback could not hold the order lock");
+    Reply::with_retry(
+        error.status(),
+        error.body(),
+        error.retry_after().map(|d| d.as_secs().max(1)),
+    )
 }
 
 fn db_failure(error: &DbError) -> Reply {
@@ -93,14 +89,7 @@ impl App {
         };
         match self.sale.order(voucher_id, &UserId::from(session.id)).await {
             Ok(OrderOutcome::Ordered { order_id }) => Reply::ok(order_id),
-            Ok(OrderOutcome::SoldOut) => Reply::error(409, "sold out"),
-            Ok(OrderOutcome::AlreadyOrdered) => {
-                Reply::error(409, "you already ordered this voucher")
-            }
-            Ok(OrderOutcome::UnknownVoucher) => Reply::not_found("voucher"),
-            Ok(OrderOutcome::NotStarted) => Reply::error(409, "the sale has not started"),
-            Ok(OrderOutcome::Ended) => Reply::error(409, "the sale is over"),
-            Ok(_) => Reply::error(409, "the order was refused"),
+            Ok(refused) => Reply::error(refused.status(), refused.message()),
             Err(e) => Reply::core(&e),
         }
     }
