@@ -110,9 +110,19 @@ async fn rejects_missing_malformed_and_unknown_tokens_with_401() {
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{bad:?}");
         assert!(body["errorMsg"].as_str().unwrap().contains("malformed"));
     }
+    // Oversized input is refused cheaply: a 1 MiB header and a 1 MiB query string.
+    let huge = "a".repeat(1024 * 1024);
+    let (status, _) = call(&app, bearer(&huge)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = call(
+        &app,
+        get_with(&format!("/me?x={huge}&tokenid={huge}"), None),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert!(
         commands_since_reset(&server).is_empty(),
-        "no Redis call for malformed tokens"
+        "no Redis call for malformed or oversized tokens"
     );
 
     let (status, body) = call(&app, bearer(TOKEN)).await;
