@@ -66,7 +66,10 @@ pub async fn try_acquire_on_a_held_lock_fails_fast(b: &Backend) {
     let busy = locks.try_acquire("order:2").await.unwrap_err();
     assert!(started.elapsed() < Duration::from_millis(200));
     assert_eq!(busy.status(), 503);
-    assert!(busy.retry_after().unwrap() > Duration::from_secs(9), "Retry-After is the lease left");
+    assert!(
+        busy.retry_after().unwrap() > Duration::from_secs(9),
+        "Retry-After is the lease left"
+    );
     assert!(busy.body().contains("busy"));
     match busy {
         LockError::Busy { retry_after } => {
