@@ -124,8 +124,8 @@ fn http_markdown(md: &mut String, http: &HttpReport) {
          PX 1800000` on a `ConnectionManager` and decoding the user, the ceiling for a session \
          that slides; *bare* answers without any session. *CPU/req* is the CPU time the \
          server's process (all threads) and Redis used during the rounds divided by the \
-         requests answered: unlike req/s it hardly depends on what else the shared machine \
-         runs. Redis commands per request come from `INFO commandstats` (reset before each round; scripts count their inner \
+         requests answered: it depends much less than req/s on what else the shared \
+         machine runs. Redis commands per request come from `INFO commandstats` (reset before each round; scripts count their inner \
          commands too); bytes per session are `MEMORY USAGE` of the session key.\n",
         http.generator,
         http.rounds,
