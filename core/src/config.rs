@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::Error;
+use crate::token::TokenEncoding;
 
 /// How session data is stored under its key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +45,7 @@ pub struct SessionConfig {
     max_sessions_per_user: Option<usize>,
     index_prefix: String,
     deadline_prefix: String,
+    token_encoding: TokenEncoding,
 }
 
 impl Default for SessionConfig {
@@ -68,6 +70,7 @@ impl SessionConfig {
             max_sessions_per_user: None,
             index_prefix: "keygate:user-sessions:".to_owned(),
             deadline_prefix: "keygate:deadline:".to_owned(),
+            token_encoding: TokenEncoding::Hex,
         }
     }
 
@@ -119,6 +122,19 @@ impl SessionConfig {
     pub fn with_deadline_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.deadline_prefix = prefix.into();
         self
+    }
+
+    /// How new tokens are written (default hex, the seeds' form). `Base64Url` makes every
+    /// session key 10 bytes shorter; choose it only when no other service expects hex
+    /// tokens.
+    pub fn with_token_encoding(mut self, encoding: TokenEncoding) -> Self {
+        self.token_encoding = encoding;
+        self
+    }
+
+    /// How new tokens are written.
+    pub fn token_encoding(&self) -> TokenEncoding {
+        self.token_encoding
     }
 
     /// The session key prefix.

@@ -31,13 +31,22 @@ pub const MIN_TOKEN_LEN: usize = 16;
 pub struct Token(String);
 
 impl Token {
-    /// Generates a fresh token from the operating system's CSPRNG.
+    /// Generates a fresh token from the operating system's CSPRNG, in the seeds' form
+    /// (32 lowercase hex characters).
     pub fn generate() -> Result<Self, Error> {
+        Self::generate_as(TokenEncoding::Hex)
+    }
+
+    /// Generates a fresh 128-bit token written in `encoding`.
+    pub fn generate_as(encoding: TokenEncoding) -> Result<Self, Error> {
         let mut bytes = [0u8; TOKEN_BYTES];
         OsRng
             .try_fill_bytes(&mut bytes)
             .map_err(|e| Error::Random(e.to_string()))?;
-        Ok(Self(to_hex(&bytes)))
+        Ok(Self(match encoding {
+            TokenEncoding::Hex => to_hex(&bytes),
+            TokenEncoding::Base64Url => to_base64url(&bytes),
+        }))
     }
 
     /// Validates token text received from a client. Checks only the shape; whether a session
@@ -78,6 +87,19 @@ impl fmt::Display for Token {
     }
 }
 
+/// How generated tokens are written. Both carry the same 128 random bits and both are
+/// accepted by [`Token::parse`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TokenEncoding {
+    /// 32 lowercase hex characters: the seeds' form, for layouts shared with their services.
+    #[default]
+    Hex,
+    /// 22 URL-safe base64 characters without padding: 10 bytes shorter in every key, for
+    /// deployments that do not share sessions with services expecting hex tokens.
+    Base64Url,
+}
+
 /// The text received was not a well-formed token (wrong length or alphabet).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("malformed token")]
@@ -93,9 +115,52 @@ pub(crate) fn to_hex(bytes: &[u8]) -> String {
     out
 }
 
+/// URL-safe base64 without padding (RFC 4648 §5).
+fn to_base64url(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        // A chunk of k bytes yields k + 1 characters.
+        for i in 0..=chunk.len() {
+            let index = (n >> (18 - 6 * i)) & 0x3f;
+            out.push(char::from(DIGITS[index as usize]));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn base64url_matches_rfc_4648_vectors() {
+        // RFC 4648 §10 test vectors, padding removed.
+        for (input, expected) in [
+            ("", ""),
+            ("f", "Zg"),
+            ("fo", "Zm8"),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg"),
+            ("fooba", "Zm9vYmE"),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(to_base64url(input.as_bytes()), expected);
+        }
+        assert_eq!(to_base64url(&[0xfb, 0xff]), "-_8");
+    }
+
+    #[test]
+    fn compact_tokens_are_22_url_safe_characters_and_parse() {
+        let t = Token::generate_as(TokenEncoding::Base64Url).unwrap();
+        assert_eq!(t.expose().len(), 22);
+        assert_eq!(Token::parse(t.expose()).unwrap(), t);
+        assert_ne!(t, Token::generate_as(TokenEncoding::Base64Url).unwrap());
+    }
 
     #[test]
     fn generated_tokens_are_32_lowercase_hex_and_distinct() {

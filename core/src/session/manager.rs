@@ -126,7 +126,7 @@ where
         }
         let index = index_key(&inner.config, user);
         for _ in 0..CREATE_ATTEMPTS {
-            let token = Token::generate()?;
+            let token = Token::generate_as(inner.config.token_encoding())?;
             let keys = self.keys(&token);
             // Index first: an index entry without a session is pruned later, while a
             // session missing from the index would survive "log out everywhere".

@@ -14,7 +14,7 @@ use actix_web::http::header::{CONTENT_TYPE, RETRY_AFTER};
 use actix_web::{HttpRequest, HttpResponse, HttpServer, Resource, Route, web};
 use keygate_actix::{Auth, KeygateMiddleware};
 use keygate_example::{
-    App, Config, HTML, INDEX_HTML, JSON, MAX_BODY_BYTES, Reply, StartError, UserDto, startup,
+    App, HTML, INDEX_HTML, JSON, MAX_BODY_BYTES, Reply, StartError, UserDto, startup,
 };
 
 const FRAMEWORK: &str = "actix";
@@ -30,9 +30,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run() -> Result<(), StartError> {
-    let config = Config::from_env()?;
-    startup::init_logging(&config.log_filter)?;
-    let app = App::build(&config).await?;
+    let (config, app) = startup::prepare().await?;
     let listener = startup::bind(config.bind)?;
     let cannot_listen =
         |e: std::io::Error| StartError::new(format!("cannot listen on {}: {e}", config.bind));

@@ -19,9 +19,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use keygate_axum::{Auth, KeygateLayer};
-use keygate_example::{
-    App, Config, INDEX_HTML, JSON, MAX_BODY_BYTES, Reply, StartError, UserDto, startup,
-};
+use keygate_example::{App, INDEX_HTML, JSON, MAX_BODY_BYTES, Reply, StartError, UserDto, startup};
 
 const FRAMEWORK: &str = "axum";
 
@@ -37,9 +35,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run() -> Result<(), StartError> {
-    let config = Config::from_env()?;
-    startup::init_logging(&config.log_filter)?;
-    let app = App::build(&config).await?;
+    let (config, app) = startup::prepare().await?;
     let listener = tokio::net::TcpListener::from_std(startup::bind(config.bind)?)
         .map_err(|e| StartError::new(format!("cannot listen on {}: {e}", config.bind)))?;
     let addr = listener

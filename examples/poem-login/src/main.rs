@@ -10,9 +10,7 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use keygate_example::{
-    App, Config, INDEX_HTML, JSON, MAX_BODY_BYTES, Reply, StartError, UserDto, startup,
-};
+use keygate_example::{App, INDEX_HTML, JSON, MAX_BODY_BYTES, Reply, StartError, UserDto, startup};
 use keygate_poem::{Auth, KeygateMiddleware, Rejection};
 use poem::error::ReadBodyError;
 use poem::http::StatusCode;
@@ -33,9 +31,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run() -> Result<(), StartError> {
-    let config = Config::from_env()?;
-    startup::init_logging(&config.log_filter)?;
-    let app = App::build(&config).await?;
+    let (config, app) = startup::prepare().await?;
     let cannot_listen =
         |e: std::io::Error| StartError::new(format!("cannot listen on {}: {e}", config.bind));
     let listener = startup::bind(config.bind)?;

@@ -12,9 +12,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use keygate_example::{
-    App, Config, INDEX_HTML, MAX_BODY_BYTES, Reply, StartError, UserDto, startup,
-};
+use keygate_example::{App, INDEX_HTML, MAX_BODY_BYTES, Reply, StartError, UserDto, startup};
 use keygate_rocket::{Auth, KeygateFairing};
 use rocket::config::LogLevel;
 use rocket::data::{Data, ToByteUnit};
@@ -38,9 +36,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run() -> Result<(), StartError> {
-    let config = Config::from_env()?;
-    startup::init_logging(&config.log_filter)?;
-    let app = App::build(&config).await?;
+    let (config, app) = startup::prepare().await?;
     let backend = app.backend_name();
     // Rocket's own log stays off: it would print request lines with their query string,
     // which can carry a token.

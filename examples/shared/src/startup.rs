@@ -50,6 +50,15 @@ pub fn init_logging(filter: &str) -> Result<(), StartError> {
         .map_err(|e| StartError::new(format!("cannot install the logger: {e}")))
 }
 
+/// What every example does first: read the environment, install logging, build the app
+/// (connecting to Redis and opening the database).
+pub async fn prepare() -> Result<(crate::Config, std::sync::Arc<crate::App>), StartError> {
+    let config = crate::Config::from_env()?;
+    init_logging(&config.log_filter)?;
+    let app = crate::App::build(&config).await?;
+    Ok((config, app))
+}
+
 /// Binds a non-blocking listener on `addr` (what axum, actix-web and poem take).
 pub fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
     let listener = TcpListener::bind(addr)

@@ -395,3 +395,32 @@ async fn frozen_redis_times_out_then_recovers() {
         .await
     );
 }
+
+#[tokio::test]
+async fn compact_tokens_make_smaller_sessions() {
+    let server = RedisServer::start();
+    let hex = manager::<NodeUser>(&server, SessionConfig::node_seed("myapp")).await;
+    let compact = manager::<NodeUser>(
+        &server,
+        SessionConfig::node_seed("myapp").with_token_encoding(keygate::TokenEncoding::Base64Url),
+    )
+    .await;
+    let uid = UserId::from(598u64);
+    let hex_token = hex.create(&uid, &NodeUser::seed()).await.unwrap();
+    let compact_token = compact.create(&uid, &NodeUser::seed()).await.unwrap();
+    assert_eq!(compact_token.expose().len(), 22);
+    // Sessions of either form load through either manager: the encoding is only how new
+    // tokens are written.
+    assert!(hex.load(&compact_token).await.unwrap().is_some());
+    assert!(compact.load(&hex_token).await.unwrap().is_some());
+    let usage = |token: &Token| -> u64 {
+        server.query(
+            redis::cmd("MEMORY")
+                .arg("USAGE")
+                .arg(format!("myapp_{}", token.expose())),
+        )
+    };
+    let (hex_bytes, compact_bytes) = (usage(&hex_token), usage(&compact_token));
+    eprintln!("bytes per session: hex {hex_bytes}, compact {compact_bytes}");
+    assert!(compact_bytes < hex_bytes, "{compact_bytes} < {hex_bytes}");
+}
