@@ -7,10 +7,6 @@
 //! REDIS_URL=redis://127.0.0.1:6379 cargo run -p rocket-login
 //! ```
 
-// Rocket's launch future nested in the shared start-up future is deep; the default
-// limit (128) is exceeded when the compiler computes its layout.
-#![recursion_limit = "256"]
-
 use std::io::Cursor;
 use std::net::SocketAddr;
 use std::process::ExitCode;

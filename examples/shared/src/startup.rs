@@ -55,7 +55,9 @@ pub fn init_logging(filter: &str) -> Result<(), StartError> {
 pub async fn prepare() -> Result<(crate::Config, std::sync::Arc<crate::App>), StartError> {
     let config = crate::Config::from_env()?;
     init_logging(&config.log_filter)?;
-    let app = crate::App::build(&config).await?;
+    // Boxed: building the app is a deep future; inlined into each framework's main future
+    // it overflows the compiler's layout query depth.
+    let app = Box::pin(crate::App::build(&config)).await?;
     Ok((config, app))
 }
 
