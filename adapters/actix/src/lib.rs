@@ -1,13 +1,13 @@
 //! # keygate-actix
 //!
-//! [keygate](keygate) login sessions for [actix-web](actix_web) 4: Redis-backed sessions
+//! [keygate] login sessions for [actix-web](actix_web) 4: Redis-backed sessions
 //! under an unguessable token, with a sliding idle expiry, compatible with the Java and
 //! Node services that share the same Redis.
 //!
 //! - [`KeygateMiddleware`] wraps an [`App`](actix_web::App) or a
 //!   [`Scope`](actix_web::Scope). Per request it reads the token (header
 //!   `authorization: <token>` or `Authorization: Bearer <token>`, query `tokenid=<token>`,
-//!   optionally a cookie: whatever the gate's [`TokenReader`](keygate::TokenReader) says)
+//!   optionally a cookie: whatever the gate's [`TokenReader`] says)
 //!   and loads the session **and** resets its idle TTL in one Redis round trip. A missing or
 //!   malformed token costs no Redis call. The middleware never answers by itself.
 //! - The extractors read what the middleware loaded, never Redis again:
