@@ -256,7 +256,11 @@ pub async fn wrong_codes_burn_the_code(example: &'static str) {
 /// The token in `authorization` (raw and Bearer) and `?tokenid=`; no token, unknown
 /// tokens and malformed ones are 401, malformed ones without touching Redis.
 pub async fn token_transports_and_malformed_tokens(example: &'static str) {
-    let Example { redis, http, .. } = &Example::start(example).await;
+    let Example {
+        redis,
+        http,
+        process,
+    } = &Example::start(example).await;
     let token = login(http, redis, &phone()).await;
     let expected = me(http, &token).await;
     let bearer = http
@@ -326,6 +330,20 @@ pub async fn token_transports_and_malformed_tokens(example: &'static str) {
         session_commands.is_empty(),
         "malformed tokens reached Redis: {session_commands:?}"
     );
+    // The token travelled in a header and in a query string; the app's logs (the
+    // framework's included) never show it.
+    let logs: Vec<String> = process
+        .stdout
+        .all()
+        .into_iter()
+        .chain(process.stderr.all())
+        .collect();
+    assert!(
+        !logs.is_empty(),
+        "the app logged something (at least its ready line)"
+    );
+    let leaks: Vec<&String> = logs.iter().filter(|l| l.contains(token.as_str())).collect();
+    assert!(leaks.is_empty(), "the token reached the logs: {leaks:?}");
 }
 
 /// A session hash written by another service is a login; each request resets its TTL.
