@@ -268,6 +268,48 @@ pub async fn pay_callbacks_process_exactly_once() {
     assert_eq!(again, json!("duplicate"));
 }
 
+/// The callback goes through the distributed lock: while another instance holds the
+/// order's lock, a callback waits for it (here until that holder's lease ends), then
+/// processes. (The 50-callback test above checks the outcome; its race window is too short
+/// to tell whether a lock was what serialized it.)
+pub async fn pay_callbacks_wait_for_the_order_lock() {
+    let example = Example::start(FLAGSHIP).await;
+    let http = example.http;
+    let (_, token) = plant_users(&example, [43]).remove(0);
+    load(&http, 12, 5).await;
+    let order = http
+        .post("/voucher-order/seckill/12")
+        .token(&token)
+        .send()
+        .await
+        .data()
+        .as_u64()
+        .expect("order id");
+    stored_order(&http, &token, order).await;
+
+    // Another instance holds the order's lock for 1.5 s.
+    let lock_key = format!("keygate:lock:{{order:{order}}}");
+    let _: () = example.redis.query(
+        redis::cmd("SET")
+            .arg(&lock_key)
+            .arg("another-instance")
+            .arg("PX")
+            .arg(1500),
+    );
+    let started = std::time::Instant::now();
+    let answer = http
+        .post(&format!("/order/{order}/pay-callback?source=wechat"))
+        .send()
+        .await
+        .data();
+    let waited = started.elapsed();
+    assert_eq!(answer, json!("processed"));
+    assert!(
+        waited >= Duration::from_millis(1200),
+        "the callback waited for the other holder: {waited:?}"
+    );
+}
+
 /// With `REDIS_CLUSTER_URLS` the flagship runs on a Redis Cluster: login, sessions, a
 /// flash sale and its consumer, and a payment callback.
 pub async fn runs_on_a_redis_cluster() {

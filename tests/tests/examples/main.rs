@@ -67,6 +67,11 @@ mod axum_flagship {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn pay_callbacks_wait_for_the_order_lock() {
+        crate::flagship::pay_callbacks_wait_for_the_order_lock().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn runs_on_a_redis_cluster() {
         crate::flagship::runs_on_a_redis_cluster().await;
     }
