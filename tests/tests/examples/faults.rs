@@ -3,8 +3,9 @@
 //! loopback only. Each scenario prints its numbers (requests, statuses, the longest
 //! request, time to recover).
 
+use std::cell::RefCell;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use keygate_tests::fixtures::{JavaUser, plant_java_session};
@@ -12,12 +13,15 @@ use keygate_tests::load::{self, Sample};
 use keygate_tests::{RedisServer, eventually};
 
 use crate::http::Client;
-use crate::launcher::{Example, Process};
+use crate::launcher::Example;
 
 const TOKEN: &str = "0f0e0d0c0b0a09080706050403020100";
 /// The examples use keygate's default command timeout (1 s); a request may take that plus
 /// the framework's own work and CI noise, never "hang" (old connection managers hung 30 s).
 const LONGEST_ALLOWED: Duration = Duration::from_millis(2500);
+
+/// The scenarios load the machine; one at a time.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Resident memory of a process in KiB.
 fn rss_kib(pid: u32) -> u64 {
@@ -31,44 +35,104 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-struct Phase {
-    name: &'static str,
-    from: Duration,
-    to: Duration,
+/// What one scenario measured; times are from the start of the load.
+struct Run {
+    samples: Vec<Sample>,
+    /// When the fault began.
+    faulted: Duration,
+    /// When the healing began.
+    healing: Duration,
+    /// How long after the healing the app answered 200 again.
+    recovery: Duration,
 }
 
-fn report(
-    scenario: &str,
-    samples: &[Sample],
-    phases: &[Phase],
-    recovery: Duration,
-    rss: (u64, u64),
-) {
-    let longest = samples.iter().map(|s| s.latency).max().unwrap_or_default();
-    eprintln!(
-        "[{scenario}] {} requests, statuses {:?}, longest {longest:?}, recovered {recovery:?} after the fault ended, RSS {} -> {} KiB",
-        samples.len(),
-        load::status_counts(samples),
-        rss.0,
-        rss.1
-    );
-    for phase in phases {
-        let inside: Vec<Sample> = samples
+impl Run {
+    /// Statuses of requests sent after the fault began and answered before the healing.
+    fn during_fault(&self) -> Vec<u16> {
+        self.samples
             .iter()
-            .filter(|s| s.at >= phase.from && s.at < phase.to)
-            .copied()
-            .collect();
-        eprintln!(
-            "[{scenario}]   {}: {:?}",
-            phase.name,
-            load::status_counts(&inside)
-        );
+            .filter(|s| s.at > self.faulted && s.at + s.latency < self.healing)
+            .map(|s| s.status)
+            .collect()
+    }
+
+    /// Whether requests sent after the recovery succeed.
+    fn ok_after_recovery(&self) -> bool {
+        self.samples
+            .iter()
+            .any(|s| s.at > self.healing + self.recovery && s.status == 200)
     }
 }
 
-/// The checks every scenario shares: no 500, no dropped connection, nothing past the
+/// Starts the flagship on a private Redis with a planted session, loads `GET /user/me`
+/// from 8 keep-alive connections, applies `fault` after 1 s, `heal` after `fault_for`,
+/// waits for a 200, loads 1 s more; then checks what every scenario must hold: only 200,
+/// 401 (the data was lost) or 503, never 500 or a dropped connection, nothing past the
 /// timeout, memory flat.
-fn assert_sane(samples: &[Sample], rss: (u64, u64)) {
+async fn under_load(
+    scenario: &str,
+    fault_for: Duration,
+    fault: impl FnOnce(&mut RedisServer),
+    heal: impl FnOnce(&mut RedisServer),
+) -> Run {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let Example {
+        process,
+        mut redis,
+        http,
+    } = Example::start("axum-login").await;
+    plant_java_session(&redis, TOKEN, &JavaUser::new(1));
+    let rss_before = rss_kib(process.pid());
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let load = {
+        let (addr, stop) = (http.addr(), stop.clone());
+        tokio::spawn(async move {
+            load::run(
+                addr,
+                "/user/me",
+                TOKEN,
+                8,
+                Duration::from_secs(30),
+                300_000,
+                stop,
+            )
+            .await
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let faulted = started.elapsed();
+    fault(&mut redis);
+    tokio::time::sleep(fault_for).await;
+    let healing = started.elapsed();
+    heal(&mut redis);
+    plant_java_session(&redis, TOKEN, &JavaUser::new(1));
+    let recovery = wait_ok(http).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, Ordering::Relaxed);
+    let samples = load.await.expect("the load finished");
+    let rss_after = rss_kib(process.pid());
+
+    let longest = samples.iter().map(|s| s.latency).max().unwrap_or_default();
+    let phase = |from: Duration, to: Duration| {
+        let inside: Vec<Sample> = samples
+            .iter()
+            .filter(|s| s.at >= from && s.at < to)
+            .copied()
+            .collect();
+        load::status_counts(&inside)
+    };
+    eprintln!(
+        "[{scenario}] {} requests, statuses {:?}, longest {longest:?}, recovered {recovery:?} \
+         after the fault ended, RSS {rss_before} -> {rss_after} KiB; before {:?}, fault {:?}, \
+         after {:?}",
+        samples.len(),
+        load::status_counts(&samples),
+        phase(Duration::ZERO, faulted),
+        phase(faulted, healing),
+        phase(healing + recovery, Duration::MAX),
+    );
+
     assert!(!samples.is_empty());
     let bad: Vec<&Sample> = samples
         .iter()
@@ -79,14 +143,17 @@ fn assert_sane(samples: &[Sample], rss: (u64, u64)) {
         "only 200, 401 (session lost with the data) or 503: {:?}",
         &bad[..bad.len().min(5)]
     );
-    let longest = samples.iter().map(|s| s.latency).max().unwrap_or_default();
     assert!(longest < LONGEST_ALLOWED, "a request took {longest:?}");
     assert!(
-        rss.1 < rss.0 + 64 * 1024,
-        "memory grew from {} to {} KiB",
-        rss.0,
-        rss.1
+        rss_after < rss_before + 64 * 1024,
+        "memory grew from {rss_before} to {rss_after} KiB"
     );
+    Run {
+        samples,
+        faulted,
+        healing,
+        recovery,
+    }
 }
 
 async fn wait_ok(http: Client) -> Duration {
@@ -99,227 +166,77 @@ async fn wait_ok(http: Client) -> Duration {
     started.elapsed()
 }
 
-/// The scenarios load the machine; one at a time.
-static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-async fn start() -> (RedisServer, Process, Client) {
-    let Example {
-        process,
-        redis,
-        http,
-    } = Example::start("axum-login").await;
-    plant_java_session(&redis, TOKEN, &JavaUser::new(1));
-    (redis, process, http)
-}
-
-fn spawn_load(http: &Client, stop: &Arc<AtomicBool>) -> tokio::task::JoinHandle<Vec<Sample>> {
-    let (addr, stop) = (http.addr(), stop.clone());
-    tokio::spawn(async move {
-        load::run(
-            addr,
-            "/user/me",
-            TOKEN,
-            8,
-            Duration::from_secs(30),
-            300_000,
-            stop,
-        )
-        .await
-    })
-}
-
 pub async fn redis_killed_and_restarted_under_load() {
-    let _serial = ONE_AT_A_TIME.lock().await;
-    let (mut redis, app, http) = start().await;
-    let rss_before = rss_kib(app.pid());
-    let stop = Arc::new(AtomicBool::new(false));
-    let t0 = Instant::now();
-    let load = spawn_load(&http, &stop);
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let killed = t0.elapsed();
-    redis.stop();
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let restarting = t0.elapsed();
-    redis.restart();
-    plant_java_session(&redis, TOKEN, &JavaUser::new(1));
-    let restarted = t0.elapsed();
-    let recovery = wait_ok(http).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let samples = load.await.unwrap();
-    let rss = (rss_before, rss_kib(app.pid()));
-    report(
+    let run = under_load(
         "redis killed",
-        &samples,
-        &[
-            Phase {
-                name: "before",
-                from: Duration::ZERO,
-                to: killed,
-            },
-            Phase {
-                name: "down",
-                from: killed,
-                to: restarting,
-            },
-            Phase {
-                name: "after recovery",
-                from: restarted + recovery,
-                to: Duration::MAX,
-            },
-        ],
-        recovery,
-        rss,
-    );
-    assert_sane(&samples, rss);
-    // Answered while Redis was down (sent after the kill, done before the restart): 503.
-    // Requests still waiting when it came back may be answered 200: that is recovery.
-    let during: Vec<u16> = samples
-        .iter()
-        .filter(|s| s.at > killed && s.at + s.latency < restarting)
-        .map(|s| s.status)
-        .collect();
+        Duration::from_secs(2),
+        RedisServer::stop,
+        RedisServer::restart,
+    )
+    .await;
+    // Requests still waiting when Redis came back may be answered 200: that is recovery.
+    let during = run.during_fault();
     assert!(
         !during.is_empty() && during.iter().all(|s| *s == 503),
         "503 while Redis is down: {during:?}"
     );
+    assert!(run.ok_after_recovery());
     assert!(
-        samples
-            .iter()
-            .any(|s| s.at > restarted + recovery && s.status == 200)
-    );
-    assert!(
-        recovery < Duration::from_secs(5),
-        "back within a few seconds: {recovery:?}"
+        run.recovery < Duration::from_secs(5),
+        "back within a few seconds: {:?}",
+        run.recovery
     );
 }
 
 pub async fn frozen_redis_times_out_then_recovers() {
-    let _serial = ONE_AT_A_TIME.lock().await;
-    let (redis, app, http) = start().await;
-    let rss_before = rss_kib(app.pid());
-    let stop = Arc::new(AtomicBool::new(false));
-    let t0 = Instant::now();
-    let load = spawn_load(&http, &stop);
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let frozen = t0.elapsed();
-    redis.pause();
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    redis.resume();
-    let thawed = t0.elapsed();
-    let recovery = wait_ok(http).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let samples = load.await.unwrap();
-    let rss = (rss_before, rss_kib(app.pid()));
-    report(
+    let run = under_load(
         "redis frozen",
-        &samples,
-        &[
-            Phase {
-                name: "before",
-                from: Duration::ZERO,
-                to: frozen,
-            },
-            Phase {
-                name: "frozen",
-                from: frozen,
-                to: thawed,
-            },
-            Phase {
-                name: "after",
-                from: thawed + recovery,
-                to: Duration::MAX,
-            },
-        ],
-        recovery,
-        rss,
-    );
-    assert_sane(&samples, rss);
-    assert!(
-        samples
-            .iter()
-            .any(|s| s.at > frozen && s.at < thawed && s.status == 503),
-        "timeouts answer 503"
-    );
-    assert!(
-        samples
-            .iter()
-            .any(|s| s.at > thawed + recovery && s.status == 200)
-    );
+        Duration::from_secs(3),
+        |redis| redis.pause(),
+        |redis| redis.resume(),
+    )
+    .await;
+    assert!(run.during_fault().contains(&503), "timeouts answer 503");
+    assert!(run.ok_after_recovery());
 }
 
 pub async fn connection_limit_is_503_then_recovers() {
-    let _serial = ONE_AT_A_TIME.lock().await;
-    let (redis, app, http) = start().await;
-    let rss_before = rss_kib(app.pid());
-    // One admin connection for the whole scenario: new ones will be refused.
-    let mut admin = redis.admin();
-    let stop = Arc::new(AtomicBool::new(false));
-    let t0 = Instant::now();
-    let load = spawn_load(&http, &stop);
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let limited = t0.elapsed();
-    let _: () = redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("maxclients")
-        .arg(1)
-        .query(&mut admin)
-        .unwrap();
-    let _: () = redis::cmd("CLIENT")
-        .arg("KILL")
-        .arg("TYPE")
-        .arg("normal")
-        .arg("SKIPME")
-        .arg("yes")
-        .query(&mut admin)
-        .unwrap();
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let _: () = redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("maxclients")
-        .arg(10_000)
-        .query(&mut admin)
-        .unwrap();
-    let lifted = t0.elapsed();
-    let recovery = wait_ok(http).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let samples = load.await.unwrap();
-    let rss = (rss_before, rss_kib(app.pid()));
-    report(
+    // One admin connection for the whole scenario: new ones are refused while limited.
+    let admin: RefCell<Option<redis::Connection>> = RefCell::new(None);
+    let set_maxclients = |conn: &mut redis::Connection, n: u32| {
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("maxclients")
+            .arg(n)
+            .query(conn)
+            .expect("CONFIG SET maxclients");
+    };
+    let run = under_load(
         "maxclients",
-        &samples,
-        &[
-            Phase {
-                name: "before",
-                from: Duration::ZERO,
-                to: limited,
-            },
-            Phase {
-                name: "limited",
-                from: limited,
-                to: lifted,
-            },
-            Phase {
-                name: "after",
-                from: lifted + recovery,
-                to: Duration::MAX,
-            },
-        ],
-        recovery,
-        rss,
-    );
-    assert_sane(&samples, rss);
+        Duration::from_secs(2),
+        |redis| {
+            let mut conn = redis.admin();
+            set_maxclients(&mut conn, 1);
+            let _: () = redis::cmd("CLIENT")
+                .arg("KILL")
+                .arg("TYPE")
+                .arg("normal")
+                .arg("SKIPME")
+                .arg("yes")
+                .query(&mut conn)
+                .expect("CLIENT KILL");
+            *admin.borrow_mut() = Some(conn);
+        },
+        |_| {
+            if let Some(conn) = admin.borrow_mut().as_mut() {
+                set_maxclients(conn, 10_000);
+            }
+        },
+    )
+    .await;
     assert!(
-        samples
-            .iter()
-            .any(|s| s.at > limited && s.at < lifted && s.status == 503),
+        run.during_fault().contains(&503),
         "refused connections answer 503"
     );
-    assert!(
-        samples
-            .iter()
-            .any(|s| s.at > lifted + recovery && s.status == 200)
-    );
+    assert!(run.ok_after_recovery());
 }

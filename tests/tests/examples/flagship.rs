@@ -66,6 +66,23 @@ async fn stored_order(http: &Client, token: &str, order: u64) -> Value {
     found.expect("stored")
 }
 
+/// A user with one processed order of `voucher` (stock 5): the user's token and the order id.
+async fn one_stored_order(example: &Example, user: u64, voucher: u64) -> (String, u64) {
+    let http = example.http;
+    let (_, token) = plant_users(example, [user]).remove(0);
+    load(&http, voucher, 5).await;
+    let order = http
+        .post(&format!("/voucher-order/seckill/{voucher}"))
+        .token(&token)
+        .send()
+        .await
+        .data()
+        .as_u64()
+        .expect("order id");
+    stored_order(&http, &token, order).await;
+    (token, order)
+}
+
 /// 300 concurrent orders from 100 users for a stock of 20: exactly 20 orders, to 20
 /// different users, the stock at 0, and every order stored by the consumer.
 pub async fn flash_sale_never_oversells() {
@@ -216,17 +233,7 @@ pub async fn order_routes_answer_the_contract() {
 pub async fn pay_callbacks_process_exactly_once() {
     let example = Example::start(FLAGSHIP).await;
     let http = example.http;
-    let (_, token) = plant_users(&example, [42]).remove(0);
-    load(&http, 11, 5).await;
-    let order = http
-        .post("/voucher-order/seckill/11")
-        .token(&token)
-        .send()
-        .await
-        .data()
-        .as_u64()
-        .expect("order id");
-    stored_order(&http, &token, order).await;
+    let (token, order) = one_stored_order(&example, 42, 11).await;
 
     for target in [
         format!("/order/{order}/pay-callback"),
@@ -275,17 +282,7 @@ pub async fn pay_callbacks_process_exactly_once() {
 pub async fn pay_callbacks_wait_for_the_order_lock() {
     let example = Example::start(FLAGSHIP).await;
     let http = example.http;
-    let (_, token) = plant_users(&example, [43]).remove(0);
-    load(&http, 12, 5).await;
-    let order = http
-        .post("/voucher-order/seckill/12")
-        .token(&token)
-        .send()
-        .await
-        .data()
-        .as_u64()
-        .expect("order id");
-    stored_order(&http, &token, order).await;
+    let (_, order) = one_stored_order(&example, 43, 12).await;
 
     // Another instance holds the order's lock for 1.5 s.
     let lock_key = format!("keygate:lock:{{order:{order}}}");
