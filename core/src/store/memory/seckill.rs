@@ -100,6 +100,35 @@ fn set_hash_field(db: &mut Db, key: &str, field: &str, value: Option<String>) {
     }
 }
 
+/// Delivers again, to `consumer`, up to `count` pending entries that `pick` selects (its
+/// own after a restart, or idle ones of crashed consumers), counting the delivery.
+fn redeliver(
+    db: &mut Db,
+    keys: &ShardKeys,
+    group: &str,
+    consumer: &str,
+    count: usize,
+    pick: impl Fn(&Pending) -> bool,
+) -> Vec<Entry> {
+    let Some(MemStream {
+        entries, groups, ..
+    }) = stream(db, &keys.stream)
+    else {
+        return Vec::new();
+    };
+    let Some(g) = groups.get_mut(group) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (seq, p) in g.pending.iter_mut().filter(|(_, p)| pick(p)).take(count) {
+        p.consumer = consumer.to_owned();
+        p.deliveries += 1;
+        p.delivered_at = Instant::now();
+        out.extend(entry_of(entries, *seq, p.deliveries));
+    }
+    out
+}
+
 /// `XACK`: the entry leaves the group's pending list.
 fn acknowledge(db: &mut Db, keys: &ShardKeys, group: &str, id: &str) {
     if let (Some(stream), Some(seq)) = (stream(db, &keys.stream), parse_id(id))
@@ -218,34 +247,8 @@ impl SeckillStore for MemoryStore {
         consumer: &str,
         count: usize,
     ) -> Result<Vec<Entry>> {
-        Ok(self.with_db(|db| {
-            let Some(stream) = stream(db, &keys.stream) else {
-                return Vec::new();
-            };
-            let MemStream {
-                entries, groups, ..
-            } = stream;
-            let Some(g) = groups.get_mut(group) else {
-                return Vec::new();
-            };
-            let mine: Vec<u64> = g
-                .pending
-                .iter()
-                .filter(|(_, p)| p.consumer == consumer)
-                .map(|(seq, _)| *seq)
-                .take(count)
-                .collect();
-            let mut out = Vec::new();
-            for seq in mine {
-                if let Some(p) = g.pending.get_mut(&seq) {
-                    p.deliveries += 1;
-                    p.delivered_at = Instant::now();
-                    let deliveries = p.deliveries;
-                    out.extend(entry_of(entries, seq, deliveries));
-                }
-            }
-            out
-        }))
+        Ok(self
+            .with_db(|db| redeliver(db, keys, group, consumer, count, |p| p.consumer == consumer)))
     }
 
     async fn reader(&self) -> Result<Box<dyn StreamReader>> {
@@ -260,30 +263,11 @@ impl SeckillStore for MemoryStore {
         min_idle_ms: u64,
         count: usize,
     ) -> Result<Vec<Entry>> {
+        let min_idle = Duration::from_millis(min_idle_ms);
         Ok(self.with_db(|db| {
-            let Some(stream) = stream(db, &keys.stream) else {
-                return Vec::new();
-            };
-            let MemStream {
-                entries, groups, ..
-            } = stream;
-            let Some(g) = groups.get_mut(group) else {
-                return Vec::new();
-            };
-            let min_idle = Duration::from_millis(min_idle_ms);
-            let mut out = Vec::new();
-            for (seq, p) in g.pending.iter_mut() {
-                if out.len() >= count {
-                    break;
-                }
-                if p.delivered_at.elapsed() >= min_idle {
-                    p.consumer = consumer.to_owned();
-                    p.deliveries += 1;
-                    p.delivered_at = Instant::now();
-                    out.extend(entry_of(entries, *seq, p.deliveries));
-                }
-            }
-            out
+            redeliver(db, keys, group, consumer, count, |p| {
+                p.delivered_at.elapsed() >= min_idle
+            })
         }))
     }
 
