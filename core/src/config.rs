@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::Error;
-use crate::token::TokenEncoding;
+use crate::token::{TokenEncoding, TokenFormats};
 
 /// How session data is stored under its key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,6 +19,14 @@ pub enum Codec {
 
 /// Default idle TTL: 30 minutes, the seeds' value.
 pub const DEFAULT_IDLE_TTL: Duration = Duration::from_secs(1800);
+
+/// Default life of a per-user index key after the user's last login, when sessions have no
+/// absolute lifetime: 30 days.
+pub const DEFAULT_INDEX_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// Longest TTL keygate accepts anywhere (100 years): beyond it Redis refuses the expiry and
+/// every command would fail.
+pub const MAX_TTL: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// Configuration of a [`SessionManager`](crate::SessionManager).
 ///
@@ -46,6 +54,8 @@ pub struct SessionConfig {
     index_prefix: String,
     deadline_prefix: String,
     token_encoding: TokenEncoding,
+    token_formats: TokenFormats,
+    index_retention: Duration,
 }
 
 impl Default for SessionConfig {
@@ -71,6 +81,8 @@ impl SessionConfig {
             index_prefix: "keygate:user-sessions:".to_owned(),
             deadline_prefix: "keygate:deadline:".to_owned(),
             token_encoding: TokenEncoding::Hex,
+            token_formats: TokenFormats::standard(),
+            index_retention: DEFAULT_INDEX_RETENTION,
         }
     }
 
@@ -130,6 +142,38 @@ impl SessionConfig {
     pub fn with_token_encoding(mut self, encoding: TokenEncoding) -> Self {
         self.token_encoding = encoding;
         self
+    }
+
+    /// Token forms accepted from clients (default [`TokenFormats::standard`]: 32 hex
+    /// characters, UUIDs with dashes, 22 URL-safe base64 characters). Anything else is
+    /// refused before Redis is asked, so a client cannot name another key under the prefix;
+    /// widen it (with [`TokenFormat::Custom`](crate::TokenFormat::Custom)) only for tokens
+    /// another service really issues, and keep the prefix for sessions only.
+    pub fn with_token_formats(mut self, formats: TokenFormats) -> Self {
+        self.token_formats = formats;
+        self
+    }
+
+    /// Token forms accepted from clients.
+    pub fn token_formats(&self) -> TokenFormats {
+        self.token_formats
+    }
+
+    /// How long a user's index key lives after the user's last login when sessions have no
+    /// absolute lifetime (default 30 days; with a lifetime the index lives as long as the
+    /// lifetime). A session kept alive by use for longer than this without any new login of
+    /// its user drops out of the index, so [`list`](crate::SessionManager::list) and
+    /// [`destroy_all`](crate::SessionManager::destroy_all) no longer see it: set an absolute
+    /// lifetime to rule that out.
+    pub fn with_index_retention(mut self, retention: Duration) -> Self {
+        self.index_retention = retention;
+        self
+    }
+
+    /// How long an index key lives after the last login: the absolute lifetime when there
+    /// is one, else the index retention.
+    pub fn index_ttl(&self) -> Duration {
+        self.absolute_lifetime.unwrap_or(self.index_retention)
     }
 
     /// How new tokens are written.
@@ -193,12 +237,12 @@ impl SessionConfig {
                 )));
             }
         }
-        if self.idle_ttl.is_zero() {
-            return Err(Error::Config("idle TTL must be positive".into()));
+        check_ttl("idle TTL", self.idle_ttl)?;
+        if let Some(lifetime) = self.absolute_lifetime {
+            check_ttl("absolute lifetime", lifetime)?;
         }
-        if self.absolute_lifetime.is_some_and(|d| d.is_zero()) {
-            return Err(Error::Config("absolute lifetime must be positive".into()));
-        }
+        check_ttl("index retention", self.index_retention)?;
+        self.token_formats.validate()?;
         if self.max_sessions_per_user == Some(0) {
             return Err(Error::Config(
                 "max sessions per user must be at least 1".into(),
@@ -206,6 +250,19 @@ impl SessionConfig {
         }
         Ok(())
     }
+}
+
+/// Refuses a zero TTL and one above [`MAX_TTL`], when a configuration is built.
+pub(crate) fn check_ttl(what: &str, ttl: Duration) -> Result<(), Error> {
+    if ttl.is_zero() {
+        return Err(Error::Config(format!("{what} must be positive")));
+    }
+    if ttl > MAX_TTL {
+        return Err(Error::Config(format!(
+            "{what} of {ttl:?} is beyond the longest expiry keygate accepts ({MAX_TTL:?})"
+        )));
+    }
+    Ok(())
 }
 
 /// Milliseconds of a duration for `PX`/`PEXPIRE`, at least 1.

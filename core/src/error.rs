@@ -25,6 +25,11 @@ pub enum Error {
     /// Invalid configuration, found when it was built.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// A keygate script failed on what it found in Redis (data of another type or range
+    /// under a keygate key, or a bug). Retrying cannot help, so adapters answer 500, not
+    /// 503, and the failure is logged.
+    #[error("a Redis script failed: {0}")]
+    Script(String),
 }
 
 /// A failure of the storage backend, kept apart so callers can fail closed on it.
@@ -44,8 +49,26 @@ pub enum BackendError {
 
 impl From<redis::RedisError> for Error {
     fn from(e: redis::RedisError) -> Self {
+        if is_script_failure(&e) {
+            let error = Error::Script(e.to_string());
+            tracing::error!(%error, "deterministic script failure; answering 500");
+            return error;
+        }
         Error::Backend(BackendError::Redis(e))
     }
+}
+
+/// An error raised while a script ran (Redis names the script's chunk `user_script`), as
+/// opposed to the server being unreachable, busy or missing the script.
+fn is_script_failure(e: &redis::RedisError) -> bool {
+    e.clone().into_server_errors().is_some_and(|errors| {
+        errors.iter().any(|(_, e)| {
+            !matches!(
+                e.code(),
+                "BUSY" | "NOSCRIPT" | "LOADING" | "READONLY" | "MASTERDOWN"
+            ) && e.details().is_some_and(|d| d.contains("user_script"))
+        })
+    })
 }
 
 impl Error {

@@ -174,7 +174,8 @@ where
     /// Reads the token and loads-and-touches its session: one Redis round trip for a
     /// well-formed token, none for a missing or malformed one.
     pub async fn resolve(&self, request: &impl RequestParts) -> Resolved<T> {
-        let token = match self.reader.read(request) {
+        let formats = self.manager.config().token_formats();
+        let token = match self.reader.read_as(request, formats) {
             Ok(Some(token)) => token,
             Ok(None) => return Err(Rejection::MissingToken),
             Err(_) => return Err(Rejection::MalformedToken),

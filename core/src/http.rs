@@ -60,6 +60,14 @@ impl<T: Serialize> Envelope<T> {
     }
 }
 
+/// The value of a `Retry-After` header for a wait: whole seconds, rounded up (a client
+/// that retries after the rounded-down value would be refused again), at least 1.
+pub fn retry_after_secs(wait: std::time::Duration) -> u64 {
+    u64::try_from(wait.as_millis().div_ceil(1000))
+        .unwrap_or(u64::MAX)
+        .max(1)
+}
+
 /// Why a request did not get a session, and what to answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -138,6 +146,14 @@ impl crate::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_after_rounds_up_to_whole_seconds() {
+        use std::time::Duration;
+        for (ms, secs) in [(0, 1), (1, 1), (999, 1), (1000, 1), (1001, 2), (59_001, 60)] {
+            assert_eq!(retry_after_secs(Duration::from_millis(ms)), secs, "{ms} ms");
+        }
+    }
 
     #[test]
     fn envelopes_match_the_contract() {

@@ -103,7 +103,9 @@ pub use session::{Session, SessionInfo, SessionManager};
 pub use store::memory::MemoryStore;
 pub use store::redis::{RedisOptions, RedisStore};
 pub use store::{Fetched, SessionStore, UpdateOutcome};
-pub use token::{MAX_TOKEN_LEN, MIN_TOKEN_LEN, MalformedToken, Token, TokenEncoding};
+pub use token::{
+    MAX_TOKEN_LEN, MIN_TOKEN_LEN, MalformedToken, Token, TokenEncoding, TokenFormat, TokenFormats,
+};
 pub use transport::{RequestParts, TokenReader, TokenSource};
 
 // Re-exported so adapters and users name one version of these.

@@ -14,16 +14,19 @@ const TOKEN_BYTES: usize = 16;
 /// Longest token text accepted from a client.
 pub const MAX_TOKEN_LEN: usize = 256;
 
-/// Shortest token text accepted from a client (64 bits of hex); shorter strings are guesses.
+/// Shortest token text a [`TokenFormat::Custom`] may accept (64 bits of hex); shorter
+/// strings are guesses.
 pub const MIN_TOKEN_LEN: usize = 16;
 
 /// An opaque login token.
 ///
 /// Generated tokens are 32 lowercase hex characters (128 bits from the OS CSPRNG), the form
-/// both seed services use. Tokens read from clients are accepted when they are
-/// [`MIN_TOKEN_LEN`]..=[`MAX_TOKEN_LEN`] characters of `[A-Za-z0-9_-]`, so tokens minted by
-/// another service sharing the Redis (UUIDs with dashes, URL-safe base64) keep working, while
-/// anything that could act as a glob, a key separator or a hash tag never reaches Redis.
+/// both seed services use. Tokens read from clients are accepted only in the forms that
+/// tokens are really issued in ([`TokenFormats::standard`]: 32 hex characters, a UUID with
+/// dashes, 22 URL-safe base64 characters), so a client cannot name (and touch) another key
+/// under the session prefix, and anything that could act as a glob, a key separator or a
+/// hash tag never reaches Redis. Other forms only by explicit configuration
+/// ([`TokenFormat::Custom`]).
 ///
 /// `Debug` and `Display` never show the token; use [`Token::expose`] where the raw value is
 /// really needed (returning it to the client, building the Redis key).
@@ -49,19 +52,20 @@ impl Token {
         }))
     }
 
-    /// Validates token text received from a client. Checks only the shape; whether a session
-    /// exists is the session manager's question.
+    /// Validates token text received from a client against the standard forms
+    /// ([`TokenFormats::standard`]). Checks only the shape; whether a session exists is the
+    /// session manager's question.
     pub fn parse(text: &str) -> Result<Self, MalformedToken> {
-        if !(MIN_TOKEN_LEN..=MAX_TOKEN_LEN).contains(&text.len()) {
-            return Err(MalformedToken);
+        Self::parse_as(text, TokenFormats::standard())
+    }
+
+    /// Validates token text against the given accepted forms.
+    pub fn parse_as(text: &str, formats: TokenFormats) -> Result<Self, MalformedToken> {
+        if formats.accepts(text) {
+            Ok(Self(text.to_owned()))
+        } else {
+            Err(MalformedToken)
         }
-        if !text
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
-            return Err(MalformedToken);
-        }
-        Ok(Self(text.to_owned()))
     }
 
     /// The token's text. Everything that prints or logs must go through redaction instead.
@@ -98,6 +102,124 @@ pub enum TokenEncoding {
     /// 22 URL-safe base64 characters without padding: 10 bytes shorter in every key, for
     /// deployments that do not share sessions with services expecting hex tokens.
     Base64Url,
+}
+
+/// A form of token text accepted from clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TokenFormat {
+    /// 32 hex characters (either case): what keygate and both seed services issue.
+    Hex32,
+    /// A UUID with dashes, `8-4-4-4-12` hex characters (either case).
+    Uuid,
+    /// 22 URL-safe base64 characters: keygate's compact tokens
+    /// ([`TokenEncoding::Base64Url`]).
+    Base64Url22,
+    /// `min_len..=max_len` characters of `[A-Za-z0-9_-]`, for tokens another service mints
+    /// in a form of its own. Opt-in: with a session prefix that also holds other keys, a
+    /// client could name those keys as tokens.
+    Custom {
+        /// Shortest accepted length, at least [`MIN_TOKEN_LEN`].
+        min_len: usize,
+        /// Longest accepted length, at most [`MAX_TOKEN_LEN`].
+        max_len: usize,
+    },
+}
+
+/// The set of token forms accepted from clients (a small `Copy` value, checked on every
+/// request before any Redis call).
+///
+/// ```
+/// use keygate::{Token, TokenFormat, TokenFormats};
+///
+/// assert!(Token::parse("dd9b7511874889f4192fbda3d8b0881c").is_ok());
+/// assert!(Token::parse("user_profile_598").is_err());
+/// let custom = TokenFormats::standard().with(TokenFormat::Custom { min_len: 16, max_len: 64 });
+/// assert!(Token::parse_as("user_profile_598", custom).is_ok());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenFormats {
+    hex32: bool,
+    uuid: bool,
+    base64url22: bool,
+    custom: Option<(usize, usize)>,
+}
+
+impl Default for TokenFormats {
+    fn default() -> Self {
+        Self::standard()
+    }
+}
+
+impl TokenFormats {
+    /// The forms tokens are issued in: [`TokenFormat::Hex32`], [`TokenFormat::Uuid`] and
+    /// [`TokenFormat::Base64Url22`].
+    pub const fn standard() -> Self {
+        Self {
+            hex32: true,
+            uuid: true,
+            base64url22: true,
+            custom: None,
+        }
+    }
+
+    /// No form at all; add the wanted ones with [`with`](Self::with).
+    pub const fn none() -> Self {
+        Self {
+            hex32: false,
+            uuid: false,
+            base64url22: false,
+            custom: None,
+        }
+    }
+
+    /// Also accepts `format` (a second `Custom` replaces the first).
+    pub fn with(mut self, format: TokenFormat) -> Self {
+        match format {
+            TokenFormat::Hex32 => self.hex32 = true,
+            TokenFormat::Uuid => self.uuid = true,
+            TokenFormat::Base64Url22 => self.base64url22 = true,
+            TokenFormat::Custom { min_len, max_len } => self.custom = Some((min_len, max_len)),
+        }
+        self
+    }
+
+    /// Whether `text` has one of the accepted forms.
+    pub fn accepts(&self, text: &str) -> bool {
+        let bytes = text.as_bytes();
+        (self.hex32 && bytes.len() == 32 && bytes.iter().all(u8::is_ascii_hexdigit))
+            || (self.uuid && is_uuid(bytes))
+            || (self.base64url22 && bytes.len() == 22 && bytes.iter().all(|b| is_url_safe(*b)))
+            || self.custom.is_some_and(|(min, max)| {
+                (min..=max).contains(&bytes.len()) && bytes.iter().all(|b| is_url_safe(*b))
+            })
+    }
+
+    /// Checks a custom range against [`MIN_TOKEN_LEN`]..=[`MAX_TOKEN_LEN`].
+    pub(crate) fn validate(&self) -> Result<(), Error> {
+        match self.custom {
+            Some((min, max)) if min < MIN_TOKEN_LEN || max > MAX_TOKEN_LEN || min > max => {
+                Err(Error::Config(format!(
+                    "custom token lengths {min}..={max} must lie within \
+                     {MIN_TOKEN_LEN}..={MAX_TOKEN_LEN}"
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+fn is_url_safe(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
+}
+
+/// `8-4-4-4-12` hex digits.
+fn is_uuid(bytes: &[u8]) -> bool {
+    bytes.len() == 36
+        && bytes.iter().enumerate().all(|(i, b)| match i {
+            8 | 13 | 18 | 23 => *b == b'-',
+            _ => b.is_ascii_hexdigit(),
+        })
 }
 
 /// The text received was not a well-formed token (wrong length or alphabet).
@@ -193,15 +315,44 @@ mod tests {
             "short",
             long.as_str(),
             ten_kib.as_str(),
+            // Right alphabet, but no issued form: names of other keys under the prefix.
+            "user_profile_598",
+            "dd9b7511874889f4192fbda3d8b0881",
+            "dd9b7511874889f4192fbda3d8b0881cc",
+            "dd9b7511874889f4192fbda3d8b0881g",
+            "dd9b7511_8748_89f4_192f_bda3d8b0881c",
+            "a".repeat(MAX_TOKEN_LEN).as_str(),
         ] {
             assert_eq!(Token::parse(bad), Err(MalformedToken), "{bad:?}");
         }
         for good in [
             "dd9b7511874889f4192fbda3d8b0881c",
+            "DD9B7511874889F4192FBDA3D8B0881C",
             "DD9B7511-8748-89F4-192F-BDA3D8B0881C",
-            "a".repeat(MAX_TOKEN_LEN).as_str(),
+            "3q2-7wAAAAAAAAAAAAAA_w",
         ] {
             assert!(Token::parse(good).is_ok(), "{good:?}");
+        }
+    }
+
+    #[test]
+    fn custom_forms_are_opt_in_and_bounded() {
+        let custom = TokenFormats::none().with(TokenFormat::Custom {
+            min_len: 16,
+            max_len: MAX_TOKEN_LEN,
+        });
+        assert!(Token::parse_as("user_profile_598", custom).is_ok());
+        assert!(Token::parse_as(&"a".repeat(MAX_TOKEN_LEN), custom).is_ok());
+        assert!(Token::parse_as("user_profile_59", custom).is_err());
+        assert!(Token::parse_as("user:profile:5988", custom).is_err());
+        let only_hex = TokenFormats::none().with(TokenFormat::Hex32);
+        assert!(Token::parse_as("DD9B7511-8748-89F4-192F-BDA3D8B0881C", only_hex).is_err());
+        for (min, max) in [(15, 64), (16, MAX_TOKEN_LEN + 1), (40, 20)] {
+            let formats = TokenFormats::none().with(TokenFormat::Custom {
+                min_len: min,
+                max_len: max,
+            });
+            assert!(formats.validate().is_err(), "{min}..={max}");
         }
     }
 

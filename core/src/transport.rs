@@ -1,6 +1,6 @@
 //! Reading the token from a request, shared by every adapter.
 
-use crate::token::{MAX_TOKEN_LEN, MalformedToken, Token};
+use crate::token::{MAX_TOKEN_LEN, MalformedToken, Token, TokenFormats};
 
 /// Where a client may put its token.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,8 +82,18 @@ impl TokenReader {
     }
 
     /// The token of the first source present: `Ok(None)` when no source carries one,
-    /// `Err` when the first one present is not a well-formed token.
+    /// `Err` when the first one present is not a well-formed token of the standard forms
+    /// ([`TokenFormats::standard`]).
     pub fn read(&self, request: &impl RequestParts) -> Result<Option<Token>, MalformedToken> {
+        self.read_as(request, TokenFormats::standard())
+    }
+
+    /// Like [`read`](Self::read), accepting the token forms `formats`.
+    pub fn read_as(
+        &self,
+        request: &impl RequestParts,
+        formats: TokenFormats,
+    ) -> Result<Option<Token>, MalformedToken> {
         for source in &self.sources {
             let raw = match source {
                 TokenSource::Header(name) => request.header(name).map(header_token),
@@ -93,7 +103,7 @@ impl TokenReader {
                     .and_then(|h| cookie(h, name.as_bytes())),
             };
             match raw {
-                Some(raw) if !raw.is_empty() => return parse(raw).map(Some),
+                Some(raw) if !raw.is_empty() => return parse(raw, formats).map(Some),
                 _ => continue,
             }
         }
@@ -101,14 +111,14 @@ impl TokenReader {
     }
 }
 
-fn parse(raw: &[u8]) -> Result<Token, MalformedToken> {
+fn parse(raw: &[u8], formats: TokenFormats) -> Result<Token, MalformedToken> {
     // Oversized input is refused before any UTF-8 or alphabet work.
     if raw.len() > MAX_TOKEN_LEN {
         return Err(MalformedToken);
     }
     std::str::from_utf8(raw)
         .map_err(|_| MalformedToken)
-        .and_then(Token::parse)
+        .and_then(|text| Token::parse_as(text, formats))
 }
 
 /// `<token>` or `Bearer <token>` (scheme case-insensitive).

@@ -57,16 +57,31 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
 
     #[test]
-    fn token_parse_accepts_exactly_the_documented_shape(text in any::<String>()) {
+    fn token_parse_accepts_exactly_the_documented_shapes(text in any::<String>()) {
         let accepted = Token::parse(&text).is_ok();
-        let shape = (16..=256).contains(&text.len()) && text.bytes().all(token_alphabet);
-        prop_assert_eq!(accepted, shape);
+        let hex32 = text.len() == 32 && text.bytes().all(|b| b.is_ascii_hexdigit());
+        let uuid = text.len() == 36
+            && text.bytes().enumerate().all(|(i, b)| {
+                if [8, 13, 18, 23].contains(&i) { b == b'-' } else { b.is_ascii_hexdigit() }
+            });
+        let compact = text.len() == 22 && text.bytes().all(token_alphabet);
+        prop_assert_eq!(accepted, hex32 || uuid || compact);
     }
 
     #[test]
-    fn token_like_strings_round_trip(text in "[A-Za-z0-9_-]{16,256}") {
+    fn issued_token_forms_round_trip(
+        text in "[0-9a-fA-F]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[A-Za-z0-9_-]{22}"
+    ) {
         let token = Token::parse(&text).unwrap();
         prop_assert_eq!(token.expose(), text.as_str());
+    }
+
+    #[test]
+    fn custom_forms_accept_exactly_their_range(text in "[A-Za-z0-9_-]{1,300}") {
+        let custom = keygate::TokenFormats::none()
+            .with(keygate::TokenFormat::Custom { min_len: 16, max_len: 256 });
+        let accepted = Token::parse_as(&text, custom).is_ok();
+        prop_assert_eq!(accepted, (16..=256).contains(&text.len()));
     }
 
     #[test]
@@ -170,11 +185,16 @@ fn malformed_tokens_cost_no_store_call() {
         async fn exists(&self, k: &[&str]) -> keygate::Result<Vec<bool>> {
             self.0.exists(k).await
         }
-        async fn index_add(&self, i: &str, m: &str, c: i64, t: Option<u64>) -> keygate::Result<()> {
+        async fn index_add(&self, i: &str, m: &str, c: i64, t: u64) -> keygate::Result<()> {
             self.0.index_add(i, m, c, t).await
         }
-        async fn index_members(&self, i: &str) -> keygate::Result<Vec<(String, i64)>> {
-            self.0.index_members(i).await
+        async fn index_page(
+            &self,
+            i: &str,
+            offset: usize,
+            count: usize,
+        ) -> keygate::Result<Vec<(String, i64)>> {
+            self.0.index_page(i, offset, count).await
         }
         async fn index_remove(&self, i: &str, m: &[&str]) -> keygate::Result<()> {
             self.0.index_remove(i, m).await

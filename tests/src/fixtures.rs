@@ -107,10 +107,16 @@ pub fn commands_since_reset(server: &RedisServer) -> Vec<(String, u64)> {
     calls
 }
 
-/// The commands one authenticated request of the Java layout must cost: `HGETALL` and
-/// `PEXPIRE`, pipelined in one round trip.
+/// The commands one authenticated request of the Java layout must cost: one script call
+/// (one round trip) that checks the key's `TYPE` before `PEXPIRE` and `HGETALL`, so that a
+/// key of another type is never touched.
 pub fn one_hash_touch() -> Vec<(String, u64)> {
-    vec![("hgetall".to_owned(), 1), ("pexpire".to_owned(), 1)]
+    vec![
+        ("evalsha".to_owned(), 1),
+        ("hgetall".to_owned(), 1),
+        ("pexpire".to_owned(), 1),
+        ("type".to_owned(), 1),
+    ]
 }
 
 /// A real backend for suites that run on both: the embedded store, or a private Redis.

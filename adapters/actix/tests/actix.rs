@@ -312,6 +312,8 @@ async fn an_authenticated_request_costs_one_round_trip() {
     let app = app!(java_gate(&server).await);
     let user = JavaUser::new(77);
     let token = login_as!(&app, &user);
+    // The first call of the touch script on a fresh server loads it (NOSCRIPT, then EVAL).
+    send(&app, with_token("/me", &token).to_request()).await;
 
     // Wrapped once, and wrapped twice (app and scope): the same single load-and-touch.
     for path in ["/me", "/nested/me"] {

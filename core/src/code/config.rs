@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 /// Code prefix, TTL and abuse limits. Defaults: `login:code:`, 120 s, a 60 s resend
-/// cooldown, 10 sends per phone per 24 hours, 5 wrong tries per code.
+/// cooldown, 10 sends per phone per 24-hour window (a fixed window from the first send), 5
+/// wrong tries per code.
 #[derive(Clone)]
 pub struct CodeConfig {
     pub(crate) prefix: String,

@@ -17,7 +17,8 @@ use crate::config::millis;
 use crate::http::Envelope;
 use crate::token::to_hex;
 
-/// The sliding window of the daily cap.
+/// The window of the daily cap: a fixed window that starts with the phone's first send and
+/// lasts 24 hours (the count key's TTL); the next send after it starts a new window.
 const DAY: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// Longest candidate code sent to the backend; longer input can never match.
@@ -31,13 +32,13 @@ pub enum CodeError {
     #[error("invalid phone number")]
     InvalidPhone,
     /// A code was sent to this phone too recently (429).
-    #[error("a code was sent recently; retry in {} s", retry_after.as_secs().max(1))]
+    #[error("a code was sent recently; retry in {} s", crate::http::retry_after_secs(*retry_after))]
     Cooldown {
         /// When a resend is allowed.
         retry_after: Duration,
     },
     /// Too many codes were sent to this phone in 24 hours (429).
-    #[error("too many codes today; retry in {} s", retry_after.as_secs().max(1))]
+    #[error("too many codes today; retry in {} s", crate::http::retry_after_secs(*retry_after))]
     DailyLimit {
         /// When the window frees a send.
         retry_after: Duration,
@@ -144,6 +145,10 @@ impl Codes {
         sender: Arc<dyn CodeSender>,
         config: CodeConfig,
     ) -> Result<Self, Error> {
+        crate::config::check_ttl("code TTL", config.ttl)?;
+        if !config.cooldown.is_zero() {
+            crate::config::check_ttl("code cooldown", config.cooldown)?;
+        }
         if config
             .prefix
             .chars()

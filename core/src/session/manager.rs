@@ -18,6 +18,10 @@ use crate::{Error, Result, Token};
 /// overwriting someone's session.
 const CREATE_ATTEMPTS: usize = 3;
 
+/// Most index entries one call reads, checks or removes at once: `list`, `destroy_all` and
+/// the pruning at login work through a user's index in pages of this size.
+pub const INDEX_BATCH: usize = 256;
+
 /// Creates, loads, updates and destroys sessions holding a `T`.
 ///
 /// Cheap to clone (an `Arc` inside); build it once at start-up and share it.
@@ -52,6 +56,7 @@ struct Inner {
     store: Arc<dyn SessionStore>,
     idle_ms: u64,
     lifetime_ms: Option<u64>,
+    index_ttl_ms: u64,
 }
 
 impl<T> Clone for SessionManager<T> {
@@ -96,6 +101,7 @@ where
             inner: Arc::new(Inner {
                 idle_ms: millis(config.idle_ttl()),
                 lifetime_ms: config.absolute_lifetime().map(millis),
+                index_ttl_ms: millis(config.index_ttl()),
                 config,
                 store,
             }),
@@ -114,42 +120,52 @@ where
 
     /// Creates a session for `user` holding `data` and returns its new token. The session
     /// is registered in the user's index (for [`list`](Self::list) and
-    /// [`destroy_all`](Self::destroy_all)); with a per-user cap the oldest sessions beyond
-    /// it end.
+    /// [`destroy_all`](Self::destroy_all)), whose entries of ended sessions are pruned on
+    /// the way; with a per-user cap the oldest sessions beyond it end.
     pub async fn create(&self, user: &UserId, data: &T) -> Result<Token> {
         let inner = &*self.inner;
-        let value = codec::encode(inner.config.codec(), data)?;
+        let value = self.encode(data)?;
+        let index = index_key(&inner.config, user);
+        for _ in 0..CREATE_ATTEMPTS {
+            let token = Token::generate_as(inner.config.token_encoding())?;
+            let keys = self.keys(&token);
+            let key_ref = SessionKeyRef {
+                session: &keys.session,
+                deadline: keys.deadline.as_deref(),
+            };
+            if !inner
+                .store
+                .insert(key_ref, &value, inner.idle_ms, inner.lifetime_ms)
+                .await?
+            {
+                continue;
+            }
+            // Session first, index entry second: a `list`, cap or `destroy_all` running in
+            // between cannot prune an entry whose session does not exist yet (the entry
+            // would be lost and the session invisible to "log out everywhere" for good).
+            // If indexing fails, the token is never handed out and the session idles away.
+            inner
+                .store
+                .index_add(&index, &keys.id, now_micros(), inner.index_ttl_ms)
+                .await?;
+            match inner.config.max_sessions_per_user() {
+                Some(cap) => self.evict_beyond(&index, cap).await?,
+                None => self.prune_page(&index, 0).await.map(|_| ())?,
+            }
+            return Ok(token);
+        }
+        Err(Error::Random("generated tokens keep colliding".into()))
+    }
+
+    /// Encodes session data; a hash needs at least one field (an empty hash is no key).
+    fn encode(&self, data: &T) -> Result<StoredValue> {
+        let value = codec::encode(self.inner.config.codec(), data)?;
         if matches!(&value, StoredValue::Hash(fields) if fields.is_empty()) {
             return Err(Error::Encode(
                 "the hash codec needs at least one non-null field".into(),
             ));
         }
-        let index = index_key(&inner.config, user);
-        for _ in 0..CREATE_ATTEMPTS {
-            let token = Token::generate_as(inner.config.token_encoding())?;
-            let keys = self.keys(&token);
-            // Index first: an index entry without a session is pruned later, while a
-            // session missing from the index would survive "log out everywhere".
-            inner
-                .store
-                .index_add(&index, &keys.id, now_micros(), inner.lifetime_ms)
-                .await?;
-            let key_ref = SessionKeyRef {
-                session: &keys.session,
-                deadline: keys.deadline.as_deref(),
-            };
-            if inner
-                .store
-                .insert(key_ref, &value, inner.idle_ms, inner.lifetime_ms)
-                .await?
-            {
-                if let Some(cap) = inner.config.max_sessions_per_user() {
-                    self.evict_beyond(&index, cap).await?;
-                }
-                return Ok(token);
-            }
-        }
-        Err(Error::Random("generated tokens keep colliding".into()))
+        Ok(value)
     }
 
     /// Loads the session of `token` and resets its idle TTL, in one round trip.
@@ -193,7 +209,7 @@ where
     /// `false` when the session no longer exists, so a concurrent logout is never undone.
     /// Prefer [`update`](Self::update) when other requests may change the same session.
     pub async fn replace(&self, token: &Token, data: &T) -> Result<bool> {
-        let value = codec::encode(self.inner.config.codec(), data)?;
+        let value = self.encode(data)?;
         self.inner
             .store
             .replace(&self.keys(token).session, &value)
@@ -206,7 +222,7 @@ where
     /// survive; with the JSON codec the write happens only if nobody changed the data since
     /// it was loaded ([`UpdateOutcome::Conflict`] otherwise).
     pub async fn update(&self, session: &Session<T>, data: &T) -> Result<UpdateOutcome> {
-        let value = codec::encode(self.inner.config.codec(), data)?;
+        let value = self.encode(data)?;
         self.inner
             .store
             .update(
@@ -228,7 +244,8 @@ where
                 deadline: keys.deadline.as_deref(),
             }])
             .await?;
-        // The user's index entry goes at the next list, create or destroy_all.
+        // The user's index entry goes at the user's next login, list or destroy_all (the
+        // token does not tell whose it is).
         Ok(removed > 0)
     }
 
@@ -248,17 +265,41 @@ where
 
     /// Ends every session of `user`; returns how many were live.
     pub async fn destroy_all(&self, user: &UserId) -> Result<u64> {
-        let config = &self.inner.config;
-        let index = index_key(config, user);
-        let members = self.inner.store.index_members(&index).await?;
-        self.remove_members(&index, members.into_iter().map(|(id, _)| id).collect())
-            .await
+        let index = index_key(&self.inner.config, user);
+        let mut removed = 0;
+        loop {
+            // Each page is removed from the index, so the next one starts at rank 0 again.
+            let page = self.inner.store.index_page(&index, 0, INDEX_BATCH).await?;
+            let full = page.len() == INDEX_BATCH;
+            removed += self
+                .remove_members(&index, page.into_iter().map(|(id, _)| id).collect())
+                .await?;
+            if !full {
+                return Ok(removed);
+            }
+        }
     }
 
     /// Index members whose session still exists, oldest first; prunes the others.
     async fn live_members(&self, index: &str) -> Result<Vec<(String, i64)>> {
+        let mut live = Vec::new();
+        let mut offset = 0;
+        loop {
+            let (alive, full) = self.prune_page(index, offset).await?;
+            offset += alive.len();
+            live.extend(alive);
+            if !full {
+                return Ok(live);
+            }
+        }
+    }
+
+    /// Checks one page of the index from rank `offset`: removes the entries of ended
+    /// sessions and returns the live ones, with whether the page was full.
+    async fn prune_page(&self, index: &str, offset: usize) -> Result<(Vec<(String, i64)>, bool)> {
         let store = &self.inner.store;
-        let members = store.index_members(index).await?;
+        let members = store.index_page(index, offset, INDEX_BATCH).await?;
+        let full = members.len() == INDEX_BATCH;
         let keys: Vec<SessionKeys> = members
             .iter()
             .map(|(id, _)| SessionKeys::for_id(&self.inner.config, id.clone()))
@@ -271,15 +312,18 @@ where
             .partition(|(_, exists)| *exists);
         let dead: Vec<&str> = dead.iter().map(|((id, _), _)| id.as_str()).collect();
         store.index_remove(index, &dead).await?;
-        Ok(live.into_iter().map(|(member, _)| member).collect())
+        Ok((live.into_iter().map(|(member, _)| member).collect(), full))
     }
 
     /// Ends the oldest live sessions beyond `cap`.
     async fn evict_beyond(&self, index: &str, cap: usize) -> Result<()> {
         let live = self.live_members(index).await?;
         let excess = live.len().saturating_sub(cap);
-        let oldest = live.into_iter().take(excess).map(|(id, _)| id).collect();
-        self.remove_members(index, oldest).await.map(|_| ())
+        let oldest: Vec<String> = live.into_iter().take(excess).map(|(id, _)| id).collect();
+        for batch in oldest.chunks(INDEX_BATCH) {
+            self.remove_members(index, batch.to_vec()).await?;
+        }
+        Ok(())
     }
 
     async fn remove_members(&self, index: &str, ids: Vec<String>) -> Result<u64> {

@@ -5,7 +5,7 @@ mod manager;
 use std::fmt;
 use std::ops::Deref;
 
-pub use manager::SessionManager;
+pub use manager::{INDEX_BATCH, SessionManager};
 
 use crate::Token;
 use crate::codec::StoredValue;

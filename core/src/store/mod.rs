@@ -88,18 +88,24 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Which of these keys exist.
     async fn exists(&self, keys: &[&str]) -> Result<Vec<bool>>;
 
-    /// Adds a member to a per-user index with its creation time (unix µs); sets the index
-    /// key's TTL when given.
+    /// Adds a member to a per-user index with its creation time (unix µs) and sets the
+    /// index key's TTL, in one round trip.
     async fn index_add(
         &self,
         index: &str,
         member: &str,
-        created_ms: i64,
-        ttl_ms: Option<u64>,
+        created_us: i64,
+        ttl_ms: u64,
     ) -> Result<()>;
 
-    /// The index's members with their creation times, oldest first.
-    async fn index_members(&self, index: &str) -> Result<Vec<(String, i64)>>;
+    /// At most `count` of the index's members with their creation times, oldest first,
+    /// starting at rank `offset`.
+    async fn index_page(
+        &self,
+        index: &str,
+        offset: usize,
+        count: usize,
+    ) -> Result<Vec<(String, i64)>>;
 
     /// Removes members from an index.
     async fn index_remove(&self, index: &str, members: &[&str]) -> Result<()>;

@@ -86,7 +86,7 @@ impl Reply {
         Self::with_retry(
             error.status(),
             error.body(),
-            error.retry_after().map(|d| d.as_secs().max(1)),
+            error.retry_after().map(keygate::http::retry_after_secs),
         )
     }
 
@@ -134,7 +134,11 @@ mod tests {
         let r = Reply::code(&CodeError::Cooldown {
             retry_after: Duration::from_millis(59_500),
         });
-        assert_eq!((r.status, r.retry_after), (429, Some(59)));
+        assert_eq!(
+            (r.status, r.retry_after),
+            (429, Some(60)),
+            "59.5 s rounds up"
+        );
         assert_eq!(Reply::route_not_found().status, 404);
     }
 }

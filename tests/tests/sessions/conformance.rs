@@ -293,13 +293,18 @@ impl SessionStore for Counting {
         self.calls.fetch_add(1, Ordering::SeqCst);
         self.inner.exists(k).await
     }
-    async fn index_add(&self, i: &str, m: &str, c: i64, t: Option<u64>) -> keygate::Result<()> {
+    async fn index_add(&self, i: &str, m: &str, c: i64, t: u64) -> keygate::Result<()> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         self.inner.index_add(i, m, c, t).await
     }
-    async fn index_members(&self, i: &str) -> keygate::Result<Vec<(String, i64)>> {
+    async fn index_page(
+        &self,
+        i: &str,
+        offset: usize,
+        count: usize,
+    ) -> keygate::Result<Vec<(String, i64)>> {
         self.calls.fetch_add(1, Ordering::SeqCst);
-        self.inner.index_members(i).await
+        self.inner.index_page(i, offset, count).await
     }
     async fn index_remove(&self, i: &str, m: &[&str]) -> keygate::Result<()> {
         self.calls.fetch_add(1, Ordering::SeqCst);

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod conformance;
+mod edges;
 mod redis_only;
 mod support;
 
@@ -22,3 +23,14 @@ keygate_tests::on_both_backends!(crate::conformance:
     corrupt_data_is_no_session,
     concurrent_creates_and_loads,
 );
+
+mod edge_cases {
+    keygate_tests::on_both_backends!(crate::edges:
+    missing_deadline_key_ends_the_session,
+    create_racing_with_list_stays_indexed,
+    create_racing_with_destroy_all_stays_indexed,
+    index_work_per_call_is_bounded,
+    create_prunes_ended_sessions_from_the_index,
+        hash_update_removing_every_field_is_refused,
+    );
+}

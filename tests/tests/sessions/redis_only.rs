@@ -130,7 +130,7 @@ async fn load_is_one_round_trip_and_nothing_else() {
         (
             &hash,
             &hash_token,
-            vec![("hgetall".to_owned(), 1), ("pexpire".to_owned(), 1)],
+            keygate_tests::fixtures::one_hash_touch(),
         ),
         (
             &deadline,
@@ -423,4 +423,143 @@ async fn compact_tokens_make_smaller_sessions() {
     let (hex_bytes, compact_bytes) = (usage(&hex_token), usage(&compact_token));
     eprintln!("bytes per session: hex {hex_bytes}, compact {compact_bytes}");
     assert!(compact_bytes < hex_bytes, "{compact_bytes} < {hex_bytes}");
+}
+
+/// With the Node layout's prefix, a persistent key `myapp_user_profile_598` could be named
+/// as a token and got a 30-minute TTL (issue 14). Tokens come in the forms that are issued,
+/// and a key of the wrong type is never touched.
+#[tokio::test]
+async fn load_never_touches_a_key_that_is_not_a_session() {
+    use keygate::{Keygate, RequestParts};
+
+    struct Query(String);
+    impl RequestParts for Query {
+        fn header(&self, _: &str) -> Option<&[u8]> {
+            None
+        }
+        fn query(&self) -> Option<&str> {
+            Some(&self.0)
+        }
+    }
+
+    let server = RedisServer::start();
+    let _: () = server.query(redis::cmd("SET").arg("myapp_user_profile_598").arg("{}"));
+    let node = Keygate::new(manager::<NodeUser>(&server, SessionConfig::node_seed("myapp")).await);
+    server.reset_stats();
+    let rejection = node
+        .resolve(&Query("tokenid=user_profile_598".into()))
+        .await
+        .unwrap_err();
+    assert_eq!(rejection, keygate::http::Rejection::MalformedToken);
+    assert!(commands_since_reset(&server).is_empty(), "no command sent");
+    assert_eq!(
+        pttl(&server, "myapp_user_profile_598"),
+        -1,
+        "still persistent"
+    );
+
+    // A key of the wrong type under a well-formed token: read as no session, TTL untouched.
+    let token = Token::generate().unwrap();
+    let string_key = format!("login:token:{}", token.expose());
+    let _: () = server.query(redis::cmd("SET").arg(&string_key).arg("not a hash"));
+    let java = manager::<JavaUser>(&server, SessionConfig::java_seed()).await;
+    assert!(java.load(&token).await.unwrap().is_none());
+    assert_eq!(pttl(&server, &string_key), -1, "wrong type left alone");
+    let hash_key = format!("myapp_{}", token.expose());
+    let _: () = server.query(redis::cmd("HSET").arg(&hash_key).arg("a").arg("b"));
+    let json = manager::<NodeUser>(&server, SessionConfig::node_seed("myapp")).await;
+    assert!(json.load(&token).await.unwrap().is_none());
+    assert_eq!(pttl(&server, &hash_key), -1, "wrong type left alone");
+
+    // Other forms only by explicit configuration.
+    let custom = SessionConfig::node_seed("myapp").with_token_formats(
+        keygate::TokenFormats::standard().with(keygate::TokenFormat::Custom {
+            min_len: 16,
+            max_len: 64,
+        }),
+    );
+    let wide = Keygate::new(manager::<NodeUser>(&server, custom).await);
+    assert_eq!(
+        wide.resolve(&Query("tokenid=user_profile_598".into()))
+            .await
+            .unwrap_err(),
+        keygate::http::Rejection::NoSession,
+        "a custom form reaches Redis"
+    );
+}
+
+/// In the deadline key's last millisecond `PTTL` answers 0 while the session still exists;
+/// the touch script then granted the full idle TTL and the session slid forever.
+#[tokio::test]
+async fn deadline_in_its_last_millisecond_ends_the_session() {
+    let server = RedisServer::start();
+    let m = manager::<JavaUser>(
+        &server,
+        SessionConfig::java_seed().with_absolute_lifetime(Duration::from_millis(5)),
+    )
+    .await;
+    for trial in 0..3 {
+        let user = JavaUser::new(trial);
+        let token = m.create(&user.user_id(), &user).await.unwrap();
+        let key = format!("login:token:{}", token.expose());
+        let started = Instant::now();
+        // Touch in a tight loop across the deadline.
+        while started.elapsed() < Duration::from_millis(50) {
+            let _ = m.load(&token).await.unwrap();
+        }
+        assert!(
+            m.load(&token).await.unwrap().is_none(),
+            "trial {trial}: past its lifetime"
+        );
+        let left = pttl(&server, &key);
+        assert!(
+            left <= 5,
+            "trial {trial}: the session slid on with {left} ms"
+        );
+    }
+}
+
+/// Every per-user index key expires: with a lifetime after it, otherwise after the
+/// retention, counted from the user's last login.
+#[tokio::test]
+async fn index_keys_expire() {
+    let server = RedisServer::start();
+    let user = JavaUser::new(1);
+    let index = "keygate:user-sessions:1";
+    let plain = manager::<JavaUser>(&server, SessionConfig::java_seed()).await;
+    plain.create(&user.user_id(), &user).await.unwrap();
+    let days_30 = 30 * 24 * 3600 * 1000;
+    let left = pttl(&server, index);
+    assert!(
+        (days_30 - 5000..=days_30).contains(&left),
+        "30 days, got {left} ms"
+    );
+
+    let capped = manager::<JavaUser>(
+        &server,
+        SessionConfig::java_seed().with_absolute_lifetime(Duration::from_secs(3600)),
+    )
+    .await;
+    capped.create(&user.user_id(), &user).await.unwrap();
+    let left = pttl(&server, index);
+    assert!(
+        (3_595_000..=3_600_000).contains(&left),
+        "the lifetime, got {left} ms"
+    );
+}
+
+/// Out-of-range durations are refused when the configuration is built, not by every
+/// command afterwards.
+#[tokio::test]
+async fn out_of_range_durations_are_refused_up_front() {
+    let server = RedisServer::start();
+    let store = redis_store(&server).await;
+    for config in [
+        SessionConfig::java_seed().with_idle_ttl(Duration::MAX),
+        SessionConfig::java_seed().with_absolute_lifetime(Duration::MAX),
+        SessionConfig::java_seed().with_idle_ttl(Duration::ZERO),
+    ] {
+        let error = SessionManager::<JavaUser>::new(store.clone(), config).unwrap_err();
+        assert!(matches!(error, Error::Config(_)), "{error:?}");
+    }
 }

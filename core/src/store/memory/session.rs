@@ -58,12 +58,12 @@ impl SessionStore for MemoryStore {
         Ok(self.with_db(|db| {
             let now = Instant::now();
             let mut ttl = Duration::from_millis(idle_ms);
-            if let Some(left) = keys
-                .deadline
-                .and_then(|d| db.get(d))
-                .and_then(|entry| entry.ttl(now))
-            {
-                ttl = ttl.min(left);
+            if let Some(deadline) = keys.deadline {
+                // A deadline key that is gone or has no expiry left ends the session.
+                match db.get(deadline).and_then(|entry| entry.ttl(now)) {
+                    Some(left) if !left.is_zero() => ttl = ttl.min(left),
+                    _ => return Fetched::Missing,
+                }
             }
             let Some(entry) = db.get(keys.session) else {
                 return Fetched::Missing;
@@ -143,8 +143,8 @@ impl SessionStore for MemoryStore {
         &self,
         index: &str,
         member: &str,
-        created_ms: i64,
-        ttl_ms: Option<u64>,
+        created_us: i64,
+        ttl_ms: u64,
     ) -> Result<()> {
         self.with_db(|db| {
             let mut members = match db.get(index).map(|e| &e.value) {
@@ -152,22 +152,27 @@ impl SessionStore for MemoryStore {
                 _ => Vec::new(),
             };
             members.retain(|(m, _)| m != member);
-            members.push((member.to_owned(), created_ms));
-            let ttl = match ttl_ms {
-                Some(ms) => Some(Duration::from_millis(ms)),
-                None => db.get(index).and_then(|e| e.ttl(Instant::now())),
-            };
-            db.set(index, Value::ZSet(members), ttl);
+            members.push((member.to_owned(), created_us));
+            db.set(
+                index,
+                Value::ZSet(members),
+                Some(Duration::from_millis(ttl_ms)),
+            );
         });
         Ok(())
     }
 
-    async fn index_members(&self, index: &str) -> Result<Vec<(String, i64)>> {
+    async fn index_page(
+        &self,
+        index: &str,
+        offset: usize,
+        count: usize,
+    ) -> Result<Vec<(String, i64)>> {
         Ok(self.with_db(|db| match db.get(index).map(|e| &e.value) {
             Some(Value::ZSet(members)) => {
                 let mut members = members.clone();
                 members.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
-                members
+                members.into_iter().skip(offset).take(count).collect()
             }
             _ => Vec::new(),
         }))

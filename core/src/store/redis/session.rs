@@ -129,36 +129,24 @@ impl SessionStore for RedisStore {
         idle_ms: u64,
     ) -> Result<Fetched> {
         let mut conn = self.conn();
-        match (keys.deadline, codec) {
-            (None, Codec::Json) => {
-                let mut cmd = redis::cmd("GETEX");
-                cmd.arg(keys.session).arg("PX").arg(idle_ms);
-                let reply = self.bounded(cmd.query_async(&mut conn)).await;
-                corrupt_on_wrong_type(reply, json_fetched)
-            }
-            (None, Codec::Hash) => {
-                let mut pipe = redis::pipe();
-                pipe.cmd("HGETALL")
-                    .arg(keys.session)
-                    .cmd("PEXPIRE")
-                    .arg(keys.session)
-                    .arg(idle_ms)
-                    .ignore();
-                let reply: Result<(Vec<(Vec<u8>, Vec<u8>)>,)> =
-                    self.bounded(pipe.query_async(&mut conn)).await;
-                corrupt_on_wrong_type(reply, |(pairs,)| hash_fetched(pairs))
-            }
-            (Some(deadline), _) => {
-                let mut invocation = SESSION_TOUCH.prepare_invoke();
-                invocation
-                    .key(keys.session)
-                    .key(deadline)
-                    .arg(codec_arg(codec))
-                    .arg(idle_ms);
-                let reply = self.bounded(invocation.invoke_async(&mut conn)).await?;
-                script_fetched(codec, reply)
-            }
+        if let (None, Codec::Json) = (keys.deadline, codec) {
+            // GETEX checks the type before it touches: a key of another type answers
+            // WRONGTYPE and keeps its TTL.
+            let mut cmd = redis::cmd("GETEX");
+            cmd.arg(keys.session).arg("PX").arg(idle_ms);
+            let reply = self.bounded(cmd.query_async(&mut conn)).await;
+            return corrupt_on_wrong_type(reply, json_fetched);
         }
+        // A hash (whose type must be checked before PEXPIRE) or a session with a deadline:
+        // one script, one round trip.
+        let mut invocation = SESSION_TOUCH.prepare_invoke();
+        invocation.key(keys.session);
+        if let Some(deadline) = keys.deadline {
+            invocation.key(deadline);
+        }
+        invocation.arg(codec_arg(codec)).arg(idle_ms);
+        let reply = self.bounded(invocation.invoke_async(&mut conn)).await?;
+        script_fetched(codec, reply)
     }
 
     async fn replace(&self, key: &str, value: &StoredValue) -> Result<bool> {
@@ -269,25 +257,37 @@ impl SessionStore for RedisStore {
         &self,
         index: &str,
         member: &str,
-        created_ms: i64,
-        ttl_ms: Option<u64>,
+        created_us: i64,
+        ttl_ms: u64,
     ) -> Result<()> {
         let mut pipe = redis::pipe();
         pipe.cmd("ZADD")
             .arg(index)
-            .arg(created_ms)
+            .arg(created_us)
             .arg(member)
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(index)
+            .arg(ttl_ms)
             .ignore();
-        if let Some(ttl) = ttl_ms {
-            pipe.cmd("PEXPIRE").arg(index).arg(ttl).ignore();
-        }
         let mut conn = self.conn();
         self.bounded(pipe.query_async::<()>(&mut conn)).await
     }
 
-    async fn index_members(&self, index: &str) -> Result<Vec<(String, i64)>> {
+    async fn index_page(
+        &self,
+        index: &str,
+        offset: usize,
+        count: usize,
+    ) -> Result<Vec<(String, i64)>> {
+        if count == 0 {
+            return Ok(Vec::new());
+        }
         let mut cmd = redis::cmd("ZRANGE");
-        cmd.arg(index).arg(0).arg(-1).arg("WITHSCORES");
+        cmd.arg(index)
+            .arg(offset)
+            .arg(offset + count - 1)
+            .arg("WITHSCORES");
         let mut conn = self.conn();
         let members: Vec<(String, f64)> = self.bounded(cmd.query_async(&mut conn)).await?;
         // Scores are unix microseconds, exact in an f64 (below 2^53).

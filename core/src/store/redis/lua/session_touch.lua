@@ -1,7 +1,9 @@
--- Load-and-touch for sessions with an absolute lifetime: the idle TTL is capped by what is
--- left of the deadline key's TTL, so the session dies at its deadline however active.
--- A session without a deadline key (written by another service) only slides.
--- KEYS[1] session key, KEYS[2] deadline key; ARGV[1] codec, ARGV[2] idle TTL ms.
+-- Load-and-touch of a session that needs a check before its TTL may be reset: a hash
+-- session (the type must be checked first, so that a key of another type is never
+-- touched) and any session with an absolute lifetime (its idle TTL is capped by what is
+-- left of the deadline key's TTL, so it dies at its deadline however active).
+-- KEYS[1] session key, KEYS[2] deadline key (only with an absolute lifetime);
+-- ARGV[1] codec, ARGV[2] idle TTL ms.
 -- Reply: {'missing'} | {'wrongtype', type} | {'ok', json} | {'ok', field, value, ...}
 local kind = redis.call('TYPE', KEYS[1])['ok']
 if kind == 'none' then
@@ -13,8 +15,15 @@ if kind ~= want then
   return {'wrongtype', kind}
 end
 local ttl = tonumber(ARGV[2])
-local left = redis.call('PTTL', KEYS[2])
-if left > 0 and left < ttl then ttl = left end
+if KEYS[2] then
+  -- PTTL is -2 when the deadline key is gone (expired or evicted), -1 when it lost its
+  -- expiry, and 0 in its last millisecond: in every such case the session is over.
+  local left = redis.call('PTTL', KEYS[2])
+  if left <= 0 then
+    return {'missing'}
+  end
+  if left < ttl then ttl = left end
+end
 redis.call('PEXPIRE', KEYS[1], ttl)
 if want == 'string' then
   return {'ok', redis.call('GET', KEYS[1])}

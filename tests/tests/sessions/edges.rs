@@ -1,0 +1,277 @@
+//! Edges found by review (issue 14): each case failed before its fix.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use keygate::store::SessionKeyRef;
+use keygate::{
+    Codec, Error, Fetched, SessionConfig, SessionManager, SessionStore, StoredValue, UpdateOutcome,
+    UserId,
+};
+use keygate_tests::fixtures::{Backend, JavaUser};
+
+use crate::support::Managers;
+
+fn alice() -> UserId {
+    UserId::new("alice").unwrap()
+}
+
+fn with_lifetime() -> SessionConfig {
+    SessionConfig::java_seed()
+        .with_idle_ttl(Duration::from_secs(60))
+        .with_absolute_lifetime(Duration::from_secs(60))
+}
+
+/// A session whose deadline key is gone (evicted, or expired in its last millisecond) is
+/// over: it is not served and its idle TTL is not renewed.
+pub async fn missing_deadline_key_ends_the_session(b: &Backend) {
+    let m = b.manager::<JavaUser>(with_lifetime());
+    let token = m.create(&alice(), &JavaUser::new(1)).await.unwrap();
+    assert!(m.load(&token).await.unwrap().is_some());
+    let deadline = format!("keygate:deadline:{{login:token:{}}}", token.expose());
+    let removed = b
+        .sessions()
+        .remove(&[SessionKeyRef {
+            session: &deadline,
+            deadline: None,
+        }])
+        .await
+        .unwrap();
+    assert_eq!(removed, 1, "the deadline key existed");
+    assert!(
+        m.load(&token).await.unwrap().is_none(),
+        "no deadline key, no session"
+    );
+}
+
+/// What a store does between a create's steps: runs another request of the same user.
+#[derive(Clone, Copy)]
+enum Interleave {
+    List,
+    DestroyAll,
+}
+
+/// Runs `interleave` for alice just before every insert reaches the store.
+struct Racing {
+    inner: Arc<dyn SessionStore>,
+    interleave: Interleave,
+    other: OnceLock<SessionManager<JavaUser>>,
+}
+
+#[async_trait]
+impl SessionStore for Racing {
+    async fn insert(
+        &self,
+        k: SessionKeyRef<'_>,
+        v: &StoredValue,
+        i: u64,
+        l: Option<u64>,
+    ) -> keygate::Result<bool> {
+        if let Some(other) = self.other.get() {
+            match self.interleave {
+                Interleave::List => drop(other.list(&alice(), None).await?),
+                Interleave::DestroyAll => drop(other.destroy_all(&alice()).await?),
+            }
+        }
+        self.inner.insert(k, v, i, l).await
+    }
+    async fn load_and_touch(
+        &self,
+        k: SessionKeyRef<'_>,
+        c: Codec,
+        i: u64,
+    ) -> keygate::Result<Fetched> {
+        self.inner.load_and_touch(k, c, i).await
+    }
+    async fn replace(&self, k: &str, v: &StoredValue) -> keygate::Result<bool> {
+        self.inner.replace(k, v).await
+    }
+    async fn update(
+        &self,
+        k: &str,
+        o: &StoredValue,
+        n: &StoredValue,
+    ) -> keygate::Result<UpdateOutcome> {
+        self.inner.update(k, o, n).await
+    }
+    async fn remove(&self, s: &[SessionKeyRef<'_>]) -> keygate::Result<u64> {
+        self.inner.remove(s).await
+    }
+    async fn exists(&self, k: &[&str]) -> keygate::Result<Vec<bool>> {
+        self.inner.exists(k).await
+    }
+    async fn index_add(&self, i: &str, m: &str, c: i64, t: u64) -> keygate::Result<()> {
+        self.inner.index_add(i, m, c, t).await
+    }
+    async fn index_page(
+        &self,
+        i: &str,
+        offset: usize,
+        count: usize,
+    ) -> keygate::Result<Vec<(String, i64)>> {
+        self.inner.index_page(i, offset, count).await
+    }
+    async fn index_remove(&self, i: &str, m: &[&str]) -> keygate::Result<()> {
+        self.inner.index_remove(i, m).await
+    }
+}
+
+fn racing(b: &Backend, interleave: Interleave) -> SessionManager<JavaUser> {
+    let config = SessionConfig::java_seed();
+    let store = Arc::new(Racing {
+        inner: b.sessions(),
+        interleave,
+        other: OnceLock::new(),
+    });
+    let other = SessionManager::from_shared_store(b.sessions(), config.clone()).unwrap();
+    assert!(store.other.set(other).is_ok());
+    SessionManager::from_shared_store(store, config).unwrap()
+}
+
+/// A `list` (or a cap's pruning) that runs while a login is half done must not hide the new
+/// session from the index for good.
+pub async fn create_racing_with_list_stays_indexed(b: &Backend) {
+    let m = racing(b, Interleave::List);
+    let token = m.create(&alice(), &JavaUser::new(1)).await.unwrap();
+    assert_eq!(m.list(&alice(), None).await.unwrap().len(), 1, "listed");
+    assert_eq!(m.destroy_all(&alice()).await.unwrap(), 1, "logged out");
+    assert!(m.load(&token).await.unwrap().is_none());
+}
+
+/// A login that completes after a concurrent "log out everywhere" may survive that one, but
+/// never the next.
+pub async fn create_racing_with_destroy_all_stays_indexed(b: &Backend) {
+    let m = racing(b, Interleave::DestroyAll);
+    let token = m.create(&alice(), &JavaUser::new(1)).await.unwrap();
+    assert!(m.load(&token).await.unwrap().is_some());
+    let plain = b.manager::<JavaUser>(SessionConfig::java_seed());
+    assert_eq!(plain.destroy_all(&alice()).await.unwrap(), 1);
+    assert!(m.load(&token).await.unwrap().is_none());
+}
+
+/// Counts the keys of the largest `exists` call.
+struct Widest {
+    inner: Arc<dyn SessionStore>,
+    widest: AtomicUsize,
+    pages: AtomicUsize,
+}
+
+#[async_trait]
+impl SessionStore for Widest {
+    async fn insert(
+        &self,
+        k: SessionKeyRef<'_>,
+        v: &StoredValue,
+        i: u64,
+        l: Option<u64>,
+    ) -> keygate::Result<bool> {
+        self.inner.insert(k, v, i, l).await
+    }
+    async fn load_and_touch(
+        &self,
+        k: SessionKeyRef<'_>,
+        c: Codec,
+        i: u64,
+    ) -> keygate::Result<Fetched> {
+        self.inner.load_and_touch(k, c, i).await
+    }
+    async fn replace(&self, k: &str, v: &StoredValue) -> keygate::Result<bool> {
+        self.inner.replace(k, v).await
+    }
+    async fn update(
+        &self,
+        k: &str,
+        o: &StoredValue,
+        n: &StoredValue,
+    ) -> keygate::Result<UpdateOutcome> {
+        self.inner.update(k, o, n).await
+    }
+    async fn remove(&self, s: &[SessionKeyRef<'_>]) -> keygate::Result<u64> {
+        self.widest.fetch_max(s.len(), Ordering::SeqCst);
+        self.inner.remove(s).await
+    }
+    async fn exists(&self, k: &[&str]) -> keygate::Result<Vec<bool>> {
+        self.widest.fetch_max(k.len(), Ordering::SeqCst);
+        self.inner.exists(k).await
+    }
+    async fn index_add(&self, i: &str, m: &str, c: i64, t: u64) -> keygate::Result<()> {
+        self.inner.index_add(i, m, c, t).await
+    }
+    async fn index_page(
+        &self,
+        i: &str,
+        offset: usize,
+        count: usize,
+    ) -> keygate::Result<Vec<(String, i64)>> {
+        self.pages.fetch_add(1, Ordering::SeqCst);
+        self.widest.fetch_max(count, Ordering::SeqCst);
+        self.inner.index_page(i, offset, count).await
+    }
+    async fn index_remove(&self, i: &str, m: &[&str]) -> keygate::Result<()> {
+        self.widest.fetch_max(m.len(), Ordering::SeqCst);
+        self.inner.index_remove(i, m).await
+    }
+}
+
+/// `list` and `destroy_all` over a user with many sessions work in bounded batches, and
+/// still see every session.
+pub async fn index_work_per_call_is_bounded(b: &Backend) {
+    let widest = Arc::new(Widest {
+        inner: b.sessions(),
+        widest: AtomicUsize::new(0),
+        pages: AtomicUsize::new(0),
+    });
+    let m =
+        SessionManager::<JavaUser>::from_shared_store(widest.clone(), SessionConfig::java_seed())
+            .unwrap();
+    let sessions = 700;
+    for _ in 0..sessions {
+        m.create(&alice(), &JavaUser::new(1)).await.unwrap();
+    }
+    assert_eq!(m.list(&alice(), None).await.unwrap().len(), sessions);
+    assert_eq!(m.destroy_all(&alice()).await.unwrap(), sessions as u64);
+    assert!(m.list(&alice(), None).await.unwrap().is_empty());
+    let widest = widest.widest.load(Ordering::SeqCst);
+    assert!(
+        widest <= keygate::session::INDEX_BATCH,
+        "largest call covered {widest} keys"
+    );
+}
+
+/// Logging in prunes the index entries of sessions that ended, so an index holds about as
+/// many entries as its user has live sessions, not one per login ever made.
+pub async fn create_prunes_ended_sessions_from_the_index(b: &Backend) {
+    let m = b.manager::<JavaUser>(SessionConfig::java_seed());
+    for _ in 0..20 {
+        let token = m.create(&alice(), &JavaUser::new(1)).await.unwrap();
+        m.destroy(&token).await.unwrap();
+    }
+    let live = m.create(&alice(), &JavaUser::new(1)).await.unwrap();
+    let entries = b
+        .sessions()
+        .index_page("keygate:user-sessions:alice", 0, 1000)
+        .await
+        .unwrap();
+    assert_eq!(entries.len(), 1, "only the live session is indexed");
+    assert!(m.load(&live).await.unwrap().is_some());
+}
+
+/// A hash update that would remove every field would delete the session: refused.
+pub async fn hash_update_removing_every_field_is_refused(b: &Backend) {
+    #[derive(serde::Serialize, serde::Deserialize, Clone)]
+    struct Sparse {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<u64>,
+    }
+    let m = b.manager::<Sparse>(SessionConfig::java_seed());
+    let token = m.create(&alice(), &Sparse { id: Some(1) }).await.unwrap();
+    let session = m.load(&token).await.unwrap().unwrap();
+    let error = m.update(&session, &Sparse { id: None }).await.unwrap_err();
+    assert!(matches!(error, Error::Encode(_)), "{error:?}");
+    let replaced = m.replace(&token, &Sparse { id: None }).await;
+    assert!(matches!(replaced, Err(Error::Encode(_))), "{replaced:?}");
+    let kept = m.load(&token).await.unwrap().expect("session kept");
+    assert_eq!(kept.data().id, Some(1));
+}
