@@ -12,7 +12,9 @@ use super::{AcquireOutcome, LockKeys, LockStore};
 use crate::config::millis;
 use crate::{Error, Token};
 
-/// Lease and waiting behaviour. Defaults: 30 s lease renewed every 10 s while held; waiters
+/// Lease and waiting behaviour. Defaults: 30 s lease, renewed about every 9.6 s while held,
+/// reported lost a safety margin (the store's command timeout plus 1 % of the lease plus
+/// 2 ms: 1.3 s on Redis with the default 1 s timeout) before it could end in Redis; waiters
 /// poll at most every 200 ms when no release message arrives; no replication wait.
 #[derive(Debug, Clone, Copy)]
 pub struct LockOptions {
@@ -20,6 +22,8 @@ pub struct LockOptions {
     renew: bool,
     poll_interval: Duration,
     replication: Option<(u32, Duration)>,
+    /// `None`: derived from the store's command timeout and the lease.
+    safety_margin: Option<Duration>,
 }
 
 impl Default for LockOptions {
@@ -29,6 +33,7 @@ impl Default for LockOptions {
             renew: true,
             poll_interval: Duration::from_millis(200),
             replication: None,
+            safety_margin: None,
         }
     }
 }
@@ -46,7 +51,8 @@ impl LockOptions {
     }
 
     /// Whether the guard renews the lease while held (default yes). Without renewal the
-    /// lock ends after one lease however long the work takes.
+    /// lock ends after one lease however long the work takes; the guard reports it lost a
+    /// safety margin before that ([`LockGuard::lost`]).
     pub fn with_renewal(mut self, renew: bool) -> Self {
         self.renew = renew;
         self
@@ -70,8 +76,34 @@ impl LockOptions {
         self
     }
 
+    /// How long before the lease could end in Redis the guard reports the lock lost when
+    /// no renewal was confirmed. The guard counts the lease from when it *sent* the last
+    /// successful renewal (or the acquisition), which is never later than when Redis
+    /// started it; the margin covers what that count cannot see: a clock of this process
+    /// running slower than Redis's, and a write that the work under the lock sent just
+    /// before the loss was reported (it lands or times out within the command timeout).
+    ///
+    /// The default is the store's command timeout ([`LockStore::command_timeout`]) plus
+    /// 1 % of the lease plus 2 ms. The margin used is at most a third of the lease; the
+    /// guard renews three times per lease minus margin.
+    pub fn with_safety_margin(mut self, margin: Duration) -> Self {
+        self.safety_margin = Some(margin);
+        self
+    }
+
     pub(crate) fn lease(&self) -> Duration {
         self.lease
+    }
+
+    /// The safety margin used with a store whose operations take at most
+    /// `command_timeout`.
+    pub(crate) fn effective_margin(&self, command_timeout: Duration) -> Duration {
+        let margin = self.safety_margin.unwrap_or_else(|| {
+            command_timeout
+                .saturating_add(self.lease / 100)
+                .saturating_add(Duration::from_millis(2))
+        });
+        margin.min(self.lease / 3)
     }
 
     pub(crate) fn renews(&self) -> bool {
@@ -197,8 +229,9 @@ impl Locks {
     pub async fn try_acquire(&self, name: &str) -> Result<LockGuard, LockError> {
         let keys = LockKeys::new(name);
         let owner = Token::generate()?.expose().to_owned();
+        let sent = Instant::now();
         match self.attempt(&keys, &owner).await? {
-            AcquireOutcome::Acquired(fence) => Ok(LockGuard::start(self, keys, owner, fence)),
+            AcquireOutcome::Acquired(fence) => Ok(LockGuard::start(self, keys, owner, fence, sent)),
             AcquireOutcome::Held(ms) => Err(LockError::Busy {
                 retry_after: (ms > 0).then(|| Duration::from_millis(ms)),
             }),
@@ -213,9 +246,10 @@ impl Locks {
         let deadline = Instant::now() + wait;
         let mut signal = None;
         loop {
+            let sent = Instant::now();
             let held_ms = match self.attempt(&keys, &owner).await? {
                 AcquireOutcome::Acquired(fence) => {
-                    return Ok(LockGuard::start(self, keys, owner, fence));
+                    return Ok(LockGuard::start(self, keys, owner, fence, sent));
                 }
                 AcquireOutcome::Held(ms) => ms,
             };
@@ -309,5 +343,34 @@ impl Locks {
             cap
         };
         cap.mul_f64(rand::rng().random_range(0.5..=1.0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_safety_margin_covers_the_command_timeout_and_drift_and_leaves_most_of_the_lease() {
+        let default = LockOptions::new();
+        assert_eq!(
+            default.effective_margin(Duration::from_secs(1)),
+            Duration::from_millis(1302)
+        );
+        assert_eq!(
+            default.effective_margin(Duration::ZERO),
+            Duration::from_millis(302)
+        );
+        let short = LockOptions::new().with_lease(Duration::from_millis(300));
+        assert_eq!(
+            short.effective_margin(Duration::from_secs(1)),
+            Duration::from_millis(100),
+            "at most a third of the lease"
+        );
+        let set = LockOptions::new().with_safety_margin(Duration::from_secs(5));
+        assert_eq!(
+            set.effective_margin(Duration::from_secs(1)),
+            Duration::from_secs(5)
+        );
     }
 }

@@ -10,9 +10,15 @@
 //!   most one poll interval.
 //! - Only the owner releases (compare-and-delete); releasing a lock that was lost is
 //!   reported ([`LockError::NotOwner`]).
-//! - While held, the guard renews the lease every lease/3 (owner-checked, like Redisson's
-//!   watchdog); when a renewal finds the lock gone, [`LockGuard::is_lost`] turns true and
-//!   [`LockGuard::lost`] completes, and `with_lock` stops the work.
+//! - While held, the guard renews the lease (owner-checked, like Redisson's watchdog) three
+//!   times per lease minus safety margin. It counts the lease from when it *sent* the last
+//!   successful renewal (or the acquisition), never from when the reply came, so its count
+//!   ends no later than Redis's. When a renewal finds the lock gone, or when no renewal was
+//!   confirmed by that send time plus the lease minus the safety margin
+//!   ([`LockOptions::with_safety_margin`]; Redis unreachable, frozen or too slow),
+//!   [`LockGuard::is_lost`] turns true and [`LockGuard::lost`] completes — before the
+//!   lease can end in Redis and another instance acquire the lock — and `with_lock` stops
+//!   the work.
 //! - Every successful acquisition of a name returns a strictly larger fencing token
 //!   ([`LockGuard::fence`]) as long as Redis keeps its writes (see [Failover](#failover)):
 //!   pass it to the storage you protect and let it reject writes carrying an older token,
@@ -40,16 +46,17 @@
 //!
 //! What keygate gives against it:
 //!
-//! - **The lost-lock signal bounds the overlap.** The guard renews every lease/3, checking
-//!   the owner. On the promoted master the lock is absent or someone else's, so the first
-//!   renewal after the failover fails: [`LockGuard::is_lost`] turns true,
-//!   [`LockGuard::lost`] completes, [`Locks::with_lock`] drops the work, and
-//!   [`LockGuard::release`] reports [`LockError::NotOwner`]. Renewals that keep failing while
-//!   no master answers report the lock lost after one lease. The two holders therefore
-//!   overlap for at most about one renewal interval after the failover completes. Work
-//!   that must not overlap at all has to select on [`LockGuard::lost`] *and* be fenced.
-//!   Without renewal ([`LockOptions::with_renewal`]`(false)`) the loss shows only at
-//!   release.
+//! - **The lost-lock signal bounds the overlap.** The guard renews three times per lease
+//!   minus safety margin, checking the owner. On the promoted master the lock is absent or
+//!   someone else's, so the first renewal after the failover fails: [`LockGuard::is_lost`]
+//!   turns true, [`LockGuard::lost`] completes, [`Locks::with_lock`] drops the work, and
+//!   [`LockGuard::release`] reports [`LockError::NotOwner`]. Renewals that keep failing
+//!   while no master answers report the lock lost a safety margin before the last
+//!   confirmed lease could end. The two holders therefore overlap for at most about one
+//!   renewal interval after the failover completes. Work that must not overlap at all has
+//!   to select on [`LockGuard::lost`] *and* be fenced. Without renewal
+//!   ([`LockOptions::with_renewal`]`(false)`) the guard reports the lock lost a safety
+//!   margin before its one lease ends, and a loss by failover shows only at release.
 //! - **The fencing token closes the gap at the resource,** if the resource checks it
 //!   strictly. Store the token of the last write with the record and accept a write only if
 //!   its token is *greater* than the stored one
@@ -177,6 +184,13 @@ pub trait LockStore: Send + Sync + 'static {
 
     /// Subscribes to release notifications of this lock.
     async fn subscribe(&self, keys: &LockKeys) -> Result<ReleaseSignal>;
+
+    /// The longest one of these operations may take before it fails (the Redis command
+    /// timeout); part of the default safety margin of [`LockOptions::with_safety_margin`].
+    /// The default, for stores that answer at once, is zero.
+    fn command_timeout(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
 
     /// Like [`try_acquire`](Self::try_acquire), then, if acquired, waits up to
     /// `timeout_ms` until `replicas` replicas acknowledged the acquisition; returns the

@@ -161,3 +161,43 @@ async fn a_replication_wait_without_replicas_gives_the_lock_back() {
         "{calls:?}"
     );
 }
+
+/// Issue 14, item 5: a holder cut off from Redis must learn that its lock may be gone
+/// before the lease ends in Redis, i.e. before another instance could take it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_cut_off_from_redis_learns_of_the_loss_before_the_lease_ends() {
+    let b = redis().await;
+    let server = b.server().unwrap();
+    let lease = Duration::from_secs(2);
+    let locks = Locks::from_shared(b.locks()).with_options(LockOptions::new().with_lease(lease));
+    let guard = locks.try_acquire("order:11").await.unwrap();
+    // When the lease ends in Redis at the earliest: the remaining TTL counted from before
+    // the question was asked (a renewal in between only moves the end later).
+    let asked = Instant::now();
+    let left = pttl(server, "keygate:lock:{order:11}");
+    assert!(left > 0, "{left}");
+    let lease_ends = asked + Duration::from_millis(u64::try_from(left).unwrap());
+    server.pause();
+    let learned = tokio::time::timeout(Duration::from_secs(10), guard.lost()).await;
+    let learned_at = Instant::now();
+    server.resume();
+    assert!(learned.is_ok(), "the loss was never reported");
+    assert!(guard.is_lost());
+    assert!(
+        learned_at < lease_ends,
+        "loss reported {:?} after the lease ended in Redis",
+        learned_at - lease_ends
+    );
+    eprintln!(
+        "loss reported {:?} before the lease ended in Redis",
+        lease_ends - learned_at
+    );
+    // The lease did end: another instance takes the lock, with a larger fence.
+    let other = Locks::from_shared(b.locks())
+        .acquire("order:11", Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert!(other.fence() > guard.fence());
+    assert!(matches!(guard.release().await, Err(LockError::NotOwner)));
+    other.release().await.unwrap();
+}

@@ -185,3 +185,33 @@ pub async fn with_lock_runs_the_work_and_releases(b: &Backend) {
         "released after the first run, new fence for the second"
     );
 }
+
+pub async fn without_renewal_the_loss_is_reported_before_the_lease_ends(b: &Backend) {
+    let lease = Duration::from_millis(1500);
+    let options = LockOptions::new()
+        .with_lease(lease)
+        .with_renewal(false)
+        .with_safety_margin(Duration::from_millis(500));
+    let locks = locks(b, options);
+    let guard = locks.try_acquire("order:7").await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), guard.lost())
+        .await
+        .expect("the loss is reported");
+    assert!(guard.is_lost());
+    // Reported before the lease ended: nobody else could take the lock yet.
+    assert!(
+        matches!(
+            locks.try_acquire("order:7").await,
+            Err(LockError::Busy { .. })
+        ),
+        "reported lost while the lease still runs"
+    );
+    // The lease ends: another instance takes it.
+    let next = locks
+        .acquire("order:7", Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert!(next.fence() > guard.fence());
+    assert!(matches!(guard.release().await, Err(LockError::NotOwner)));
+    next.release().await.unwrap();
+}

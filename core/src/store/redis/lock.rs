@@ -118,6 +118,10 @@ impl LockStore for RedisStore {
         }
     }
 
+    fn command_timeout(&self) -> Duration {
+        self.command_timeout
+    }
+
     async fn release(&self, keys: &LockKeys, owner: &str) -> Result<bool> {
         let mut invocation = LOCK_RELEASE.prepare_invoke();
         invocation.key(&keys.lock).arg(owner).arg(&keys.channel);
