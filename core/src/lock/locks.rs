@@ -225,7 +225,9 @@ impl Locks {
         self
     }
 
-    /// Tries once.
+    /// Tries once. Fails with [`LockError::Backend`] when the store fails or times out; the
+    /// attempt is then given back by owner first (see the module docs), so a failure takes
+    /// up to two command timeouts.
     pub async fn try_acquire(&self, name: &str) -> Result<LockGuard, LockError> {
         let keys = LockKeys::new(name);
         let owner = Token::generate()?.expose().to_owned();
@@ -239,7 +241,8 @@ impl Locks {
     }
 
     /// Waits up to `wait` for the lock: woken by the holder's release, polling as a
-    /// fallback.
+    /// fallback. Backend errors end the wait at once (fail closed), after giving the
+    /// attempt back as [`try_acquire`](Self::try_acquire) does.
     pub async fn acquire(&self, name: &str, wait: Duration) -> Result<LockGuard, LockError> {
         let keys = LockKeys::new(name);
         let owner = Token::generate()?.expose().to_owned();
@@ -310,7 +313,27 @@ impl Locks {
         }
     }
 
+    /// One acquisition attempt. When it fails with a backend error its outcome is unknown:
+    /// the request may have run and only its reply been lost (a timeout, a dropped
+    /// connection), or run later (a frozen server works off what it received when it
+    /// thaws). The lock is then given back by owner before the error is reported, so no
+    /// lock is left held by nobody for a whole lease.
     async fn attempt(&self, keys: &LockKeys, owner: &str) -> Result<AcquireOutcome, LockError> {
+        match self.attempt_unguarded(keys, owner).await {
+            Err(LockError::Backend(error)) => {
+                self.give_back(keys, owner, "an acquisition of unknown outcome")
+                    .await;
+                Err(LockError::Backend(error))
+            }
+            other => other,
+        }
+    }
+
+    async fn attempt_unguarded(
+        &self,
+        keys: &LockKeys,
+        owner: &str,
+    ) -> Result<AcquireOutcome, LockError> {
         let lease = millis(self.options.lease);
         let Some((wanted, timeout)) = self.options.replication else {
             return Ok(self.store.try_acquire(keys, owner, lease).await?);
@@ -321,16 +344,24 @@ impl Locks {
             .await?;
         if matches!(outcome, AcquireOutcome::Acquired(_)) && acknowledged < wanted {
             // Not safe against a failover: give it back rather than hand out a lock that
-            // may vanish. If the release fails too, the lease ends the lock.
-            if let Err(error) = self.store.release(keys, owner).await {
-                tracing::warn!(%error, "giving back an unreplicated lock failed");
-            }
+            // may vanish.
+            self.give_back(keys, owner, "an unreplicated lock").await;
             return Err(LockError::NotReplicated {
                 acknowledged,
                 wanted,
             });
         }
         Ok(outcome)
+    }
+
+    /// Releases by owner, best effort (bounded by the store's command timeout). On the
+    /// shared connection of a single Redis the release is queued behind the acquisition,
+    /// so it runs after it even when Redis runs both late. If it fails, the lease ends
+    /// the lock.
+    async fn give_back(&self, keys: &LockKeys, owner: &str, what: &str) {
+        if let Err(error) = self.store.release(keys, owner).await {
+            tracing::warn!(%error, "giving back {what} failed; the lease will end it");
+        }
     }
 
     /// Sleep before the next try: at most the poll interval, jittered to 50–100 % so

@@ -25,6 +25,14 @@
 //!   which is what keeps a holder that was paused past its lease from doing damage.
 //! - "Held by someone else" ([`LockError::Busy`], [`LockError::Timeout`]) and "Redis is
 //!   unreachable" ([`LockError::Backend`]) are different errors: callers fail closed.
+//! - An acquisition that fails with a backend error (a timeout, a dropped connection) may
+//!   still have taken the lock: its reply was lost, or a frozen Redis runs it when it
+//!   thaws. Before reporting the error, keygate releases by the attempt's owner id (best
+//!   effort, bounded by the command timeout; on one server the release is queued behind
+//!   the acquisition on the same connection, so it runs after it), so no lock is left held
+//!   by nobody for a whole lease. The acquire script treats "held by this owner" as
+//!   acquired, so retries within one [`Locks::acquire`] are idempotent. If the release
+//!   cannot reach Redis either, the lease ends the lock.
 //! - Keys `keygate:lock:{<name>}` and `keygate:lock:{<name>}:fence` share a hash tag, so
 //!   the scripts are single-slot on Redis Cluster. Names are escaped into the tag, so any
 //!   name is safe.

@@ -201,3 +201,46 @@ async fn a_holder_cut_off_from_redis_learns_of_the_loss_before_the_lease_ends() 
     assert!(matches!(guard.release().await, Err(LockError::NotOwner)));
     other.release().await.unwrap();
 }
+
+/// Issue 14, item 6: an acquisition that timed out may still have run (its reply was
+/// lost); it must not leave a lock that nobody holds blocking others for a whole lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timed_out_acquisition_leaves_no_orphaned_lock() {
+    let b = redis().await;
+    let server = b.server().unwrap();
+    let locks = Locks::from_shared(b.locks())
+        .with_options(LockOptions::new().with_lease(Duration::from_secs(60)));
+    // As in production, Redis knows the script already (else the frozen EVALSHA would
+    // fail with NOSCRIPT and nothing would run).
+    locks
+        .try_acquire("warm-up")
+        .await
+        .unwrap()
+        .release()
+        .await
+        .unwrap();
+    // Frozen: the acquisition is sent, Redis runs it only after the client gave up.
+    server.pause();
+    let error = locks.try_acquire("order:12").await.unwrap_err();
+    server.resume();
+    assert!(
+        matches!(error, LockError::Backend(ref e) if e.is_backend()),
+        "{error:?}"
+    );
+    // Another instance (its own connection) gets the lock at once, not after 60 s.
+    let other = keygate::RedisStore::connect(&server.url()).await.unwrap();
+    let started = Instant::now();
+    let guard = Locks::new(other)
+        .acquire("order:12", Duration::from_secs(3))
+        .await
+        .unwrap_or_else(|e| {
+            let owner: Option<String> =
+                server.query(redis::cmd("GET").arg("keygate:lock:{order:12}"));
+            panic!("{e:?}: the lock is held by a ghost owner {owner:?}")
+        });
+    eprintln!(
+        "acquired {:?} after the timed-out attempt",
+        started.elapsed()
+    );
+    guard.release().await.unwrap();
+}
