@@ -69,8 +69,11 @@ impl LockOptions {
     /// cannot lose it (see the module docs). When fewer acknowledge in time, the lock is
     /// given back and the attempt fails with [`LockError::NotReplicated`]. Renewals are not
     /// waited for. Costs one more round trip per acquisition, on a dedicated connection
-    /// (`WAIT` blocks the connection it runs on); stores without replicas (the memory
-    /// store) count as replicated. `replicas` 0 turns the wait off.
+    /// that the acquisition has to itself (`WAIT` blocks the connection it runs on), so a
+    /// slow `WAIT` delays no other lock: acquisitions running at the same time use
+    /// connections of their own (up to 4 idle ones are kept for reuse). One attempt takes
+    /// at most `timeout` plus two command timeouts, connecting included. Stores without
+    /// replicas (the memory store) count as replicated. `replicas` 0 turns the wait off.
     pub fn with_replication_wait(mut self, replicas: u32, timeout: Duration) -> Self {
         self.replication = (replicas > 0).then_some((replicas, timeout));
         self

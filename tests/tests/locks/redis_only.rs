@@ -244,3 +244,49 @@ async fn a_timed_out_acquisition_leaves_no_orphaned_lock() {
     );
     guard.release().await.unwrap();
 }
+
+/// Issue 14, item 7: acquisitions that wait for replication must not queue behind each
+/// other: a `WAIT` still blocked for lock A does not delay lock B.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocked_replication_wait_does_not_delay_other_locks() {
+    let b = redis().await;
+    let server = b.server().unwrap();
+    // No replica: every WAIT blocks until its timeout.
+    let slow = Locks::from_shared(b.locks())
+        .with_options(LockOptions::new().with_replication_wait(1, Duration::from_secs(5)));
+    let fast = Locks::from_shared(b.locks())
+        .with_options(LockOptions::new().with_replication_wait(1, Duration::from_millis(100)));
+    let a = tokio::spawn(async move { slow.try_acquire("order:A").await });
+    let blocked = keygate_tests::eventually(Duration::from_secs(5), async || {
+        let info: String = server.query(redis::cmd("INFO").arg("clients"));
+        info.lines()
+            .any(|l| l.strip_prefix("blocked_clients:") == Some("1"))
+    })
+    .await;
+    assert!(blocked, "A's WAIT is pending");
+    let started = Instant::now();
+    let b_result = tokio::time::timeout(Duration::from_secs(2), fast.try_acquire("order:B")).await;
+    let took = started.elapsed();
+    assert!(!a.is_finished(), "A's WAIT is still pending");
+    match b_result {
+        Ok(Err(LockError::NotReplicated {
+            acknowledged: 0,
+            wanted: 1,
+        })) => {}
+        Ok(other) => panic!("expected NotReplicated for B, got {other:?}"),
+        Err(_) => panic!("B waited {took:?} behind A's WAIT"),
+    }
+    eprintln!("B done in {took:?} while A's WAIT was pending");
+    assert!(matches!(
+        a.await.unwrap(),
+        Err(LockError::NotReplicated {
+            acknowledged: 0,
+            wanted: 1
+        })
+    ));
+    // Both given back.
+    for key in ["keygate:lock:{order:A}", "keygate:lock:{order:B}"] {
+        let exists: i64 = server.query(redis::cmd("EXISTS").arg(key));
+        assert_eq!(exists, 0, "{key}");
+    }
+}

@@ -1,10 +1,12 @@
 //! Locks on Redis.
 
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 use super::connection::BlockingConn;
 use super::script::Invocation;
@@ -62,6 +64,56 @@ async fn acquire_and_wait(
     Ok((outcome, acknowledged))
 }
 
+/// Most idle dedicated connections kept for acquisitions that wait for replication; more
+/// are opened while more acquisitions run at once, and closed when they end.
+const IDLE_REPLICATION_CONNS: usize = 4;
+
+/// Idle dedicated connections for acquisitions followed by `WAIT`. An acquisition takes one
+/// for itself and puts it back when done; the lock on the list is held only to take or put.
+#[derive(Default)]
+pub(crate) struct ReplicationConns {
+    idle: Mutex<Vec<BlockingConn>>,
+}
+
+impl ReplicationConns {
+    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<BlockingConn>> {
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn take(&self) -> Option<BlockingConn> {
+        self.idle().pop()
+    }
+
+    fn put(&self, conn: BlockingConn) {
+        let mut idle = self.idle();
+        if idle.len() < IDLE_REPLICATION_CONNS {
+            idle.push(conn);
+        }
+    }
+
+    fn clear(&self) {
+        self.idle().clear();
+    }
+}
+
+impl RedisStore {
+    /// After a failed or timed-out acquisition on a dedicated connection: releases by owner
+    /// on that same connection, in the background and bounded by the command timeout, then
+    /// closes it. The release is queued behind the acquisition (and its `WAIT`), so Redis
+    /// runs it after the acquisition even if it runs both late.
+    fn give_back_on(&self, mut conn: BlockingConn, keys: &LockKeys, owner: &str) {
+        let mut invocation = LOCK_RELEASE.prepare_invoke();
+        invocation.key(&keys.lock).arg(owner).arg(&keys.channel);
+        let bound = self.command_timeout + Duration::from_millis(100);
+        tokio::spawn(async move {
+            let release = invocation.invoke_async::<i64>(&mut conn);
+            if let Ok(Err(error)) = tokio::time::timeout(bound, release).await {
+                tracing::debug!(%error, "giving back a failed acquisition on its connection failed");
+            }
+        });
+    }
+}
+
 #[async_trait]
 impl LockStore for RedisStore {
     async fn try_acquire(
@@ -84,36 +136,46 @@ impl LockStore for RedisStore {
         timeout_ms: u64,
     ) -> Result<(AcquireOutcome, u32)> {
         // WAIT blocks the connection it runs on and counts the writes sent on it: the
-        // script and the WAIT share a dedicated connection, never the shared one.
+        // script and the WAIT share a dedicated connection, never the shared one, and each
+        // acquisition has that connection to itself, so a slow WAIT delays no other lock.
+        // Everything, opening a connection included, is bounded by `limit`.
         let limit = self.command_timeout * 2 + Duration::from_millis(timeout_ms);
-        let mut slot = self.replication().lock().await;
-        let attempt = async {
-            loop {
-                let reused = slot.is_some();
-                let conn = match slot.as_mut() {
-                    Some(conn) => conn,
-                    None => slot.insert(self.dedicated().blocking(self.connect_timeout).await?),
-                };
-                match acquire_and_wait(conn, keys, owner, lease_ms, replicas, timeout_ms).await {
-                    Ok(done) => return Ok(done),
-                    Err(e) => {
-                        // Reconnect next time: the server may be gone, or be another one.
-                        *slot = None;
-                        // A connection kept from before may have died since (a failover):
-                        // one retry on a fresh one. The script is idempotent for its owner.
-                        let dropped = e.is_io_error() || e.is_connection_dropped();
-                        if !(reused && dropped) {
-                            return Err(crate::Error::from(e));
-                        }
-                    }
+        let deadline = Instant::now() + limit;
+        let timed_out = || crate::Error::from(BackendError::Timeout(limit));
+        loop {
+            let pooled = self.replication().take();
+            let reused = pooled.is_some();
+            let mut conn = match pooled {
+                Some(conn) => conn,
+                None => {
+                    let opening = self.dedicated().blocking(self.connect_timeout);
+                    tokio::time::timeout_at(deadline, opening)
+                        .await
+                        .map_err(|_| timed_out())??
                 }
-            }
-        };
-        match tokio::time::timeout(limit, attempt).await {
-            Ok(result) => result,
-            Err(_) => {
-                *slot = None;
-                Err(BackendError::Timeout(limit).into())
+            };
+            let attempt = acquire_and_wait(&mut conn, keys, owner, lease_ms, replicas, timeout_ms);
+            match tokio::time::timeout_at(deadline, attempt).await {
+                Ok(Ok(done)) => {
+                    self.replication().put(conn);
+                    return Ok(done);
+                }
+                Ok(Err(e)) => {
+                    // A connection kept from before may have died since (a failover), and
+                    // the other idle ones with it: one retry on a fresh one. The script is
+                    // idempotent for its owner.
+                    let dropped = e.is_io_error() || e.is_connection_dropped();
+                    if reused && dropped {
+                        self.replication().clear();
+                        continue;
+                    }
+                    self.give_back_on(conn, keys, owner);
+                    return Err(crate::Error::from(e));
+                }
+                Err(_) => {
+                    self.give_back_on(conn, keys, owner);
+                    return Err(timed_out());
+                }
             }
         }
     }
