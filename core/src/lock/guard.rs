@@ -12,7 +12,10 @@ use super::locks::{LockError, Locks};
 use super::{LockKeys, LockStore};
 use crate::config::millis;
 
-/// A fencing token: strictly larger for every successful acquisition of a lock name.
+/// A fencing token: strictly larger for every successful acquisition of a lock name. Its
+/// value is the larger of the previous token plus one and the store's clock in microseconds
+/// since the Unix epoch at the acquisition: a large number, not a count of acquisitions
+/// (see the [module docs](super)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Fence(u64);
 

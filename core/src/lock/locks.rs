@@ -15,7 +15,8 @@ use crate::{Error, Token};
 /// Lease and waiting behaviour. Defaults: 30 s lease, renewed about every 9.6 s while held,
 /// reported lost a safety margin (the store's command timeout plus 1 % of the lease plus
 /// 2 ms: 1.3 s on Redis with the default 1 s timeout) before it could end in Redis; waiters
-/// poll at most every 200 ms when no release message arrives; no replication wait.
+/// poll at most every 200 ms when no release message arrives; no replication wait; fencing
+/// counters expire 10 minutes after a name's last acquisition.
 #[derive(Debug, Clone, Copy)]
 pub struct LockOptions {
     lease: Duration,
@@ -24,6 +25,7 @@ pub struct LockOptions {
     replication: Option<(u32, Duration)>,
     /// `None`: derived from the store's command timeout and the lease.
     safety_margin: Option<Duration>,
+    fence_ttl: Duration,
 }
 
 impl Default for LockOptions {
@@ -34,6 +36,7 @@ impl Default for LockOptions {
             poll_interval: Duration::from_millis(200),
             replication: None,
             safety_margin: None,
+            fence_ttl: Duration::from_secs(600),
         }
     }
 }
@@ -91,6 +94,18 @@ impl LockOptions {
     /// guard renews three times per lease minus margin.
     pub fn with_safety_margin(mut self, margin: Duration) -> Self {
         self.safety_margin = Some(margin);
+        self
+    }
+
+    /// How long a lock name's fencing counter outlives its last acquisition (default 10
+    /// minutes; never less than the lease). Names that are no longer used leave no key
+    /// behind after it. Fences stay strictly increasing across the counter's expiry: a
+    /// fence is the larger of the stored counter plus one and the store's clock in
+    /// microseconds, so after an expiry the clock carries on where the counter was (see
+    /// [`Fence`]). Only a step of the store's clock back by more than this TTL could undo
+    /// that, so it is the tolerance against such steps.
+    pub fn with_fence_ttl(mut self, ttl: Duration) -> Self {
+        self.fence_ttl = ttl;
         self
     }
 
@@ -185,13 +200,16 @@ impl LockError {
 /// use keygate::lock::Locks;
 ///
 /// let locks = Locks::new(MemoryStore::new());
-/// let outcome = locks
+/// let first = locks
 ///     .with_lock("order:42", Duration::from_secs(2), |fence| async move {
 ///         // Process the payment callback; pass `fence` to storage that checks it.
 ///         fence.value()
 ///     })
 ///     .await?;
-/// assert_eq!(outcome, 1);
+/// let next = locks
+///     .with_lock("order:42", Duration::from_secs(2), |fence| async move { fence.value() })
+///     .await?;
+/// assert!(next > first, "every acquisition of a name gets a larger fence");
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
@@ -338,12 +356,16 @@ impl Locks {
         owner: &str,
     ) -> Result<AcquireOutcome, LockError> {
         let lease = millis(self.options.lease);
+        let fence_ttl = millis(self.options.fence_ttl.max(self.options.lease));
         let Some((wanted, timeout)) = self.options.replication else {
-            return Ok(self.store.try_acquire(keys, owner, lease).await?);
+            return Ok(self
+                .store
+                .try_acquire(keys, owner, lease, fence_ttl)
+                .await?);
         };
         let (outcome, acknowledged) = self
             .store
-            .try_acquire_replicated(keys, owner, lease, wanted, millis(timeout))
+            .try_acquire_replicated(keys, owner, lease, fence_ttl, wanted, millis(timeout))
             .await?;
         if matches!(outcome, AcquireOutcome::Acquired(_)) && acknowledged < wanted {
             // Not safe against a failover: give it back rather than hand out a lock that

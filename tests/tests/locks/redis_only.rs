@@ -55,6 +55,9 @@ async fn the_lock_key_carries_the_lease() {
     let guard = locks.try_acquire("order:{7}").await.unwrap();
     let ttl = pttl(b.server().unwrap(), "keygate:lock:{order:%7B7%7D}");
     assert!((19_000..=20_000).contains(&ttl), "{ttl}");
+    // The fence key expires too, by default 10 minutes after the last acquisition.
+    let ttl = pttl(b.server().unwrap(), "keygate:lock:{order:%7B7%7D}:fence");
+    assert!((599_000..=600_000).contains(&ttl), "{ttl}");
     guard.release().await.unwrap();
 }
 
@@ -150,9 +153,14 @@ async fn a_replication_wait_without_replicas_gives_the_lock_back() {
     // Given back: free for the next one, whose fence is larger.
     let exists: i64 = server.query(redis::cmd("EXISTS").arg("keygate:lock:{order:9}"));
     assert_eq!(exists, 0);
+    let given_back: u64 = server.query(redis::cmd("GET").arg("keygate:lock:{order:9}:fence"));
     let plain = Locks::from_shared(b.locks());
     let guard = plain.try_acquire("order:9").await.unwrap();
-    assert_eq!(guard.fence(), 2);
+    assert!(
+        guard.fence() > given_back,
+        "{} > {given_back}",
+        guard.fence()
+    );
     guard.release().await.unwrap();
     // WAIT ran on a dedicated connection: the shared one never blocked.
     let calls = server.command_calls();

@@ -14,13 +14,19 @@ use super::{LOCK_ACQUIRE, LOCK_RELEASE, LOCK_RENEW, RedisStore};
 use crate::error::{BackendError, Result};
 use crate::lock::{AcquireOutcome, LockKeys, LockStore, ReleaseSignal};
 
-fn acquire_invocation<'a>(keys: &LockKeys, owner: &str, lease_ms: u64) -> Invocation<'a> {
+fn acquire_invocation<'a>(
+    keys: &LockKeys,
+    owner: &str,
+    lease_ms: u64,
+    fence_ttl_ms: u64,
+) -> Invocation<'a> {
     let mut invocation = LOCK_ACQUIRE.prepare_invoke();
     invocation
         .key(&keys.lock)
         .key(&keys.fence)
         .arg(owner)
-        .arg(lease_ms);
+        .arg(lease_ms)
+        .arg(fence_ttl_ms);
     invocation
 }
 
@@ -35,15 +41,12 @@ fn acquire_outcome((acquired, value): (i64, u64)) -> Result<AcquireOutcome> {
 /// The acquire script, then `WAIT` if acquired, on one dedicated connection.
 async fn acquire_and_wait(
     conn: &mut BlockingConn,
+    acquire: &Invocation<'_>,
     keys: &LockKeys,
-    owner: &str,
-    lease_ms: u64,
     replicas: u32,
     timeout_ms: u64,
 ) -> redis::RedisResult<(AcquireOutcome, u32)> {
-    let reply = acquire_invocation(keys, owner, lease_ms)
-        .invoke_async(conn)
-        .await?;
+    let reply = acquire.invoke_async(conn).await?;
     let outcome = match reply {
         (1, fence) => AcquireOutcome::Acquired(fence),
         (0, left) => AcquireOutcome::Held(left),
@@ -121,8 +124,9 @@ impl LockStore for RedisStore {
         keys: &LockKeys,
         owner: &str,
         lease_ms: u64,
+        fence_ttl_ms: u64,
     ) -> Result<AcquireOutcome> {
-        let invocation = acquire_invocation(keys, owner, lease_ms);
+        let invocation = acquire_invocation(keys, owner, lease_ms, fence_ttl_ms);
         let mut conn = self.conn();
         acquire_outcome(self.bounded(invocation.invoke_async(&mut conn)).await?)
     }
@@ -132,6 +136,7 @@ impl LockStore for RedisStore {
         keys: &LockKeys,
         owner: &str,
         lease_ms: u64,
+        fence_ttl_ms: u64,
         replicas: u32,
         timeout_ms: u64,
     ) -> Result<(AcquireOutcome, u32)> {
@@ -142,6 +147,7 @@ impl LockStore for RedisStore {
         let limit = self.command_timeout * 2 + Duration::from_millis(timeout_ms);
         let deadline = Instant::now() + limit;
         let timed_out = || crate::Error::from(BackendError::Timeout(limit));
+        let acquire = acquire_invocation(keys, owner, lease_ms, fence_ttl_ms);
         loop {
             let pooled = self.replication().take();
             let reused = pooled.is_some();
@@ -154,7 +160,7 @@ impl LockStore for RedisStore {
                         .map_err(|_| timed_out())??
                 }
             };
-            let attempt = acquire_and_wait(&mut conn, keys, owner, lease_ms, replicas, timeout_ms);
+            let attempt = acquire_and_wait(&mut conn, &acquire, keys, replicas, timeout_ms);
             match tokio::time::timeout_at(deadline, attempt).await {
                 Ok(Ok(done)) => {
                     self.replication().put(conn);
