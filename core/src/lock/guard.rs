@@ -6,12 +6,16 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use super::locks::{LockError, Locks};
 use super::{LockKeys, LockStore};
 use crate::config::millis;
 
-/// A fencing token: strictly larger for every successful acquisition of a lock name.
+/// A fencing token: strictly larger for every successful acquisition of a lock name. Its
+/// value is the larger of the previous token plus one and the store's clock in microseconds
+/// since the Unix epoch at the acquisition: a large number, not a count of acquisitions
+/// (see the [module docs](super)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Fence(u64);
 
@@ -50,7 +54,15 @@ impl std::fmt::Debug for Shared {
 }
 
 impl LockGuard {
-    pub(super) fn start(locks: &Locks, keys: LockKeys, owner: String, fence: u64) -> Self {
+    /// Starts guarding an acquisition whose request was sent at `sent` (the lease in the
+    /// store started later than that).
+    pub(super) fn start(
+        locks: &Locks,
+        keys: LockKeys,
+        owner: String,
+        fence: u64,
+        sent: Instant,
+    ) -> Self {
         let shared = Arc::new(Shared {
             store: Arc::clone(&locks.store),
             keys,
@@ -59,10 +71,19 @@ impl LockGuard {
             lost: AtomicBool::new(false),
         });
         let (lost_tx, lost_rx) = watch::channel(false);
-        let renewal = locks
-            .options
-            .renews()
-            .then(|| tokio::spawn(renew(Arc::clone(&shared), locks.options.lease(), lost_tx)));
+        let options = &locks.options;
+        let watchdog = Watchdog {
+            lease: options.lease(),
+            valid: options
+                .lease()
+                .saturating_sub(options.effective_margin(locks.store.command_timeout())),
+            renew: options.renews(),
+        };
+        let renewal = Some(tokio::spawn(watchdog.run(
+            Arc::clone(&shared),
+            sent,
+            lost_tx,
+        )));
         Self {
             shared,
             lost_rx,
@@ -80,16 +101,26 @@ impl LockGuard {
         Fence(self.shared.fence)
     }
 
-    /// Whether a renewal found the lock gone (lease expired, taken over).
+    /// Whether the lock is lost or may be: a renewal found it gone (lease expired, taken
+    /// over), or no renewal was confirmed in time (see [`lost`](Self::lost)).
     pub fn is_lost(&self) -> bool {
         self.shared.lost.load(Ordering::SeqCst)
     }
 
-    /// Completes when the lock is found lost; never while it is held. Select on it to stop
-    /// work. Without renewal, loss is only discovered at release.
+    /// Completes when the lock is lost or may be; never while it is certainly held. Select
+    /// on it to stop work.
+    ///
+    /// The guard counts the lease from when the last successful renewal (or the
+    /// acquisition) was *sent*, so its count never ends later than Redis's. It reports the
+    /// lock lost when a renewal is refused, and at the latest at that send time plus the
+    /// lease minus the safety margin ([`LockOptions::with_safety_margin`]) when no renewal
+    /// was confirmed by then (Redis unreachable or frozen, renewals timing out, or renewal
+    /// turned off): before another instance can acquire the lock.
+    ///
+    /// [`LockOptions::with_safety_margin`]: super::LockOptions::with_safety_margin
     pub async fn lost(&self) {
         let mut rx = self.lost_rx.clone();
-        // Err: the renewal task ended without loss (no renewal configured): wait forever.
+        // Err: the watchdog ended without loss (the guard was released): wait forever.
         if rx.wait_for(|lost| *lost).await.is_err() {
             std::future::pending::<()>().await;
         }
@@ -134,30 +165,49 @@ impl Drop for LockGuard {
     }
 }
 
-/// The watchdog: renews every lease/3 while the lock is ours. A refused renewal means the
-/// lock is lost; renewals that fail for a whole lease mean it may be lost, so it is
-/// reported lost too (fail closed).
-async fn renew(shared: Arc<Shared>, lease: Duration, lost: watch::Sender<bool>) {
-    let every = lease / 3;
-    let mut last_renewed = tokio::time::Instant::now();
-    loop {
-        tokio::time::sleep(every).await;
-        match shared
-            .store
-            .renew(&shared.keys, &shared.owner, millis(lease))
-            .await
-        {
-            Ok(true) => last_renewed = tokio::time::Instant::now(),
-            Ok(false) => break,
-            Err(error) => {
-                tracing::warn!(%error, "lock renewal failed");
-                if last_renewed.elapsed() < lease {
-                    continue;
+/// What the watchdog of one guard does.
+struct Watchdog {
+    lease: Duration,
+    /// How long after sending an acquisition or renewal the lock counts as held: the lease
+    /// minus the safety margin.
+    valid: Duration,
+    renew: bool,
+}
+
+impl Watchdog {
+    /// Renews three times per validity period while the lock is ours, and reports the
+    /// lock lost when a renewal is refused or when the validity of the last confirmed
+    /// acquisition or renewal, counted from when it was sent, runs out (Redis unreachable
+    /// or too slow: fail closed). Without renewal it only waits for that deadline.
+    async fn run(self, shared: Arc<Shared>, acquired: Instant, lost: watch::Sender<bool>) {
+        let mut deadline = acquired + self.valid;
+        if self.renew {
+            let every = self.valid / 3;
+            let mut next = acquired + every;
+            loop {
+                tokio::time::sleep_until(next.min(deadline)).await;
+                let sent = Instant::now();
+                if sent >= deadline {
+                    break;
                 }
-                break;
+                next = sent + every;
+                let renewal = shared
+                    .store
+                    .renew(&shared.keys, &shared.owner, millis(self.lease));
+                match tokio::time::timeout_at(deadline, renewal).await {
+                    Ok(Ok(true)) => deadline = sent + self.valid,
+                    Ok(Ok(false)) => break,
+                    Ok(Err(error)) => tracing::warn!(%error, "lock renewal failed"),
+                    Err(_) => {
+                        tracing::warn!("no lock renewal confirmed within the lease");
+                        break;
+                    }
+                }
             }
+        } else {
+            tokio::time::sleep_until(deadline).await;
         }
+        shared.lost.store(true, Ordering::SeqCst);
+        let _ = lost.send(true);
     }
-    shared.lost.store(true, Ordering::SeqCst);
-    let _ = lost.send(true);
 }

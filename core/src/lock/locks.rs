@@ -12,14 +12,20 @@ use super::{AcquireOutcome, LockKeys, LockStore};
 use crate::config::millis;
 use crate::{Error, Token};
 
-/// Lease and waiting behaviour. Defaults: 30 s lease renewed every 10 s while held; waiters
-/// poll at most every 200 ms when no release message arrives; no replication wait.
+/// Lease and waiting behaviour. Defaults: 30 s lease, renewed about every 9.6 s while held,
+/// reported lost a safety margin (the store's command timeout plus 1 % of the lease plus
+/// 2 ms: 1.3 s on Redis with the default 1 s timeout) before it could end in Redis; waiters
+/// poll at most every 200 ms when no release message arrives; no replication wait; fencing
+/// counters expire 10 minutes after a name's last acquisition.
 #[derive(Debug, Clone, Copy)]
 pub struct LockOptions {
     lease: Duration,
     renew: bool,
     poll_interval: Duration,
     replication: Option<(u32, Duration)>,
+    /// `None`: derived from the store's command timeout and the lease.
+    safety_margin: Option<Duration>,
+    fence_ttl: Duration,
 }
 
 impl Default for LockOptions {
@@ -29,6 +35,8 @@ impl Default for LockOptions {
             renew: true,
             poll_interval: Duration::from_millis(200),
             replication: None,
+            safety_margin: None,
+            fence_ttl: Duration::from_secs(600),
         }
     }
 }
@@ -46,7 +54,8 @@ impl LockOptions {
     }
 
     /// Whether the guard renews the lease while held (default yes). Without renewal the
-    /// lock ends after one lease however long the work takes.
+    /// lock ends after one lease however long the work takes; the guard reports it lost a
+    /// safety margin before that ([`LockGuard::lost`]).
     pub fn with_renewal(mut self, renew: bool) -> Self {
         self.renew = renew;
         self
@@ -63,15 +72,56 @@ impl LockOptions {
     /// cannot lose it (see the module docs). When fewer acknowledge in time, the lock is
     /// given back and the attempt fails with [`LockError::NotReplicated`]. Renewals are not
     /// waited for. Costs one more round trip per acquisition, on a dedicated connection
-    /// (`WAIT` blocks the connection it runs on); stores without replicas (the memory
-    /// store) count as replicated. `replicas` 0 turns the wait off.
+    /// that the acquisition has to itself (`WAIT` blocks the connection it runs on), so a
+    /// slow `WAIT` delays no other lock: acquisitions running at the same time use
+    /// connections of their own (up to 4 idle ones are kept for reuse). One attempt takes
+    /// at most `timeout` plus two command timeouts, connecting included. Stores without
+    /// replicas (the memory store) count as replicated. `replicas` 0 turns the wait off.
     pub fn with_replication_wait(mut self, replicas: u32, timeout: Duration) -> Self {
         self.replication = (replicas > 0).then_some((replicas, timeout));
         self
     }
 
+    /// How long before the lease could end in Redis the guard reports the lock lost when
+    /// no renewal was confirmed. The guard counts the lease from when it *sent* the last
+    /// successful renewal (or the acquisition), which is never later than when Redis
+    /// started it; the margin covers what that count cannot see: a clock of this process
+    /// running slower than Redis's, and a write that the work under the lock sent just
+    /// before the loss was reported (it lands or times out within the command timeout).
+    ///
+    /// The default is the store's command timeout ([`LockStore::command_timeout`]) plus
+    /// 1 % of the lease plus 2 ms. The margin used is at most a third of the lease; the
+    /// guard renews three times per lease minus margin.
+    pub fn with_safety_margin(mut self, margin: Duration) -> Self {
+        self.safety_margin = Some(margin);
+        self
+    }
+
+    /// How long a lock name's fencing counter outlives its last acquisition (default 10
+    /// minutes; never less than the lease). Names that are no longer used leave no key
+    /// behind after it. Fences stay strictly increasing across the counter's expiry: a
+    /// fence is the larger of the stored counter plus one and the store's clock in
+    /// microseconds, so after an expiry the clock carries on where the counter was (see
+    /// [`Fence`]). Only a step of the store's clock back by more than this TTL could undo
+    /// that, so it is the tolerance against such steps.
+    pub fn with_fence_ttl(mut self, ttl: Duration) -> Self {
+        self.fence_ttl = ttl;
+        self
+    }
+
     pub(crate) fn lease(&self) -> Duration {
         self.lease
+    }
+
+    /// The safety margin used with a store whose operations take at most
+    /// `command_timeout`.
+    pub(crate) fn effective_margin(&self, command_timeout: Duration) -> Duration {
+        let margin = self.safety_margin.unwrap_or_else(|| {
+            command_timeout
+                .saturating_add(self.lease / 100)
+                .saturating_add(Duration::from_millis(2))
+        });
+        margin.min(self.lease / 3)
     }
 
     pub(crate) fn renews(&self) -> bool {
@@ -150,13 +200,16 @@ impl LockError {
 /// use keygate::lock::Locks;
 ///
 /// let locks = Locks::new(MemoryStore::new());
-/// let outcome = locks
+/// let first = locks
 ///     .with_lock("order:42", Duration::from_secs(2), |fence| async move {
 ///         // Process the payment callback; pass `fence` to storage that checks it.
 ///         fence.value()
 ///     })
 ///     .await?;
-/// assert_eq!(outcome, 1);
+/// let next = locks
+///     .with_lock("order:42", Duration::from_secs(2), |fence| async move { fence.value() })
+///     .await?;
+/// assert!(next > first, "every acquisition of a name gets a larger fence");
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
@@ -193,12 +246,15 @@ impl Locks {
         self
     }
 
-    /// Tries once.
+    /// Tries once. Fails with [`LockError::Backend`] when the store fails or times out; the
+    /// attempt is then given back by owner first (see the module docs), so a failure takes
+    /// up to two command timeouts.
     pub async fn try_acquire(&self, name: &str) -> Result<LockGuard, LockError> {
         let keys = LockKeys::new(name);
         let owner = Token::generate()?.expose().to_owned();
+        let sent = Instant::now();
         match self.attempt(&keys, &owner).await? {
-            AcquireOutcome::Acquired(fence) => Ok(LockGuard::start(self, keys, owner, fence)),
+            AcquireOutcome::Acquired(fence) => Ok(LockGuard::start(self, keys, owner, fence, sent)),
             AcquireOutcome::Held(ms) => Err(LockError::Busy {
                 retry_after: (ms > 0).then(|| Duration::from_millis(ms)),
             }),
@@ -206,16 +262,18 @@ impl Locks {
     }
 
     /// Waits up to `wait` for the lock: woken by the holder's release, polling as a
-    /// fallback.
+    /// fallback. Backend errors end the wait at once (fail closed), after giving the
+    /// attempt back as [`try_acquire`](Self::try_acquire) does.
     pub async fn acquire(&self, name: &str, wait: Duration) -> Result<LockGuard, LockError> {
         let keys = LockKeys::new(name);
         let owner = Token::generate()?.expose().to_owned();
         let deadline = Instant::now() + wait;
         let mut signal = None;
         loop {
+            let sent = Instant::now();
             let held_ms = match self.attempt(&keys, &owner).await? {
                 AcquireOutcome::Acquired(fence) => {
-                    return Ok(LockGuard::start(self, keys, owner, fence));
+                    return Ok(LockGuard::start(self, keys, owner, fence, sent));
                 }
                 AcquireOutcome::Held(ms) => ms,
             };
@@ -276,27 +334,59 @@ impl Locks {
         }
     }
 
+    /// One acquisition attempt. When it fails with a backend error its outcome is unknown:
+    /// the request may have run and only its reply been lost (a timeout, a dropped
+    /// connection), or run later (a frozen server works off what it received when it
+    /// thaws). The lock is then given back by owner before the error is reported, so no
+    /// lock is left held by nobody for a whole lease.
     async fn attempt(&self, keys: &LockKeys, owner: &str) -> Result<AcquireOutcome, LockError> {
+        match self.attempt_unguarded(keys, owner).await {
+            Err(LockError::Backend(error)) => {
+                self.give_back(keys, owner, "an acquisition of unknown outcome")
+                    .await;
+                Err(LockError::Backend(error))
+            }
+            other => other,
+        }
+    }
+
+    async fn attempt_unguarded(
+        &self,
+        keys: &LockKeys,
+        owner: &str,
+    ) -> Result<AcquireOutcome, LockError> {
         let lease = millis(self.options.lease);
+        let fence_ttl = millis(self.options.fence_ttl.max(self.options.lease));
         let Some((wanted, timeout)) = self.options.replication else {
-            return Ok(self.store.try_acquire(keys, owner, lease).await?);
+            return Ok(self
+                .store
+                .try_acquire(keys, owner, lease, fence_ttl)
+                .await?);
         };
         let (outcome, acknowledged) = self
             .store
-            .try_acquire_replicated(keys, owner, lease, wanted, millis(timeout))
+            .try_acquire_replicated(keys, owner, lease, fence_ttl, wanted, millis(timeout))
             .await?;
         if matches!(outcome, AcquireOutcome::Acquired(_)) && acknowledged < wanted {
             // Not safe against a failover: give it back rather than hand out a lock that
-            // may vanish. If the release fails too, the lease ends the lock.
-            if let Err(error) = self.store.release(keys, owner).await {
-                tracing::warn!(%error, "giving back an unreplicated lock failed");
-            }
+            // may vanish.
+            self.give_back(keys, owner, "an unreplicated lock").await;
             return Err(LockError::NotReplicated {
                 acknowledged,
                 wanted,
             });
         }
         Ok(outcome)
+    }
+
+    /// Releases by owner, best effort (bounded by the store's command timeout). On the
+    /// shared connection of a single Redis the release is queued behind the acquisition,
+    /// so it runs after it even when Redis runs both late. If it fails, the lease ends
+    /// the lock.
+    async fn give_back(&self, keys: &LockKeys, owner: &str, what: &str) {
+        if let Err(error) = self.store.release(keys, owner).await {
+            tracing::warn!(%error, "giving back {what} failed; the lease will end it");
+        }
     }
 
     /// Sleep before the next try: at most the poll interval, jittered to 50–100 % so
@@ -309,5 +399,34 @@ impl Locks {
             cap
         };
         cap.mul_f64(rand::rng().random_range(0.5..=1.0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_safety_margin_covers_the_command_timeout_and_drift_and_leaves_most_of_the_lease() {
+        let default = LockOptions::new();
+        assert_eq!(
+            default.effective_margin(Duration::from_secs(1)),
+            Duration::from_millis(1302)
+        );
+        assert_eq!(
+            default.effective_margin(Duration::ZERO),
+            Duration::from_millis(302)
+        );
+        let short = LockOptions::new().with_lease(Duration::from_millis(300));
+        assert_eq!(
+            short.effective_margin(Duration::from_secs(1)),
+            Duration::from_millis(100),
+            "at most a third of the lease"
+        );
+        let set = LockOptions::new().with_safety_margin(Duration::from_secs(5));
+        assert_eq!(
+            set.effective_margin(Duration::from_secs(1)),
+            Duration::from_secs(5)
+        );
     }
 }

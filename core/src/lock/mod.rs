@@ -2,7 +2,7 @@
 //! payment callbacks racing for one order).
 //!
 //! - Acquire is `SET key owner NX PX lease` (with a random owner per acquisition) plus a
-//!   fencing counter, in one script; [`Locks::try_acquire`] tries once,
+//!   fencing token, in one script; [`Locks::try_acquire`] tries once,
 //!   [`Locks::acquire`] waits up to a deadline, [`Locks::with_lock`] runs a future while
 //!   holding the lock.
 //! - Waiters are woken by a message on the lock's release channel and poll as a fallback
@@ -10,18 +10,39 @@
 //!   most one poll interval.
 //! - Only the owner releases (compare-and-delete); releasing a lock that was lost is
 //!   reported ([`LockError::NotOwner`]).
-//! - While held, the guard renews the lease every lease/3 (owner-checked, like Redisson's
-//!   watchdog); when a renewal finds the lock gone, [`LockGuard::is_lost`] turns true and
-//!   [`LockGuard::lost`] completes, and `with_lock` stops the work.
+//! - While held, the guard renews the lease (owner-checked, like Redisson's watchdog) three
+//!   times per lease minus safety margin. It counts the lease from when it *sent* the last
+//!   successful renewal (or the acquisition), never from when the reply came, so its count
+//!   ends no later than Redis's. When a renewal finds the lock gone, or when no renewal was
+//!   confirmed by that send time plus the lease minus the safety margin
+//!   ([`LockOptions::with_safety_margin`]; Redis unreachable, frozen or too slow),
+//!   [`LockGuard::is_lost`] turns true and [`LockGuard::lost`] completes — before the
+//!   lease can end in Redis and another instance acquire the lock — and `with_lock` stops
+//!   the work.
 //! - Every successful acquisition of a name returns a strictly larger fencing token
 //!   ([`LockGuard::fence`]) as long as Redis keeps its writes (see [Failover](#failover)):
 //!   pass it to the storage you protect and let it reject writes carrying an older token,
-//!   which is what keeps a holder that was paused past its lease from doing damage.
+//!   which is what keeps a holder that was paused past its lease from doing damage. The
+//!   token is the larger of the name's stored token plus one and the Redis server's clock
+//!   in microseconds (`TIME`, inside the script), so the stored token can expire
+//!   ([`LockOptions::with_fence_ttl`], default 10 minutes after the name's last
+//!   acquisition) without tokens ever going back: unused names leave no keys behind.
+//!   Tokens are therefore large (about 1.8 × 10¹⁵ in 2026, below 2⁵³) and not consecutive.
+//!   Only a step of the server's clock back by more than the fence TTL could make a token
+//!   smaller than an earlier one.
 //! - "Held by someone else" ([`LockError::Busy`], [`LockError::Timeout`]) and "Redis is
 //!   unreachable" ([`LockError::Backend`]) are different errors: callers fail closed.
-//! - Keys `keygate:lock:{<name>}` and `keygate:lock:{<name>}:fence` share a hash tag, so
-//!   the scripts are single-slot on Redis Cluster. Names are escaped into the tag, so any
-//!   name is safe.
+//! - An acquisition that fails with a backend error (a timeout, a dropped connection) may
+//!   still have taken the lock: its reply was lost, or a frozen Redis runs it when it
+//!   thaws. Before reporting the error, keygate releases by the attempt's owner id (best
+//!   effort, bounded by the command timeout; on one server the release is queued behind
+//!   the acquisition on the same connection, so it runs after it), so no lock is left held
+//!   by nobody for a whole lease. The acquire script treats "held by this owner" as
+//!   acquired, so retries within one [`Locks::acquire`] are idempotent. If the release
+//!   cannot reach Redis either, the lease ends the lock.
+//! - Keys `keygate:lock:{<name>}` (TTL: the lease) and `keygate:lock:{<name>}:fence`
+//!   (TTL: the fence TTL) share a hash tag, so the scripts are single-slot on Redis Cluster.
+//!   Names are escaped into the tag, so any name is safe. The scripts touch only these keys.
 //!
 //! A guard dropped without [`LockGuard::release`] releases in the background; a process
 //! that dies holding a lock blocks others for at most the lease.
@@ -32,31 +53,37 @@
 //! its replicas have it. If the master crashes in that window and a replica is promoted
 //! (by Sentinel, or by the cluster itself), the new master has never seen the lock. Another
 //! instance acquires it and **two hold it at once**, each told it is the only one. The
-//! fencing counter lives in the lock's slot and is incremented by the same script, so it is
-//! lost with the same write: the second holder can receive the **same** fencing token as the
-//! first (never a smaller one than a token whose acquisition survived). A lost release only
-//! lets the lock linger until its lease ends; a lost renewal shortens the lease to what the
-//! replica had.
+//! stored fencing token lives in the lock's slot and is written by the same script, so it is
+//! lost with the same write. The second holder's token is still larger than every token
+//! whose acquisition survived (the replica has it stored), and larger than the lost one as
+//! long as the new master's clock reads later than the old master's did at the lost
+//! acquisition — normally, as detecting a failure and promoting a replica takes seconds. If
+//! the masters' clocks differ by more than that, the second holder can receive a token
+//! **equal to or smaller** than the first's: keep the Redis servers' clocks synchronised
+//! (NTP). A lost release only lets the lock linger until its lease ends; a lost renewal
+//! shortens the lease to what the replica had.
 //!
 //! What keygate gives against it:
 //!
-//! - **The lost-lock signal bounds the overlap.** The guard renews every lease/3, checking
-//!   the owner. On the promoted master the lock is absent or someone else's, so the first
-//!   renewal after the failover fails: [`LockGuard::is_lost`] turns true,
-//!   [`LockGuard::lost`] completes, [`Locks::with_lock`] drops the work, and
-//!   [`LockGuard::release`] reports [`LockError::NotOwner`]. Renewals that keep failing while
-//!   no master answers report the lock lost after one lease. The two holders therefore
-//!   overlap for at most about one renewal interval after the failover completes. Work
-//!   that must not overlap at all has to select on [`LockGuard::lost`] *and* be fenced.
-//!   Without renewal ([`LockOptions::with_renewal`]`(false)`) the loss shows only at
-//!   release.
+//! - **The lost-lock signal bounds the overlap.** The guard renews three times per lease
+//!   minus safety margin, checking the owner. On the promoted master the lock is absent or
+//!   someone else's, so the first renewal after the failover fails: [`LockGuard::is_lost`]
+//!   turns true, [`LockGuard::lost`] completes, [`Locks::with_lock`] drops the work, and
+//!   [`LockGuard::release`] reports [`LockError::NotOwner`]. Renewals that keep failing
+//!   while no master answers report the lock lost a safety margin before the last
+//!   confirmed lease could end. The two holders therefore overlap for at most about one
+//!   renewal interval after the failover completes. Work that must not overlap at all has
+//!   to select on [`LockGuard::lost`] *and* be fenced. Without renewal
+//!   ([`LockOptions::with_renewal`]`(false)`) the guard reports the lock lost a safety
+//!   margin before its one lease ends, and a loss by failover shows only at release.
 //! - **The fencing token closes the gap at the resource,** if the resource checks it
 //!   strictly. Store the token of the last write with the record and accept a write only if
 //!   its token is *greater* than the stored one
-//!   (`UPDATE orders SET paid = true, fence = $1 WHERE id = $2 AND fence < $1`): of two
-//!   holders with the same token after a failover, only the first write goes through. A
+//!   (`UPDATE orders SET paid = true, fence = $1 WHERE id = $2 AND fence < $1`): once the
+//!   second holder of a failover (larger token) wrote, the first's writes are refused. A
 //!   check that accepts an *equal* token (`fence <= $1`, needed if one holding writes the
-//!   same record several times) lets both through.
+//!   same record several times) lets both through when clock skew gave them the same
+//!   token. Store the token in a 64-bit integer column.
 //! - **Waiting for replication narrows the window.**
 //!   [`LockOptions::with_replication_wait`]`(n, timeout)` reports an acquisition only after
 //!   `n` replicas acknowledged it (Redis `WAIT`), and gives the lock back otherwise
@@ -87,7 +114,7 @@ use crate::Result;
 pub struct LockKeys {
     /// Holds the owner token, with the lease as TTL.
     pub lock: String,
-    /// The fencing counter.
+    /// The fencing counter, which expires a while after the name's last acquisition.
     pub fence: String,
     /// Release notifications.
     pub channel: String,
@@ -161,12 +188,16 @@ impl std::fmt::Debug for ReleaseSignal {
 /// Storage of locks. Every method is one atomic step.
 #[async_trait]
 pub trait LockStore: Send + Sync + 'static {
-    /// Takes the lock for `owner` with this lease if it is free, incrementing the fence.
+    /// Takes the lock for `owner` with this lease if it is free, with a new fence: the
+    /// larger of the stored fence plus one and the store's clock in microseconds, stored
+    /// with the TTL `fence_ttl_ms` (at least the lease). If `owner` holds it already (a
+    /// retry whose first reply was lost), reports it acquired with the stored fence.
     async fn try_acquire(
         &self,
         keys: &LockKeys,
         owner: &str,
         lease_ms: u64,
+        fence_ttl_ms: u64,
     ) -> Result<AcquireOutcome>;
 
     /// Releases the lock if `owner` holds it (and notifies waiters); `false` otherwise.
@@ -178,6 +209,13 @@ pub trait LockStore: Send + Sync + 'static {
     /// Subscribes to release notifications of this lock.
     async fn subscribe(&self, keys: &LockKeys) -> Result<ReleaseSignal>;
 
+    /// The longest one of these operations may take before it fails (the Redis command
+    /// timeout); part of the default safety margin of [`LockOptions::with_safety_margin`].
+    /// The default, for stores that answer at once, is zero.
+    fn command_timeout(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
+
     /// Like [`try_acquire`](Self::try_acquire), then, if acquired, waits up to
     /// `timeout_ms` until `replicas` replicas acknowledged the acquisition; returns the
     /// outcome and how many replicas acknowledged. The default, for stores without
@@ -187,10 +225,15 @@ pub trait LockStore: Send + Sync + 'static {
         keys: &LockKeys,
         owner: &str,
         lease_ms: u64,
+        fence_ttl_ms: u64,
         replicas: u32,
         _timeout_ms: u64,
     ) -> Result<(AcquireOutcome, u32)> {
-        Ok((self.try_acquire(keys, owner, lease_ms).await?, replicas))
+        Ok((
+            self.try_acquire(keys, owner, lease_ms, fence_ttl_ms)
+                .await?,
+            replicas,
+        ))
     }
 }
 

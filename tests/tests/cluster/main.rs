@@ -97,6 +97,8 @@ on_cluster!(locks => crate::locks_suite:
     names_with_odd_characters_are_distinct_and_safe,
     a_dropped_guard_releases_in_the_background,
     with_lock_runs_the_work_and_releases,
+    without_renewal_the_loss_is_reported_before_the_lease_ends,
+    fence_keys_expire_and_fences_keep_increasing,
 );
 
 on_cluster!(seckill => crate::seckill_suite:

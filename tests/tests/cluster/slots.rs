@@ -223,7 +223,13 @@ async fn lock_acquisitions_can_wait_for_a_replica() {
     assert_eq!(owners.len(), 3);
     for name in &names {
         let guard = locks.try_acquire(name).await.unwrap();
-        assert_eq!(guard.fence(), 1);
+        let fence_key = format!("keygate:lock:{{{name}}}:fence");
+        let stored: u64 = cluster.query_key(&fence_key, redis::cmd("GET").arg(&fence_key));
+        assert_eq!(
+            guard.fence(),
+            stored,
+            "the fence written on the lock's master"
+        );
         guard.release().await.unwrap();
     }
     // Asking for more replicas than a master has gives the lock back.

@@ -185,3 +185,85 @@ pub async fn with_lock_runs_the_work_and_releases(b: &Backend) {
         "released after the first run, new fence for the second"
     );
 }
+
+pub async fn without_renewal_the_loss_is_reported_before_the_lease_ends(b: &Backend) {
+    let lease = Duration::from_millis(1500);
+    let options = LockOptions::new()
+        .with_lease(lease)
+        .with_renewal(false)
+        .with_safety_margin(Duration::from_millis(500));
+    let locks = locks(b, options);
+    let guard = locks.try_acquire("order:7").await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), guard.lost())
+        .await
+        .expect("the loss is reported");
+    assert!(guard.is_lost());
+    // Reported before the lease ended: nobody else could take the lock yet.
+    assert!(
+        matches!(
+            locks.try_acquire("order:7").await,
+            Err(LockError::Busy { .. })
+        ),
+        "reported lost while the lease still runs"
+    );
+    // The lease ends: another instance takes it.
+    let next = locks
+        .acquire("order:7", Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert!(next.fence() > guard.fence());
+    assert!(matches!(guard.release().await, Err(LockError::NotOwner)));
+    next.release().await.unwrap();
+}
+
+/// Keys of keygate locks (locks and fencing counters) in the backend.
+fn lock_keys(b: &Backend) -> usize {
+    let pattern = redis::cmd("KEYS").arg("keygate:lock:*").to_owned();
+    match b {
+        Backend::Memory(store) => store.lock_keys(),
+        Backend::Redis(_, server) => server.query::<Vec<String>>(&mut pattern.clone()).len(),
+        Backend::Cluster(_, cluster) => cluster
+            .masters()
+            .into_iter()
+            .map(|port| {
+                let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
+                let mut conn = client.get_connection().unwrap();
+                pattern.query::<Vec<String>>(&mut conn).unwrap().len()
+            })
+            .sum(),
+    }
+}
+
+pub async fn fence_keys_expire_and_fences_keep_increasing(b: &Backend) {
+    let options = LockOptions::new()
+        .with_lease(Duration::from_millis(200))
+        .with_fence_ttl(Duration::from_millis(300));
+    let locks = locks(b, options);
+    // 1,000 lock names, each used once.
+    for i in 0..1000 {
+        let guard = locks.try_acquire(&format!("bulk:{i}")).await.unwrap();
+        guard.release().await.unwrap();
+    }
+    let expired = keygate_tests::eventually(Duration::from_secs(10), async || lock_keys(b) == 0);
+    assert!(expired.await, "{} lock keys left behind", lock_keys(b));
+
+    // One name: fences increase while its fence key lives...
+    let first = locks.try_acquire("order:8").await.unwrap();
+    let first_fence = first.fence();
+    first.release().await.unwrap();
+    let second = locks.try_acquire("order:8").await.unwrap();
+    let second_fence = second.fence();
+    second.release().await.unwrap();
+    assert!(second_fence > first_fence);
+    assert!(lock_keys(b) > 0, "the fence key lives for its TTL");
+    // ...and after it expired.
+    let expired = keygate_tests::eventually(Duration::from_secs(10), async || lock_keys(b) == 0);
+    assert!(expired.await, "the fence key expires");
+    let third = locks.try_acquire("order:8").await.unwrap();
+    assert!(
+        third.fence() > second_fence,
+        "{} after {second_fence}: a fence never goes back, even across an expiry of its key",
+        third.fence(),
+    );
+    third.release().await.unwrap();
+}

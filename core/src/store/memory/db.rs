@@ -93,6 +93,15 @@ impl Db {
         n
     }
 
+    /// How many live keys start with `prefix`.
+    pub fn count_live(&self, prefix: &str) -> usize {
+        let now = Instant::now();
+        self.entries
+            .iter()
+            .filter(|(key, entry)| key.starts_with(prefix) && entry.live(now))
+            .count()
+    }
+
     fn note_write(&mut self) {
         self.writes = self.writes.wrapping_add(1);
         if self.writes.is_multiple_of(SWEEP_EVERY) {

@@ -1,6 +1,6 @@
 //! Locks in memory, with the Redis scripts' semantics (for one process).
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use tokio::sync::{broadcast, mpsc};
@@ -11,6 +11,22 @@ use crate::config::millis;
 use crate::error::Result;
 use crate::lock::{AcquireOutcome, LockKeys, LockStore, ReleaseSignal};
 
+/// The system clock in microseconds since the Unix epoch (0 before it), as Redis `TIME`.
+fn clock_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+impl MemoryStore {
+    /// How many lock keys (held locks and their fencing counters) are live: lock names
+    /// that are no longer used leave none behind once their fence TTL has passed
+    /// ([`LockOptions::with_fence_ttl`](crate::lock::LockOptions::with_fence_ttl)).
+    pub fn lock_keys(&self) -> usize {
+        self.with_db(|db| db.count_live("keygate:lock:"))
+    }
+}
+
 #[async_trait]
 impl LockStore for MemoryStore {
     async fn try_acquire(
@@ -18,6 +34,7 @@ impl LockStore for MemoryStore {
         keys: &LockKeys,
         owner: &str,
         lease_ms: u64,
+        fence_ttl_ms: u64,
     ) -> Result<AcquireOutcome> {
         Ok(self.with_db(|db| {
             if db.get_str(&keys.lock) == Some(owner) {
@@ -31,7 +48,16 @@ impl LockStore for MemoryStore {
             }
             let lease = Some(Duration::from_millis(lease_ms));
             db.set(&keys.lock, Value::Str(owner.to_owned()), lease);
-            AcquireOutcome::Acquired(u64::try_from(db.incr(&keys.fence)).unwrap_or(0))
+            // As the Redis script: the larger of the stored fence plus one and the clock in
+            // microseconds, so fences keep increasing after the fence key expired.
+            let stored: u64 = db
+                .get_str(&keys.fence)
+                .and_then(|f| f.parse().ok())
+                .unwrap_or(0);
+            let fence = stored.saturating_add(1).max(clock_micros());
+            let fence_ttl = Some(Duration::from_millis(fence_ttl_ms));
+            db.set(&keys.fence, Value::Str(fence.to_string()), fence_ttl);
+            AcquireOutcome::Acquired(fence)
         }))
     }
 

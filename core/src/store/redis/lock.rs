@@ -1,10 +1,12 @@
 //! Locks on Redis.
 
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 use super::connection::BlockingConn;
 use super::script::Invocation;
@@ -12,13 +14,19 @@ use super::{LOCK_ACQUIRE, LOCK_RELEASE, LOCK_RENEW, RedisStore};
 use crate::error::{BackendError, Result};
 use crate::lock::{AcquireOutcome, LockKeys, LockStore, ReleaseSignal};
 
-fn acquire_invocation<'a>(keys: &LockKeys, owner: &str, lease_ms: u64) -> Invocation<'a> {
+fn acquire_invocation<'a>(
+    keys: &LockKeys,
+    owner: &str,
+    lease_ms: u64,
+    fence_ttl_ms: u64,
+) -> Invocation<'a> {
     let mut invocation = LOCK_ACQUIRE.prepare_invoke();
     invocation
         .key(&keys.lock)
         .key(&keys.fence)
         .arg(owner)
-        .arg(lease_ms);
+        .arg(lease_ms)
+        .arg(fence_ttl_ms);
     invocation
 }
 
@@ -33,15 +41,12 @@ fn acquire_outcome((acquired, value): (i64, u64)) -> Result<AcquireOutcome> {
 /// The acquire script, then `WAIT` if acquired, on one dedicated connection.
 async fn acquire_and_wait(
     conn: &mut BlockingConn,
+    acquire: &Invocation<'_>,
     keys: &LockKeys,
-    owner: &str,
-    lease_ms: u64,
     replicas: u32,
     timeout_ms: u64,
 ) -> redis::RedisResult<(AcquireOutcome, u32)> {
-    let reply = acquire_invocation(keys, owner, lease_ms)
-        .invoke_async(conn)
-        .await?;
+    let reply = acquire.invoke_async(conn).await?;
     let outcome = match reply {
         (1, fence) => AcquireOutcome::Acquired(fence),
         (0, left) => AcquireOutcome::Held(left),
@@ -62,6 +67,56 @@ async fn acquire_and_wait(
     Ok((outcome, acknowledged))
 }
 
+/// Most idle dedicated connections kept for acquisitions that wait for replication; more
+/// are opened while more acquisitions run at once, and closed when they end.
+const IDLE_REPLICATION_CONNS: usize = 4;
+
+/// Idle dedicated connections for acquisitions followed by `WAIT`. An acquisition takes one
+/// for itself and puts it back when done; the lock on the list is held only to take or put.
+#[derive(Default)]
+pub(crate) struct ReplicationConns {
+    idle: Mutex<Vec<BlockingConn>>,
+}
+
+impl ReplicationConns {
+    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<BlockingConn>> {
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn take(&self) -> Option<BlockingConn> {
+        self.idle().pop()
+    }
+
+    fn put(&self, conn: BlockingConn) {
+        let mut idle = self.idle();
+        if idle.len() < IDLE_REPLICATION_CONNS {
+            idle.push(conn);
+        }
+    }
+
+    fn clear(&self) {
+        self.idle().clear();
+    }
+}
+
+impl RedisStore {
+    /// After a failed or timed-out acquisition on a dedicated connection: releases by owner
+    /// on that same connection, in the background and bounded by the command timeout, then
+    /// closes it. The release is queued behind the acquisition (and its `WAIT`), so Redis
+    /// runs it after the acquisition even if it runs both late.
+    fn give_back_on(&self, mut conn: BlockingConn, keys: &LockKeys, owner: &str) {
+        let mut invocation = LOCK_RELEASE.prepare_invoke();
+        invocation.key(&keys.lock).arg(owner).arg(&keys.channel);
+        let bound = self.command_timeout + Duration::from_millis(100);
+        tokio::spawn(async move {
+            let release = invocation.invoke_async::<i64>(&mut conn);
+            if let Ok(Err(error)) = tokio::time::timeout(bound, release).await {
+                tracing::debug!(%error, "giving back a failed acquisition on its connection failed");
+            }
+        });
+    }
+}
+
 #[async_trait]
 impl LockStore for RedisStore {
     async fn try_acquire(
@@ -69,8 +124,9 @@ impl LockStore for RedisStore {
         keys: &LockKeys,
         owner: &str,
         lease_ms: u64,
+        fence_ttl_ms: u64,
     ) -> Result<AcquireOutcome> {
-        let invocation = acquire_invocation(keys, owner, lease_ms);
+        let invocation = acquire_invocation(keys, owner, lease_ms, fence_ttl_ms);
         let mut conn = self.conn();
         acquire_outcome(self.bounded(invocation.invoke_async(&mut conn)).await?)
     }
@@ -80,42 +136,58 @@ impl LockStore for RedisStore {
         keys: &LockKeys,
         owner: &str,
         lease_ms: u64,
+        fence_ttl_ms: u64,
         replicas: u32,
         timeout_ms: u64,
     ) -> Result<(AcquireOutcome, u32)> {
         // WAIT blocks the connection it runs on and counts the writes sent on it: the
-        // script and the WAIT share a dedicated connection, never the shared one.
+        // script and the WAIT share a dedicated connection, never the shared one, and each
+        // acquisition has that connection to itself, so a slow WAIT delays no other lock.
+        // Everything, opening a connection included, is bounded by `limit`.
         let limit = self.command_timeout * 2 + Duration::from_millis(timeout_ms);
-        let mut slot = self.replication().lock().await;
-        let attempt = async {
-            loop {
-                let reused = slot.is_some();
-                let conn = match slot.as_mut() {
-                    Some(conn) => conn,
-                    None => slot.insert(self.dedicated().blocking(self.connect_timeout).await?),
-                };
-                match acquire_and_wait(conn, keys, owner, lease_ms, replicas, timeout_ms).await {
-                    Ok(done) => return Ok(done),
-                    Err(e) => {
-                        // Reconnect next time: the server may be gone, or be another one.
-                        *slot = None;
-                        // A connection kept from before may have died since (a failover):
-                        // one retry on a fresh one. The script is idempotent for its owner.
-                        let dropped = e.is_io_error() || e.is_connection_dropped();
-                        if !(reused && dropped) {
-                            return Err(crate::Error::from(e));
-                        }
+        let deadline = Instant::now() + limit;
+        let timed_out = || crate::Error::from(BackendError::Timeout(limit));
+        let acquire = acquire_invocation(keys, owner, lease_ms, fence_ttl_ms);
+        loop {
+            let pooled = self.replication().take();
+            let reused = pooled.is_some();
+            let mut conn = match pooled {
+                Some(conn) => conn,
+                None => {
+                    let opening = self.dedicated().blocking(self.connect_timeout);
+                    tokio::time::timeout_at(deadline, opening)
+                        .await
+                        .map_err(|_| timed_out())??
+                }
+            };
+            let attempt = acquire_and_wait(&mut conn, &acquire, keys, replicas, timeout_ms);
+            match tokio::time::timeout_at(deadline, attempt).await {
+                Ok(Ok(done)) => {
+                    self.replication().put(conn);
+                    return Ok(done);
+                }
+                Ok(Err(e)) => {
+                    // A connection kept from before may have died since (a failover), and
+                    // the other idle ones with it: one retry on a fresh one. The script is
+                    // idempotent for its owner.
+                    let dropped = e.is_io_error() || e.is_connection_dropped();
+                    if reused && dropped {
+                        self.replication().clear();
+                        continue;
                     }
+                    self.give_back_on(conn, keys, owner);
+                    return Err(crate::Error::from(e));
+                }
+                Err(_) => {
+                    self.give_back_on(conn, keys, owner);
+                    return Err(timed_out());
                 }
             }
-        };
-        match tokio::time::timeout(limit, attempt).await {
-            Ok(result) => result,
-            Err(_) => {
-                *slot = None;
-                Err(BackendError::Timeout(limit).into())
-            }
         }
+    }
+
+    fn command_timeout(&self) -> Duration {
+        self.command_timeout
     }
 
     async fn release(&self, keys: &LockKeys, owner: &str) -> Result<bool> {

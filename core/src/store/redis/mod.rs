@@ -19,7 +19,7 @@ use std::time::Duration;
 use redis::{Cmd, FromRedisValue, RedisResult};
 
 pub use connection::RedisOptions;
-use connection::{BlockingConn, Conn, Dedicated};
+use connection::{Conn, Dedicated};
 use script::LuaScript;
 
 use crate::error::{BackendError, Error};
@@ -48,8 +48,8 @@ pub struct RedisStore {
     conn: Conn,
     /// For dedicated connections (pub/sub waits, blocking stream reads).
     dedicated: Dedicated,
-    /// The dedicated connection for lock acquisitions followed by `WAIT`, once opened.
-    replication: Arc<tokio::sync::Mutex<Option<BlockingConn>>>,
+    /// Idle dedicated connections for lock acquisitions followed by `WAIT`.
+    replication: Arc<lock::ReplicationConns>,
     pub(crate) command_timeout: Duration,
     pub(crate) connect_timeout: Duration,
 }
@@ -97,8 +97,8 @@ impl RedisStore {
         &self.dedicated
     }
 
-    /// The dedicated connection for writes followed by `WAIT` (one at a time).
-    pub(crate) fn replication(&self) -> &tokio::sync::Mutex<Option<BlockingConn>> {
+    /// Idle dedicated connections for lock acquisitions followed by `WAIT`.
+    pub(crate) fn replication(&self) -> &lock::ReplicationConns {
         &self.replication
     }
 
