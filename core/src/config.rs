@@ -13,7 +13,8 @@ pub enum Codec {
     /// `GETEX`.
     Json,
     /// A Redis hash of string fields, one per top-level field of the data (the Java seed's
-    /// layout). Load-and-touch is `HGETALL` + `PEXPIRE` pipelined in one round trip.
+    /// layout). Load-and-touch is one script call (one round trip) that checks the key's
+    /// type before `PEXPIRE` and `HGETALL`, so a key of another type is never touched.
     Hash,
 }
 

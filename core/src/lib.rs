@@ -52,8 +52,9 @@
 //!   it, so `list`/`destroy_all` see only sessions created through keygate;
 //! - with an absolute lifetime, a companion key `<deadline prefix>{<session key>}` (default
 //!   prefix `keygate:deadline:`) lives exactly the lifetime; loading caps the idle TTL by
-//!   it, in one script call. It shares the session key's hash slot. Sessions without it
-//!   (created elsewhere) only slide.
+//!   it, in one script call. It shares the session key's hash slot. With a lifetime
+//!   configured, a session whose deadline key is gone (evicted, or created elsewhere
+//!   without one) is over.
 //!
 //! ## Features
 //!
