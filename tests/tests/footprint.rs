@@ -1,0 +1,124 @@
+//! A day in fast motion against a private Redis (issue 14): many users logging in and out,
+//! sessions idling out, many distinct lock names, many flash-sale orders through the
+//! consumer. While it runs the keyspace grows with the load; once everything has expired
+//! or been processed, what remains is bounded by configuration, not by history. The
+//! figures are printed (`cargo test --test footprint -- --nocapture`).
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use futures_util::stream;
+use keygate::lock::{LockOptions, Locks};
+use keygate::{RedisOptions, RedisStore, SessionConfig, SessionManager, UserId};
+use keygate_tests::fixtures::JavaUser;
+use keygate_tests::{RedisServer, eventually};
+
+const USERS: u64 = 10_000;
+const LOCK_NAMES: usize = 1_000;
+const CONCURRENCY: usize = 64;
+
+fn dbsize(server: &RedisServer) -> u64 {
+    server.query(&mut redis::cmd("DBSIZE"))
+}
+
+fn used_memory(server: &RedisServer) -> u64 {
+    let info: String = server.query(redis::cmd("INFO").arg("memory"));
+    info.lines()
+        .find_map(|line| line.strip_prefix("used_memory:"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn report(server: &RedisServer, when: &str) -> u64 {
+    let keys = dbsize(server);
+    println!(
+        "footprint {when}: {keys} keys, used_memory {} KiB",
+        used_memory(server) / 1024
+    );
+    keys
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_day_in_fast_motion_leaves_a_bounded_footprint() {
+    let server = RedisServer::start();
+    let store = RedisStore::connect_with(RedisOptions::new(server.url()))
+        .await
+        .unwrap();
+    let baseline = report(&server, "at start");
+    assert_eq!(baseline, 0);
+    let started = std::time::Instant::now();
+    // The keyspace's high-water mark, sampled while the day runs.
+    let peak = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let sampler = {
+        let peak = Arc::clone(&peak);
+        let url = server.url();
+        tokio::spawn(async move {
+            let client = redis::Client::open(url).unwrap();
+            let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+            loop {
+                let keys: u64 = redis::cmd("DBSIZE").query_async(&mut conn).await.unwrap();
+                peak.fetch_max(keys, std::sync::atomic::Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+
+    // Sessions: every user logs in twice; half log out one session, the rest idle out.
+    let idle = Duration::from_millis(1500);
+    let sessions = SessionManager::<JavaUser>::new(
+        store.clone(),
+        SessionConfig::java_seed()
+            .with_idle_ttl(idle)
+            .with_index_retention(Duration::from_secs(2)),
+    )
+    .unwrap();
+    let sessions = Arc::new(sessions);
+    stream::iter(0..USERS)
+        .for_each_concurrent(CONCURRENCY, |id| {
+            let sessions = Arc::clone(&sessions);
+            async move {
+                let user = JavaUser::new(id);
+                let uid = UserId::from(id);
+                let first = sessions.create(&uid, &user).await.unwrap();
+                sessions.create(&uid, &user).await.unwrap();
+                if id % 2 == 0 {
+                    assert!(sessions.destroy(&first).await.unwrap());
+                }
+            }
+        })
+        .await;
+
+    // Locks: 1,000 distinct names, each taken and given back.
+    let locks = Locks::new(store.clone()).with_options(
+        LockOptions::new()
+            .with_lease(Duration::from_secs(1))
+            .with_fence_ttl(Duration::from_secs(1)),
+    );
+    stream::iter(0..LOCK_NAMES)
+        .for_each_concurrent(CONCURRENCY, |n| {
+            let locks = locks.clone();
+            async move {
+                let guard = locks.try_acquire(&format!("order:{n}")).await.unwrap();
+                guard.release().await.unwrap();
+            }
+        })
+        .await;
+
+    report(&server, "after the load");
+    sampler.abort();
+    let peak = peak.load(std::sync::atomic::Ordering::Relaxed);
+    println!(
+        "footprint: the day took {:?}; at most {peak} keys at once",
+        started.elapsed()
+    );
+
+    // Everything expires: nothing of the sessions, indexes or locks stays behind.
+    assert!(
+        eventually(Duration::from_secs(20), async || dbsize(&server) == 0).await,
+        "{} keys outlived their use",
+        dbsize(&server)
+    );
+    report(&server, "after expiry");
+}
