@@ -1,4 +1,65 @@
-//! Support for the framework adapters (not part of the user-facing API).
+//! What every framework adapter shares, decided once here and translated thinly by each:
+//! the logging policy for failures, the rejection of a route without the loading
+//! component, the re-exports, and the extractor newtypes. Handler authors do not need this
+//! module; adapter authors do.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::Error;
+
+/// Logs a failure an adapter is about to answer, by one policy for all frameworks: backend
+/// trouble (503) at WARN, at most once a second per process (an outage must not flood the
+/// log); a script failure (500) was logged at ERROR where it was recognised; anything else
+/// (500, a programming or configuration error) at ERROR. Never logs tokens: keygate's
+/// errors do not carry them.
+pub fn report_error(error: &Error) {
+    if error.is_backend() {
+        if may_warn_now() {
+            tracing::warn!(%error, "session backend failed; answering 503 (logged at most once a second)");
+        }
+    } else if !matches!(error, Error::Script(_)) {
+        tracing::error!(%error, "keygate call failed; answering 500");
+    }
+}
+
+/// Logs a route that asked for a session without the loading component installed (a
+/// programming error, answered with 500 naming the component).
+pub fn report_missing_component(what: &'static str) {
+    tracing::error!(what, "a route asked for a session it cannot have");
+}
+
+/// Whether a rate-limited warning may be logged now: at most one a second per process.
+fn may_warn_now() -> bool {
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let last = LAST.load(Ordering::Relaxed);
+    now.saturating_sub(last) >= 1000
+        && LAST
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+}
+
+/// The core types every adapter re-exports, so that one dependency is enough and the four
+/// adapters name the same things: invoke `keygate::adapter_reexports!();` at an adapter's
+/// crate root.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! adapter_reexports {
+    () => {
+        pub use ::keygate;
+        /// The embedded in-memory backend (feature `memory`, on by default).
+        #[cfg(feature = "memory")]
+        pub use ::keygate::MemoryStore;
+        pub use ::keygate::http::{Envelope, Rejection};
+        pub use ::keygate::{
+            Codec, CurrentSession, Error, Keygate, RedisOptions, RedisStore, SessionConfig,
+            SessionManager, Token, TokenFormat, TokenFormats, TokenReader, TokenSource, UserId,
+        };
+    };
+}
 
 /// Defines an adapter's `Auth<T>`, `MaybeAuth<T>` and `Sessions<T>` newtypes with their
 /// framework-neutral parts (`Deref`, `into_inner`, `Clone`, redacting `Debug`); the adapter

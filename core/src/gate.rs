@@ -1,7 +1,6 @@
 //! What every adapter does per request, once: read the token, load-and-touch the session.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -24,9 +23,6 @@ use crate::{Session, SessionInfo, SessionManager, UserId};
 pub struct Keygate<T> {
     manager: SessionManager<T>,
     reader: Arc<TokenReader>,
-    /// When the last backend failure was logged (ms since `UNIX_EPOCH`), to log at most one
-    /// a second: during an outage every request fails, and the log must not drown.
-    last_warning: Arc<AtomicU64>,
 }
 
 impl<T> Clone for Keygate<T> {
@@ -34,7 +30,6 @@ impl<T> Clone for Keygate<T> {
         Self {
             manager: self.manager.clone(),
             reader: Arc::clone(&self.reader),
-            last_warning: Arc::clone(&self.last_warning),
         }
     }
 }
@@ -133,7 +128,6 @@ where
         Self {
             manager,
             reader: Arc::new(TokenReader::default()),
-            last_warning: Arc::default(),
         }
     }
 
@@ -158,19 +152,6 @@ where
         self.manager.create(user, data).await
     }
 
-    /// Whether a backend failure may be logged now (at most one a second).
-    fn should_warn(&self) -> bool {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        let last = self.last_warning.load(Ordering::Relaxed);
-        now.saturating_sub(last) >= 1000
-            && self
-                .last_warning
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-    }
-
     /// Reads the token and loads-and-touches its session: one Redis round trip for a
     /// well-formed token, none for a missing or malformed one.
     pub async fn resolve(&self, request: &impl RequestParts) -> Resolved<T> {
@@ -187,9 +168,7 @@ where
             }),
             Ok(None) => Err(Rejection::NoSession),
             Err(error) => {
-                if self.should_warn() {
-                    tracing::warn!(%error, "session backend failed; answering 503 (logged at most once a second)");
-                }
+                crate::adapter::report_error(&error);
                 Err(Rejection::BackendUnavailable)
             }
         }

@@ -77,7 +77,6 @@
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-#[doc(hidden)]
 pub mod adapter;
 pub mod code;
 pub mod codec;

@@ -46,7 +46,7 @@ impl ResponseError for KeygateRejection {
 
     fn error_response(&self) -> HttpResponse {
         if let Rejection::MissingLayer(what) = self.0 {
-            tracing::error!(what, "a route asked for a session it cannot have");
+            keygate::adapter::report_missing_component(what);
         }
         envelope(self.status_code(), self.0.body())
     }
@@ -101,11 +101,7 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        if self.0.is_backend() {
-            tracing::warn!(error = %self.0, "session backend failed; answering 503");
-        } else {
-            tracing::error!(error = %self.0, "keygate call failed; answering 500");
-        }
+        keygate::adapter::report_error(&self.0);
         envelope(self.status_code(), self.0.body())
     }
 }

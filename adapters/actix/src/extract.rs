@@ -4,8 +4,8 @@ use std::future::{Ready, ready};
 
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpMessage, HttpRequest};
+use keygate::Resolved;
 use keygate::http::Rejection;
-use keygate::{Keygate, Resolved};
 
 use crate::KeygateRejection;
 use crate::middleware::{GateHandle, Loaded};
@@ -13,10 +13,6 @@ use crate::middleware::{GateHandle, Loaded};
 /// What a route without [`KeygateMiddleware`](crate::KeygateMiddleware) answers (500) when
 /// it asks for a session.
 const MISSING_MIDDLEWARE: &str = "keygate-actix: KeygateMiddleware is not installed on this route";
-
-/// What a route answers when it asks for [`Sessions`] without a gate to find.
-const MISSING_GATE: &str = "keygate-actix: KeygateMiddleware is not installed on this route \
-     and no Keygate is registered with app_data";
 
 keygate::extractor_types! {
     /// The session of an authenticated request; the route answers 401 without one and 503 when
@@ -46,7 +42,9 @@ keygate::extractor_types! {
     ///
     /// Backend trouble is still an error (503), so that a logged-in user is never silently
     /// served as anonymous because Redis is down; a route without
-    /// [`KeygateMiddleware`](crate::KeygateMiddleware) answers 500.
+    /// [`KeygateMiddleware`](crate::KeygateMiddleware) answers 500. That is why this exists
+    /// beside actix-web's `Option<Auth<T>>`, which turns every error, a 503 included, into
+    /// `None`: prefer `MaybeAuth<T>`.
     ///
     /// ```
     /// use keygate_actix::MaybeAuth;
@@ -64,10 +62,9 @@ keygate::extractor_types! {
     /// a session of their own. Dereferences to [`Keygate<T>`]:
     /// `sessions.login(&user_id, &data).await` returns the token for the client.
     ///
-    /// Found in the request's extensions (put there by
-    /// [`KeygateMiddleware`](crate::KeygateMiddleware)) or, for routes outside the middleware,
-    /// in the app data when a `Keygate<T>` is registered with
-    /// [`App::app_data`](actix_web::App::app_data); otherwise the route answers 500.
+    /// Found in the request's extensions, put there by
+    /// [`KeygateMiddleware`](crate::KeygateMiddleware) (as in every keygate adapter: the
+    /// gate of the loading component on this route); without it the route answers 500.
     ///
     /// ```
     /// use actix_web::web;
@@ -115,15 +112,13 @@ impl<T: 'static> FromRequest for Sessions<T> {
     type Future = Ready<Result<Self, Self::Error>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let from_middleware = req
+        let gate = req
             .extensions()
             .get::<GateHandle<T>>()
-            .map(|handle| handle.0.clone());
-        let gate = from_middleware.or_else(|| req.app_data::<Keygate<T>>().cloned());
-        ready(
-            gate.map(Sessions)
-                .ok_or(KeygateRejection(Rejection::MissingLayer(MISSING_GATE))),
-        )
+            .map(|handle| Sessions(handle.0.clone()));
+        ready(gate.ok_or(KeygateRejection(Rejection::MissingLayer(
+            MISSING_MIDDLEWARE,
+        ))))
     }
 }
 

@@ -194,12 +194,4 @@ pub use middleware::KeygateMiddleware;
 #[doc(hidden)]
 pub use middleware::KeygateService;
 
-pub use keygate;
-#[cfg(feature = "memory")]
-#[cfg_attr(docsrs, doc(cfg(feature = "memory")))]
-pub use keygate::MemoryStore;
-pub use keygate::http::{Envelope, Rejection};
-pub use keygate::{
-    Codec, CurrentSession, Keygate, RedisStore, SessionConfig, SessionManager, Token, TokenReader,
-    TokenSource, UserId,
-};
+keygate::adapter_reexports!();

@@ -110,6 +110,11 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let gate = self.gate.clone();
         Box::pin(async move {
+            // Applied twice (router and nested router), the outer layer's load serves: one
+            // load-and-touch per request, as in every adapter.
+            if request.extensions().get::<Loaded<T>>().is_some() {
+                return inner.call(request).await;
+            }
             let resolved = gate
                 .resolve(&Parts {
                     headers: request.headers(),

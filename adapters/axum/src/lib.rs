@@ -68,12 +68,6 @@ mod layer;
 mod response;
 
 pub use extract::{Auth, MaybeAuth, Sessions};
-pub use keygate;
-/// The embedded in-memory backend (feature `memory`, on by default).
-#[cfg(feature = "memory")]
-pub use keygate::MemoryStore;
-pub use keygate::{
-    Codec, CurrentSession, Keygate, RedisStore, SessionConfig, SessionManager, Token, UserId,
-};
+keygate::adapter_reexports!();
 pub use layer::{KeygateLayer, KeygateService};
 pub use response::{ApiError, KeygateRejection};

@@ -22,6 +22,9 @@ pub struct KeygateRejection(pub Rejection);
 
 impl IntoResponse for KeygateRejection {
     fn into_response(self) -> Response {
+        if let Rejection::MissingLayer(what) = self.0 {
+            keygate::adapter::report_missing_component(what);
+        }
         json(self.0.status(), self.0.body())
     }
 }

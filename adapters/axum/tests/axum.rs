@@ -186,6 +186,8 @@ async fn login_then_me_with_one_round_trip_and_ttl_reset() {
     let token = body["data"].as_str().unwrap().to_owned();
     let key = format!("login:token:{token}");
 
+    // The first call of the touch script on a fresh server loads it (NOSCRIPT, then EVAL).
+    assert_eq!(call(&app, bearer(&token)).await.0, StatusCode::OK);
     let _: () = server.query(redis::cmd("PEXPIRE").arg(&key).arg(5000));
     let idle = {
         let before = server.info_stat("total_reads_processed");
@@ -311,4 +313,41 @@ async fn missing_layer_is_a_500_naming_it() {
     .await;
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
     assert!(body["errorMsg"].as_str().unwrap().contains("KeygateLayer"));
+}
+
+/// Applied twice (on a nested router and around it), the layer still loads once: the outer
+/// load serves, as in actix and poem (issue 13: one behaviour for all adapters).
+#[tokio::test]
+async fn a_layer_applied_twice_loads_once() {
+    let server = RedisServer::start();
+    let gate = java_gate(&server).await;
+    let nested = Router::new()
+        .route("/me", get(me))
+        .layer(KeygateLayer::new(gate.clone()));
+    let app = Router::new()
+        .nest("/nested", nested)
+        .route("/login", post(login))
+        .layer(KeygateLayer::new(gate));
+    let login = Request::post("/login")
+        .header("content-type", "application/json")
+        .body(Body::from(serde_json::to_vec(&JavaUser::new(9)).unwrap()))
+        .unwrap();
+    let (_, body) = call(&app, login).await;
+    let token = body["data"].as_str().unwrap().to_owned();
+    // Warm the touch script up (a fresh server loads it on first use).
+    let warm = get_with(
+        "/nested/me",
+        Some(("authorization", HeaderValue::from_str(&token).unwrap())),
+    );
+    assert_eq!(call(&app, warm).await.0, StatusCode::OK);
+
+    server.reset_stats();
+    let request = get_with(
+        "/nested/me",
+        Some(("authorization", HeaderValue::from_str(&token).unwrap())),
+    );
+    let (status, body) = call(&app, request).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["data"]["id"], json!(9));
+    assert_eq!(commands_since_reset(&server), one_hash_touch());
 }

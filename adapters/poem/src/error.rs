@@ -47,11 +47,7 @@ impl ResponseError for ApiError {
     }
 
     fn as_response(&self) -> Response {
-        if self.0.is_backend() {
-            tracing::warn!(error = %self.0, "session backend failed; answering 503");
-        } else {
-            tracing::error!(error = %self.0, "keygate call failed; answering 500");
-        }
+        keygate::adapter::report_error(&self.0);
         json_response(self.status(), self.0.body())
     }
 }

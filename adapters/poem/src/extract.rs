@@ -12,7 +12,7 @@ const MISSING_MIDDLEWARE: &str = "keygate-poem: KeygateMiddleware is not install
 /// What the middleware stored for this request, or the 500 that says it is missing.
 fn resolved<T: Send + Sync + 'static>(req: &Request) -> Result<&Resolved<T>> {
     req.extensions().get::<Resolved<T>>().ok_or_else(|| {
-        tracing::error!("{MISSING_MIDDLEWARE}");
+        keygate::adapter::report_missing_component(MISSING_MIDDLEWARE);
         rejection_error(Rejection::MissingLayer(MISSING_MIDDLEWARE))
     })
 }
@@ -121,7 +121,7 @@ where
             .get::<Keygate<T>>()
             .map(|gate| Self(gate.clone()))
             .ok_or_else(|| {
-                tracing::error!("{MISSING_MIDDLEWARE}");
+                keygate::adapter::report_missing_component(MISSING_MIDDLEWARE);
                 rejection_error(Rejection::MissingLayer(MISSING_MIDDLEWARE))
             })
     }

@@ -149,12 +149,4 @@ pub use extract::{Auth, MaybeAuth, Sessions};
 pub use middleware::KeygateEndpoint;
 pub use middleware::KeygateMiddleware;
 
-pub use keygate;
-/// The embedded in-memory backend (feature `memory`, on by default).
-#[cfg(feature = "memory")]
-pub use keygate::MemoryStore;
-pub use keygate::http::{Envelope, Rejection};
-pub use keygate::{
-    Codec, CurrentSession, Keygate, RedisStore, SessionConfig, SessionManager, Token, TokenReader,
-    TokenSource, UserId,
-};
+keygate::adapter_reexports!();

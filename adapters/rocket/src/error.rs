@@ -43,11 +43,7 @@ impl std::error::Error for ApiError {
 
 impl<'r, 'o: 'r> Responder<'r, 'o> for ApiError {
     fn respond_to(self, request: &'r Request<'_>) -> response::Result<'o> {
-        if self.0.is_backend() {
-            tracing::warn!(error = %self.0, "session backend failed; answering 503");
-        } else {
-            tracing::error!(error = %self.0, "keygate call failed; answering 500");
-        }
+        keygate::adapter::report_error(&self.0);
         json(status(self.0.status()), self.0.body()).respond_to(request)
     }
 }

@@ -22,7 +22,7 @@ where
     T: Send + Sync + 'static,
 {
     request.rocket().state::<Keygate<T>>().ok_or_else(|| {
-        tracing::error!("{MISSING_FAIRING}");
+        keygate::adapter::report_missing_component(MISSING_FAIRING);
         Rejection::MissingLayer(MISSING_FAIRING)
     })
 }

@@ -170,12 +170,4 @@ pub use error::{ApiError, KeygateRejection};
 pub use fairing::KeygateFairing;
 pub use guard::{Auth, MaybeAuth, Sessions};
 
-pub use keygate;
-/// The embedded in-memory backend (feature `memory`, on by default).
-#[cfg(feature = "memory")]
-pub use keygate::MemoryStore;
-pub use keygate::http::{Envelope, Rejection};
-pub use keygate::{
-    Codec, CurrentSession, Keygate, RedisStore, SessionConfig, SessionManager, Token, TokenReader,
-    TokenSource, UserId,
-};
+keygate::adapter_reexports!();

@@ -73,13 +73,31 @@ impl RedisStore {
     /// Fails if no server answers within the connect timeout.
     pub async fn connect_with(options: RedisOptions) -> Result<Self, Error> {
         let (conn, dedicated) = connection::connect(&options).await?;
-        Ok(Self {
+        let store = Self {
             conn,
             dedicated,
             replication: Arc::default(),
             command_timeout: options.command_timeout(),
             connect_timeout: options.connect_timeout(),
-        })
+        };
+        store.preload_hot_scripts().await;
+        Ok(store)
+    }
+
+    /// Loads the script of the request path (the hash/deadline touch) into the server's
+    /// script cache, so that the first authenticated request is one round trip too. Best
+    /// effort: on a cluster, or when it fails, the script is loaded by its first call
+    /// (`EVALSHA`, then `EVAL`), as after any restart or failover.
+    async fn preload_hot_scripts(&self) {
+        if self.conn.is_cluster() {
+            return;
+        }
+        let mut cmd = redis::cmd("SCRIPT");
+        cmd.arg("LOAD").arg(SESSION_TOUCH.source());
+        let mut conn = self.conn();
+        if let Err(error) = self.bounded(cmd.query_async::<String>(&mut conn)).await {
+            tracing::debug!(%error, "preloading the session touch script failed; it loads on first use");
+        }
     }
 
     /// Whether this store talks to a Redis Cluster.

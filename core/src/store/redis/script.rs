@@ -22,6 +22,11 @@ impl LuaScript {
         }
     }
 
+    /// The script's text.
+    pub(crate) fn source(&self) -> &'static str {
+        self.source
+    }
+
     /// An invocation to fill with keys and arguments.
     pub(crate) fn prepare_invoke(&self) -> Invocation<'_> {
         Invocation {
