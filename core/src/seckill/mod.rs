@@ -7,8 +7,9 @@
 //!   bought, and the stock; if allowed it decrements the stock, records the buyer and
 //!   appends `{orderId, userId, voucherId}` to the orders stream, all atomically. It never
 //!   oversells and never sells twice to one user. Order ids are 64-bit, generated in Redis,
-//!   unique and roughly time-ordered: `seconds since 2024-01-01 × 10^7 + sequence`, below
-//!   2^53 until 2052 so JavaScript clients read them exactly.
+//!   unique across all shards whatever their number, increasing per shard and roughly
+//!   time-ordered: `seconds since 2024-01-01 × 10^7 + n × shards + shard` (see
+//!   [`ORDER_SEQ_SPAN`]), below 2^53 until 2052 so JavaScript clients read them exactly.
 //! - [`OrderConsumer`] reads the stream with a consumer group on a dedicated connection and
 //!   hands each order to an [`OrderHandler`]; entries are acknowledged only after the
 //!   handler succeeds, so a handler sees every order **at least once**: make it idempotent
@@ -22,7 +23,7 @@
 //! Vouchers are spread over `shards` (default 1) by `voucher id % shards`. All keys of shard
 //! `k` carry the hash tag `{keygate:seckill:k}`: a voucher's `...:voucher:<id>` hash (stock,
 //! begin, end), `...:buyers:<id>` set, and the shard's `...:orders` stream, `...:seq`
-//! counter, `...:orders:dead` stream and `...:errors` hash. Every script declares all its
+//! (its last order id), `...:orders:dead` stream and `...:errors` hash. Every script declares all its
 //! keys and stays in one slot.
 
 mod consumer;
@@ -34,6 +35,39 @@ pub use sale::{FlashSale, OrderOutcome, SaleWindow};
 use async_trait::async_trait;
 
 use crate::Result;
+
+/// Order ids count seconds from this instant: 2024-01-01T00:00:00Z, in unix seconds.
+pub const ORDER_ID_EPOCH: u64 = 1_704_067_200;
+
+/// Order ids are `seconds since ORDER_ID_EPOCH × ORDER_SEQ_SPAN + n × shards + shard`;
+/// that last part stays below this span, so a shard issues at most `ORDER_SEQ_SPAN /
+/// shards` ids per second before it borrows from the next second.
+pub const ORDER_SEQ_SPAN: u64 = 10_000_000;
+
+/// The order id that follows `last` (the shard's previous id, 0 for none) in `shard` of
+/// `shards`, at `now_unix_secs`. `seckill_order.lua` computes the same in Redis.
+///
+/// Within a second, shard `k` issues `k`, `shards + k`, `2 × shards + k`, ... below
+/// [`ORDER_SEQ_SPAN`]: no two shards share a residue modulo `shards`, so ids never
+/// collide, whatever the shard count. When a second is full, or the clock went back, the
+/// shard carries on in the second after its last id, so its ids only grow.
+pub(crate) fn next_order_id(last: u64, now_unix_secs: u64, shard: u64, shards: u64) -> u64 {
+    let shards = shards.clamp(1, ORDER_SEQ_SPAN);
+    let shard = shard % shards;
+    let secs = now_unix_secs.saturating_sub(ORDER_ID_EPOCH);
+    let (last_secs, last_low) = (last / ORDER_SEQ_SPAN, last % ORDER_SEQ_SPAN);
+    let (mut secs, mut n) = if secs > last_secs {
+        (secs, 0)
+    } else {
+        (last_secs, last_low / shards + 1)
+    };
+    if n * shards + shard >= ORDER_SEQ_SPAN {
+        secs += 1;
+        n = 0;
+    }
+    secs.saturating_mul(ORDER_SEQ_SPAN)
+        .saturating_add(n * shards + shard)
+}
 
 /// An order taken by the script, as it travels through the stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,7 +104,7 @@ impl Entry {
 pub struct ShardKeys {
     /// The orders stream.
     pub stream: String,
-    /// The order id sequence.
+    /// The shard's last order id, from which the next one follows.
     pub seq: String,
     /// Dead letters.
     pub dead: String,
@@ -80,7 +114,8 @@ pub struct ShardKeys {
 }
 
 impl ShardKeys {
-    pub(crate) fn new(shard: u64) -> Self {
+    /// The keys of shard `shard`.
+    pub fn new(shard: u64) -> Self {
         let prefix = format!("keygate:seckill:{{keygate:seckill:{shard}}}");
         Self {
             stream: format!("{prefix}:orders"),
@@ -100,6 +135,17 @@ impl ShardKeys {
     pub fn buyers(&self, voucher_id: u64) -> String {
         format!("{}:buyers:{voucher_id}", self.prefix)
     }
+}
+
+/// The lengths of one shard's streams.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StreamLengths {
+    /// Entries in the orders stream (pending, undelivered, and acknowledged ones not yet
+    /// trimmed).
+    pub orders: u64,
+    /// Entries in the dead-letter stream.
+    pub dead_letters: u64,
 }
 
 /// Raw result of the order script.
@@ -180,6 +226,12 @@ pub trait SeckillStore: Send + Sync + 'static {
 
     /// Moves an entry to the dead-letter stream with its last error, and acknowledges it.
     async fn dead_letter(&self, keys: &ShardKeys, group: &str, entry: &Entry) -> Result<()>;
+
+    /// The lengths of the orders and dead-letter streams.
+    async fn lengths(&self, keys: &ShardKeys) -> Result<StreamLengths>;
+
+    /// Up to `count` dead letters, oldest first.
+    async fn dead_letters(&self, keys: &ShardKeys, count: usize) -> Result<Vec<Entry>>;
 }
 
 /// Reads new stream entries; blocking reads get a connection of their own.
@@ -215,4 +267,59 @@ fn order_from_fields(fields: &[(String, String)]) -> std::result::Result<Order, 
         user_id: field("userId")?.to_owned(),
         voucher_id: number("voucherId")?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: u64 = ORDER_ID_EPOCH + 86_400;
+
+    #[test]
+    fn ids_of_shards_never_collide_and_grow_per_shard() {
+        for shards in [1u64, 2, 3, 7, 16] {
+            let mut seen = std::collections::HashSet::new();
+            for shard in 0..shards {
+                let mut last = 0;
+                for _ in 0..1000 {
+                    let id = next_order_id(last, NOW, shard, shards);
+                    assert!(id > last);
+                    assert_eq!(id / ORDER_SEQ_SPAN, 86_400, "within the second");
+                    assert!(seen.insert(id), "{shards} shards: {id} twice");
+                    last = id;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_full_second_continues_in_the_next() {
+        let shards = 3;
+        let first = next_order_id(0, NOW, 2, shards);
+        assert_eq!(first, 86_400 * ORDER_SEQ_SPAN + 2);
+        // The last id of shard 2 that fits in the second: 3 × 3,333,332 + 2 = 9,999,998.
+        let full = 86_400 * ORDER_SEQ_SPAN + 9_999_998;
+        assert_eq!(
+            next_order_id(full, NOW, 2, shards),
+            86_401 * ORDER_SEQ_SPAN + 2
+        );
+        // Shard 0's last fitting id is 9,999,999.
+        let full = 86_400 * ORDER_SEQ_SPAN + 9_999_999;
+        assert_eq!(next_order_id(full, NOW, 0, shards), 86_401 * ORDER_SEQ_SPAN);
+    }
+
+    #[test]
+    fn a_clock_that_went_back_never_repeats_an_id() {
+        let last = next_order_id(0, NOW + 10, 1, 2);
+        let next = next_order_id(last, NOW, 1, 2);
+        assert!(next > last);
+        assert_eq!(next % 2, 1, "still shard 1's residue");
+    }
+
+    #[test]
+    fn ids_stay_below_2_pow_53_until_2052() {
+        // 2052-01-01T00:00:00Z.
+        let id = next_order_id(0, 2_587_680_000, 0, 1);
+        assert!(id < 1 << 53);
+    }
 }

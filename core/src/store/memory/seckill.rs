@@ -9,11 +9,9 @@ use async_trait::async_trait;
 use super::MemoryStore;
 use super::db::{Db, Value};
 use crate::error::Result;
-use crate::seckill::{Entry, RawOrder, SeckillStore, ShardKeys, StreamReader};
-
-const ID_EPOCH: u64 = 1_704_067_200;
-/// Order ids are `seconds × ORDER_SEQ_SPAN + sequence` (see `seckill_order.lua`).
-const ORDER_SEQ_SPAN: u64 = 10_000_000;
+use crate::seckill::{
+    Entry, RawOrder, SeckillStore, ShardKeys, StreamLengths, StreamReader, next_order_id,
+};
 
 /// A stream: entries by sequence number, and consumer groups.
 #[derive(Debug, Clone, Default)]
@@ -69,6 +67,14 @@ fn stream<'a>(db: &'a mut Db, key: &str) -> Option<&'a mut MemStream> {
         db.set(key, Value::Stream(Box::default()), None);
     }
     match db.get(key).map(|e| &mut e.value) {
+        Some(Value::Stream(stream)) => Some(stream),
+        _ => None,
+    }
+}
+
+/// The stream at `key`, if there is one.
+fn existing_stream<'a>(db: &'a mut Db, key: &str) -> Option<&'a MemStream> {
+    match db.get(key).map(|e| &e.value) {
         Some(Value::Stream(stream)) => Some(stream),
         _ => None,
     }
@@ -200,22 +206,30 @@ impl SeckillStore for MemoryStore {
                 return RawOrder::Ended;
             }
             let buyers_key = keys.buyers(voucher_id);
-            let mut buyers = match db.get(&buyers_key).map(|e| &e.value) {
-                Some(Value::Set(set)) => set.clone(),
-                _ => HashSet::new(),
-            };
-            if buyers.contains(user_id) {
+            let bought = matches!(
+                db.get(&buyers_key).map(|e| &e.value),
+                Some(Value::Set(set)) if set.contains(user_id)
+            );
+            if bought {
                 return RawOrder::AlreadyBought;
             }
             if stock <= 0 {
                 return RawOrder::SoldOut;
             }
             set_hash_field(db, &voucher, "stock", Some((stock - 1).to_string()));
-            buyers.insert(user_id.to_owned());
-            db.set(&buyers_key, Value::Set(buyers), None);
-            let seq = u64::try_from(db.incr(&keys.seq)).unwrap_or(0);
-            let low = (seq.wrapping_mul(shards).wrapping_add(shard)) % ORDER_SEQ_SPAN;
-            let order_id = now.as_secs().saturating_sub(ID_EPOCH) * ORDER_SEQ_SPAN + low;
+            // In place: copying the set would make each order cost as much as all buyers.
+            if let Some(Value::Set(buyers)) = db.get(&buyers_key).map(|e| &mut e.value) {
+                buyers.insert(user_id.to_owned());
+            } else {
+                let buyers = HashSet::from([user_id.to_owned()]);
+                db.set(&buyers_key, Value::Set(buyers), None);
+            }
+            let last = db
+                .get_str(&keys.seq)
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
+            let order_id = next_order_id(last, now.as_secs(), shard, shards);
+            db.set(&keys.seq, Value::Str(order_id.to_string()), None);
             if let Some(stream) = stream(db, &keys.stream) {
                 stream.add(vec![
                     ("orderId".into(), order_id.to_string()),
@@ -301,6 +315,34 @@ impl SeckillStore for MemoryStore {
         });
         Ok(())
     }
+
+    async fn lengths(&self, keys: &ShardKeys) -> Result<StreamLengths> {
+        Ok(self.with_db(|db| StreamLengths {
+            orders: existing_stream(db, &keys.stream).map_or(0, |s| s.entries.len() as u64),
+            dead_letters: existing_stream(db, &keys.dead).map_or(0, |s| s.entries.len() as u64),
+        }))
+    }
+
+    async fn dead_letters(&self, keys: &ShardKeys, count: usize) -> Result<Vec<Entry>> {
+        Ok(self.with_db(|db| {
+            let Some(dead) = existing_stream(db, &keys.dead) else {
+                return Vec::new();
+            };
+            dead.entries
+                .iter()
+                .take(count)
+                .map(|(seq, fields)| Entry {
+                    id: entry_id(*seq),
+                    fields: fields.clone(),
+                    deliveries: fields
+                        .iter()
+                        .find(|(name, _)| name == "deliveries")
+                        .and_then(|(_, value)| value.parse().ok())
+                        .unwrap_or(0),
+                })
+                .collect()
+        }))
+    }
 }
 
 struct MemoryReader(MemoryStore);
@@ -363,6 +405,48 @@ impl StreamReader for MemoryReader {
             }
             if tokio::time::timeout_at(deadline, added).await.is_err() {
                 return Ok(Vec::new());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Ids stay unique across shards, and grow per shard, also once a shard's sequence has
+    /// come a long way (here: to where an interleaving modulo 10^7 wraps around).
+    #[tokio::test]
+    async fn order_ids_are_unique_across_shards_after_long_sequences() {
+        for shards in [1u64, 2, 3, 7, 16] {
+            let store = MemoryStore::new();
+            let keys: Vec<ShardKeys> = (0..shards).map(ShardKeys::new).collect();
+            // `voucher % shards == shard`.
+            let voucher = |shard: u64| 100 * shards + shard;
+            for (shard, keys) in (0..shards).zip(&keys) {
+                store
+                    .load_sale(keys, voucher(shard), 40, 0, 0)
+                    .await
+                    .unwrap();
+            }
+            let taken = 10_000_000 / shards - 20;
+            store.with_db(|db| db.set(&keys[0].seq, Value::Str(taken.to_string()), None));
+            let mut seen = HashSet::new();
+            let mut last = vec![0u64; keys.len()];
+            for user in 0..40u64 {
+                for (shard, keys) in (0..shards).zip(&keys) {
+                    let ordered = store
+                        .order(keys, shard, shards, voucher(shard), &user.to_string())
+                        .await
+                        .unwrap();
+                    let RawOrder::Ordered(id) = ordered else {
+                        panic!("{ordered:?}")
+                    };
+                    let i = usize::try_from(shard).unwrap();
+                    assert!(seen.insert(id), "{shards} shards: {id} issued twice");
+                    assert!(id > last[i], "{shards} shards: {id} after {}", last[i]);
+                    last[i] = id;
+                }
             }
         }
     }

@@ -3,15 +3,17 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::streams::{StreamAutoClaimReply, StreamId, StreamPendingCountReply, StreamReadReply};
+use redis::streams::{
+    StreamAutoClaimReply, StreamId, StreamPendingCountReply, StreamRangeReply, StreamReadReply,
+};
 
 use super::connection::BlockingConn;
 use super::{RedisStore, SECKILL_DEAD_LETTER, SECKILL_LOAD, SECKILL_ORDER};
 use crate::error::{BackendError, Result};
-use crate::seckill::{Entry, RawOrder, SeckillStore, ShardKeys, StreamReader};
-
-/// Order ids count seconds from 2024-01-01T00:00:00Z.
-const ID_EPOCH: u64 = 1_704_067_200;
+use crate::seckill::{
+    Entry, ORDER_ID_EPOCH, ORDER_SEQ_SPAN, RawOrder, SeckillStore, ShardKeys, StreamLengths,
+    StreamReader,
+};
 
 fn entry(id: StreamId, deliveries: u64) -> Entry {
     let mut fields: Vec<(String, String)> = id
@@ -104,7 +106,8 @@ impl SeckillStore for RedisStore {
             .arg(voucher_id)
             .arg(shards)
             .arg(shard)
-            .arg(ID_EPOCH);
+            .arg(ORDER_ID_EPOCH)
+            .arg(ORDER_SEQ_SPAN);
         let mut conn = self.conn();
         let reply: Vec<String> = self.bounded(invocation.invoke_async(&mut conn)).await?;
         let unknown = || BackendError::Protocol("unknown reply from the order script");
@@ -244,6 +247,42 @@ impl SeckillStore for RedisStore {
         let mut conn = self.conn();
         self.bounded(invocation.invoke_async::<()>(&mut conn)).await
     }
+
+    async fn lengths(&self, keys: &ShardKeys) -> Result<StreamLengths> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("XLEN").arg(&keys.stream);
+        pipe.cmd("XLEN").arg(&keys.dead);
+        let mut conn = self.conn();
+        let (orders, dead_letters): (u64, u64) = self.bounded(pipe.query_async(&mut conn)).await?;
+        Ok(StreamLengths {
+            orders,
+            dead_letters,
+        })
+    }
+
+    async fn dead_letters(&self, keys: &ShardKeys, count: usize) -> Result<Vec<Entry>> {
+        let mut cmd = redis::cmd("XRANGE");
+        cmd.arg(&keys.dead)
+            .arg("-")
+            .arg("+")
+            .arg("COUNT")
+            .arg(count);
+        let mut conn = self.conn();
+        let reply: StreamRangeReply = self.bounded(cmd.query_async(&mut conn)).await?;
+        Ok(reply.ids.into_iter().map(dead_entry).collect())
+    }
+}
+
+/// A dead letter: its `deliveries` field is the count it was dead-lettered with.
+fn dead_entry(id: StreamId) -> Entry {
+    let mut entry = entry(id, 0);
+    entry.deliveries = entry
+        .fields
+        .iter()
+        .find(|(name, _)| name == "deliveries")
+        .and_then(|(_, value)| value.parse().ok())
+        .unwrap_or(0);
+    entry
 }
 
 /// New entries, read on a dedicated connection.

@@ -1,0 +1,166 @@
+//! Order ids over shards, and how the consumer survives panics, crash loops, busy pending
+//! lists and streams that would otherwise grow forever (review, issue 14, items 9–13).
+
+use std::collections::HashSet;
+use std::ops::Range;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use keygate::UserId;
+use keygate::seckill::{
+    Entry, FlashSale, HandlerError, ORDER_SEQ_SPAN, Order, OrderConsumer, OrderHandler,
+    OrderOutcome, SaleWindow, ShardKeys,
+};
+use keygate_tests::eventually;
+use keygate_tests::fixtures::Backend;
+
+use crate::suite::fast;
+
+keygate_tests::on_both_backends!(crate::delivery:
+    order_ids_are_unique_for_any_shard_count,
+);
+
+const GROUP: &str = "keygate-orders";
+
+/// What the probe does with the orders it misbehaves on.
+#[derive(Clone, Copy, Default)]
+enum Mode {
+    #[default]
+    Succeed,
+    Panic,
+    Hang,
+    Fail,
+}
+
+/// Records the orders it handled; misbehaves (per `mode`) on the orders of `poison`, or on
+/// every order when `poison` is `None`.
+#[derive(Clone, Default)]
+struct Probe {
+    handled: Arc<Mutex<HashSet<u64>>>,
+    calls: Arc<AtomicUsize>,
+    poison: Option<String>,
+    mode: Mode,
+}
+
+#[async_trait]
+impl OrderHandler for Probe {
+    async fn handle(&self, order: &Order) -> Result<(), HandlerError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        if self
+            .poison
+            .as_deref()
+            .is_none_or(|user| user == order.user_id)
+        {
+            match self.mode {
+                Mode::Succeed => {}
+                Mode::Panic => panic!("handler bug"),
+                Mode::Hang => std::future::pending::<()>().await,
+                Mode::Fail => return Err(HandlerError("database down".into())),
+            }
+        }
+        self.handled.lock().unwrap().insert(order.order_id);
+        Ok(())
+    }
+}
+
+impl Probe {
+    fn with(mode: Mode, poison: Option<u64>) -> Self {
+        Self {
+            mode,
+            poison: poison.map(|user| user.to_string()),
+            ..Self::default()
+        }
+    }
+
+    fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    fn handled(&self) -> HashSet<u64> {
+        self.handled.lock().unwrap().clone()
+    }
+
+    fn handled_count(&self) -> usize {
+        self.handled.lock().unwrap().len()
+    }
+
+    fn has_handled_all(&self, ids: &[u64]) -> bool {
+        let handled = self.handled.lock().unwrap();
+        ids.iter().all(|id| handled.contains(id))
+    }
+}
+
+fn order_id(outcome: OrderOutcome) -> u64 {
+    match outcome {
+        OrderOutcome::Ordered { order_id } => order_id,
+        other => panic!("not ordered: {other:?}"),
+    }
+}
+
+/// One order of `voucher` per user, one after the other; their ids.
+async fn order_many(sale: &FlashSale, voucher: u64, users: Range<u64>) -> Vec<u64> {
+    let mut ids = Vec::new();
+    for user in users {
+        ids.push(order_id(
+            sale.order(voucher, &UserId::from(user)).await.unwrap(),
+        ));
+    }
+    ids
+}
+
+fn field<'a>(entry: &'a Entry, name: &str) -> &'a str {
+    entry
+        .fields
+        .iter()
+        .find(|(n, _)| n == name)
+        .map_or("", |(_, v)| v.as_str())
+}
+
+async fn dead_letters(sale: &FlashSale) -> u64 {
+    sale.stream_lengths(0).await.unwrap().dead_letters
+}
+
+/// Item 9: ids never collide across shards, whatever the shard count, and grow per shard.
+pub async fn order_ids_are_unique_for_any_shard_count(b: &Backend) {
+    const PER_SHARD: u64 = 40;
+    for shards in [1u64, 2, 3, 7, 16] {
+        let sale = FlashSale::from_shared(b.seckill()).with_shards(shards);
+        // One voucher per shard (consecutive ids cover every residue).
+        let vouchers: Vec<u64> = (0..shards).map(|i| 1000 + shards * 100 + i).collect();
+        for &voucher in &vouchers {
+            sale.load(voucher, PER_SHARD, SaleWindow::default())
+                .await
+                .unwrap();
+        }
+        if let Some(server) = b.server() {
+            // Shard 0 has taken about 10^7 / shards orders before (its sequence key holds
+            // that count, as an `INCR` counter did): where an interleaving modulo 10^7
+            // wraps around.
+            let taken = ORDER_SEQ_SPAN / shards - PER_SHARD / 2;
+            let _: () = server.query(redis::cmd("SET").arg(ShardKeys::new(0).seq).arg(taken));
+        }
+        let mut ids = HashSet::new();
+        let mut last = vec![0u64; usize::try_from(shards).unwrap()];
+        // Round-robin over the shards: orders of every shard within the same seconds.
+        for user in 0..PER_SHARD {
+            for &voucher in &vouchers {
+                let shard = usize::try_from(voucher % shards).unwrap();
+                let id = order_id(sale.order(voucher, &UserId::from(user)).await.unwrap());
+                assert!(
+                    ids.insert(id),
+                    "{shards} shards: order id {id} issued twice (shard {shard}, user {user})"
+                );
+                assert!(
+                    id > last[shard],
+                    "{shards} shards: shard {shard} issued {id} after {}",
+                    last[shard]
+                );
+                assert!(id < 1 << 53, "JavaScript reads {id} exactly");
+                last[shard] = id;
+            }
+        }
+        assert_eq!(ids.len() as u64, shards * PER_SHARD);
+    }
+}
