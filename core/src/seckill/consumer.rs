@@ -1,9 +1,11 @@
 //! Processing orders from the stream with a consumer group.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures_util::FutureExt;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -13,13 +15,18 @@ use super::{Entry, Order, SeckillStore, ShardKeys};
 use crate::Token;
 use crate::config::millis;
 
+/// The error recorded for (and dead-lettered with) an order whose handler panicked.
+const HANDLER_PANICKED: &str = "handler panicked";
+
 /// The handler failed; the order stays pending and is retried after the claim idle time.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{0}")]
 pub struct HandlerError(pub String);
 
 /// What the app does with each order (typically: write it to its database). Called at
-/// least once per order: make it idempotent by [`Order::order_id`].
+/// least once per order: make it idempotent by [`Order::order_id`]. A handler that panics
+/// counts as a failed delivery (error `handler panicked`, logged at ERROR without the
+/// panic's message); the consumer keeps running.
 #[async_trait]
 pub trait OrderHandler: Send + Sync + 'static {
     /// Processes one order. `Ok` acknowledges it; `Err` leaves it for a retry.
@@ -296,13 +303,31 @@ impl Worker {
                     tracing::warn!(id = %entry.id, deliveries = entry.deliveries, "order dead-lettered");
                     c.store.dead_letter(&self.keys, &o.group, &entry).await
                 }
-                Ok(order) => match c.handler.handle(&order).await {
-                    Ok(()) => c.store.ack(&self.keys, &o.group, &entry.id).await,
-                    Err(error) => {
-                        tracing::warn!(order_id = order.order_id, %error, "order handler failed; will retry");
-                        c.store.record_error(&self.keys, &entry.id, &error.0).await
+                Ok(order) => {
+                    // A panicking handler is a failed delivery, not the end of this shard's
+                    // worker. The panic's message is not logged: it may carry user data.
+                    let handled = AssertUnwindSafe(c.handler.handle(&order))
+                        .catch_unwind()
+                        .await;
+                    match handled {
+                        Ok(Ok(())) => c.store.ack(&self.keys, &o.group, &entry.id).await,
+                        Ok(Err(error)) => {
+                            tracing::warn!(order_id = order.order_id, %error, "order handler failed; will retry");
+                            c.store.record_error(&self.keys, &entry.id, &error.0).await
+                        }
+                        Err(_panic) => {
+                            tracing::error!(
+                                order_id = order.order_id,
+                                id = %entry.id,
+                                deliveries = entry.deliveries,
+                                "order handler panicked; will retry"
+                            );
+                            c.store
+                                .record_error(&self.keys, &entry.id, HANDLER_PANICKED)
+                                .await
+                        }
                     }
-                },
+                }
             };
             if let Err(error) = outcome {
                 // The entry stays pending and is reclaimed later.

@@ -20,6 +20,7 @@ use crate::suite::fast;
 
 keygate_tests::on_both_backends!(crate::delivery:
     order_ids_are_unique_for_any_shard_count,
+    a_panicking_handler_does_not_stop_the_consumer,
 );
 
 const GROUP: &str = "keygate-orders";
@@ -163,4 +164,39 @@ pub async fn order_ids_are_unique_for_any_shard_count(b: &Backend) {
         }
         assert_eq!(ids.len() as u64, shards * PER_SHARD);
     }
+}
+
+/// Item 10: a handler that panics is a failed delivery, not a dead worker.
+pub async fn a_panicking_handler_does_not_stop_the_consumer(b: &Backend) {
+    let sale = FlashSale::from_shared(b.seckill());
+    sale.load(20, 10, SaleWindow::default()).await.unwrap();
+    let probe = Probe::with(Mode::Panic, Some(13));
+    let options = fast()
+        .with_claim(Duration::from_millis(50), Duration::from_millis(50))
+        .with_max_deliveries(2);
+    let consumer = OrderConsumer::new(&sale, probe.clone(), options).spawn();
+    let poison = order_id(sale.order(20, &UserId::from(13u64)).await.unwrap());
+    assert!(eventually(Duration::from_secs(5), async || probe.calls() >= 1).await);
+    let fine = order_id(sale.order(20, &UserId::from(1u64)).await.unwrap());
+    assert!(
+        eventually(Duration::from_secs(10), async || probe
+            .has_handled_all(&[fine]))
+        .await,
+        "the shard's worker survived the panic and handled the next order"
+    );
+    assert!(
+        eventually(Duration::from_secs(10), async || dead_letters(&sale).await
+            == 1)
+        .await,
+        "the panicking order is dead-lettered after 2 deliveries"
+    );
+    let dead = sale.dead_letters(0, 10).await.unwrap();
+    assert_eq!(field(&dead[0], "orderId"), poison.to_string());
+    assert_eq!(field(&dead[0], "error"), "handler panicked");
+    assert_eq!(
+        probe.calls(),
+        3,
+        "2 panicking deliveries and the good order"
+    );
+    consumer.shutdown().await;
 }
