@@ -21,6 +21,7 @@ use crate::suite::fast;
 keygate_tests::on_both_backends!(crate::delivery:
     order_ids_are_unique_for_any_shard_count,
     a_panicking_handler_does_not_stop_the_consumer,
+    a_consumer_restarting_under_its_name_dead_letters_a_poison_order,
 );
 
 const GROUP: &str = "keygate-orders";
@@ -199,4 +200,47 @@ pub async fn a_panicking_handler_does_not_stop_the_consumer(b: &Backend) {
         "2 panicking deliveries and the good order"
     );
     consumer.shutdown().await;
+}
+
+/// Item 11: a consumer that crashes on an order and restarts under the same name sees the
+/// real delivery count and dead-letters the order after the limit.
+pub async fn a_consumer_restarting_under_its_name_dead_letters_a_poison_order(b: &Backend) {
+    let sale = FlashSale::from_shared(b.seckill());
+    sale.load(21, 10, SaleWindow::default()).await.unwrap();
+    // Hangs on every order: each start ends as a crash would, with the order in hand.
+    let probe = Probe::with(Mode::Hang, None);
+    let options = fast()
+        .with_name("fixed")
+        .with_claim(Duration::from_secs(60), Duration::from_millis(50))
+        .with_max_deliveries(3);
+    let poison = order_id(sale.order(21, &UserId::from(1u64)).await.unwrap());
+    let mut starts = 0;
+    while starts < 8 {
+        starts += 1;
+        let before = probe.calls();
+        let consumer = OrderConsumer::new(&sale, probe.clone(), options.clone()).spawn();
+        let progressed = eventually(Duration::from_secs(10), async || {
+            probe.calls() > before || dead_letters(&sale).await == 1
+        })
+        .await;
+        consumer.abort();
+        assert!(
+            progressed,
+            "start {starts} took the order or dead-lettered it"
+        );
+        if dead_letters(&sale).await == 1 {
+            break;
+        }
+    }
+    assert_eq!(
+        dead_letters(&sale).await,
+        1,
+        "dead-lettered after {starts} starts and {} deliveries",
+        probe.calls()
+    );
+    assert_eq!(probe.calls(), 3, "handled max_deliveries times");
+    assert_eq!(starts, 4, "the fourth start dead-letters it");
+    let dead = sale.dead_letters(0, 10).await.unwrap();
+    assert_eq!(field(&dead[0], "orderId"), poison.to_string());
+    assert_eq!(dead[0].deliveries, 4);
 }

@@ -1,5 +1,6 @@
 //! Flash sales and the orders stream on Redis.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -149,10 +150,34 @@ impl SeckillStore for RedisStore {
         consumer: &str,
         count: usize,
     ) -> Result<Vec<Entry>> {
-        let cmd = xreadgroup(keys, group, consumer, count, None, "0");
+        // Reading its own pending entries again counts as a delivery in Redis: the real
+        // counts (XPENDING of the same first `count` entries of this consumer, after the
+        // read) let a consumer that crashes on an entry at every start dead-letter it.
+        let mut pipe = redis::pipe();
+        pipe.add_command(xreadgroup(keys, group, consumer, count, None, "0"));
+        pipe.cmd("XPENDING")
+            .arg(&keys.stream)
+            .arg(group)
+            .arg("-")
+            .arg("+")
+            .arg(count)
+            .arg(consumer);
         let mut conn = self.conn();
-        let reply: Option<StreamReadReply> = self.bounded(cmd.query_async(&mut conn)).await?;
-        Ok(reply.map(read_entries).unwrap_or_default())
+        let (read, pending): (Option<StreamReadReply>, StreamPendingCountReply) =
+            self.bounded(pipe.query_async(&mut conn)).await?;
+        let deliveries: HashMap<String, u64> = pending
+            .ids
+            .into_iter()
+            .map(|p| (p.id, p.times_delivered as u64))
+            .collect();
+        let mut entries = read.map(read_entries).unwrap_or_default();
+        for entry in &mut entries {
+            // An entry another consumer claimed in between keeps the count of 1.
+            if let Some(&n) = deliveries.get(&entry.id) {
+                entry.deliveries = n;
+            }
+        }
+        Ok(entries)
     }
 
     async fn reader(&self) -> Result<Box<dyn StreamReader>> {
