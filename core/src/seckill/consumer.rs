@@ -176,6 +176,7 @@ impl OrderConsumer {
                 let worker = Worker {
                     consumer: Arc::clone(&shared),
                     keys: ShardKeys::new(shard),
+                    claim_cursor: "0-0".to_owned(),
                     name: name.clone(),
                     stopped: stopped.clone(),
                 };
@@ -197,6 +198,9 @@ fn unique_name() -> String {
 struct Worker {
     consumer: Arc<OrderConsumer>,
     keys: ShardKeys,
+    /// Where the next idle-claim pass starts: passes go round the pending list instead of
+    /// looking at its head again each time.
+    claim_cursor: String,
     name: String,
     stopped: watch::Receiver<bool>,
 }
@@ -254,11 +258,15 @@ impl Worker {
                         &o.group,
                         &self.name,
                         millis(o.claim_idle),
+                        &self.claim_cursor,
                         o.batch,
                     )
                     .await;
                 match claimed {
-                    Ok(entries) => self.process(entries).await,
+                    Ok(claimed) => {
+                        self.claim_cursor = claimed.next;
+                        self.process(claimed.entries).await;
+                    }
                     Err(error) => tracing::warn!(%error, "reclaiming idle orders failed"),
                 }
                 next_claim = Instant::now() + o.claim_every;

@@ -148,6 +148,17 @@ pub struct StreamLengths {
     pub dead_letters: u64,
 }
 
+/// What one pass of [`SeckillStore::claim_idle`] gave.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Claimed {
+    /// The entries taken over, with their delivery counts.
+    pub entries: Vec<Entry>,
+    /// Where the next pass starts: after the pending entries this pass looked at, or
+    /// `0-0` (the beginning) once it reached the end of the pending list.
+    pub next: String,
+}
+
 /// Raw result of the order script.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -207,16 +218,19 @@ pub trait SeckillStore: Send + Sync + 'static {
     /// A reader for new entries, with its own connection where reads block.
     async fn reader(&self) -> Result<Box<dyn StreamReader>>;
 
-    /// Takes over entries idle for at least `min_idle_ms` (from crashed consumers), with
-    /// their delivery counts.
+    /// Takes over up to `count` entries idle for at least `min_idle_ms` (from crashed
+    /// consumers), with their delivery counts, looking at the group's pending entries from
+    /// `start` on (`XAUTOCLAIM`: at most `10 × count` of them per pass). Passes resume at
+    /// [`Claimed::next`], so idle entries behind many busy ones are reached too.
     async fn claim_idle(
         &self,
         keys: &ShardKeys,
         group: &str,
         consumer: &str,
         min_idle_ms: u64,
+        start: &str,
         count: usize,
-    ) -> Result<Vec<Entry>>;
+    ) -> Result<Claimed>;
 
     /// Acknowledges an entry (and forgets its last error).
     async fn ack(&self, keys: &ShardKeys, group: &str, id: &str) -> Result<()>;

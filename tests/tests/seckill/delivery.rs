@@ -22,6 +22,7 @@ keygate_tests::on_both_backends!(crate::delivery:
     order_ids_are_unique_for_any_shard_count,
     a_panicking_handler_does_not_stop_the_consumer,
     a_consumer_restarting_under_its_name_dead_letters_a_poison_order,
+    reclaiming_gets_past_busy_entries,
 );
 
 const GROUP: &str = "keygate-orders";
@@ -243,4 +244,59 @@ pub async fn a_consumer_restarting_under_its_name_dead_letters_a_poison_order(b:
     let dead = sale.dead_letters(0, 10).await.unwrap();
     assert_eq!(field(&dead[0], "orderId"), poison.to_string());
     assert_eq!(dead[0].deliveries, 4);
+}
+
+/// Item 12: idle entries behind more busy ones than one claim scans are still reclaimed.
+pub async fn reclaiming_gets_past_busy_entries(b: &Backend) {
+    const IDLE: Duration = Duration::from_secs(3);
+    let store = b.seckill();
+    let sale = FlashSale::from_shared(store.clone());
+    let keys = ShardKeys::new(0);
+    sale.load(22, 300, SaleWindow::default()).await.unwrap();
+    store.ensure_group(&keys, GROUP).await.unwrap();
+    let mut reader = store.reader().await.unwrap();
+    // 200 orders taken by a live consumer, then 20 by one that crashes.
+    let busy = order_many(&sale, 22, 0..200).await;
+    let taken = reader
+        .read_new(&keys, GROUP, "busy", 200, 10)
+        .await
+        .unwrap();
+    assert_eq!(taken.len(), 200);
+    let lost = order_many(&sale, 22, 200..220).await;
+    let taken = reader.read_new(&keys, GROUP, "lost", 20, 10).await.unwrap();
+    assert_eq!(taken.len(), 20);
+    // The crashed consumer's entries go idle (the wait is the condition: idle time)...
+    tokio::time::sleep(IDLE).await;
+    // ... while the live one works through its own again: recently delivered, not idle.
+    let again = store
+        .read_own_pending(&keys, GROUP, "busy", 200)
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 200);
+    let refreshed = Instant::now();
+    // Batches of 16: one XAUTOCLAIM looks at 160 pending entries at most.
+    let probe = Probe::default();
+    let consumer = OrderConsumer::new(
+        &sale,
+        probe.clone(),
+        fast().with_claim(IDLE, Duration::from_millis(50)),
+    )
+    .spawn();
+    let reclaimed = eventually(IDLE - Duration::from_secs(1), async || {
+        probe.has_handled_all(&lost)
+    })
+    .await;
+    let handled = probe.handled();
+    let in_time = refreshed.elapsed() < IDLE;
+    assert!(
+        reclaimed,
+        "the crashed consumer's 20 orders were reclaimed past 200 busy ones ({} handled)",
+        handled.len()
+    );
+    assert!(in_time, "checked before the busy entries went idle");
+    assert!(
+        busy.iter().all(|id| !handled.contains(id)),
+        "busy entries stay with their consumer"
+    );
+    consumer.shutdown().await;
 }

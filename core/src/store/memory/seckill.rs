@@ -10,7 +10,7 @@ use super::MemoryStore;
 use super::db::{Db, Value};
 use crate::error::Result;
 use crate::seckill::{
-    Entry, RawOrder, SeckillStore, ShardKeys, StreamLengths, StreamReader, next_order_id,
+    Claimed, Entry, RawOrder, SeckillStore, ShardKeys, StreamLengths, StreamReader, next_order_id,
 };
 
 /// A stream: entries by sequence number, and consumer groups.
@@ -133,6 +133,60 @@ fn redeliver(
         out.extend(entry_of(entries, *seq, p.deliveries));
     }
     out
+}
+
+/// `XAUTOCLAIM`: from `start` on, looks at up to `10 × count` pending entries and takes
+/// over those idle for `min_idle` (at most `count`); entries no longer in the stream leave
+/// the pending list. The next pass starts after the last entry looked at, or from the
+/// beginning (`0-0`) once the end was reached.
+fn claim(
+    db: &mut Db,
+    keys: &ShardKeys,
+    group: &str,
+    consumer: &str,
+    min_idle: Duration,
+    start: u64,
+    count: usize,
+) -> Claimed {
+    let mut claimed = Claimed {
+        entries: Vec::new(),
+        next: "0-0".to_owned(),
+    };
+    let Some(MemStream {
+        entries, groups, ..
+    }) = stream(db, &keys.stream)
+    else {
+        return claimed;
+    };
+    let Some(g) = groups.get_mut(group) else {
+        return claimed;
+    };
+    let mut attempts = count.saturating_mul(10);
+    let mut deleted = Vec::new();
+    for (seq, p) in g.pending.range_mut(start..) {
+        if claimed.entries.len() >= count || attempts == 0 {
+            claimed.next = entry_id(*seq);
+            break;
+        }
+        attempts -= 1;
+        if p.delivered_at.elapsed() < min_idle {
+            continue;
+        }
+        if !entries.contains_key(seq) {
+            deleted.push(*seq);
+            continue;
+        }
+        p.consumer = consumer.to_owned();
+        p.deliveries += 1;
+        p.delivered_at = Instant::now();
+        claimed
+            .entries
+            .extend(entry_of(entries, *seq, p.deliveries));
+    }
+    for seq in deleted {
+        g.pending.remove(&seq);
+    }
+    claimed
 }
 
 /// `XACK`: the entry leaves the group's pending list.
@@ -275,14 +329,12 @@ impl SeckillStore for MemoryStore {
         group: &str,
         consumer: &str,
         min_idle_ms: u64,
+        start: &str,
         count: usize,
-    ) -> Result<Vec<Entry>> {
+    ) -> Result<Claimed> {
         let min_idle = Duration::from_millis(min_idle_ms);
-        Ok(self.with_db(|db| {
-            redeliver(db, keys, group, consumer, count, |p| {
-                p.delivered_at.elapsed() >= min_idle
-            })
-        }))
+        let start = parse_id(start).unwrap_or(0);
+        Ok(self.with_db(|db| claim(db, keys, group, consumer, min_idle, start, count)))
     }
 
     async fn ack(&self, keys: &ShardKeys, group: &str, id: &str) -> Result<()> {

@@ -12,8 +12,8 @@ use super::connection::BlockingConn;
 use super::{RedisStore, SECKILL_DEAD_LETTER, SECKILL_LOAD, SECKILL_ORDER};
 use crate::error::{BackendError, Result};
 use crate::seckill::{
-    Entry, ORDER_ID_EPOCH, ORDER_SEQ_SPAN, RawOrder, SeckillStore, ShardKeys, StreamLengths,
-    StreamReader,
+    Claimed, Entry, ORDER_ID_EPOCH, ORDER_SEQ_SPAN, RawOrder, SeckillStore, ShardKeys,
+    StreamLengths, StreamReader,
 };
 
 fn entry(id: StreamId, deliveries: u64) -> Entry {
@@ -200,20 +200,25 @@ impl SeckillStore for RedisStore {
         group: &str,
         consumer: &str,
         min_idle_ms: u64,
+        start: &str,
         count: usize,
-    ) -> Result<Vec<Entry>> {
+    ) -> Result<Claimed> {
         let mut cmd = redis::cmd("XAUTOCLAIM");
         cmd.arg(&keys.stream)
             .arg(group)
             .arg(consumer)
             .arg(min_idle_ms)
-            .arg("0-0")
+            .arg(start)
             .arg("COUNT")
             .arg(count);
         let mut conn = self.conn();
         let claimed: StreamAutoClaimReply = self.bounded(cmd.query_async(&mut conn)).await?;
+        let next = claimed.next_stream_id;
         if claimed.claimed.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Claimed {
+                entries: Vec::new(),
+                next,
+            });
         }
         // Delivery counts (the claim counted as one) for the dead-letter decision.
         let mut pipe = redis::pipe();
@@ -227,7 +232,7 @@ impl SeckillStore for RedisStore {
         }
         let pending: Vec<StreamPendingCountReply> =
             self.bounded(pipe.query_async(&mut conn)).await?;
-        Ok(claimed
+        let entries = claimed
             .claimed
             .into_iter()
             .zip(pending)
@@ -235,7 +240,8 @@ impl SeckillStore for RedisStore {
                 let deliveries = p.ids.first().map_or(1, |p| p.times_delivered as u64);
                 entry(id, deliveries)
             })
-            .collect())
+            .collect();
+        Ok(Claimed { entries, next })
     }
 
     async fn ack(&self, keys: &ShardKeys, group: &str, id: &str) -> Result<()> {
