@@ -35,7 +35,8 @@ pub trait OrderHandler: Send + Sync + 'static {
 
 /// Consumer settings. Defaults: group `keygate-orders`, a unique consumer name per process
 /// and consumer, batches of 16, reads blocking up to 2 s, entries idle 30 s reclaimed every
-/// 5 s, dead-lettered after 5 deliveries.
+/// 5 s, dead-lettered after 5 deliveries, the orders stream trimmed every 5 s, the newest
+/// 10,000 dead letters kept per shard.
 #[derive(Debug, Clone)]
 pub struct ConsumerOptions {
     group: String,
@@ -45,6 +46,8 @@ pub struct ConsumerOptions {
     claim_idle: Duration,
     claim_every: Duration,
     max_deliveries: u64,
+    trim_every: Option<Duration>,
+    dead_letter_cap: u64,
 }
 
 impl Default for ConsumerOptions {
@@ -57,6 +60,8 @@ impl Default for ConsumerOptions {
             claim_idle: Duration::from_secs(30),
             claim_every: Duration::from_secs(5),
             max_deliveries: 5,
+            trim_every: Some(Duration::from_secs(5)),
+            dead_letter_cap: 10_000,
         }
     }
 }
@@ -103,6 +108,24 @@ impl ConsumerOptions {
     /// Deliveries after which an entry goes to the dead-letter stream.
     pub fn with_max_deliveries(mut self, max: u64) -> Self {
         self.max_deliveries = max.max(1);
+        self
+    }
+
+    /// How often each shard's worker trims the orders stream (`None`: never). A trim
+    /// removes only entries every consumer group of the stream is done with: those before
+    /// the oldest pending entry (with any consumer, crashed ones included) and the last
+    /// delivered one of every group. The stream then holds about the pending and
+    /// undelivered orders, not every order ever taken. Turn it off if something else reads
+    /// the stream without a consumer group.
+    pub fn with_trim_every(mut self, every: Option<Duration>) -> Self {
+        self.trim_every = every.map(|every| every.max(Duration::from_millis(1)));
+        self
+    }
+
+    /// The most dead letters kept per shard (at least 1): beyond it, the oldest dead
+    /// letters are dropped from the dead-letter stream.
+    pub fn with_dead_letter_cap(mut self, cap: u64) -> Self {
+        self.dead_letter_cap = cap.max(1);
         self
     }
 }
@@ -249,7 +272,16 @@ impl Worker {
             Err(error) => tracing::warn!(%error, "reading own pending orders failed"),
         }
         let mut next_claim = Instant::now();
+        let mut next_trim = o.trim_every.map(|every| Instant::now() + every);
         while !self.stopping() {
+            if let Some(at) = next_trim
+                && Instant::now() >= at
+            {
+                if let Err(error) = c.store.trim(&self.keys).await {
+                    tracing::warn!(%error, "trimming the orders stream failed");
+                }
+                next_trim = o.trim_every.map(|every| Instant::now() + every);
+            }
             if Instant::now() >= next_claim {
                 let claimed = c
                     .store
@@ -271,9 +303,10 @@ impl Worker {
                 }
                 next_claim = Instant::now() + o.claim_every;
             }
+            let next_chore = next_trim.map_or(next_claim, |at| at.min(next_claim));
             let block = o
                 .block
-                .min(next_claim.saturating_duration_since(Instant::now()));
+                .min(next_chore.saturating_duration_since(Instant::now()));
             let read = tokio::select! {
                 _ = self.stopped.changed() => break,
                 read = reader.read_new(&self.keys, &o.group, &self.name, o.batch, millis(block)) => read,
@@ -305,11 +338,15 @@ impl Worker {
             let outcome = match entry.order() {
                 Err(reason) => {
                     let _ = c.store.record_error(&self.keys, &entry.id, &reason).await;
-                    c.store.dead_letter(&self.keys, &o.group, &entry).await
+                    c.store
+                        .dead_letter(&self.keys, &o.group, &entry, o.dead_letter_cap)
+                        .await
                 }
                 Ok(_) if entry.deliveries > o.max_deliveries => {
                     tracing::warn!(id = %entry.id, deliveries = entry.deliveries, "order dead-lettered");
-                    c.store.dead_letter(&self.keys, &o.group, &entry).await
+                    c.store
+                        .dead_letter(&self.keys, &o.group, &entry, o.dead_letter_cap)
+                        .await
                 }
                 Ok(order) => {
                     // A panicking handler is a failed delivery, not the end of this shard's

@@ -13,10 +13,18 @@
 //! - [`OrderConsumer`] reads the stream with a consumer group on a dedicated connection and
 //!   hands each order to an [`OrderHandler`]; entries are acknowledged only after the
 //!   handler succeeds, so a handler sees every order **at least once**: make it idempotent
-//!   by the order id (a primary key or `INSERT ... ON CONFLICT DO NOTHING`). Entries left
-//!   pending by a crashed consumer are reclaimed after an idle time; an entry delivered more
-//!   than [`ConsumerOptions::with_max_deliveries`] times goes to a dead-letter stream with the
-//!   handler's last error.
+//!   by the order id (a primary key or `INSERT ... ON CONFLICT DO NOTHING`). A handler that
+//!   panics counts as a failed delivery (logged at ERROR); the consumer keeps going. Entries
+//!   left pending by a crashed consumer are reclaimed after an idle time (each claim pass
+//!   resumes where the last one stopped, so idle entries behind busy ones are reached); an
+//!   entry delivered more than [`ConsumerOptions::with_max_deliveries`] times, counting the
+//!   re-reads of a consumer restarted under the same name, goes to a dead-letter stream with
+//!   the handler's last error.
+//! - Neither stream grows forever: the consumer trims the orders stream of entries every
+//!   consumer group is done with ([`ConsumerOptions::with_trim_every`]; pending and
+//!   undelivered orders are never removed), and the dead-letter stream keeps the newest
+//!   [`ConsumerOptions::with_dead_letter_cap`] entries (10,000 by default), dropping the
+//!   oldest beyond it.
 //!
 //! ## Keys and Redis Cluster
 //!
@@ -238,8 +246,21 @@ pub trait SeckillStore: Send + Sync + 'static {
     /// Remembers the handler's error for a pending entry.
     async fn record_error(&self, keys: &ShardKeys, id: &str, error: &str) -> Result<()>;
 
-    /// Moves an entry to the dead-letter stream with its last error, and acknowledges it.
-    async fn dead_letter(&self, keys: &ShardKeys, group: &str, entry: &Entry) -> Result<()>;
+    /// Moves an entry to the dead-letter stream with its last error, and acknowledges it;
+    /// the dead-letter stream keeps the newest `cap` entries.
+    async fn dead_letter(
+        &self,
+        keys: &ShardKeys,
+        group: &str,
+        entry: &Entry,
+        cap: u64,
+    ) -> Result<()>;
+
+    /// Removes from the orders stream the entries that every consumer group is done with:
+    /// those before the smallest, over all groups, of the oldest pending entry and the
+    /// last-delivered id. Nothing pending or not yet delivered is removed, nor anything of
+    /// a stream without groups. Returns how many entries went.
+    async fn trim(&self, keys: &ShardKeys) -> Result<u64>;
 
     /// The lengths of the orders and dead-letter streams.
     async fn lengths(&self, keys: &ShardKeys) -> Result<StreamLengths>;

@@ -23,6 +23,9 @@ keygate_tests::on_both_backends!(crate::delivery:
     a_panicking_handler_does_not_stop_the_consumer,
     a_consumer_restarting_under_its_name_dead_letters_a_poison_order,
     reclaiming_gets_past_busy_entries,
+    processed_orders_are_trimmed_from_the_stream,
+    trimming_keeps_a_crashed_consumers_orders,
+    the_dead_letter_stream_is_capped,
 );
 
 const GROUP: &str = "keygate-orders";
@@ -298,5 +301,198 @@ pub async fn reclaiming_gets_past_busy_entries(b: &Backend) {
         busy.iter().all(|id| !handled.contains(id)),
         "busy entries stay with their consumer"
     );
+    consumer.shutdown().await;
+}
+
+/// Item 13: 100,000 orders through the consumer leave a stream of acknowledged entries
+/// trimmed to (almost) nothing.
+pub async fn processed_orders_are_trimmed_from_the_stream(b: &Backend) {
+    const ORDERS: u64 = 100_000;
+    const PRODUCERS: u64 = 64;
+    let sale = FlashSale::from_shared(b.seckill());
+    sale.load(23, ORDERS, SaleWindow::default()).await.unwrap();
+    let probe = Probe::default();
+    let consumer = OrderConsumer::new(
+        &sale,
+        probe.clone(),
+        fast()
+            .with_batch(256)
+            .with_trim_every(Some(Duration::from_millis(100))),
+    )
+    .spawn();
+    let started = Instant::now();
+    let producers: Vec<_> = match b.server() {
+        // On Redis, order-shaped entries added in pipelines of 1,000: the stream and the
+        // consumer are under test here, not the order script (which the other tests use).
+        Some(server) => {
+            let url = server.url();
+            vec![tokio::task::spawn_blocking(move || {
+                let mut conn = redis::Client::open(url).unwrap().get_connection().unwrap();
+                let stream = ShardKeys::new(0).stream;
+                for chunk in 0..ORDERS / 1000 {
+                    let mut pipe = redis::pipe();
+                    for user in chunk * 1000..(chunk + 1) * 1000 {
+                        pipe.cmd("XADD")
+                            .arg(&stream)
+                            .arg("*")
+                            .arg("orderId")
+                            .arg(user + 1)
+                            .arg("userId")
+                            .arg(user)
+                            .arg("voucherId")
+                            .arg(23)
+                            .ignore();
+                    }
+                    let () = pipe.query(&mut conn).unwrap();
+                }
+            })]
+        }
+        // In memory, concurrent producers through the order script's twin.
+        None => (0..PRODUCERS)
+            .map(|first| {
+                let sale = sale.clone();
+                tokio::spawn(async move {
+                    for user in (first..ORDERS).step_by(PRODUCERS as usize) {
+                        order_id(sale.order(23, &UserId::from(user)).await.unwrap());
+                    }
+                })
+            })
+            .collect(),
+    };
+    let sampler = {
+        let sale = sale.clone();
+        let probe = probe.clone();
+        tokio::spawn(async move {
+            let mut peak = 0;
+            while probe.handled_count() < ORDERS as usize {
+                peak = peak.max(sale.stream_lengths(0).await.unwrap().orders);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            peak
+        })
+    };
+    for producer in producers {
+        producer.await.unwrap();
+    }
+    let produced = started.elapsed();
+    let all = eventually(Duration::from_secs(120), async || {
+        probe.handled_count() == ORDERS as usize
+    })
+    .await;
+    let processed = started.elapsed();
+    let peak = sampler.await.unwrap();
+    assert!(all, "{} of {ORDERS} handled", probe.handled_count());
+    let trimmed = eventually(Duration::from_secs(10), async || {
+        sale.stream_lengths(0).await.unwrap().orders <= 1
+    })
+    .await;
+    let lengths = sale.stream_lengths(0).await.unwrap();
+    eprintln!(
+        "{ORDERS} orders: produced in {produced:?}, processed in {processed:?}; stream length \
+         peak {peak}, at the end {}",
+        lengths.orders
+    );
+    assert!(
+        trimmed,
+        "acknowledged orders are trimmed: {} left",
+        lengths.orders
+    );
+    assert_eq!(lengths.dead_letters, 0);
+    consumer.shutdown().await;
+}
+
+/// Item 13: trimming never drops an order that is pending with a crashed consumer.
+pub async fn trimming_keeps_a_crashed_consumers_orders(b: &Backend) {
+    let sale = FlashSale::from_shared(b.seckill());
+    sale.load(24, 300, SaleWindow::default()).await.unwrap();
+    let probe = Probe::default();
+    let options = fast()
+        .with_claim(Duration::from_secs(4), Duration::from_millis(50))
+        .with_trim_every(Some(Duration::from_millis(50)));
+    // 100 orders processed and acknowledged.
+    let first = OrderConsumer::new(&sale, probe.clone(), options.clone()).spawn();
+    let done = order_many(&sale, 24, 0..100).await;
+    assert!(
+        eventually(Duration::from_secs(10), async || probe
+            .has_handled_all(&done))
+        .await
+    );
+    first.shutdown().await;
+    // 20 taken by a consumer that crashes with them.
+    let lost = order_many(&sale, 24, 100..120).await;
+    let hung = Probe::with(Mode::Hang, None);
+    let crashed = OrderConsumer::new(&sale, hung.clone(), fast().with_batch(20)).spawn();
+    assert!(eventually(Duration::from_secs(5), async || hung.calls() > 0).await);
+    crashed.abort();
+    // 100 more, processed by a consumer that trims.
+    let second = OrderConsumer::new(&sale, probe.clone(), options).spawn();
+    let later = order_many(&sale, 24, 120..220).await;
+    assert!(
+        eventually(Duration::from_secs(10), async || probe
+            .has_handled_all(&later))
+        .await
+    );
+    // The first 100 are gone; the crashed consumer's 20, and what follows them, are kept.
+    let kept = eventually(Duration::from_secs(3), async || {
+        sale.stream_lengths(0).await.unwrap().orders == 120
+    })
+    .await;
+    let lengths = sale.stream_lengths(0).await.unwrap();
+    assert!(
+        kept,
+        "trimmed to the crashed consumer's oldest order: {} entries",
+        lengths.orders
+    );
+    assert!(
+        lost.iter().all(|id| !probe.handled().contains(id)),
+        "not reclaimed yet"
+    );
+    // Reclaimed once idle, handled, then trimmed too.
+    assert!(
+        eventually(Duration::from_secs(15), async || probe
+            .has_handled_all(&lost))
+        .await,
+        "the crashed consumer's orders survived the trims and were reclaimed"
+    );
+    assert!(
+        eventually(Duration::from_secs(5), async || sale
+            .stream_lengths(0)
+            .await
+            .unwrap()
+            .orders
+            <= 1)
+        .await
+    );
+    second.shutdown().await;
+}
+
+/// Item 13: the dead-letter stream keeps the newest `cap` entries.
+pub async fn the_dead_letter_stream_is_capped(b: &Backend) {
+    let sale = FlashSale::from_shared(b.seckill());
+    sale.load(25, 30, SaleWindow::default()).await.unwrap();
+    let probe = Probe::with(Mode::Fail, None);
+    let options = fast()
+        .with_claim(Duration::from_millis(50), Duration::from_millis(50))
+        .with_max_deliveries(1)
+        .with_dead_letter_cap(10);
+    let consumer = OrderConsumer::new(&sale, probe.clone(), options).spawn();
+    let ids = order_many(&sale, 25, 0..30).await;
+    let last = ids[29].to_string();
+    // Each fails once and is dead-lettered on its next delivery, in order.
+    assert!(
+        eventually(Duration::from_secs(15), async || {
+            let dead = sale.dead_letters(0, 100).await.unwrap();
+            dead.iter().any(|e| field(e, "orderId") == last)
+        })
+        .await
+    );
+    let dead = sale.dead_letters(0, 100).await.unwrap();
+    let kept: Vec<String> = dead
+        .iter()
+        .map(|e| field(e, "orderId").to_owned())
+        .collect();
+    let newest: Vec<String> = ids[20..].iter().map(u64::to_string).collect();
+    assert_eq!(kept, newest, "the newest 10 dead letters are kept");
+    assert_eq!(dead_letters(&sale).await, 10);
     consumer.shutdown().await;
 }

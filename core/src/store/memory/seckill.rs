@@ -350,7 +350,13 @@ impl SeckillStore for MemoryStore {
         Ok(())
     }
 
-    async fn dead_letter(&self, keys: &ShardKeys, group: &str, entry: &Entry) -> Result<()> {
+    async fn dead_letter(
+        &self,
+        keys: &ShardKeys,
+        group: &str,
+        entry: &Entry,
+        cap: u64,
+    ) -> Result<()> {
         self.with_db(|db| {
             let error = hash_field(db, &keys.errors, &entry.id).unwrap_or_default();
             let mut fields = vec![
@@ -361,11 +367,37 @@ impl SeckillStore for MemoryStore {
             fields.extend(entry.fields.iter().cloned());
             if let Some(dead) = stream(db, &keys.dead) {
                 dead.add(fields);
+                let cap = usize::try_from(cap.max(1)).unwrap_or(usize::MAX);
+                while dead.entries.len() > cap {
+                    dead.entries.pop_first();
+                }
             }
             acknowledge(db, keys, group, &entry.id);
             set_hash_field(db, &keys.errors, &entry.id, None);
         });
         Ok(())
+    }
+
+    async fn trim(&self, keys: &ShardKeys) -> Result<u64> {
+        Ok(self.with_db(|db| {
+            let Some(Value::Stream(stream)) = db.get(&keys.stream).map(|e| &mut e.value) else {
+                return 0;
+            };
+            let Some(min) = stream
+                .groups
+                .values()
+                .map(|g| {
+                    let oldest_pending = g.pending.keys().next().copied().unwrap_or(u64::MAX);
+                    oldest_pending.min(g.last_delivered)
+                })
+                .min()
+            else {
+                return 0;
+            };
+            let kept = stream.entries.split_off(&min);
+            let removed = std::mem::replace(&mut stream.entries, kept).len();
+            removed as u64
+        }))
     }
 
     async fn lengths(&self, keys: &ShardKeys) -> Result<StreamLengths> {

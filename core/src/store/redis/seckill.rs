@@ -9,7 +9,7 @@ use redis::streams::{
 };
 
 use super::connection::BlockingConn;
-use super::{RedisStore, SECKILL_DEAD_LETTER, SECKILL_LOAD, SECKILL_ORDER};
+use super::{RedisStore, SECKILL_DEAD_LETTER, SECKILL_LOAD, SECKILL_ORDER, SECKILL_TRIM};
 use crate::error::{BackendError, Result};
 use crate::seckill::{
     Claimed, Entry, ORDER_ID_EPOCH, ORDER_SEQ_SPAN, RawOrder, SeckillStore, ShardKeys,
@@ -263,7 +263,13 @@ impl SeckillStore for RedisStore {
         self.bounded(cmd.query_async::<()>(&mut conn)).await
     }
 
-    async fn dead_letter(&self, keys: &ShardKeys, group: &str, entry: &Entry) -> Result<()> {
+    async fn dead_letter(
+        &self,
+        keys: &ShardKeys,
+        group: &str,
+        entry: &Entry,
+        cap: u64,
+    ) -> Result<()> {
         let mut invocation = SECKILL_DEAD_LETTER.prepare_invoke();
         invocation
             .key(&keys.dead)
@@ -271,12 +277,20 @@ impl SeckillStore for RedisStore {
             .key(&keys.errors)
             .arg(group)
             .arg(&entry.id)
-            .arg(entry.deliveries);
+            .arg(entry.deliveries)
+            .arg(cap.max(1));
         for (name, value) in &entry.fields {
             invocation.arg(name).arg(value);
         }
         let mut conn = self.conn();
         self.bounded(invocation.invoke_async::<()>(&mut conn)).await
+    }
+
+    async fn trim(&self, keys: &ShardKeys) -> Result<u64> {
+        let mut invocation = SECKILL_TRIM.prepare_invoke();
+        invocation.key(&keys.stream);
+        let mut conn = self.conn();
+        self.bounded(invocation.invoke_async(&mut conn)).await
     }
 
     async fn lengths(&self, keys: &ShardKeys) -> Result<StreamLengths> {
