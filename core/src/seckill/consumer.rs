@@ -85,7 +85,8 @@ impl ConsumerOptions {
         self
     }
 
-    /// Entries read at once.
+    /// Entries read at once; those handled are acknowledged together after the batch, in
+    /// one round trip (an entry handled before a crash mid-batch is handled again).
     pub fn with_batch(mut self, batch: usize) -> Self {
         self.batch = batch.max(1);
         self
@@ -334,6 +335,8 @@ impl Worker {
     async fn process(&mut self, entries: Vec<Entry>) {
         let c = Arc::clone(&self.consumer);
         let o = &c.options;
+        // Handled entries are acknowledged together once the batch is done.
+        let mut handled: Vec<String> = Vec::new();
         for entry in entries {
             let outcome = match entry.order() {
                 Err(reason) => {
@@ -351,11 +354,14 @@ impl Worker {
                 Ok(order) => {
                     // A panicking handler is a failed delivery, not the end of this shard's
                     // worker. The panic's message is not logged: it may carry user data.
-                    let handled = AssertUnwindSafe(c.handler.handle(&order))
+                    let result = AssertUnwindSafe(c.handler.handle(&order))
                         .catch_unwind()
                         .await;
-                    match handled {
-                        Ok(Ok(())) => c.store.ack(&self.keys, &o.group, &entry.id).await,
+                    match result {
+                        Ok(Ok(())) => {
+                            handled.push(entry.id);
+                            continue;
+                        }
                         Ok(Err(error)) => {
                             tracing::warn!(order_id = order.order_id, %error, "order handler failed; will retry");
                             c.store.record_error(&self.keys, &entry.id, &error.0).await
@@ -378,6 +384,10 @@ impl Worker {
                 // The entry stays pending and is reclaimed later.
                 tracing::warn!(%error, id = %entry.id, "order bookkeeping failed");
             }
+        }
+        if let Err(error) = c.store.ack(&self.keys, &o.group, &handled).await {
+            // The entries stay pending, are reclaimed later and handled again.
+            tracing::warn!(%error, entries = handled.len(), "acknowledging orders failed");
         }
     }
 }

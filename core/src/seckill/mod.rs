@@ -240,8 +240,8 @@ pub trait SeckillStore: Send + Sync + 'static {
         count: usize,
     ) -> Result<Claimed>;
 
-    /// Acknowledges an entry (and forgets its last error).
-    async fn ack(&self, keys: &ShardKeys, group: &str, id: &str) -> Result<()>;
+    /// Acknowledges entries (and forgets their last errors), all in one round trip.
+    async fn ack(&self, keys: &ShardKeys, group: &str, ids: &[String]) -> Result<()>;
 
     /// Remembers the handler's error for a pending entry.
     async fn record_error(&self, keys: &ShardKeys, id: &str, error: &str) -> Result<()>;

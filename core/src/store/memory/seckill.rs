@@ -337,10 +337,12 @@ impl SeckillStore for MemoryStore {
         Ok(self.with_db(|db| claim(db, keys, group, consumer, min_idle, start, count)))
     }
 
-    async fn ack(&self, keys: &ShardKeys, group: &str, id: &str) -> Result<()> {
+    async fn ack(&self, keys: &ShardKeys, group: &str, ids: &[String]) -> Result<()> {
         self.with_db(|db| {
-            acknowledge(db, keys, group, id);
-            set_hash_field(db, &keys.errors, id, None);
+            for id in ids {
+                acknowledge(db, keys, group, id);
+                set_hash_field(db, &keys.errors, id, None);
+            }
         });
         Ok(())
     }

@@ -244,14 +244,17 @@ impl SeckillStore for RedisStore {
         Ok(Claimed { entries, next })
     }
 
-    async fn ack(&self, keys: &ShardKeys, group: &str, id: &str) -> Result<()> {
+    async fn ack(&self, keys: &ShardKeys, group: &str, ids: &[String]) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
         let mut pipe = redis::pipe();
         pipe.cmd("XACK")
             .arg(&keys.stream)
             .arg(group)
-            .arg(id)
+            .arg(ids)
             .ignore();
-        pipe.cmd("HDEL").arg(&keys.errors).arg(id).ignore();
+        pipe.cmd("HDEL").arg(&keys.errors).arg(ids).ignore();
         let mut conn = self.conn();
         self.bounded(pipe.query_async::<()>(&mut conn)).await
     }
