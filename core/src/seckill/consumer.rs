@@ -15,6 +15,9 @@ use super::{Entry, Order, SeckillStore, ShardKeys};
 use crate::Token;
 use crate::config::millis;
 
+/// Idle-claim passes per claim interval at most, when passes find nothing idle.
+const CLAIM_PASSES: usize = 32;
+
 /// The error recorded for (and dead-lettered with) an order whose handler panicked.
 const HANDLER_PANICKED: &str = "handler panicked";
 
@@ -284,24 +287,7 @@ impl Worker {
                 next_trim = o.trim_every.map(|every| Instant::now() + every);
             }
             if Instant::now() >= next_claim {
-                let claimed = c
-                    .store
-                    .claim_idle(
-                        &self.keys,
-                        &o.group,
-                        &self.name,
-                        millis(o.claim_idle),
-                        &self.claim_cursor,
-                        o.batch,
-                    )
-                    .await;
-                match claimed {
-                    Ok(claimed) => {
-                        self.claim_cursor = claimed.next;
-                        self.process(claimed.entries).await;
-                    }
-                    Err(error) => tracing::warn!(%error, "reclaiming idle orders failed"),
-                }
+                self.claim_idle().await;
                 next_claim = Instant::now() + o.claim_every;
             }
             let next_chore = next_trim.map_or(next_claim, |at| at.min(next_claim));
@@ -325,6 +311,45 @@ impl Worker {
                     if let Ok(fresh) = c.store.reader().await {
                         reader = fresh;
                     }
+                }
+            }
+        }
+    }
+
+    /// Takes over idle entries of crashed consumers. Each pass looks at no more than
+    /// `10 × batch` pending entries and resumes where the last one stopped; passes that
+    /// find nothing idle continue (up to [`CLAIM_PASSES`] per call) until one claims
+    /// something or the pending list has been gone round.
+    async fn claim_idle(&mut self) {
+        let c = Arc::clone(&self.consumer);
+        let o = &c.options;
+        for _ in 0..CLAIM_PASSES {
+            let claimed = c
+                .store
+                .claim_idle(
+                    &self.keys,
+                    &o.group,
+                    &self.name,
+                    millis(o.claim_idle),
+                    &self.claim_cursor,
+                    o.batch,
+                )
+                .await;
+            match claimed {
+                Ok(claimed) => {
+                    self.claim_cursor = claimed.next;
+                    let wrapped = self.claim_cursor == "0-0";
+                    if !claimed.entries.is_empty() {
+                        self.process(claimed.entries).await;
+                        return;
+                    }
+                    if wrapped || self.stopping() {
+                        return;
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "reclaiming idle orders failed");
+                    return;
                 }
             }
         }
