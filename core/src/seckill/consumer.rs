@@ -1,9 +1,11 @@
 //! Processing orders from the stream with a consumer group.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures_util::FutureExt;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -13,13 +15,21 @@ use super::{Entry, Order, SeckillStore, ShardKeys};
 use crate::Token;
 use crate::config::millis;
 
+/// Idle-claim passes per claim interval at most, when passes find nothing idle.
+const CLAIM_PASSES: usize = 32;
+
+/// The error recorded for (and dead-lettered with) an order whose handler panicked.
+const HANDLER_PANICKED: &str = "handler panicked";
+
 /// The handler failed; the order stays pending and is retried after the claim idle time.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{0}")]
 pub struct HandlerError(pub String);
 
 /// What the app does with each order (typically: write it to its database). Called at
-/// least once per order: make it idempotent by [`Order::order_id`].
+/// least once per order: make it idempotent by [`Order::order_id`]. A handler that panics
+/// counts as a failed delivery (error `handler panicked`, logged at ERROR without the
+/// panic's message); the consumer keeps running.
 #[async_trait]
 pub trait OrderHandler: Send + Sync + 'static {
     /// Processes one order. `Ok` acknowledges it; `Err` leaves it for a retry.
@@ -28,7 +38,8 @@ pub trait OrderHandler: Send + Sync + 'static {
 
 /// Consumer settings. Defaults: group `keygate-orders`, a unique consumer name per process
 /// and consumer, batches of 16, reads blocking up to 2 s, entries idle 30 s reclaimed every
-/// 5 s, dead-lettered after 5 deliveries.
+/// 5 s, dead-lettered after 5 deliveries, the orders stream trimmed every 5 s, the newest
+/// 10,000 dead letters kept per shard.
 #[derive(Debug, Clone)]
 pub struct ConsumerOptions {
     group: String,
@@ -38,6 +49,8 @@ pub struct ConsumerOptions {
     claim_idle: Duration,
     claim_every: Duration,
     max_deliveries: u64,
+    trim_every: Option<Duration>,
+    dead_letter_cap: u64,
 }
 
 impl Default for ConsumerOptions {
@@ -50,6 +63,8 @@ impl Default for ConsumerOptions {
             claim_idle: Duration::from_secs(30),
             claim_every: Duration::from_secs(5),
             max_deliveries: 5,
+            trim_every: Some(Duration::from_secs(5)),
+            dead_letter_cap: 10_000,
         }
     }
 }
@@ -73,7 +88,8 @@ impl ConsumerOptions {
         self
     }
 
-    /// Entries read at once.
+    /// Entries read at once; those handled are acknowledged together after the batch, in
+    /// one round trip (an entry handled before a crash mid-batch is handled again).
     pub fn with_batch(mut self, batch: usize) -> Self {
         self.batch = batch.max(1);
         self
@@ -96,6 +112,24 @@ impl ConsumerOptions {
     /// Deliveries after which an entry goes to the dead-letter stream.
     pub fn with_max_deliveries(mut self, max: u64) -> Self {
         self.max_deliveries = max.max(1);
+        self
+    }
+
+    /// How often each shard's worker trims the orders stream (`None`: never). A trim
+    /// removes only entries every consumer group of the stream is done with: those before
+    /// the oldest pending entry (with any consumer, crashed ones included) and the last
+    /// delivered one of every group. The stream then holds about the pending and
+    /// undelivered orders, not every order ever taken. Turn it off if something else reads
+    /// the stream without a consumer group.
+    pub fn with_trim_every(mut self, every: Option<Duration>) -> Self {
+        self.trim_every = every.map(|every| every.max(Duration::from_millis(1)));
+        self
+    }
+
+    /// The most dead letters kept per shard (at least 1): beyond it, the oldest dead
+    /// letters are dropped from the dead-letter stream.
+    pub fn with_dead_letter_cap(mut self, cap: u64) -> Self {
+        self.dead_letter_cap = cap.max(1);
         self
     }
 }
@@ -169,6 +203,7 @@ impl OrderConsumer {
                 let worker = Worker {
                     consumer: Arc::clone(&shared),
                     keys: ShardKeys::new(shard),
+                    claim_cursor: "0-0".to_owned(),
                     name: name.clone(),
                     stopped: stopped.clone(),
                 };
@@ -190,6 +225,9 @@ fn unique_name() -> String {
 struct Worker {
     consumer: Arc<OrderConsumer>,
     keys: ShardKeys,
+    /// Where the next idle-claim pass starts: passes go round the pending list instead of
+    /// looking at its head again each time.
+    claim_cursor: String,
     name: String,
     stopped: watch::Receiver<bool>,
 }
@@ -238,27 +276,24 @@ impl Worker {
             Err(error) => tracing::warn!(%error, "reading own pending orders failed"),
         }
         let mut next_claim = Instant::now();
+        let mut next_trim = o.trim_every.map(|every| Instant::now() + every);
         while !self.stopping() {
-            if Instant::now() >= next_claim {
-                let claimed = c
-                    .store
-                    .claim_idle(
-                        &self.keys,
-                        &o.group,
-                        &self.name,
-                        millis(o.claim_idle),
-                        o.batch,
-                    )
-                    .await;
-                match claimed {
-                    Ok(entries) => self.process(entries).await,
-                    Err(error) => tracing::warn!(%error, "reclaiming idle orders failed"),
+            if let Some(at) = next_trim
+                && Instant::now() >= at
+            {
+                if let Err(error) = c.store.trim(&self.keys).await {
+                    tracing::warn!(%error, "trimming the orders stream failed");
                 }
+                next_trim = o.trim_every.map(|every| Instant::now() + every);
+            }
+            if Instant::now() >= next_claim {
+                self.claim_idle().await;
                 next_claim = Instant::now() + o.claim_every;
             }
+            let next_chore = next_trim.map_or(next_claim, |at| at.min(next_claim));
             let block = o
                 .block
-                .min(next_claim.saturating_duration_since(Instant::now()));
+                .min(next_chore.saturating_duration_since(Instant::now()));
             let read = tokio::select! {
                 _ = self.stopped.changed() => break,
                 read = reader.read_new(&self.keys, &o.group, &self.name, o.batch, millis(block)) => read,
@@ -281,33 +316,103 @@ impl Worker {
         }
     }
 
+    /// Takes over idle entries of crashed consumers. Each pass looks at no more than
+    /// `10 × batch` pending entries and resumes where the last one stopped; passes that
+    /// find nothing idle continue (up to [`CLAIM_PASSES`] per call) until one claims
+    /// something or the pending list has been gone round.
+    async fn claim_idle(&mut self) {
+        let c = Arc::clone(&self.consumer);
+        let o = &c.options;
+        for _ in 0..CLAIM_PASSES {
+            let claimed = c
+                .store
+                .claim_idle(
+                    &self.keys,
+                    &o.group,
+                    &self.name,
+                    millis(o.claim_idle),
+                    &self.claim_cursor,
+                    o.batch,
+                )
+                .await;
+            match claimed {
+                Ok(claimed) => {
+                    self.claim_cursor = claimed.next;
+                    let wrapped = self.claim_cursor == "0-0";
+                    if !claimed.entries.is_empty() {
+                        self.process(claimed.entries).await;
+                        return;
+                    }
+                    if wrapped || self.stopping() {
+                        return;
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "reclaiming idle orders failed");
+                    return;
+                }
+            }
+        }
+    }
+
     /// Hands each entry to the handler; acknowledges successes, records failures, and
     /// dead-letters entries delivered too often or that are not orders.
     async fn process(&mut self, entries: Vec<Entry>) {
         let c = Arc::clone(&self.consumer);
         let o = &c.options;
+        // Handled entries are acknowledged together once the batch is done.
+        let mut handled: Vec<String> = Vec::new();
         for entry in entries {
             let outcome = match entry.order() {
                 Err(reason) => {
                     let _ = c.store.record_error(&self.keys, &entry.id, &reason).await;
-                    c.store.dead_letter(&self.keys, &o.group, &entry).await
+                    c.store
+                        .dead_letter(&self.keys, &o.group, &entry, o.dead_letter_cap)
+                        .await
                 }
                 Ok(_) if entry.deliveries > o.max_deliveries => {
                     tracing::warn!(id = %entry.id, deliveries = entry.deliveries, "order dead-lettered");
-                    c.store.dead_letter(&self.keys, &o.group, &entry).await
+                    c.store
+                        .dead_letter(&self.keys, &o.group, &entry, o.dead_letter_cap)
+                        .await
                 }
-                Ok(order) => match c.handler.handle(&order).await {
-                    Ok(()) => c.store.ack(&self.keys, &o.group, &entry.id).await,
-                    Err(error) => {
-                        tracing::warn!(order_id = order.order_id, %error, "order handler failed; will retry");
-                        c.store.record_error(&self.keys, &entry.id, &error.0).await
+                Ok(order) => {
+                    // A panicking handler is a failed delivery, not the end of this shard's
+                    // worker. The panic's message is not logged: it may carry user data.
+                    let result = AssertUnwindSafe(c.handler.handle(&order))
+                        .catch_unwind()
+                        .await;
+                    match result {
+                        Ok(Ok(())) => {
+                            handled.push(entry.id);
+                            continue;
+                        }
+                        Ok(Err(error)) => {
+                            tracing::warn!(order_id = order.order_id, %error, "order handler failed; will retry");
+                            c.store.record_error(&self.keys, &entry.id, &error.0).await
+                        }
+                        Err(_panic) => {
+                            tracing::error!(
+                                order_id = order.order_id,
+                                id = %entry.id,
+                                deliveries = entry.deliveries,
+                                "order handler panicked; will retry"
+                            );
+                            c.store
+                                .record_error(&self.keys, &entry.id, HANDLER_PANICKED)
+                                .await
+                        }
                     }
-                },
+                }
             };
             if let Err(error) = outcome {
                 // The entry stays pending and is reclaimed later.
                 tracing::warn!(%error, id = %entry.id, "order bookkeeping failed");
             }
+        }
+        if let Err(error) = c.store.ack(&self.keys, &o.group, &handled).await {
+            // The entries stay pending, are reclaimed later and handled again.
+            tracing::warn!(%error, entries = handled.len(), "acknowledging orders failed");
         }
     }
 }

@@ -7,22 +7,31 @@
 //!   bought, and the stock; if allowed it decrements the stock, records the buyer and
 //!   appends `{orderId, userId, voucherId}` to the orders stream, all atomically. It never
 //!   oversells and never sells twice to one user. Order ids are 64-bit, generated in Redis,
-//!   unique and roughly time-ordered: `seconds since 2024-01-01 × 10^7 + sequence`, below
-//!   2^53 until 2052 so JavaScript clients read them exactly.
+//!   unique across all shards whatever their number, increasing per shard and roughly
+//!   time-ordered: `seconds since 2024-01-01 × 10^7 + n × shards + shard` (see
+//!   [`ORDER_SEQ_SPAN`]), below 2^53 until 2052 so JavaScript clients read them exactly.
 //! - [`OrderConsumer`] reads the stream with a consumer group on a dedicated connection and
 //!   hands each order to an [`OrderHandler`]; entries are acknowledged only after the
 //!   handler succeeds, so a handler sees every order **at least once**: make it idempotent
-//!   by the order id (a primary key or `INSERT ... ON CONFLICT DO NOTHING`). Entries left
-//!   pending by a crashed consumer are reclaimed after an idle time; an entry delivered more
-//!   than [`ConsumerOptions::with_max_deliveries`] times goes to a dead-letter stream with the
-//!   handler's last error.
+//!   by the order id (a primary key or `INSERT ... ON CONFLICT DO NOTHING`). A handler that
+//!   panics counts as a failed delivery (logged at ERROR); the consumer keeps going. Entries
+//!   left pending by a crashed consumer are reclaimed after an idle time (each claim pass
+//!   resumes where the last one stopped, so idle entries behind busy ones are reached); an
+//!   entry delivered more than [`ConsumerOptions::with_max_deliveries`] times, counting the
+//!   re-reads of a consumer restarted under the same name, goes to a dead-letter stream with
+//!   the handler's last error.
+//! - Neither stream grows forever: the consumer trims the orders stream of entries every
+//!   consumer group is done with ([`ConsumerOptions::with_trim_every`]; pending and
+//!   undelivered orders are never removed), and the dead-letter stream keeps the newest
+//!   [`ConsumerOptions::with_dead_letter_cap`] entries (10,000 by default), dropping the
+//!   oldest beyond it.
 //!
 //! ## Keys and Redis Cluster
 //!
 //! Vouchers are spread over `shards` (default 1) by `voucher id % shards`. All keys of shard
 //! `k` carry the hash tag `{keygate:seckill:k}`: a voucher's `...:voucher:<id>` hash (stock,
 //! begin, end), `...:buyers:<id>` set, and the shard's `...:orders` stream, `...:seq`
-//! counter, `...:orders:dead` stream and `...:errors` hash. Every script declares all its
+//! (its last order id), `...:orders:dead` stream and `...:errors` hash. Every script declares all its
 //! keys and stays in one slot.
 
 mod consumer;
@@ -34,6 +43,39 @@ pub use sale::{FlashSale, OrderOutcome, SaleWindow};
 use async_trait::async_trait;
 
 use crate::Result;
+
+/// Order ids count seconds from this instant: 2024-01-01T00:00:00Z, in unix seconds.
+pub const ORDER_ID_EPOCH: u64 = 1_704_067_200;
+
+/// Order ids are `seconds since ORDER_ID_EPOCH × ORDER_SEQ_SPAN + n × shards + shard`;
+/// that last part stays below this span, so a shard issues at most `ORDER_SEQ_SPAN /
+/// shards` ids per second before it borrows from the next second.
+pub const ORDER_SEQ_SPAN: u64 = 10_000_000;
+
+/// The order id that follows `last` (the shard's previous id, 0 for none) in `shard` of
+/// `shards`, at `now_unix_secs`. `seckill_order.lua` computes the same in Redis.
+///
+/// Within a second, shard `k` issues `k`, `shards + k`, `2 × shards + k`, ... below
+/// [`ORDER_SEQ_SPAN`]: no two shards share a residue modulo `shards`, so ids never
+/// collide, whatever the shard count. When a second is full, or the clock went back, the
+/// shard carries on in the second after its last id, so its ids only grow.
+pub(crate) fn next_order_id(last: u64, now_unix_secs: u64, shard: u64, shards: u64) -> u64 {
+    let shards = shards.clamp(1, ORDER_SEQ_SPAN);
+    let shard = shard % shards;
+    let secs = now_unix_secs.saturating_sub(ORDER_ID_EPOCH);
+    let (last_secs, last_low) = (last / ORDER_SEQ_SPAN, last % ORDER_SEQ_SPAN);
+    let (mut secs, mut n) = if secs > last_secs {
+        (secs, 0)
+    } else {
+        (last_secs, last_low / shards + 1)
+    };
+    if n * shards + shard >= ORDER_SEQ_SPAN {
+        secs += 1;
+        n = 0;
+    }
+    secs.saturating_mul(ORDER_SEQ_SPAN)
+        .saturating_add(n * shards + shard)
+}
 
 /// An order taken by the script, as it travels through the stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,7 +112,7 @@ impl Entry {
 pub struct ShardKeys {
     /// The orders stream.
     pub stream: String,
-    /// The order id sequence.
+    /// The shard's last order id, from which the next one follows.
     pub seq: String,
     /// Dead letters.
     pub dead: String,
@@ -80,7 +122,8 @@ pub struct ShardKeys {
 }
 
 impl ShardKeys {
-    pub(crate) fn new(shard: u64) -> Self {
+    /// The keys of shard `shard`.
+    pub fn new(shard: u64) -> Self {
         let prefix = format!("keygate:seckill:{{keygate:seckill:{shard}}}");
         Self {
             stream: format!("{prefix}:orders"),
@@ -100,6 +143,28 @@ impl ShardKeys {
     pub fn buyers(&self, voucher_id: u64) -> String {
         format!("{}:buyers:{voucher_id}", self.prefix)
     }
+}
+
+/// The lengths of one shard's streams.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StreamLengths {
+    /// Entries in the orders stream (pending, undelivered, and acknowledged ones not yet
+    /// trimmed).
+    pub orders: u64,
+    /// Entries in the dead-letter stream.
+    pub dead_letters: u64,
+}
+
+/// What one pass of [`SeckillStore::claim_idle`] gave.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Claimed {
+    /// The entries taken over, with their delivery counts.
+    pub entries: Vec<Entry>,
+    /// Where the next pass starts: after the pending entries this pass looked at, or
+    /// `0-0` (the beginning) once it reached the end of the pending list.
+    pub next: String,
 }
 
 /// Raw result of the order script.
@@ -161,25 +226,47 @@ pub trait SeckillStore: Send + Sync + 'static {
     /// A reader for new entries, with its own connection where reads block.
     async fn reader(&self) -> Result<Box<dyn StreamReader>>;
 
-    /// Takes over entries idle for at least `min_idle_ms` (from crashed consumers), with
-    /// their delivery counts.
+    /// Takes over up to `count` entries idle for at least `min_idle_ms` (from crashed
+    /// consumers), with their delivery counts, looking at the group's pending entries from
+    /// `start` on (`XAUTOCLAIM`: at most `10 × count` of them per pass). Passes resume at
+    /// [`Claimed::next`], so idle entries behind many busy ones are reached too.
     async fn claim_idle(
         &self,
         keys: &ShardKeys,
         group: &str,
         consumer: &str,
         min_idle_ms: u64,
+        start: &str,
         count: usize,
-    ) -> Result<Vec<Entry>>;
+    ) -> Result<Claimed>;
 
-    /// Acknowledges an entry (and forgets its last error).
-    async fn ack(&self, keys: &ShardKeys, group: &str, id: &str) -> Result<()>;
+    /// Acknowledges entries (and forgets their last errors), all in one round trip.
+    async fn ack(&self, keys: &ShardKeys, group: &str, ids: &[String]) -> Result<()>;
 
     /// Remembers the handler's error for a pending entry.
     async fn record_error(&self, keys: &ShardKeys, id: &str, error: &str) -> Result<()>;
 
-    /// Moves an entry to the dead-letter stream with its last error, and acknowledges it.
-    async fn dead_letter(&self, keys: &ShardKeys, group: &str, entry: &Entry) -> Result<()>;
+    /// Moves an entry to the dead-letter stream with its last error, and acknowledges it;
+    /// the dead-letter stream keeps the newest `cap` entries.
+    async fn dead_letter(
+        &self,
+        keys: &ShardKeys,
+        group: &str,
+        entry: &Entry,
+        cap: u64,
+    ) -> Result<()>;
+
+    /// Removes from the orders stream the entries that every consumer group is done with:
+    /// those before the smallest, over all groups, of the oldest pending entry and the
+    /// last-delivered id. Nothing pending or not yet delivered is removed, nor anything of
+    /// a stream without groups. Returns how many entries went.
+    async fn trim(&self, keys: &ShardKeys) -> Result<u64>;
+
+    /// The lengths of the orders and dead-letter streams.
+    async fn lengths(&self, keys: &ShardKeys) -> Result<StreamLengths>;
+
+    /// Up to `count` dead letters, oldest first.
+    async fn dead_letters(&self, keys: &ShardKeys, count: usize) -> Result<Vec<Entry>>;
 }
 
 /// Reads new stream entries; blocking reads get a connection of their own.
@@ -215,4 +302,59 @@ fn order_from_fields(fields: &[(String, String)]) -> std::result::Result<Order, 
         user_id: field("userId")?.to_owned(),
         voucher_id: number("voucherId")?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: u64 = ORDER_ID_EPOCH + 86_400;
+
+    #[test]
+    fn ids_of_shards_never_collide_and_grow_per_shard() {
+        for shards in [1u64, 2, 3, 7, 16] {
+            let mut seen = std::collections::HashSet::new();
+            for shard in 0..shards {
+                let mut last = 0;
+                for _ in 0..1000 {
+                    let id = next_order_id(last, NOW, shard, shards);
+                    assert!(id > last);
+                    assert_eq!(id / ORDER_SEQ_SPAN, 86_400, "within the second");
+                    assert!(seen.insert(id), "{shards} shards: {id} twice");
+                    last = id;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_full_second_continues_in_the_next() {
+        let shards = 3;
+        let first = next_order_id(0, NOW, 2, shards);
+        assert_eq!(first, 86_400 * ORDER_SEQ_SPAN + 2);
+        // The last id of shard 2 that fits in the second: 3 × 3,333,332 + 2 = 9,999,998.
+        let full = 86_400 * ORDER_SEQ_SPAN + 9_999_998;
+        assert_eq!(
+            next_order_id(full, NOW, 2, shards),
+            86_401 * ORDER_SEQ_SPAN + 2
+        );
+        // Shard 0's last fitting id is 9,999,999.
+        let full = 86_400 * ORDER_SEQ_SPAN + 9_999_999;
+        assert_eq!(next_order_id(full, NOW, 0, shards), 86_401 * ORDER_SEQ_SPAN);
+    }
+
+    #[test]
+    fn a_clock_that_went_back_never_repeats_an_id() {
+        let last = next_order_id(0, NOW + 10, 1, 2);
+        let next = next_order_id(last, NOW, 1, 2);
+        assert!(next > last);
+        assert_eq!(next % 2, 1, "still shard 1's residue");
+    }
+
+    #[test]
+    fn ids_stay_below_2_pow_53_until_2052() {
+        // 2052-01-01T00:00:00Z.
+        let id = next_order_id(0, 2_587_680_000, 0, 1);
+        assert!(id < 1 << 53);
+    }
 }

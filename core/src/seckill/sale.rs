@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::{RawOrder, SeckillStore, ShardKeys};
+use super::{Entry, RawOrder, SeckillStore, ShardKeys, StreamLengths};
 use crate::{Error, Result, UserId};
 
 /// When a sale is open. `None` bounds are open.
@@ -109,9 +109,11 @@ impl FlashSale {
     }
 
     /// Spreads vouchers over `shards` hash slots (and streams) for Redis Cluster; all
-    /// producers and consumers of a deployment must use the same number.
+    /// producers and consumers of a deployment must use the same number (order ids are
+    /// unique across shards only then). At least 1, at most
+    /// [`ORDER_SEQ_SPAN`](super::ORDER_SEQ_SPAN).
     pub fn with_shards(mut self, shards: u64) -> Self {
-        self.shards = shards.max(1);
+        self.shards = shards.clamp(1, super::ORDER_SEQ_SPAN);
         self
     }
 
@@ -166,5 +168,17 @@ impl FlashSale {
             RawOrder::NotStarted => OrderOutcome::NotStarted,
             RawOrder::Ended => OrderOutcome::Ended,
         })
+    }
+
+    /// The lengths of shard `shard`'s orders and dead-letter streams (for monitoring).
+    pub async fn stream_lengths(&self, shard: u64) -> Result<StreamLengths> {
+        self.store.lengths(&ShardKeys::new(shard)).await
+    }
+
+    /// Up to `count` of shard `shard`'s dead letters, oldest first. Each carries the
+    /// order's fields plus `entryId` (its id in the orders stream), `deliveries` and
+    /// `error` (the handler's last error).
+    pub async fn dead_letters(&self, shard: u64, count: usize) -> Result<Vec<Entry>> {
+        self.store.dead_letters(&ShardKeys::new(shard), count).await
     }
 }

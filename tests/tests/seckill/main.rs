@@ -1,6 +1,7 @@
 //! Flash sales on both backends.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod delivery;
 mod redis_only;
 mod suite;
 

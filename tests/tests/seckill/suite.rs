@@ -6,8 +6,8 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use keygate::UserId;
 use keygate::seckill::{
-    ConsumerOptions, FlashSale, HandlerError, Order, OrderConsumer, OrderHandler, OrderOutcome,
-    SaleWindow,
+    ConsumerOptions, FlashSale, HandlerError, ORDER_ID_EPOCH, ORDER_SEQ_SPAN, Order, OrderConsumer,
+    OrderHandler, OrderOutcome, SaleWindow,
 };
 use keygate_tests::eventually;
 use keygate_tests::fixtures::Backend;
@@ -246,8 +246,8 @@ pub async fn order_ids_are_unique_and_increasing(b: &Backend) {
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap()
         .as_secs()
-        - 1_704_067_200;
-    assert!((last / 10_000_000).abs_diff(since_2024) <= 5);
+        - ORDER_ID_EPOCH;
+    assert!((last / ORDER_SEQ_SPAN).abs_diff(since_2024) <= 5);
     assert!(last < 1 << 53, "JavaScript reads the id exactly");
 }
 

@@ -9,11 +9,9 @@ use async_trait::async_trait;
 use super::MemoryStore;
 use super::db::{Db, Value};
 use crate::error::Result;
-use crate::seckill::{Entry, RawOrder, SeckillStore, ShardKeys, StreamReader};
-
-const ID_EPOCH: u64 = 1_704_067_200;
-/// Order ids are `seconds × ORDER_SEQ_SPAN + sequence` (see `seckill_order.lua`).
-const ORDER_SEQ_SPAN: u64 = 10_000_000;
+use crate::seckill::{
+    Claimed, Entry, RawOrder, SeckillStore, ShardKeys, StreamLengths, StreamReader, next_order_id,
+};
 
 /// A stream: entries by sequence number, and consumer groups.
 #[derive(Debug, Clone, Default)]
@@ -74,6 +72,14 @@ fn stream<'a>(db: &'a mut Db, key: &str) -> Option<&'a mut MemStream> {
     }
 }
 
+/// The stream at `key`, if there is one.
+fn existing_stream<'a>(db: &'a mut Db, key: &str) -> Option<&'a MemStream> {
+    match db.get(key).map(|e| &e.value) {
+        Some(Value::Stream(stream)) => Some(stream),
+        _ => None,
+    }
+}
+
 fn hash_field(db: &mut Db, key: &str, field: &str) -> Option<String> {
     match db.get(key).map(|e| &e.value) {
         Some(Value::Hash(fields)) => fields
@@ -127,6 +133,60 @@ fn redeliver(
         out.extend(entry_of(entries, *seq, p.deliveries));
     }
     out
+}
+
+/// `XAUTOCLAIM`: from `start` on, looks at up to `10 × count` pending entries and takes
+/// over those idle for `min_idle` (at most `count`); entries no longer in the stream leave
+/// the pending list. The next pass starts after the last entry looked at, or from the
+/// beginning (`0-0`) once the end was reached.
+fn claim(
+    db: &mut Db,
+    keys: &ShardKeys,
+    group: &str,
+    consumer: &str,
+    min_idle: Duration,
+    start: u64,
+    count: usize,
+) -> Claimed {
+    let mut claimed = Claimed {
+        entries: Vec::new(),
+        next: "0-0".to_owned(),
+    };
+    let Some(MemStream {
+        entries, groups, ..
+    }) = stream(db, &keys.stream)
+    else {
+        return claimed;
+    };
+    let Some(g) = groups.get_mut(group) else {
+        return claimed;
+    };
+    let mut attempts = count.saturating_mul(10);
+    let mut deleted = Vec::new();
+    for (seq, p) in g.pending.range_mut(start..) {
+        if claimed.entries.len() >= count || attempts == 0 {
+            claimed.next = entry_id(*seq);
+            break;
+        }
+        attempts -= 1;
+        if p.delivered_at.elapsed() < min_idle {
+            continue;
+        }
+        if !entries.contains_key(seq) {
+            deleted.push(*seq);
+            continue;
+        }
+        p.consumer = consumer.to_owned();
+        p.deliveries += 1;
+        p.delivered_at = Instant::now();
+        claimed
+            .entries
+            .extend(entry_of(entries, *seq, p.deliveries));
+    }
+    for seq in deleted {
+        g.pending.remove(&seq);
+    }
+    claimed
 }
 
 /// `XACK`: the entry leaves the group's pending list.
@@ -200,22 +260,30 @@ impl SeckillStore for MemoryStore {
                 return RawOrder::Ended;
             }
             let buyers_key = keys.buyers(voucher_id);
-            let mut buyers = match db.get(&buyers_key).map(|e| &e.value) {
-                Some(Value::Set(set)) => set.clone(),
-                _ => HashSet::new(),
-            };
-            if buyers.contains(user_id) {
+            let bought = matches!(
+                db.get(&buyers_key).map(|e| &e.value),
+                Some(Value::Set(set)) if set.contains(user_id)
+            );
+            if bought {
                 return RawOrder::AlreadyBought;
             }
             if stock <= 0 {
                 return RawOrder::SoldOut;
             }
             set_hash_field(db, &voucher, "stock", Some((stock - 1).to_string()));
-            buyers.insert(user_id.to_owned());
-            db.set(&buyers_key, Value::Set(buyers), None);
-            let seq = u64::try_from(db.incr(&keys.seq)).unwrap_or(0);
-            let low = (seq.wrapping_mul(shards).wrapping_add(shard)) % ORDER_SEQ_SPAN;
-            let order_id = now.as_secs().saturating_sub(ID_EPOCH) * ORDER_SEQ_SPAN + low;
+            // In place: copying the set would make each order cost as much as all buyers.
+            if let Some(Value::Set(buyers)) = db.get(&buyers_key).map(|e| &mut e.value) {
+                buyers.insert(user_id.to_owned());
+            } else {
+                let buyers = HashSet::from([user_id.to_owned()]);
+                db.set(&buyers_key, Value::Set(buyers), None);
+            }
+            let last = db
+                .get_str(&keys.seq)
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
+            let order_id = next_order_id(last, now.as_secs(), shard, shards);
+            db.set(&keys.seq, Value::Str(order_id.to_string()), None);
             if let Some(stream) = stream(db, &keys.stream) {
                 stream.add(vec![
                     ("orderId".into(), order_id.to_string()),
@@ -261,20 +329,20 @@ impl SeckillStore for MemoryStore {
         group: &str,
         consumer: &str,
         min_idle_ms: u64,
+        start: &str,
         count: usize,
-    ) -> Result<Vec<Entry>> {
+    ) -> Result<Claimed> {
         let min_idle = Duration::from_millis(min_idle_ms);
-        Ok(self.with_db(|db| {
-            redeliver(db, keys, group, consumer, count, |p| {
-                p.delivered_at.elapsed() >= min_idle
-            })
-        }))
+        let start = parse_id(start).unwrap_or(0);
+        Ok(self.with_db(|db| claim(db, keys, group, consumer, min_idle, start, count)))
     }
 
-    async fn ack(&self, keys: &ShardKeys, group: &str, id: &str) -> Result<()> {
+    async fn ack(&self, keys: &ShardKeys, group: &str, ids: &[String]) -> Result<()> {
         self.with_db(|db| {
-            acknowledge(db, keys, group, id);
-            set_hash_field(db, &keys.errors, id, None);
+            for id in ids {
+                acknowledge(db, keys, group, id);
+                set_hash_field(db, &keys.errors, id, None);
+            }
         });
         Ok(())
     }
@@ -284,7 +352,13 @@ impl SeckillStore for MemoryStore {
         Ok(())
     }
 
-    async fn dead_letter(&self, keys: &ShardKeys, group: &str, entry: &Entry) -> Result<()> {
+    async fn dead_letter(
+        &self,
+        keys: &ShardKeys,
+        group: &str,
+        entry: &Entry,
+        cap: u64,
+    ) -> Result<()> {
         self.with_db(|db| {
             let error = hash_field(db, &keys.errors, &entry.id).unwrap_or_default();
             let mut fields = vec![
@@ -295,11 +369,65 @@ impl SeckillStore for MemoryStore {
             fields.extend(entry.fields.iter().cloned());
             if let Some(dead) = stream(db, &keys.dead) {
                 dead.add(fields);
+                let cap = usize::try_from(cap.max(1)).unwrap_or(usize::MAX);
+                while dead.entries.len() > cap {
+                    dead.entries.pop_first();
+                }
             }
             acknowledge(db, keys, group, &entry.id);
             set_hash_field(db, &keys.errors, &entry.id, None);
         });
         Ok(())
+    }
+
+    async fn trim(&self, keys: &ShardKeys) -> Result<u64> {
+        Ok(self.with_db(|db| {
+            let Some(Value::Stream(stream)) = db.get(&keys.stream).map(|e| &mut e.value) else {
+                return 0;
+            };
+            let Some(min) = stream
+                .groups
+                .values()
+                .map(|g| {
+                    let oldest_pending = g.pending.keys().next().copied().unwrap_or(u64::MAX);
+                    oldest_pending.min(g.last_delivered)
+                })
+                .min()
+            else {
+                return 0;
+            };
+            let kept = stream.entries.split_off(&min);
+            let removed = std::mem::replace(&mut stream.entries, kept).len();
+            removed as u64
+        }))
+    }
+
+    async fn lengths(&self, keys: &ShardKeys) -> Result<StreamLengths> {
+        Ok(self.with_db(|db| StreamLengths {
+            orders: existing_stream(db, &keys.stream).map_or(0, |s| s.entries.len() as u64),
+            dead_letters: existing_stream(db, &keys.dead).map_or(0, |s| s.entries.len() as u64),
+        }))
+    }
+
+    async fn dead_letters(&self, keys: &ShardKeys, count: usize) -> Result<Vec<Entry>> {
+        Ok(self.with_db(|db| {
+            let Some(dead) = existing_stream(db, &keys.dead) else {
+                return Vec::new();
+            };
+            dead.entries
+                .iter()
+                .take(count)
+                .map(|(seq, fields)| Entry {
+                    id: entry_id(*seq),
+                    fields: fields.clone(),
+                    deliveries: fields
+                        .iter()
+                        .find(|(name, _)| name == "deliveries")
+                        .and_then(|(_, value)| value.parse().ok())
+                        .unwrap_or(0),
+                })
+                .collect()
+        }))
     }
 }
 
@@ -363,6 +491,48 @@ impl StreamReader for MemoryReader {
             }
             if tokio::time::timeout_at(deadline, added).await.is_err() {
                 return Ok(Vec::new());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Ids stay unique across shards, and grow per shard, also once a shard's sequence has
+    /// come a long way (here: to where an interleaving modulo 10^7 wraps around).
+    #[tokio::test]
+    async fn order_ids_are_unique_across_shards_after_long_sequences() {
+        for shards in [1u64, 2, 3, 7, 16] {
+            let store = MemoryStore::new();
+            let keys: Vec<ShardKeys> = (0..shards).map(ShardKeys::new).collect();
+            // `voucher % shards == shard`.
+            let voucher = |shard: u64| 100 * shards + shard;
+            for (shard, keys) in (0..shards).zip(&keys) {
+                store
+                    .load_sale(keys, voucher(shard), 40, 0, 0)
+                    .await
+                    .unwrap();
+            }
+            let taken = 10_000_000 / shards - 20;
+            store.with_db(|db| db.set(&keys[0].seq, Value::Str(taken.to_string()), None));
+            let mut seen = HashSet::new();
+            let mut last = vec![0u64; keys.len()];
+            for user in 0..40u64 {
+                for (shard, keys) in (0..shards).zip(&keys) {
+                    let ordered = store
+                        .order(keys, shard, shards, voucher(shard), &user.to_string())
+                        .await
+                        .unwrap();
+                    let RawOrder::Ordered(id) = ordered else {
+                        panic!("{ordered:?}")
+                    };
+                    let i = usize::try_from(shard).unwrap();
+                    assert!(seen.insert(id), "{shards} shards: {id} issued twice");
+                    assert!(id > last[i], "{shards} shards: {id} after {}", last[i]);
+                    last[i] = id;
+                }
             }
         }
     }

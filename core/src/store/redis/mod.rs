@@ -175,6 +175,7 @@ lua_script!(LOCK_RENEW, "lock_renew.lua");
 lua_script!(SECKILL_LOAD, "seckill_load.lua");
 lua_script!(SECKILL_ORDER, "seckill_order.lua");
 lua_script!(SECKILL_DEAD_LETTER, "seckill_dead_letter.lua");
+lua_script!(SECKILL_TRIM, "seckill_trim.lua");
 
 /// Whether a Redis error says the key holds another type than the command expects.
 /// (Pipelines report server errors per command, so look at each.)

@@ -1,17 +1,20 @@
 //! Flash sales and the orders stream on Redis.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::streams::{StreamAutoClaimReply, StreamId, StreamPendingCountReply, StreamReadReply};
+use redis::streams::{
+    StreamAutoClaimReply, StreamId, StreamPendingCountReply, StreamRangeReply, StreamReadReply,
+};
 
 use super::connection::BlockingConn;
-use super::{RedisStore, SECKILL_DEAD_LETTER, SECKILL_LOAD, SECKILL_ORDER};
+use super::{RedisStore, SECKILL_DEAD_LETTER, SECKILL_LOAD, SECKILL_ORDER, SECKILL_TRIM};
 use crate::error::{BackendError, Result};
-use crate::seckill::{Entry, RawOrder, SeckillStore, ShardKeys, StreamReader};
-
-/// Order ids count seconds from 2024-01-01T00:00:00Z.
-const ID_EPOCH: u64 = 1_704_067_200;
+use crate::seckill::{
+    Claimed, Entry, ORDER_ID_EPOCH, ORDER_SEQ_SPAN, RawOrder, SeckillStore, ShardKeys,
+    StreamLengths, StreamReader,
+};
 
 fn entry(id: StreamId, deliveries: u64) -> Entry {
     let mut fields: Vec<(String, String)> = id
@@ -104,7 +107,8 @@ impl SeckillStore for RedisStore {
             .arg(voucher_id)
             .arg(shards)
             .arg(shard)
-            .arg(ID_EPOCH);
+            .arg(ORDER_ID_EPOCH)
+            .arg(ORDER_SEQ_SPAN);
         let mut conn = self.conn();
         let reply: Vec<String> = self.bounded(invocation.invoke_async(&mut conn)).await?;
         let unknown = || BackendError::Protocol("unknown reply from the order script");
@@ -146,10 +150,34 @@ impl SeckillStore for RedisStore {
         consumer: &str,
         count: usize,
     ) -> Result<Vec<Entry>> {
-        let cmd = xreadgroup(keys, group, consumer, count, None, "0");
+        // Reading its own pending entries again counts as a delivery in Redis: the real
+        // counts (XPENDING of the same first `count` entries of this consumer, after the
+        // read) let a consumer that crashes on an entry at every start dead-letter it.
+        let mut pipe = redis::pipe();
+        pipe.add_command(xreadgroup(keys, group, consumer, count, None, "0"));
+        pipe.cmd("XPENDING")
+            .arg(&keys.stream)
+            .arg(group)
+            .arg("-")
+            .arg("+")
+            .arg(count)
+            .arg(consumer);
         let mut conn = self.conn();
-        let reply: Option<StreamReadReply> = self.bounded(cmd.query_async(&mut conn)).await?;
-        Ok(reply.map(read_entries).unwrap_or_default())
+        let (read, pending): (Option<StreamReadReply>, StreamPendingCountReply) =
+            self.bounded(pipe.query_async(&mut conn)).await?;
+        let deliveries: HashMap<String, u64> = pending
+            .ids
+            .into_iter()
+            .map(|p| (p.id, p.times_delivered as u64))
+            .collect();
+        let mut entries = read.map(read_entries).unwrap_or_default();
+        for entry in &mut entries {
+            // An entry another consumer claimed in between keeps the count of 1.
+            if let Some(&n) = deliveries.get(&entry.id) {
+                entry.deliveries = n;
+            }
+        }
+        Ok(entries)
     }
 
     async fn reader(&self) -> Result<Box<dyn StreamReader>> {
@@ -172,20 +200,25 @@ impl SeckillStore for RedisStore {
         group: &str,
         consumer: &str,
         min_idle_ms: u64,
+        start: &str,
         count: usize,
-    ) -> Result<Vec<Entry>> {
+    ) -> Result<Claimed> {
         let mut cmd = redis::cmd("XAUTOCLAIM");
         cmd.arg(&keys.stream)
             .arg(group)
             .arg(consumer)
             .arg(min_idle_ms)
-            .arg("0-0")
+            .arg(start)
             .arg("COUNT")
             .arg(count);
         let mut conn = self.conn();
         let claimed: StreamAutoClaimReply = self.bounded(cmd.query_async(&mut conn)).await?;
+        let next = claimed.next_stream_id;
         if claimed.claimed.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Claimed {
+                entries: Vec::new(),
+                next,
+            });
         }
         // Delivery counts (the claim counted as one) for the dead-letter decision.
         let mut pipe = redis::pipe();
@@ -199,7 +232,7 @@ impl SeckillStore for RedisStore {
         }
         let pending: Vec<StreamPendingCountReply> =
             self.bounded(pipe.query_async(&mut conn)).await?;
-        Ok(claimed
+        let entries = claimed
             .claimed
             .into_iter()
             .zip(pending)
@@ -207,17 +240,21 @@ impl SeckillStore for RedisStore {
                 let deliveries = p.ids.first().map_or(1, |p| p.times_delivered as u64);
                 entry(id, deliveries)
             })
-            .collect())
+            .collect();
+        Ok(Claimed { entries, next })
     }
 
-    async fn ack(&self, keys: &ShardKeys, group: &str, id: &str) -> Result<()> {
+    async fn ack(&self, keys: &ShardKeys, group: &str, ids: &[String]) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
         let mut pipe = redis::pipe();
         pipe.cmd("XACK")
             .arg(&keys.stream)
             .arg(group)
-            .arg(id)
+            .arg(ids)
             .ignore();
-        pipe.cmd("HDEL").arg(&keys.errors).arg(id).ignore();
+        pipe.cmd("HDEL").arg(&keys.errors).arg(ids).ignore();
         let mut conn = self.conn();
         self.bounded(pipe.query_async::<()>(&mut conn)).await
     }
@@ -229,7 +266,13 @@ impl SeckillStore for RedisStore {
         self.bounded(cmd.query_async::<()>(&mut conn)).await
     }
 
-    async fn dead_letter(&self, keys: &ShardKeys, group: &str, entry: &Entry) -> Result<()> {
+    async fn dead_letter(
+        &self,
+        keys: &ShardKeys,
+        group: &str,
+        entry: &Entry,
+        cap: u64,
+    ) -> Result<()> {
         let mut invocation = SECKILL_DEAD_LETTER.prepare_invoke();
         invocation
             .key(&keys.dead)
@@ -237,13 +280,57 @@ impl SeckillStore for RedisStore {
             .key(&keys.errors)
             .arg(group)
             .arg(&entry.id)
-            .arg(entry.deliveries);
+            .arg(entry.deliveries)
+            .arg(cap.max(1));
         for (name, value) in &entry.fields {
             invocation.arg(name).arg(value);
         }
         let mut conn = self.conn();
         self.bounded(invocation.invoke_async::<()>(&mut conn)).await
     }
+
+    async fn trim(&self, keys: &ShardKeys) -> Result<u64> {
+        let mut invocation = SECKILL_TRIM.prepare_invoke();
+        invocation.key(&keys.stream);
+        let mut conn = self.conn();
+        self.bounded(invocation.invoke_async(&mut conn)).await
+    }
+
+    async fn lengths(&self, keys: &ShardKeys) -> Result<StreamLengths> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("XLEN").arg(&keys.stream);
+        pipe.cmd("XLEN").arg(&keys.dead);
+        let mut conn = self.conn();
+        let (orders, dead_letters): (u64, u64) = self.bounded(pipe.query_async(&mut conn)).await?;
+        Ok(StreamLengths {
+            orders,
+            dead_letters,
+        })
+    }
+
+    async fn dead_letters(&self, keys: &ShardKeys, count: usize) -> Result<Vec<Entry>> {
+        let mut cmd = redis::cmd("XRANGE");
+        cmd.arg(&keys.dead)
+            .arg("-")
+            .arg("+")
+            .arg("COUNT")
+            .arg(count);
+        let mut conn = self.conn();
+        let reply: StreamRangeReply = self.bounded(cmd.query_async(&mut conn)).await?;
+        Ok(reply.ids.into_iter().map(dead_entry).collect())
+    }
+}
+
+/// A dead letter: its `deliveries` field is the count it was dead-lettered with.
+fn dead_entry(id: StreamId) -> Entry {
+    let mut entry = entry(id, 0);
+    entry.deliveries = entry
+        .fields
+        .iter()
+        .find(|(name, _)| name == "deliveries")
+        .and_then(|(_, value)| value.parse().ok())
+        .unwrap_or(0);
+    entry
 }
 
 /// New entries, read on a dedicated connection.

@@ -1,6 +1,7 @@
 -- One flash-sale order, atomically: window, one per user, stock, then record and enqueue.
--- KEYS[1] voucher hash, KEYS[2] buyers set, KEYS[3] orders stream, KEYS[4] id sequence
--- ARGV[1] user id, ARGV[2] voucher id, ARGV[3] shard count, ARGV[4] shard, ARGV[5] id epoch (unix s)
+-- KEYS[1] voucher hash, KEYS[2] buyers set, KEYS[3] orders stream, KEYS[4] the shard's last order id
+-- ARGV[1] user id, ARGV[2] voucher id, ARGV[3] shard count, ARGV[4] shard, ARGV[5] id epoch (unix s),
+-- ARGV[6] sequence span
 -- Reply: {1, order id} | {2} sold out | {3} already bought | {4} unknown voucher
 --        | {5} not started | {6} ended
 if redis.call('EXISTS', KEYS[1]) == 0 then
@@ -25,11 +26,28 @@ if (tonumber(sale[1] or '0') or 0) <= 0 then
 end
 redis.call('HINCRBY', KEYS[1], 'stock', -1)
 redis.call('SADD', KEYS[2], ARGV[1])
--- Order id: seconds since the epoch, then 7 digits of sequence (interleaved by shard so
--- shards never collide). Below 2^53 until 2052, so JavaScript clients read it exactly;
--- built as text all the same, so Lua's doubles never round it.
-local seq = redis.call('INCR', KEYS[4])
-local low = (seq * tonumber(ARGV[3]) + tonumber(ARGV[4])) % 10000000
-local id = string.format('%d%07d', tonumber(now[1]) - tonumber(ARGV[5]), low)
+-- Order id (keygate::seckill::next_order_id): seconds since the epoch × span, plus
+-- n × shards + shard below the span, n counting up within the second. Shards never share a
+-- residue, so ids never collide; a full second, or a clock that went back, continues in the
+-- second after the shard's last id, so a shard's ids only grow. KEYS[4] holds the last id.
+-- Ids stay below 2^53 (until 2052), where Lua's doubles are exact integers.
+local span = tonumber(ARGV[6])
+local shards = tonumber(ARGV[3])
+local shard = tonumber(ARGV[4])
+local secs = math.max(tonumber(now[1]) - tonumber(ARGV[5]), 0)
+local last = tonumber(redis.call('GET', KEYS[4]) or '0') or 0
+local last_low = math.fmod(last, span)
+local last_secs = (last - last_low) / span
+local n = 0
+if secs <= last_secs then
+  secs = last_secs
+  n = math.floor(last_low / shards) + 1
+end
+if n * shards + shard >= span then
+  secs = secs + 1
+  n = 0
+end
+local id = string.format('%d', secs * span + n * shards + shard)
+redis.call('SET', KEYS[4], id)
 redis.call('XADD', KEYS[3], '*', 'orderId', id, 'userId', ARGV[1], 'voucherId', ARGV[2])
 return {1, id}
