@@ -190,9 +190,26 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
+        // Ending the session closes the browser; killing the driver alone would leave
+        // Chromium running without a parent.
+        let _ = end_session(self.client.addr(), &self.session);
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
+}
+
+/// `DELETE /session/<id>`, blocking (for `Drop`): chromedriver answers once the browser
+/// has quit.
+fn end_session(driver: SocketAddr, session: &str) -> std::io::Result<()> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect_timeout(&driver, Duration::from_secs(2))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        stream,
+        "DELETE /session/{session} HTTP/1.1\r\nhost: {driver}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n"
+    )?;
+    let mut answer = [0u8; 64];
+    stream.read(&mut answer).map(|_| ())
 }
 
 fn base64_decode(text: &str) -> Vec<u8> {
