@@ -38,7 +38,7 @@ mod consumer;
 mod sale;
 
 pub use consumer::{ConsumerHandle, ConsumerOptions, HandlerError, OrderConsumer, OrderHandler};
-pub use sale::{FlashSale, OrderOutcome, SaleWindow};
+pub use sale::{FlashSale, MAX_STOCK, OrderOutcome, SaleWindow};
 
 use async_trait::async_trait;
 

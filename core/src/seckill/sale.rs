@@ -6,6 +6,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use super::{Entry, RawOrder, SeckillStore, ShardKeys, StreamLengths};
 use crate::{Error, Result, UserId};
 
+/// The largest stock [`FlashSale::load`] accepts: the order script keeps the stock as a
+/// Redis integer (signed 64-bit), so a larger one could be stored but never decremented.
+pub const MAX_STOCK: u64 = i64::MAX as u64;
+
 /// When a sale is open. `None` bounds are open.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SaleWindow {
@@ -129,7 +133,15 @@ impl FlashSale {
 
     /// Loads (or resets) a voucher's sale: its stock and window; previous buyers are
     /// forgotten.
+    ///
+    /// A stock above [`MAX_STOCK`] or a window that ends before it begins is refused with
+    /// [`Error::Config`] and changes nothing.
     pub async fn load(&self, voucher_id: u64, stock: u64, window: SaleWindow) -> Result<()> {
+        if stock > MAX_STOCK {
+            return Err(Error::Config(format!(
+                "stock {stock} is above the largest the sale can hold ({MAX_STOCK})"
+            )));
+        }
         if let (Some(begin), Some(end)) = (window.begin, window.end)
             && end <= begin
         {

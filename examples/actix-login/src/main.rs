@@ -1,6 +1,6 @@
 //! keygate's login example on actix-web: phone + SMS-code login and sessions, on the HTTP
-//! contract of `example-api.md`. The logic lives in `keygate-example`; this file only
-//! wires actix-web and keygate-actix to it.
+//! contract of `docs/http-api.md` in the repository. The logic lives in
+//! `keygate-example`; this file only wires actix-web and keygate-actix to it.
 //!
 //! ```sh
 //! cargo run -p actix-login                                 # embedded backend
@@ -13,9 +13,8 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{CONTENT_TYPE, RETRY_AFTER};
 use actix_web::{HttpRequest, HttpResponse, HttpServer, Resource, Route, web};
 use keygate_actix::{Auth, KeygateMiddleware};
-use keygate_example::{
-    App, HTML, INDEX_HTML, JSON, MAX_BODY_BYTES, Reply, StartError, UserDto, startup,
-};
+use keygate_example::page::{self, Asset};
+use keygate_example::{App, JSON, MAX_BODY_BYTES, Reply, StartError, UserDto, startup};
 
 const FRAMEWORK: &str = "actix";
 
@@ -43,7 +42,18 @@ async fn run() -> Result<(), StartError> {
             |path: &str, route: Route| open(path, route).wrap(KeygateMiddleware::new(gate.clone()));
         actix_web::App::new()
             .app_data(state.clone())
-            .service(open("/", web::get().to(index)))
+            .service(open(
+                page::INDEX.path,
+                web::get().to(|| asset(&page::INDEX)),
+            ))
+            .service(open(
+                page::SCRIPT.path,
+                web::get().to(|| asset(&page::SCRIPT)),
+            ))
+            .service(open(
+                page::STYLE.path,
+                web::get().to(|| asset(&page::STYLE)),
+            ))
             .service(open("/user/code", web::post().to(send_code)))
             .service(open("/user/login", web::post().to(login)))
             .service(authenticated("/user/me", web::get().to(me)))
@@ -91,8 +101,14 @@ async fn read_body(payload: web::Payload) -> Result<web::Bytes, HttpResponse> {
     }
 }
 
-async fn index() -> HttpResponse {
-    HttpResponse::Ok().content_type(HTML).body(INDEX_HTML)
+/// A file of the page, with the page's headers (its Content-Security-Policy).
+async fn asset(asset: &'static Asset) -> HttpResponse {
+    let mut response = HttpResponse::Ok();
+    response.content_type(asset.content_type);
+    for header in page::HEADERS {
+        response.insert_header(header);
+    }
+    response.body(asset.body)
 }
 
 async fn not_found() -> HttpResponse {

@@ -1,11 +1,12 @@
 //! keygate's flagship example on axum: phone + SMS-code login and sessions, plus flash
 //! sales with an in-process order consumer and payment callbacks under a distributed lock.
-//! The HTTP contract is `example-api.md`; the logic lives in `keygate-example`, this file
-//! only wires axum and keygate-axum to it.
+//! The HTTP contract is `docs/http-api.md` in the repository; the logic lives in
+//! `keygate-example`, this file only wires axum and keygate-axum to it.
 //!
 //! ```sh
 //! cargo run -p axum-login                                 # embedded backend
 //! REDIS_URL=redis://127.0.0.1:6379 cargo run -p axum-login
+//! ADMIN_TOKEN=... PAY_CALLBACK_SECRET=... cargo run -p axum-login   # operator route, provider callbacks
 //! ```
 
 use std::process::ExitCode;
@@ -15,11 +16,13 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::response::Response;
 use axum::routing::{get, post};
 use keygate_axum::{Auth, KeygateLayer};
-use keygate_example::{App, INDEX_HTML, JSON, MAX_BODY_BYTES, Reply, StartError, UserDto, startup};
+use keygate_example::handlers::{ADMIN_TOKEN_HEADER, PAY_SIGNATURE_HEADER};
+use keygate_example::page::{self, Asset};
+use keygate_example::{App, JSON, MAX_BODY_BYTES, Reply, StartError, UserDto, startup};
 
 const FRAMEWORK: &str = "axum";
 
@@ -62,13 +65,16 @@ fn routes(app: Arc<App>) -> Router {
         .route("/user/logout-all", post(logout_all))
         .route("/voucher-order/seckill/{voucher_id}", post(order_voucher))
         .route("/voucher-order/{order_id}", get(order))
+        // The session is optional here: the buyer's browser sends one, the provider does not.
+        .route("/order/{order_id}/pay-callback", post(pay_callback))
         .route_layer(KeygateLayer::new(app.gate()));
     Router::new()
-        .route("/", get(index))
+        .route(page::INDEX.path, get(|| async { asset(&page::INDEX) }))
+        .route(page::SCRIPT.path, get(|| async { asset(&page::SCRIPT) }))
+        .route(page::STYLE.path, get(|| async { asset(&page::STYLE) }))
         .route("/user/code", post(send_code))
         .route("/user/login", post(login))
         .route("/voucher/seckill", post(load_voucher))
-        .route("/order/{order_id}/pay-callback", post(pay_callback))
         .merge(authenticated)
         .fallback(not_found)
         .method_not_allowed_fallback(not_found)
@@ -103,8 +109,26 @@ async fn read_body(body: Body) -> Result<axum::body::Bytes, Response> {
         })
 }
 
-async fn index() -> impl IntoResponse {
-    Html(INDEX_HTML)
+/// A file of the page, with the page's headers (its Content-Security-Policy).
+fn asset(asset: &'static Asset) -> Response {
+    let mut response = Response::new(Body::from(asset.body));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(asset.content_type),
+    );
+    for (name, value) in page::HEADERS {
+        headers.insert(
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        );
+    }
+    response
+}
+
+/// A request header's bytes.
+fn header_bytes<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h [u8]> {
+    headers.get(name).map(HeaderValue::as_bytes)
 }
 
 async fn not_found() -> Response {
@@ -141,9 +165,14 @@ async fn logout_all(State(app): Shared, session: Auth<UserDto>) -> Response {
     respond(app.logout_all(&session).await)
 }
 
-async fn load_voucher(State(app): Shared, body: Body) -> Response {
+async fn load_voucher(State(app): Shared, headers: HeaderMap, body: Body) -> Response {
+    // The operator token is checked before the body is read.
+    let operator = match app.operator(header_bytes(&headers, ADMIN_TOKEN_HEADER)) {
+        Ok(operator) => operator,
+        Err(refused) => return respond(refused),
+    };
     match read_body(body).await {
-        Ok(body) => respond(app.load_voucher(&body).await),
+        Ok(body) => respond(app.load_voucher(&operator, &body).await),
         Err(response) => response,
     }
 }
@@ -162,9 +191,19 @@ async fn order(State(app): Shared, session: Auth<UserDto>, id: Segment) -> Respo
     }
 }
 
-async fn pay_callback(State(app): Shared, RawQuery(query): RawQuery, id: Segment) -> Response {
-    match id {
-        Ok(Path(id)) => respond(app.pay_callback(&id, query.as_deref()).await),
-        Err(_) => respond(Reply::not_found("order")),
-    }
+async fn pay_callback(
+    State(app): Shared,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    session: Option<Auth<UserDto>>,
+    id: Segment,
+) -> Response {
+    let Ok(Path(id)) = id else {
+        return respond(Reply::not_found("order"));
+    };
+    let signature = header_bytes(&headers, PAY_SIGNATURE_HEADER);
+    respond(
+        app.pay_callback(&id, query.as_deref(), session.as_deref(), signature)
+            .await,
+    )
 }

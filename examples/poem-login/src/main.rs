@@ -1,6 +1,6 @@
 //! keygate's login example on poem: phone + SMS-code login and sessions, on the HTTP
-//! contract of `example-api.md`. The logic lives in `keygate-example`; this file only
-//! wires poem and keygate-poem to it.
+//! contract of `docs/http-api.md` in the repository. The logic lives in
+//! `keygate-example`; this file only wires poem and keygate-poem to it.
 //!
 //! ```sh
 //! cargo run -p poem-login                                 # embedded backend
@@ -10,12 +10,13 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use keygate_example::{App, INDEX_HTML, JSON, MAX_BODY_BYTES, Reply, StartError, UserDto, startup};
+use keygate_example::page::{self, Asset};
+use keygate_example::{App, JSON, MAX_BODY_BYTES, Reply, StartError, UserDto, startup};
 use keygate_poem::{Auth, KeygateMiddleware, Rejection};
 use poem::error::ReadBodyError;
 use poem::http::StatusCode;
 use poem::listener::TcpAcceptor;
-use poem::web::{Data, Html};
+use poem::web::Data;
 use poem::{Body, EndpointExt, IntoResponse, Request, Response, Route, Server, get, handler, post};
 
 const FRAMEWORK: &str = "poem";
@@ -40,7 +41,9 @@ async fn run() -> Result<(), StartError> {
     // The session is loaded only on the routes that need it.
     let auth = || KeygateMiddleware::new(app.gate());
     let routes = Route::new()
-        .at("/", get(index))
+        .at(page::INDEX.path, get(index))
+        .at(page::SCRIPT.path, get(script))
+        .at(page::STYLE.path, get(style))
         .at("/user/code", post(send_code))
         .at("/user/login", post(login))
         .at("/user/me", get(me).with(auth()))
@@ -98,9 +101,28 @@ async fn read_body(body: Body) -> Result<Vec<u8>, Json> {
     }
 }
 
+/// A file of the page, with the page's headers (its Content-Security-Policy).
+fn asset(asset: &'static Asset) -> Response {
+    let mut response = Response::builder().content_type(asset.content_type);
+    for (name, value) in page::HEADERS {
+        response = response.header(name, value);
+    }
+    response.body(asset.body)
+}
+
 #[handler]
-fn index() -> Html<&'static str> {
-    Html(INDEX_HTML)
+fn index() -> Response {
+    asset(&page::INDEX)
+}
+
+#[handler]
+fn script() -> Response {
+    asset(&page::SCRIPT)
+}
+
+#[handler]
+fn style() -> Response {
+    asset(&page::STYLE)
 }
 
 #[handler]

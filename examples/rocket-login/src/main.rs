@@ -1,6 +1,6 @@
 //! keygate's login example on Rocket: phone + SMS-code login and sessions, on the HTTP
-//! contract of `example-api.md`. The logic lives in `keygate-example`; this file only
-//! wires Rocket and keygate-rocket to it.
+//! contract of `docs/http-api.md` in the repository. The logic lives in
+//! `keygate-example`; this file only wires Rocket and keygate-rocket to it.
 //!
 //! ```sh
 //! cargo run -p rocket-login                                 # embedded backend
@@ -12,7 +12,8 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use keygate_example::{App, INDEX_HTML, MAX_BODY_BYTES, Reply, StartError, UserDto, startup};
+use keygate_example::page::{self, Asset};
+use keygate_example::{App, MAX_BODY_BYTES, Reply, StartError, UserDto, startup};
 use keygate_rocket::{Auth, KeygateFairing};
 use rocket::config::LogLevel;
 use rocket::data::{Data, ToByteUnit};
@@ -20,7 +21,7 @@ use rocket::error::ErrorKind;
 use rocket::fairing::AdHoc;
 use rocket::http::uri::Origin;
 use rocket::http::{ContentType, Status};
-use rocket::response::{self, Responder, Response, content::RawHtml};
+use rocket::response::{self, Responder, Response};
 use rocket::{Request, State, catch, catchers, get, post, routes};
 
 const FRAMEWORK: &str = "rocket";
@@ -56,7 +57,9 @@ async fn run() -> Result<(), StartError> {
         .manage(app)
         .mount(
             "/",
-            routes![index, send_code, login, me, logout, sessions, logout_all],
+            routes![
+                index, script, style, send_code, login, me, logout, sessions, logout_all
+            ],
         )
         .register("/", catchers![not_found, any_status])
         .launch()
@@ -113,9 +116,39 @@ fn any_status(status: Status, _: &Request<'_>) -> Json {
     Json(Reply::error(status.code, status.reason_lossy()))
 }
 
+/// A file of the page, with the page's headers (its Content-Security-Policy).
+struct Static(&'static Asset);
+
+impl<'r> Responder<'r, 'static> for Static {
+    fn respond_to(self, _: &'r Request<'_>) -> response::Result<'static> {
+        let Asset {
+            content_type, body, ..
+        } = *self.0;
+        let mut response = Response::build();
+        response
+            .raw_header("Content-Type", content_type)
+            .sized_body(body.len(), Cursor::new(body));
+        for (name, value) in page::HEADERS {
+            response.raw_header(name, value);
+        }
+        response.ok()
+    }
+}
+
+// Rocket's routes are attributes, which take literals: the paths of `page::ASSETS`.
 #[get("/")]
-fn index() -> RawHtml<&'static str> {
-    RawHtml(INDEX_HTML)
+fn index() -> Static {
+    Static(&page::INDEX)
+}
+
+#[get("/app.js")]
+fn script() -> Static {
+    Static(&page::SCRIPT)
+}
+
+#[get("/app.css")]
+fn style() -> Static {
+    Static(&page::STYLE)
 }
 
 #[post("/user/code", data = "<body>")]

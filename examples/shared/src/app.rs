@@ -13,6 +13,7 @@ use crate::backend::Backend;
 use crate::config::Config;
 use crate::db::Db;
 use crate::orders::SqliteOrders;
+use crate::secrets::{AdminKey, CallbackKey};
 use crate::user::{SqliteUsers, UserDto};
 
 /// Everything the routes need: the login flow, the session gate, flash sales, locks and
@@ -27,6 +28,10 @@ pub struct App {
     pub(crate) sale: FlashSale,
     pub(crate) locks: Locks,
     pub(crate) db: Db,
+    /// `ADMIN_TOKEN`; `None`: operator routes answer 403.
+    pub(crate) admin: Option<AdminKey>,
+    /// `PAY_CALLBACK_SECRET`; `None`: provider callbacks answer 403.
+    pub(crate) pay_key: Option<CallbackKey>,
     backend: Backend,
 }
 
@@ -34,6 +39,8 @@ impl std::fmt::Debug for App {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("App")
             .field("backend", &self.backend.name())
+            .field("admin_token_set", &self.admin.is_some())
+            .field("pay_callback_secret_set", &self.pay_key.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -41,7 +48,8 @@ impl std::fmt::Debug for App {
 impl App {
     /// Opens the database, connects the backend (failing if Redis cannot be reached now)
     /// and builds the services: sessions in the Java seed's layout, codes with the seed's
-    /// limits and the development sender (codes go to the log).
+    /// limits and the development sender (codes go to the log), the operator token and the
+    /// payment-callback key.
     pub async fn build(config: &Config) -> Result<Arc<Self>, StartError> {
         let db = Db::open(&config.database).await?;
         let backend = Backend::connect(&config.redis).await?;
@@ -56,12 +64,18 @@ impl App {
         )
         .map_err(invalid)?;
         let login = PhoneLogin::new(codes, SqliteUsers::new(db.clone()), sessions.clone());
+        let pay_key = match &config.pay_callback_secret {
+            Some(secret) => Some(CallbackKey::new(secret)?),
+            None => None,
+        };
         Ok(Arc::new(Self {
             login,
             gate: Keygate::new(sessions),
             sale: FlashSale::from_shared(backend.seckill()),
             locks: Locks::from_shared(backend.locks()),
             db,
+            admin: config.admin_token.as_ref().map(AdminKey::new),
+            pay_key,
             backend,
         }))
     }

@@ -1,9 +1,11 @@
-//! Start-up settings, read from the environment (see `example-api.md`, "Start-up").
+//! Start-up settings, read from the environment (the contract: `docs/http-api.md`,
+//! § Start-up).
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 
 use crate::StartError;
+use crate::secrets::Secret;
 
 /// Where the examples listen by default.
 pub const DEFAULT_BIND_ADDR: &str = "127.0.0.1:8080";
@@ -59,6 +61,12 @@ pub struct Config {
     pub database: Database,
     /// `RUST_LOG`: the log filter.
     pub log_filter: String,
+    /// `ADMIN_TOKEN`: what operator routes require in `x-admin-token`; unset, they answer
+    /// 403.
+    pub admin_token: Option<Secret>,
+    /// `PAY_CALLBACK_SECRET`: the key of the payment provider's callback signatures;
+    /// unset, provider callbacks answer 403.
+    pub pay_callback_secret: Option<Secret>,
 }
 
 impl Config {
@@ -105,6 +113,8 @@ impl Config {
             redis,
             database,
             log_filter,
+            admin_token: var("ADMIN_TOKEN").map(Secret::new),
+            pay_callback_secret: var("PAY_CALLBACK_SECRET").map(Secret::new),
         })
     }
 }
@@ -189,6 +199,22 @@ mod tests {
             Database::File(PathBuf::from(DEFAULT_DATABASE_FILE))
         );
         assert_eq!(c.log_filter, "info");
+        assert_eq!((c.admin_token, c.pay_callback_secret), (None, None));
+    }
+
+    #[test]
+    fn operator_and_callback_secrets_are_read_but_never_printed() {
+        let c = config(&[
+            ("ADMIN_TOKEN", "operator-s3cret"),
+            ("PAY_CALLBACK_SECRET", "pay-s3cret"),
+        ])
+        .unwrap();
+        assert_eq!(c.admin_token, Some(Secret::new("operator-s3cret")));
+        assert_eq!(c.pay_callback_secret, Some(Secret::new("pay-s3cret")));
+        let printed = format!("{c:?}");
+        assert!(!printed.contains("s3cret"), "{printed}");
+        let blank = config(&[("ADMIN_TOKEN", " "), ("PAY_CALLBACK_SECRET", "")]).unwrap();
+        assert_eq!((blank.admin_token, blank.pay_callback_secret), (None, None));
     }
 
     #[test]

@@ -5,16 +5,19 @@
 //! framework's adapter:
 //!
 //! - [`Config`]: the start-up settings from the environment (`BIND_ADDR`, `REDIS_URL`,
-//!   `REDIS_CLUSTER_URLS`, `DATABASE_URL`, `RUST_LOG`);
+//!   `REDIS_CLUSTER_URLS`, `DATABASE_URL`, `RUST_LOG`, `ADMIN_TOKEN`,
+//!   `PAY_CALLBACK_SECRET`);
 //! - [`App`]: the services, built once ([`App::build`]): phone + SMS-code login over the
 //!   SQLite users table, sessions in the Java seed's Redis layout (`login:token:<token>`, a
 //!   hash of `id`, `nickName`, `icon`), flash sales, distributed locks;
-//! - the handlers of every route of the HTTP contract (`example-api.md`) as methods of
+//! - the handlers of every route of the HTTP contract (`docs/http-api.md` in the
+//!   repository) as methods of
 //!   [`App`], returning a framework-neutral [`Reply`]: status, the JSON envelope, and
 //!   `Retry-After`. Routes that need a session take the
 //!   [`CurrentSession`](keygate::CurrentSession) the adapter's `Auth<UserDto>` extractor
 //!   or guard loaded;
-//! - [`INDEX_HTML`]: the login page served at `GET /`;
+//! - [`page`]: the login page served at `GET /`, its script and style sheet, and the
+//!   `Content-Security-Policy` they are served with;
 //! - [`startup`]: logging, binding, the ready line and one-line start-up failures.
 //!
 //! ```no_run
@@ -37,7 +40,9 @@ pub mod config;
 pub mod db;
 pub mod handlers;
 mod orders;
+pub mod page;
 mod reply;
+mod secrets;
 pub mod startup;
 mod user;
 
@@ -46,13 +51,14 @@ pub use backend::Backend;
 pub use config::{Config, Database, RedisChoice};
 pub use orders::SqliteOrders;
 pub use reply::{JSON, MAX_BODY_BYTES, Reply};
+pub use secrets::Secret;
 pub use startup::StartError;
 pub use user::{SqliteUsers, UserDto};
 
 pub use keygate;
 
-/// The login page (`GET /`): plain HTML, CSS and JavaScript in one file, no build step.
-pub const INDEX_HTML: &str = include_str!("../static/index.html");
+/// The login page's HTML (`GET /`); it loads [`page::SCRIPT`] and [`page::STYLE`].
+pub const INDEX_HTML: &str = page::INDEX.body;
 
 /// The content type of [`INDEX_HTML`].
-pub const HTML: &str = "text/html; charset=utf-8";
+pub const HTML: &str = page::INDEX.content_type;

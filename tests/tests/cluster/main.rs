@@ -110,4 +110,5 @@ on_cluster!(seckill => crate::seckill_suite:
     the_sale_window_is_respected,
     unknown_vouchers_are_reported_not_errors,
     shutdown_finishes_the_order_in_hand,
+    a_stock_the_script_cannot_hold_is_refused,
 );

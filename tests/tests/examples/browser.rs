@@ -1,6 +1,8 @@
-//! The login page in a real browser: headless Chromium driven over WebDriver by
-//! Debian's chromedriver (no browser download), against the flagship example on a private
-//! Redis. A screenshot of the logged-in page is kept in `target/browser-artifacts/`.
+//! The login page in a real browser (docs/http-api.md § The page): headless Chromium
+//! driven over WebDriver by Debian's chromedriver (no browser download), against the
+//! flagship example on a private Redis, with the page's Content-Security-Policy in force
+//! and the browser's console checked for violations of it. A screenshot of the logged-in
+//! page is kept in `target/browser-artifacts/`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -47,6 +49,9 @@ impl Browser {
             std::env::temp_dir().join(format!("keygate-chromium-{}-{port}", std::process::id()));
         let capabilities = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
+            // The console (where Chromium reports Content-Security-Policy violations),
+            // read back through the log endpoint.
+            "goog:loggingPrefs": {"browser": "ALL"},
             "goog:chromeOptions": {
                 "binary": std::env::var("KEYGATE_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()),
                 "args": [
@@ -147,6 +152,30 @@ impl Browser {
         last
     }
 
+    /// Runs `script` in the page and returns its result.
+    async fn execute(&self, script: &str) -> Value {
+        self.call(
+            "POST",
+            "/execute/sync",
+            json!({"script": script, "args": []}),
+        )
+        .await
+    }
+
+    /// The console messages since the last call (the log endpoint hands each out once).
+    async fn console(&self) -> Vec<String> {
+        self.call("POST", "/se/log", json!({"type": "browser"}))
+            .await
+            .as_array()
+            .map(|entries| {
+                entries
+                    .iter()
+                    .filter_map(|e| e["message"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     async fn screenshot(&self, name: &str) -> PathBuf {
         let encoded = self.call("GET", "/screenshot", Value::Null).await;
         let png = base64_decode(encoded.as_str().unwrap_or_default());
@@ -161,9 +190,26 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
+        // Ending the session closes the browser; killing the driver alone would leave
+        // Chromium running without a parent.
+        let _ = end_session(self.client.addr(), &self.session);
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
+}
+
+/// `DELETE /session/<id>`, blocking (for `Drop`): chromedriver answers once the browser
+/// has quit.
+fn end_session(driver: SocketAddr, session: &str) -> std::io::Result<()> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect_timeout(&driver, Duration::from_secs(2))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        stream,
+        "DELETE /session/{session} HTTP/1.1\r\nhost: {driver}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n"
+    )?;
+    let mut answer = [0u8; 64];
+    stream.read(&mut answer).map(|_| ())
 }
 
 fn base64_decode(text: &str) -> Vec<u8> {
@@ -187,6 +233,13 @@ fn base64_decode(text: &str) -> Vec<u8> {
     out
 }
 
+/// Whether a console message reports a Content-Security-Policy violation.
+fn is_csp_violation(message: &str) -> bool {
+    message.contains("Content Security Policy")
+}
+
+/// docs/http-api.md § The page: a person logs in, sees the profile and sessions, logs out;
+/// the page stays within its Content-Security-Policy.
 pub async fn the_login_page_works_in_a_real_browser() {
     let Example {
         process: _app,
@@ -194,6 +247,12 @@ pub async fn the_login_page_works_in_a_real_browser() {
         http,
     } = Example::start("axum-login").await;
     let addr = http.addr();
+    // The page is served with its policy (docs/http-api.md § The page).
+    let policy = http.get("/").send().await;
+    assert_eq!(
+        policy.header("content-security-policy"),
+        Some(crate::login::PAGE_POLICY)
+    );
     let browser = Browser::start().await;
     browser.goto(&format!("http://{addr}/")).await;
 
@@ -222,6 +281,17 @@ pub async fn the_login_page_works_in_a_real_browser() {
     browser.click("#login").await;
     let profile = browser.wait_for_text("#profile", "user_").await;
     browser.wait_for_text("#sessions", "this browser").await;
+    // The page did all of that (script, style sheet, API calls) within its policy.
+    let console = browser.console().await;
+    let violations: Vec<&String> = console.iter().filter(|m| is_csp_violation(m)).collect();
+    assert!(
+        violations.is_empty(),
+        "the page violated its Content-Security-Policy: {violations:?}"
+    );
+    let styled = browser
+        .execute(r#"return getComputedStyle(document.querySelector("main")).maxWidth;"#)
+        .await;
+    assert_eq!(styled, json!("480px"), "the style sheet applies (30rem)");
     let shot = browser.screenshot("login-page.png").await;
     eprintln!(
         "profile shown: {profile:?}; screenshot at {}",
@@ -248,5 +318,32 @@ pub async fn the_login_page_works_in_a_real_browser() {
     assert!(
         !after.contains("user_"),
         "the profile is gone after logout: {after:?}"
+    );
+
+    // The policy is in force, and violations do reach the console this test reads: an
+    // inline script written into the page is refused and reported.
+    let before: Vec<String> = browser.console().await;
+    assert!(
+        !before.iter().any(|m| is_csp_violation(m)),
+        "no violation during logout: {before:?}"
+    );
+    let ran = browser
+        .execute(
+            r#"window.inlineRan = false;
+               const s = document.createElement("script");
+               s.textContent = "window.inlineRan = true;";
+               document.body.append(s);
+               return window.inlineRan;"#,
+        )
+        .await;
+    assert_eq!(ran, json!(false), "an inline script does not run");
+    let mut reported = Vec::new();
+    assert!(
+        eventually(Duration::from_secs(5), async || {
+            reported.extend(browser.console().await);
+            reported.iter().any(|m| is_csp_violation(m))
+        })
+        .await,
+        "the refused inline script is reported in the console: {reported:?}"
     );
 }

@@ -1,7 +1,8 @@
 //! Fault behaviour end to end: the flagship example under load from this (second) process
 //! while its Redis is killed, frozen, or out of connections. Bounded in count and time,
 //! loopback only. Each scenario prints its numbers (requests, statuses, the longest
-//! request, time to recover).
+//! request, time to recover). The contract they check: docs/http-api.md § Envelope and
+//! statuses (503 for an unavailable backend, never a 500, never a hang).
 
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -166,6 +167,7 @@ async fn wait_ok(http: Client) -> Duration {
     started.elapsed()
 }
 
+/// docs/http-api.md § Envelope and statuses: Redis killed, restarted 2 s later.
 pub async fn redis_killed_and_restarted_under_load() {
     let run = under_load(
         "redis killed",
@@ -188,6 +190,7 @@ pub async fn redis_killed_and_restarted_under_load() {
     );
 }
 
+/// docs/http-api.md § Envelope and statuses: Redis frozen 3 s (command timeout).
 pub async fn frozen_redis_times_out_then_recovers() {
     let run = under_load(
         "redis frozen",
@@ -200,6 +203,7 @@ pub async fn frozen_redis_times_out_then_recovers() {
     assert!(run.ok_after_recovery());
 }
 
+/// docs/http-api.md § Envelope and statuses: Redis refuses new connections.
 pub async fn connection_limit_is_503_then_recovers() {
     // One admin connection for the whole scenario: new ones are refused while limited.
     let admin: RefCell<Option<redis::Connection>> = RefCell::new(None);

@@ -1,22 +1,29 @@
 //! The flagship (axum) only: flash sales over HTTP, orders stored by the in-process
-//! consumer, and payment callbacks under a distributed lock.
+//! consumer, and payment callbacks under a distributed lock
+//! (docs/http-api.md § Flagship routes).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
 use futures_util::future::join_all;
+use hmac::{Hmac, Mac};
 use keygate::Token;
-use keygate_tests::eventually;
 use keygate_tests::fixtures::{JavaUser, plant_java_session};
+use keygate_tests::{RedisServer, eventually};
 use serde_json::{Value, json};
+use sha2::Sha256;
 
-use crate::http::Client;
-use crate::launcher::Example;
+use crate::http::{Client, Request};
+use crate::launcher::{ADMIN_TOKEN, Example, PAY_CALLBACK_SECRET};
 
 const FLAGSHIP: &str = "axum-login";
 
-/// The stock field of a voucher, at the core's documented key (shard 0).
-fn stock(example: &Example, voucher: u64) -> i64 {
+/// An order id no order has.
+const UNKNOWN_ORDER: u64 = 999_999_999;
+
+/// The stock field of a voucher, at the core's documented key (shard 0); `None` without a
+/// sale.
+fn stock(example: &Example, voucher: u64) -> Option<i64> {
     example.redis.query(
         redis::cmd("HGET")
             .arg(format!(
@@ -37,12 +44,90 @@ fn plant_users(example: &Example, ids: impl IntoIterator<Item = u64>) -> Vec<(u6
         .collect()
 }
 
-async fn load(http: &Client, voucher: u64, stock: u64) {
+/// `POST /voucher/seckill` as the operator (docs/http-api.md § Flagship routes).
+fn operator(http: &Client) -> Request {
     http.post("/voucher/seckill")
+        .header("x-admin-token", ADMIN_TOKEN)
+}
+
+async fn load(http: &Client, voucher: u64, stock: u64) {
+    operator(http)
         .json(&json!({"voucherId": voucher, "stock": stock}))
         .send()
         .await
         .envelope(200);
+}
+
+/// Lowercase hex HMAC-SHA256 of `message` keyed with `key`.
+fn hmac_hex(key: &str, message: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes()).unwrap();
+    mac.update(message.as_bytes());
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The payment provider's signature of a callback for `order` (docs/http-api.md
+/// § Flagship routes): HMAC-SHA256 of `<orderId>:wechat` keyed with `PAY_CALLBACK_SECRET`.
+fn signature(order: u64) -> String {
+    hmac_hex(PAY_CALLBACK_SECRET, &format!("{order}:wechat"))
+}
+
+/// A payment callback as the provider sends it, signed.
+fn provider_callback(http: &Client, order: u64) -> Request {
+    http.post(&format!("/order/{order}/pay-callback?source=wechat"))
+        .header("x-pay-signature", &signature(order))
+}
+
+/// A payment callback from the buyer's browser, with the buyer's token.
+fn browser_callback(http: &Client, order: u64, token: &str) -> Request {
+    http.post(&format!("/order/{order}/pay-callback?source=web"))
+        .token(token)
+}
+
+/// Everything in a Redis: every key with its type and value (streams by length: the
+/// consumer group's bookkeeping changes as the consumer polls). Compared before and after
+/// a refused request.
+fn redis_state(redis: &RedisServer) -> (u64, BTreeMap<String, String>) {
+    let size: u64 = redis.query(&mut redis::cmd("DBSIZE"));
+    let keys: Vec<String> = redis.query(redis::cmd("KEYS").arg("*"));
+    let mut state = BTreeMap::new();
+    for key in keys {
+        let kind: String = redis.query(redis::cmd("TYPE").arg(&key));
+        let value = match kind.as_str() {
+            "string" => format!(
+                "{:?}",
+                redis.query::<Option<String>>(redis::cmd("GET").arg(&key))
+            ),
+            "hash" => format!(
+                "{:?}",
+                redis.query::<BTreeMap<String, String>>(redis::cmd("HGETALL").arg(&key))
+            ),
+            "set" => format!(
+                "{:?}",
+                redis.query::<BTreeSet<String>>(redis::cmd("SMEMBERS").arg(&key))
+            ),
+            "zset" => format!(
+                "{:?}",
+                redis.query::<Vec<(String, String)>>(
+                    redis::cmd("ZRANGE")
+                        .arg(&key)
+                        .arg(0)
+                        .arg(-1)
+                        .arg("WITHSCORES")
+                )
+            ),
+            "stream" => format!(
+                "length {}",
+                redis.query::<u64>(redis::cmd("XLEN").arg(&key))
+            ),
+            _ => String::new(),
+        };
+        state.insert(key, format!("{kind} {value}"));
+    }
+    (size, state)
 }
 
 /// Waits until the consumer stored `order` and returns it.
@@ -83,7 +168,7 @@ async fn one_stored_order(example: &Example, user: u64, voucher: u64) -> (String
     (token, order)
 }
 
-/// 300 concurrent orders from 100 users for a stock of 20: exactly 20 orders, to 20
+/// docs/http-api.md § Flagship routes: 300 concurrent orders from 100 users for a stock of 20: exactly 20 orders, to 20
 /// different users, the stock at 0, and every order stored by the consumer.
 pub async fn flash_sale_never_oversells() {
     let example = Example::start(FLAGSHIP).await;
@@ -124,7 +209,7 @@ pub async fn flash_sale_never_oversells() {
     assert_eq!(orders.len(), 20, "exactly the stock was sold");
     let buyers: HashSet<u64> = orders.values().copied().collect();
     assert_eq!(buyers.len(), 20, "nobody bought twice");
-    assert_eq!(stock(&example, 7), 0);
+    assert_eq!(stock(&example, 7), Some(0));
 
     // Sold out for a newcomer; already ordered for a buyer.
     let (_, newcomer) = &plant_users(&example, [6000])[0];
@@ -150,8 +235,8 @@ pub async fn flash_sale_never_oversells() {
     }
 }
 
-/// The statuses of the order routes: 404 unknown voucher or order, 409 already ordered
-/// and sold out, 401 without a token, 400 for bad bodies.
+/// docs/http-api.md § Flagship routes: the statuses of the order routes: 404 unknown
+/// voucher or order, 409 already ordered and sold out, 401 without a token.
 pub async fn order_routes_answer_the_contract() {
     let example = Example::start(FLAGSHIP).await;
     let http = &example.http;
@@ -209,27 +294,11 @@ pub async fn order_routes_answer_the_contract() {
         .send()
         .await
         .envelope(200);
-
-    for body in [
-        json!({"voucherId": 1}),
-        json!({"stock": 1}),
-        json!({"voucherId": -1, "stock": 1}),
-    ] {
-        http.post("/voucher/seckill")
-            .json(&body)
-            .send()
-            .await
-            .envelope(400);
-    }
-    http.post("/voucher/seckill")
-        .body("{")
-        .send()
-        .await
-        .envelope(400);
 }
 
-/// 50 concurrent payment callbacks for one order, from both sources: exactly one
-/// `"processed"`, the order paid; bad sources are 400, unknown orders 404.
+/// docs/http-api.md § Flagship routes: 50 concurrent payment callbacks for one order,
+/// from both sources (the buyer's browser with the buyer's token, the provider signed):
+/// exactly one `"processed"`, the order paid; bad sources are 400, unknown orders 404.
 pub async fn pay_callbacks_process_exactly_once() {
     let example = Example::start(FLAGSHIP).await;
     let http = example.http;
@@ -242,19 +311,23 @@ pub async fn pay_callbacks_process_exactly_once() {
     ] {
         http.post(&target).send().await.envelope(400);
     }
-    http.post("/order/12345/pay-callback?source=web")
+    browser_callback(&http, 12345, &token)
         .send()
         .await
         .envelope(404);
     http.post("/order/nope/pay-callback?source=web")
+        .token(&token)
         .send()
         .await
         .envelope(404);
 
     let callbacks = (0..50).map(|i| {
-        let source = if i % 2 == 0 { "web" } else { "wechat" };
-        let target = format!("/order/{order}/pay-callback?source={source}");
-        async move { http.post(&target).send().await }
+        let request = if i % 2 == 0 {
+            browser_callback(&http, order, &token)
+        } else {
+            provider_callback(&http, order)
+        };
+        async move { request.send().await }
     });
     let answers: Vec<Value> = join_all(callbacks)
         .await
@@ -267,15 +340,290 @@ pub async fn pay_callbacks_process_exactly_once() {
 
     let stored = stored_order(&http, &token, order).await;
     assert_eq!(stored["status"], json!("paid"));
-    let again = http
-        .post(&format!("/order/{order}/pay-callback?source=web"))
-        .send()
-        .await
-        .data();
+    let again = browser_callback(&http, order, &token).send().await.data();
     assert_eq!(again, json!("duplicate"));
 }
 
-/// The callback goes through the distributed lock: while another instance holds the
+/// docs/http-api.md § Flagship routes (payment callbacks): every refused callback answers
+/// its status and changes nothing, in Redis (same keys, same values) or in SQLite (the
+/// order stays unpaid). An unknown order is looked up before any lock is taken, so it
+/// leaves no key behind.
+pub async fn refused_pay_callbacks_change_nothing() {
+    let example = Example::start(FLAGSHIP).await;
+    let http = example.http;
+    let (owner, order) = one_stored_order(&example, 42, 11).await;
+    let (_, stranger) = plant_users(&example, [77]).remove(0);
+    let target = |order: u64, source: &str| format!("/order/{order}/pay-callback?source={source}");
+    let wechat = || http.post(&target(order, "wechat"));
+    let web = || http.post(&target(order, "web"));
+    let good = signature(order);
+    let unknown_token = Token::generate().unwrap().expose().to_owned();
+
+    let refusals: Vec<(&str, Request, u16)> = vec![
+        ("provider without a signature", wechat(), 401),
+        (
+            "provider with a signature keyed otherwise",
+            wechat().header(
+                "x-pay-signature",
+                &hmac_hex("another-secret", &format!("{order}:wechat")),
+            ),
+            401,
+        ),
+        (
+            "provider with the signature in upper case",
+            wechat().header("x-pay-signature", &good.to_uppercase()),
+            401,
+        ),
+        (
+            "provider with a truncated signature",
+            wechat().header("x-pay-signature", &good[..63]),
+            401,
+        ),
+        (
+            "provider with the signature of another order",
+            wechat().header("x-pay-signature", &signature(order + 1)),
+            401,
+        ),
+        (
+            "provider with a signature over the web source",
+            wechat().header(
+                "x-pay-signature",
+                &hmac_hex(PAY_CALLBACK_SECRET, &format!("{order}:web")),
+            ),
+            401,
+        ),
+        (
+            "provider with the owner's token instead of a signature",
+            wechat().token(&owner),
+            401,
+        ),
+        ("browser without a token", web(), 401),
+        (
+            "browser with a valid signature instead of a token",
+            web().header("x-pay-signature", &good),
+            401,
+        ),
+        ("browser with a malformed token", web().token("x"), 401),
+        (
+            "browser with an unknown token",
+            web().token(&unknown_token),
+            401,
+        ),
+        (
+            "browser with another user's token",
+            web().token(&stranger),
+            404,
+        ),
+        (
+            "browser for an unknown order",
+            browser_callback(&http, UNKNOWN_ORDER, &owner),
+            404,
+        ),
+        (
+            "provider for an unknown order, validly signed",
+            provider_callback(&http, UNKNOWN_ORDER),
+            404,
+        ),
+    ];
+    for (what, request, status) in refusals {
+        let before = redis_state(&example.redis);
+        let response = request.send().await;
+        assert_eq!(response.status, status, "{what}: {}", response.text());
+        response.envelope(status);
+        assert_eq!(redis_state(&example.redis), before, "{what} changed Redis");
+        let stored = stored_order(&http, &owner, order).await;
+        assert_eq!(
+            stored["status"],
+            json!("unpaid"),
+            "{what} changed the order"
+        );
+    }
+    let left: Vec<String> = example
+        .redis
+        .query(redis::cmd("KEYS").arg(format!("*{UNKNOWN_ORDER}*")));
+    assert!(left.is_empty(), "keys left for an unknown order: {left:?}");
+
+    // Properly signed, the same order is processed, once.
+    let paid = provider_callback(&http, order).send().await.data();
+    assert_eq!(paid, json!("processed"));
+    let again = browser_callback(&http, order, &owner).send().await.data();
+    assert_eq!(again, json!("duplicate"));
+    assert_eq!(
+        stored_order(&http, &owner, order).await["status"],
+        json!("paid")
+    );
+}
+
+/// docs/http-api.md § Start-up (`PAY_CALLBACK_SECRET` unset): provider callbacks answer
+/// 403 whatever they carry and change nothing; the buyer's own confirmation still works.
+pub async fn provider_callbacks_are_off_without_a_secret() {
+    let example = Example::start_without(FLAGSHIP, &["PAY_CALLBACK_SECRET"]).await;
+    let http = example.http;
+    let (owner, order) = one_stored_order(&example, 42, 11).await;
+    let wechat = || http.post(&format!("/order/{order}/pay-callback?source=wechat"));
+    for (what, request) in [
+        ("without a signature", wechat()),
+        (
+            "with the suite's signature",
+            provider_callback(&http, order),
+        ),
+        (
+            "with an empty signature",
+            wechat().header("x-pay-signature", ""),
+        ),
+    ] {
+        let before = redis_state(&example.redis);
+        request.send().await.envelope(403);
+        assert_eq!(redis_state(&example.redis), before, "{what} changed Redis");
+        let stored = stored_order(&http, &owner, order).await;
+        assert_eq!(
+            stored["status"],
+            json!("unpaid"),
+            "{what} changed the order"
+        );
+    }
+    let paid = browser_callback(&http, order, &owner).send().await.data();
+    assert_eq!(paid, json!("processed"));
+}
+
+/// docs/http-api.md § Flagship routes (operator route): without the right
+/// `x-admin-token` the flash sale cannot be loaded or reset (401, nothing changed); with
+/// it, out-of-range or malformed bodies are 400 and change nothing; the bounds themselves
+/// are accepted.
+pub async fn the_operator_route_needs_the_admin_token() {
+    let example = Example::start(FLAGSHIP).await;
+    let http = example.http;
+    load(&http, 1, 5).await;
+    assert_eq!(stock(&example, 1), Some(5));
+    let reset = json!({"voucherId": 1, "stock": 999_999});
+
+    let last = ADMIN_TOKEN.len() - 1;
+    let same_length = format!("{}{}", &ADMIN_TOKEN[..last], "x");
+    assert_eq!(same_length.len(), ADMIN_TOKEN.len());
+    assert_ne!(same_length, ADMIN_TOKEN);
+    let unauthorized: Vec<(&str, Option<String>)> = vec![
+        ("no token", None),
+        ("an empty token", Some(String::new())),
+        ("a wrong token of the same length", Some(same_length)),
+        ("a shorter token", Some(ADMIN_TOKEN[..last].to_owned())),
+        ("a longer token", Some(format!("{ADMIN_TOKEN}x"))),
+        ("the token in upper case", Some(ADMIN_TOKEN.to_uppercase())),
+    ];
+    for (what, token) in unauthorized {
+        let before = redis_state(&example.redis);
+        let mut request = http.post("/voucher/seckill").json(&reset);
+        if let Some(token) = &token {
+            request = request.header("x-admin-token", token);
+        }
+        request.send().await.envelope(401);
+        assert_eq!(redis_state(&example.redis), before, "{what} changed Redis");
+    }
+    // The token goes in its header, nowhere else.
+    for request in [
+        http.post("/voucher/seckill")
+            .token(ADMIN_TOKEN)
+            .json(&reset),
+        http.post(&format!("/voucher/seckill?tokenid={ADMIN_TOKEN}"))
+            .json(&reset),
+    ] {
+        request.send().await.envelope(401);
+    }
+    assert_eq!(stock(&example, 1), Some(5), "the sale was not reset");
+
+    let max_id: u64 = 1 << 53;
+    let malformed: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "voucherId 0",
+            json!({"voucherId": 0, "stock": 1}).to_string().into(),
+        ),
+        (
+            "voucherId 2^53 + 1",
+            json!({"voucherId": max_id + 1, "stock": 1})
+                .to_string()
+                .into(),
+        ),
+        (
+            "voucherId -1",
+            json!({"voucherId": -1, "stock": 1}).to_string().into(),
+        ),
+        (
+            "voucherId 1.5",
+            json!({"voucherId": 1.5, "stock": 1}).to_string().into(),
+        ),
+        (
+            "voucherId as text",
+            json!({"voucherId": "1", "stock": 1}).to_string().into(),
+        ),
+        (
+            "stock -1",
+            json!({"voucherId": 1, "stock": -1}).to_string().into(),
+        ),
+        (
+            "stock 10^9 + 1",
+            json!({"voucherId": 1, "stock": 1_000_000_001})
+                .to_string()
+                .into(),
+        ),
+        (
+            "stock above i64::MAX",
+            br#"{"voucherId": 1, "stock": 9223372036854775808}"#.to_vec(),
+        ),
+        (
+            "stock above u64::MAX",
+            br#"{"voucherId": 1, "stock": 18446744073709551616}"#.to_vec(),
+        ),
+        ("no stock", json!({"voucherId": 1}).to_string().into()),
+        ("no voucherId", json!({"stock": 1}).to_string().into()),
+        ("unreadable JSON", b"{".to_vec()),
+        ("no body", Vec::new()),
+    ];
+    for (what, body) in malformed {
+        let before = redis_state(&example.redis);
+        operator(&http)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .envelope(400);
+        assert_eq!(redis_state(&example.redis), before, "{what} changed Redis");
+    }
+    assert_eq!(stock(&example, 1), Some(5));
+
+    // The bounds are accepted: voucher 2^53 with 10^9, and a stock of 0 (sold out at once).
+    load(&http, max_id, 1_000_000_000).await;
+    assert_eq!(stock(&example, max_id), Some(1_000_000_000));
+    load(&http, 1, 0).await;
+    let (_, buyer) = plant_users(&example, [90]).remove(0);
+    http.post("/voucher-order/seckill/1")
+        .token(&buyer)
+        .send()
+        .await
+        .envelope(409);
+}
+
+/// docs/http-api.md § Start-up (`ADMIN_TOKEN` unset): the operator route answers 403,
+/// even with the token the suite would use, and changes nothing.
+pub async fn the_operator_route_is_off_without_an_admin_token() {
+    let example = Example::start_without(FLAGSHIP, &["ADMIN_TOKEN"]).await;
+    let http = example.http;
+    let body = json!({"voucherId": 1, "stock": 10});
+    for (what, token) in [
+        ("no token", None),
+        ("the suite's token", Some(ADMIN_TOKEN)),
+        ("an empty token", Some("")),
+    ] {
+        let before = redis_state(&example.redis);
+        let mut request = http.post("/voucher/seckill").json(&body);
+        if let Some(token) = token {
+            request = request.header("x-admin-token", token);
+        }
+        request.send().await.envelope(403);
+        assert_eq!(redis_state(&example.redis), before, "{what} changed Redis");
+    }
+    assert_eq!(stock(&example, 1), None, "no sale was loaded");
+}
+
+/// docs/http-api.md § Flagship routes: the callback goes through the distributed lock: while another instance holds the
 /// order's lock, a callback waits for it (here until that holder's lease ends), then
 /// processes. (The 50-callback test above checks the outcome; its race window is too short
 /// to tell whether a lock was what serialized it.)
@@ -294,11 +642,7 @@ pub async fn pay_callbacks_wait_for_the_order_lock() {
             .arg(1500),
     );
     let started = std::time::Instant::now();
-    let answer = http
-        .post(&format!("/order/{order}/pay-callback?source=wechat"))
-        .send()
-        .await
-        .data();
+    let answer = provider_callback(&http, order).send().await.data();
     let waited = started.elapsed();
     assert_eq!(answer, json!("processed"));
     assert!(
@@ -307,7 +651,8 @@ pub async fn pay_callbacks_wait_for_the_order_lock() {
     );
 }
 
-/// With `REDIS_CLUSTER_URLS` the flagship runs on a Redis Cluster: login, sessions, a
+/// docs/http-api.md § Start-up: with `REDIS_CLUSTER_URLS` the flagship runs on a Redis
+/// Cluster: login, sessions, a
 /// flash sale and its consumer, and a payment callback.
 pub async fn runs_on_a_redis_cluster() {
     let cluster = tokio::task::spawn_blocking(keygate_tests::RedisCluster::start)
@@ -321,6 +666,8 @@ pub async fn runs_on_a_redis_cluster() {
             ("REDIS_URL", "redis://127.0.0.1:1".to_owned()),
             ("BIND_ADDR", "127.0.0.1:0".to_owned()),
             ("DATABASE_URL", "sqlite::memory:".to_owned()),
+            ("ADMIN_TOKEN", ADMIN_TOKEN.to_owned()),
+            ("PAY_CALLBACK_SECRET", PAY_CALLBACK_SECRET.to_owned()),
         ],
     );
     let http = Client::new(process.ready().await);
@@ -364,11 +711,7 @@ pub async fn runs_on_a_redis_cluster() {
         .envelope(409);
     let stored = stored_order(&http, &token, order).await;
     assert_eq!(stored["userId"], me["id"]);
-    let paid = http
-        .post(&format!("/order/{order}/pay-callback?source=wechat"))
-        .send()
-        .await
-        .data();
+    let paid = provider_callback(&http, order).send().await.data();
     assert_eq!(paid, json!("processed"));
 
     http.post("/user/logout-all")

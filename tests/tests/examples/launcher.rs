@@ -16,6 +16,12 @@ use crate::http::Client;
 /// The example packages; each has one binary of the same name.
 pub const EXAMPLES: [&str; 4] = ["axum-login", "actix-login", "rocket-login", "poem-login"];
 
+/// The `ADMIN_TOKEN` the suite starts examples with.
+pub const ADMIN_TOKEN: &str = "suite-operator-token-7f3a9c";
+
+/// The `PAY_CALLBACK_SECRET` the suite starts examples with.
+pub const PAY_CALLBACK_SECRET: &str = "suite-pay-callback-secret-41d2";
+
 /// How long an example may take to say it is ready (or to fail at start).
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -142,6 +148,8 @@ impl Process {
             .env_remove("REDIS_CLUSTER_URLS")
             .env_remove("DATABASE_URL")
             .env_remove("BIND_ADDR")
+            .env_remove("ADMIN_TOKEN")
+            .env_remove("PAY_CALLBACK_SECRET")
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -259,18 +267,27 @@ pub struct Example {
 }
 
 impl Example {
-    /// Starts `example` with a private Redis, a SQLite file in its scratch directory and a
-    /// port chosen by the OS (reported in the ready line).
+    /// Starts `example` with a private Redis, a SQLite file in its scratch directory, a
+    /// port chosen by the OS (reported in the ready line), and the suite's [`ADMIN_TOKEN`]
+    /// and [`PAY_CALLBACK_SECRET`].
     pub async fn start(example: &'static str) -> Self {
+        Self::start_without(example, &[]).await
+    }
+
+    /// Like [`start`](Self::start), leaving the variables named in `unset` unset.
+    pub async fn start_without(example: &'static str, unset: &[&str]) -> Self {
         let redis = RedisServer::start();
-        let mut process = Process::spawn(
-            example,
-            &[
-                ("REDIS_URL", redis.url()),
-                ("BIND_ADDR", "127.0.0.1:0".to_owned()),
-                ("DATABASE_URL", "sqlite://example.sqlite3".to_owned()),
-            ],
-        );
+        let env: Vec<(&str, String)> = [
+            ("REDIS_URL", redis.url()),
+            ("BIND_ADDR", "127.0.0.1:0".to_owned()),
+            ("DATABASE_URL", "sqlite://example.sqlite3".to_owned()),
+            ("ADMIN_TOKEN", ADMIN_TOKEN.to_owned()),
+            ("PAY_CALLBACK_SECRET", PAY_CALLBACK_SECRET.to_owned()),
+        ]
+        .into_iter()
+        .filter(|(name, _)| !unset.contains(name))
+        .collect();
+        let mut process = Process::spawn(example, &env);
         let addr = process.ready().await;
         Self {
             process,

@@ -1,4 +1,5 @@
-//! The login contract (`example-api.md`), driven over HTTP against each example.
+//! The login contract (docs/http-api.md § Routes of every example), driven over HTTP
+//! against each example.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -9,6 +10,11 @@ use serde_json::{Value, json};
 
 use crate::http::Client;
 use crate::launcher::Example;
+
+/// The page's `Content-Security-Policy` (docs/http-api.md § The page).
+pub const PAGE_POLICY: &str = "default-src 'none'; script-src 'self'; connect-src 'self'; \
+     style-src 'self'; img-src 'self'; base-uri 'none'; form-action 'self'; \
+     frame-ancestors 'none'";
 
 /// A distinct valid mainland mobile number per call.
 pub fn phone() -> String {
@@ -83,7 +89,7 @@ fn unix_now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
-/// Codes at `login:code:<phone>` (string, TTL ≤ 120 s), the 60 s resend limit with
+/// docs/http-api.md § Routes of every example, § Redis layout: codes at `login:code:<phone>` (string, TTL ≤ 120 s), the 60 s resend limit with
 /// `Retry-After`, login creating a user and a session hash at `login:token:<token>`
 /// (fields id, nickName, icon; TTL ≤ 1800 s), codes working once.
 pub async fn code_login_and_redis_layout(example: &'static str) {
@@ -179,7 +185,8 @@ pub async fn code_login_and_redis_layout(example: &'static str) {
     assert_eq!(me(http, &second).await, user);
 }
 
-/// 400 for unreadable, incomplete or oversized login bodies and bad phones.
+/// docs/http-api.md § Envelope and statuses: 400 for unreadable, incomplete or oversized
+/// login bodies and bad phones.
 pub async fn bad_bodies_are_400(example: &'static str) {
     let Example { http, .. } = &Example::start(example).await;
     let bodies: Vec<Vec<u8>> = vec![
@@ -229,7 +236,7 @@ pub async fn bad_bodies_are_400(example: &'static str) {
         .envelope(400);
 }
 
-/// Five wrong codes burn the code: 429, and then even the right code is refused.
+/// docs/http-api.md § Routes of every example: five wrong codes burn the code: 429, and then even the right code is refused.
 pub async fn wrong_codes_burn_the_code(example: &'static str) {
     let Example { redis, http, .. } = &Example::start(example).await;
     let phone = phone();
@@ -253,7 +260,7 @@ pub async fn wrong_codes_burn_the_code(example: &'static str) {
         .envelope(429);
 }
 
-/// The token in `authorization` (raw and Bearer) and `?tokenid=`; no token, unknown
+/// docs/http-api.md § Token transport: the token in `authorization` (raw and Bearer) and `?tokenid=`; no token, unknown
 /// tokens and malformed ones are 401, malformed ones without touching Redis.
 pub async fn token_transports_and_malformed_tokens(example: &'static str) {
     let Example {
@@ -346,7 +353,7 @@ pub async fn token_transports_and_malformed_tokens(example: &'static str) {
     assert!(leaks.is_empty(), "the token reached the logs: {leaks:?}");
 }
 
-/// A session hash written by another service is a login; each request resets its TTL.
+/// docs/http-api.md § Redis layout: a session hash written by another service is a login; each request resets its TTL.
 pub async fn java_session_and_ttl_reset(example: &'static str) {
     let Example { redis, http, .. } = &Example::start(example).await;
     let token = Token::generate().expect("token");
@@ -387,7 +394,7 @@ pub async fn java_session_and_ttl_reset(example: &'static str) {
     http.get("/user/me").token(&own).send().await.envelope(401);
 }
 
-/// Listing sessions, logout (one token, at once) and logout everywhere (all of the
+/// docs/http-api.md § Routes of every example: listing sessions, logout (one token, at once) and logout everywhere (all of the
 /// user's tokens, the count answered).
 pub async fn logout_sessions_and_logout_all(example: &'static str) {
     let Example { redis, http, .. } = &Example::start(example).await;
@@ -461,7 +468,9 @@ pub async fn logout_sessions_and_logout_all(example: &'static str) {
         .envelope(401);
 }
 
-/// Unknown routes and methods: 404 with the envelope; `GET /` serves the page.
+/// docs/http-api.md § Envelope and statuses, § The page: unknown routes and methods are
+/// 404 with the envelope; `GET /` serves the page, its script and style sheet under the
+/// page's policy.
 pub async fn unknown_routes_and_the_page(example: &'static str) {
     let Example { http, .. } = &Example::start(example).await;
     for (method, path) in [
@@ -476,15 +485,31 @@ pub async fn unknown_routes_and_the_page(example: &'static str) {
         assert_eq!(response.status, 404, "{method} {path}: {}", response.text());
         response.envelope(404);
     }
+    // docs/http-api.md § The page: the page and its two files, all under the same policy.
     let page = http.get("/").send().await;
     assert_eq!(page.status, 200);
-    assert!(
-        page.header("content-type")
-            .is_some_and(|t| t.starts_with("text/html")),
-        "{:?}",
-        page.header("content-type")
-    );
     let html = page.text();
+    for (path, content_type) in [
+        ("/", "text/html"),
+        ("/app.js", "text/javascript"),
+        ("/app.css", "text/css"),
+    ] {
+        let file = http.get(path).send().await;
+        assert_eq!(file.status, 200, "{path}");
+        assert!(
+            file.header("content-type")
+                .is_some_and(|t| t.starts_with(content_type)),
+            "{path}: {:?}",
+            file.header("content-type")
+        );
+        assert_eq!(
+            file.header("content-security-policy"),
+            Some(PAGE_POLICY),
+            "{path}"
+        );
+        assert_eq!(file.header("x-content-type-options"), Some("nosniff"));
+        assert!(!file.body.is_empty(), "{path}");
+    }
     for id in [
         "phone",
         "send-code",
@@ -499,13 +524,29 @@ pub async fn unknown_routes_and_the_page(example: &'static str) {
     ] {
         assert!(html.contains(&format!("id=\"{id}\"")), "the page has #{id}");
     }
+    // No inline script or style: the policy would refuse them.
+    assert!(html.contains(r#"<script src="/app.js" defer></script>"#));
+    assert!(html.contains(r#"<link rel="stylesheet" href="/app.css">"#));
+    assert_eq!(html.matches("<script").count(), 1, "{html}");
+    for inline in ["<style", " style=", " onclick=", "javascript:"] {
+        assert!(!html.contains(inline), "the page has {inline:?}");
+    }
+    let script = http.get("/app.js").send().await.text();
     assert!(
-        html.contains("errorMsg"),
+        script.contains("errorMsg"),
         "the page shows errorMsg, not raw JSON"
     );
+    for sink in [
+        "innerHTML",
+        "outerHTML",
+        "insertAdjacentHTML",
+        "document.write",
+    ] {
+        assert!(!script.contains(sink), "the script writes HTML: {sink}");
+    }
 }
 
-/// With Redis gone: 503 with the envelope (never a 500, never a hang); after a restart
+/// docs/http-api.md § Envelope and statuses: with Redis gone, 503 with the envelope (never a 500, never a hang); after a restart
 /// the same process serves again.
 pub async fn redis_outage_answers_503_and_recovers(example: &'static str) {
     let Example {

@@ -1,6 +1,6 @@
 //! The black-box suite of the example applications: each example's binary runs as a child
-//! process with a private Redis, and the HTTP contract of `example-api.md` is driven over
-//! real HTTP on loopback. The same scenarios run against all four examples; the flagship
+//! process with a private Redis, and the HTTP contract of `docs/http-api.md` is driven
+//! over real HTTP on loopback; each scenario names the section of the contract it checks. The same scenarios run against all four examples; the flagship
 //! (axum) also serves the flash-sale and payment routes.
 //!
 //! The binaries are built by the suite itself on first use (`cargo build -p <example>`,
@@ -64,6 +64,26 @@ mod axum_flagship {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn pay_callbacks_process_exactly_once() {
         crate::flagship::pay_callbacks_process_exactly_once().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn refused_pay_callbacks_change_nothing() {
+        crate::flagship::refused_pay_callbacks_change_nothing().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn provider_callbacks_are_off_without_a_secret() {
+        crate::flagship::provider_callbacks_are_off_without_a_secret().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_operator_route_needs_the_admin_token() {
+        crate::flagship::the_operator_route_needs_the_admin_token().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_operator_route_is_off_without_an_admin_token() {
+        crate::flagship::the_operator_route_is_off_without_an_admin_token().await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

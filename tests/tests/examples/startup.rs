@@ -8,7 +8,7 @@ use crate::http::Client;
 use crate::launcher::Process;
 use crate::login::phone;
 
-/// Without `REDIS_URL` an example says it uses the embedded backend and serves the login
+/// docs/http-api.md § Start-up: without `REDIS_URL` an example says it uses the embedded backend and serves the login
 /// flow: the code comes from its log (the development sender), as a person would read it.
 pub async fn embedded_backend_without_redis(example: &'static str) {
     let mut process = Process::spawn(example, &[("BIND_ADDR", "127.0.0.1:0".to_owned())]);
@@ -85,7 +85,8 @@ async fn fails_to_start(example: &'static str, env: &[(&str, String)], expected:
     );
 }
 
-/// Bad URLs, unreachable Redis, a taken port and a bad database: non-zero exit, one line.
+/// docs/http-api.md § Start-up: bad URLs, unreachable Redis, a taken port and a bad
+/// database: non-zero exit, one line.
 pub async fn startup_failures_are_one_line(example: &'static str) {
     let any_port = || ("BIND_ADDR", "127.0.0.1:0".to_owned());
     fails_to_start(

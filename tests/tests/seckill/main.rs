@@ -14,4 +14,5 @@ keygate_tests::on_both_backends!(crate::suite:
     the_sale_window_is_respected,
     unknown_vouchers_are_reported_not_errors,
     shutdown_finishes_the_order_in_hand,
+    a_stock_the_script_cannot_hold_is_refused,
 );

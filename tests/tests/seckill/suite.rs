@@ -6,8 +6,8 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use keygate::UserId;
 use keygate::seckill::{
-    ConsumerOptions, FlashSale, HandlerError, ORDER_ID_EPOCH, ORDER_SEQ_SPAN, Order, OrderConsumer,
-    OrderHandler, OrderOutcome, SaleWindow,
+    ConsumerOptions, FlashSale, HandlerError, MAX_STOCK, ORDER_ID_EPOCH, ORDER_SEQ_SPAN, Order,
+    OrderConsumer, OrderHandler, OrderOutcome, SaleWindow,
 };
 use keygate_tests::eventually;
 use keygate_tests::fixtures::Backend;
@@ -332,6 +332,41 @@ pub async fn unknown_vouchers_are_reported_not_errors(b: &Backend) {
         sale.order(10, &UserId::from(1u64)).await.unwrap(),
         OrderOutcome::Ordered { .. }
     ));
+}
+
+/// A stock the order script could not decrement (above a signed 64-bit integer) is refused
+/// by `load` itself, and the sale loaded before stays as it was.
+pub async fn a_stock_the_script_cannot_hold_is_refused(b: &Backend) {
+    let sale = sale(b);
+    sale.load(12, 3, SaleWindow::default()).await.unwrap();
+    for stock in [MAX_STOCK + 1, u64::MAX] {
+        let refused = sale.load(12, stock, SaleWindow::default()).await;
+        assert!(
+            matches!(refused, Err(keygate::Error::Config(_))),
+            "stock {stock}: {refused:?}"
+        );
+        let fresh = sale.load(13, stock, SaleWindow::default()).await;
+        assert!(fresh.is_err(), "stock {stock} for a new voucher: {fresh:?}");
+    }
+    assert_eq!(
+        sale.stock(12).await.unwrap(),
+        Some(3),
+        "the old sale is kept"
+    );
+    assert_eq!(sale.stock(13).await.unwrap(), None, "no sale was created");
+    // The largest accepted stock still sells.
+    sale.load(14, MAX_STOCK, SaleWindow::default())
+        .await
+        .unwrap();
+    assert!(matches!(
+        sale.order(14, &UserId::from(1u64)).await.unwrap(),
+        OrderOutcome::Ordered { .. }
+    ));
+    assert_eq!(
+        sale.stock(14).await.unwrap(),
+        Some(i64::MAX - 1),
+        "decremented once"
+    );
 }
 
 /// Holds each order until released, to observe shutdown.

@@ -1,11 +1,14 @@
-//! The framework-neutral handlers of every route in `example-api.md`, as methods of
-//! [`App`](crate::App). Each takes what its request carried and returns a
-//! [`Reply`](crate::Reply).
+//! The framework-neutral handlers of every route of the HTTP contract
+//! (`docs/http-api.md`), as methods of [`App`](crate::App). Each takes what its request
+//! carried and returns a [`Reply`](crate::Reply).
 
 mod flash;
 mod login;
 
-pub use flash::PAY_LOCK_WAIT;
+pub use flash::{
+    ADMIN_TOKEN_HEADER, MAX_VOUCHER_ID, MAX_VOUCHER_STOCK, Operator, PAY_LOCK_WAIT,
+    PAY_SIGNATURE_HEADER,
+};
 
 /// The first value of `name` in a query string or form body (`a=1&b=2`), percent-decoded.
 pub(crate) fn form_field(encoded: &[u8], name: &str) -> Option<String> {
