@@ -84,7 +84,7 @@ fn lock_failure(error: &LockError) -> Reply {
     Reply::with_retry(
         error.status(),
         error.body(),
-        error.retry_after().map(|d| d.as_secs().max(1)),
+        error.retry_after().map(keygate::http::retry_after_secs),
     )
 }
 
