@@ -12,6 +12,23 @@
 //! This crate is framework-neutral. The adapters `keygate-axum`, `keygate-actix`,
 //! `keygate-rocket` and `keygate-poem` plug it into their frameworks.
 //!
+//! ## The seeds
+//!
+//! keygate reads and writes the Redis layouts of two existing services, so that a keygate
+//! service and one of them can share a Redis and each other's sessions. These docs call
+//! them the seeds:
+//!
+//! - the **Java seed** is a Spring Boot service that logs users in by phone + SMS code. It
+//!   keeps the code at `login:code:<phone>` for 2 minutes, and the user as a Redis hash of
+//!   string fields at `login:token:<token>` (the token a 32-hex UUID without dashes) with a
+//!   30-minute TTL that an interceptor refreshes on each request;
+//! - the **Node seed** is an Express service that keeps the user's JSON string at
+//!   `<custom>_<tokenid>` with a 30-minute TTL refreshed on each call; the client sends
+//!   `tokenid` as a query parameter.
+//!
+//! [`SessionConfig::java_seed`] and [`SessionConfig::node_seed`] select their layouts, and
+//! [`code`] keeps codes as the Java seed does.
+//!
 //! ## Usage
 //!
 //! ```
@@ -35,6 +52,22 @@
 //! sessions.destroy(&token).await?;                                      // at logout
 //! # Ok(()) }
 //! ```
+//!
+//! ## Module map
+//!
+//! | module | what it is for |
+//! | --- | --- |
+//! | sessions: [`session`], with [`SessionManager`], [`Keygate`] and [`Token`] at the root | log in (create a session, get its token), load-and-touch the session of each request, update it, list a user's sessions, log out one or everywhere |
+//! | [`code`] | SMS verification codes as in the Java seed: issue with a resend cooldown and a daily cap, verify once, burned after 5 wrong tries ([`code::Codes`]) |
+//! | [`login`] | phone + code login: validate the phone, verify the code, find or create the user, create a session ([`login::PhoneLogin`]) |
+//! | [`lock`] | a distributed lock for work only one instance may do: owner-checked release, lease renewal, fencing tokens ([`lock::Locks`]) |
+//! | [`seckill`] | flash sales (秒杀): one atomic script decides whether a user may buy, orders go through a Redis Stream to [`seckill::OrderConsumer`] |
+//! | [`transport`] | reading the token from a request (`authorization` header raw or `Bearer`, `tokenid` query parameter, a cookie): [`TokenReader`], and [`RequestParts`] for adapters |
+//! | [`http`] | the framework-neutral HTTP side: the JSON envelope ([`http::Envelope`]) and the status and body of each rejection ([`http::Rejection`]) |
+//! | [`store`] | the backends: [`RedisStore`] (one server, Cluster or Sentinel), [`MemoryStore`] (embedded, feature `memory`), and the [`SessionStore`] trait they implement |
+//! | [`config`] | [`SessionConfig`]: key prefix, [`Codec`], idle TTL, absolute lifetime, hashed keys, sessions per user, token form; the seeds' presets |
+//! | [`codec`] | how session data is stored: a JSON string or a hash of string fields ([`StoredValue`]) |
+//! | `adapter` | support for the framework adapters (the macro defining their `Auth`, `MaybeAuth` and `Sessions` types); hidden from these docs, not a user API |
 //!
 //! ## Layouts
 //!

@@ -26,6 +26,14 @@
 //! [`SessionConfig`] decides how it is stored (a Redis hash in the Java seed's layout, a
 //! JSON string in the Node seed's).
 //!
+//! ## Runnable example
+//!
+//! One file with a login route (`Sessions<T>`), a route that needs a session (`Auth<T>`),
+//! one that takes it if there is one (`MaybeAuth<T>`), logout, and `ApiError` in the
+//! handlers that call keygate, on Redis when `REDIS_URL` is set and on the embedded backend
+//! otherwise: see `examples/quickstart.rs`; run it with
+//! `cargo run -p keygate-actix --example quickstart` (port from `PORT`, default 3000).
+//!
 //! ## Example
 //!
 //! Login, a protected route, logout and logout everywhere, on the embedded

@@ -11,6 +11,14 @@
 //! - rejections are the JSON envelope `{"success":false,"errorMsg":"..."}` with 401 for a
 //!   missing, malformed, unknown or expired token and 503 when Redis is unavailable.
 //!
+//! ## Runnable example
+//!
+//! One file with a login route (`Sessions<T>`), a route that needs a session (`Auth<T>`),
+//! one that takes it if there is one (`MaybeAuth<T>`), logout, and `ApiError` in the
+//! handlers that call keygate, on Redis when `REDIS_URL` is set and on the embedded backend
+//! otherwise: see `examples/quickstart.rs`; run it with
+//! `cargo run -p keygate-axum --example quickstart` (port from `PORT`, default 3000).
+//!
 //! ## Example
 //!
 //! ```no_run
