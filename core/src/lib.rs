@@ -67,7 +67,7 @@
 //! | [`store`] | the backends: [`RedisStore`] (one server, Cluster or Sentinel), [`MemoryStore`] (embedded, feature `memory`), and the [`SessionStore`] trait they implement |
 //! | [`config`] | [`SessionConfig`]: key prefix, [`Codec`], idle TTL, absolute lifetime, hashed keys, sessions per user, token form; the seeds' presets |
 //! | [`codec`] | how session data is stored: a JSON string or a hash of string fields ([`StoredValue`]) |
-//! | `adapter` | support for the framework adapters (the macro defining their `Auth`, `MaybeAuth` and `Sessions` types); hidden from these docs, not a user API |
+//! | [`adapter`] | for adapter authors: the one logging policy for failures ([`adapter::report_error`]), the missing-component report, the shared re-export list and extractor newtypes; handler authors do not need it |
 //!
 //! ## Layouts
 //!
