@@ -5,7 +5,8 @@
 
 use std::sync::Arc;
 
-use keygate::{MemoryStore, RedisStore, SessionConfig, SessionManager, SessionStore, UserId};
+use keygate::backend::SessionStore;
+use keygate::{MemoryStore, RedisStore, SessionConfig, SessionManager, UserId};
 use serde::{Deserialize, Serialize};
 
 /// The Java seed's user, stored as a hash at `login:token:<token>`.

@@ -42,7 +42,7 @@
 //! struct User { id: u64, nick_name: String, icon: String }
 //!
 //! // The Java seed's layout: `login:token:<token>` holds a hash, 30 minutes idle TTL.
-//! // In production: `keygate::store::redis::RedisStore::connect(url).await?`.
+//! // In production: `keygate::RedisStore::connect(url).await?`.
 //! let sessions = SessionManager::<User>::new(MemoryStore::new(), SessionConfig::java_seed())?;
 //!
 //! let user = User { id: 598, nick_name: "user_x1y2z3".into(), icon: String::new() };
@@ -61,10 +61,10 @@
 //! | [`code`] | SMS verification codes as in the Java seed: issue with a resend cooldown and a daily cap, verify once, burned after 5 wrong tries ([`code::Codes`]) |
 //! | [`login`] | phone + code login: validate the phone, verify the code, find or create the user, create a session ([`login::PhoneLogin`]) |
 //! | [`lock`] | a distributed lock for work only one instance may do: owner-checked release, lease renewal, fencing tokens ([`lock::Locks`]) |
-//! | [`seckill`] | flash sales (秒杀): one atomic script decides whether a user may buy, orders go through a Redis Stream to [`seckill::OrderConsumer`] |
+//! | [`flash_sale`] | flash sales (秒杀): one atomic script decides whether a user may buy, orders go through a Redis Stream to [`flash_sale::OrderConsumer`] |
 //! | [`transport`] | reading the token from a request (`authorization` header raw or `Bearer`, `tokenid` query parameter, a cookie): [`TokenReader`], and [`RequestParts`] for adapters |
 //! | [`http`] | the framework-neutral HTTP side: the JSON envelope ([`http::Envelope`]) and the status and body of each rejection ([`http::Rejection`]) |
-//! | [`store`] | the backends: [`RedisStore`] (one server, Cluster or Sentinel), [`MemoryStore`] (embedded, feature `memory`), and the [`SessionStore`] trait they implement |
+//! | [`backend`] | the store traits every backend implements ([`backend::SessionStore`], [`backend::CodeStore`], [`backend::LockStore`], [`backend::FlashSaleStore`]); the backends themselves are [`RedisStore`] (one server, Cluster or Sentinel) and [`MemoryStore`] (embedded, feature `memory`) |
 //! | [`config`] | [`SessionConfig`]: key prefix, [`Codec`], idle TTL, absolute lifetime, hashed keys, sessions per user, token form; the seeds' presets |
 //! | [`codec`] | how session data is stored: a JSON string or a hash of string fields ([`StoredValue`]) |
 //! | [`adapter`] | for adapter authors: the one logging policy for failures ([`adapter::report_error`]), the missing-component report, the shared re-export list and extractor newtypes; handler authors do not need it |
@@ -111,18 +111,21 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod adapter;
+pub mod backend;
 pub mod code;
 pub mod codec;
 pub mod config;
 mod error;
+pub mod flash_sale;
 mod gate;
 pub mod http;
 mod keys;
 pub mod lock;
 pub mod login;
-pub mod seckill;
+#[cfg(feature = "memory")]
+mod memory_store;
+mod redis_store;
 pub mod session;
-pub mod store;
 mod token;
 pub mod transport;
 
@@ -131,11 +134,11 @@ pub use config::{Codec, SessionConfig};
 pub use error::{BackendError, Error, Result};
 pub use gate::{CurrentSession, Keygate, Resolved, optional};
 pub use keys::UserId;
-pub use session::{Session, SessionInfo, SessionManager};
 #[cfg(feature = "memory")]
-pub use store::memory::MemoryStore;
-pub use store::redis::{RedisOptions, RedisStore};
-pub use store::{Fetched, SessionStore, UpdateOutcome};
+pub use memory_store::MemoryStore;
+pub use redis_store::{RedisOptions, RedisStore};
+pub use session::UpdateOutcome;
+pub use session::{Session, SessionInfo, SessionManager};
 pub use token::{
     MAX_TOKEN_LEN, MIN_TOKEN_LEN, MalformedToken, Token, TokenEncoding, TokenFormat, TokenFormats,
 };

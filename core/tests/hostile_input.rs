@@ -6,10 +6,11 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use keygate::store::SessionKeyRef;
+use keygate::backend::SessionKeyRef;
+use keygate::backend::{SessionStore, StoredValue};
 use keygate::{
-    Codec, MemoryStore, RequestParts, SessionConfig, SessionManager, SessionStore, StoredValue,
-    Token, TokenReader, TokenSource, UserId,
+    Codec, MemoryStore, RequestParts, SessionConfig, SessionManager, Token, TokenReader,
+    TokenSource, UserId,
 };
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -164,7 +165,7 @@ fn malformed_tokens_cost_no_store_call() {
             k: SessionKeyRef<'_>,
             c: Codec,
             i: u64,
-        ) -> keygate::Result<keygate::Fetched> {
+        ) -> keygate::Result<keygate::backend::Fetched> {
             self.1.fetch_add(1, Ordering::SeqCst);
             self.0.load_and_touch(k, c, i).await
         }

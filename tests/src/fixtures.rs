@@ -183,7 +183,7 @@ impl Backend {
     }
 
     /// The store as a session backend.
-    pub fn sessions(&self) -> std::sync::Arc<dyn keygate::SessionStore> {
+    pub fn sessions(&self) -> std::sync::Arc<dyn keygate::backend::SessionStore> {
         match self {
             Backend::Memory(store) => std::sync::Arc::new(store.clone()),
             Backend::Redis(store, _) | Backend::Cluster(store, _) => {
@@ -203,7 +203,7 @@ impl Backend {
     }
 
     /// The store as a flash-sale backend.
-    pub fn seckill(&self) -> std::sync::Arc<dyn keygate::seckill::SeckillStore> {
+    pub fn flash_sale(&self) -> std::sync::Arc<dyn keygate::flash_sale::FlashSaleStore> {
         match self {
             Backend::Memory(store) => std::sync::Arc::new(store.clone()),
             Backend::Redis(store, _) | Backend::Cluster(store, _) => {

@@ -1,7 +1,7 @@
 //! The `quickstart` example serves what it says, through actix-web's test service.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-#[path = "../examples/quickstart.rs"]
+#[path = "../examples/actix_quickstart.rs"]
 #[allow(dead_code)]
 mod quickstart;
 

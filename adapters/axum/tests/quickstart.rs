@@ -1,7 +1,7 @@
 //! The `quickstart` example serves what it says, through tower's `oneshot`.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-#[path = "../examples/quickstart.rs"]
+#[path = "../examples/axum_quickstart.rs"]
 #[allow(dead_code)]
 mod quickstart;
 

@@ -1,7 +1,7 @@
 //! The `quickstart` example serves what it says, through poem's test client.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-#[path = "../examples/quickstart.rs"]
+#[path = "../examples/poem_quickstart.rs"]
 #[allow(dead_code)]
 mod quickstart;
 

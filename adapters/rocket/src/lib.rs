@@ -52,8 +52,8 @@
 //! One file with a login route (`Sessions<T>`), a route that needs a session (`Auth<T>`),
 //! one that takes it if there is one (`MaybeAuth<T>`), logout, and `ApiError` in the
 //! handlers that call keygate, on Redis when `REDIS_URL` is set and on the embedded backend
-//! otherwise: see `examples/quickstart.rs`; run it with
-//! `cargo run -p keygate-rocket --example quickstart` (port from `PORT`, default 3000).
+//! otherwise: see `examples/rocket_quickstart.rs`; run it with
+//! `cargo run -p keygate-rocket --example rocket_quickstart` (port from `PORT`, default 3000).
 //!
 //! ## Example
 //!

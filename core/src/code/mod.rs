@@ -6,7 +6,10 @@
 //! key's cluster slot, so each operation is one single-slot script.
 
 mod config;
+#[cfg(feature = "memory")]
+mod memory;
 mod phone;
+mod redis;
 mod sender;
 mod service;
 

@@ -99,6 +99,9 @@
 
 mod guard;
 mod locks;
+#[cfg(feature = "memory")]
+mod memory;
+pub(crate) mod redis;
 
 pub use guard::{Fence, LockGuard};
 pub use locks::{LockError, LockOptions, Locks};

@@ -7,11 +7,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::store::{Fetched, SessionKeyRef, SessionStore, UpdateOutcome};
 use super::{Session, SessionInfo};
 use crate::codec::{self, StoredValue};
 use crate::config::{SessionConfig, millis};
 use crate::keys::{SessionKeys, UserId, index_key};
-use crate::store::{Fetched, SessionKeyRef, SessionStore, UpdateOutcome};
 use crate::{Error, Result, Token};
 
 /// Token collisions at 128 bits do not happen; the retry guards against a broken RNG

@@ -1,11 +1,18 @@
 //! Sessions: the typed model handed to handlers and the manager that creates and loads them.
 
 mod manager;
+#[cfg(feature = "memory")]
+mod memory;
+mod redis;
+pub(crate) mod store;
+
+pub(crate) use redis::touch_script_source;
 
 use std::fmt;
 use std::ops::Deref;
 
 pub use manager::{INDEX_BATCH, SessionManager};
+pub use store::UpdateOutcome;
 
 use crate::Token;
 use crate::codec::StoredValue;

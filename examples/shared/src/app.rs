@@ -3,9 +3,9 @@
 use std::sync::Arc;
 
 use keygate::code::{CodeConfig, Codes, LogCodeSender};
+use keygate::flash_sale::{ConsumerHandle, ConsumerOptions, FlashSale, OrderConsumer};
 use keygate::lock::Locks;
 use keygate::login::PhoneLogin;
-use keygate::seckill::{ConsumerHandle, ConsumerOptions, FlashSale, OrderConsumer};
 use keygate::{Keygate, SessionConfig, SessionManager};
 
 use crate::StartError;

@@ -3,10 +3,11 @@
 
 use std::sync::Arc;
 
+use keygate::backend::SessionStore;
 use keygate::code::CodeStore;
+use keygate::flash_sale::FlashSaleStore;
 use keygate::lock::LockStore;
-use keygate::seckill::SeckillStore;
-use keygate::{MemoryStore, RedisOptions, RedisStore, SessionStore};
+use keygate::{MemoryStore, RedisOptions, RedisStore};
 
 use crate::StartError;
 use crate::config::RedisChoice;
@@ -77,7 +78,7 @@ impl Backend {
     }
 
     /// The store as a flash-sale backend.
-    pub fn seckill(&self) -> Arc<dyn SeckillStore> {
+    pub fn seckill(&self) -> Arc<dyn FlashSaleStore> {
         match self {
             Backend::Memory(s) => Arc::new(s.clone()),
             Backend::Redis(s) | Backend::Cluster(s) => Arc::new(s.clone()),

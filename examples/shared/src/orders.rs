@@ -1,7 +1,7 @@
 //! The flash-sale order consumer's handler: processed orders go to SQLite, once each.
 
 use async_trait::async_trait;
-use keygate::seckill::{HandlerError, Order, OrderHandler};
+use keygate::flash_sale::{HandlerError, Order, OrderHandler};
 
 use crate::db::Db;
 

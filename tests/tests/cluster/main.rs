@@ -11,10 +11,10 @@ mod codes_suite;
 #[path = "../sessions/conformance.rs"]
 mod conformance;
 mod failover;
+#[path = "../flash_sale/suite.rs"]
+mod flash_sale_suite;
 #[path = "../locks/suite.rs"]
 mod locks_suite;
-#[path = "../seckill/suite.rs"]
-mod seckill_suite;
 mod sentinel;
 mod slots;
 #[path = "../sessions/support.rs"]
@@ -101,7 +101,7 @@ on_cluster!(locks => crate::locks_suite:
     fence_keys_expire_and_fences_keep_increasing,
 );
 
-on_cluster!(seckill => crate::seckill_suite:
+on_cluster!(flash_sale => crate::flash_sale_suite:
     never_oversells_never_sells_twice,
     the_consumer_sees_every_order_once_acked,
     a_crashed_consumers_orders_are_reclaimed,

@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use keygate::code::{CodeConfig, CodeError, Codes};
-use keygate::lock::Locks;
-use keygate::seckill::{
+use keygate::flash_sale::{
     ConsumerOptions, FlashSale, HandlerError, Order, OrderConsumer, OrderHandler, OrderOutcome,
     SaleWindow,
 };
+use keygate::lock::Locks;
 use keygate::{SessionConfig, SessionManager, UserId};
 use keygate_tests::RedisCluster;
 use keygate_tests::eventually;
@@ -132,7 +132,7 @@ impl OrderHandler for Failing {
 async fn a_vouchers_keys_share_a_slot_per_shard() {
     let (_turn, b) = crate::turn().await;
     let cluster = b.redis_cluster().unwrap();
-    let sale = FlashSale::from_shared(b.seckill()).with_shards(3);
+    let sale = FlashSale::from_shared(b.flash_sale()).with_shards(3);
     let calls = Arc::new(AtomicUsize::new(0));
     let consumer = OrderConsumer::new(
         &sale,

@@ -314,9 +314,15 @@ pub async fn the_login_page_works_in_a_real_browser() {
         .await,
         "logout ended the session in Redis"
     );
-    let after = browser.text("#profile").await;
+    // Redis drops the key before the page has handled the logout's response: wait for the
+    // page to catch up.
+    let mut after = String::new();
     assert!(
-        !after.contains("user_"),
+        eventually(Duration::from_secs(10), async || {
+            after = browser.text("#profile").await;
+            !after.contains("user_")
+        })
+        .await,
         "the profile is gone after logout: {after:?}"
     );
 

@@ -6,12 +6,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use keygate::backend::SessionKeyRef;
+use keygate::backend::{Fetched, SessionStore, StoredValue};
 use keygate::http::Rejection;
-use keygate::store::SessionKeyRef;
-use keygate::{
-    Codec, Fetched, Keygate, RequestParts, SessionConfig, SessionStore, StoredValue, Token,
-    UpdateOutcome, UserId,
-};
+use keygate::{Codec, Keygate, RequestParts, SessionConfig, Token, UpdateOutcome, UserId};
 
 use crate::support::{Backend, JavaUser, Managers, NodeUser};
 

@@ -5,11 +5,9 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use keygate::store::SessionKeyRef;
-use keygate::{
-    Codec, Error, Fetched, SessionConfig, SessionManager, SessionStore, StoredValue, UpdateOutcome,
-    UserId,
-};
+use keygate::backend::SessionKeyRef;
+use keygate::backend::{Fetched, SessionStore, StoredValue};
+use keygate::{Codec, Error, SessionConfig, SessionManager, UpdateOutcome, UserId};
 use keygate_tests::fixtures::{Backend, JavaUser};
 
 use crate::support::Managers;

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
+use keygate::flash_sale::{OrderOutcome, SaleWindow};
 use keygate::lock::LockError;
-use keygate::seckill::{OrderOutcome, SaleWindow};
 use keygate::{CurrentSession, UserId};
 use serde::{Deserialize, Serialize};
 

@@ -14,7 +14,7 @@ pub(crate) enum Value {
     /// Members with their scores.
     ZSet(Vec<(String, i64)>),
     Set(std::collections::HashSet<String>),
-    Stream(Box<super::seckill::MemStream>),
+    Stream(Box<crate::flash_sale::memory::MemStream>),
 }
 
 #[derive(Debug)]

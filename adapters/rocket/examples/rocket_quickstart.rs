@@ -1,4 +1,4 @@
-//! keygate-rocket in one file: `cargo run -p keygate-rocket --example quickstart`.
+//! keygate-rocket in one file: `cargo run -p keygate-rocket --example rocket_quickstart`.
 //!
 //! Uses Redis when `REDIS_URL` is set (`redis://:password@127.0.0.1:6379/0`), else the
 //! embedded memory backend; listens on 127.0.0.1:`PORT` (default 3000).
@@ -6,7 +6,8 @@
 //! `curl -X POST localhost:3000/login` answers a token; send it as `authorization: <token>`
 //! to `GET /me`, `GET /hello` and `POST /logout`.
 
-use keygate_rocket::keygate::{self, SessionStore};
+use keygate_rocket::keygate::backend::SessionStore;
+use keygate_rocket::keygate::{self};
 use keygate_rocket::{ApiError, Auth, Envelope, Keygate, KeygateFairing, MaybeAuth, Sessions};
 use keygate_rocket::{MemoryStore, RedisStore, SessionConfig, SessionManager, UserId};
 use rocket::serde::json::Json;

@@ -3,24 +3,19 @@
 
 #[cfg(feature = "cluster")]
 mod cluster;
-mod code;
-mod connection;
-mod lock;
-mod script;
-mod seckill;
+pub(crate) mod connection;
+pub(crate) mod script;
 #[cfg(feature = "sentinel")]
 mod sentinel;
-mod session;
 
 use std::future::Future;
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::{Cmd, FromRedisValue, RedisResult};
 
 pub use connection::RedisOptions;
 use connection::{Conn, Dedicated};
-use script::LuaScript;
 
 use crate::error::{BackendError, Error};
 
@@ -38,7 +33,7 @@ use crate::error::{BackendError, Error};
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), keygate::Error> {
-/// use keygate::store::redis::RedisStore;
+/// use keygate::RedisStore;
 /// // Password and database number as in the URL (the Node seed's `auth_pass`, `select(0)`).
 /// let store = RedisStore::connect("redis://:222222@127.0.0.1:6379/0").await?;
 /// # Ok(()) }
@@ -49,7 +44,7 @@ pub struct RedisStore {
     /// For dedicated connections (pub/sub waits, blocking stream reads).
     dedicated: Dedicated,
     /// Idle dedicated connections for lock acquisitions followed by `WAIT`.
-    replication: Arc<lock::ReplicationConns>,
+    replication: Arc<crate::lock::redis::ReplicationConns>,
     pub(crate) command_timeout: Duration,
     pub(crate) connect_timeout: Duration,
 }
@@ -93,7 +88,7 @@ impl RedisStore {
             return;
         }
         let mut cmd = redis::cmd("SCRIPT");
-        cmd.arg("LOAD").arg(SESSION_TOUCH.source());
+        cmd.arg("LOAD").arg(crate::session::touch_script_source());
         let mut conn = self.conn();
         if let Err(error) = self.bounded(cmd.query_async::<String>(&mut conn)).await {
             tracing::debug!(%error, "preloading the session touch script failed; it loads on first use");
@@ -116,7 +111,7 @@ impl RedisStore {
     }
 
     /// Idle dedicated connections for lock acquisitions followed by `WAIT`.
-    pub(crate) fn replication(&self) -> &lock::ReplicationConns {
+    pub(crate) fn replication(&self) -> &crate::lock::redis::ReplicationConns {
         &self.replication
     }
 
@@ -154,28 +149,16 @@ impl RedisStore {
     }
 }
 
-/// Declares a Lua script kept in `lua/<name>.lua`, hashed once.
+/// Declares a Lua script kept in the invoking capability's `lua/<name>.lua`, hashed once.
 macro_rules! lua_script {
     ($name:ident, $file:literal) => {
-        pub(crate) static $name: LazyLock<LuaScript> =
-            LazyLock::new(|| LuaScript::new(include_str!(concat!("lua/", $file))));
+        pub(crate) static $name: ::std::sync::LazyLock<$crate::redis_store::script::LuaScript> =
+            ::std::sync::LazyLock::new(|| {
+                $crate::redis_store::script::LuaScript::new(include_str!(concat!("lua/", $file)))
+            });
     };
 }
-
-lua_script!(SESSION_INSERT, "session_insert.lua");
-lua_script!(SESSION_TOUCH, "session_touch.lua");
-lua_script!(SESSION_REPLACE_HASH, "session_replace_hash.lua");
-lua_script!(SESSION_UPDATE, "session_update.lua");
-lua_script!(CODE_ISSUE, "code_issue.lua");
-lua_script!(CODE_REVOKE, "code_revoke.lua");
-lua_script!(CODE_CHECK, "code_check.lua");
-lua_script!(LOCK_ACQUIRE, "lock_acquire.lua");
-lua_script!(LOCK_RELEASE, "lock_release.lua");
-lua_script!(LOCK_RENEW, "lock_renew.lua");
-lua_script!(SECKILL_LOAD, "seckill_load.lua");
-lua_script!(SECKILL_ORDER, "seckill_order.lua");
-lua_script!(SECKILL_DEAD_LETTER, "seckill_dead_letter.lua");
-lua_script!(SECKILL_TRIM, "seckill_trim.lua");
+pub(crate) use lua_script;
 
 /// Whether a Redis error says the key holds another type than the command expects.
 /// (Pipelines report server errors per command, so look at each.)

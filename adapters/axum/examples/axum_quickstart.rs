@@ -1,4 +1,4 @@
-//! keygate-axum in one file: `cargo run -p keygate-axum --example quickstart`.
+//! keygate-axum in one file: `cargo run -p keygate-axum --example axum_quickstart`.
 //!
 //! Uses Redis when `REDIS_URL` is set (`redis://:password@127.0.0.1:6379/0`), else the
 //! embedded memory backend; listens on 127.0.0.1:`PORT` (default 3000).
@@ -8,7 +8,8 @@
 
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use keygate_axum::keygate::{self, SessionStore, http::Envelope};
+use keygate_axum::keygate::backend::SessionStore;
+use keygate_axum::keygate::{self, http::Envelope};
 use keygate_axum::{ApiError, Auth, Keygate, KeygateLayer, MaybeAuth, Sessions};
 use keygate_axum::{MemoryStore, RedisStore, SessionConfig, SessionManager, UserId};
 use serde::{Deserialize, Serialize};

@@ -1,4 +1,4 @@
-//! keygate-actix in one file: `cargo run -p keygate-actix --example quickstart`.
+//! keygate-actix in one file: `cargo run -p keygate-actix --example actix_quickstart`.
 //!
 //! Uses Redis when `REDIS_URL` is set (`redis://:password@127.0.0.1:6379/0`), else the
 //! embedded memory backend; listens on 127.0.0.1:`PORT` (default 3000).
@@ -7,7 +7,8 @@
 //! to `GET /me`, `GET /hello` and `POST /logout`.
 
 use actix_web::{App, HttpServer, web};
-use keygate_actix::keygate::{self, SessionStore};
+use keygate_actix::keygate::backend::SessionStore;
+use keygate_actix::keygate::{self};
 use keygate_actix::{ApiError, Auth, Envelope, Keygate, KeygateMiddleware, MaybeAuth, Sessions};
 use keygate_actix::{MemoryStore, RedisStore, SessionConfig, SessionManager, UserId};
 use serde::{Deserialize, Serialize};

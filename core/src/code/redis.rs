@@ -2,9 +2,13 @@
 
 use async_trait::async_trait;
 
-use super::{CODE_CHECK, CODE_ISSUE, CODE_REVOKE, RedisStore};
 use crate::code::{CheckOutcome, CodeKeys, CodeStore, IssueLimits, IssueOutcome};
 use crate::error::{BackendError, Result};
+use crate::redis_store::{RedisStore, lua_script};
+
+lua_script!(CODE_ISSUE, "code_issue.lua");
+lua_script!(CODE_REVOKE, "code_revoke.lua");
+lua_script!(CODE_CHECK, "code_check.lua");
 
 #[async_trait]
 impl CodeStore for RedisStore {

@@ -8,13 +8,18 @@ use redis::streams::{
     StreamAutoClaimReply, StreamId, StreamPendingCountReply, StreamRangeReply, StreamReadReply,
 };
 
-use super::connection::BlockingConn;
-use super::{RedisStore, SECKILL_DEAD_LETTER, SECKILL_LOAD, SECKILL_ORDER, SECKILL_TRIM};
 use crate::error::{BackendError, Result};
-use crate::seckill::{
-    Claimed, Entry, ORDER_ID_EPOCH, ORDER_SEQ_SPAN, RawOrder, SeckillStore, ShardKeys,
+use crate::flash_sale::{
+    Claimed, Entry, FlashSaleStore, ORDER_ID_EPOCH, ORDER_SEQ_SPAN, RawOrder, ShardKeys,
     StreamLengths, StreamReader,
 };
+use crate::redis_store::connection::BlockingConn;
+use crate::redis_store::{RedisStore, lua_script};
+
+lua_script!(FLASH_SALE_LOAD, "flash_sale_load.lua");
+lua_script!(FLASH_SALE_ORDER, "flash_sale_order.lua");
+lua_script!(FLASH_SALE_DEAD_LETTER, "flash_sale_dead_letter.lua");
+lua_script!(FLASH_SALE_TRIM, "flash_sale_trim.lua");
 
 fn entry(id: StreamId, deliveries: u64) -> Entry {
     let mut fields: Vec<(String, String)> = id
@@ -62,7 +67,7 @@ fn xreadgroup(
 }
 
 #[async_trait]
-impl SeckillStore for RedisStore {
+impl FlashSaleStore for RedisStore {
     async fn load_sale(
         &self,
         keys: &ShardKeys,
@@ -71,7 +76,7 @@ impl SeckillStore for RedisStore {
         begin_ms: u64,
         end_ms: u64,
     ) -> Result<()> {
-        let mut invocation = SECKILL_LOAD.prepare_invoke();
+        let mut invocation = FLASH_SALE_LOAD.prepare_invoke();
         invocation
             .key(keys.voucher(voucher_id))
             .key(keys.buyers(voucher_id))
@@ -97,7 +102,7 @@ impl SeckillStore for RedisStore {
         voucher_id: u64,
         user_id: &str,
     ) -> Result<RawOrder> {
-        let mut invocation = SECKILL_ORDER.prepare_invoke();
+        let mut invocation = FLASH_SALE_ORDER.prepare_invoke();
         invocation
             .key(keys.voucher(voucher_id))
             .key(keys.buyers(voucher_id))
@@ -119,7 +124,7 @@ impl SeckillStore for RedisStore {
                 .map(RawOrder::Ordered)
                 .ok_or_else(|| unknown().into()),
             Some("2") => Ok(RawOrder::SoldOut),
-            Some("3") => Ok(RawOrder::AlreadyBought),
+            Some("3") => Ok(RawOrder::AlreadyOrdered),
             Some("4") => Ok(RawOrder::UnknownVoucher),
             Some("5") => Ok(RawOrder::NotStarted),
             Some("6") => Ok(RawOrder::Ended),
@@ -273,7 +278,7 @@ impl SeckillStore for RedisStore {
         entry: &Entry,
         cap: u64,
     ) -> Result<()> {
-        let mut invocation = SECKILL_DEAD_LETTER.prepare_invoke();
+        let mut invocation = FLASH_SALE_DEAD_LETTER.prepare_invoke();
         invocation
             .key(&keys.dead)
             .key(&keys.stream)
@@ -290,7 +295,7 @@ impl SeckillStore for RedisStore {
     }
 
     async fn trim(&self, keys: &ShardKeys) -> Result<u64> {
-        let mut invocation = SECKILL_TRIM.prepare_invoke();
+        let mut invocation = FLASH_SALE_TRIM.prepare_invoke();
         invocation.key(&keys.stream);
         let mut conn = self.conn();
         self.bounded(invocation.invoke_async(&mut conn)).await

@@ -35,6 +35,9 @@
 //! keys and stays in one slot.
 
 mod consumer;
+#[cfg(feature = "memory")]
+pub(crate) mod memory;
+mod redis;
 mod sale;
 
 pub use consumer::{ConsumerHandle, ConsumerOptions, HandlerError, OrderConsumer, OrderHandler};
@@ -53,7 +56,7 @@ pub const ORDER_ID_EPOCH: u64 = 1_704_067_200;
 pub const ORDER_SEQ_SPAN: u64 = 10_000_000;
 
 /// The order id that follows `last` (the shard's previous id, 0 for none) in `shard` of
-/// `shards`, at `now_unix_secs`. `seckill_order.lua` computes the same in Redis.
+/// `shards`, at `now_unix_secs`. `flash_sale_order.lua` computes the same in Redis.
 ///
 /// Within a second, shard `k` issues `k`, `shards + k`, `2 × shards + k`, ... below
 /// [`ORDER_SEQ_SPAN`]: no two shards share a residue modulo `shards`, so ids never
@@ -156,7 +159,7 @@ pub struct StreamLengths {
     pub dead_letters: u64,
 }
 
-/// What one pass of [`SeckillStore::claim_idle`] gave.
+/// What one pass of [`FlashSaleStore::claim_idle`] gave.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Claimed {
@@ -176,7 +179,7 @@ pub enum RawOrder {
     /// No stock left.
     SoldOut,
     /// This user already bought this voucher.
-    AlreadyBought,
+    AlreadyOrdered,
     /// No such voucher loaded.
     UnknownVoucher,
     /// The sale has not started.
@@ -187,7 +190,7 @@ pub enum RawOrder {
 
 /// Storage of flash sales and their order stream. Every method is one atomic step.
 #[async_trait]
-pub trait SeckillStore: Send + Sync + 'static {
+pub trait FlashSaleStore: Send + Sync + 'static {
     /// Sets the stock and window (unix ms, 0 = unbounded) and forgets the buyers.
     async fn load_sale(
         &self,

@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::sale::FlashSale;
-use super::{Entry, Order, SeckillStore, ShardKeys};
+use super::{Entry, FlashSaleStore, Order, ShardKeys};
 use crate::Token;
 use crate::config::millis;
 
@@ -136,7 +136,7 @@ impl ConsumerOptions {
 
 /// Runs an [`OrderHandler`] over the orders stream of every shard.
 pub struct OrderConsumer {
-    store: Arc<dyn SeckillStore>,
+    store: Arc<dyn FlashSaleStore>,
     shards: u64,
     handler: Arc<dyn OrderHandler>,
     options: ConsumerOptions,

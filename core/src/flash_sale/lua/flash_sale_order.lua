@@ -26,7 +26,7 @@ if (tonumber(sale[1] or '0') or 0) <= 0 then
 end
 redis.call('HINCRBY', KEYS[1], 'stock', -1)
 redis.call('SADD', KEYS[2], ARGV[1])
--- Order id (keygate::seckill::next_order_id): seconds since the epoch × span, plus
+-- Order id (keygate::flash_sale::next_order_id): seconds since the epoch × span, plus
 -- n × shards + shard below the span, n counting up within the second. Shards never share a
 -- residue, so ids never collide; a full second, or a clock that went back, continues in the
 -- second after the shard's last id, so a shard's ids only grow. KEYS[4] holds the last id.

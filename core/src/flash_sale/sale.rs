@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::{Entry, RawOrder, SeckillStore, ShardKeys, StreamLengths};
+use super::{Entry, FlashSaleStore, RawOrder, ShardKeys, StreamLengths};
 use crate::{Error, Result, UserId};
 
 /// The largest stock [`FlashSale::load`] accepts: the order script keeps the stock as a
@@ -67,13 +67,13 @@ impl OrderOutcome {
     }
 }
 
-/// Flash sales over a [`SeckillStore`]. Cheap to clone.
+/// Flash sales over a [`FlashSaleStore`]. Cheap to clone.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), keygate::Error> {
 /// use keygate::{MemoryStore, UserId};
-/// use keygate::seckill::{FlashSale, OrderOutcome, SaleWindow};
+/// use keygate::flash_sale::{FlashSale, OrderOutcome, SaleWindow};
 ///
 /// let sale = FlashSale::new(MemoryStore::new());
 /// sale.load(1, 1, SaleWindow::default()).await?;
@@ -84,7 +84,7 @@ impl OrderOutcome {
 /// ```
 #[derive(Clone)]
 pub struct FlashSale {
-    pub(crate) store: Arc<dyn SeckillStore>,
+    pub(crate) store: Arc<dyn FlashSaleStore>,
     pub(crate) shards: u64,
 }
 
@@ -103,12 +103,12 @@ fn unix_ms(t: Option<SystemTime>) -> u64 {
 
 impl FlashSale {
     /// Flash sales on one shard.
-    pub fn new(store: impl SeckillStore) -> Self {
+    pub fn new(store: impl FlashSaleStore) -> Self {
         Self::from_shared(Arc::new(store))
     }
 
     /// Like [`new`](Self::new) for a shared store.
-    pub fn from_shared(store: Arc<dyn SeckillStore>) -> Self {
+    pub fn from_shared(store: Arc<dyn FlashSaleStore>) -> Self {
         Self { store, shards: 1 }
     }
 
@@ -175,7 +175,7 @@ impl FlashSale {
         Ok(match raw {
             RawOrder::Ordered(order_id) => OrderOutcome::Ordered { order_id },
             RawOrder::SoldOut => OrderOutcome::SoldOut,
-            RawOrder::AlreadyBought => OrderOutcome::AlreadyOrdered,
+            RawOrder::AlreadyOrdered => OrderOutcome::AlreadyOrdered,
             RawOrder::UnknownVoucher => OrderOutcome::UnknownVoucher,
             RawOrder::NotStarted => OrderOutcome::NotStarted,
             RawOrder::Ended => OrderOutcome::Ended,

@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use keygate::UserId;
-use keygate::seckill::{
+use keygate::flash_sale::{
     ConsumerOptions, FlashSale, HandlerError, MAX_STOCK, ORDER_ID_EPOCH, ORDER_SEQ_SPAN, Order,
     OrderConsumer, OrderHandler, OrderOutcome, SaleWindow,
 };
@@ -14,7 +14,7 @@ use keygate_tests::fixtures::Backend;
 use tokio::sync::Mutex;
 
 fn sale(b: &Backend) -> FlashSale {
-    FlashSale::from_shared(b.seckill())
+    FlashSale::from_shared(b.flash_sale())
 }
 
 pub fn fast() -> ConsumerOptions {

@@ -4,12 +4,12 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-use super::MemoryStore;
-use super::db::Value;
+use super::store::{Fetched, SessionKeyRef, SessionStore, UpdateOutcome, field_changes};
 use crate::codec::StoredValue;
 use crate::config::Codec;
 use crate::error::Result;
-use crate::store::{Fetched, SessionKeyRef, SessionStore, UpdateOutcome, field_changes};
+use crate::memory_store::MemoryStore;
+use crate::memory_store::db::Value;
 
 fn to_value(stored: &StoredValue) -> Value {
     match stored {

@@ -2,13 +2,21 @@
 
 use async_trait::async_trait;
 
-use super::{
-    RedisStore, SESSION_INSERT, SESSION_REPLACE_HASH, SESSION_TOUCH, SESSION_UPDATE, is_wrong_type,
-};
+use super::store::{Fetched, SessionKeyRef, SessionStore, UpdateOutcome, field_changes};
 use crate::codec::StoredValue;
 use crate::config::Codec;
 use crate::error::{BackendError, Result};
-use crate::store::{Fetched, SessionKeyRef, SessionStore, UpdateOutcome, field_changes};
+use crate::redis_store::{RedisStore, is_wrong_type, lua_script};
+
+lua_script!(SESSION_INSERT, "session_insert.lua");
+lua_script!(SESSION_TOUCH, "session_touch.lua");
+lua_script!(SESSION_REPLACE_HASH, "session_replace_hash.lua");
+lua_script!(SESSION_UPDATE, "session_update.lua");
+
+/// The text of the script on the request path, for preloading it at connect.
+pub(crate) fn touch_script_source() -> &'static str {
+    SESSION_TOUCH.source()
+}
 
 fn codec_arg(codec: Codec) -> &'static str {
     match codec {

@@ -1,4 +1,4 @@
-//! keygate-poem in one file: `cargo run -p keygate-poem --example quickstart`.
+//! keygate-poem in one file: `cargo run -p keygate-poem --example poem_quickstart`.
 //!
 //! Uses Redis when `REDIS_URL` is set (`redis://:password@127.0.0.1:6379/0`), else the
 //! embedded memory backend; listens on 127.0.0.1:`PORT` (default 3000).
@@ -6,7 +6,8 @@
 //! `curl -X POST localhost:3000/login` answers a token; send it as `authorization: <token>`
 //! to `GET /me`, `GET /hello` and `POST /logout`.
 
-use keygate_poem::keygate::{self, SessionStore};
+use keygate_poem::keygate::backend::SessionStore;
+use keygate_poem::keygate::{self};
 use keygate_poem::{ApiError, Auth, Envelope, Keygate, KeygateMiddleware, MaybeAuth, Sessions};
 use keygate_poem::{MemoryStore, RedisStore, SessionConfig, SessionManager, UserId};
 use poem::endpoint::BoxEndpoint;

@@ -5,11 +5,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use subtle::ConstantTimeEq;
 
-use super::MemoryStore;
-use super::db::Value;
 use crate::code::{CheckOutcome, CodeKeys, CodeStore, IssueLimits, IssueOutcome};
 use crate::config::millis;
 use crate::error::Result;
+use crate::memory_store::MemoryStore;
+use crate::memory_store::db::Value;
 
 #[async_trait]
 impl CodeStore for MemoryStore {
@@ -73,7 +73,7 @@ impl CodeStore for MemoryStore {
         max_tries: u32,
     ) -> Result<CheckOutcome> {
         Ok(self.with_db(|db| {
-            let tries_so_far = |db: &mut super::db::Db| -> i64 {
+            let tries_so_far = |db: &mut crate::memory_store::db::Db| -> i64 {
                 db.get_str(&keys.tries)
                     .and_then(|s| s.parse().ok())
                     .unwrap_or(0)

@@ -5,11 +5,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use tokio::sync::{broadcast, mpsc};
 
-use super::MemoryStore;
-use super::db::Value;
 use crate::config::millis;
 use crate::error::Result;
 use crate::lock::{AcquireOutcome, LockKeys, LockStore, ReleaseSignal};
+use crate::memory_store::MemoryStore;
+use crate::memory_store::db::Value;
 
 /// The system clock in microseconds since the Unix epoch (0 before it), as Redis `TIME`.
 fn clock_micros() -> u64 {

@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use keygate::UserId;
-use keygate::seckill::{FlashSale, OrderConsumer, OrderOutcome, SaleWindow};
+use keygate::flash_sale::{FlashSale, OrderConsumer, OrderOutcome, SaleWindow};
 use keygate_tests::eventually;
 use keygate_tests::fixtures::Backend;
 
@@ -10,7 +10,7 @@ use crate::suite::{Recorder, fast};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_consumer_survives_a_redis_that_restarted_empty() {
     let mut b = Backend::redis().await;
-    let sale = FlashSale::from_shared(b.seckill());
+    let sale = FlashSale::from_shared(b.flash_sale());
     let recorder = Recorder::default();
     let consumer = OrderConsumer::new(&sale, recorder.clone(), fast()).spawn();
     sale.load(1, 10, SaleWindow::default()).await.unwrap();

@@ -8,11 +8,15 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::connection::BlockingConn;
-use super::script::Invocation;
-use super::{LOCK_ACQUIRE, LOCK_RELEASE, LOCK_RENEW, RedisStore};
 use crate::error::{BackendError, Result};
 use crate::lock::{AcquireOutcome, LockKeys, LockStore, ReleaseSignal};
+use crate::redis_store::connection::BlockingConn;
+use crate::redis_store::script::Invocation;
+use crate::redis_store::{RedisStore, lua_script};
+
+lua_script!(LOCK_ACQUIRE, "lock_acquire.lua");
+lua_script!(LOCK_RELEASE, "lock_release.lua");
+lua_script!(LOCK_RENEW, "lock_renew.lua");
 
 fn acquire_invocation<'a>(
     keys: &LockKeys,

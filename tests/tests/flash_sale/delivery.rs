@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use keygate::UserId;
-use keygate::seckill::{
+use keygate::flash_sale::{
     Entry, FlashSale, HandlerError, ORDER_SEQ_SPAN, Order, OrderConsumer, OrderHandler,
     OrderOutcome, SaleWindow, ShardKeys,
 };
@@ -132,7 +132,7 @@ async fn dead_letters(sale: &FlashSale) -> u64 {
 pub async fn order_ids_are_unique_for_any_shard_count(b: &Backend) {
     const PER_SHARD: u64 = 40;
     for shards in [1u64, 2, 3, 7, 16] {
-        let sale = FlashSale::from_shared(b.seckill()).with_shards(shards);
+        let sale = FlashSale::from_shared(b.flash_sale()).with_shards(shards);
         // One voucher per shard (consecutive ids cover every residue).
         let vouchers: Vec<u64> = (0..shards).map(|i| 1000 + shards * 100 + i).collect();
         for &voucher in &vouchers {
@@ -173,7 +173,7 @@ pub async fn order_ids_are_unique_for_any_shard_count(b: &Backend) {
 
 /// Item 10: a handler that panics is a failed delivery, not a dead worker.
 pub async fn a_panicking_handler_does_not_stop_the_consumer(b: &Backend) {
-    let sale = FlashSale::from_shared(b.seckill());
+    let sale = FlashSale::from_shared(b.flash_sale());
     sale.load(20, 10, SaleWindow::default()).await.unwrap();
     let probe = Probe::with(Mode::Panic, Some(13));
     let options = fast()
@@ -209,7 +209,7 @@ pub async fn a_panicking_handler_does_not_stop_the_consumer(b: &Backend) {
 /// Item 11: a consumer that crashes on an order and restarts under the same name sees the
 /// real delivery count and dead-letters the order after the limit.
 pub async fn a_consumer_restarting_under_its_name_dead_letters_a_poison_order(b: &Backend) {
-    let sale = FlashSale::from_shared(b.seckill());
+    let sale = FlashSale::from_shared(b.flash_sale());
     sale.load(21, 10, SaleWindow::default()).await.unwrap();
     // Hangs on every order: each start ends as a crash would, with the order in hand.
     let probe = Probe::with(Mode::Hang, None);
@@ -252,7 +252,7 @@ pub async fn a_consumer_restarting_under_its_name_dead_letters_a_poison_order(b:
 /// Item 12: idle entries behind more busy ones than one claim scans are still reclaimed.
 pub async fn reclaiming_gets_past_busy_entries(b: &Backend) {
     const IDLE: Duration = Duration::from_secs(3);
-    let store = b.seckill();
+    let store = b.flash_sale();
     let sale = FlashSale::from_shared(store.clone());
     let keys = ShardKeys::new(0);
     sale.load(22, 300, SaleWindow::default()).await.unwrap();
@@ -309,7 +309,7 @@ pub async fn reclaiming_gets_past_busy_entries(b: &Backend) {
 pub async fn processed_orders_are_trimmed_from_the_stream(b: &Backend) {
     const ORDERS: u64 = 100_000;
     const PRODUCERS: u64 = 64;
-    let sale = FlashSale::from_shared(b.seckill());
+    let sale = FlashSale::from_shared(b.flash_sale());
     sale.load(23, ORDERS, SaleWindow::default()).await.unwrap();
     let probe = Probe::default();
     let consumer = OrderConsumer::new(
@@ -403,7 +403,7 @@ pub async fn processed_orders_are_trimmed_from_the_stream(b: &Backend) {
 
 /// Item 13: trimming never drops an order that is pending with a crashed consumer.
 pub async fn trimming_keeps_a_crashed_consumers_orders(b: &Backend) {
-    let sale = FlashSale::from_shared(b.seckill());
+    let sale = FlashSale::from_shared(b.flash_sale());
     sale.load(24, 300, SaleWindow::default()).await.unwrap();
     let probe = Probe::default();
     let options = fast()
@@ -468,7 +468,7 @@ pub async fn trimming_keeps_a_crashed_consumers_orders(b: &Backend) {
 
 /// Item 13: the dead-letter stream keeps the newest `cap` entries.
 pub async fn the_dead_letter_stream_is_capped(b: &Backend) {
-    let sale = FlashSale::from_shared(b.seckill());
+    let sale = FlashSale::from_shared(b.flash_sale());
     sale.load(25, 30, SaleWindow::default()).await.unwrap();
     let probe = Probe::with(Mode::Fail, None);
     let options = fast()

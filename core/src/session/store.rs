@@ -1,9 +1,6 @@
-//! Storage backends. Every Redis command keygate sends lives below this module; the policy
-//! (which keys, when to evict, what counts as expired) lives above it.
-
-#[cfg(feature = "memory")]
-pub mod memory;
-pub mod redis;
+//! The session store trait: what a backend does for sessions. The Redis commands live in
+//! `redis.rs` beside it, the policy (which keys, when to evict, what counts as expired) in
+//! the manager.
 
 use async_trait::async_trait;
 

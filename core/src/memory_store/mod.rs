@@ -3,11 +3,7 @@
 //! that uses keygate. Data is lost when the process exits and is not shared between
 //! processes.
 
-mod code;
-mod db;
-mod lock;
-mod seckill;
-mod session;
+pub(crate) mod db;
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -18,9 +14,9 @@ use db::Db;
 pub struct MemoryStore {
     db: Arc<Mutex<Db>>,
     /// Lock release notifications (the lock key), as Redis pub/sub carries them.
-    released: tokio::sync::broadcast::Sender<String>,
+    pub(crate) released: tokio::sync::broadcast::Sender<String>,
     /// Wakes blocked stream readers when an entry is added.
-    stream_added: Arc<tokio::sync::Notify>,
+    pub(crate) stream_added: Arc<tokio::sync::Notify>,
 }
 
 impl Default for MemoryStore {

@@ -6,12 +6,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 
-use super::MemoryStore;
-use super::db::{Db, Value};
 use crate::error::Result;
-use crate::seckill::{
-    Claimed, Entry, RawOrder, SeckillStore, ShardKeys, StreamLengths, StreamReader, next_order_id,
+use crate::flash_sale::{
+    Claimed, Entry, FlashSaleStore, RawOrder, ShardKeys, StreamLengths, StreamReader, next_order_id,
 };
+use crate::memory_store::MemoryStore;
+use crate::memory_store::db::{Db, Value};
 
 /// A stream: entries by sequence number, and consumer groups.
 #[derive(Debug, Clone, Default)]
@@ -205,7 +205,7 @@ fn now() -> Duration {
 }
 
 #[async_trait]
-impl SeckillStore for MemoryStore {
+impl FlashSaleStore for MemoryStore {
     async fn load_sale(
         &self,
         keys: &ShardKeys,
@@ -265,7 +265,7 @@ impl SeckillStore for MemoryStore {
                 Some(Value::Set(set)) if set.contains(user_id)
             );
             if bought {
-                return RawOrder::AlreadyBought;
+                return RawOrder::AlreadyOrdered;
             }
             if stock <= 0 {
                 return RawOrder::SoldOut;

@@ -1,0 +1,12 @@
+//! The storage side, for those who write or wrap a backend: each capability's store trait
+//! and the types they exchange. Handlers never need this module; [`RedisStore`] and
+//! [`MemoryStore`](crate::MemoryStore) implement every trait here.
+
+pub use crate::code::{CheckOutcome, CodeKeys, CodeStore, IssueLimits, IssueOutcome};
+pub use crate::codec::StoredValue;
+pub use crate::flash_sale::{
+    Claimed, Entry, FlashSaleStore, RawOrder, ShardKeys, StreamLengths, StreamReader,
+};
+pub use crate::lock::{AcquireOutcome, LockKeys, LockStore, ReleaseSignal};
+pub use crate::redis_store::RedisStore;
+pub use crate::session::store::{Fetched, SessionKeyRef, SessionStore, UpdateOutcome};
