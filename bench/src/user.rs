@@ -11,6 +11,12 @@ pub struct NodeUser {
     pub openid: String,
 }
 
+impl keygate::SessionUser for NodeUser {
+    fn user_id(&self) -> keygate::UserId {
+        keygate::UserId::from(self.user_id)
+    }
+}
+
 /// The seed's `openid`, looked for in every `GET /me` answer of the sanity check.
 pub const OPENID: &str = "oGrf0v4ov5ETTCNtW_A-Zq61kgsI";
 

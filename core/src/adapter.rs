@@ -56,7 +56,8 @@ macro_rules! adapter_reexports {
         pub use ::keygate::http::{Envelope, Rejection};
         pub use ::keygate::{
             Codec, CurrentSession, Error, Keygate, RedisOptions, RedisStore, SessionConfig,
-            SessionManager, Token, TokenFormat, TokenFormats, TokenReader, TokenSource, UserId,
+            SessionManager, SessionUser, Token, TokenFormat, TokenFormats, TokenReader,
+            TokenSource, UpdateOutcome, UserId,
         };
     };
 }

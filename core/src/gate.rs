@@ -7,7 +7,7 @@ use serde::de::DeserializeOwned;
 
 use crate::http::Rejection;
 use crate::transport::{RequestParts, TokenReader};
-use crate::{Session, SessionInfo, SessionManager, UserId};
+use crate::{Session, SessionInfo, SessionManager, SessionUser};
 
 /// The session manager together with the token reader: what an adapter's layer,
 /// middleware, fairing or endpoint wrapper is configured with. Cheap to clone.
@@ -89,7 +89,8 @@ where
         self.session.data()
     }
 
-    /// The session manager, for anything beyond logout.
+    /// The session manager, for what goes beyond this session's user (operator tools). Its
+    /// methods take any user id: prefer the methods here in handlers.
     pub fn manager(&self) -> &SessionManager<T> {
         self.gate.manager()
     }
@@ -99,16 +100,27 @@ where
         self.gate.manager().destroy(self.session.token()).await
     }
 
-    /// Ends every session of `user`, this one included; returns how many were live.
-    pub async fn logout_everywhere(&self, user: &UserId) -> crate::Result<u64> {
-        self.gate.manager().destroy_all(user).await
-    }
-
-    /// The live sessions of `user`, this one marked `current`.
-    pub async fn list(&self, user: &UserId) -> crate::Result<Vec<SessionInfo>> {
+    /// Ends every session of this session's user, this one included; returns how many were
+    /// live. The user is the one the session data names ([`SessionUser`]), so a handler can
+    /// only end its own user's sessions.
+    pub async fn logout_everywhere(&self) -> crate::Result<u64>
+    where
+        T: SessionUser,
+    {
         self.gate
             .manager()
-            .list(user, Some(self.session.token()))
+            .destroy_all(&self.data().user_id())
+            .await
+    }
+
+    /// The live sessions of this session's user, oldest first, this one marked `current`.
+    pub async fn sessions(&self) -> crate::Result<Vec<SessionInfo>>
+    where
+        T: SessionUser,
+    {
+        self.gate
+            .manager()
+            .list(&self.data().user_id(), Some(self.session.token()))
             .await
     }
 
@@ -147,9 +159,13 @@ where
         &self.reader
     }
 
-    /// Creates a session for `user` and returns the token to hand to the client (login).
-    pub async fn login(&self, user: &UserId, data: &T) -> crate::Result<crate::Token> {
-        self.manager.create(user, data).await
+    /// Logs the user that `data` names in: creates a session holding `data` (registered in
+    /// that user's index) and returns the token to hand to the client.
+    pub async fn login(&self, data: &T) -> crate::Result<crate::Token>
+    where
+        T: SessionUser,
+    {
+        self.manager.create(&data.user_id(), data).await
     }
 
     /// Reads the token and loads-and-touches its session: one Redis round trip for a

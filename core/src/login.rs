@@ -8,20 +8,18 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::code::{CodeError, Codes, Phone};
-use crate::{Error, SessionManager, Token, UserId};
+use crate::{Error, SessionManager, SessionUser, Token};
 
 /// Where the app keeps its users.
 #[async_trait]
 pub trait UserDirectory: Send + Sync + 'static {
-    /// What is stored in the session (the seed's `UserDTO`).
-    type User: Serialize + DeserializeOwned + Send + Sync + 'static;
+    /// What is stored in the session (the seed's `UserDTO`); it names its user
+    /// ([`SessionUser`]) for the per-user session index.
+    type User: SessionUser + Serialize + DeserializeOwned + Send + Sync + 'static;
 
     /// The user with this phone, created if absent (the seed names new users
     /// [`random_nickname`]).
     async fn find_or_create_by_phone(&self, phone: &Phone) -> Result<Self::User, DirectoryError>;
-
-    /// The user's id, for the per-user session index.
-    fn user_id(&self, user: &Self::User) -> UserId;
 }
 
 /// The user directory failed (database down, constraint violated).
@@ -109,10 +107,7 @@ impl<D: UserDirectory> PhoneLogin<D> {
         let phone = self.codes.phone(phone)?;
         self.codes.verify(&phone, code).await?;
         let user = self.directory.find_or_create_by_phone(&phone).await?;
-        let token = self
-            .sessions
-            .create(&self.directory.user_id(&user), &user)
-            .await?;
+        let token = self.sessions.create(&user.user_id(), &user).await?;
         Ok((token, user))
     }
 }

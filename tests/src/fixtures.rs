@@ -32,9 +32,10 @@ impl JavaUser {
             icon: String::new(),
         }
     }
+}
 
-    /// The user's id for the per-user index.
-    pub fn user_id(&self) -> UserId {
+impl keygate::SessionUser for JavaUser {
+    fn user_id(&self) -> UserId {
         UserId::from(self.id)
     }
 }

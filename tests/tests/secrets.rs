@@ -4,6 +4,7 @@
 //! works.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+use keygate::SessionUser as _;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -20,13 +20,19 @@ pub(crate) struct User {
     nick_name: String,
 }
 
+impl keygate_actix::SessionUser for User {
+    fn user_id(&self) -> UserId {
+        UserId::from(self.id)
+    }
+}
+
 /// Logs in a fixed demo user (a real service checks a code or a password first).
 async fn login(sessions: Sessions<User>) -> Result<web::Json<Envelope<String>>, ApiError> {
     let user = User {
         id: 598,
         nick_name: "demo".into(),
     };
-    let token = sessions.login(&UserId::from(user.id), &user).await?;
+    let token = sessions.login(&user).await?;
     Ok(web::Json(Envelope::ok(token.expose().to_owned())))
 }
 

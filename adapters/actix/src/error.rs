@@ -61,6 +61,7 @@ impl ResponseError for KeygateRejection {
 /// use keygate_actix::keygate::http::Envelope;
 /// use keygate_actix::{ApiError, Auth};
 /// # #[derive(serde::Serialize, serde::Deserialize)] struct User { id: u64 }
+/// # impl keygate_actix::SessionUser for User { fn user_id(&self) -> keygate_actix::UserId { keygate_actix::UserId::from(self.id) } }
 ///
 /// async fn logout(user: Auth<User>) -> Result<web::Json<Envelope<()>>, ApiError> {
 ///     user.logout().await?;

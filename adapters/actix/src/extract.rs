@@ -31,6 +31,7 @@ keygate::extractor_types! {
     /// #[derive(Clone, serde::Serialize, serde::Deserialize)]
     /// #[serde(rename_all = "camelCase")]
     /// struct User { id: u64, nick_name: String }
+    /// # impl keygate_actix::SessionUser for User { fn user_id(&self) -> keygate_actix::UserId { keygate_actix::UserId::from(self.id) } }
     ///
     /// async fn me(user: Auth<User>) -> web::Json<Envelope<User>> {
     ///     web::Json(Envelope::ok(user.data().clone()))
@@ -49,6 +50,7 @@ keygate::extractor_types! {
     /// ```
     /// use keygate_actix::MaybeAuth;
     /// # #[derive(serde::Serialize, serde::Deserialize)] struct User { id: u64 }
+    /// # impl keygate_actix::SessionUser for User { fn user_id(&self) -> keygate_actix::UserId { keygate_actix::UserId::from(self.id) } }
     ///
     /// async fn hello(MaybeAuth(user): MaybeAuth<User>) -> String {
     ///     match user {
@@ -60,7 +62,7 @@ keygate::extractor_types! {
     MaybeAuth;
     /// The [`Keygate`] itself, for routes that create sessions (login) or manage them without
     /// a session of their own. Dereferences to [`Keygate<T>`]:
-    /// `sessions.login(&user_id, &data).await` returns the token for the client.
+    /// `sessions.login(&data).await` returns the token for the client.
     ///
     /// Found in the request's extensions, put there by
     /// [`KeygateMiddleware`](crate::KeygateMiddleware) (as in every keygate adapter: the
@@ -71,10 +73,11 @@ keygate::extractor_types! {
     /// use keygate_actix::keygate::http::Envelope;
     /// use keygate_actix::{ApiError, Sessions, UserId};
     /// # #[derive(serde::Serialize, serde::Deserialize)] struct User { id: u64 }
+    /// # impl keygate_actix::SessionUser for User { fn user_id(&self) -> keygate_actix::UserId { keygate_actix::UserId::from(self.id) } }
     ///
     /// async fn login(sessions: Sessions<User>, user: web::Json<User>) -> Result<web::Json<Envelope<String>>, ApiError> {
     ///     // (after checking the user's credentials)
-    ///     let token = sessions.login(&UserId::from(user.id), &user).await?;
+    ///     let token = sessions.login(&user).await?;
     ///     Ok(web::Json(Envelope::ok(token.expose().to_owned())))
     /// }
     /// ```

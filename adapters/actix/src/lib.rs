@@ -55,13 +55,14 @@
 //!     id: u64,
 //!     nick_name: String,
 //! }
+//! # impl keygate_actix::SessionUser for User { fn user_id(&self) -> keygate_actix::UserId { keygate_actix::UserId::from(self.id) } }
 //!
 //! async fn login(
 //!     sessions: Sessions<User>,
 //!     user: web::Json<User>,
 //! ) -> Result<web::Json<Envelope<String>>, ApiError> {
 //!     // A real service checks credentials (a verification code) first.
-//!     let token = sessions.login(&UserId::from(user.id), &user).await?;
+//!     let token = sessions.login(&user).await?;
 //!     Ok(web::Json(Envelope::ok(token.expose().to_owned())))
 //! }
 //!
@@ -82,7 +83,7 @@
 //! }
 //!
 //! async fn logout_all(user: Auth<User>) -> Result<web::Json<Envelope<u64>>, ApiError> {
-//!     let ended = user.logout_everywhere(&UserId::from(user.id)).await?;
+//!     let ended = user.logout_everywhere().await?;
 //!     Ok(web::Json(Envelope::ok(ended)))
 //! }
 //!
@@ -160,6 +161,7 @@
 //! use actix_web::{App, HttpServer, web};
 //! use keygate_actix::{Auth, Keygate, KeygateMiddleware, RedisStore, SessionConfig, SessionManager};
 //! # #[derive(serde::Serialize, serde::Deserialize)] struct User { id: u64 }
+//! # impl keygate_actix::SessionUser for User { fn user_id(&self) -> keygate_actix::UserId { keygate_actix::UserId::from(self.id) } }
 //! # async fn me(user: Auth<User>) -> String { user.id.to_string() }
 //!
 //! #[actix_web::main]

@@ -29,6 +29,7 @@ use keygate::{Keygate, RequestParts, Resolved};
 /// use actix_web::{App, web};
 /// use keygate_actix::{Auth, Keygate, KeygateMiddleware, MemoryStore, SessionConfig, SessionManager};
 /// # #[derive(serde::Serialize, serde::Deserialize)] struct User { id: u64 }
+/// # impl keygate_actix::SessionUser for User { fn user_id(&self) -> keygate_actix::UserId { keygate_actix::UserId::from(self.id) } }
 ///
 /// let manager = SessionManager::<User>::new(MemoryStore::new(), SessionConfig::java_seed())?;
 /// let gate = Keygate::new(manager);

@@ -40,7 +40,7 @@ async fn login(
     sessions: Sessions<JavaUser>,
     user: web::Json<JavaUser>,
 ) -> Result<web::Json<Envelope<String>>, ApiError> {
-    let token = sessions.login(&user.user_id(), &user).await?;
+    let token = sessions.login(&user).await?;
     Ok(web::Json(Envelope::ok(token.expose().to_owned())))
 }
 
@@ -49,7 +49,7 @@ async fn logout(user: Auth<JavaUser>) -> Result<web::Json<Envelope<bool>>, ApiEr
 }
 
 async fn logout_all(user: Auth<JavaUser>) -> Result<web::Json<Envelope<u64>>, ApiError> {
-    let ended = user.logout_everywhere(&user.user_id()).await?;
+    let ended = user.logout_everywhere().await?;
     Ok(web::Json(Envelope::ok(ended)))
 }
 

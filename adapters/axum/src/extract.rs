@@ -26,7 +26,7 @@ keygate::extractor_types! {
     /// The session if there is one: `None` for a missing, malformed, unknown or expired token;
     /// still 503 when the backend is unavailable. Same as `Option<Auth<T>>`.
     MaybeAuth;
-    /// The gate, for logging in (`sessions.login(&user_id, &data)`) and managing sessions.
+    /// The gate, for logging in (`sessions.login(&data)`) and managing sessions.
     Sessions;
 }
 

@@ -30,10 +30,11 @@
 //! #[derive(Clone, Serialize, Deserialize)]
 //! #[serde(rename_all = "camelCase")]
 //! struct User { id: u64, nick_name: String }
+//! # impl keygate_axum::SessionUser for User { fn user_id(&self) -> keygate_axum::UserId { keygate_axum::UserId::from(self.id) } }
 //!
 //! async fn login(sessions: Sessions<User>) -> Result<String, ApiError> {
 //!     let user = User { id: 598, nick_name: "user_a1b2c3".into() };
-//!     Ok(sessions.login(&UserId::from(user.id), &user).await?.expose().to_owned())
+//!     Ok(sessions.login(&user).await?.expose().to_owned())
 //! }
 //!
 //! async fn me(user: Auth<User>) -> Json<User> {
@@ -46,7 +47,7 @@
 //! }
 //!
 //! async fn logout_everywhere(user: Auth<User>) -> Result<String, ApiError> {
-//!     Ok(user.logout_everywhere(&UserId::from(user.id)).await?.to_string())
+//!     Ok(user.logout_everywhere().await?.to_string())
 //! }
 //!
 //! #[tokio::main]

@@ -36,7 +36,7 @@ async fn login(
     sessions: Sessions<JavaUser>,
     Json(user): Json<JavaUser>,
 ) -> Result<Json<Envelope<String>>, ApiError> {
-    let token = sessions.login(&user.user_id(), &user).await?;
+    let token = sessions.login(&user).await?;
     Ok(Json(Envelope::ok(token.expose().to_owned())))
 }
 
@@ -45,9 +45,7 @@ async fn logout(user: Auth<JavaUser>) -> Result<Json<Envelope<bool>>, ApiError> 
 }
 
 async fn logout_all(user: Auth<JavaUser>) -> Result<Json<Envelope<u64>>, ApiError> {
-    Ok(Json(Envelope::ok(
-        user.logout_everywhere(&user.user_id()).await?,
-    )))
+    Ok(Json(Envelope::ok(user.logout_everywhere().await?)))
 }
 
 async fn app(server: &RedisServer) -> Router {

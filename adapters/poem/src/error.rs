@@ -13,6 +13,7 @@ use poem::http::StatusCode;
 /// use keygate_poem::{ApiError, Auth, Envelope};
 /// use poem::{handler, web::Json};
 /// # #[derive(serde::Serialize, serde::Deserialize)] struct User { id: u64 }
+/// # impl keygate_poem::SessionUser for User { fn user_id(&self) -> keygate_poem::UserId { keygate_poem::UserId::from(self.id) } }
 ///
 /// #[handler]
 /// async fn logout(auth: Auth<User>) -> Result<Json<Envelope<()>>, ApiError> {

@@ -39,6 +39,7 @@ keygate::extractor_types! {
     /// use keygate_poem::{Auth, Envelope};
     /// use poem::{handler, web::Json};
     /// # #[derive(Clone, serde::Serialize, serde::Deserialize)] struct User { id: u64 }
+    /// # impl keygate_poem::SessionUser for User { fn user_id(&self) -> keygate_poem::UserId { keygate_poem::UserId::from(self.id) } }
     ///
     /// #[handler]
     /// fn me(user: Auth<User>) -> Json<Envelope<User>> {
@@ -57,6 +58,7 @@ keygate::extractor_types! {
     /// use keygate_poem::MaybeAuth;
     /// use poem::handler;
     /// # #[derive(serde::Serialize, serde::Deserialize)] struct User { id: u64, nick_name: String }
+    /// # impl keygate_poem::SessionUser for User { fn user_id(&self) -> keygate_poem::UserId { keygate_poem::UserId::from(self.id) } }
     ///
     /// #[handler]
     /// fn greeting(MaybeAuth(user): MaybeAuth<User>) -> String {
@@ -67,7 +69,7 @@ keygate::extractor_types! {
     /// }
     /// ```
     MaybeAuth;
-    /// The [`Keygate<T>`] of the route, for logging in: `sessions.login(&user_id, &data)`.
+    /// The [`Keygate<T>`] of the route, for logging in: `sessions.login(&data)`.
     ///
     /// Found in the request's extensions, where [`KeygateMiddleware`](crate::KeygateMiddleware)
     /// puts it (or `poem::middleware::AddData` with a `Keygate<T>`); a 500 with the JSON
@@ -77,12 +79,13 @@ keygate::extractor_types! {
     /// use keygate_poem::{ApiError, Envelope, Sessions, UserId};
     /// use poem::{handler, web::Json};
     /// # #[derive(serde::Serialize, serde::Deserialize)] struct User { id: u64 }
+    /// # impl keygate_poem::SessionUser for User { fn user_id(&self) -> keygate_poem::UserId { keygate_poem::UserId::from(self.id) } }
     ///
     /// #[handler]
     /// async fn login(sessions: Sessions<User>) -> Result<Json<Envelope<String>>, ApiError> {
     ///     // (verify the user's credentials first)
     ///     let user = User { id: 598 };
-    ///     let token = sessions.login(&UserId::from(user.id), &user).await?;
+    ///     let token = sessions.login(&user).await?;
     ///     Ok(Json(Envelope::ok(token.expose().to_owned())))
     /// }
     /// ```

@@ -62,6 +62,7 @@
 //!     nick_name: String,
 //!     icon: String,
 //! }
+//! # impl keygate_poem::SessionUser for User { fn user_id(&self) -> keygate_poem::UserId { keygate_poem::UserId::from(self.id) } }
 //!
 //! #[derive(Deserialize)]
 //! struct LoginForm {
@@ -75,7 +76,7 @@
 //! ) -> Result<Json<Envelope<String>>, ApiError> {
 //!     // A real service verifies a code or a password here.
 //!     let user = User { id: form.id, nick_name: format!("user_{}", form.id), icon: String::new() };
-//!     let token = sessions.login(&UserId::from(user.id), &user).await?;
+//!     let token = sessions.login(&user).await?;
 //!     Ok(Json(Envelope::ok(token.expose().to_owned())))
 //! }
 //!
@@ -92,7 +93,7 @@
 //!
 //! #[handler]
 //! async fn logout_all(user: Auth<User>) -> Result<Json<Envelope<u64>>, ApiError> {
-//!     let ended = user.logout_everywhere(&UserId::from(user.id)).await?;
+//!     let ended = user.logout_everywhere().await?;
 //!     Ok(Json(Envelope::ok(ended)))
 //! }
 //!
@@ -118,6 +119,7 @@
 //! use poem::{EndpointExt, Route, get, handler, http::StatusCode, test::TestClient, web::Json};
 //! # #[derive(Clone, serde::Serialize, serde::Deserialize)]
 //! # struct User { id: u64 }
+//! # impl keygate_poem::SessionUser for User { fn user_id(&self) -> keygate_poem::UserId { keygate_poem::UserId::from(self.id) } }
 //!
 //! #[handler]
 //! fn me(user: Auth<User>) -> Json<Envelope<u64>> {
@@ -127,7 +129,7 @@
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), keygate_poem::keygate::Error> {
 //! let gate = Keygate::new(SessionManager::new(MemoryStore::new(), SessionConfig::java_seed())?);
-//! let token = gate.login(&UserId::from(598u64), &User { id: 598 }).await?;
+//! let token = gate.login(&User { id: 598 }).await?;
 //! let client = TestClient::new(Route::new().at("/me", get(me)).with(KeygateMiddleware::new(gate)));
 //!
 //! let response = client.get("/me").header("authorization", token.expose()).send().await;

@@ -23,6 +23,7 @@ use poem::{Endpoint, Middleware, Request, Result};
 /// use keygate_poem::{KeygateMiddleware, Keygate, MemoryStore, SessionConfig, SessionManager};
 /// use poem::{EndpointExt, Route, get, handler};
 /// # #[derive(serde::Serialize, serde::Deserialize)] struct User { id: u64 }
+/// # impl keygate_poem::SessionUser for User { fn user_id(&self) -> keygate_poem::UserId { keygate_poem::UserId::from(self.id) } }
 /// # #[handler] fn me() {}
 ///
 /// let manager = SessionManager::<User>::new(MemoryStore::new(), SessionConfig::java_seed())?;

@@ -21,6 +21,12 @@ struct User {
     nick_name: String,
 }
 
+impl keygate_rocket::SessionUser for User {
+    fn user_id(&self) -> UserId {
+        UserId::from(self.id)
+    }
+}
+
 /// Logs in a fixed demo user (a real service checks a code or a password first).
 #[post("/login")]
 async fn login(sessions: Sessions<User>) -> Result<Json<Envelope<String>>, ApiError> {
@@ -28,7 +34,7 @@ async fn login(sessions: Sessions<User>) -> Result<Json<Envelope<String>>, ApiEr
         id: 598,
         nick_name: "demo".into(),
     };
-    let token = sessions.login(&UserId::from(user.id), &user).await?;
+    let token = sessions.login(&user).await?;
     Ok(Json(Envelope::ok(token.expose().to_owned())))
 }
 

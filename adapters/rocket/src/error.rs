@@ -13,6 +13,7 @@ use rocket::response::{self, Responder, content::RawJson};
 /// use keygate_rocket::{ApiError, Auth, Envelope};
 /// use rocket::{post, serde::json::Json};
 /// # #[derive(serde::Serialize, serde::Deserialize)] struct User { id: u64 }
+/// # impl keygate_rocket::SessionUser for User { fn user_id(&self) -> keygate_rocket::UserId { keygate_rocket::UserId::from(self.id) } }
 ///
 /// #[post("/user/logout")]
 /// async fn logout(auth: Auth<User>) -> Result<Json<Envelope<()>>, ApiError> {

@@ -22,6 +22,7 @@ use rocket::{Build, Rocket};
 /// ```
 /// use keygate_rocket::{Keygate, KeygateFairing, MemoryStore, SessionConfig, SessionManager};
 /// # #[derive(serde::Serialize, serde::Deserialize)] struct User { id: u64 }
+/// # impl keygate_rocket::SessionUser for User { fn user_id(&self) -> keygate_rocket::UserId { keygate_rocket::UserId::from(self.id) } }
 ///
 /// let manager = SessionManager::<User>::new(MemoryStore::new(), SessionConfig::java_seed())?;
 /// let rocket = rocket::build().attach(KeygateFairing::new(Keygate::new(manager)));

@@ -96,6 +96,7 @@ keygate::extractor_types! {
     /// use keygate_rocket::{Auth, Envelope};
     /// use rocket::{get, serde::json::Json};
     /// # #[derive(Clone, serde::Serialize, serde::Deserialize)] struct User { id: u64 }
+    /// # impl keygate_rocket::SessionUser for User { fn user_id(&self) -> keygate_rocket::UserId { keygate_rocket::UserId::from(self.id) } }
     ///
     /// #[get("/user/me")]
     /// fn me(user: Auth<User>) -> Json<Envelope<User>> {
@@ -114,6 +115,7 @@ keygate::extractor_types! {
     /// use keygate_rocket::MaybeAuth;
     /// use rocket::get;
     /// # #[derive(serde::Serialize, serde::Deserialize)] struct User { id: u64, nick_name: String }
+    /// # impl keygate_rocket::SessionUser for User { fn user_id(&self) -> keygate_rocket::UserId { keygate_rocket::UserId::from(self.id) } }
     ///
     /// #[get("/")]
     /// fn greeting(user: MaybeAuth<User>) -> String {
@@ -125,18 +127,19 @@ keygate::extractor_types! {
     /// ```
     MaybeAuth;
     /// The [`Keygate<T>`] the fairing manages, for logging in:
-    /// `sessions.login(&user_id, &data)`.
+    /// `sessions.login(&data)`.
     ///
     /// ```
     /// use keygate_rocket::{ApiError, Envelope, Sessions, UserId};
     /// use rocket::{post, serde::json::Json};
     /// # #[derive(serde::Serialize, serde::Deserialize)] struct User { id: u64 }
+    /// # impl keygate_rocket::SessionUser for User { fn user_id(&self) -> keygate_rocket::UserId { keygate_rocket::UserId::from(self.id) } }
     ///
     /// #[post("/user/login")]
     /// async fn login(sessions: Sessions<User>) -> Result<Json<Envelope<String>>, ApiError> {
     ///     // (verify the user's credentials first)
     ///     let user = User { id: 598 };
-    ///     let token = sessions.login(&UserId::from(user.id), &user).await?;
+    ///     let token = sessions.login(&user).await?;
     ///     Ok(Json(Envelope::ok(token.expose().to_owned())))
     /// }
     /// ```

@@ -76,6 +76,7 @@
 //!     nick_name: String,
 //!     icon: String,
 //! }
+//! # impl keygate_rocket::SessionUser for User { fn user_id(&self) -> keygate_rocket::UserId { keygate_rocket::UserId::from(self.id) } }
 //!
 //! #[derive(Deserialize)]
 //! struct LoginForm {
@@ -89,7 +90,7 @@
 //! ) -> Result<Json<Envelope<String>>, ApiError> {
 //!     // A real service verifies a code or a password here.
 //!     let user = User { id: form.id, nick_name: format!("user_{}", form.id), icon: String::new() };
-//!     let token = sessions.login(&UserId::from(user.id), &user).await?;
+//!     let token = sessions.login(&user).await?;
 //!     Ok(Json(Envelope::ok(token.expose().to_owned())))
 //! }
 //!
@@ -106,7 +107,7 @@
 //!
 //! #[post("/user/logout-all")]
 //! async fn logout_all(user: Auth<User>) -> Result<Json<Envelope<u64>>, ApiError> {
-//!     let ended = user.logout_everywhere(&UserId::from(user.id)).await?;
+//!     let ended = user.logout_everywhere().await?;
 //!     Ok(Json(Envelope::ok(ended)))
 //! }
 //!
@@ -132,6 +133,7 @@
 //! use rocket::{get, routes, serde::json::Json};
 //! # #[derive(Clone, serde::Serialize, serde::Deserialize)]
 //! # struct User { id: u64 }
+//! # impl keygate_rocket::SessionUser for User { fn user_id(&self) -> keygate_rocket::UserId { keygate_rocket::UserId::from(self.id) } }
 //!
 //! #[get("/me")]
 //! fn me(user: Auth<User>) -> Json<Envelope<u64>> {
@@ -141,7 +143,7 @@
 //! # #[rocket::main]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let gate = Keygate::new(SessionManager::new(MemoryStore::new(), SessionConfig::java_seed())?);
-//! let token = gate.login(&UserId::from(598u64), &User { id: 598 }).await?;
+//! let token = gate.login(&User { id: 598 }).await?;
 //! let rocket = rocket::build().mount("/", routes![me]).attach(KeygateFairing::new(gate));
 //! let client = Client::untracked(rocket).await?;
 //!

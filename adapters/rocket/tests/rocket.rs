@@ -45,7 +45,7 @@ async fn login(
     sessions: Sessions<JavaUser>,
     user: Json<JavaUser>,
 ) -> Result<Json<Envelope<String>>, ApiError> {
-    let token = sessions.login(&user.user_id(), &user).await?;
+    let token = sessions.login(&user).await?;
     Ok(Json(Envelope::ok(token.expose().to_owned())))
 }
 
@@ -56,9 +56,7 @@ async fn logout(user: Auth<JavaUser>) -> Result<Json<Envelope<bool>>, ApiError> 
 
 #[post("/logout-all")]
 async fn logout_all(user: Auth<JavaUser>) -> Result<Json<Envelope<u64>>, ApiError> {
-    Ok(Json(Envelope::ok(
-        user.logout_everywhere(&user.user_id()).await?,
-    )))
+    Ok(Json(Envelope::ok(user.logout_everywhere().await?)))
 }
 
 #[get("/bad-user")]

@@ -6,7 +6,7 @@ use actix_session::{Session, SessionMiddleware};
 use actix_web::cookie::{Key, time};
 use actix_web::http::StatusCode;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
-use keygate_actix::{ApiError, Auth, KeygateMiddleware, Sessions, UserId};
+use keygate_actix::{ApiError, Auth, KeygateMiddleware, Sessions};
 use redis::aio::ConnectionManager;
 
 use super::{ServeSpec, Variant, WORKERS, getex_connection, getex_login, getex_me, keygate_gate};
@@ -130,7 +130,7 @@ async fn keygate_me(user: Auth<NodeUser>) -> web::Json<NodeUser> {
 
 async fn keygate_login(sessions: Sessions<NodeUser>) -> std::result::Result<String, ApiError> {
     let user = NodeUser::seed();
-    let token = sessions.login(&UserId::from(user.user_id), &user).await?;
+    let token = sessions.login(&user).await?;
     Ok(token.expose().to_owned())
 }
 

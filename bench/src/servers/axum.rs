@@ -4,7 +4,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use keygate_axum::{ApiError, Auth, KeygateLayer, Sessions, UserId};
+use keygate_axum::{ApiError, Auth, KeygateLayer, Sessions};
 use redis::aio::ConnectionManager;
 use tower_sessions::cookie::time;
 use tower_sessions::{Expiry, Session, SessionManagerLayer};
@@ -91,7 +91,7 @@ async fn keygate_me(user: Auth<NodeUser>) -> Json<NodeUser> {
 
 async fn keygate_login(sessions: Sessions<NodeUser>) -> Result<String, ApiError> {
     let user = NodeUser::seed();
-    let token = sessions.login(&UserId::from(user.user_id), &user).await?;
+    let token = sessions.login(&user).await?;
     Ok(token.expose().to_owned())
 }
 

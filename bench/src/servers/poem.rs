@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use keygate_poem::{ApiError, Auth, KeygateMiddleware, Sessions, UserId};
+use keygate_poem::{ApiError, Auth, KeygateMiddleware, Sessions};
 use poem::http::StatusCode;
 use poem::listener::TcpListener;
 use poem::session::{CookieConfig, RedisStorage, ServerSession, Session};
@@ -105,7 +105,7 @@ fn keygate_me(user: Auth<NodeUser>) -> Json<NodeUser> {
 #[handler]
 async fn keygate_login(sessions: Sessions<NodeUser>) -> std::result::Result<String, ApiError> {
     let user = NodeUser::seed();
-    let token = sessions.login(&UserId::from(user.user_id), &user).await?;
+    let token = sessions.login(&user).await?;
     Ok(token.expose().to_owned())
 }
 

@@ -3,7 +3,7 @@
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use keygate_rocket::{ApiError, Auth, KeygateFairing, Sessions, UserId};
+use keygate_rocket::{ApiError, Auth, KeygateFairing, Sessions};
 use redis::aio::ConnectionManager;
 use rocket::config::LogLevel;
 use rocket::http::Status;
@@ -112,7 +112,7 @@ fn keygate_me(user: Auth<NodeUser>) -> Json<NodeUser> {
 #[post("/login")]
 async fn keygate_login(sessions: Sessions<NodeUser>) -> std::result::Result<String, ApiError> {
     let user = NodeUser::seed();
-    let token = sessions.login(&UserId::from(user.user_id), &user).await?;
+    let token = sessions.login(&user).await?;
     Ok(token.expose().to_owned())
 }
 

@@ -14,8 +14,30 @@ use std::ops::Deref;
 pub use manager::{INDEX_BATCH, SessionManager};
 pub use store::UpdateOutcome;
 
-use crate::Token;
 use crate::codec::StoredValue;
+use crate::{Token, UserId};
+
+/// Session data that names its user, as axum-login's `AuthUser::id` does: it lets a handler
+/// log in (`sessions.login(&user)`), end every session of its user
+/// (`auth.logout_everywhere()`) and list them (`auth.sessions()`) without passing a user id,
+/// so that a handler can only touch its own user's sessions.
+///
+/// ```
+/// use keygate::{SessionUser, UserId};
+///
+/// struct User { id: u64 }
+///
+/// impl SessionUser for User {
+///     fn user_id(&self) -> UserId {
+///         UserId::from(self.id)
+///     }
+/// }
+/// assert_eq!(User { id: 598 }.user_id().as_str(), "598");
+/// ```
+pub trait SessionUser {
+    /// The id of the user this data belongs to: the key of the user's session index.
+    fn user_id(&self) -> UserId;
+}
 
 /// A live session: the user's data, loaded (and its idle TTL reset) by
 /// [`SessionManager::load`].

@@ -54,8 +54,10 @@ impl UserDirectory for SqliteUsers {
             icon: row.icon,
         })
     }
+}
 
-    fn user_id(&self, user: &UserDto) -> UserId {
-        UserId::from(user.id)
+impl keygate::SessionUser for UserDto {
+    fn user_id(&self) -> UserId {
+        UserId::from(self.id)
     }
 }

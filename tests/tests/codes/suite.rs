@@ -5,7 +5,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use keygate::code::{CodeConfig, CodeError, Codes, Phone};
 use keygate::login::{DirectoryError, PhoneLogin, UserDirectory, random_nickname};
-use keygate::{SessionConfig, SessionManager, UserId};
+use keygate::{SessionConfig, SessionManager};
 use keygate_tests::fixtures::{Backend, CapturingSender, JavaUser, pttl};
 
 const PHONE: &str = "13800138000";
@@ -31,10 +31,6 @@ impl UserDirectory for Directory {
                 icon: String::new(),
             })
             .clone())
-    }
-
-    fn user_id(&self, user: &JavaUser) -> UserId {
-        user.user_id()
     }
 }
 

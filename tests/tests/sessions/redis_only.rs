@@ -1,5 +1,6 @@
 //! Redis-specific checks: layouts byte for byte, round trips, outages.
 
+use keygate::SessionUser as _;
 use std::time::{Duration, Instant};
 
 use keygate::{

@@ -1,6 +1,6 @@
 //! `/user/*`: codes, login, profile, sessions, logout.
 
-use keygate::{CurrentSession, UserId};
+use keygate::CurrentSession;
 use serde::{Deserialize, Serialize};
 
 use super::form_field;
@@ -88,7 +88,7 @@ impl App {
     /// `GET /user/sessions`: the user's live sessions (those created by keygate), oldest
     /// first, the current one marked.
     pub async fn sessions(&self, session: &CurrentSession<UserDto>) -> Reply {
-        match session.list(&UserId::from(session.id)).await {
+        match session.sessions().await {
             Ok(list) => Reply::ok(
                 list.iter()
                     .map(|info| SessionView {
@@ -106,7 +106,7 @@ impl App {
     /// A session another service created is not in keygate's per-user index; the current
     /// one is ended explicitly too, so the token used for this call never survives it.
     pub async fn logout_all(&self, session: &CurrentSession<UserDto>) -> Reply {
-        let indexed = match session.logout_everywhere(&UserId::from(session.id)).await {
+        let indexed = match session.logout_everywhere().await {
             Ok(n) => n,
             Err(e) => return Reply::core(&e),
         };
