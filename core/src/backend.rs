@@ -2,11 +2,14 @@
 //! and the types they exchange. Handlers never need this module; [`RedisStore`] and
 //! [`MemoryStore`](crate::MemoryStore) implement every trait here.
 
+#[cfg(feature = "codes")]
 pub use crate::code::{CheckOutcome, CodeKeys, CodeStore, IssueLimits, IssueOutcome};
 pub use crate::codec::StoredValue;
+#[cfg(feature = "flash-sale")]
 pub use crate::flash_sale::{
     Claimed, Entry, FlashSaleStore, RawOrder, ShardKeys, StreamLengths, StreamReader,
 };
+#[cfg(feature = "locks")]
 pub use crate::lock::{AcquireOutcome, LockKeys, LockStore, ReleaseSignal};
 pub use crate::redis_store::RedisStore;
 pub use crate::session::store::{Fetched, SessionKeyRef, SessionStore, UpdateOutcome};

@@ -96,6 +96,12 @@
 //! | `memory` | yes | [`MemoryStore`], the embedded backend |
 //! | `cluster` | yes | Redis Cluster: `RedisOptions::cluster` (redis crate `cluster-async`) |
 //! | `sentinel` | yes | Sentinel-managed masters: `RedisOptions::sentinel` (redis crate `sentinel`) |
+//! | `codes` | yes | phone + SMS-code login: [`code`], [`login`] |
+//! | `locks` | yes | the distributed lock: [`lock`] |
+//! | `flash-sale` | yes | flash sales with a stream consumer: [`flash_sale`] |
+//!
+//! Sessions are always built; a service that wants only sessions turns the default features
+//! off and keeps `memory`, `cluster`, `sentinel` as it needs.
 //!
 //! ## Redis Cluster and Sentinel
 //!
@@ -112,15 +118,19 @@
 
 pub mod adapter;
 pub mod backend;
+#[cfg(feature = "codes")]
 pub mod code;
 pub mod codec;
 pub mod config;
 mod error;
+#[cfg(feature = "flash-sale")]
 pub mod flash_sale;
 mod gate;
 pub mod http;
 mod keys;
+#[cfg(feature = "locks")]
 pub mod lock;
+#[cfg(feature = "codes")]
 pub mod login;
 #[cfg(feature = "memory")]
 mod memory_store;

@@ -62,6 +62,7 @@ pub const ORDER_SEQ_SPAN: u64 = 10_000_000;
 /// [`ORDER_SEQ_SPAN`]: no two shards share a residue modulo `shards`, so ids never
 /// collide, whatever the shard count. When a second is full, or the clock went back, the
 /// shard carries on in the second after its last id, so its ids only grow.
+#[cfg_attr(not(feature = "memory"), allow(dead_code))]
 pub(crate) fn next_order_id(last: u64, now_unix_secs: u64, shard: u64, shards: u64) -> u64 {
     let shards = shards.clamp(1, ORDER_SEQ_SPAN);
     let shard = shard % shards;

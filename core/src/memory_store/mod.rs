@@ -14,8 +14,10 @@ use db::Db;
 pub struct MemoryStore {
     db: Arc<Mutex<Db>>,
     /// Lock release notifications (the lock key), as Redis pub/sub carries them.
+    #[cfg(feature = "locks")]
     pub(crate) released: tokio::sync::broadcast::Sender<String>,
     /// Wakes blocked stream readers when an entry is added.
+    #[cfg(feature = "flash-sale")]
     pub(crate) stream_added: Arc<tokio::sync::Notify>,
 }
 
@@ -23,7 +25,9 @@ impl Default for MemoryStore {
     fn default() -> Self {
         Self {
             db: Arc::default(),
+            #[cfg(feature = "locks")]
             released: tokio::sync::broadcast::channel(64).0,
+            #[cfg(feature = "flash-sale")]
             stream_added: Arc::default(),
         }
     }

@@ -1,5 +1,11 @@
 //! Connection set-up and the connection handles shared by every operation: one Redis, a
 //! Redis Cluster, or a master found through Sentinel.
+// Shared infrastructure serves whichever capabilities are built; with some left out by
+// their cargo features, parts of it go unused.
+#![cfg_attr(
+    not(all(feature = "codes", feature = "locks", feature = "flash-sale")),
+    allow(dead_code, unused_imports)
+)]
 
 use std::time::Duration;
 

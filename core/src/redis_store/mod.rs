@@ -1,5 +1,11 @@
 //! The Redis backend: one multiplexed, auto-reconnecting connection shared by all requests,
 //! to one server, a Redis Cluster or a Sentinel-managed master.
+// Shared infrastructure serves whichever capabilities are built; with some left out by
+// their cargo features, parts of it go unused.
+#![cfg_attr(
+    not(all(feature = "codes", feature = "locks", feature = "flash-sale")),
+    allow(dead_code, unused_imports)
+)]
 
 #[cfg(feature = "cluster")]
 mod cluster;
@@ -44,6 +50,7 @@ pub struct RedisStore {
     /// For dedicated connections (pub/sub waits, blocking stream reads).
     dedicated: Dedicated,
     /// Idle dedicated connections for lock acquisitions followed by `WAIT`.
+    #[cfg(feature = "locks")]
     replication: Arc<crate::lock::redis::ReplicationConns>,
     pub(crate) command_timeout: Duration,
     pub(crate) connect_timeout: Duration,
@@ -71,6 +78,7 @@ impl RedisStore {
         let store = Self {
             conn,
             dedicated,
+            #[cfg(feature = "locks")]
             replication: Arc::default(),
             command_timeout: options.command_timeout(),
             connect_timeout: options.connect_timeout(),
@@ -106,11 +114,13 @@ impl RedisStore {
     }
 
     /// Where dedicated connections come from.
+    #[cfg_attr(not(any(feature = "locks", feature = "flash-sale")), allow(dead_code))]
     pub(crate) fn dedicated(&self) -> &Dedicated {
         &self.dedicated
     }
 
     /// Idle dedicated connections for lock acquisitions followed by `WAIT`.
+    #[cfg(feature = "locks")]
     pub(crate) fn replication(&self) -> &crate::lock::redis::ReplicationConns {
         &self.replication
     }
