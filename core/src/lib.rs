@@ -62,6 +62,8 @@
 //! | `memory` | yes | [`MemoryStore`], the embedded backend |
 //! | `cluster` | yes | Redis Cluster: `RedisOptions::cluster` (redis crate `cluster-async`) |
 //! | `sentinel` | yes | Sentinel-managed masters: `RedisOptions::sentinel` (redis crate `sentinel`) |
+//! | `tls-rustls` | yes | `rediss://` with rustls (pure Rust, `ring` provider, no system OpenSSL), the platform's roots or a private CA, client certificates, in all three modes; see [`RedisOptions`](crate::store::redis::RedisOptions#tls) |
+//! | `tls-native-tls` | no | `rediss://` with the platform's TLS library (OpenSSL on Linux) and the system's certificate store; rustls wins when both are on |
 //!
 //! ## Redis Cluster and Sentinel
 //!

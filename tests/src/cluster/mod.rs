@@ -12,6 +12,7 @@ mod node;
 mod sentinel;
 
 pub use sentinel::RedisSentinel;
+pub(crate) use node::TempDir;
 
 use std::collections::HashSet;
 use std::process::{Command, Stdio};
@@ -19,7 +20,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use node::{
-    Node, SETTLE_TIMEOUT, TempDir, cli_binary, info_field, lock, redis_cli_present,
+    Node, SETTLE_TIMEOUT, cli_binary, info_field, lock, redis_cli_present,
     replicas_caught_up, replication,
 };
 

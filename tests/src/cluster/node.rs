@@ -44,13 +44,13 @@ pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// A per-setup temp directory, removed when the handle drops or the test process exits.
-pub(super) struct TempDir {
-    pub(super) path: PathBuf,
+pub(crate) struct TempDir {
+    pub(crate) path: PathBuf,
     janitor: Option<(Child, ChildStdin)>,
 }
 
 impl TempDir {
-    pub(super) fn new(kind: &str) -> Self {
+    pub(crate) fn new(kind: &str) -> Self {
         static COUNT: AtomicUsize = AtomicUsize::new(0);
         let path = std::env::temp_dir().join(format!(
             "keygate-{kind}-{}-{}",

@@ -11,6 +11,7 @@ mod seckill;
 #[cfg(feature = "sentinel")]
 mod sentinel;
 mod session;
+mod tls;
 
 use std::future::Future;
 use std::sync::{Arc, LazyLock};
