@@ -63,7 +63,7 @@ fn ca(name: &str) -> CertifiedIssuer<'static, KeyPair> {
 fn leaf(
     issuer: &CertifiedIssuer<'static, KeyPair>,
     name: &str,
-    usage: ExtendedKeyUsagePurpose,
+    usages: Vec<ExtendedKeyUsagePurpose>,
     expired: bool,
     dir: &Path,
 ) -> CertFiles {
@@ -77,7 +77,7 @@ fn leaf(
         KeyUsagePurpose::DigitalSignature,
         KeyUsagePurpose::KeyEncipherment,
     ];
-    params.extended_key_usages = vec![usage];
+    params.extended_key_usages = usages;
     let now = time::OffsetDateTime::now_utc();
     if expired {
         params.not_before = now - time::Duration::days(60);
@@ -112,21 +112,25 @@ impl Pki {
         let server = leaf(
             &authority,
             "server",
-            ExtendedKeyUsagePurpose::ServerAuth,
+            // Servers are clients too: of each other on the cluster bus and in replication.
+            vec![
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ],
             false,
             &dir.path,
         );
         let expired_server = leaf(
             &authority,
             "expired-server",
-            ExtendedKeyUsagePurpose::ServerAuth,
+            vec![ExtendedKeyUsagePurpose::ServerAuth],
             true,
             &dir.path,
         );
         let client = leaf(
             &authority,
             "client",
-            ExtendedKeyUsagePurpose::ClientAuth,
+            vec![ExtendedKeyUsagePurpose::ClientAuth],
             false,
             &dir.path,
         );
