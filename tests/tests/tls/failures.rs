@@ -79,7 +79,7 @@ async fn an_expired_certificate_is_named() {
     let (error, took) =
         failed_connect(with_test_certificates(RedisOptions::new(server.url()))).await;
     eprintln!("expired certificate: {error} ({took:?})");
-    assert!(error.contains("Expired"), "{error}");
+    assert!(error.contains("certificate expired"), "{error}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -88,7 +88,7 @@ async fn a_plain_server_behind_rediss_is_named() {
     let url = server.url().replace("redis://", "rediss://");
     let (error, took) = failed_connect(with_test_certificates(RedisOptions::new(url))).await;
     eprintln!("plain server behind rediss://: {error} ({took:?})");
-    assert!(error.contains("corrupt message"), "{error}");
+    assert!(error.contains("plain text, not TLS"), "{error}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -509,9 +509,27 @@ pub(super) async fn connect(options: &RedisOptions) -> Result<(Conn, Dedicated),
             }
         }
     };
-    tokio::time::timeout(options.connect_timeout, connecting)
-        .await
-        .map_err(|_| BackendError::Timeout(options.connect_timeout))?
+    if !options.uses_tls() {
+        return tokio::time::timeout(options.connect_timeout, connecting)
+            .await
+            .map_err(|_| BackendError::Timeout(options.connect_timeout))?;
+    }
+    // A plain-text server behind a `rediss://` URL never answers the TLS handshake (it
+    // waits for the end of an inline command). Keep a quarter of the connect timeout to
+    // find that out, so the error says so instead of only "timed out".
+    let handshake = options.connect_timeout.mul_f64(0.75);
+    match tokio::time::timeout(handshake, connecting).await {
+        Ok(result) => result,
+        Err(_) => {
+            let probe = options.connect_timeout.saturating_sub(handshake);
+            if let Some((host, port)) = options.urls().first().and_then(|u| tls::tls_address(u))
+                && tls::answers_plain_text(&host, port, probe).await
+            {
+                return Err(BackendError::NotTls(format!("{host}:{port}")).into());
+            }
+            Err(BackendError::Timeout(options.connect_timeout).into())
+        }
+    }
 }
 
 async fn connect_single(url: &str, options: &RedisOptions) -> Result<(Conn, Dedicated), Error> {

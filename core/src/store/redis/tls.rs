@@ -143,6 +143,29 @@ pub(crate) fn client(url: &str, tls: &TlsFiles) -> Result<redis::Client, Error> 
     Ok(redis::Client::open(info)?)
 }
 
+/// `host:port` of a `rediss://` URL, for the plain-text probe.
+pub(crate) fn tls_address(url: &str) -> Option<(String, u16)> {
+    match parse(url).ok()?.addr() {
+        ConnectionAddr::TcpTls { host, port, .. } => Some((host.clone(), *port)),
+        _ => None,
+    }
+}
+
+/// Whether the server at `host:port` answers a plain-text `PING` with a RESP reply
+/// (`+PONG`, or an error such as `-NOAUTH`): then it does not speak TLS there. Bounded by
+/// `within`.
+pub(crate) async fn answers_plain_text(host: &str, port: u16, within: std::time::Duration) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let probe = async {
+        let mut stream = tokio::net::TcpStream::connect((host, port)).await.ok()?;
+        stream.write_all(b"PING\r\n").await.ok()?;
+        let mut reply = [0u8; 1];
+        stream.read_exact(&mut reply).await.ok()?;
+        Some(matches!(reply[0], b'+' | b'-'))
+    };
+    matches!(tokio::time::timeout(within, probe).await, Ok(Some(true)))
+}
+
 /// Makes sure rustls has a crypto provider: `ring`'s, unless the application installed one.
 #[cfg(feature = "tls-rustls")]
 pub(crate) fn ensure_crypto_provider() {
