@@ -67,8 +67,7 @@ fn leaf(
     expired: bool,
     dir: &Path,
 ) -> CertFiles {
-    let mut params =
-        CertificateParams::new(vec!["localhost".to_owned()]).expect("leaf params");
+    let mut params = CertificateParams::new(vec!["localhost".to_owned()]).expect("leaf params");
     params
         .subject_alt_names
         .push(SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()));
@@ -166,7 +165,12 @@ impl Pki {
 
     /// `redis-server` arguments serving TLS only, on `port`, with `cert` and this CA;
     /// `require_client_cert` turns on mutual TLS (`tls-auth-clients yes`).
-    pub fn server_args(&self, port: u16, cert: &CertFiles, require_client_cert: bool) -> Vec<String> {
+    pub fn server_args(
+        &self,
+        port: u16,
+        cert: &CertFiles,
+        require_client_cert: bool,
+    ) -> Vec<String> {
         vec![
             "--port".to_owned(),
             "0".to_owned(),
@@ -197,7 +201,12 @@ pub(crate) fn crypto_provider() {
 /// A client for a test TLS server on `port`, trusting the test CA and presenting the
 /// client certificate; `verify` false skips verification (for the expired-certificate
 /// server).
-pub(crate) fn admin_client(pki: &Pki, port: u16, password: Option<&str>, verify: bool) -> redis::RedisResult<redis::Client> {
+pub(crate) fn admin_client(
+    pki: &Pki,
+    port: u16,
+    password: Option<&str>,
+    verify: bool,
+) -> redis::RedisResult<redis::Client> {
     crypto_provider();
     let auth = password.map(|p| format!(":{p}@")).unwrap_or_default();
     let fragment = if verify { "" } else { "/#insecure" };

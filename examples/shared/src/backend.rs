@@ -45,9 +45,9 @@ impl Backend {
                     })
             }
             RedisChoice::Cluster(urls) => connect_cluster(urls, tls).await.map(Backend::Cluster),
-            RedisChoice::Sentinel(sentinel) => connect_sentinel(sentinel, tls)
-                .await
-                .map(Backend::Sentinel),
+            RedisChoice::Sentinel(sentinel) => {
+                connect_sentinel(sentinel, tls).await.map(Backend::Sentinel)
+            }
         }
     }
 
@@ -65,9 +65,7 @@ impl Backend {
     pub fn sessions(&self) -> Arc<dyn SessionStore> {
         match self {
             Backend::Memory(s) => Arc::new(s.clone()),
-            Backend::Redis(s) | Backend::Cluster(s) | Backend::Sentinel(s) => {
-                Arc::new(s.clone())
-            }
+            Backend::Redis(s) | Backend::Cluster(s) | Backend::Sentinel(s) => Arc::new(s.clone()),
         }
     }
 
@@ -75,9 +73,7 @@ impl Backend {
     pub fn codes(&self) -> Arc<dyn CodeStore> {
         match self {
             Backend::Memory(s) => Arc::new(s.clone()),
-            Backend::Redis(s) | Backend::Cluster(s) | Backend::Sentinel(s) => {
-                Arc::new(s.clone())
-            }
+            Backend::Redis(s) | Backend::Cluster(s) | Backend::Sentinel(s) => Arc::new(s.clone()),
         }
     }
 
@@ -85,9 +81,7 @@ impl Backend {
     pub fn locks(&self) -> Arc<dyn LockStore> {
         match self {
             Backend::Memory(s) => Arc::new(s.clone()),
-            Backend::Redis(s) | Backend::Cluster(s) | Backend::Sentinel(s) => {
-                Arc::new(s.clone())
-            }
+            Backend::Redis(s) | Backend::Cluster(s) | Backend::Sentinel(s) => Arc::new(s.clone()),
         }
     }
 
@@ -95,9 +89,7 @@ impl Backend {
     pub fn seckill(&self) -> Arc<dyn SeckillStore> {
         match self {
             Backend::Memory(s) => Arc::new(s.clone()),
-            Backend::Redis(s) | Backend::Cluster(s) | Backend::Sentinel(s) => {
-                Arc::new(s.clone())
-            }
+            Backend::Redis(s) | Backend::Cluster(s) | Backend::Sentinel(s) => Arc::new(s.clone()),
         }
     }
 }

@@ -114,7 +114,12 @@ impl std::fmt::Debug for RedisChoice {
             RedisChoice::Single(_) => f.write_str("Single(<redacted>)"),
             RedisChoice::Cluster(urls) => write!(f, "Cluster({} seed nodes)", urls.len()),
             RedisChoice::Sentinel(s) => {
-                write!(f, "Sentinel({:?}, {} sentinels)", s.master, s.sentinels.len())
+                write!(
+                    f,
+                    "Sentinel({:?}, {} sentinels)",
+                    s.master,
+                    s.sentinels.len()
+                )
             }
         }
     }
@@ -160,7 +165,7 @@ impl Config {
         let bind_text = var("BIND_ADDR").unwrap_or_else(|| DEFAULT_BIND_ADDR.to_owned());
         let bind = parse_bind(&bind_text)?;
         let redis = match (
-            sentinel_choice(&var)?,
+            sentinel_choice(var)?,
             var("REDIS_CLUSTER_URLS"),
             var("REDIS_URL"),
         ) {
@@ -177,7 +182,7 @@ impl Config {
             }
             (None, None, None) => RedisChoice::Embedded,
         };
-        let redis_tls = RedisTlsFiles::from_var(&var)?;
+        let redis_tls = RedisTlsFiles::from_var(var)?;
         let database = match var("DATABASE_URL") {
             Some(url) => parse_database_url(&url)?,
             None => Database::File(PathBuf::from(DEFAULT_DATABASE_FILE)),

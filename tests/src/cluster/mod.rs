@@ -11,8 +11,8 @@
 mod node;
 mod sentinel;
 
-pub use sentinel::RedisSentinel;
 pub(crate) use node::TempDir;
+pub use sentinel::RedisSentinel;
 
 use std::collections::HashSet;
 use std::process::{Command, Stdio};
@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 
 use crate::tls::Pki;
 use node::{
-    Node, SETTLE_TIMEOUT, cli_binary, info_field, lock, redis_cli_present,
-    replicas_caught_up, replication,
+    Node, SETTLE_TIMEOUT, cli_binary, info_field, lock, redis_cli_present, replicas_caught_up,
+    replication,
 };
 
 /// A private Redis Cluster: 3 masters with one replica each, `cluster-node-timeout` 2 s.

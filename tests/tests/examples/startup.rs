@@ -180,7 +180,12 @@ pub async fn tls_redis_failures_are_one_line(example: &'static str) {
         ("REDIS_CA_CERT", path(&pki.other_ca_path)),
     ];
     wrong_ca.extend(client_cert());
-    fails_to_start_with_1(example, &wrong_ca, "invalid peer certificate: UnknownIssuer").await;
+    fails_to_start_with_1(
+        example,
+        &wrong_ca,
+        "invalid peer certificate: UnknownIssuer",
+    )
+    .await;
 
     let no_client_cert = [
         any_port(),

@@ -23,7 +23,8 @@ pub const SESSIONS: &str = "~login:token:* ~keygate:session:* ~keygate:user-sess
      ~keygate:deadline:* +getex +get +hgetall +hset +hdel +set +del +exists +type +pexpire \
      +pttl +zadd +zrange +zrem +evalsha +eval";
 /// Verification codes under the default prefix `login:code:`, and their counters.
-pub const CODES: &str = "~login:code:* ~keygate:code-* +get +set +incr +del +pexpire +pttl +evalsha +eval";
+pub const CODES: &str =
+    "~login:code:* ~keygate:code-* +get +set +incr +del +pexpire +pttl +evalsha +eval";
 /// Locks: keys and the release channel under `keygate:lock:`.
 pub const LOCKS: &str = "~keygate:lock:* &keygate:lock:* +get +set +incr +del +pexpire +pttl \
      +publish +subscribe +evalsha +eval";
@@ -32,8 +33,10 @@ pub const SECKILL: &str = "~keygate:seckill:* +hset +hget +hmget +hincrby +hdel 
      +sismember +incr +del +exists +time +xadd +xgroup|create +xreadgroup +xack +xpending \
      +xautoclaim +evalsha +eval";
 
-type Flow =
-    fn(RedisStore, Arc<RedisServer>) -> futures_util::future::BoxFuture<'static, Result<(), String>>;
+type Flow = fn(
+    RedisStore,
+    Arc<RedisServer>,
+) -> futures_util::future::BoxFuture<'static, Result<(), String>>;
 
 fn err(e: impl std::fmt::Display) -> String {
     e.to_string()
@@ -56,10 +59,20 @@ async fn sessions_flow(store: RedisStore, _server: Arc<RedisServer>) -> Result<(
     let fields = SessionManager::<Fields>::new(store, SessionConfig::java_seed()).map_err(err)?;
     let both: Fields = [("a".into(), "1".into()), ("b".into(), "2".into())].into();
     let token = fields.create(&uid, &both).await.map_err(err)?;
-    let loaded = fields.load(&token).await.map_err(err)?.ok_or("no session")?;
+    let loaded = fields
+        .load(&token)
+        .await
+        .map_err(err)?
+        .ok_or("no session")?;
     let only_a: Fields = [("a".into(), "1".into())].into();
     fields.update(&loaded, &only_a).await.map_err(err)?;
-    if fields.load(&token).await.map_err(err)?.map(|s| s.data().clone()) != Some(only_a) {
+    if fields
+        .load(&token)
+        .await
+        .map_err(err)?
+        .map(|s| s.data().clone())
+        != Some(only_a)
+    {
         return Err("the field was not dropped".into());
     }
     for m in [&hash, &json] {
@@ -203,10 +216,12 @@ async fn seckill_flow(store: RedisStore, server: Arc<RedisServer>) -> Result<(),
         done = handler.done.load(Ordering::SeqCst) == 1
             && handler.poison.load(Ordering::SeqCst) >= 2
             && server.query::<i64>(redis::cmd("XLEN").arg(format!("{stream}:dead"))) == 1
-            && server.query::<(i64, redis::Value, redis::Value, redis::Value)>(
-                redis::cmd("XPENDING").arg(stream).arg("keygate-orders"),
-            )
-            .0 == 0;
+            && server
+                .query::<(i64, redis::Value, redis::Value, redis::Value)>(
+                    redis::cmd("XPENDING").arg(stream).arg("keygate-orders"),
+                )
+                .0
+                == 0;
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     consumer.shutdown().await;
@@ -230,17 +245,22 @@ fn flows() -> [(&'static str, &'static str, Flow); 4] {
 /// it over TLS.
 async fn connect_as(server: &RedisServer, user: &str, rules: &str) -> Result<RedisStore, String> {
     let mut cmd = redis::cmd("ACL");
-    cmd.arg("SETUSER").arg(user).arg("reset").arg("on").arg(">acl-pw");
+    cmd.arg("SETUSER")
+        .arg(user)
+        .arg("reset")
+        .arg("on")
+        .arg(">acl-pw");
     for rule in rules.split_whitespace() {
         cmd.arg(rule);
     }
     let () = server.query(&mut cmd);
     // Scripts not cached yet: the first call of each goes through `EVAL`.
     let () = server.query(redis::cmd("SCRIPT").arg("FLUSH"));
-    let url = server.url().replace("rediss://", &format!("rediss://{user}:acl-pw@"));
+    let url = server
+        .url()
+        .replace("rediss://", &format!("rediss://{user}:acl-pw@"));
     RedisStore::connect_with(
-        with_test_certificates(RedisOptions::new(url))
-            .with_command_timeout(Duration::from_secs(2)),
+        with_test_certificates(RedisOptions::new(url)).with_command_timeout(Duration::from_secs(2)),
     )
     .await
     .map_err(err)
@@ -288,12 +308,16 @@ async fn the_rules_keep_other_keys_out_of_reach() {
             .unwrap_or_else(|e| panic!("{name}: {e}"));
     }
     // Connected as that user, another application's key is refused.
-    let url = server.url().replace("rediss://", "rediss://keygate:acl-pw@");
+    let url = server
+        .url()
+        .replace("rediss://", "rediss://keygate:acl-pw@");
     let pki = keygate_tests::tls::Pki::shared();
     let client = redis::Client::build_with_tls(url, pki.client_certificates()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let denied: redis::RedisResult<Option<String>> =
-        redis::cmd("GET").arg("billing:secret").query_async(&mut conn).await;
+    let denied: redis::RedisResult<Option<String>> = redis::cmd("GET")
+        .arg("billing:secret")
+        .query_async(&mut conn)
+        .await;
     let error = denied.unwrap_err();
     assert_eq!(error.code(), Some("NOPERM"), "{error}");
     let denied: redis::RedisResult<()> = redis::cmd("FLUSHALL").query_async(&mut conn).await;
@@ -308,11 +332,10 @@ async fn the_rules_keep_other_keys_out_of_reach() {
 async fn commands_per_capability() {
     for (name, _, flow) in flows() {
         let server = tls_server();
-        let store = RedisStore::connect_with(with_test_certificates(RedisOptions::new(
-            server.url(),
-        )))
-        .await
-        .unwrap();
+        let store =
+            RedisStore::connect_with(with_test_certificates(RedisOptions::new(server.url())))
+                .await
+                .unwrap();
         server.reset_stats();
         flow(store, server.clone()).await.unwrap();
         let calls: Vec<String> = server

@@ -28,7 +28,10 @@ async fn failed_connect(options: RedisOptions) -> (String, Duration) {
         !matches!(error, Error::Backend(keygate::BackendError::Timeout(_))),
         "the cause, not a timeout: {error}"
     );
-    assert!(took < CONNECT_TIMEOUT, "failed within the connect timeout, took {took:?}");
+    assert!(
+        took < CONNECT_TIMEOUT,
+        "failed within the connect timeout, took {took:?}"
+    );
     (error.to_string(), took)
 }
 
@@ -46,10 +49,9 @@ fn tls_server(require_client_cert: bool, expired_cert: bool) -> RedisServer {
 async fn a_wrong_ca_is_named() {
     let pki = Pki::shared();
     let server = tls_server(false, false);
-    let (error, took) = failed_connect(
-        RedisOptions::new(server.url()).with_ca_cert_pem(pki.other_ca_pem.clone()),
-    )
-    .await;
+    let (error, took) =
+        failed_connect(RedisOptions::new(server.url()).with_ca_cert_pem(pki.other_ca_pem.clone()))
+            .await;
     eprintln!("wrong CA: {error} ({took:?})");
     assert!(error.contains("UnknownIssuer"), "{error}");
     // The platform's roots do not know the test CA either.
@@ -62,8 +64,7 @@ async fn a_missing_client_certificate_is_named() {
     let pki = Pki::shared();
     let server = tls_server(true, false);
     let (error, took) =
-        failed_connect(RedisOptions::new(server.url()).with_ca_cert_pem(pki.ca_pem.clone()))
-            .await;
+        failed_connect(RedisOptions::new(server.url()).with_ca_cert_pem(pki.ca_pem.clone())).await;
     eprintln!("no client certificate: {error} ({took:?})");
     assert!(error.contains("CertificateRequired"), "{error}");
     // With it, the same server accepts the connection.
@@ -152,7 +153,9 @@ async fn insecure_connects_to_anything_and_warns() {
     // An expired certificate of a CA nobody configured: only `#insecure` gets through.
     let server = tls_server(false, true);
     let url = format!("{}/#insecure", server.url());
-    let store = RedisStore::connect_with(RedisOptions::new(url)).await.unwrap();
+    let store = RedisStore::connect_with(RedisOptions::new(url))
+        .await
+        .unwrap();
     assert!(!store.is_cluster());
     let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     assert!(

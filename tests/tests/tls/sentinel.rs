@@ -27,8 +27,7 @@ async fn sentinels_and_master_over_tls_through_a_failover() {
             .with_connect_timeout(Duration::from_secs(2)),
     )
     .await
-    .err()
-    .expect("a wrong CA fails");
+    .expect_err("a wrong CA fails");
     eprintln!("sentinel, wrong CA: {error} ({:?})", started.elapsed());
     assert!(started.elapsed() < Duration::from_secs(2));
     assert!(error.to_string().contains("UnknownIssuer"), "{error}");
@@ -74,5 +73,8 @@ async fn sentinels_and_master_over_tls_through_a_failover() {
         .unwrap();
     let promoted = promoted.unwrap();
     let key = format!("login:token:{}", again.expose());
-    assert_eq!(setup.query::<i64>(promoted, redis::cmd("EXISTS").arg(&key)), 1);
+    assert_eq!(
+        setup.query::<i64>(promoted, redis::cmd("EXISTS").arg(&key)),
+        1
+    );
 }

@@ -90,7 +90,12 @@ pub(super) async fn connect(
         Ok(conn) => conn,
         // The cluster client reports "failed to create initial connections" and drops the
         // reason; ask one seed directly, so a TLS or authentication failure is named.
-        Err(e) => return Err(diagnose(&clients, connect_timeout).await.unwrap_or(e).into()),
+        Err(e) => {
+            return Err(diagnose(&clients, connect_timeout)
+                .await
+                .unwrap_or(e)
+                .into());
+        }
     };
     Ok((
         conn,

@@ -98,7 +98,10 @@ impl std::fmt::Debug for RedisOptions {
             .field("mode", &mode)
             .field("urls", &"<redacted>")
             .field("ca_cert", &self.tls.ca.as_ref().map(|_| "<set>"))
-            .field("client_cert", &self.tls.client.as_ref().map(|_| "<redacted>"))
+            .field(
+                "client_cert",
+                &self.tls.client.as_ref().map(|_| "<redacted>"),
+            )
             .field("connect_timeout", &self.connect_timeout)
             .field("command_timeout", &self.command_timeout)
             .finish()
@@ -352,7 +355,8 @@ impl ConnectionLike for Conn {
 /// must not stall the requests pipelined on the shared connection.
 #[derive(Clone)]
 pub(crate) enum Dedicated {
-    Single(redis::Client),
+    // Boxed: with TLS parameters a client is large.
+    Single(Box<redis::Client>),
     #[cfg(feature = "cluster")]
     Cluster(Box<ClusterNodes>),
     #[cfg(feature = "sentinel")]
@@ -543,7 +547,7 @@ async fn connect_single(url: &str, options: &RedisOptions) -> Result<(Conn, Dedi
         .set_min_delay(Duration::from_millis(50))
         .set_max_delay(Duration::from_millis(500));
     let manager = ConnectionManager::new_with_config(client.clone(), config).await?;
-    Ok((Conn::Single(manager), Dedicated::Single(client)))
+    Ok((Conn::Single(manager), Dedicated::Single(Box::new(client))))
 }
 
 #[cfg(test)]

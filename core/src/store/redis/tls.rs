@@ -136,9 +136,8 @@ pub(crate) fn client(url: &str, tls: &TlsFiles) -> Result<redis::Client, Error> 
     }
     #[cfg(any(feature = "tls-rustls", feature = "tls-native-tls"))]
     if tls.is_set() {
-        return redis::Client::build_with_tls(info, tls.certificates()).map_err(|e| {
-            Error::Config(format!("the Redis TLS certificates cannot be used: {e}"))
-        });
+        return redis::Client::build_with_tls(info, tls.certificates())
+            .map_err(|e| Error::Config(format!("the Redis TLS certificates cannot be used: {e}")));
     }
     Ok(redis::Client::open(info)?)
 }
