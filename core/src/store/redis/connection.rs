@@ -55,7 +55,8 @@ enum Topology {
 /// warning at every connect that uses it.
 ///
 /// With `tls-native-tls` alone (no `tls-rustls`), a private CA and client certificates
-/// work for a single server only; a cluster and Sentinel then trust the system's store.
+/// work for a single server only (given for a cluster or Sentinel they are a configuration
+/// error); without them all three modes trust the system's store.
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), keygate::Error> {
