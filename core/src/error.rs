@@ -42,6 +42,12 @@ pub enum BackendError {
     /// The operation did not finish within its deadline.
     #[error("timed out after {0:?}")]
     Timeout(Duration),
+    /// A `rediss://` URL names a server that does not speak TLS on that port: it answered a
+    /// plain-text `PING` after the TLS handshake went unanswered.
+    #[error(
+        "the server at {0} answers plain text, not TLS (a rediss:// URL for a server without TLS on that port)"
+    )]
+    NotTls(String),
     /// The server answered something keygate's scripts never return.
     #[error("unexpected reply: {0}")]
     Protocol(&'static str),

@@ -99,6 +99,8 @@
 //! | `codes` | yes | phone + SMS-code login: [`code`], [`login`] |
 //! | `locks` | yes | the distributed lock: [`lock`] |
 //! | `flash-sale` | yes | flash sales with a stream consumer: [`flash_sale`] |
+//! | `tls-rustls` | yes | `rediss://` with rustls (pure Rust, `ring` provider, no system OpenSSL), the platform's roots or a private CA, client certificates, in all three modes; see [`RedisOptions`](crate::RedisOptions#tls) |
+//! | `tls-native-tls` | no | `rediss://` with the platform's TLS library (OpenSSL on Linux) and the system's certificate store; rustls wins when both are on |
 //!
 //! Sessions are always built; a service that wants only sessions turns the default features
 //! off and keeps `memory`, `cluster`, `sentinel` as it needs.

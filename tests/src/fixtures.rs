@@ -9,7 +9,8 @@ use keygate::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::{RedisCluster, RedisServer};
+use crate::tls::Pki;
+use crate::{RedisCluster, RedisServer, TlsServer};
 
 /// The Java seed's `UserDTO`, stored as a hash at `login:token:<token>`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,6 +74,14 @@ where
     let manager = SessionManager::new(store, config).expect("valid config");
     Keygate::new(manager)
         .with_reader(TokenReader::default().with_source(TokenSource::Cookie(COOKIE.into())))
+}
+
+/// `options` trusting the test CA ([`Pki::shared`]) and presenting its client certificate.
+pub fn with_test_certificates(options: RedisOptions) -> RedisOptions {
+    let pki = Pki::shared();
+    options
+        .with_ca_cert_pem(pki.ca_pem.clone())
+        .with_client_cert_pem(pki.client.cert_pem.clone(), pki.client.key_pem.clone())
 }
 
 /// Writes a session hash the way the Java seed's Spring service does (`HSET` + `EXPIRE`).
@@ -148,13 +157,37 @@ impl Backend {
         Backend::Redis(store, server)
     }
 
-    /// A store connected to this private cluster.
-    pub async fn cluster(cluster: std::sync::Arc<RedisCluster>) -> Self {
+    /// A fresh private TLS-only Redis that requires client certificates (mutual TLS), and
+    /// a store that trusts the test CA and presents the test client certificate.
+    pub async fn redis_tls() -> Self {
+        let server = RedisServer::start_tls(
+            TlsServer {
+                require_client_cert: true,
+                ..TlsServer::default()
+            },
+            &[],
+        );
         let store = RedisStore::connect_with(
-            RedisOptions::cluster(cluster.urls()).with_command_timeout(Duration::from_secs(2)),
+            // Handshakes of many parallel tests share two cores: more room than plain TCP.
+            with_test_certificates(RedisOptions::new(server.url()))
+                .with_command_timeout(Duration::from_secs(2)),
         )
         .await
-        .expect("connect to the private cluster");
+        .expect("connect to the private TLS redis-server");
+        Backend::Redis(store, server)
+    }
+
+    /// A store connected to this private cluster (with the test certificates if it serves
+    /// TLS).
+    pub async fn cluster(cluster: std::sync::Arc<RedisCluster>) -> Self {
+        let mut options =
+            RedisOptions::cluster(cluster.urls()).with_command_timeout(Duration::from_secs(2));
+        if cluster.is_tls() {
+            options = with_test_certificates(options);
+        }
+        let store = RedisStore::connect_with(options)
+            .await
+            .expect("connect to the private cluster");
         Backend::Cluster(store, cluster)
     }
 

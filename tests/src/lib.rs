@@ -9,6 +9,7 @@ mod cluster;
 pub mod fixtures;
 pub mod load;
 mod server;
+pub mod tls;
 
 pub use cluster::{RedisCluster, RedisSentinel};
-pub use server::{RedisServer, eventually, free_port};
+pub use server::{RedisServer, TlsServer, eventually, free_port};

@@ -6,7 +6,10 @@
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use crate::tls::{Pki, admin_client};
 
 /// How long a server may take to answer `PING` after start.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -16,7 +19,18 @@ pub struct RedisServer {
     port: u16,
     dir: PathBuf,
     extra_args: Vec<String>,
+    tls: Option<(Arc<Pki>, TlsServer)>,
     child: Option<Child>,
+}
+
+/// How a TLS-only test server ([`RedisServer::start_tls`]) is set up. It serves TLS only
+/// (`--port 0`), with a certificate of the shared test CA ([`Pki::shared`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TlsServer {
+    /// `tls-auth-clients yes`: clients must present a certificate of the test CA.
+    pub require_client_cert: bool,
+    /// Serve a certificate that expired a month ago.
+    pub expired_cert: bool,
 }
 
 fn binary() -> String {
@@ -39,6 +53,16 @@ impl RedisServer {
 
     /// Starts a server with extra `redis-server` arguments (e.g. `["--requirepass", "pw"]`).
     pub fn start_with(args: &[&str]) -> Self {
+        Self::start_inner(args, None)
+    }
+
+    /// Starts a TLS-only server (`--port 0 --tls-port <free port>`) with certificates of
+    /// the shared test CA, and extra arguments.
+    pub fn start_tls(tls: TlsServer, args: &[&str]) -> Self {
+        Self::start_inner(args, Some((Pki::shared(), tls)))
+    }
+
+    fn start_inner(args: &[&str], tls: Option<(Arc<Pki>, TlsServer)>) -> Self {
         let port = free_port();
         let dir = std::env::temp_dir().join(format!("keygate-redis-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir)
@@ -47,6 +71,7 @@ impl RedisServer {
             port,
             dir,
             extra_args: args.iter().map(|a| (*a).to_owned()).collect(),
+            tls,
             child: None,
         };
         server.launch();
@@ -56,8 +81,19 @@ impl RedisServer {
     fn launch(&mut self) {
         let log = std::fs::File::create(self.dir.join("redis.log"))
             .unwrap_or_else(|e| panic!("cannot create the redis log: {e}"));
+        let ports = match &self.tls {
+            None => vec!["--port".to_owned(), self.port.to_string()],
+            Some((pki, tls)) => {
+                let cert = if tls.expired_cert {
+                    &pki.expired_server
+                } else {
+                    &pki.server
+                };
+                pki.server_args(self.port, cert, tls.require_client_cert)
+            }
+        };
         let child = Command::new(binary())
-            .args(["--port", &self.port.to_string()])
+            .args(&ports)
             .args(["--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
             .arg("--dir")
@@ -96,8 +132,20 @@ impl RedisServer {
         }
     }
 
+    fn admin_client(&self) -> redis::RedisResult<redis::Client> {
+        match &self.tls {
+            None => redis::Client::open(self.admin_url()),
+            Some((pki, tls)) => admin_client(pki, self.port, self.password(), !tls.expired_cert),
+        }
+    }
+
+    fn password(&self) -> Option<&str> {
+        let i = self.extra_args.iter().position(|a| a == "--requirepass")?;
+        self.extra_args.get(i + 1).map(String::as_str)
+    }
+
     fn ping(&self) -> bool {
-        let Ok(client) = redis::Client::open(self.admin_url()) else {
+        let Ok(client) = self.admin_client() else {
             return false;
         };
         client
@@ -117,9 +165,14 @@ impl RedisServer {
         }
     }
 
-    /// `redis://127.0.0.1:<port>`.
+    /// `redis://127.0.0.1:<port>`, or `rediss://127.0.0.1:<port>` for a TLS server.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// The port.
@@ -166,7 +219,7 @@ impl RedisServer {
 
     /// A blocking connection for inspecting the server from a test.
     pub fn admin(&self) -> redis::Connection {
-        redis::Client::open(self.admin_url())
+        self.admin_client()
             .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(2)))
             .expect("admin connection to the private redis-server")
     }

@@ -8,6 +8,7 @@ use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::{ErrorKind, RedisError, RedisResult};
 
+use super::tls::{self, TlsFiles};
 use crate::error::Error;
 
 /// Where dedicated connections to a cluster come from.
@@ -22,20 +23,43 @@ pub(crate) struct ClusterNodes {
     connect_timeout: Duration,
 }
 
-/// The builder both cluster clients share: timeouts, and retries short enough to fit in
-/// a command timeout (the redis crate's default waits over a second between retries).
-fn builder(seeds: &[String], connect_timeout: Duration) -> redis::cluster::ClusterClientBuilder {
-    ClusterClient::builder(seeds.iter().map(String::as_str))
+/// The builder both cluster clients share: TLS certificates, timeouts, and retries short
+/// enough to fit in a command timeout (the redis crate's default waits over a second
+/// between retries). The TLS mode comes from the seeds' scheme (`rediss://`) and applies
+/// to every node discovered through them.
+#[cfg_attr(not(feature = "tls-rustls"), allow(unused_variables))]
+fn builder(
+    seeds: &[String],
+    tls: &TlsFiles,
+    connect_timeout: Duration,
+) -> Result<redis::cluster::ClusterClientBuilder, Error> {
+    let builder = ClusterClient::builder(seeds.iter().map(String::as_str))
         .connection_timeout(connect_timeout)
         .retries(8)
         .min_retry_wait(10)
         .max_retry_wait(250)
-        .retry_wait_formula(10, 2)
+        .retry_wait_formula(10, 2);
+    if !tls.is_set() {
+        return Ok(builder);
+    }
+    #[cfg(feature = "tls-rustls")]
+    {
+        Ok(builder.certs(tls.certificates()))
+    }
+    #[cfg(not(feature = "tls-rustls"))]
+    {
+        Err(Error::Config(
+            "a private CA or client certificate for a Redis Cluster needs keygate's \
+             `tls-rustls` feature"
+                .into(),
+        ))
+    }
 }
 
 /// Connects to the cluster through its seed nodes.
 pub(super) async fn connect(
     seeds: &[String],
+    tls: &TlsFiles,
     connect_timeout: Duration,
     command_timeout: Duration,
 ) -> Result<(ClusterConnection, ClusterNodes), Error> {
@@ -44,16 +68,35 @@ pub(super) async fn connect(
             "a cluster needs at least one seed URL".into(),
         ));
     }
-    let shared = builder(seeds, connect_timeout)
+    let schemes: Vec<bool> = seeds
+        .iter()
+        .map(|url| tls::parse(url).map(|info| tls::is_tls(&info)))
+        .collect::<Result<_, _>>()?;
+    if schemes.iter().any(|t| *t) && !schemes.iter().all(|t| *t) {
+        return Err(Error::Config(
+            "the cluster's seed URLs mix redis:// and rediss://".into(),
+        ));
+    }
+    let shared = builder(seeds, tls, connect_timeout)?
         .response_timeout(command_timeout)
         .build()?;
     // Blocking reads are bounded by their caller (block time plus command timeout).
-    let readers = builder(seeds, connect_timeout).build()?;
+    let readers = builder(seeds, tls, connect_timeout)?.build()?;
     let clients = seeds
         .iter()
-        .map(|url| redis::Client::open(url.as_str()))
-        .collect::<RedisResult<Vec<_>>>()?;
-    let conn = shared.get_async_connection().await?;
+        .map(|url| tls::client(url, tls))
+        .collect::<Result<Vec<_>, _>>()?;
+    let conn = match shared.get_async_connection().await {
+        Ok(conn) => conn,
+        // The cluster client reports "failed to create initial connections" and drops the
+        // reason; ask one seed directly, so a TLS or authentication failure is named.
+        Err(e) => {
+            return Err(diagnose(&clients, connect_timeout)
+                .await
+                .unwrap_or(e)
+                .into());
+        }
+    };
     Ok((
         conn,
         ClusterNodes {
@@ -63,6 +106,27 @@ pub(super) async fn connect(
             connect_timeout,
         },
     ))
+}
+
+/// Why the seeds cannot be reached, from a direct connection to each: the first error, or
+/// `None` if one of them answers (the cluster itself is then the trouble).
+async fn diagnose(seeds: &[redis::Client], connect_timeout: Duration) -> Option<RedisError> {
+    let mut first = None;
+    for client in seeds {
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(connect_timeout))
+            .set_response_timeout(Some(connect_timeout));
+        match client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+        {
+            Ok(_) => return None,
+            Err(e) => {
+                first.get_or_insert(e);
+            }
+        }
+    }
+    first
 }
 
 impl ClusterNodes {

@@ -18,6 +18,7 @@ use redis::{AsyncConnectionConfig, Cmd, Pipeline, RedisFuture, RedisResult, Valu
 use super::cluster::{self, ClusterNodes};
 #[cfg(feature = "sentinel")]
 use super::sentinel::{SentinelConn, SentinelTarget};
+use super::tls::{self, TlsFiles};
 use crate::error::{BackendError, Error};
 
 /// Default time to establish a connection.
@@ -39,9 +40,29 @@ enum Topology {
 /// the `cluster` feature) or the master of a Sentinel-managed group (`sentinel`, with the
 /// `sentinel` feature). Everything else in keygate is the same in the three modes.
 ///
-/// URLs carry password and database: `redis://:secret@127.0.0.1:6379/0`,
-/// `redis://user:secret@host/2`, `rediss://` for TLS (with the `tls` feature of the redis
-/// crate), `redis+unix:///path`.
+/// URLs carry user, password and database: `redis://:secret@127.0.0.1:6379/0`,
+/// `redis://user:secret@host/2` (an ACL user), `redis+unix:///path`.
+///
+/// # TLS
+///
+/// `rediss://host:port` connects with TLS (keygate's `tls-rustls` feature, on by default,
+/// or `tls-native-tls`), in all three modes: a single server, every cluster seed and the
+/// nodes discovered from it, and in Sentinel mode the sentinels (when their URLs are
+/// `rediss://`) and the master they name. The server's certificate is verified against
+/// the platform's roots, or only against a private CA given with
+/// [`with_ca_cert_pem`](Self::with_ca_cert_pem); servers that require client
+/// certificates (mutual TLS, `tls-auth-clients yes`) get the one given with
+/// [`with_client_cert_pem`](Self::with_client_cert_pem). A wrong CA, an expired or
+/// unknown certificate, a missing client certificate or a plain-text server behind a
+/// `rediss://` URL fail the connect within the connect timeout, with the TLS error.
+///
+/// `rediss://host:port/#insecure` turns verification off: anyone on the network path can
+/// then read and change sessions. It exists for throw-away set-ups only; keygate logs a
+/// warning at every connect that uses it.
+///
+/// With `tls-native-tls` alone (no `tls-rustls`), a private CA and client certificates
+/// work for a single server only (given for a cluster or Sentinel they are a configuration
+/// error); without them all three modes trust the system's store.
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), keygate::Error> {
@@ -65,6 +86,7 @@ enum Topology {
 #[derive(Clone)]
 pub struct RedisOptions {
     topology: Topology,
+    tls: TlsFiles,
     connect_timeout: Duration,
     command_timeout: Duration,
 }
@@ -82,6 +104,11 @@ impl std::fmt::Debug for RedisOptions {
         f.debug_struct("RedisOptions")
             .field("mode", &mode)
             .field("urls", &"<redacted>")
+            .field("ca_cert", &self.tls.ca.as_ref().map(|_| "<set>"))
+            .field(
+                "client_cert",
+                &self.tls.client.as_ref().map(|_| "<redacted>"),
+            )
             .field("connect_timeout", &self.connect_timeout)
             .field("command_timeout", &self.command_timeout)
             .finish()
@@ -92,6 +119,7 @@ impl RedisOptions {
     fn with_topology(topology: Topology) -> Self {
         Self {
             topology,
+            tls: TlsFiles::default(),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             command_timeout: DEFAULT_COMMAND_TIMEOUT,
         }
@@ -164,6 +192,77 @@ impl RedisOptions {
             target.db = db;
         }
         self
+    }
+
+    /// Sentinel mode: whether the connection to the master uses TLS. By default it does
+    /// when the sentinels' URLs are `rediss://` (and skips verification when they carry
+    /// `#insecure`); set it when the sentinels and the data nodes differ.
+    #[cfg(all(
+        feature = "sentinel",
+        any(feature = "tls-rustls", feature = "tls-native-tls")
+    ))]
+    #[cfg_attr(
+        docsrs,
+        doc(cfg(all(
+            feature = "sentinel",
+            any(feature = "tls-rustls", feature = "tls-native-tls")
+        )))
+    )]
+    pub fn with_master_tls(mut self, tls: bool) -> Self {
+        if let Topology::Sentinel(target) = &mut self.topology {
+            target.master_tls = Some(tls);
+        }
+        self
+    }
+
+    /// Trusts only this CA (PEM: one certificate or a bundle) for `rediss://` servers,
+    /// instead of the platform's roots: the way to reach servers whose certificates come
+    /// from a private CA (most managed Redis offerings). Applies to every server of the
+    /// mode: the single server, every cluster node, the sentinels and the master.
+    /// Certificates with a `redis://` (plain) URL are a configuration error.
+    #[cfg(any(feature = "tls-rustls", feature = "tls-native-tls"))]
+    #[cfg_attr(
+        docsrs,
+        doc(cfg(any(feature = "tls-rustls", feature = "tls-native-tls")))
+    )]
+    pub fn with_ca_cert_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls.ca = Some(pem.into());
+        self
+    }
+
+    /// Presents this client certificate (PEM chain) and private key (PEM, PKCS#8, PKCS#1
+    /// or SEC1) to servers that require one (mutual TLS, `tls-auth-clients yes`). The key
+    /// is never logged or printed.
+    #[cfg(any(feature = "tls-rustls", feature = "tls-native-tls"))]
+    #[cfg_attr(
+        docsrs,
+        doc(cfg(any(feature = "tls-rustls", feature = "tls-native-tls")))
+    )]
+    pub fn with_client_cert_pem(
+        mut self,
+        cert_pem: impl Into<Vec<u8>>,
+        key_pem: impl Into<Vec<u8>>,
+    ) -> Self {
+        self.tls.client = Some((cert_pem.into(), key_pem.into()));
+        self
+    }
+
+    /// Whether any URL of these options asks for TLS (`rediss://`).
+    pub fn uses_tls(&self) -> bool {
+        self.urls()
+            .into_iter()
+            .any(|url| url.trim_start().to_ascii_lowercase().starts_with("rediss:"))
+    }
+
+    /// Every URL of the options.
+    fn urls(&self) -> Vec<&str> {
+        match &self.topology {
+            Topology::Single(url) => vec![url.as_str()],
+            #[cfg(feature = "cluster")]
+            Topology::Cluster(seeds) => seeds.iter().map(String::as_str).collect(),
+            #[cfg(feature = "sentinel")]
+            Topology::Sentinel(target) => target.sentinel_urls().collect(),
+        }
     }
 
     /// Time allowed to establish a connection (also bounds each reconnect attempt, and in
@@ -263,7 +362,8 @@ impl ConnectionLike for Conn {
 /// must not stall the requests pipelined on the shared connection.
 #[derive(Clone)]
 pub(crate) enum Dedicated {
-    Single(redis::Client),
+    // Boxed: with TLS parameters a client is large.
+    Single(Box<redis::Client>),
     #[cfg(feature = "cluster")]
     Cluster(Box<ClusterNodes>),
     #[cfg(feature = "sentinel")]
@@ -388,32 +488,63 @@ impl ConnectionLike for BlockingConn {
 
 /// Connects in the configured mode, within the connect timeout.
 pub(super) async fn connect(options: &RedisOptions) -> Result<(Conn, Dedicated), Error> {
+    options.tls.check()?;
+    if options.uses_tls() || options.tls.is_set() {
+        tls::ensure_crypto_provider();
+    }
+    tls::warn_if_insecure(options.urls());
     let connecting = async {
         match &options.topology {
             Topology::Single(url) => connect_single(url, options).await,
             #[cfg(feature = "cluster")]
             Topology::Cluster(seeds) => {
-                let (conn, nodes) =
-                    cluster::connect(seeds, options.connect_timeout, options.command_timeout)
-                        .await?;
+                let (conn, nodes) = cluster::connect(
+                    seeds,
+                    &options.tls,
+                    options.connect_timeout,
+                    options.command_timeout,
+                )
+                .await?;
                 Ok((Conn::Cluster(conn), Dedicated::Cluster(Box::new(nodes))))
             }
             #[cfg(feature = "sentinel")]
             Topology::Sentinel(target) => {
-                let conn =
-                    SentinelConn::connect(target, options.connect_timeout, options.command_timeout)
-                        .await?;
+                let conn = SentinelConn::connect(
+                    target,
+                    &options.tls,
+                    options.connect_timeout,
+                    options.command_timeout,
+                )
+                .await?;
                 Ok((Conn::Sentinel(conn.clone()), Dedicated::Sentinel(conn)))
             }
         }
     };
-    tokio::time::timeout(options.connect_timeout, connecting)
-        .await
-        .map_err(|_| BackendError::Timeout(options.connect_timeout))?
+    if !options.uses_tls() {
+        return tokio::time::timeout(options.connect_timeout, connecting)
+            .await
+            .map_err(|_| BackendError::Timeout(options.connect_timeout))?;
+    }
+    // A plain-text server behind a `rediss://` URL never answers the TLS handshake (it
+    // waits for the end of an inline command). Keep a quarter of the connect timeout to
+    // find that out, so the error says so instead of only "timed out".
+    let handshake = options.connect_timeout.mul_f64(0.75);
+    match tokio::time::timeout(handshake, connecting).await {
+        Ok(result) => result,
+        Err(_) => {
+            let probe = options.connect_timeout.saturating_sub(handshake);
+            if let Some((host, port)) = options.urls().first().and_then(|u| tls::tls_address(u))
+                && tls::answers_plain_text(&host, port, probe).await
+            {
+                return Err(BackendError::NotTls(format!("{host}:{port}")).into());
+            }
+            Err(BackendError::Timeout(options.connect_timeout).into())
+        }
+    }
 }
 
 async fn connect_single(url: &str, options: &RedisOptions) -> Result<(Conn, Dedicated), Error> {
-    let client = redis::Client::open(url)?;
+    let client = tls::client(url, &options.tls)?;
     let config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(options.connect_timeout))
         .set_response_timeout(Some(options.command_timeout))
@@ -423,7 +554,7 @@ async fn connect_single(url: &str, options: &RedisOptions) -> Result<(Conn, Dedi
         .set_min_delay(Duration::from_millis(50))
         .set_max_delay(Duration::from_millis(500));
     let manager = ConnectionManager::new_with_config(client.clone(), config).await?;
-    Ok((Conn::Single(manager), Dedicated::Single(client)))
+    Ok((Conn::Single(manager), Dedicated::Single(Box::new(client))))
 }
 
 #[cfg(test)]

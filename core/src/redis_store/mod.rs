@@ -13,6 +13,7 @@ pub(crate) mod connection;
 pub(crate) mod script;
 #[cfg(feature = "sentinel")]
 mod sentinel;
+mod tls;
 
 use std::future::Future;
 use std::sync::Arc;

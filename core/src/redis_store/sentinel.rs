@@ -11,13 +11,14 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use redis::aio::{ConnectionLike, MultiplexedConnection};
-use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
+use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
 use redis::{
-    AsyncConnectionConfig, Cmd, ErrorKind, Pipeline, RedisConnectionInfo, RedisError, RedisFuture,
-    RedisResult, Value,
+    AsyncConnectionConfig, Cmd, ConnectionInfo, ErrorKind, Pipeline, RedisError, RedisFuture,
+    RedisResult, TlsMode, Value,
 };
 use tokio::time::Instant;
 
+use super::tls::{self, TlsFiles};
 use crate::error::Error;
 
 /// After a failed lookup, requests fail fast for this long instead of asking the sentinels
@@ -32,6 +33,8 @@ pub(crate) struct SentinelTarget {
     pub(crate) username: Option<String>,
     pub(crate) password: Option<String>,
     pub(crate) db: i64,
+    /// Whether the master connection uses TLS; `None`: as the sentinels' URLs do.
+    pub(crate) master_tls: Option<bool>,
 }
 
 impl SentinelTarget {
@@ -42,7 +45,13 @@ impl SentinelTarget {
             username: None,
             password: None,
             db: 0,
+            master_tls: None,
         }
+    }
+
+    /// The sentinels' URLs.
+    pub(crate) fn sentinel_urls(&self) -> impl Iterator<Item = &str> {
+        self.sentinels.iter().map(String::as_str)
     }
 }
 
@@ -93,10 +102,74 @@ fn is_stale(e: &RedisError) -> bool {
         || e.is_unrecoverable_error()
 }
 
+/// The client that asks the sentinels for the master: TLS to the sentinels as their URLs
+/// say (with the private CA and client certificate, if given), and to the master as
+/// [`SentinelTarget::master_tls`] says (by default: as the sentinels).
+fn sentinel_client(target: &SentinelTarget, tls: &TlsFiles) -> Result<SentinelClient, Error> {
+    let sentinels = target
+        .sentinels
+        .iter()
+        .map(|url| Ok(tls::client(url, tls)?.get_connection_info().clone()))
+        .collect::<Result<Vec<ConnectionInfo>, Error>>()?;
+    let sentinels_tls = sentinels.iter().any(tls::is_tls);
+    if sentinels_tls && !sentinels.iter().all(tls::is_tls) {
+        return Err(Error::Config(
+            "the sentinel URLs mix redis:// and rediss://".into(),
+        ));
+    }
+    let mut builder = SentinelClientBuilder::new(
+        sentinels.iter().map(|info| info.addr().clone()),
+        &target.master,
+        SentinelServerType::Master,
+    )?
+    .set_client_to_redis_db(target.db);
+    if let Some(username) = &target.username {
+        builder = builder.set_client_to_redis_username(username);
+    }
+    if let Some(password) = &target.password {
+        builder = builder.set_client_to_redis_password(password);
+    }
+    // The sentinels' own credentials: the builder takes one set for all of them.
+    if let Some(settings) = sentinels
+        .iter()
+        .map(ConnectionInfo::redis_settings)
+        .find(|s| s.password().is_some())
+    {
+        if let Some(username) = settings.username() {
+            builder = builder.set_client_to_sentinel_username(username);
+        }
+        if let Some(password) = settings.password() {
+            builder = builder.set_client_to_sentinel_password(password);
+        }
+    }
+    if target.master_tls.unwrap_or(sentinels_tls) {
+        let mode = if sentinels.iter().any(tls::is_insecure) {
+            TlsMode::Insecure
+        } else {
+            TlsMode::Secure
+        };
+        builder = builder.set_client_to_redis_tls_mode(mode);
+        if tls.is_set() {
+            #[cfg(feature = "tls-rustls")]
+            {
+                builder = builder.set_client_to_redis_certificates(tls.certificates());
+            }
+            #[cfg(not(feature = "tls-rustls"))]
+            return Err(Error::Config(
+                "a private CA or client certificate for a Sentinel-managed master needs \
+                 keygate's `tls-rustls` feature"
+                    .into(),
+            ));
+        }
+    }
+    Ok(builder.build()?)
+}
+
 impl SentinelConn {
     /// Finds the master through the sentinels and connects to it.
     pub(super) async fn connect(
         target: &SentinelTarget,
+        tls: &TlsFiles,
         connect_timeout: Duration,
         command_timeout: Duration,
     ) -> Result<Self, Error> {
@@ -105,20 +178,7 @@ impl SentinelConn {
                 "Sentinel mode needs at least one sentinel URL".into(),
             ));
         }
-        let mut redis = RedisConnectionInfo::default().set_db(target.db);
-        if let Some(username) = &target.username {
-            redis = redis.set_username(username);
-        }
-        if let Some(password) = &target.password {
-            redis = redis.set_password(password);
-        }
-        let node = SentinelNodeConnectionInfo::default().set_redis_connection_info(redis);
-        let sentinel = SentinelClient::build(
-            target.sentinels.iter().map(String::as_str).collect(),
-            target.master.clone(),
-            Some(node),
-            SentinelServerType::Master,
-        )?;
+        let sentinel = sentinel_client(target, tls)?;
         let this = Self {
             inner: Arc::new(Inner {
                 lookup: tokio::sync::Mutex::new(Lookup {

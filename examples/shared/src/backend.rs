@@ -10,7 +10,7 @@ use keygate::lock::LockStore;
 use keygate::{MemoryStore, RedisOptions, RedisStore};
 
 use crate::StartError;
-use crate::config::RedisChoice;
+use crate::config::{RedisChoice, RedisTlsFiles, SentinelChoice};
 
 /// A connected backend. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -21,11 +21,14 @@ pub enum Backend {
     Redis(RedisStore),
     /// A Redis Cluster.
     Cluster(RedisStore),
+    /// A Sentinel-managed master.
+    Sentinel(RedisStore),
 }
 
 impl Backend {
-    /// Connects what `choice` names; fails when Redis cannot be reached now.
-    pub async fn connect(choice: &RedisChoice) -> Result<Self, StartError> {
+    /// Connects what `choice` names, with the TLS files if any; fails when Redis cannot be
+    /// reached now (within the connect timeout), naming the cause.
+    pub async fn connect(choice: &RedisChoice, tls: &RedisTlsFiles) -> Result<Self, StartError> {
         match choice {
             RedisChoice::Embedded => {
                 tracing::warn!(
@@ -34,13 +37,18 @@ impl Backend {
                 );
                 Ok(Backend::Memory(MemoryStore::new()))
             }
-            RedisChoice::Single(url) => RedisStore::connect_with(RedisOptions::new(url.as_str()))
-                .await
-                .map(Backend::Redis)
-                .map_err(|e| {
-                    StartError::new(format!("cannot reach Redis at {}: {e}", redact(url)))
-                }),
-            RedisChoice::Cluster(urls) => connect_cluster(urls).await.map(Backend::Cluster),
+            RedisChoice::Single(url) => {
+                RedisStore::connect_with(with_tls(RedisOptions::new(url.as_str()), tls)?)
+                    .await
+                    .map(Backend::Redis)
+                    .map_err(|e| {
+                        StartError::new(format!("cannot reach Redis at {}: {e}", redact(url)))
+                    })
+            }
+            RedisChoice::Cluster(urls) => connect_cluster(urls, tls).await.map(Backend::Cluster),
+            RedisChoice::Sentinel(sentinel) => {
+                connect_sentinel(sentinel, tls).await.map(Backend::Sentinel)
+            }
         }
     }
 
@@ -50,6 +58,7 @@ impl Backend {
             Backend::Memory(_) => "memory",
             Backend::Redis(_) => "redis",
             Backend::Cluster(_) => "redis-cluster",
+            Backend::Sentinel(_) => "redis-sentinel",
         }
     }
 
@@ -57,7 +66,7 @@ impl Backend {
     pub fn sessions(&self) -> Arc<dyn SessionStore> {
         match self {
             Backend::Memory(s) => Arc::new(s.clone()),
-            Backend::Redis(s) | Backend::Cluster(s) => Arc::new(s.clone()),
+            Backend::Redis(s) | Backend::Cluster(s) | Backend::Sentinel(s) => Arc::new(s.clone()),
         }
     }
 
@@ -65,7 +74,7 @@ impl Backend {
     pub fn codes(&self) -> Arc<dyn CodeStore> {
         match self {
             Backend::Memory(s) => Arc::new(s.clone()),
-            Backend::Redis(s) | Backend::Cluster(s) => Arc::new(s.clone()),
+            Backend::Redis(s) | Backend::Cluster(s) | Backend::Sentinel(s) => Arc::new(s.clone()),
         }
     }
 
@@ -73,7 +82,7 @@ impl Backend {
     pub fn locks(&self) -> Arc<dyn LockStore> {
         match self {
             Backend::Memory(s) => Arc::new(s.clone()),
-            Backend::Redis(s) | Backend::Cluster(s) => Arc::new(s.clone()),
+            Backend::Redis(s) | Backend::Cluster(s) | Backend::Sentinel(s) => Arc::new(s.clone()),
         }
     }
 
@@ -81,14 +90,60 @@ impl Backend {
     pub fn seckill(&self) -> Arc<dyn FlashSaleStore> {
         match self {
             Backend::Memory(s) => Arc::new(s.clone()),
-            Backend::Redis(s) | Backend::Cluster(s) => Arc::new(s.clone()),
+            Backend::Redis(s) | Backend::Cluster(s) | Backend::Sentinel(s) => Arc::new(s.clone()),
         }
     }
 }
 
+/// Reads a PEM file named by `variable`; the error names the variable and the path.
+fn read_pem(variable: &str, path: &std::path::Path) -> Result<Vec<u8>, StartError> {
+    std::fs::read(path)
+        .map_err(|e| StartError::new(format!("cannot read {variable} {}: {e}", path.display())))
+}
+
+/// `options` with the CA and client certificate from `REDIS_CA_CERT`, `REDIS_CLIENT_CERT`
+/// and `REDIS_CLIENT_KEY`.
+fn with_tls(mut options: RedisOptions, tls: &RedisTlsFiles) -> Result<RedisOptions, StartError> {
+    if let Some(path) = &tls.ca_cert {
+        options = options.with_ca_cert_pem(read_pem("REDIS_CA_CERT", path)?);
+    }
+    if let (Some(cert), Some(key)) = (&tls.client_cert, &tls.client_key) {
+        options = options.with_client_cert_pem(
+            read_pem("REDIS_CLIENT_CERT", cert)?,
+            read_pem("REDIS_CLIENT_KEY", key)?,
+        );
+    }
+    Ok(options)
+}
+
+/// A Sentinel-managed master.
+async fn connect_sentinel(
+    sentinel: &SentinelChoice,
+    tls: &RedisTlsFiles,
+) -> Result<RedisStore, StartError> {
+    let mut options =
+        RedisOptions::sentinel(sentinel.master.as_str(), sentinel.sentinels.iter().cloned());
+    if let Some(user) = &sentinel.master_user {
+        options = options.with_master_username(user.as_str());
+    }
+    if let Some(password) = &sentinel.master_password {
+        options = options.with_master_password(password.as_str());
+    }
+    RedisStore::connect_with(with_tls(options, tls)?)
+        .await
+        .map_err(|e| {
+            let sentinels: Vec<String> = sentinel.sentinels.iter().map(|u| redact(u)).collect();
+            StartError::new(format!(
+                "cannot reach the Redis master {:?} through the sentinels at {}: {e}",
+                sentinel.master,
+                sentinels.join(", ")
+            ))
+        })
+}
+
 /// A Redis Cluster through its seed nodes.
-async fn connect_cluster(urls: &[String]) -> Result<RedisStore, StartError> {
-    RedisStore::connect_with(RedisOptions::cluster(urls.iter().cloned()))
+async fn connect_cluster(urls: &[String], tls: &RedisTlsFiles) -> Result<RedisStore, StartError> {
+    RedisStore::connect_with(with_tls(RedisOptions::cluster(urls.iter().cloned()), tls)?)
         .await
         .map_err(|e| {
             let seeds: Vec<String> = urls.iter().map(|u| redact(u)).collect();

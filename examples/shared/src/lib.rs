@@ -48,7 +48,7 @@ mod user;
 
 pub use app::App;
 pub use backend::Backend;
-pub use config::{Config, Database, RedisChoice};
+pub use config::{Config, Database, RedisChoice, RedisTlsFiles, SentinelChoice};
 pub use orders::SqliteOrders;
 pub use reply::{JSON, MAX_BODY_BYTES, Reply};
 pub use secrets::Secret;

@@ -11,6 +11,7 @@
 mod node;
 mod sentinel;
 
+pub(crate) use node::TempDir;
 pub use sentinel::RedisSentinel;
 
 use std::collections::HashSet;
@@ -18,14 +19,16 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use crate::tls::Pki;
 use node::{
-    Node, SETTLE_TIMEOUT, TempDir, cli_binary, info_field, lock, redis_cli_present,
-    replicas_caught_up, replication,
+    Node, SETTLE_TIMEOUT, cli_binary, info_field, lock, redis_cli_present, replicas_caught_up,
+    replication,
 };
 
 /// A private Redis Cluster: 3 masters with one replica each, `cluster-node-timeout` 2 s.
 pub struct RedisCluster {
     nodes: Mutex<Vec<Node>>,
+    tls: Option<Arc<Pki>>,
     _dir: TempDir,
 }
 
@@ -40,15 +43,41 @@ impl RedisCluster {
     /// Starts the six nodes, creates the cluster with `redis-cli --cluster create` and waits
     /// until every node reports `cluster_state:ok` and every replica is in sync.
     pub fn start() -> Self {
+        Self::start_inner(None)
+    }
+
+    /// Like [`start`](Self::start), but every node serves TLS only (`--port 0`,
+    /// `--tls-cluster yes`, `--tls-replication yes`) with a certificate of the shared test
+    /// CA ([`Pki::shared`]); clients need not present certificates. [`urls`](Self::urls)
+    /// are then `rediss://`.
+    pub fn start_tls() -> Self {
+        Self::start_inner(Some(Pki::shared()))
+    }
+
+    /// Whether the nodes serve TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    fn start_inner(tls: Option<Arc<Pki>>) -> Self {
         redis_cli_present();
         let dir = TempDir::new("cluster");
         let mut taken = HashSet::new();
         let nodes: Vec<Node> = (0..6)
             .map(|_| {
-                Node::start_fresh(&mut taken, |port, bus| {
-                    let args = vec![
-                        "--port".to_owned(),
-                        port.to_string(),
+                Node::start_fresh(&mut taken, tls.as_ref(), |port, bus| {
+                    let mut args = match &tls {
+                        None => vec!["--port".to_owned(), port.to_string()],
+                        Some(pki) => {
+                            let mut args = pki.server_args(port, &pki.server, false);
+                            args.extend(
+                                ["--tls-cluster", "yes", "--tls-replication", "yes"]
+                                    .map(str::to_owned),
+                            );
+                            args
+                        }
+                    };
+                    args.extend([
                         "--bind".to_owned(),
                         "127.0.0.1".to_owned(),
                         "--cluster-port".to_owned(),
@@ -63,12 +92,22 @@ impl RedisCluster {
                         String::new(),
                         "--appendonly".to_owned(),
                         "no".to_owned(),
-                    ];
+                    ]);
                     (dir.path.join(format!("node-{port}")), args)
                 })
             })
             .collect();
-        let output = Command::new(cli_binary())
+        let mut cli = Command::new(cli_binary());
+        if let Some(pki) = &tls {
+            cli.arg("--tls")
+                .arg("--cacert")
+                .arg(&pki.ca_path)
+                .arg("--cert")
+                .arg(&pki.client.cert_path)
+                .arg("--key")
+                .arg(&pki.client.key_path);
+        }
+        let output = cli
             .arg("--cluster")
             .arg("create")
             .args(nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)))
@@ -84,6 +123,7 @@ impl RedisCluster {
         );
         let cluster = Self {
             nodes: Mutex::new(nodes),
+            tls,
             _dir: dir,
         };
         cluster.wait_settled(6);
@@ -96,6 +136,12 @@ impl RedisCluster {
     pub fn shared() -> Arc<RedisCluster> {
         static SHARED: OnceLock<Arc<RedisCluster>> = OnceLock::new();
         Arc::clone(SHARED.get_or_init(|| Arc::new(RedisCluster::start())))
+    }
+
+    /// Like [`shared`](Self::shared), a TLS cluster ([`start_tls`](Self::start_tls)).
+    pub fn shared_tls() -> Arc<RedisCluster> {
+        static SHARED: OnceLock<Arc<RedisCluster>> = OnceLock::new();
+        Arc::clone(SHARED.get_or_init(|| Arc::new(RedisCluster::start_tls())))
     }
 
     fn is_settled(&self, expected_nodes: usize) -> bool {

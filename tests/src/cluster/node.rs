@@ -8,7 +8,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
 use crate::server::free_port;
+use crate::tls::{Pki, admin_client};
 
 /// A free loopback port not yet handed to this setup.
 fn fresh_port(taken: &mut HashSet<u16>) -> u16 {
@@ -44,13 +47,13 @@ pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// A per-setup temp directory, removed when the handle drops or the test process exits.
-pub(super) struct TempDir {
-    pub(super) path: PathBuf,
+pub(crate) struct TempDir {
+    pub(crate) path: PathBuf,
     janitor: Option<(Child, ChildStdin)>,
 }
 
 impl TempDir {
-    pub(super) fn new(kind: &str) -> Self {
+    pub(crate) fn new(kind: &str) -> Self {
         static COUNT: AtomicUsize = AtomicUsize::new(0);
         let path = std::env::temp_dir().join(format!(
             "keygate-{kind}-{}-{}",
@@ -91,6 +94,8 @@ pub(super) struct Node {
     pub(super) port: u16,
     dir: PathBuf,
     args: Vec<String>,
+    /// Set for a TLS-only node: admin connections use the test CA and client certificate.
+    tls: Option<Arc<Pki>>,
     watchdog: Option<(Child, ChildStdin)>,
     /// The server's own pid, for killing it like a crash.
     pid: Option<u32>,
@@ -102,6 +107,7 @@ impl Node {
     /// choosing and binding it. `make` gives the node's directory and arguments.
     pub(super) fn start_fresh(
         taken: &mut HashSet<u16>,
+        tls: Option<&Arc<Pki>>,
         make: impl Fn(u16, u16) -> (PathBuf, Vec<String>),
     ) -> Self {
         for _ in 0..5 {
@@ -113,6 +119,7 @@ impl Node {
                 port,
                 dir,
                 args,
+                tls: tls.cloned(),
                 watchdog: None,
                 pid: None,
             };
@@ -182,11 +189,20 @@ impl Node {
     }
 
     pub(super) fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     fn connection(&self, timeout: Duration) -> redis::RedisResult<redis::Connection> {
-        let conn = redis::Client::open(self.url())?.get_connection_with_timeout(timeout)?;
+        let client = match &self.tls {
+            Some(pki) => admin_client(pki, self.port, None, true)?,
+            None => redis::Client::open(self.url())?,
+        };
+        let conn = client.get_connection_with_timeout(timeout)?;
         conn.set_read_timeout(Some(Duration::from_secs(5)))?;
         Ok(conn)
     }

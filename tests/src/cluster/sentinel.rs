@@ -6,7 +6,10 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
 use super::node::{Node, SETTLE_TIMEOUT, TempDir, lock, replication};
+use crate::tls::Pki;
 
 /// A private Sentinel setup: one master, one replica and three sentinels watching the
 /// master as `mymaster` (quorum 2, `down-after-milliseconds` 1000, `failover-timeout` 5000).
@@ -23,25 +26,45 @@ impl RedisSentinel {
     /// Starts master, replica and sentinels and waits until the replica is in sync and
     /// every sentinel knows the replica and the two other sentinels.
     pub fn start() -> Self {
+        Self::start_inner(None)
+    }
+
+    /// Like [`start`](Self::start), but everything serves TLS only, with certificates of
+    /// the shared test CA ([`Pki::shared`]): master and replica (`--tls-replication yes`)
+    /// and the sentinels (`tls-port`, `tls-replication yes` to reach the servers), without
+    /// requiring client certificates. [`sentinel_urls`](Self::sentinel_urls) are then
+    /// `rediss://`.
+    pub fn start_tls() -> Self {
+        Self::start_inner(Some(Pki::shared()))
+    }
+
+    fn start_inner(tls: Option<Arc<Pki>>) -> Self {
         let dir = TempDir::new("sentinel");
         let base = |port: u16| {
-            vec![
-                "--port".to_owned(),
-                port.to_string(),
+            let mut args = match &tls {
+                None => vec!["--port".to_owned(), port.to_string()],
+                Some(pki) => {
+                    let mut args = pki.server_args(port, &pki.server, false);
+                    args.extend(["--tls-replication", "yes"].map(str::to_owned));
+                    args
+                }
+            };
+            args.extend([
                 "--bind".to_owned(),
                 "127.0.0.1".to_owned(),
                 "--save".to_owned(),
                 String::new(),
                 "--appendonly".to_owned(),
                 "no".to_owned(),
-            ]
+            ]);
+            args
         };
         let mut taken = HashSet::new();
-        let master = Node::start_fresh(&mut taken, |port, _| {
+        let master = Node::start_fresh(&mut taken, tls.as_ref(), |port, _| {
             (dir.path.join(format!("server-{port}")), base(port))
         });
         let master_port = master.port;
-        let replica = Node::start_fresh(&mut taken, |port, _| {
+        let replica = Node::start_fresh(&mut taken, tls.as_ref(), |port, _| {
             let mut args = base(port);
             args.extend([
                 "--replicaof".to_owned(),
@@ -52,12 +75,12 @@ impl RedisSentinel {
         });
         let sentinels = (0..3)
             .map(|_| {
-                Node::start_fresh(&mut taken, |port, _| {
+                Node::start_fresh(&mut taken, tls.as_ref(), |port, _| {
                     let node_dir = dir.path.join(format!("sentinel-{port}"));
                     std::fs::create_dir_all(&node_dir)
                         .unwrap_or_else(|e| panic!("cannot create {}: {e}", node_dir.display()));
                     let conf = node_dir.join("sentinel.conf");
-                    write_sentinel_conf(&conf, port, master_port);
+                    write_sentinel_conf(&conf, port, master_port, tls.as_deref());
                     (
                         node_dir,
                         vec![conf.display().to_string(), "--sentinel".to_owned()],
@@ -183,10 +206,20 @@ impl RedisSentinel {
     }
 }
 
-fn write_sentinel_conf(path: &Path, port: u16, master_port: u16) {
+fn write_sentinel_conf(path: &Path, port: u16, master_port: u16, tls: Option<&Pki>) {
     let name = RedisSentinel::MASTER_NAME;
+    let ports = match tls {
+        None => format!("port {port}\n"),
+        Some(pki) => format!(
+            "port 0\ntls-port {port}\ntls-cert-file {}\ntls-key-file {}\n\
+             tls-ca-cert-file {}\ntls-auth-clients no\ntls-replication yes\n",
+            pki.server.cert_path.display(),
+            pki.server.key_path.display(),
+            pki.ca_path.display()
+        ),
+    };
     let conf = format!(
-        "port {port}\n\
+        "{ports}\
          bind 127.0.0.1\n\
          sentinel monitor {name} 127.0.0.1 {master_port} 2\n\
          sentinel down-after-milliseconds {name} 1000\n\

@@ -48,6 +48,7 @@ on_every_example!(
     login::redis_outage_answers_503_and_recovers,
     startup::embedded_backend_without_redis,
     startup::startup_failures_are_one_line,
+    startup::tls_redis_failures_are_one_line,
 );
 
 mod axum_flagship {

@@ -153,3 +153,97 @@ pub async fn startup_failures_are_one_line(example: &'static str) {
     .await;
     drop(taken);
 }
+
+/// Redis over TLS: a wrong CA, a plain-text server behind `rediss://` and a missing client
+/// certificate each make the example exit with status 1 and one line naming the cause,
+/// within the connect timeout; with the right CA and client certificate (mutual TLS) it
+/// serves.
+pub async fn tls_redis_failures_are_one_line(example: &'static str) {
+    let pki = keygate_tests::tls::Pki::shared();
+    let any_port = || ("BIND_ADDR", "127.0.0.1:0".to_owned());
+    let path = |p: &std::path::Path| p.display().to_string();
+    let server = keygate_tests::RedisServer::start_tls(
+        keygate_tests::TlsServer {
+            require_client_cert: true,
+            ..Default::default()
+        },
+        &[],
+    );
+    let client_cert = || {
+        [
+            ("REDIS_CLIENT_CERT", path(&pki.client.cert_path)),
+            ("REDIS_CLIENT_KEY", path(&pki.client.key_path)),
+        ]
+    };
+    let mut wrong_ca = vec![
+        any_port(),
+        ("REDIS_URL", server.url()),
+        ("REDIS_CA_CERT", path(&pki.other_ca_path)),
+    ];
+    wrong_ca.extend(client_cert());
+    fails_to_start_with_1(
+        example,
+        &wrong_ca,
+        "invalid peer certificate: UnknownIssuer",
+    )
+    .await;
+
+    let no_client_cert = [
+        any_port(),
+        ("REDIS_URL", server.url()),
+        ("REDIS_CA_CERT", path(&pki.ca_path)),
+    ];
+    fails_to_start_with_1(example, &no_client_cert, "CertificateRequired").await;
+
+    let plain = keygate_tests::RedisServer::start();
+    let plain_url = plain.url().replace("redis://", "rediss://");
+    fails_to_start_with_1(
+        example,
+        &[
+            any_port(),
+            ("REDIS_URL", plain_url),
+            ("REDIS_CA_CERT", path(&pki.ca_path)),
+        ],
+        "plain text, not TLS",
+    )
+    .await;
+
+    let mut right = vec![
+        any_port(),
+        ("REDIS_URL", server.url()),
+        ("REDIS_CA_CERT", path(&pki.ca_path)),
+    ];
+    right.extend(client_cert());
+    let mut process = Process::spawn(example, &right);
+    process.ready().await;
+    let ready = process
+        .stdout
+        .find(" ready on http://")
+        .expect("ready line");
+    assert!(ready.contains("(backend: redis)"), "{ready}");
+}
+
+/// [`fails_to_start`], and the exit status is exactly 1, within the connect timeout (2 s)
+/// plus time for the process to start on a busy machine.
+async fn fails_to_start_with_1(example: &'static str, env: &[(&str, String)], expected: &str) {
+    let mut process = Process::spawn(example, env);
+    let started = std::time::Instant::now();
+    let status = process.exit_status().await;
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "{example} took {:?} to fail",
+        started.elapsed()
+    );
+    assert_eq!(status.code(), Some(1), "{example} with {env:?}");
+    let stderr = process.stderr.all();
+    assert_eq!(stderr.len(), 1, "exactly one line on stderr: {stderr:?}");
+    assert!(
+        stderr[0].contains(expected),
+        "{expected:?} in the error line {:?}",
+        stderr[0]
+    );
+    assert!(
+        process.stdout.find(" ready on ").is_none(),
+        "no ready line when start-up fails"
+    );
+}
