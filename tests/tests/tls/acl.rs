@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use keygate::code::{CodeConfig, CodeError, Codes, Phone};
-use keygate::lock::{LockOptions, Locks};
 use keygate::flash_sale::{
     ConsumerOptions, FlashSale, HandlerError, Order, OrderConsumer, OrderHandler, OrderOutcome,
     SaleWindow,
 };
+use keygate::lock::{LockOptions, Locks};
 use keygate::{RedisOptions, RedisStore, SessionConfig, SessionManager, UserId};
 use keygate_tests::fixtures::{CapturingSender, JavaUser, with_test_certificates};
 use keygate_tests::{RedisServer, TlsServer};

@@ -13,11 +13,11 @@ mod codes_suite;
 #[path = "../sessions/conformance.rs"]
 mod conformance;
 mod failures;
+#[path = "../flash_sale/suite.rs"]
+mod flash_sale_suite;
 #[path = "../locks/suite.rs"]
 mod locks_suite;
 mod ratio;
-#[path = "../flash_sale/suite.rs"]
-mod flash_sale_suite;
 mod sentinel;
 #[path = "../sessions/support.rs"]
 #[allow(
