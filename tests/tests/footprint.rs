@@ -8,8 +8,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use futures_util::StreamExt;
 use futures_util::stream;
+use keygate::flash_sale::{
+    ConsumerOptions, FlashSale, HandlerError, Order, OrderConsumer, OrderHandler, OrderOutcome,
+    SaleWindow,
+};
 use keygate::lock::{LockOptions, Locks};
 use keygate::{RedisOptions, RedisStore, SessionConfig, SessionManager, UserId};
 use keygate_tests::fixtures::JavaUser;
@@ -18,6 +23,21 @@ use keygate_tests::{RedisServer, eventually};
 const USERS: u64 = 10_000;
 const LOCK_NAMES: usize = 1_000;
 const CONCURRENCY: usize = 64;
+/// 10 vouchers × 10,000 buyers.
+const VOUCHERS: u64 = 10;
+const ORDERS: u64 = VOUCHERS * USERS;
+
+/// Counts processed orders.
+#[derive(Clone, Default)]
+struct Counter(Arc<std::sync::atomic::AtomicU64>);
+
+#[async_trait]
+impl OrderHandler for Counter {
+    async fn handle(&self, _order: &Order) -> Result<(), HandlerError> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+}
 
 fn dbsize(server: &RedisServer) -> u64 {
     server.query(&mut redis::cmd("DBSIZE"))
@@ -106,6 +126,48 @@ async fn a_day_in_fast_motion_leaves_a_bounded_footprint() {
         })
         .await;
 
+    // Flash sales: 100,000 orders through the consumer, which trims what it acknowledged.
+    let sale = FlashSale::new(store.clone());
+    for voucher in 1..=VOUCHERS {
+        sale.load(voucher, USERS, SaleWindow::default())
+            .await
+            .unwrap();
+    }
+    let processed = Counter::default();
+    let consumer = OrderConsumer::new(
+        &sale,
+        processed.clone(),
+        ConsumerOptions::new()
+            .with_batch(256)
+            .with_block(Duration::from_millis(50))
+            .with_trim_every(Some(Duration::from_millis(200))),
+    )
+    .spawn();
+    stream::iter(0..ORDERS)
+        .for_each_concurrent(CONCURRENCY, |n| {
+            let sale = sale.clone();
+            async move {
+                let outcome = sale
+                    .order(n / USERS + 1, &UserId::from(n % USERS))
+                    .await
+                    .unwrap();
+                assert!(
+                    matches!(outcome, OrderOutcome::Ordered { .. }),
+                    "{outcome:?}"
+                );
+            }
+        })
+        .await;
+    assert!(
+        eventually(Duration::from_secs(120), async || {
+            processed.0.load(std::sync::atomic::Ordering::Relaxed) >= ORDERS
+        })
+        .await,
+        "the consumer processed every order"
+    );
+    let lengths = sale.stream_lengths(0).await.unwrap();
+    println!("footprint: orders stream after processing: {lengths:?}");
+
     report(&server, "after the load");
     sampler.abort();
     let peak = peak.load(std::sync::atomic::Ordering::Relaxed);
@@ -114,11 +176,26 @@ async fn a_day_in_fast_motion_leaves_a_bounded_footprint() {
         started.elapsed()
     );
 
-    // Everything expires: nothing of the sessions, indexes or locks stays behind.
+    // Everything expires: nothing of the sessions, indexes or locks stays behind; what
+    // remains is the sales' own data (per voucher: stock, buyers, and per shard the trimmed
+    // orders stream and its sequence key), bounded by the vouchers configured.
+    let sale_keys = || -> u64 {
+        let keys: Vec<String> = server.query(redis::cmd("KEYS").arg("keygate:seckill:*"));
+        keys.len() as u64
+    };
     assert!(
-        eventually(Duration::from_secs(20), async || dbsize(&server) == 0).await,
+        eventually(Duration::from_secs(30), async || dbsize(&server)
+            == sale_keys())
+        .await,
         "{} keys outlived their use",
-        dbsize(&server)
+        dbsize(&server) - sale_keys()
     );
-    report(&server, "after expiry");
+    let orders_left: u64 =
+        server.query(redis::cmd("XLEN").arg("keygate:seckill:{keygate:seckill:0}:orders"));
+    assert!(
+        orders_left <= 256,
+        "acknowledged orders are trimmed, {orders_left} left"
+    );
+    consumer.shutdown().await;
+    report(&server, "after expiry (only the sales' own keys)");
 }
