@@ -61,6 +61,7 @@
 //! | [`code`] | SMS verification codes as in the Java seed: issue with a resend cooldown and a daily cap, verify once, burned after 5 wrong tries ([`code::Codes`]) |
 //! | [`login`] | phone + code login: validate the phone, verify the code, find or create the user, create a session ([`login::PhoneLogin`]) |
 //! | [`lock`] | a distributed lock for work only one instance may do: owner-checked release, lease renewal, fencing tokens ([`lock::Locks`]) |
+//! | [`rate_limit`] | a GCRA rate limiter shared by every instance (one script call per decision, on the Redis server's clock), fail open or closed; the adapters' per-IP middleware builds on it (feature `rate-limit`) |
 //! | [`seckill`] | flash sales (秒杀): one atomic script decides whether a user may buy, orders go through a Redis Stream to [`seckill::OrderConsumer`] |
 //! | [`transport`] | reading the token from a request (`authorization` header raw or `Bearer`, `tokenid` query parameter, a cookie): [`TokenReader`], and [`RequestParts`] for adapters |
 //! | [`http`] | the framework-neutral HTTP side: the JSON envelope ([`http::Envelope`]) and the status and body of each rejection ([`http::Rejection`]) |
@@ -95,6 +96,7 @@
 //! | --- | --- | --- |
 //! | `memory` | yes | [`MemoryStore`], the embedded backend |
 //! | `cluster` | yes | Redis Cluster: `RedisOptions::cluster` (redis crate `cluster-async`) |
+//! | `rate-limit` | yes | [`rate_limit`]: the shared GCRA limiter |
 //! | `sentinel` | yes | Sentinel-managed masters: `RedisOptions::sentinel` (redis crate `sentinel`) |
 //!
 //! ## Redis Cluster and Sentinel
@@ -120,6 +122,8 @@ pub mod http;
 mod keys;
 pub mod lock;
 pub mod login;
+#[cfg(feature = "rate-limit")]
+pub mod rate_limit;
 pub mod seckill;
 pub mod session;
 pub mod store;

@@ -133,7 +133,7 @@ impl LockKeys {
 
 /// Percent-encodes everything but `[A-Za-z0-9:_.@/-]`, so a name can never close the hash
 /// tag, act as a glob, or collide with another name.
-fn escape(name: &str) -> String {
+pub(crate) fn escape(name: &str) -> String {
     let mut out = String::with_capacity(name.len());
     for b in name.bytes() {
         if b.is_ascii_alphanumeric() || b":_.@/-".contains(&b) {

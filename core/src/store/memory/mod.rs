@@ -4,7 +4,7 @@
 //! processes.
 
 mod code;
-mod db;
+pub(crate) mod db;
 mod lock;
 mod seckill;
 mod session;

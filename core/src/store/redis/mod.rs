@@ -6,7 +6,7 @@ mod cluster;
 mod code;
 mod connection;
 mod lock;
-mod script;
+pub(crate) mod script;
 mod seckill;
 #[cfg(feature = "sentinel")]
 mod sentinel;
