@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use keygate::code::CodeStore;
 use keygate::lock::LockStore;
+use keygate::rate_limit::RateLimitStore;
 use keygate::seckill::SeckillStore;
 use keygate::{MemoryStore, RedisOptions, RedisStore, SessionStore};
 
@@ -70,6 +71,14 @@ impl Backend {
 
     /// The store as a lock backend.
     pub fn locks(&self) -> Arc<dyn LockStore> {
+        match self {
+            Backend::Memory(s) => Arc::new(s.clone()),
+            Backend::Redis(s) | Backend::Cluster(s) => Arc::new(s.clone()),
+        }
+    }
+
+    /// The store as a rate-limit backend.
+    pub fn rate_limit(&self) -> Arc<dyn RateLimitStore> {
         match self {
             Backend::Memory(s) => Arc::new(s.clone()),
             Backend::Redis(s) | Backend::Cluster(s) => Arc::new(s.clone()),

@@ -49,6 +49,10 @@ pub enum Database {
     Memory,
 }
 
+/// Requests to `POST /user/code` and `POST /user/login` per client IP and minute when
+/// `RATE_LIMIT_PER_IP` is unset.
+pub const DEFAULT_RATE_LIMIT_PER_IP: u32 = 30;
+
 /// The example's configuration.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -67,6 +71,9 @@ pub struct Config {
     /// `PAY_CALLBACK_SECRET`: the key of the payment provider's callback signatures;
     /// unset, provider callbacks answer 403.
     pub pay_callback_secret: Option<Secret>,
+    /// `RATE_LIMIT_PER_IP`: how many `POST /user/code` and `POST /user/login`, counted
+    /// together, one client IP may make per minute (default 30).
+    pub rate_limit_per_ip: u32,
 }
 
 impl Config {
@@ -107,6 +114,19 @@ impl Config {
             Some(url) => parse_database_url(&url)?,
             None => Database::File(PathBuf::from(DEFAULT_DATABASE_FILE)),
         };
+        let rate_limit_per_ip = match var("RATE_LIMIT_PER_IP") {
+            None => DEFAULT_RATE_LIMIT_PER_IP,
+            Some(text) => text
+                .trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| {
+                    StartError::new(format!(
+                        "RATE_LIMIT_PER_IP {text:?} is not a positive whole number"
+                    ))
+                })?,
+        };
         let log_filter = var("RUST_LOG").unwrap_or_else(|| DEFAULT_LOG_FILTER.to_owned());
         Ok(Self {
             bind,
@@ -115,6 +135,7 @@ impl Config {
             log_filter,
             admin_token: var("ADMIN_TOKEN").map(Secret::new),
             pay_callback_secret: var("PAY_CALLBACK_SECRET").map(Secret::new),
+            rate_limit_per_ip,
         })
     }
 }
