@@ -118,3 +118,23 @@ async fn forwarded_for_is_honoured_only_from_a_trusted_proxy() {
     }
     assert_eq!(runs.load(Ordering::SeqCst), 6);
 }
+
+#[actix_web::test]
+async fn redis_down_fails_closed_with_503_or_open() {
+    let mut server = RedisServer::start();
+    let runs = Arc::new(AtomicU64::new(0));
+    let closed = limiter(&server).await;
+    let open = closed
+        .clone()
+        .with_failure_mode(keygate::rate_limit::FailureMode::Open);
+    let closed_app = app!(closed, runs);
+    let open_app = app!(open, runs);
+    server.stop();
+    let refused = test::call_service(&closed_app, post("192.0.2.1", None).to_request()).await;
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: serde_json::Value = serde_json::from_slice(&test::read_body(refused).await).unwrap();
+    assert_eq!(body["success"], false);
+    let allowed = test::call_service(&open_app, post("192.0.2.1", None).to_request()).await;
+    assert_eq!(allowed.status(), StatusCode::OK);
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+}

@@ -134,3 +134,29 @@ async fn forwarded_for_is_honoured_only_from_a_trusted_proxy() {
     }
     assert_eq!(runs.load(Ordering::SeqCst), 6);
 }
+
+#[tokio::test]
+async fn redis_down_fails_closed_with_503_or_open() {
+    let mut server = RedisServer::start();
+    let runs = Arc::new(AtomicU64::new(0));
+    let closed = limiter(&server).await;
+    let open = closed
+        .clone()
+        .with_failure_mode(keygate::rate_limit::FailureMode::Open);
+    let closed = TestClient::new(app(closed, runs.clone()));
+    let open = TestClient::new(app(open, runs.clone()));
+    server.stop();
+    let refused = closed
+        .post("/user/code")
+        .header("x-test-peer", "192.0.2.1")
+        .send()
+        .await;
+    refused.assert_status(StatusCode::SERVICE_UNAVAILABLE);
+    refused.assert_content_type("application/json");
+    open.post("/user/code")
+        .header("x-test-peer", "192.0.2.1")
+        .send()
+        .await
+        .assert_status_is_ok();
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+}

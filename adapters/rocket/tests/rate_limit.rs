@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use keygate::rate_limit::{Quota, RateLimiter};
+use keygate::rate_limit::{FailureMode, Quota, RateLimiter};
 use keygate::{RedisOptions, RedisStore};
 use keygate_rocket::{RateLimitFairing, RateLimited};
 use keygate_tests::RedisServer;
@@ -23,10 +23,16 @@ fn send_code(_limit: RateLimited, runs: &State<Runs>) -> &'static str {
 }
 
 async fn client(server: &RedisServer) -> Client {
+    client_failing(server, FailureMode::Closed).await
+}
+
+async fn client_failing(server: &RedisServer, failure: FailureMode) -> Client {
     let store = RedisStore::connect_with(RedisOptions::new(server.url()))
         .await
         .unwrap();
-    let limiter = RateLimiter::new(store, "rocket", Quota::per_minute(2)).unwrap();
+    let limiter = RateLimiter::new(store, "rocket", Quota::per_minute(2))
+        .unwrap()
+        .with_failure_mode(failure);
     let rocket = rocket::build()
         .attach(RateLimitFairing::new(limiter).with_trusted_proxies([PROXY.parse().unwrap()]))
         .manage(Runs(AtomicU64::new(0)))
@@ -110,4 +116,19 @@ async fn forwarded_for_is_honoured_only_from_a_trusted_proxy() {
         );
     }
     assert_eq!(runs(&client), 6);
+}
+
+#[rocket::async_test]
+async fn redis_down_fails_closed_with_503_or_open() {
+    let mut server = RedisServer::start();
+    let closed = client(&server).await;
+    let open = client_failing(&server, FailureMode::Open).await;
+    server.stop();
+    assert_eq!(
+        post(&closed, "192.0.2.1", None).await,
+        Status::ServiceUnavailable
+    );
+    assert_eq!(runs(&closed), 0);
+    assert_eq!(post(&open, "192.0.2.1", None).await, Status::Ok);
+    assert_eq!(runs(&open), 1);
 }
