@@ -224,6 +224,17 @@ mod tests {
     }
 
     #[test]
+    fn rate_limit_per_ip() {
+        assert_eq!(config(&[]).unwrap().rate_limit_per_ip, 30);
+        let c = config(&[("RATE_LIMIT_PER_IP", " 3 ")]).unwrap();
+        assert_eq!(c.rate_limit_per_ip, 3);
+        for bad in ["0", "-1", "ten", "1.5", "99999999999"] {
+            let error = config(&[("RATE_LIMIT_PER_IP", bad)]).unwrap_err();
+            assert!(error.to_string().contains("RATE_LIMIT_PER_IP"), "{error}");
+        }
+    }
+
+    #[test]
     fn operator_and_callback_secrets_are_read_but_never_printed() {
         let c = config(&[
             ("ADMIN_TOKEN", "operator-s3cret"),
