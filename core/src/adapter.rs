@@ -30,7 +30,7 @@ pub fn report_missing_component(what: &'static str) {
 }
 
 /// Whether a rate-limited warning may be logged now: at most one a second per process.
-fn may_warn_now() -> bool {
+pub(crate) fn may_warn_now() -> bool {
     static LAST: AtomicU64 = AtomicU64::new(0);
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)

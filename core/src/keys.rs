@@ -70,6 +70,20 @@ impl TryFrom<String> for UserId {
     }
 }
 
+/// Percent-encodes everything but `[A-Za-z0-9:_.@/-]`, so a name can never close the hash
+/// tag, act as a glob, or collide with another name.
+pub(crate) fn escape(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || b":_.@/-".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// The keys of one session.
 #[derive(Clone)]
 pub(crate) struct SessionKeys {

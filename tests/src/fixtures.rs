@@ -246,6 +246,16 @@ impl Backend {
         }
     }
 
+    /// The store as a rate-limit backend.
+    pub fn rate_limit(&self) -> std::sync::Arc<dyn keygate::rate_limit::RateLimitStore> {
+        match self {
+            Backend::Memory(store) => std::sync::Arc::new(store.clone()),
+            Backend::Redis(store, _) | Backend::Cluster(store, _) => {
+                std::sync::Arc::new(store.clone())
+            }
+        }
+    }
+
     /// The store as a verification-code backend.
     pub fn codes(&self) -> std::sync::Arc<dyn keygate::code::CodeStore> {
         match self {

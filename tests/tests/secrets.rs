@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use keygate::code::{CodeConfig, Codes, LogCodeSender};
 use keygate::lock::Locks;
+use keygate::rate_limit::{FailureMode, Quota, RateLimiter};
 use keygate::{Keygate, RedisOptions, RedisStore, SessionConfig, SessionManager, Token};
 use keygate_tests::RedisServer;
 use keygate_tests::fixtures::{CapturingSender, JavaUser};
@@ -113,6 +114,15 @@ async fn no_secret_reaches_the_logs() {
         .await
         .unwrap();
 
+    // Rate limits keyed by a phone number.
+    let subject = "phone:13900139000".to_owned();
+    secrets.push(subject.clone());
+    let limiter = RateLimiter::new(store.clone(), "sms", Quota::per_minute(1))
+        .unwrap()
+        .with_failure_mode(FailureMode::Open);
+    assert!(limiter.check(&subject).await.unwrap().allowed);
+    assert!(!limiter.check(&subject).await.unwrap().allowed);
+
     // Failures: Redis gone, errors logged.
     server.stop();
     assert!(manager.load(&Token::generate().unwrap()).await.is_err());
@@ -124,6 +134,14 @@ async fn no_secret_reaches_the_logs() {
             .await;
     }
     let outage_secs = outage.elapsed().as_secs() as usize;
+    // A fail-open limiter warns (at most once a second, sharing the budget above) without
+    // the subject.
+    let warned = keygate_tests::eventually(Duration::from_secs(3), async || {
+        assert!(limiter.check(&subject).await.unwrap().degraded);
+        capture.text().contains("rate limit store failed")
+    })
+    .await;
+    assert!(warned, "the fail-open limiter warned");
 
     // The development sender is the one place that logs a code.
     let dev = Codes::new(

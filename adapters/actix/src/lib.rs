@@ -197,11 +197,18 @@
 mod error;
 mod extract;
 mod middleware;
+#[cfg(feature = "rate-limit")]
+mod rate_limit;
 
 pub use error::{ApiError, KeygateRejection};
 pub use extract::{Auth, MaybeAuth, Sessions};
 pub use middleware::KeygateMiddleware;
 #[doc(hidden)]
 pub use middleware::KeygateService;
+#[cfg(feature = "rate-limit")]
+pub use rate_limit::RateLimitMiddleware;
+#[cfg(feature = "rate-limit")]
+#[doc(hidden)]
+pub use rate_limit::RateLimitService;
 
 keygate::adapter_reexports!();

@@ -74,9 +74,13 @@
 
 mod extract;
 mod layer;
+#[cfg(feature = "rate-limit")]
+mod rate_limit;
 mod response;
 
 pub use extract::{Auth, MaybeAuth, Sessions};
 keygate::adapter_reexports!();
 pub use layer::{KeygateLayer, KeygateService};
+#[cfg(feature = "rate-limit")]
+pub use rate_limit::{RateLimitLayer, RateLimitService};
 pub use response::{ApiError, KeygateRejection};

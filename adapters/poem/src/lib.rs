@@ -152,11 +152,18 @@
 mod error;
 mod extract;
 mod middleware;
+#[cfg(feature = "rate-limit")]
+mod rate_limit;
 
 pub use error::ApiError;
 pub use extract::{Auth, MaybeAuth, Sessions};
 #[doc(hidden)]
 pub use middleware::KeygateEndpoint;
 pub use middleware::KeygateMiddleware;
+#[cfg(feature = "rate-limit")]
+#[doc(hidden)]
+pub use rate_limit::RateLimitEndpoint;
+#[cfg(feature = "rate-limit")]
+pub use rate_limit::RateLimitMiddleware;
 
 keygate::adapter_reexports!();

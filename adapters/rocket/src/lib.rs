@@ -174,10 +174,14 @@ mod catcher;
 mod error;
 mod fairing;
 mod guard;
+#[cfg(feature = "rate-limit")]
+mod rate_limit;
 
 pub use catcher::{catchers, rejection};
 pub use error::{ApiError, KeygateRejection};
 pub use fairing::KeygateFairing;
 pub use guard::{Auth, MaybeAuth, Sessions};
+#[cfg(feature = "rate-limit")]
+pub use rate_limit::{RateLimitFairing, RateLimited};
 
 keygate::adapter_reexports!();

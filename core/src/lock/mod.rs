@@ -111,6 +111,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::Result;
+use crate::keys::escape;
 
 /// The keys and channel of one lock name.
 #[derive(Debug, Clone)]
@@ -132,20 +133,6 @@ impl LockKeys {
             channel: format!("keygate:lock:{{{tag}}}:released"),
         }
     }
-}
-
-/// Percent-encodes everything but `[A-Za-z0-9:_.@/-]`, so a name can never close the hash
-/// tag, act as a glob, or collide with another name.
-fn escape(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    for b in name.bytes() {
-        if b.is_ascii_alphanumeric() || b":_.@/-".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 /// What one acquisition attempt found.

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{CONTENT_TYPE, RETRY_AFTER};
 use actix_web::{HttpRequest, HttpResponse, HttpServer, Resource, Route, web};
-use keygate_actix::{Auth, KeygateMiddleware};
+use keygate_actix::{Auth, KeygateMiddleware, RateLimitMiddleware};
 use keygate_example::page::{self, Asset};
 use keygate_example::{App, JSON, MAX_BODY_BYTES, Reply, StartError, UserDto, startup};
 
@@ -36,10 +36,15 @@ async fn run() -> Result<(), StartError> {
     let addr = listener.local_addr().map_err(cannot_listen)?;
     let state = web::Data::from(std::sync::Arc::clone(&app));
     let gate = app.gate();
+    let limiter = app.login_limiter();
     let server = HttpServer::new(move || {
         // The session is loaded only on the routes that need it.
         let authenticated =
             |path: &str, route: Route| open(path, route).wrap(KeygateMiddleware::new(gate.clone()));
+        // One per-IP budget for both, checked before the handler reads anything.
+        let limited = |path: &str, route: Route| {
+            open(path, route).wrap(RateLimitMiddleware::new(limiter.clone()))
+        };
         actix_web::App::new()
             .app_data(state.clone())
             .service(open(
@@ -54,8 +59,8 @@ async fn run() -> Result<(), StartError> {
                 page::STYLE.path,
                 web::get().to(|| asset(&page::STYLE)),
             ))
-            .service(open("/user/code", web::post().to(send_code)))
-            .service(open("/user/login", web::post().to(login)))
+            .service(limited("/user/code", web::post().to(send_code)))
+            .service(limited("/user/login", web::post().to(login)))
             .service(authenticated("/user/me", web::get().to(me)))
             .service(authenticated("/user/logout", web::post().to(logout)))
             .service(authenticated("/user/sessions", web::get().to(sessions)))

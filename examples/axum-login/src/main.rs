@@ -19,7 +19,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use axum::routing::{get, post};
-use keygate_axum::{Auth, KeygateLayer};
+use keygate_axum::{Auth, KeygateLayer, RateLimitLayer};
 use keygate_example::handlers::{ADMIN_TOKEN_HEADER, PAY_SIGNATURE_HEADER};
 use keygate_example::page::{self, Asset};
 use keygate_example::{App, JSON, MAX_BODY_BYTES, Reply, StartError, UserDto, startup};
@@ -47,11 +47,15 @@ async fn run() -> Result<(), StartError> {
     let consumer = app.start_order_consumer();
     let router = routes(Arc::clone(&app));
     startup::announce_ready(FRAMEWORK, addr, app.backend_name());
-    let served = axum::serve(listener, router)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await;
+    // The peer address is the client IP of the rate limit.
+    let served = axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await;
     consumer.shutdown().await;
     served.map_err(|e| StartError::new(format!("server failed: {e}")))
 }
@@ -72,8 +76,13 @@ fn routes(app: Arc<App>) -> Router {
         .route(page::INDEX.path, get(|| async { asset(&page::INDEX) }))
         .route(page::SCRIPT.path, get(|| async { asset(&page::SCRIPT) }))
         .route(page::STYLE.path, get(|| async { asset(&page::STYLE) }))
-        .route("/user/code", post(send_code))
-        .route("/user/login", post(login))
+        .merge(
+            // One per-IP budget for both, checked before the handler reads anything.
+            Router::new()
+                .route("/user/code", post(send_code))
+                .route("/user/login", post(login))
+                .route_layer(RateLimitLayer::new(app.login_limiter())),
+        )
         .route("/voucher/seckill", post(load_voucher))
         .merge(authenticated)
         .fallback(not_found)

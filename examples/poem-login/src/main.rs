@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use keygate_example::page::{self, Asset};
 use keygate_example::{App, JSON, MAX_BODY_BYTES, Reply, StartError, UserDto, startup};
-use keygate_poem::{Auth, KeygateMiddleware, Rejection};
+use keygate_poem::{Auth, KeygateMiddleware, RateLimitMiddleware, Rejection};
 use poem::error::ReadBodyError;
 use poem::http::StatusCode;
 use poem::listener::TcpAcceptor;
@@ -40,12 +40,14 @@ async fn run() -> Result<(), StartError> {
     let acceptor = TcpAcceptor::from_std(listener).map_err(cannot_listen)?;
     // The session is loaded only on the routes that need it.
     let auth = || KeygateMiddleware::new(app.gate());
+    let limit = || RateLimitMiddleware::new(app.login_limiter());
     let routes = Route::new()
         .at(page::INDEX.path, get(index))
         .at(page::SCRIPT.path, get(script))
         .at(page::STYLE.path, get(style))
-        .at("/user/code", post(send_code))
-        .at("/user/login", post(login))
+        // One per-IP budget for both, checked before the handler reads anything.
+        .at("/user/code", post(send_code).with(limit()))
+        .at("/user/login", post(login).with(limit()))
         .at("/user/me", get(me).with(auth()))
         .at("/user/logout", post(logout).with(auth()))
         .at("/user/sessions", get(sessions).with(auth()))

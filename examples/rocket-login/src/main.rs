@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use keygate_example::page::{self, Asset};
 use keygate_example::{App, MAX_BODY_BYTES, Reply, StartError, UserDto, startup};
-use keygate_rocket::{Auth, KeygateFairing};
+use keygate_rocket::{Auth, KeygateFairing, RateLimitFairing, RateLimited};
 use rocket::config::LogLevel;
 use rocket::data::{Data, ToByteUnit};
 use rocket::error::ErrorKind;
@@ -48,6 +48,9 @@ async fn run() -> Result<(), StartError> {
         .merge(("cli_colors", false));
     let launched = rocket::custom(figment)
         .attach(KeygateFairing::new(app.gate()))
+        // The per-IP budget of `send_code` and `login` (their `RateLimited` guard); its
+        // catcher answers 429 with `Retry-After`.
+        .attach(RateLimitFairing::new(app.login_limiter()))
         .attach(AdHoc::on_liftoff("ready line", move |rocket| {
             Box::pin(async move {
                 let c = rocket.config();
@@ -152,7 +155,7 @@ fn style() -> Static {
 }
 
 #[post("/user/code", data = "<body>")]
-async fn send_code(app: &Shared, origin: &Origin<'_>, body: Data<'_>) -> Json {
+async fn send_code(_limit: RateLimited, app: &Shared, origin: &Origin<'_>, body: Data<'_>) -> Json {
     match read_body(body).await {
         Ok(body) => Json(
             app.send_code(origin.query().map(|q| q.as_str()), &body)
@@ -163,7 +166,7 @@ async fn send_code(app: &Shared, origin: &Origin<'_>, body: Data<'_>) -> Json {
 }
 
 #[post("/user/login", data = "<body>")]
-async fn login(app: &Shared, body: Data<'_>) -> Json {
+async fn login(_limit: RateLimited, app: &Shared, body: Data<'_>) -> Json {
     match read_body(body).await {
         Ok(body) => Json(app.login(&body).await),
         Err(reply) => reply,

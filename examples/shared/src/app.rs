@@ -6,6 +6,7 @@ use keygate::code::{CodeConfig, Codes, LogCodeSender};
 use keygate::flash_sale::{ConsumerHandle, ConsumerOptions, FlashSale, OrderConsumer};
 use keygate::lock::Locks;
 use keygate::login::PhoneLogin;
+use keygate::rate_limit::{FailureMode, Quota, RateLimiter};
 use keygate::{Keygate, SessionConfig, SessionManager};
 
 use crate::StartError;
@@ -15,6 +16,9 @@ use crate::db::Db;
 use crate::orders::SqliteOrders;
 use crate::secrets::{AdminKey, CallbackKey};
 use crate::user::{SqliteUsers, UserDto};
+
+/// The name of the login limiter: its keys are `keygate:rate:{login-ip:ip:<address>}`.
+pub const LOGIN_LIMITER: &str = "login-ip";
 
 /// Everything the routes need: the login flow, the session gate, flash sales, locks and
 /// the database. Build it once with [`App::build`] and share it behind an `Arc`.
@@ -32,6 +36,8 @@ pub struct App {
     pub(crate) admin: Option<AdminKey>,
     /// `PAY_CALLBACK_SECRET`; `None`: provider callbacks answer 403.
     pub(crate) pay_key: Option<CallbackKey>,
+    /// The per-IP budget shared by `POST /user/code` and `POST /user/login`.
+    login_limiter: RateLimiter,
     backend: Backend,
 }
 
@@ -68,14 +74,24 @@ impl App {
             Some(secret) => Some(CallbackKey::new(secret)?),
             None => None,
         };
+        // Fail closed: while Redis is unreachable nothing can be sent or checked anyway,
+        // and an SMS budget must not open up during an outage.
+        let login_limiter = RateLimiter::from_shared(
+            backend.rate_limit(),
+            LOGIN_LIMITER,
+            Quota::per_minute(config.rate_limit_per_ip),
+        )
+        .map_err(invalid)?
+        .with_failure_mode(FailureMode::Closed);
         Ok(Arc::new(Self {
             login,
             gate: Keygate::new(sessions),
-            sale: FlashSale::from_shared(backend.seckill()),
+            sale: FlashSale::from_shared(backend.flash_sale()),
             locks: Locks::from_shared(backend.locks()),
             db,
             admin: config.admin_token.as_ref().map(AdminKey::new),
             pay_key,
+            login_limiter,
             backend,
         }))
     }
@@ -83,6 +99,13 @@ impl App {
     /// The session gate, for the adapter's layer, middleware or fairing.
     pub fn gate(&self) -> Keygate<UserDto> {
         self.gate.clone()
+    }
+
+    /// The per-client-IP limiter of `POST /user/code` and `POST /user/login` (one budget
+    /// for both: `RATE_LIMIT_PER_IP` a minute, all of it usable at once), for the adapter's
+    /// rate-limit middleware on those two routes.
+    pub fn login_limiter(&self) -> RateLimiter {
+        self.login_limiter.clone()
     }
 
     /// `memory`, `redis` or `redis-cluster`, for the ready line.

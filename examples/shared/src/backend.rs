@@ -7,6 +7,7 @@ use keygate::backend::SessionStore;
 use keygate::code::CodeStore;
 use keygate::flash_sale::FlashSaleStore;
 use keygate::lock::LockStore;
+use keygate::rate_limit::RateLimitStore;
 use keygate::{MemoryStore, RedisOptions, RedisStore};
 
 use crate::StartError;
@@ -86,8 +87,16 @@ impl Backend {
         }
     }
 
+    /// The store as a rate-limit backend.
+    pub fn rate_limit(&self) -> Arc<dyn RateLimitStore> {
+        match self {
+            Backend::Memory(s) => Arc::new(s.clone()),
+            Backend::Redis(s) | Backend::Cluster(s) | Backend::Sentinel(s) => Arc::new(s.clone()),
+        }
+    }
+
     /// The store as a flash-sale backend.
-    pub fn seckill(&self) -> Arc<dyn FlashSaleStore> {
+    pub fn flash_sale(&self) -> Arc<dyn FlashSaleStore> {
         match self {
             Backend::Memory(s) => Arc::new(s.clone()),
             Backend::Redis(s) | Backend::Cluster(s) | Backend::Sentinel(s) => Arc::new(s.clone()),

@@ -137,6 +137,10 @@ pub enum Database {
     Memory,
 }
 
+/// Requests to `POST /user/code` and `POST /user/login` per client IP and minute when
+/// `RATE_LIMIT_PER_IP` is unset.
+pub const DEFAULT_RATE_LIMIT_PER_IP: u32 = 30;
+
 /// The example's configuration.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -158,6 +162,9 @@ pub struct Config {
     /// `PAY_CALLBACK_SECRET`: the key of the payment provider's callback signatures;
     /// unset, provider callbacks answer 403.
     pub pay_callback_secret: Option<Secret>,
+    /// `RATE_LIMIT_PER_IP`: how many `POST /user/code` and `POST /user/login`, counted
+    /// together, one client IP may make per minute (default 30).
+    pub rate_limit_per_ip: u32,
 }
 
 impl Config {
@@ -195,6 +202,19 @@ impl Config {
             Some(url) => parse_database_url(&url)?,
             None => Database::File(PathBuf::from(DEFAULT_DATABASE_FILE)),
         };
+        let rate_limit_per_ip = match var("RATE_LIMIT_PER_IP") {
+            None => DEFAULT_RATE_LIMIT_PER_IP,
+            Some(text) => text
+                .trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| {
+                    StartError::new(format!(
+                        "RATE_LIMIT_PER_IP {text:?} is not a positive whole number"
+                    ))
+                })?,
+        };
         let log_filter = var("RUST_LOG").unwrap_or_else(|| DEFAULT_LOG_FILTER.to_owned());
         Ok(Self {
             bind,
@@ -204,6 +224,7 @@ impl Config {
             log_filter,
             admin_token: var("ADMIN_TOKEN").map(Secret::new),
             pay_callback_secret: var("PAY_CALLBACK_SECRET").map(Secret::new),
+            rate_limit_per_ip,
         })
     }
 }
@@ -289,6 +310,17 @@ mod tests {
         );
         assert_eq!(c.log_filter, "info");
         assert_eq!((c.admin_token, c.pay_callback_secret), (None, None));
+    }
+
+    #[test]
+    fn rate_limit_per_ip() {
+        assert_eq!(config(&[]).unwrap().rate_limit_per_ip, 30);
+        let c = config(&[("RATE_LIMIT_PER_IP", " 3 ")]).unwrap();
+        assert_eq!(c.rate_limit_per_ip, 3);
+        for bad in ["0", "-1", "ten", "1.5", "99999999999"] {
+            let error = config(&[("RATE_LIMIT_PER_IP", bad)]).unwrap_err();
+            assert!(error.to_string().contains("RATE_LIMIT_PER_IP"), "{error}");
+        }
     }
 
     #[test]

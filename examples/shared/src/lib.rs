@@ -46,7 +46,7 @@ mod secrets;
 pub mod startup;
 mod user;
 
-pub use app::App;
+pub use app::{App, LOGIN_LIMITER};
 pub use backend::Backend;
 pub use config::{Config, Database, RedisChoice, RedisTlsFiles, SentinelChoice};
 pub use orders::SqliteOrders;

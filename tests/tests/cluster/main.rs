@@ -1,5 +1,5 @@
 //! keygate on a Redis Cluster (3 masters, 3 replicas) and behind Sentinel: the conformance
-//! suites of sessions, codes, locks and flash sales run on one shared cluster, each key
+//! suites of sessions, codes, locks, rate limits and flash sales run on one shared cluster, each key
 //! family's slot rule is checked, and failovers are followed without rebuilding the store.
 //!
 //! Every test that uses the shared cluster takes its turn ([`turn`]) and starts from an
@@ -15,6 +15,8 @@ mod failover;
 mod flash_sale_suite;
 #[path = "../locks/suite.rs"]
 mod locks_suite;
+#[path = "../rate_limit/suite.rs"]
+mod rate_limit_suite;
 mod sentinel;
 mod slots;
 #[path = "../sessions/support.rs"]
@@ -74,6 +76,14 @@ on_cluster!(sessions => crate::conformance:
     malformed_tokens_are_rejected_before_the_store,
     corrupt_data_is_no_session,
     concurrent_creates_and_loads,
+);
+
+on_cluster!(rate_limit => crate::rate_limit_suite:
+    four_instances_hammering_one_subject_get_exactly_the_burst,
+    the_refusal_says_exactly_when_to_retry,
+    idle_subjects_leave_no_key,
+    subjects_with_odd_characters_are_distinct_and_safe,
+    limiters_with_different_names_do_not_share_budgets,
 );
 
 on_cluster!(codes => crate::codes_suite:

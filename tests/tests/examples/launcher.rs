@@ -150,6 +150,7 @@ impl Process {
             .env_remove("BIND_ADDR")
             .env_remove("ADMIN_TOKEN")
             .env_remove("PAY_CALLBACK_SECRET")
+            .env_remove("RATE_LIMIT_PER_IP")
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -276,17 +277,32 @@ impl Example {
 
     /// Like [`start`](Self::start), leaving the variables named in `unset` unset.
     pub async fn start_without(example: &'static str, unset: &[&str]) -> Self {
+        Self::start_with(example, unset, &[]).await
+    }
+
+    /// Like [`start_without`](Self::start_without), with `extra` variables set on top
+    /// (they replace the suite's values of the same name).
+    pub async fn start_with(
+        example: &'static str,
+        unset: &[&str],
+        extra: &[(&'static str, String)],
+    ) -> Self {
         let redis = RedisServer::start();
-        let env: Vec<(&str, String)> = [
+        let mut env: Vec<(&str, String)> = [
             ("REDIS_URL", redis.url()),
             ("BIND_ADDR", "127.0.0.1:0".to_owned()),
             ("DATABASE_URL", "sqlite://example.sqlite3".to_owned()),
             ("ADMIN_TOKEN", ADMIN_TOKEN.to_owned()),
             ("PAY_CALLBACK_SECRET", PAY_CALLBACK_SECRET.to_owned()),
+            // The scenarios log in many times from one address; the rate-limit scenario
+            // sets its own limit.
+            ("RATE_LIMIT_PER_IP", "100000".to_owned()),
         ]
         .into_iter()
         .filter(|(name, _)| !unset.contains(name))
+        .filter(|(name, _)| !extra.iter().any(|(other, _)| other == name))
         .collect();
+        env.extend(extra.iter().cloned());
         let mut process = Process::spawn(example, &env);
         let addr = process.ready().await;
         Self {

@@ -14,6 +14,7 @@ mod flagship;
 mod http;
 mod launcher;
 mod login;
+mod rate_limit;
 mod startup;
 
 /// For each scenario `module::name` (an async fn taking the example's package name), one
@@ -46,6 +47,7 @@ on_every_example!(
     login::logout_sessions_and_logout_all,
     login::unknown_routes_and_the_page,
     login::redis_outage_answers_503_and_recovers,
+    rate_limit::the_fourth_request_of_a_minute_is_429,
     startup::embedded_backend_without_redis,
     startup::startup_failures_are_one_line,
     startup::tls_redis_failures_are_one_line,

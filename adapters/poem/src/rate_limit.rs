@@ -1,0 +1,119 @@
+//! The rate-limit middleware: refuses requests over a [`RateLimiter`]'s quota before the
+//! handler runs.
+
+use std::net::IpAddr;
+
+use keygate::RequestParts;
+use keygate::rate_limit::{RateLimitPolicy, RateLimiter, Refusal};
+use poem::http::{HeaderMap, StatusCode};
+use poem::{Endpoint, IntoResponse, Middleware, Request, Response, Result};
+
+/// Applies a [`RateLimiter`] to every request passing through it, keyed by the client IP
+/// (the connection's peer address), or by a policy's key function. A request over the
+/// limit is answered 429 with `Retry-After` and the `RateLimit-*` headers and the JSON
+/// envelope `{"success":false,"errorMsg":"too many requests"}`, and the handler does not
+/// run; when the limiter's store fails, fail-open limiters let it through and fail-closed
+/// ones answer 503.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use keygate_poem::RateLimitMiddleware;
+/// use keygate_poem::keygate::RedisStore;
+/// use keygate_poem::keygate::rate_limit::{Quota, RateLimiter};
+/// use poem::{EndpointExt, Route, handler, post};
+/// # #[handler] fn send_code() {}
+///
+/// let store = RedisStore::connect("redis://127.0.0.1:6379/0").await?;
+/// let limiter = RateLimiter::new(store, "login", Quota::per_minute(30))?;
+/// let app = Route::new().at("/user/code", post(send_code.with(RateLimitMiddleware::new(limiter))));
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct RateLimitMiddleware {
+    policy: RateLimitPolicy,
+}
+
+impl RateLimitMiddleware {
+    /// Limits each client IP by `limiter`.
+    pub fn new(limiter: RateLimiter) -> Self {
+        Self::with_policy(RateLimitPolicy::new(limiter))
+    }
+
+    /// Limits by a policy (key function, trusted proxies).
+    pub fn with_policy(policy: RateLimitPolicy) -> Self {
+        Self { policy }
+    }
+
+    /// Trusts these proxies' `X-Forwarded-For` (see
+    /// [`RateLimitPolicy::with_trusted_proxies`]).
+    pub fn with_trusted_proxies(self, proxies: impl IntoIterator<Item = IpAddr>) -> Self {
+        Self {
+            policy: self.policy.with_trusted_proxies(proxies),
+        }
+    }
+}
+
+impl<E: Endpoint> Middleware<E> for RateLimitMiddleware {
+    type Output = RateLimitEndpoint<E>;
+
+    fn transform(&self, inner: E) -> Self::Output {
+        RateLimitEndpoint {
+            inner,
+            policy: self.policy.clone(),
+        }
+    }
+}
+
+/// The endpoint [`RateLimitMiddleware`] wraps around its inner endpoint.
+#[doc(hidden)]
+pub struct RateLimitEndpoint<E> {
+    inner: E,
+    policy: RateLimitPolicy,
+}
+
+/// What the policy sees of a poem request.
+struct Parts<'r> {
+    headers: &'r HeaderMap,
+    query: Option<&'r str>,
+}
+
+impl RequestParts for Parts<'_> {
+    fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers.get(name).map(|value| value.as_bytes())
+    }
+
+    fn query(&self) -> Option<&str> {
+        self.query
+    }
+}
+
+/// The response of a refusal.
+pub(crate) fn refusal_response(refusal: Refusal) -> Response {
+    let status = StatusCode::from_u16(refusal.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = Response::builder()
+        .status(status)
+        .content_type("application/json");
+    for (name, value) in refusal.headers {
+        response = response.header(name, value);
+    }
+    response.body(refusal.body)
+}
+
+impl<E: Endpoint> Endpoint for RateLimitEndpoint<E> {
+    type Output = Response;
+
+    async fn call(&self, req: Request) -> Result<Response> {
+        let peer = req.remote_addr().as_socket_addr().map(|addr| addr.ip());
+        let subject = self.policy.subject(
+            peer,
+            &Parts {
+                headers: req.headers(),
+                query: req.uri().query(),
+            },
+        );
+        match self.policy.admit(subject).await {
+            Ok(_) => Ok(self.inner.call(req).await?.into_response()),
+            Err(refusal) => Ok(refusal_response(refusal)),
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! docs/http-api.md § Rate limit: `POST /user/code` and `POST /user/login` share one
+//! per-IP budget of `RATE_LIMIT_PER_IP` a minute, kept in Redis; a refused request is 429
+//! with `Retry-After` and changes nothing else.
+
+use serde_json::json;
+
+use crate::launcher::Example;
+
+fn phone(n: u32) -> String {
+    format!("1390013{:04}", 8000 + n)
+}
+
+fn keys(example: &Example, pattern: &str) -> Vec<String> {
+    example.redis.query(redis::cmd("KEYS").arg(pattern))
+}
+
+pub async fn the_fourth_request_of_a_minute_is_429(example: &'static str) {
+    let example = Example::start_with(example, &[], &[("RATE_LIMIT_PER_IP", "3".to_owned())]).await;
+    let http = &example.http;
+    // Three codes for three phones (the per-phone resend cooldown does not interfere).
+    for n in 0..3 {
+        http.post(&format!("/user/code?phone={}", phone(n)))
+            .send()
+            .await
+            .envelope(200);
+    }
+    let refused = http
+        .post(&format!("/user/code?phone={}", phone(3)))
+        .send()
+        .await;
+    let envelope = refused.envelope(429);
+    assert_eq!(envelope["errorMsg"], "too many requests");
+    // 3 a minute: the next request fits 20 s after the first, rounded up to whole seconds.
+    let retry: u64 = refused.header("retry-after").unwrap().parse().unwrap();
+    assert!((19..=20).contains(&retry), "Retry-After {retry}");
+    assert_eq!(refused.header("ratelimit-limit"), Some("3"));
+    assert_eq!(refused.header("ratelimit-remaining"), Some("0"));
+    // Nothing was sent or stored for the refused phone.
+    assert!(keys(&example, &format!("*{}*", phone(3))).is_empty());
+    example.process.logged_code(&phone(2)).await;
+    let sent: Vec<String> = example
+        .process
+        .stdout
+        .all()
+        .into_iter()
+        .filter(|l| l.contains("development code sender"))
+        .collect();
+    assert_eq!(sent.len(), 3, "{sent:?}");
+    assert!(!sent.iter().any(|l| l.contains(&phone(3))));
+
+    // Login shares the budget: refused before the code is checked, so no try is counted.
+    let code: String = example
+        .redis
+        .query(redis::cmd("GET").arg(format!("login:code:{}", phone(0))));
+    let login = http
+        .post("/user/login")
+        .json(&json!({"phone": phone(0), "code": code}))
+        .send()
+        .await;
+    login.envelope(429);
+    assert!(login.header("retry-after").is_some());
+    assert!(
+        keys(&example, &format!("*tries*{}*", phone(0))).is_empty(),
+        "{:?}",
+        keys(&example, "*")
+    );
+    let code_still: Option<String> = example
+        .redis
+        .query(redis::cmd("GET").arg(format!("login:code:{}", phone(0))));
+    assert_eq!(code_still, Some(code));
+
+    // The budget lives in Redis, per client IP, and expires by itself.
+    let key = "keygate:rate:{login-ip:ip:127.0.0.1}";
+    let ttl: i64 = example.redis.query(redis::cmd("PTTL").arg(key));
+    assert!((1..=60_000).contains(&ttl), "{ttl}");
+    // Other routes are not limited.
+    http.get("/user/me").send().await.envelope(401);
+}

@@ -1,0 +1,173 @@
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use keygate::rate_limit::{Clock, FailureMode, Quota, RateLimitStore, RateLimiter};
+use keygate::{MemoryStore, RedisOptions, RedisStore};
+use keygate_tests::RedisServer;
+
+async fn store(server: &RedisServer) -> RedisStore {
+    RedisStore::connect_with(
+        RedisOptions::new(server.url()).with_command_timeout(Duration::from_millis(500)),
+    )
+    .await
+    .unwrap()
+}
+
+fn server_micros(server: &RedisServer) -> u64 {
+    let (secs, micros): (u64, u64) = server.query(&mut redis::cmd("TIME"));
+    secs * 1_000_000 + micros
+}
+
+fn system_micros() -> u64 {
+    u64::try_from(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_micros(),
+    )
+    .unwrap()
+}
+
+/// The script and the memory backend make the same decisions for the same arrivals: the
+/// arrivals are driven on Redis (which answers the server time it decided at), then
+/// replayed on the memory store with a clock that reads exactly those times.
+#[tokio::test]
+async fn memory_and_redis_agree_on_a_sequence_of_arrivals() {
+    let server = RedisServer::start();
+    let redis = store(&server).await;
+    // One request every 100 ms, 3 at once.
+    let params = Quota::per_second(10).with_burst(3).params();
+    let key = "keygate:rate:{agree:s}";
+    // The gaps between arrivals, in ms: bursts, waits shorter and longer than the interval.
+    let gaps = [
+        0, 0, 0, 0, 0, 30, 40, 60, 0, 0, 120, 0, 0, 0, 250, 0, 0, 0, 0, 90, 10, 500, 0, 0, 0, 0,
+    ];
+    let mut replies = Vec::new();
+    for gap in gaps {
+        // Sleeping here schedules the arrivals; nothing waits for an event.
+        tokio::time::sleep(Duration::from_millis(gap)).await;
+        replies.push(redis.gcra(key, params, &Clock::system()).await.unwrap());
+    }
+    assert!(replies.iter().any(|r| r.allowed) && replies.iter().any(|r| !r.allowed));
+
+    let memory = MemoryStore::new();
+    let now = Arc::new(AtomicU64::new(0));
+    let clock = {
+        let now = now.clone();
+        Clock::from_fn(move || now.load(Ordering::SeqCst))
+    };
+    for (i, reply) in replies.iter().enumerate() {
+        now.store(reply.now_us, Ordering::SeqCst);
+        let replayed = memory.gcra(key, params, &clock).await.unwrap();
+        assert_eq!(&replayed, reply, "arrival {i}");
+    }
+}
+
+/// An instance whose clock is minutes off decides as the others: the script reads the
+/// server's clock, not the application's.
+#[tokio::test]
+async fn instances_with_skewed_clocks_make_the_same_decisions() {
+    let server = RedisServer::start();
+    let quota = Quota::per_hour(4);
+    let ahead = RateLimiter::new(store(&server).await, "skew", quota)
+        .unwrap()
+        .with_clock(Clock::from_fn(|| system_micros() + 10 * 60 * 1_000_000));
+    let behind = RateLimiter::new(store(&server).await, "skew", quota)
+        .unwrap()
+        .with_clock(Clock::from_fn(|| system_micros() - 10 * 60 * 1_000_000));
+    let mut allowed = 0;
+    for i in 0..10 {
+        let limiter = if i % 2 == 0 { &ahead } else { &behind };
+        let decision = limiter.check("s").await.unwrap();
+        if decision.allowed {
+            allowed += 1;
+        } else {
+            // 15 minutes per request: the wait is measured on the server's clock.
+            assert!(decision.retry_after > Duration::from_secs(14 * 60));
+            assert!(decision.retry_after <= Duration::from_secs(15 * 60));
+        }
+    }
+    assert_eq!(allowed, 4);
+    // The stored TAT is on the server's clock: one hour (4 × 15 min) ahead of it.
+    let tat: u64 = server.query(redis::cmd("GET").arg(ahead.key("s")));
+    let now = server_micros(&server);
+    let ahead_us = tat - now;
+    assert!(
+        (3_590_000_000..=3_600_000_000).contains(&ahead_us),
+        "{ahead_us}"
+    );
+}
+
+/// Redis down: a fail-open limiter allows (degraded), a fail-closed one fails with a
+/// backend error (503); both recover when Redis is back.
+#[tokio::test]
+async fn redis_down_fails_open_or_closed_as_configured() {
+    let mut server = RedisServer::start();
+    let redis = Arc::new(store(&server).await);
+    let quota = Quota::per_hour(1);
+    let open = RateLimiter::from_shared(redis.clone(), "down", quota)
+        .unwrap()
+        .with_failure_mode(FailureMode::Open);
+    let closed = RateLimiter::from_shared(redis.clone(), "down", quota)
+        .unwrap()
+        .with_failure_mode(FailureMode::Closed);
+    assert!(open.check("a").await.unwrap().allowed);
+    assert!(!closed.check("a").await.unwrap().allowed);
+
+    server.stop();
+    let decision = open.check("a").await.unwrap();
+    assert!(decision.allowed && decision.degraded);
+    let error = closed.check("a").await.unwrap_err();
+    assert!(error.is_backend(), "{error}");
+    assert_eq!(error.status(), 503);
+    let refusal = closed.admit("a").await.unwrap_err();
+    assert_eq!(refusal.status, 503);
+    assert!(open.admit("a").await.is_ok());
+
+    server.restart();
+    let back = keygate_tests::eventually(Duration::from_secs(5), async || {
+        closed.check("b").await.is_ok()
+    })
+    .await;
+    assert!(back);
+    assert!(!open.check("b").await.unwrap().allowed);
+}
+
+/// A frozen Redis: the check fails after the command timeout, not later.
+#[tokio::test]
+async fn a_frozen_redis_is_bounded_by_the_command_timeout() {
+    let server = RedisServer::start();
+    let limiter = RateLimiter::new(store(&server).await, "frozen", Quota::per_hour(1)).unwrap();
+    assert!(limiter.check("a").await.unwrap().allowed);
+    server.pause();
+    let started = std::time::Instant::now();
+    let error = limiter.check("a").await.unwrap_err();
+    let took = started.elapsed();
+    server.resume();
+    assert!(error.is_backend());
+    assert!(took < Duration::from_millis(1500), "{took:?}");
+}
+
+/// One script call (one round trip) per decision, and the keys are the documented ones.
+#[tokio::test]
+async fn one_script_call_per_decision() {
+    let server = RedisServer::start();
+    let limiter = RateLimiter::new(store(&server).await, "calls", Quota::per_minute(5)).unwrap();
+    limiter.check("warm").await.unwrap();
+    server.reset_stats();
+    for _ in 0..7 {
+        limiter.check("ip:198.51.100.7").await.unwrap();
+    }
+    let calls = keygate_tests::fixtures::commands_since_reset(&server);
+    // Inside the script: TIME, GET, and SET for the 5 allowed requests.
+    let expected: Vec<(String, u64)> = [("evalsha", 7), ("get", 7), ("set", 5), ("time", 7)]
+        .into_iter()
+        .map(|(name, n)| (name.to_owned(), n))
+        .collect();
+    assert_eq!(calls, expected);
+    assert_eq!(
+        limiter.key("ip:198.51.100.7"),
+        "keygate:rate:{calls:ip:198.51.100.7}"
+    );
+}
