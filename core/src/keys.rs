@@ -72,6 +72,7 @@ impl TryFrom<String> for UserId {
 
 /// Percent-encodes everything but `[A-Za-z0-9:_.@/-]`, so a name can never close the hash
 /// tag, act as a glob, or collide with another name.
+#[cfg_attr(not(any(feature = "locks", feature = "rate-limit")), allow(dead_code))]
 pub(crate) fn escape(name: &str) -> String {
     let mut out = String::with_capacity(name.len());
     for b in name.bytes() {

@@ -21,6 +21,10 @@ pub struct MemoryStore {
     pub(crate) stream_added: Arc<tokio::sync::Notify>,
 }
 
+#[allow(
+    clippy::derivable_impls,
+    reason = "derivable only when the features that add channels are off"
+)]
 impl Default for MemoryStore {
     fn default() -> Self {
         Self {
