@@ -208,6 +208,18 @@ impl RedisCluster {
         node.query(cmd)
     }
 
+    /// Runs a command on every running master (over TLS on a TLS cluster), e.g. to count
+    /// keys across the cluster.
+    pub fn query_masters<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Vec<T> {
+        let masters = self.masters();
+        let nodes = lock(&self.nodes);
+        nodes
+            .iter()
+            .filter(|n| masters.contains(&n.port))
+            .map(|n| n.query(cmd))
+            .collect()
+    }
+
     /// `CLUSTER KEYSLOT key`.
     pub fn keyslot(&self, key: &str) -> u16 {
         self.query(redis::cmd("CLUSTER").arg("KEYSLOT").arg(key))

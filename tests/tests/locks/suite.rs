@@ -223,13 +223,9 @@ fn lock_keys(b: &Backend) -> usize {
         Backend::Memory(store) => store.lock_keys(),
         Backend::Redis(_, server) => server.query::<Vec<String>>(&mut pattern.clone()).len(),
         Backend::Cluster(_, cluster) => cluster
-            .masters()
-            .into_iter()
-            .map(|port| {
-                let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
-                let mut conn = client.get_connection().unwrap();
-                pattern.query::<Vec<String>>(&mut conn).unwrap().len()
-            })
+            .query_masters::<Vec<String>>(&pattern)
+            .iter()
+            .map(Vec::len)
             .sum(),
     }
 }

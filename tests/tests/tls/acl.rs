@@ -27,12 +27,12 @@ pub const SESSIONS: &str = "~login:token:* ~keygate:session:* ~keygate:user-sess
 pub const CODES: &str =
     "~login:code:* ~keygate:code-* +get +set +incr +del +pexpire +pttl +evalsha +eval";
 /// Locks: keys and the release channel under `keygate:lock:`.
-pub const LOCKS: &str = "~keygate:lock:* &keygate:lock:* +get +set +incr +del +pexpire +pttl \
+pub const LOCKS: &str = "~keygate:lock:* &keygate:lock:* +get +set +del +pexpire +pttl +time \
      +publish +subscribe +evalsha +eval";
 /// Flash sales: the sale's keys and streams under `keygate:seckill:`.
 pub const SECKILL: &str = "~keygate:seckill:* +hset +hget +hmget +hincrby +hdel +sadd \
-     +sismember +incr +del +exists +time +xadd +xgroup|create +xreadgroup +xack +xpending \
-     +xautoclaim +evalsha +eval";
+     +sismember +get +set +del +exists +time +xadd +xgroup|create +xreadgroup +xack +xpending \
+     +xautoclaim +xinfo|groups +xtrim +evalsha +eval";
 
 type Flow = fn(
     RedisStore,
