@@ -113,7 +113,7 @@ impl TestApp for RocketApp {
             request = request.header(Header::new((*name).to_owned(), (*value).to_owned()));
         }
         if let Some(body) = body {
-            request = request.header(ContentType::JSON).body(body.to_owned());
+            request = request.header(ContentType::JSON).body(body);
         }
         let response = request.dispatch().await;
         let status = response.status().code;
