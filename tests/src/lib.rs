@@ -5,6 +5,7 @@
     reason = "test support: a failed set-up must stop the test"
 )]
 
+pub mod adapter_suite;
 mod cluster;
 pub mod fixtures;
 pub mod load;

@@ -1,0 +1,143 @@
+//! The adapter conformance suite (`keygate_tests::adapter_suite`) through actix-web's
+//! `test::init_service`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use actix_web::test::{self, TestRequest};
+use actix_web::{App, HttpResponse, web};
+use futures_util::future::LocalBoxFuture;
+use keygate_actix::keygate::http::Envelope;
+use keygate_actix::{ApiError, Auth, KeygateMiddleware, MaybeAuth, Sessions};
+use keygate_tests::RedisServer;
+use keygate_tests::adapter_suite::{Reply, TestApp};
+use keygate_tests::fixtures::{JavaUser, java_gate};
+
+async fn me(user: Auth<JavaUser>) -> web::Json<Envelope<JavaUser>> {
+    web::Json(Envelope::ok(user.data().clone()))
+}
+
+async fn maybe(MaybeAuth(user): MaybeAuth<JavaUser>) -> web::Json<Envelope<Option<u64>>> {
+    web::Json(Envelope::ok(user.map(|u| u.id)))
+}
+
+async fn two(user: Auth<JavaUser>, again: MaybeAuth<JavaUser>) -> web::Json<Envelope<u64>> {
+    assert_eq!(again.0.map(|u| u.id), Some(user.id));
+    web::Json(Envelope::ok(user.id))
+}
+
+async fn login(
+    sessions: Sessions<JavaUser>,
+    user: web::Json<JavaUser>,
+) -> Result<web::Json<Envelope<String>>, ApiError> {
+    let token = sessions.login(&user).await?;
+    Ok(web::Json(Envelope::ok(token.expose().to_owned())))
+}
+
+async fn logout(user: Auth<JavaUser>) -> Result<web::Json<Envelope<bool>>, ApiError> {
+    Ok(web::Json(Envelope::ok(user.logout().await?)))
+}
+
+async fn logout_all(user: Auth<JavaUser>) -> Result<web::Json<Envelope<u64>>, ApiError> {
+    Ok(web::Json(Envelope::ok(user.logout_everywhere().await?)))
+}
+
+async fn backend_error() -> Result<HttpResponse, ApiError> {
+    Err(keygate::Error::Backend(keygate::BackendError::Timeout(Duration::from_secs(1))).into())
+}
+
+async fn script_error() -> Result<HttpResponse, ApiError> {
+    Err(keygate::Error::Script("the script failed".into()).into())
+}
+
+async fn config_error() -> Result<HttpResponse, ApiError> {
+    Err(keygate::Error::Config("a bad configuration".into()).into())
+}
+
+type Sender = Rc<dyn Fn(TestRequest) -> LocalBoxFuture<'static, Reply>>;
+
+/// The app (middleware around it and again around `/nested`), and beside it an app
+/// without the middleware for `/unprotected/...` (in actix, `wrap` on an `App` covers all
+/// of its routes).
+struct ActixApp {
+    app: Sender,
+    unprotected: Sender,
+}
+
+macro_rules! sender {
+    ($app:expr) => {{
+        let service = Rc::new(test::init_service($app).await);
+        let send: Sender = Rc::new(move |request: TestRequest| {
+            let service = Rc::clone(&service);
+            Box::pin(async move {
+                let response = test::call_service(&*service, request.to_request()).await;
+                let status = response.status().as_u16();
+                let bytes = test::read_body(response).await;
+                Reply::new(status, &bytes)
+            })
+        });
+        send
+    }};
+}
+
+async fn make_app(server: &RedisServer) -> ActixApp {
+    let gate = java_gate(server).await;
+    let app = sender!(
+        App::new()
+            .wrap(KeygateMiddleware::new(gate.clone()))
+            .route("/me", web::get().to(me))
+            .route("/maybe", web::get().to(maybe))
+            .route("/two", web::get().to(two))
+            .route("/login", web::post().to(login))
+            .route("/logout", web::post().to(logout))
+            .route("/logout-all", web::post().to(logout_all))
+            .route("/error/backend", web::get().to(backend_error))
+            .route("/error/script", web::get().to(script_error))
+            .route("/error/config", web::get().to(config_error))
+            .service(
+                web::scope("/nested")
+                    .wrap(KeygateMiddleware::new(gate))
+                    .route("/me", web::get().to(me)),
+            )
+    );
+    let unprotected = sender!(App::new().route("/unprotected/me", web::get().to(me)));
+    ActixApp { app, unprotected }
+}
+
+#[async_trait::async_trait(?Send)]
+impl TestApp for ActixApp {
+    fn component(&self) -> &'static str {
+        "KeygateMiddleware"
+    }
+
+    async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> Reply {
+        let mut request = TestRequest::default()
+            .method(method.parse().unwrap())
+            .uri(path);
+        for (name, value) in headers {
+            request = request.append_header((*name, *value));
+        }
+        if let Some(body) = body {
+            request = request
+                .insert_header(("content-type", "application/json"))
+                .set_payload(body.to_owned());
+        }
+        if path.starts_with("/unprotected/") {
+            (self.unprotected)(request).await
+        } else {
+            (self.app)(request).await
+        }
+    }
+}
+
+keygate_tests::adapter_conformance!(
+    #[actix_web::test]
+    make_app
+);

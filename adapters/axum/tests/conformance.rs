@@ -1,0 +1,116 @@
+//! The adapter conformance suite (`keygate_tests::adapter_suite`) through tower's `oneshot`.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use http::Request;
+use http_body_util::BodyExt;
+use keygate::http::Envelope;
+use keygate_axum::{ApiError, Auth, KeygateLayer, MaybeAuth, Sessions};
+use keygate_tests::RedisServer;
+use keygate_tests::adapter_suite::{Reply, TestApp};
+use keygate_tests::fixtures::{JavaUser, java_gate};
+use tower::ServiceExt;
+
+async fn me(user: Auth<JavaUser>) -> Json<Envelope<JavaUser>> {
+    Json(Envelope::ok(user.data().clone()))
+}
+
+async fn maybe(user: MaybeAuth<JavaUser>) -> Json<Envelope<Option<u64>>> {
+    Json(Envelope::ok(user.0.map(|u| u.id)))
+}
+
+async fn two(user: Auth<JavaUser>, again: MaybeAuth<JavaUser>) -> Json<Envelope<u64>> {
+    assert_eq!(again.0.map(|u| u.id), Some(user.id));
+    Json(Envelope::ok(user.id))
+}
+
+async fn login(
+    sessions: Sessions<JavaUser>,
+    Json(user): Json<JavaUser>,
+) -> Result<Json<Envelope<String>>, ApiError> {
+    let token = sessions.login(&user).await?;
+    Ok(Json(Envelope::ok(token.expose().to_owned())))
+}
+
+async fn logout(user: Auth<JavaUser>) -> Result<Json<Envelope<bool>>, ApiError> {
+    Ok(Json(Envelope::ok(user.logout().await?)))
+}
+
+async fn logout_all(user: Auth<JavaUser>) -> Result<Json<Envelope<u64>>, ApiError> {
+    Ok(Json(Envelope::ok(user.logout_everywhere().await?)))
+}
+
+async fn backend_error() -> Result<(), ApiError> {
+    Err(keygate::Error::Backend(keygate::BackendError::Timeout(Duration::from_secs(1))).into())
+}
+
+async fn script_error() -> Result<(), ApiError> {
+    Err(keygate::Error::Script("the script failed".into()).into())
+}
+
+async fn config_error() -> Result<(), ApiError> {
+    Err(keygate::Error::Config("a bad configuration".into()).into())
+}
+
+struct AxumApp(Router);
+
+async fn make_app(server: &RedisServer) -> AxumApp {
+    let gate = java_gate(server).await;
+    let nested = Router::new()
+        .route("/me", get(me))
+        .layer(KeygateLayer::new(gate.clone()));
+    let router = Router::new()
+        .route("/me", get(me))
+        .route("/maybe", get(maybe))
+        .route("/two", get(two))
+        .route("/login", post(login))
+        .route("/logout", post(logout))
+        .route("/logout-all", post(logout_all))
+        .nest("/nested", nested)
+        .route("/error/backend", get(backend_error))
+        .route("/error/script", get(script_error))
+        .route("/error/config", get(config_error))
+        .layer(KeygateLayer::new(gate))
+        .route("/unprotected/me", get(me));
+    AxumApp(router)
+}
+
+#[async_trait::async_trait(?Send)]
+impl TestApp for AxumApp {
+    fn component(&self) -> &'static str {
+        "KeygateLayer"
+    }
+
+    async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> Reply {
+        let mut request = Request::builder().method(method).uri(path);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = match body {
+            Some(body) => request
+                .header("content-type", "application/json")
+                .body(Body::from(body.to_owned())),
+            None => request.body(Body::empty()),
+        }
+        .unwrap();
+        let response = self.0.clone().oneshot(request).await.unwrap();
+        let status = response.status().as_u16();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        Reply::new(status, &bytes)
+    }
+}
+
+keygate_tests::adapter_conformance!(
+    #[tokio::test]
+    make_app
+);

@@ -1,0 +1,130 @@
+//! The adapter conformance suite (`keygate_tests::adapter_suite`) through Rocket's
+//! asynchronous local `Client`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use keygate_rocket::{ApiError, Auth, Envelope, KeygateFairing, MaybeAuth, Sessions};
+use keygate_tests::RedisServer;
+use keygate_tests::adapter_suite::{Reply, TestApp};
+use keygate_tests::fixtures::{JavaUser, java_gate};
+use rocket::http::{ContentType, Header, Method};
+use rocket::local::asynchronous::Client;
+use rocket::serde::json::Json;
+use rocket::{get, post, routes};
+
+#[get("/me")]
+fn me(user: Auth<JavaUser>) -> Json<Envelope<JavaUser>> {
+    Json(Envelope::ok(user.data().clone()))
+}
+
+#[get("/maybe")]
+fn maybe(user: MaybeAuth<JavaUser>) -> Json<Envelope<Option<u64>>> {
+    Json(Envelope::ok(user.0.map(|u| u.id)))
+}
+
+#[get("/two")]
+fn two(user: Auth<JavaUser>, again: MaybeAuth<JavaUser>) -> Json<Envelope<u64>> {
+    assert_eq!(again.0.map(|u| u.id), Some(user.id));
+    Json(Envelope::ok(user.id))
+}
+
+#[post("/login", data = "<user>")]
+async fn login(
+    sessions: Sessions<JavaUser>,
+    user: Json<JavaUser>,
+) -> Result<Json<Envelope<String>>, ApiError> {
+    let token = sessions.login(&user).await?;
+    Ok(Json(Envelope::ok(token.expose().to_owned())))
+}
+
+#[post("/logout")]
+async fn logout(user: Auth<JavaUser>) -> Result<Json<Envelope<bool>>, ApiError> {
+    Ok(Json(Envelope::ok(user.logout().await?)))
+}
+
+#[post("/logout-all")]
+async fn logout_all(user: Auth<JavaUser>) -> Result<Json<Envelope<u64>>, ApiError> {
+    Ok(Json(Envelope::ok(user.logout_everywhere().await?)))
+}
+
+#[get("/error/backend")]
+fn backend_error() -> Result<(), ApiError> {
+    Err(keygate::Error::Backend(keygate::BackendError::Timeout(Duration::from_secs(1))).into())
+}
+
+#[get("/error/script")]
+fn script_error() -> Result<(), ApiError> {
+    Err(keygate::Error::Script("the script failed".into()).into())
+}
+
+#[get("/error/config")]
+fn config_error() -> Result<(), ApiError> {
+    Err(keygate::Error::Config("a bad configuration".into()).into())
+}
+
+/// The rocket: the fairing is attached once and covers every mount, `/nested` included
+/// (Rocket has no per-mount fairings, and a second `KeygateFairing` for the same user type
+/// refuses to ignite). There is no `/unprotected/me`: a rocket whose route needs `Auth`
+/// without the fairing does not launch (the guards are `Sentinel`s), so that request
+/// reaches no route.
+struct RocketApp(Client);
+
+async fn make_app(server: &RedisServer) -> RocketApp {
+    let gate = java_gate(server).await;
+    let rocket = rocket::custom(rocket::Config::figment().merge(("log_level", "off")))
+        .mount(
+            "/",
+            routes![
+                me,
+                maybe,
+                two,
+                login,
+                logout,
+                logout_all,
+                backend_error,
+                script_error,
+                config_error
+            ],
+        )
+        .mount("/nested", routes![me])
+        .attach(KeygateFairing::new(gate));
+    RocketApp(Client::untracked(rocket).await.unwrap())
+}
+
+#[async_trait::async_trait(?Send)]
+impl TestApp for RocketApp {
+    fn component(&self) -> &'static str {
+        "KeygateFairing"
+    }
+
+    async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> Reply {
+        let mut request = self
+            .0
+            .req(Method::from_str(method).unwrap(), path.to_owned());
+        for (name, value) in headers {
+            request = request.header(Header::new((*name).to_owned(), (*value).to_owned()));
+        }
+        if let Some(body) = body {
+            request = request.header(ContentType::JSON).body(body);
+        }
+        let response = request.dispatch().await;
+        let status = response.status().code;
+        let bytes = response.into_bytes().await.unwrap_or_default();
+        Reply::new(status, &bytes)
+    }
+}
+
+keygate_tests::adapter_conformance!(#[tokio::test] make_app, known_differences: {
+    route_without_the_component_is_500_naming_it:
+        "Rocket cannot serve a route whose guard needs KeygateFairing without it: such a \
+         rocket refuses to launch (Sentinel; tests/rocket.rs \
+         ignite_fails_when_a_route_needs_the_missing_fairing), so /unprotected/me is a 404 here",
+});
