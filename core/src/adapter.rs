@@ -6,6 +6,9 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+pub use crate::gate::{Resolved, optional};
+pub use crate::transport::RequestParts;
+
 use crate::Error;
 
 /// Logs a failure an adapter is about to answer, by one policy for all frameworks: backend

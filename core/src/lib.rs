@@ -63,7 +63,7 @@
 //! | [`lock`] | a distributed lock for work only one instance may do: owner-checked release, lease renewal, fencing tokens ([`lock::Locks`]) |
 //! | [`flash_sale`] | flash sales (秒杀): one atomic script decides whether a user may buy, orders go through a Redis Stream to [`flash_sale::OrderConsumer`] |
 //! | [`rate_limit`] | a GCRA rate limiter shared by every instance (one script call per decision, on the Redis server's clock), fail open or closed; the adapters' per-IP middleware builds on it (feature `rate-limit`) |
-//! | [`transport`] | reading the token from a request (`authorization` header raw or `Bearer`, `tokenid` query parameter, a cookie): [`TokenReader`], and [`RequestParts`] for adapters |
+//! | [`transport`] | reading the token from a request (`authorization` header raw or `Bearer`, `tokenid` query parameter, a cookie): [`TokenReader`], and [`adapter::RequestParts`] for adapters |
 //! | [`http`] | the framework-neutral HTTP side: the JSON envelope ([`http::Envelope`]) and the status and body of each rejection ([`http::Rejection`]) |
 //! | [`backend`] | the store traits every backend implements ([`backend::SessionStore`], [`backend::CodeStore`], [`backend::LockStore`], [`backend::FlashSaleStore`]); the backends themselves are [`RedisStore`] (one server, Cluster or Sentinel) and [`MemoryStore`] (embedded, feature `memory`) |
 //! | [`config`] | [`SessionConfig`]: key prefix, [`Codec`], idle TTL, absolute lifetime, hashed keys, sessions per user, token form; the seeds' presets |
@@ -148,7 +148,7 @@ pub mod transport;
 pub use codec::StoredValue;
 pub use config::{Codec, SessionConfig};
 pub use error::{BackendError, Error, Result};
-pub use gate::{CurrentSession, Keygate, Resolved, optional};
+pub use gate::{CurrentSession, Keygate};
 pub use keys::UserId;
 #[cfg(feature = "memory")]
 pub use memory_store::MemoryStore;
@@ -158,7 +158,7 @@ pub use session::{Session, SessionInfo, SessionManager, SessionUser};
 pub use token::{
     MAX_TOKEN_LEN, MIN_TOKEN_LEN, MalformedToken, Token, TokenEncoding, TokenFormat, TokenFormats,
 };
-pub use transport::{RequestParts, TokenReader, TokenSource};
+pub use transport::{TokenReader, TokenSource};
 
 // Re-exported so adapters and users name one version of these.
 pub use serde;

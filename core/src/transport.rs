@@ -30,7 +30,8 @@ pub trait RequestParts {
 /// parameter.
 ///
 /// ```
-/// use keygate::{TokenReader, TokenSource, RequestParts};
+/// use keygate::{TokenReader, TokenSource};
+/// use keygate::adapter::RequestParts;
 ///
 /// struct Req(&'static str);
 /// impl RequestParts for Req {

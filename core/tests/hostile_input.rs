@@ -6,11 +6,10 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use keygate::backend::SessionKeyRef;
-use keygate::backend::{SessionStore, StoredValue};
+use keygate::adapter::RequestParts;
+use keygate::backend::{SessionKeyRef, SessionStore, StoredValue};
 use keygate::{
-    Codec, MemoryStore, RequestParts, SessionConfig, SessionManager, Token, TokenReader,
-    TokenSource, UserId,
+    Codec, MemoryStore, SessionConfig, SessionManager, Token, TokenReader, TokenSource, UserId,
 };
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};

@@ -39,7 +39,7 @@ impl Capture {
 
 struct Header(String);
 
-impl keygate::RequestParts for Header {
+impl keygate::adapter::RequestParts for Header {
     fn header(&self, name: &str) -> Option<&[u8]> {
         (name == "authorization").then_some(self.0.as_bytes())
     }

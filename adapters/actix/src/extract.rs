@@ -4,7 +4,7 @@ use std::future::{Ready, ready};
 
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpMessage, HttpRequest};
-use keygate::Resolved;
+use keygate::adapter::Resolved;
 use keygate::http::Rejection;
 
 use crate::KeygateRejection;
@@ -103,7 +103,7 @@ impl<T: 'static> FromRequest for MaybeAuth<T> {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         ready(
-            read_loaded(req, keygate::optional::<T>)
+            read_loaded(req, keygate::adapter::optional::<T>)
                 .map(|session| MaybeAuth(session.map(Auth)))
                 .map_err(KeygateRejection),
         )

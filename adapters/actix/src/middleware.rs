@@ -7,9 +7,10 @@ use actix_web::HttpMessage;
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
 use actix_web::http::header::HeaderValue;
 use futures_util::future::LocalBoxFuture;
+use keygate::Keygate;
+use keygate::adapter::{RequestParts, Resolved};
 use keygate::serde::Serialize;
 use keygate::serde::de::DeserializeOwned;
-use keygate::{Keygate, RequestParts, Resolved};
 
 /// Loads the session of every request it wraps and leaves it in the request's extensions
 /// for the extractors ([`Auth`](crate::Auth), [`MaybeAuth`](crate::MaybeAuth),

@@ -11,7 +11,7 @@ use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forwar
 use actix_web::http::StatusCode;
 use actix_web::http::header::HeaderValue;
 use futures_util::future::LocalBoxFuture;
-use keygate::RequestParts;
+use keygate::adapter::RequestParts;
 use keygate::rate_limit::{RateLimitPolicy, RateLimiter, Refusal};
 
 /// Applies a [`RateLimiter`] to every request it wraps, keyed by the client IP (the

@@ -56,7 +56,7 @@ where
         parts: &mut Parts,
         _state: &S,
     ) -> Result<Option<Self>, Self::Rejection> {
-        keygate::optional(&loaded::<T>(parts)?.resolved)
+        keygate::adapter::optional(&loaded::<T>(parts)?.resolved)
             .map(|session| session.map(Auth))
             .map_err(KeygateRejection)
     }

@@ -5,9 +5,10 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use http::{HeaderMap, Request, Uri};
+use keygate::Keygate;
+use keygate::adapter::{RequestParts, Resolved};
 use keygate::serde::Serialize;
 use keygate::serde::de::DeserializeOwned;
-use keygate::{Keygate, RequestParts, Resolved};
 use tower_layer::Layer;
 use tower_service::Service;
 

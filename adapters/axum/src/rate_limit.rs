@@ -11,7 +11,7 @@ use axum::extract::connect_info::MockConnectInfo;
 use axum_core::body::Body;
 use axum_core::response::Response;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, StatusCode, Uri, header};
-use keygate::RequestParts;
+use keygate::adapter::RequestParts;
 use keygate::rate_limit::{RateLimitPolicy, RateLimiter, Refusal};
 use tower_layer::Layer;
 use tower_service::Service;

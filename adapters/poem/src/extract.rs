@@ -1,7 +1,8 @@
 //! The extractors: what a handler asks for, read from what the middleware stored.
 
+use keygate::Keygate;
+use keygate::adapter::Resolved;
 use keygate::http::Rejection;
-use keygate::{Keygate, Resolved};
 use poem::{FromRequest, Request, RequestBody, Result};
 
 use crate::error::rejection_error;
@@ -109,7 +110,7 @@ where
     T: Send + Sync + 'static,
 {
     async fn from_request(req: &'a Request, _body: &mut RequestBody) -> Result<Self> {
-        keygate::optional(resolved::<T>(req)?)
+        keygate::adapter::optional(resolved::<T>(req)?)
             .map(|session| Self(session.map(Auth)))
             .map_err(rejection_error)
     }

@@ -1,8 +1,9 @@
 //! The loading middleware: reads the token and loads the session once per request.
 
+use keygate::Keygate;
+use keygate::adapter::{RequestParts, Resolved};
 use keygate::serde::Serialize;
 use keygate::serde::de::DeserializeOwned;
-use keygate::{Keygate, RequestParts, Resolved};
 use poem::http::HeaderMap;
 use poem::{Endpoint, Middleware, Request, Result};
 

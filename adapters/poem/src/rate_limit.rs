@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use keygate::RequestParts;
+use keygate::adapter::RequestParts;
 use keygate::rate_limit::{RateLimitPolicy, RateLimiter, Refusal};
 use poem::http::{HeaderMap, StatusCode};
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response, Result};

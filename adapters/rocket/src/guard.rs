@@ -1,9 +1,10 @@
 //! The request guards, and the one place that loads a request's session.
 
+use keygate::Keygate;
+use keygate::adapter::{RequestParts, Resolved};
 use keygate::http::Rejection;
 use keygate::serde::Serialize;
 use keygate::serde::de::DeserializeOwned;
-use keygate::{Keygate, RequestParts, Resolved};
 use rocket::request::{FromRequest, Outcome};
 use rocket::{Ignite, Request, Rocket, Sentinel};
 
@@ -176,7 +177,10 @@ where
     type Error = KeygateRejection;
 
     async fn from_request(request: &'r Request<'_>) -> Outcome<Self, Self::Error> {
-        match resolve::<T>(request).await.and_then(keygate::optional) {
+        match resolve::<T>(request)
+            .await
+            .and_then(keygate::adapter::optional)
+        {
             Ok(session) => Outcome::Success(Self(session.map(Auth))),
             Err(rejection) => reject(request, rejection),
         }

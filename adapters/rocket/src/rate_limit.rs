@@ -8,7 +8,7 @@
 
 use std::net::IpAddr;
 
-use keygate::RequestParts;
+use keygate::adapter::RequestParts;
 use keygate::http::{Envelope, Rejection};
 use keygate::rate_limit::{
     RateLimitDecision, RateLimitPolicy, RateLimiter, Refusal, TOO_MANY_REQUESTS,

@@ -97,15 +97,15 @@ impl ConsumerOptions {
 
     /// Longest a read waits for new entries (also how fast shutdown is noticed at worst).
     pub fn with_block(mut self, block: Duration) -> Self {
-        self.block = block.max(Duration::from_millis(1));
+        self.block = block.clamp(Duration::from_millis(1), crate::config::MAX_TTL);
         self
     }
 
     /// Entries pending this long are taken over (their consumer is presumed dead) and
     /// failed entries retried; checked every `every`.
     pub fn with_claim(mut self, idle: Duration, every: Duration) -> Self {
-        self.claim_idle = idle;
-        self.claim_every = every.max(Duration::from_millis(1));
+        self.claim_idle = idle.min(crate::config::MAX_TTL);
+        self.claim_every = every.clamp(Duration::from_millis(1), crate::config::MAX_TTL);
         self
     }
 

@@ -49,7 +49,8 @@ impl LockOptions {
 
     /// How long the lock outlives a holder that stops renewing (crashed, paused).
     pub fn with_lease(mut self, lease: Duration) -> Self {
-        self.lease = lease.max(Duration::from_millis(3));
+        // Beyond MAX_TTL Redis would refuse every acquisition; such a lease is a mistake.
+        self.lease = lease.clamp(Duration::from_millis(3), crate::config::MAX_TTL);
         self
     }
 
@@ -78,7 +79,8 @@ impl LockOptions {
     /// at most `timeout` plus two command timeouts, connecting included. Stores without
     /// replicas (the memory store) count as replicated. `replicas` 0 turns the wait off.
     pub fn with_replication_wait(mut self, replicas: u32, timeout: Duration) -> Self {
-        self.replication = (replicas > 0).then_some((replicas, timeout));
+        self.replication =
+            (replicas > 0).then_some((replicas, timeout.min(crate::config::MAX_TTL)));
         self
     }
 
@@ -105,7 +107,7 @@ impl LockOptions {
     /// [`Fence`]). Only a step of the store's clock back by more than this TTL could undo
     /// that, so it is the tolerance against such steps.
     pub fn with_fence_ttl(mut self, ttl: Duration) -> Self {
-        self.fence_ttl = ttl;
+        self.fence_ttl = ttl.min(crate::config::MAX_TTL);
         self
     }
 
@@ -405,6 +407,15 @@ impl Locks {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn out_of_range_durations_are_brought_within_what_redis_accepts() {
+        let options = LockOptions::new()
+            .with_lease(Duration::MAX)
+            .with_fence_ttl(Duration::MAX);
+        assert_eq!(options.lease, crate::config::MAX_TTL);
+        assert_eq!(options.fence_ttl, crate::config::MAX_TTL);
+    }
 
     #[test]
     fn the_safety_margin_covers_the_command_timeout_and_drift_and_leaves_most_of_the_lease() {

@@ -42,8 +42,8 @@ pub struct SessionKeyRef<'a> {
     pub deadline: Option<&'a str>,
 }
 
-/// A session backend. Implemented by [`RedisStore`](redis::RedisStore) and
-/// [`MemoryStore`](memory::MemoryStore); every operation is atomic where it says so on
+/// A session backend. Implemented by [`RedisStore`](crate::RedisStore) and
+/// [`MemoryStore`](crate::MemoryStore); every operation is atomic where it says so on
 /// both.
 #[async_trait]
 pub trait SessionStore: Send + Sync + 'static {

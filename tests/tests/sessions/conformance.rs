@@ -6,10 +6,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use keygate::adapter::RequestParts;
 use keygate::backend::SessionKeyRef;
 use keygate::backend::{Fetched, SessionStore, StoredValue};
 use keygate::http::Rejection;
-use keygate::{Codec, Keygate, RequestParts, SessionConfig, Token, UpdateOutcome, UserId};
+use keygate::{Codec, Keygate, SessionConfig, Token, UpdateOutcome, UserId};
 
 use crate::support::{Backend, JavaUser, Managers, NodeUser};
 

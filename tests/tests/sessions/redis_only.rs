@@ -431,7 +431,8 @@ async fn compact_tokens_make_smaller_sessions() {
 /// and a key of the wrong type is never touched.
 #[tokio::test]
 async fn load_never_touches_a_key_that_is_not_a_session() {
-    use keygate::{Keygate, RequestParts};
+    use keygate::Keygate;
+    use keygate::adapter::RequestParts;
 
     struct Query(String);
     impl RequestParts for Query {
