@@ -87,14 +87,34 @@ impl SessionConfig {
         }
     }
 
-    /// The Java seed's layout: `login:token:<token>` holding a hash of string fields.
-    pub fn java_seed() -> Self {
-        Self::new("login:token:", Codec::Hash)
+    /// Sessions as a JSON string of the user's data under `<prefix><token>` (the layout the
+    /// Node seed uses, with any prefix).
+    ///
+    /// ```
+    /// use keygate::{Codec, SessionConfig};
+    /// assert_eq!(SessionConfig::json("myapp_").codec(), Codec::Json);
+    /// assert_eq!(SessionConfig::hash("login:token:").prefix(), "login:token:");
+    /// ```
+    pub fn json(prefix: impl Into<String>) -> Self {
+        Self::new(prefix, Codec::Json)
     }
 
-    /// The Node seed's layout: `<custom>_<token>` holding the user's JSON.
+    /// Sessions as a Redis hash of string fields under `<prefix><token>` (the layout the
+    /// Java seed uses, with any prefix).
+    pub fn hash(prefix: impl Into<String>) -> Self {
+        Self::new(prefix, Codec::Hash)
+    }
+
+    /// The Java seed's layout: `login:token:<token>` holding a hash of string fields
+    /// (`SessionConfig::hash("login:token:")`).
+    pub fn java_seed() -> Self {
+        Self::hash("login:token:")
+    }
+
+    /// The Node seed's layout: `<custom>_<token>` holding the user's JSON
+    /// (`SessionConfig::json(format!("{custom}_"))`).
     pub fn node_seed(custom: &str) -> Self {
-        Self::new(format!("{custom}_"), Codec::Json)
+        Self::json(format!("{custom}_"))
     }
 
     /// Idle TTL, reset on every authenticated access (default 1800 s). Redis expiries have
