@@ -96,7 +96,7 @@ pub fn run(options: &Options) -> Result<CoreReport> {
         let store = RedisStore::connect(&url).await?;
         let manager = SessionManager::new(store, SessionConfig::node_seed(NODE_CUSTOM))?;
         let user = NodeUser::seed();
-        let token = manager.create(&UserId::from(user.user_id), &user).await?;
+        let token = manager.login(&UserId::from(user.user_id), &user).await?;
         let key = format!("{NODE_CUSTOM}_{}", token.expose());
         let conn = ConnectionManager::new(redis::Client::open(url.as_str())?).await?;
         let mut rows = Vec::new();

@@ -38,24 +38,24 @@ async fn main() -> Result<(), keygate::Error> {
         icon: String::new(),
     };
     let uid = UserId::from(user.id);
-    let token = sessions.create(&uid, &user).await?;
-    let second = sessions.create(&uid, &user).await?;
+    let token = sessions.login(&uid, &user).await?;
+    let second = sessions.login(&uid, &user).await?;
     println!("logged in twice; tokens are never printed: {token}");
 
     let session = sessions.load(&token).await?;
     println!("load-and-touch: {:?}", session.as_ref().map(|s| s.data()));
 
-    let live = sessions.list(&uid, Some(&token)).await?;
+    let live = sessions.sessions(&uid, Some(&token)).await?;
     println!("{} live sessions: {live:?}", live.len());
 
-    sessions.destroy(&token).await?;
+    sessions.logout(&token).await?;
     println!(
         "after logout: {:?}",
         sessions.load(&token).await?.map(|s| s.into_data())
     );
     println!(
         "log out everywhere ended {} session(s)",
-        sessions.destroy_all(&uid).await?
+        sessions.logout_everywhere(&uid).await?
     );
     assert!(sessions.load(&second).await?.is_none());
     Ok(())

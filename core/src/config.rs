@@ -183,8 +183,8 @@ impl SessionConfig {
     /// How long a user's index key lives after the user's last login when sessions have no
     /// absolute lifetime (default 30 days; with a lifetime the index lives as long as the
     /// lifetime). A session kept alive by use for longer than this without any new login of
-    /// its user drops out of the index, so [`list`](crate::SessionManager::list) and
-    /// [`destroy_all`](crate::SessionManager::destroy_all) no longer see it: set an absolute
+    /// its user drops out of the index, so [`sessions`](crate::SessionManager::sessions) and
+    /// [`logout_everywhere`](crate::SessionManager::logout_everywhere) no longer see it: set an absolute
     /// lifetime to rule that out.
     pub fn with_index_retention(mut self, retention: Duration) -> Self {
         self.index_retention = retention;

@@ -97,7 +97,7 @@ where
 
     /// Ends this session at once (logout).
     pub async fn logout(&self) -> crate::Result<bool> {
-        self.gate.manager().destroy(self.session.token()).await
+        self.gate.manager().logout(self.session.token()).await
     }
 
     /// Ends every session of this session's user, this one included; returns how many were
@@ -109,7 +109,7 @@ where
     {
         self.gate
             .manager()
-            .destroy_all(&self.data().user_id())
+            .logout_everywhere(&self.data().user_id())
             .await
     }
 
@@ -120,7 +120,7 @@ where
     {
         self.gate
             .manager()
-            .list(&self.data().user_id(), Some(self.session.token()))
+            .sessions(&self.data().user_id(), Some(self.session.token()))
             .await
     }
 
@@ -165,7 +165,7 @@ where
     where
         T: SessionUser,
     {
-        self.manager.create(&data.user_id(), data).await
+        self.manager.login(&data.user_id(), data).await
     }
 
     /// Reads the token and loads-and-touches its session: one Redis round trip for a

@@ -46,10 +46,10 @@
 //! let sessions = SessionManager::<User>::new(MemoryStore::new(), SessionConfig::java_seed())?;
 //!
 //! let user = User { id: 598, nick_name: "user_x1y2z3".into(), icon: String::new() };
-//! let token = sessions.create(&UserId::from(user.id), &user).await?;   // at login
+//! let token = sessions.login(&UserId::from(user.id), &user).await?;   // at login
 //! let session = sessions.load(&token).await?;                           // on each call
 //! assert_eq!(session.map(|s| s.id), Some(598));
-//! sessions.destroy(&token).await?;                                      // at logout
+//! sessions.logout(&token).await?;                                      // at logout
 //! # Ok(()) }
 //! ```
 //!
@@ -83,7 +83,7 @@
 //! - the per-user index is a sorted set at `<index prefix><user id>` (default
 //!   `keygate:user-sessions:`), members the key ids, scores the creation times (unix µs);
 //!   it is never touched on the request path. Sessions created by other services are not in
-//!   it, so `list`/`destroy_all` see only sessions created through keygate;
+//!   it, so `sessions`/`logout_everywhere` see only sessions created through keygate;
 //! - with an absolute lifetime, a companion key `<deadline prefix>{<session key>}` (default
 //!   prefix `keygate:deadline:`) lives exactly the lifetime; loading caps the idle TTL by
 //!   it, in one script call. It shares the session key's hash slot. With a lifetime

@@ -107,7 +107,7 @@ impl<D: UserDirectory> PhoneLogin<D> {
         let phone = self.codes.phone(phone)?;
         self.codes.verify(&phone, code).await?;
         let user = self.directory.find_or_create_by_phone(&phone).await?;
-        let token = self.sessions.create(&user.user_id(), &user).await?;
+        let token = self.sessions.login(&user.user_id(), &user).await?;
         Ok((token, user))
     }
 }

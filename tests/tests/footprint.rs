@@ -101,10 +101,10 @@ async fn a_day_in_fast_motion_leaves_a_bounded_footprint() {
             async move {
                 let user = JavaUser::new(id);
                 let uid = UserId::from(id);
-                let first = sessions.create(&uid, &user).await.unwrap();
-                sessions.create(&uid, &user).await.unwrap();
+                let first = sessions.login(&uid, &user).await.unwrap();
+                sessions.login(&uid, &user).await.unwrap();
                 if id % 2 == 0 {
-                    assert!(sessions.destroy(&first).await.unwrap());
+                    assert!(sessions.logout(&first).await.unwrap());
                 }
             }
         })

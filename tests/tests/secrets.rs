@@ -77,7 +77,7 @@ async fn no_secret_reaches_the_logs() {
         SessionManager::<JavaUser>::new(store.clone(), SessionConfig::java_seed()).unwrap();
     let gate = Keygate::new(manager.clone());
     let user = JavaUser::new(1);
-    let token = manager.create(&user.user_id(), &user).await.unwrap();
+    let token = manager.login(&user.user_id(), &user).await.unwrap();
     secrets.push(token.expose().to_owned());
     let session = gate
         .resolve(&Header(format!("Bearer {}", token.expose())))
@@ -92,7 +92,7 @@ async fn no_secret_reaches_the_logs() {
             .arg("not a hash"),
     );
     assert!(manager.load(&corrupt).await.unwrap().is_none());
-    manager.destroy(&token).await.unwrap();
+    manager.logout(&token).await.unwrap();
 
     // Codes: send, a wrong try, the right one.
     let sender = CapturingSender::default();

@@ -18,7 +18,7 @@ use crate::{Error, Result, Token};
 /// overwriting someone's session.
 const CREATE_ATTEMPTS: usize = 3;
 
-/// Most index entries one call reads, checks or removes at once: `list`, `destroy_all` and
+/// Most index entries one call reads, checks or removes at once: `sessions`, `logout_everywhere` and
 /// the pruning at login work through a user's index in pages of this size.
 pub const INDEX_BATCH: usize = 256;
 
@@ -37,12 +37,12 @@ pub const INDEX_BATCH: usize = 256;
 ///
 /// let sessions = SessionManager::new(MemoryStore::new(), SessionConfig::node_seed("myapp"))?;
 /// let token = sessions
-///     .create(&UserId::from(598u64), &User { user_id: 598, openid: "o".into() })
+///     .login(&UserId::from(598u64), &User { user_id: 598, openid: "o".into() })
 ///     .await?;
 /// // On every request: load the session and reset its idle TTL in one round trip.
 /// let session = sessions.load(&token).await?.expect("just created");
 /// assert_eq!(session.user_id, 598);
-/// sessions.destroy(&token).await?;
+/// sessions.logout(&token).await?;
 /// assert!(sessions.load(&token).await?.is_none());
 /// # Ok(()) }
 /// ```
@@ -119,10 +119,10 @@ where
     }
 
     /// Creates a session for `user` holding `data` and returns its new token. The session
-    /// is registered in the user's index (for [`list`](Self::list) and
-    /// [`destroy_all`](Self::destroy_all)), whose entries of ended sessions are pruned on
+    /// is registered in the user's index (for [`sessions`](Self::sessions) and
+    /// [`logout_everywhere`](Self::logout_everywhere)), whose entries of ended sessions are pruned on
     /// the way; with a per-user cap the oldest sessions beyond it end.
-    pub async fn create(&self, user: &UserId, data: &T) -> Result<Token> {
+    pub async fn login(&self, user: &UserId, data: &T) -> Result<Token> {
         let inner = &*self.inner;
         let value = self.encode(data)?;
         let index = index_key(&inner.config, user);
@@ -140,7 +140,7 @@ where
             {
                 continue;
             }
-            // Session first, index entry second: a `list`, cap or `destroy_all` running in
+            // Session first, index entry second: a `sessions`, cap or `logout_everywhere` running in
             // between cannot prune an entry whose session does not exist yet (the entry
             // would be lost and the session invisible to "log out everywhere" for good).
             // If indexing fails, the token is never handed out and the session idles away.
@@ -234,7 +234,7 @@ where
     }
 
     /// Ends the session of `token` at once; `false` if there was none.
-    pub async fn destroy(&self, token: &Token) -> Result<bool> {
+    pub async fn logout(&self, token: &Token) -> Result<bool> {
         let keys = self.keys(token);
         let removed = self
             .inner
@@ -244,13 +244,17 @@ where
                 deadline: keys.deadline.as_deref(),
             }])
             .await?;
-        // The user's index entry goes at the user's next login, list or destroy_all (the
+        // The user's index entry goes at the user's next login, `sessions` or `logout_everywhere` (the
         // token does not tell whose it is).
         Ok(removed > 0)
     }
 
     /// The user's live sessions, oldest first. `current` marks the session of `current`.
-    pub async fn list(&self, user: &UserId, current: Option<&Token>) -> Result<Vec<SessionInfo>> {
+    pub async fn sessions(
+        &self,
+        user: &UserId,
+        current: Option<&Token>,
+    ) -> Result<Vec<SessionInfo>> {
         let index = index_key(&self.inner.config, user);
         let live = self.live_members(&index).await?;
         let current_id = current.map(|t| self.keys(t).id);
@@ -264,7 +268,7 @@ where
     }
 
     /// Ends every session of `user`; returns how many were live.
-    pub async fn destroy_all(&self, user: &UserId) -> Result<u64> {
+    pub async fn logout_everywhere(&self, user: &UserId) -> Result<u64> {
         let index = index_key(&self.inner.config, user);
         let mut removed = 0;
         loop {

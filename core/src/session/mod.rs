@@ -88,7 +88,7 @@ impl<T: fmt::Debug> fmt::Debug for Session<T> {
     }
 }
 
-/// One live session of a user, as listed by [`SessionManager::list`].
+/// One live session of a user, as listed by [`SessionManager::sessions`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SessionInfo {

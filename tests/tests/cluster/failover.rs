@@ -39,7 +39,7 @@ async fn a_killed_master_is_replaced_and_requests_recover() {
     {
         id += 1;
         let token = m
-            .create(&UserId::from(id), &JavaUser::new(id))
+            .login(&UserId::from(id), &JavaUser::new(id))
             .await
             .unwrap();
         let owner = cluster.master_of(&format!("login:token:{}", token.expose()));
@@ -183,7 +183,7 @@ async fn a_killed_master_is_replaced_and_requests_recover() {
     let mut written = false;
     for id in 1000..1100u64 {
         let token = m
-            .create(&UserId::from(id), &JavaUser::new(id))
+            .login(&UserId::from(id), &JavaUser::new(id))
             .await
             .unwrap();
         assert_eq!(m.load(&token).await.unwrap().map(|s| s.id), Some(id));

@@ -29,7 +29,7 @@ async fn a_sentinel_failover_is_followed_without_rebuilding_the_store() {
         .with_options(LockOptions::new().with_poll_interval(Duration::from_secs(5)));
 
     let before = m
-        .create(&UserId::from(1u64), &JavaUser::new(1))
+        .login(&UserId::from(1u64), &JavaUser::new(1))
         .await
         .unwrap();
     let old = setup.master_port().unwrap();
@@ -83,7 +83,7 @@ async fn a_sentinel_failover_is_followed_without_rebuilding_the_store() {
 
     // New writes go to the new master.
     let after = m
-        .create(&UserId::from(2u64), &JavaUser::new(2))
+        .login(&UserId::from(2u64), &JavaUser::new(2))
         .await
         .unwrap();
     assert_eq!(m.load(&after).await.unwrap().map(|s| s.id), Some(2));

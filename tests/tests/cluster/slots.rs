@@ -44,7 +44,7 @@ async fn a_session_and_its_deadline_share_a_slot() {
     .unwrap();
     let mut slots = HashSet::new();
     for i in 0..8 {
-        let token = m.create(&UserId::from(i), &JavaUser::new(i)).await.unwrap();
+        let token = m.login(&UserId::from(i), &JavaUser::new(i)).await.unwrap();
         let session = format!("login:token:{}", token.expose());
         let deadline = format!("keygate:deadline:{{{session}}}");
         for key in [&session, &deadline] {
@@ -190,7 +190,7 @@ async fn operations_over_many_slots_split_per_key() {
     let alice = UserId::new("alice").unwrap();
     let mut tokens = Vec::new();
     for _ in 0..30 {
-        tokens.push(m.create(&alice, &JavaUser::new(1)).await.unwrap());
+        tokens.push(m.login(&alice, &JavaUser::new(1)).await.unwrap());
     }
     let owners: HashSet<u16> = tokens
         .iter()
@@ -198,13 +198,13 @@ async fn operations_over_many_slots_split_per_key() {
         .collect();
     assert_eq!(owners.len(), 3, "one user's sessions live on every master");
     // `list` checks every session key at once, `destroy_all` deletes them all at once.
-    assert_eq!(m.list(&alice, None).await.unwrap().len(), 30);
-    assert_eq!(m.destroy_all(&alice).await.unwrap(), 30);
+    assert_eq!(m.sessions(&alice, None).await.unwrap().len(), 30);
+    assert_eq!(m.logout_everywhere(&alice).await.unwrap(), 30);
     for token in &tokens {
         assert!(m.load(token).await.unwrap().is_none());
         assert!(!exists(cluster, &format!("login:token:{}", token.expose())));
     }
-    assert!(m.list(&alice, None).await.unwrap().is_empty());
+    assert!(m.sessions(&alice, None).await.unwrap().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

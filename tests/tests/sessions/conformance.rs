@@ -24,14 +24,14 @@ pub async fn create_then_load(b: &Backend) {
         SessionConfig::java_seed(),
     ] {
         let json = b.manager::<NodeUser>(SessionConfig::node_seed("myapp"));
-        let token = json.create(&uid(598), &NodeUser::seed()).await.unwrap();
+        let token = json.login(&uid(598), &NodeUser::seed()).await.unwrap();
         assert_eq!(token.expose().len(), 32);
         let session = json.load(&token).await.unwrap().expect("session exists");
         assert_eq!(session.data(), &NodeUser::seed());
         assert_eq!(session.token(), &token);
 
         let hash = b.manager::<JavaUser>(config.clone());
-        let token = hash.create(&uid(7), &JavaUser::new(7)).await.unwrap();
+        let token = hash.login(&uid(7), &JavaUser::new(7)).await.unwrap();
         let session = hash.load(&token).await.unwrap().expect("session exists");
         assert_eq!(session.into_data(), JavaUser::new(7));
 
@@ -45,7 +45,7 @@ pub async fn sliding_refresh_and_idle_expiry(b: &Backend) {
         let m = b.manager::<JavaUser>(
             SessionConfig::new("slide:", codec).with_idle_ttl(Duration::from_millis(1000)),
         );
-        let token = m.create(&uid(1), &JavaUser::new(1)).await.unwrap();
+        let token = m.login(&uid(1), &JavaUser::new(1)).await.unwrap();
         // Touched every 600 ms, the session outlives its first 1000 ms TTL twice over.
         for _ in 0..3 {
             tokio::time::sleep(Duration::from_millis(600)).await;
@@ -70,7 +70,7 @@ pub async fn absolute_lifetime_ends_an_active_session(b: &Backend) {
                 .with_idle_ttl(Duration::from_secs(60))
                 .with_absolute_lifetime(Duration::from_millis(1200)),
         );
-        let token = m.create(&uid(1), &JavaUser::new(1)).await.unwrap();
+        let token = m.login(&uid(1), &JavaUser::new(1)).await.unwrap();
         tokio::time::sleep(Duration::from_millis(500)).await;
         assert!(m.load(&token).await.unwrap().is_some());
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -84,13 +84,13 @@ pub async fn absolute_lifetime_ends_an_active_session(b: &Backend) {
 pub async fn replace_keeps_data_fresh_and_never_resurrects(b: &Backend) {
     for config in [SessionConfig::node_seed("rep"), SessionConfig::java_seed()] {
         let m = b.manager::<JavaUser>(config);
-        let token = m.create(&uid(1), &JavaUser::new(1)).await.unwrap();
+        let token = m.login(&uid(1), &JavaUser::new(1)).await.unwrap();
         let mut changed = JavaUser::new(1);
         changed.nick_name = "renamed".into();
         assert!(m.replace(&token, &changed).await.unwrap());
         assert_eq!(m.load(&token).await.unwrap().unwrap().data(), &changed);
 
-        assert!(m.destroy(&token).await.unwrap());
+        assert!(m.logout(&token).await.unwrap());
         assert!(!m.replace(&token, &changed).await.unwrap());
         assert!(m.load(&token).await.unwrap().is_none());
     }
@@ -103,14 +103,14 @@ pub async fn destroy_races_never_resurrect(b: &Backend) {
         for i in 0..100 {
             let m = m.clone();
             rounds.push(tokio::spawn(async move {
-                let token = m.create(&uid(i), &JavaUser::new(i)).await.unwrap();
+                let token = m.login(&uid(i), &JavaUser::new(i)).await.unwrap();
                 let session = m.load(&token).await.unwrap().unwrap();
                 let mut changed = JavaUser::new(i);
                 changed.icon = "new".into();
                 let (replace, update, destroy) = tokio::join!(
                     m.replace(&token, &changed),
                     m.update(&session, &changed),
-                    m.destroy(&token),
+                    m.logout(&token),
                 );
                 assert!(destroy.unwrap(), "the session existed until destroyed");
                 replace.unwrap();
@@ -127,7 +127,7 @@ pub async fn destroy_races_never_resurrect(b: &Backend) {
 
 pub async fn hash_updates_merge_fields(b: &Backend) {
     let m = b.manager::<JavaUser>(SessionConfig::java_seed());
-    let token = m.create(&uid(1), &JavaUser::new(1)).await.unwrap();
+    let token = m.login(&uid(1), &JavaUser::new(1)).await.unwrap();
     // Two requests load the same session, each changes a different field.
     let first = m.load(&token).await.unwrap().unwrap();
     let second = m.load(&token).await.unwrap().unwrap();
@@ -143,13 +143,13 @@ pub async fn hash_updates_merge_fields(b: &Backend) {
     let now = m.load(&token).await.unwrap().unwrap().into_data();
     assert_eq!(now.nick_name, "from-a", "the first change survived");
     assert_eq!(now.icon, "from-b.png", "the second change landed");
-    m.destroy(&token).await.unwrap();
+    m.logout(&token).await.unwrap();
     assert_eq!(m.update(&first, &a).await.unwrap(), UpdateOutcome::Gone);
 }
 
 pub async fn json_updates_detect_conflicts(b: &Backend) {
     let m = b.manager::<NodeUser>(SessionConfig::node_seed("cas"));
-    let token = m.create(&uid(598), &NodeUser::seed()).await.unwrap();
+    let token = m.login(&uid(598), &NodeUser::seed()).await.unwrap();
     let first = m.load(&token).await.unwrap().unwrap();
     let second = m.load(&token).await.unwrap().unwrap();
     let mut a = NodeUser::seed();
@@ -162,17 +162,17 @@ pub async fn json_updates_detect_conflicts(b: &Backend) {
         UpdateOutcome::Conflict
     );
     assert_eq!(m.load(&token).await.unwrap().unwrap().data(), &a);
-    m.destroy(&token).await.unwrap();
+    m.logout(&token).await.unwrap();
     assert_eq!(m.update(&first, &a).await.unwrap(), UpdateOutcome::Gone);
 }
 
 pub async fn destroy_ends_one_session(b: &Backend) {
     let m = b.manager::<JavaUser>(SessionConfig::java_seed());
-    let one = m.create(&uid(1), &JavaUser::new(1)).await.unwrap();
-    let two = m.create(&uid(1), &JavaUser::new(1)).await.unwrap();
-    assert!(m.destroy(&one).await.unwrap());
+    let one = m.login(&uid(1), &JavaUser::new(1)).await.unwrap();
+    let two = m.login(&uid(1), &JavaUser::new(1)).await.unwrap();
+    assert!(m.logout(&one).await.unwrap());
     assert!(
-        !m.destroy(&one).await.unwrap(),
+        !m.logout(&one).await.unwrap(),
         "second destroy finds nothing"
     );
     assert!(m.load(&one).await.unwrap().is_none());
@@ -183,13 +183,13 @@ pub async fn list_and_destroy_all(b: &Backend) {
     let m = b.manager::<JavaUser>(SessionConfig::java_seed());
     let alice = UserId::new("alice@example.com").unwrap();
     let tokens = [
-        m.create(&alice, &JavaUser::new(1)).await.unwrap(),
-        m.create(&alice, &JavaUser::new(1)).await.unwrap(),
-        m.create(&alice, &JavaUser::new(1)).await.unwrap(),
+        m.login(&alice, &JavaUser::new(1)).await.unwrap(),
+        m.login(&alice, &JavaUser::new(1)).await.unwrap(),
+        m.login(&alice, &JavaUser::new(1)).await.unwrap(),
     ];
-    let bob_token = m.create(&uid(2), &JavaUser::new(2)).await.unwrap();
+    let bob_token = m.login(&uid(2), &JavaUser::new(2)).await.unwrap();
 
-    let list = m.list(&alice, Some(&tokens[1])).await.unwrap();
+    let list = m.sessions(&alice, Some(&tokens[1])).await.unwrap();
     assert_eq!(list.len(), 3);
     assert_eq!(
         list.iter().map(|s| s.current).collect::<Vec<_>>(),
@@ -200,14 +200,14 @@ pub async fn list_and_destroy_all(b: &Backend) {
             .all(|w| w[0].created_at_ms <= w[1].created_at_ms)
     );
 
-    m.destroy(&tokens[0]).await.unwrap();
-    assert_eq!(m.list(&alice, None).await.unwrap().len(), 2);
+    m.logout(&tokens[0]).await.unwrap();
+    assert_eq!(m.sessions(&alice, None).await.unwrap().len(), 2);
 
-    assert_eq!(m.destroy_all(&alice).await.unwrap(), 2);
+    assert_eq!(m.logout_everywhere(&alice).await.unwrap(), 2);
     for token in &tokens {
         assert!(m.load(token).await.unwrap().is_none());
     }
-    assert!(m.list(&alice, None).await.unwrap().is_empty());
+    assert!(m.sessions(&alice, None).await.unwrap().is_empty());
     assert!(
         m.load(&bob_token).await.unwrap().is_some(),
         "other users keep theirs"
@@ -218,7 +218,7 @@ pub async fn cap_evicts_the_oldest(b: &Backend) {
     let m = b.manager::<JavaUser>(SessionConfig::java_seed().with_max_sessions_per_user(2));
     let mut tokens = Vec::new();
     for _ in 0..4 {
-        tokens.push(m.create(&uid(1), &JavaUser::new(1)).await.unwrap());
+        tokens.push(m.login(&uid(1), &JavaUser::new(1)).await.unwrap());
     }
     let alive: Vec<bool> = futures_util::future::join_all(tokens.iter().map(|t| m.load(t)))
         .await
@@ -226,12 +226,12 @@ pub async fn cap_evicts_the_oldest(b: &Backend) {
         .map(|r| r.unwrap().is_some())
         .collect();
     assert_eq!(alive, [false, false, true, true]);
-    assert_eq!(m.list(&uid(1), None).await.unwrap().len(), 2);
+    assert_eq!(m.sessions(&uid(1), None).await.unwrap().len(), 2);
 }
 
 pub async fn hashed_keys_mode(b: &Backend) {
     let m = b.manager::<JavaUser>(SessionConfig::java_seed().with_hashed_keys(true));
-    let token = m.create(&uid(1), &JavaUser::new(1)).await.unwrap();
+    let token = m.login(&uid(1), &JavaUser::new(1)).await.unwrap();
     assert_eq!(
         m.load(&token).await.unwrap().unwrap().data(),
         &JavaUser::new(1)
@@ -239,8 +239,8 @@ pub async fn hashed_keys_mode(b: &Backend) {
     // The raw token is not a key: a plain manager cannot find the session.
     let plain = b.manager::<JavaUser>(SessionConfig::java_seed());
     assert!(plain.load(&token).await.unwrap().is_none());
-    assert!(m.list(&uid(1), Some(&token)).await.unwrap()[0].current);
-    assert!(m.destroy(&token).await.unwrap());
+    assert!(m.sessions(&uid(1), Some(&token)).await.unwrap()[0].current);
+    assert!(m.logout(&token).await.unwrap());
     assert!(m.load(&token).await.unwrap().is_none());
 }
 
@@ -368,9 +368,9 @@ pub async fn corrupt_data_is_no_session(b: &Backend) {
     // A JSON session read through the hash codec (same prefix): the key holds another type.
     let json = b.manager::<JavaUser>(SessionConfig::new("shared:", Codec::Json));
     let hash = b.manager::<JavaUser>(SessionConfig::new("shared:", Codec::Hash));
-    let token = json.create(&uid(1), &JavaUser::new(1)).await.unwrap();
+    let token = json.login(&uid(1), &JavaUser::new(1)).await.unwrap();
     assert!(hash.load(&token).await.unwrap().is_none());
-    let token = hash.create(&uid(1), &JavaUser::new(1)).await.unwrap();
+    let token = hash.login(&uid(1), &JavaUser::new(1)).await.unwrap();
     assert!(json.load(&token).await.unwrap().is_none());
 
     // Data of another shape than the session type.
@@ -381,7 +381,7 @@ pub async fn corrupt_data_is_no_session(b: &Backend) {
     let other = b.manager::<Other>(SessionConfig::new("shape:", Codec::Json));
     let typed = b.manager::<JavaUser>(SessionConfig::new("shape:", Codec::Json));
     let token = other
-        .create(&uid(1), &Other { name: "x".into() })
+        .login(&uid(1), &Other { name: "x".into() })
         .await
         .unwrap();
     assert!(typed.load(&token).await.unwrap().is_none());
@@ -395,7 +395,7 @@ pub async fn concurrent_creates_and_loads(b: &Backend) {
         .map(|i| {
             let m = m.clone();
             tokio::spawn(async move {
-                let token = m.create(&uid(i % 50), &JavaUser::new(i)).await.unwrap();
+                let token = m.login(&uid(i % 50), &JavaUser::new(i)).await.unwrap();
                 let loaded = m.load(&token).await.unwrap().unwrap();
                 assert_eq!(loaded.id, i, "each token loads its own user");
                 token
@@ -408,7 +408,7 @@ pub async fn concurrent_creates_and_loads(b: &Backend) {
     }
     let mut total = 0;
     for user in 0..50 {
-        total += m.list(&uid(user), None).await.unwrap().len();
+        total += m.sessions(&uid(user), None).await.unwrap().len();
     }
     assert_eq!(total, 300);
 }

@@ -26,7 +26,7 @@ fn with_lifetime() -> SessionConfig {
 /// over: it is not served and its idle TTL is not renewed.
 pub async fn missing_deadline_key_ends_the_session(b: &Backend) {
     let m = b.manager::<JavaUser>(with_lifetime());
-    let token = m.create(&alice(), &JavaUser::new(1)).await.unwrap();
+    let token = m.login(&alice(), &JavaUser::new(1)).await.unwrap();
     assert!(m.load(&token).await.unwrap().is_some());
     let deadline = format!("keygate:deadline:{{login:token:{}}}", token.expose());
     let removed = b
@@ -69,8 +69,8 @@ impl SessionStore for Racing {
     ) -> keygate::Result<bool> {
         if let Some(other) = self.other.get() {
             match self.interleave {
-                Interleave::List => drop(other.list(&alice(), None).await?),
-                Interleave::DestroyAll => drop(other.destroy_all(&alice()).await?),
+                Interleave::List => drop(other.sessions(&alice(), None).await?),
+                Interleave::DestroyAll => drop(other.logout_everywhere(&alice()).await?),
             }
         }
         self.inner.insert(k, v, i, l).await
@@ -132,9 +132,13 @@ fn racing(b: &Backend, interleave: Interleave) -> SessionManager<JavaUser> {
 /// session from the index for good.
 pub async fn create_racing_with_list_stays_indexed(b: &Backend) {
     let m = racing(b, Interleave::List);
-    let token = m.create(&alice(), &JavaUser::new(1)).await.unwrap();
-    assert_eq!(m.list(&alice(), None).await.unwrap().len(), 1, "listed");
-    assert_eq!(m.destroy_all(&alice()).await.unwrap(), 1, "logged out");
+    let token = m.login(&alice(), &JavaUser::new(1)).await.unwrap();
+    assert_eq!(m.sessions(&alice(), None).await.unwrap().len(), 1, "listed");
+    assert_eq!(
+        m.logout_everywhere(&alice()).await.unwrap(),
+        1,
+        "logged out"
+    );
     assert!(m.load(&token).await.unwrap().is_none());
 }
 
@@ -142,10 +146,10 @@ pub async fn create_racing_with_list_stays_indexed(b: &Backend) {
 /// never the next.
 pub async fn create_racing_with_destroy_all_stays_indexed(b: &Backend) {
     let m = racing(b, Interleave::DestroyAll);
-    let token = m.create(&alice(), &JavaUser::new(1)).await.unwrap();
+    let token = m.login(&alice(), &JavaUser::new(1)).await.unwrap();
     assert!(m.load(&token).await.unwrap().is_some());
     let plain = b.manager::<JavaUser>(SessionConfig::java_seed());
-    assert_eq!(plain.destroy_all(&alice()).await.unwrap(), 1);
+    assert_eq!(plain.logout_everywhere(&alice()).await.unwrap(), 1);
     assert!(m.load(&token).await.unwrap().is_none());
 }
 
@@ -226,11 +230,14 @@ pub async fn index_work_per_call_is_bounded(b: &Backend) {
             .unwrap();
     let sessions = 700;
     for _ in 0..sessions {
-        m.create(&alice(), &JavaUser::new(1)).await.unwrap();
+        m.login(&alice(), &JavaUser::new(1)).await.unwrap();
     }
-    assert_eq!(m.list(&alice(), None).await.unwrap().len(), sessions);
-    assert_eq!(m.destroy_all(&alice()).await.unwrap(), sessions as u64);
-    assert!(m.list(&alice(), None).await.unwrap().is_empty());
+    assert_eq!(m.sessions(&alice(), None).await.unwrap().len(), sessions);
+    assert_eq!(
+        m.logout_everywhere(&alice()).await.unwrap(),
+        sessions as u64
+    );
+    assert!(m.sessions(&alice(), None).await.unwrap().is_empty());
     let widest = widest.widest.load(Ordering::SeqCst);
     assert!(
         widest <= keygate::session::INDEX_BATCH,
@@ -243,10 +250,10 @@ pub async fn index_work_per_call_is_bounded(b: &Backend) {
 pub async fn create_prunes_ended_sessions_from_the_index(b: &Backend) {
     let m = b.manager::<JavaUser>(SessionConfig::java_seed());
     for _ in 0..20 {
-        let token = m.create(&alice(), &JavaUser::new(1)).await.unwrap();
-        m.destroy(&token).await.unwrap();
+        let token = m.login(&alice(), &JavaUser::new(1)).await.unwrap();
+        m.logout(&token).await.unwrap();
     }
-    let live = m.create(&alice(), &JavaUser::new(1)).await.unwrap();
+    let live = m.login(&alice(), &JavaUser::new(1)).await.unwrap();
     let entries = b
         .sessions()
         .index_page("keygate:user-sessions:alice", 0, 1000)
@@ -264,7 +271,7 @@ pub async fn hash_update_removing_every_field_is_refused(b: &Backend) {
         id: Option<u64>,
     }
     let m = b.manager::<Sparse>(SessionConfig::java_seed());
-    let token = m.create(&alice(), &Sparse { id: Some(1) }).await.unwrap();
+    let token = m.login(&alice(), &Sparse { id: Some(1) }).await.unwrap();
     let session = m.load(&token).await.unwrap().unwrap();
     let error = m.update(&session, &Sparse { id: None }).await.unwrap_err();
     assert!(matches!(error, Error::Encode(_)), "{error:?}");

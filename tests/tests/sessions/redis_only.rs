@@ -44,7 +44,7 @@ async fn node_seed_layout_is_the_users_json_byte_for_byte() {
     let server = RedisServer::start();
     let m = manager::<NodeUser>(&server, SessionConfig::node_seed("myapp")).await;
     let token = m
-        .create(&UserId::from(598u64), &NodeUser::seed())
+        .login(&UserId::from(598u64), &NodeUser::seed())
         .await
         .unwrap();
     let key = format!("myapp_{}", token.expose());
@@ -80,7 +80,7 @@ async fn java_seed_layout_is_a_hash_of_strings() {
     let server = RedisServer::start();
     let m = manager::<JavaUser>(&server, SessionConfig::java_seed()).await;
     let user = JavaUser::new(598);
-    let token = m.create(&user.user_id(), &user).await.unwrap();
+    let token = m.login(&user.user_id(), &user).await.unwrap();
     let key = format!("login:token:{}", token.expose());
     assert_eq!(
         hgetall(&server, &key),
@@ -120,9 +120,9 @@ async fn load_is_one_round_trip_and_nothing_else() {
         SessionConfig::java_seed().with_absolute_lifetime(Duration::from_secs(3600)),
     )
     .await;
-    let json_token = json.create(&user.user_id(), &user).await.unwrap();
-    let hash_token = hash.create(&user.user_id(), &user).await.unwrap();
-    let deadline_token = deadline.create(&user.user_id(), &user).await.unwrap();
+    let json_token = json.login(&user.user_id(), &user).await.unwrap();
+    let hash_token = hash.login(&user.user_id(), &user).await.unwrap();
+    let deadline_token = deadline.login(&user.user_id(), &user).await.unwrap();
     // Scripts are loaded once; warm the touch script up.
     deadline.load(&deadline_token).await.unwrap().unwrap();
 
@@ -164,7 +164,7 @@ async fn touch_resets_ttl_and_absolute_deadline_caps_it() {
         SessionConfig::java_seed().with_absolute_lifetime(Duration::from_secs(600)),
     )
     .await;
-    let token = m.create(&user.user_id(), &user).await.unwrap();
+    let token = m.login(&user.user_id(), &user).await.unwrap();
     let key = format!("login:token:{}", token.expose());
     let deadline_key = format!("keygate:deadline:{{{key}}}");
     assert!((599_000..=600_000).contains(&pttl(&server, &deadline_key)));
@@ -180,7 +180,7 @@ async fn touch_resets_ttl_and_absolute_deadline_caps_it() {
 
     // Without a deadline, a touch resets the full idle TTL.
     let plain = manager::<JavaUser>(&server, SessionConfig::java_seed()).await;
-    let token = plain.create(&user.user_id(), &user).await.unwrap();
+    let token = plain.login(&user.user_id(), &user).await.unwrap();
     let key = format!("login:token:{}", token.expose());
     let _: () = server.query(redis::cmd("PEXPIRE").arg(&key).arg(5000));
     plain.load(&token).await.unwrap().unwrap();
@@ -193,7 +193,7 @@ async fn replace_and_update_keep_the_ttl() {
     for config in [SessionConfig::node_seed("k"), SessionConfig::java_seed()] {
         let m = manager::<JavaUser>(&server, config).await;
         let user = JavaUser::new(1);
-        let token = m.create(&user.user_id(), &user).await.unwrap();
+        let token = m.login(&user.user_id(), &user).await.unwrap();
         let key = format!("{}{}", m.config().prefix(), token.expose());
         let _: () = server.query(redis::cmd("PEXPIRE").arg(&key).arg(50_000));
         let mut changed = user.clone();
@@ -259,7 +259,7 @@ async fn url_carries_password_and_database() {
     )
     .unwrap();
     let user = JavaUser::new(1);
-    let token = m.create(&user.user_id(), &user).await.unwrap();
+    let token = m.login(&user.user_id(), &user).await.unwrap();
     let mut admin = server.admin();
     let _: () = redis::cmd("SELECT").arg(3).query(&mut admin).unwrap();
     let exists: i64 = redis::cmd("EXISTS")
@@ -294,7 +294,7 @@ async fn outage_with_requests_in_flight_fails_fast_and_recovers() {
     let mut server = RedisServer::start();
     let m = manager::<JavaUser>(&server, SessionConfig::java_seed()).await;
     let user = JavaUser::new(1);
-    let token = m.create(&user.user_id(), &user).await.unwrap();
+    let token = m.login(&user.user_id(), &user).await.unwrap();
 
     // Load continuously from 8 tasks while the server dies and comes back.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -369,7 +369,7 @@ async fn frozen_redis_times_out_then_recovers() {
     let server = RedisServer::start();
     let m = manager::<JavaUser>(&server, SessionConfig::java_seed()).await;
     let user = JavaUser::new(1);
-    let token = m.create(&user.user_id(), &user).await.unwrap();
+    let token = m.login(&user.user_id(), &user).await.unwrap();
     server.pause();
     let started = Instant::now();
     let result = m.load(&token).await;
@@ -407,8 +407,8 @@ async fn compact_tokens_make_smaller_sessions() {
     )
     .await;
     let uid = UserId::from(598u64);
-    let hex_token = hex.create(&uid, &NodeUser::seed()).await.unwrap();
-    let compact_token = compact.create(&uid, &NodeUser::seed()).await.unwrap();
+    let hex_token = hex.login(&uid, &NodeUser::seed()).await.unwrap();
+    let compact_token = compact.login(&uid, &NodeUser::seed()).await.unwrap();
     assert_eq!(compact_token.expose().len(), 22);
     // Sessions of either form load through either manager: the encoding is only how new
     // tokens are written.
@@ -502,7 +502,7 @@ async fn deadline_in_its_last_millisecond_ends_the_session() {
     .await;
     for trial in 0..3 {
         let user = JavaUser::new(trial);
-        let token = m.create(&user.user_id(), &user).await.unwrap();
+        let token = m.login(&user.user_id(), &user).await.unwrap();
         let key = format!("login:token:{}", token.expose());
         let started = Instant::now();
         // Touch in a tight loop across the deadline.
@@ -529,7 +529,7 @@ async fn index_keys_expire() {
     let user = JavaUser::new(1);
     let index = "keygate:user-sessions:1";
     let plain = manager::<JavaUser>(&server, SessionConfig::java_seed()).await;
-    plain.create(&user.user_id(), &user).await.unwrap();
+    plain.login(&user.user_id(), &user).await.unwrap();
     let days_30 = 30 * 24 * 3600 * 1000;
     let left = pttl(&server, index);
     assert!(
@@ -542,7 +542,7 @@ async fn index_keys_expire() {
         SessionConfig::java_seed().with_absolute_lifetime(Duration::from_secs(3600)),
     )
     .await;
-    capped.create(&user.user_id(), &user).await.unwrap();
+    capped.login(&user.user_id(), &user).await.unwrap();
     let left = pttl(&server, index);
     assert!(
         (3_595_000..=3_600_000).contains(&left),

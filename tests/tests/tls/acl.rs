@@ -59,7 +59,7 @@ async fn sessions_flow(store: RedisStore, _server: Arc<RedisServer>) -> Result<(
     type Fields = std::collections::BTreeMap<String, String>;
     let fields = SessionManager::<Fields>::new(store, SessionConfig::java_seed()).map_err(err)?;
     let both: Fields = [("a".into(), "1".into()), ("b".into(), "2".into())].into();
-    let token = fields.create(&uid, &both).await.map_err(err)?;
+    let token = fields.login(&uid, &both).await.map_err(err)?;
     let loaded = fields
         .load(&token)
         .await
@@ -77,8 +77,8 @@ async fn sessions_flow(store: RedisStore, _server: Arc<RedisServer>) -> Result<(
         return Err("the field was not dropped".into());
     }
     for m in [&hash, &json] {
-        let first = m.create(&uid, &user).await.map_err(err)?;
-        let second = m.create(&uid, &user).await.map_err(err)?;
+        let first = m.login(&uid, &user).await.map_err(err)?;
+        let second = m.login(&uid, &user).await.map_err(err)?;
         let session = m.load(&first).await.map_err(err)?.ok_or("no session")?;
         if session.id != 7 {
             return Err("wrong session".into());
@@ -89,11 +89,15 @@ async fn sessions_flow(store: RedisStore, _server: Arc<RedisServer>) -> Result<(
         if !m.replace(&second, &JavaUser::new(7)).await.map_err(err)? {
             return Err("replace found no session".into());
         }
-        if m.list(&uid, Some(&first)).await.map_err(err)?.is_empty() {
+        if m.sessions(&uid, Some(&first))
+            .await
+            .map_err(err)?
+            .is_empty()
+        {
             return Err("no sessions listed".into());
         }
-        m.destroy(&first).await.map_err(err)?;
-        m.destroy_all(&uid).await.map_err(err)?;
+        m.logout(&first).await.map_err(err)?;
+        m.logout_everywhere(&uid).await.map_err(err)?;
     }
     Ok(())
 }

@@ -40,7 +40,7 @@ async fn manager(options: RedisOptions) -> (SessionManager<JavaUser>, Token) {
     let store = RedisStore::connect_with(options).await.unwrap();
     let m = SessionManager::new(store, SessionConfig::node_seed("bench")).unwrap();
     let token = m
-        .create(&UserId::from(1u64), &JavaUser::new(1))
+        .login(&UserId::from(1u64), &JavaUser::new(1))
         .await
         .unwrap();
     (m, token)

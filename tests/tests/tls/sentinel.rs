@@ -40,7 +40,7 @@ async fn sentinels_and_master_over_tls_through_a_failover() {
     .unwrap();
     let m = SessionManager::<JavaUser>::new(store, SessionConfig::java_seed()).unwrap();
     let token = m
-        .create(&UserId::from(1u64), &JavaUser::new(1))
+        .login(&UserId::from(1u64), &JavaUser::new(1))
         .await
         .unwrap();
     let old = setup.master_port().unwrap();
@@ -68,7 +68,7 @@ async fn sentinels_and_master_over_tls_through_a_failover() {
         "the session is read from the promoted master"
     );
     let again = m
-        .create(&UserId::from(2u64), &JavaUser::new(2))
+        .login(&UserId::from(2u64), &JavaUser::new(2))
         .await
         .unwrap();
     let promoted = promoted.unwrap();
