@@ -233,7 +233,8 @@ fn lock_keys(b: &Backend) -> usize {
 pub async fn fence_keys_expire_and_fences_keep_increasing(b: &Backend) {
     let options = LockOptions::new()
         .with_lease(Duration::from_millis(200))
-        .with_fence_ttl(Duration::from_millis(300));
+        // Long enough that "the fence key lives" can be seen even over TLS on a loaded machine.
+        .with_fence_ttl(Duration::from_secs(2));
     let locks = locks(b, options);
     // 1,000 lock names, each used once.
     for i in 0..1000 {
