@@ -51,15 +51,32 @@ enum Interleave {
     DestroyAll,
 }
 
-/// Runs `interleave` for alice just before every insert reaches the store.
-struct Racing {
+/// A store that watches the calls reaching the real one: it can run `interleave` for alice
+/// just before every insert, and it records the widest batch any call covered.
+struct Observed {
     inner: Arc<dyn SessionStore>,
-    interleave: Interleave,
+    interleave: Option<Interleave>,
     other: OnceLock<SessionManager<JavaUser>>,
+    widest: AtomicUsize,
+}
+
+impl Observed {
+    fn over(b: &Backend, interleave: Option<Interleave>) -> Self {
+        Self {
+            inner: b.sessions(),
+            interleave,
+            other: OnceLock::new(),
+            widest: AtomicUsize::new(0),
+        }
+    }
+
+    fn note(&self, width: usize) {
+        self.widest.fetch_max(width, Ordering::SeqCst);
+    }
 }
 
 #[async_trait]
-impl SessionStore for Racing {
+impl SessionStore for Observed {
     async fn insert(
         &self,
         k: SessionKeyRef<'_>,
@@ -67,8 +84,8 @@ impl SessionStore for Racing {
         i: u64,
         l: Option<u64>,
     ) -> keygate::Result<bool> {
-        if let Some(other) = self.other.get() {
-            match self.interleave {
+        if let (Some(other), Some(interleave)) = (self.other.get(), self.interleave) {
+            match interleave {
                 Interleave::List => drop(other.sessions(&alice(), None).await?),
                 Interleave::DestroyAll => drop(other.logout_everywhere(&alice()).await?),
             }
@@ -95,9 +112,11 @@ impl SessionStore for Racing {
         self.inner.update(k, o, n).await
     }
     async fn remove(&self, s: &[SessionKeyRef<'_>]) -> keygate::Result<u64> {
+        self.note(s.len());
         self.inner.remove(s).await
     }
     async fn exists(&self, k: &[&str]) -> keygate::Result<Vec<bool>> {
+        self.note(k.len());
         self.inner.exists(k).await
     }
     async fn index_add(&self, i: &str, m: &str, c: i64, t: u64) -> keygate::Result<()> {
@@ -109,20 +128,18 @@ impl SessionStore for Racing {
         offset: usize,
         count: usize,
     ) -> keygate::Result<Vec<(String, i64)>> {
+        self.note(count);
         self.inner.index_page(i, offset, count).await
     }
     async fn index_remove(&self, i: &str, m: &[&str]) -> keygate::Result<()> {
+        self.note(m.len());
         self.inner.index_remove(i, m).await
     }
 }
 
 fn racing(b: &Backend, interleave: Interleave) -> SessionManager<JavaUser> {
     let config = SessionConfig::java_seed();
-    let store = Arc::new(Racing {
-        inner: b.sessions(),
-        interleave,
-        other: OnceLock::new(),
-    });
+    let store = Arc::new(Observed::over(b, Some(interleave)));
     let other = SessionManager::from_shared_store(b.sessions(), config.clone()).unwrap();
     assert!(store.other.set(other).is_ok());
     SessionManager::from_shared_store(store, config).unwrap()
@@ -153,78 +170,10 @@ pub async fn create_racing_with_destroy_all_stays_indexed(b: &Backend) {
     assert!(m.load(&token).await.unwrap().is_none());
 }
 
-/// Counts the keys of the largest `exists` call.
-struct Widest {
-    inner: Arc<dyn SessionStore>,
-    widest: AtomicUsize,
-    pages: AtomicUsize,
-}
-
-#[async_trait]
-impl SessionStore for Widest {
-    async fn insert(
-        &self,
-        k: SessionKeyRef<'_>,
-        v: &StoredValue,
-        i: u64,
-        l: Option<u64>,
-    ) -> keygate::Result<bool> {
-        self.inner.insert(k, v, i, l).await
-    }
-    async fn load_and_touch(
-        &self,
-        k: SessionKeyRef<'_>,
-        c: Codec,
-        i: u64,
-    ) -> keygate::Result<Fetched> {
-        self.inner.load_and_touch(k, c, i).await
-    }
-    async fn replace(&self, k: &str, v: &StoredValue) -> keygate::Result<bool> {
-        self.inner.replace(k, v).await
-    }
-    async fn update(
-        &self,
-        k: &str,
-        o: &StoredValue,
-        n: &StoredValue,
-    ) -> keygate::Result<UpdateOutcome> {
-        self.inner.update(k, o, n).await
-    }
-    async fn remove(&self, s: &[SessionKeyRef<'_>]) -> keygate::Result<u64> {
-        self.widest.fetch_max(s.len(), Ordering::SeqCst);
-        self.inner.remove(s).await
-    }
-    async fn exists(&self, k: &[&str]) -> keygate::Result<Vec<bool>> {
-        self.widest.fetch_max(k.len(), Ordering::SeqCst);
-        self.inner.exists(k).await
-    }
-    async fn index_add(&self, i: &str, m: &str, c: i64, t: u64) -> keygate::Result<()> {
-        self.inner.index_add(i, m, c, t).await
-    }
-    async fn index_page(
-        &self,
-        i: &str,
-        offset: usize,
-        count: usize,
-    ) -> keygate::Result<Vec<(String, i64)>> {
-        self.pages.fetch_add(1, Ordering::SeqCst);
-        self.widest.fetch_max(count, Ordering::SeqCst);
-        self.inner.index_page(i, offset, count).await
-    }
-    async fn index_remove(&self, i: &str, m: &[&str]) -> keygate::Result<()> {
-        self.widest.fetch_max(m.len(), Ordering::SeqCst);
-        self.inner.index_remove(i, m).await
-    }
-}
-
 /// `list` and `destroy_all` over a user with many sessions work in bounded batches, and
 /// still see every session.
 pub async fn index_work_per_call_is_bounded(b: &Backend) {
-    let widest = Arc::new(Widest {
-        inner: b.sessions(),
-        widest: AtomicUsize::new(0),
-        pages: AtomicUsize::new(0),
-    });
+    let widest = Arc::new(Observed::over(b, None));
     let m =
         SessionManager::<JavaUser>::from_shared_store(widest.clone(), SessionConfig::java_seed())
             .unwrap();
