@@ -57,6 +57,32 @@ pub struct SessionConfig {
     token_encoding: TokenEncoding,
     token_formats: TokenFormats,
     index_retention: Duration,
+    login_limits: Option<LoginLimits>,
+}
+
+/// How far a login may choose its own session expiry
+/// ([`LoginOptions`](crate::session::LoginOptions), e.g. "remember me"). Without limits in
+/// the configuration, logins cannot choose.
+///
+/// A session whose login chose an idle TTL but no lifetime gets the configuration's
+/// absolute lifetime, or else `max_lifetime`: a session with its own expiry always has an
+/// end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoginLimits {
+    /// The longest idle TTL a login may choose.
+    pub max_idle_ttl: Duration,
+    /// The longest absolute lifetime a login may choose.
+    pub max_lifetime: Duration,
+}
+
+impl LoginLimits {
+    /// Limits of `max_idle_ttl` idle and `max_lifetime` in all.
+    pub fn new(max_idle_ttl: Duration, max_lifetime: Duration) -> Self {
+        Self {
+            max_idle_ttl,
+            max_lifetime,
+        }
+    }
 }
 
 impl Default for SessionConfig {
@@ -84,6 +110,7 @@ impl SessionConfig {
             token_encoding: TokenEncoding::Hex,
             token_formats: TokenFormats::standard(),
             index_retention: DEFAULT_INDEX_RETENTION,
+            login_limits: None,
         }
     }
 
@@ -242,6 +269,20 @@ impl SessionConfig {
         &self.deadline_prefix
     }
 
+    /// Lets each login choose its session's idle TTL and lifetime within `limits`
+    /// ([`SessionManager::login_with`](crate::SessionManager::login_with)). Every session
+    /// then has a companion key in its hash slot holding its own expiry, and each load is
+    /// one script call (one round trip, as with the hash layout) instead of a `GETEX`.
+    pub fn with_login_limits(mut self, limits: LoginLimits) -> Self {
+        self.login_limits = Some(limits);
+        self
+    }
+
+    /// How far logins may choose their session's expiry, if at all.
+    pub fn login_limits(&self) -> Option<LoginLimits> {
+        self.login_limits
+    }
+
     /// Checks what cannot be checked by the type system.
     pub(crate) fn validate(&self) -> Result<(), Error> {
         for (what, prefix) in [
@@ -263,6 +304,10 @@ impl SessionConfig {
             check_ttl("absolute lifetime", lifetime)?;
         }
         check_ttl("index retention", self.index_retention)?;
+        if let Some(limits) = self.login_limits {
+            check_ttl("longest idle TTL a login may choose", limits.max_idle_ttl)?;
+            check_ttl("longest lifetime a login may choose", limits.max_lifetime)?;
+        }
         self.token_formats.validate()?;
         if self.max_sessions_per_user == Some(0) {
             return Err(Error::Config(

@@ -146,7 +146,7 @@ mod token;
 pub mod transport;
 
 pub use codec::StoredValue;
-pub use config::{Codec, SessionConfig};
+pub use config::{Codec, LoginLimits, SessionConfig};
 pub use error::{BackendError, Error, Result};
 pub use gate::{CurrentSession, Keygate};
 pub use keys::UserId;
@@ -154,7 +154,7 @@ pub use keys::UserId;
 pub use memory_store::MemoryStore;
 pub use redis_store::{RedisOptions, RedisStore};
 pub use session::UpdateOutcome;
-pub use session::{Session, SessionInfo, SessionManager, SessionUser};
+pub use session::{LoginOptions, Session, SessionInfo, SessionManager, SessionUser};
 pub use token::{
     MAX_TOKEN_LEN, MIN_TOKEN_LEN, MalformedToken, Token, TokenEncoding, TokenFormat, TokenFormats,
 };

@@ -2,17 +2,23 @@
 
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::store::{Fetched, SessionKeyRef, SessionStore, UpdateOutcome};
-use super::{Session, SessionInfo};
+use super::{LoginOptions, Session, SessionInfo};
 use crate::codec::{self, StoredValue};
-use crate::config::{SessionConfig, millis};
+use crate::config::{SessionConfig, check_ttl, millis};
 use crate::keys::{SessionKeys, UserId, index_key};
 use crate::{Error, Result, Token};
+
+/// A new session's idle TTL and absolute lifetime, in milliseconds.
+struct Expiry {
+    idle_ms: u64,
+    lifetime_ms: Option<u64>,
+}
 
 /// Token collisions at 128 bits do not happen; the retry guards against a broken RNG
 /// overwriting someone's session.
@@ -123,7 +129,22 @@ where
     /// [`logout_everywhere`](Self::logout_everywhere)), whose entries of ended sessions are pruned on
     /// the way; with a per-user cap the oldest sessions beyond it end.
     pub async fn login(&self, user: &UserId, data: &T) -> Result<Token> {
+        self.login_with(user, data, &LoginOptions::default()).await
+    }
+
+    /// Like [`login`](Self::login), with per-login choices: the device label shown in
+    /// [`sessions`](Self::sessions) and, within the configured
+    /// [`LoginLimits`](crate::config::LoginLimits), the session's own idle TTL and lifetime
+    /// (remember-me). Choosing an expiry without limits configured, or beyond them, is an
+    /// [`Error::Config`].
+    pub async fn login_with(
+        &self,
+        user: &UserId,
+        data: &T,
+        options: &LoginOptions,
+    ) -> Result<Token> {
         let inner = &*self.inner;
+        let expiry = self.expiry_for(options)?;
         let value = self.encode(data)?;
         let index = index_key(&inner.config, user);
         for _ in 0..CREATE_ATTEMPTS {
@@ -135,7 +156,7 @@ where
             };
             if !inner
                 .store
-                .insert(key_ref, &value, inner.idle_ms, inner.lifetime_ms)
+                .insert(key_ref, &value, expiry.idle_ms, expiry.lifetime_ms)
                 .await?
             {
                 continue;
@@ -155,6 +176,60 @@ where
             return Ok(token);
         }
         Err(Error::Random("generated tokens keep colliding".into()))
+    }
+
+    /// The absolute lifetime a session created with `options` gets, if any: what a cookie's
+    /// `Max-Age` should say.
+    pub fn lifetime_for(&self, options: &LoginOptions) -> Result<Option<Duration>> {
+        Ok(self
+            .expiry_for(options)?
+            .lifetime_ms
+            .map(Duration::from_millis))
+    }
+
+    /// The expiry of a new session: the configuration's, or what the login chose within
+    /// the limits.
+    fn expiry_for(&self, options: &LoginOptions) -> Result<Expiry> {
+        let inner = &*self.inner;
+        if options.idle_ttl().is_none() && options.lifetime().is_none() {
+            return Ok(Expiry {
+                idle_ms: inner.idle_ms,
+                lifetime_ms: inner.lifetime_ms,
+            });
+        }
+        let Some(limits) = inner.config.login_limits() else {
+            return Err(Error::Config(
+                "a login may choose its session's expiry only with SessionConfig::with_login_limits"
+                    .into(),
+            ));
+        };
+        let idle = options.idle_ttl().unwrap_or(inner.config.idle_ttl());
+        let lifetime = options
+            .lifetime()
+            .or(inner.config.absolute_lifetime())
+            .unwrap_or(limits.max_lifetime);
+        if idle > limits.max_idle_ttl.max(inner.config.idle_ttl()) {
+            return Err(Error::Config(format!(
+                "idle TTL {idle:?} is beyond the configured limit {:?}",
+                limits.max_idle_ttl
+            )));
+        }
+        if lifetime
+            > limits
+                .max_lifetime
+                .max(inner.config.absolute_lifetime().unwrap_or_default())
+        {
+            return Err(Error::Config(format!(
+                "lifetime {lifetime:?} is beyond the configured limit {:?}",
+                limits.max_lifetime
+            )));
+        }
+        check_ttl("idle TTL", idle)?;
+        check_ttl("lifetime", lifetime)?;
+        Ok(Expiry {
+            idle_ms: millis(idle),
+            lifetime_ms: Some(millis(lifetime)),
+        })
     }
 
     /// Encodes session data; a hash needs at least one field (an empty hash is no key).

@@ -3,6 +3,7 @@
 mod manager;
 #[cfg(feature = "memory")]
 mod memory;
+mod options;
 mod redis;
 pub(crate) mod store;
 
@@ -12,6 +13,7 @@ use std::fmt;
 use std::ops::Deref;
 
 pub use manager::{INDEX_BATCH, SessionManager};
+pub use options::{DEVICE_LABEL_MAX_CHARS, LoginOptions};
 pub use store::UpdateOutcome;
 
 use crate::codec::StoredValue;
