@@ -12,4 +12,6 @@ pub use crate::flash_sale::{
 #[cfg(feature = "locks")]
 pub use crate::lock::{AcquireOutcome, LockKeys, LockStore, ReleaseSignal};
 pub use crate::redis_store::RedisStore;
-pub use crate::session::store::{Fetched, SessionKeyRef, SessionStore, UpdateOutcome};
+pub use crate::session::store::{
+    Fetched, NewExpiry, RenameOutcome, SessionKeyRef, SessionStore, SessionTtl, UpdateOutcome,
+};

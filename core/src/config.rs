@@ -219,9 +219,15 @@ impl SessionConfig {
     }
 
     /// How long an index key lives after the last login: the absolute lifetime when there
-    /// is one, else the index retention.
+    /// is one, else the index retention; with login limits, at least the longest lifetime a
+    /// login may choose (a constant, so a later login never shortens it below a live
+    /// session's life).
     pub fn index_ttl(&self) -> Duration {
-        self.absolute_lifetime.unwrap_or(self.index_retention)
+        let ttl = self.absolute_lifetime.unwrap_or(self.index_retention);
+        match self.login_limits {
+            Some(limits) => ttl.max(limits.max_lifetime),
+            None => ttl,
+        }
     }
 
     /// How new tokens are written.
@@ -281,6 +287,12 @@ impl SessionConfig {
     /// How far logins may choose their session's expiry, if at all.
     pub fn login_limits(&self) -> Option<LoginLimits> {
         self.login_limits
+    }
+
+    /// Whether sessions have a companion key: with an absolute lifetime (its TTL is the
+    /// deadline) or with login limits (it holds a session's own idle TTL).
+    pub(crate) fn has_companion_key(&self) -> bool {
+        self.absolute_lifetime.is_some() || self.login_limits.is_some()
     }
 
     /// Checks what cannot be checked by the type system.

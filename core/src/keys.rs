@@ -3,6 +3,7 @@
 use std::fmt;
 
 use crate::config::SessionConfig;
+use crate::session::store::SessionKeyRef;
 use crate::{Error, Token};
 
 /// A user's id as it appears in the per-user index key.
@@ -93,8 +94,12 @@ pub(crate) struct SessionKeys {
     pub id: String,
     /// `<prefix><id>`.
     pub session: String,
-    /// The companion key holding the absolute deadline, in the session key's hash slot.
+    /// The companion key (absolute deadline, own idle TTL), in the session key's hash slot.
     pub deadline: Option<String>,
+    /// Whether every session has a companion (see [`SessionKeyRef::deadline_required`]).
+    pub deadline_required: bool,
+    /// Whether sessions may have their own idle TTL (see [`SessionKeyRef::own_idle`]).
+    pub own_idle: bool,
 }
 
 impl SessionKeys {
@@ -117,12 +122,24 @@ impl SessionKeys {
         // `<deadline prefix>{<session key>}` hashes exactly like the session key (neither
         // the prefix nor the id may contain braces), so a script may touch both on a cluster.
         let deadline = config
-            .absolute_lifetime()
-            .map(|_| format!("{}{{{}}}", config.deadline_prefix(), session));
+            .has_companion_key()
+            .then(|| format!("{}{{{}}}", config.deadline_prefix(), session));
         Self {
             id,
             session,
             deadline,
+            deadline_required: config.absolute_lifetime().is_some(),
+            own_idle: config.login_limits().is_some(),
+        }
+    }
+
+    /// The keys as the store sees them.
+    pub fn key_ref(&self) -> SessionKeyRef<'_> {
+        SessionKeyRef {
+            session: &self.session,
+            deadline: self.deadline.as_deref(),
+            deadline_required: self.deadline_required,
+            own_idle: self.own_idle,
         }
     }
 }

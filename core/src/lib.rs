@@ -154,7 +154,7 @@ pub use keys::UserId;
 pub use memory_store::MemoryStore;
 pub use redis_store::{RedisOptions, RedisStore};
 pub use session::UpdateOutcome;
-pub use session::{LoginOptions, Session, SessionInfo, SessionManager, SessionUser};
+pub use session::{LoginOptions, Session, SessionId, SessionInfo, SessionManager, SessionUser};
 pub use token::{
     MAX_TOKEN_LEN, MIN_TOKEN_LEN, MalformedToken, Token, TokenEncoding, TokenFormat, TokenFormats,
 };

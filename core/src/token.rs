@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use crate::Error;
 
 /// Bytes of entropy in a generated token (128 bits).
-const TOKEN_BYTES: usize = 16;
+pub(crate) const TOKEN_BYTES: usize = 16;
 
 /// Longest token text accepted from a client.
 pub const MAX_TOKEN_LEN: usize = 256;
@@ -46,10 +46,15 @@ impl Token {
         OsRng
             .try_fill_bytes(&mut bytes)
             .map_err(|e| Error::Random(e.to_string()))?;
-        Ok(Self(match encoding {
-            TokenEncoding::Hex => to_hex(&bytes),
-            TokenEncoding::Base64Url => to_base64url(&bytes),
-        }))
+        Ok(Self::from_random_bytes(&bytes, encoding))
+    }
+
+    /// A token of these random bytes, written in `encoding`.
+    pub(crate) fn from_random_bytes(bytes: &[u8; TOKEN_BYTES], encoding: TokenEncoding) -> Self {
+        Self(match encoding {
+            TokenEncoding::Hex => to_hex(bytes),
+            TokenEncoding::Base64Url => to_base64url(bytes),
+        })
     }
 
     /// Validates token text received from a client against the standard forms

@@ -74,6 +74,22 @@ impl Db {
         existed
     }
 
+    /// `RENAME`: moves a live entry, value and expiry, to `to` (replacing what was there);
+    /// `false` when there is nothing at `from`.
+    pub fn rename(&mut self, from: &str, to: &str) -> bool {
+        if !self.exists(from) {
+            return false;
+        }
+        match self.entries.remove(from) {
+            Some(entry) => {
+                self.note_write();
+                self.entries.insert(to.to_owned(), entry);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// The string at `key`, if live and a string.
     pub fn get_str(&mut self, key: &str) -> Option<&str> {
         match self.get(key).map(|e| &e.value) {

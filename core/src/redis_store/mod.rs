@@ -109,6 +109,18 @@ impl RedisStore {
         self.conn.is_cluster()
     }
 
+    /// Whether one script may touch both keys: always on one server, on a cluster when
+    /// they hash to the same slot.
+    pub(crate) fn same_slot(&self, a: &str, b: &str) -> bool {
+        #[cfg(feature = "cluster")]
+        if self.conn.is_cluster() {
+            use redis::cluster_routing::Slot;
+            return Slot::for_key(a) == Slot::for_key(b);
+        }
+        let _ = (a, b);
+        true
+    }
+
     /// A handle on the shared connection, for commands of a keygate module.
     pub(crate) fn conn(&self) -> Conn {
         self.conn.clone()

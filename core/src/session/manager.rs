@@ -7,18 +7,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::store::{Fetched, SessionKeyRef, SessionStore, UpdateOutcome};
-use super::{LoginOptions, Session, SessionInfo};
+use super::index::{IndexEntry, SessionId};
+use super::store::{
+    Fetched, NewExpiry, RenameOutcome, SessionKeyRef, SessionStore, SessionTtl, UpdateOutcome,
+};
+use super::{LoginOptions, Session, SessionInfo, SessionUser};
 use crate::codec::{self, StoredValue};
 use crate::config::{SessionConfig, check_ttl, millis};
 use crate::keys::{SessionKeys, UserId, index_key};
 use crate::{Error, Result, Token};
-
-/// A new session's idle TTL and absolute lifetime, in milliseconds.
-struct Expiry {
-    idle_ms: u64,
-    lifetime_ms: Option<u64>,
-}
 
 /// Token collisions at 128 bits do not happen; the retry guards against a broken RNG
 /// overwriting someone's session.
@@ -150,24 +147,17 @@ where
         for _ in 0..CREATE_ATTEMPTS {
             let token = Token::generate_as(inner.config.token_encoding())?;
             let keys = self.keys(&token);
-            let key_ref = SessionKeyRef {
-                session: &keys.session,
-                deadline: keys.deadline.as_deref(),
-            };
-            if !inner
-                .store
-                .insert(key_ref, &value, expiry.idle_ms, expiry.lifetime_ms)
-                .await?
-            {
+            if !inner.store.insert(keys.key_ref(), &value, expiry).await? {
                 continue;
             }
             // Session first, index entry second: a `sessions`, cap or `logout_everywhere` running in
             // between cannot prune an entry whose session does not exist yet (the entry
             // would be lost and the session invisible to "log out everywhere" for good).
             // If indexing fails, the token is never handed out and the session idles away.
+            let member = IndexEntry::member_for(&keys.id, options.device());
             inner
                 .store
-                .index_add(&index, &keys.id, now_micros(), inner.index_ttl_ms)
+                .index_add(&index, &member, now_micros(), inner.index_ttl_ms)
                 .await?;
             match inner.config.max_sessions_per_user() {
                 Some(cap) => self.evict_beyond(&index, cap).await?,
@@ -189,12 +179,13 @@ where
 
     /// The expiry of a new session: the configuration's, or what the login chose within
     /// the limits.
-    fn expiry_for(&self, options: &LoginOptions) -> Result<Expiry> {
+    fn expiry_for(&self, options: &LoginOptions) -> Result<NewExpiry> {
         let inner = &*self.inner;
         if options.idle_ttl().is_none() && options.lifetime().is_none() {
-            return Ok(Expiry {
+            return Ok(NewExpiry {
                 idle_ms: inner.idle_ms,
                 lifetime_ms: inner.lifetime_ms,
+                own_idle: false,
             });
         }
         let Some(limits) = inner.config.login_limits() else {
@@ -226,9 +217,10 @@ where
         }
         check_ttl("idle TTL", idle)?;
         check_ttl("lifetime", lifetime)?;
-        Ok(Expiry {
+        Ok(NewExpiry {
             idle_ms: millis(idle),
             lifetime_ms: Some(millis(lifetime)),
+            own_idle: options.idle_ttl().is_some(),
         })
     }
 
@@ -251,13 +243,9 @@ where
     pub async fn load(&self, token: &Token) -> Result<Option<Session<T>>> {
         let inner = &*self.inner;
         let keys = self.keys(token);
-        let key_ref = SessionKeyRef {
-            session: &keys.session,
-            deadline: keys.deadline.as_deref(),
-        };
         let fetched = inner
             .store
-            .load_and_touch(key_ref, inner.config.codec(), inner.idle_ms)
+            .load_and_touch(keys.key_ref(), inner.config.codec(), inner.idle_ms)
             .await?;
         let stored = match fetched {
             Fetched::Found(stored) => stored,
@@ -311,20 +299,21 @@ where
     /// Ends the session of `token` at once; `false` if there was none.
     pub async fn logout(&self, token: &Token) -> Result<bool> {
         let keys = self.keys(token);
-        let removed = self
-            .inner
-            .store
-            .remove(&[SessionKeyRef {
-                session: &keys.session,
-                deadline: keys.deadline.as_deref(),
-            }])
-            .await?;
+        let removed = self.inner.store.remove(&[keys.key_ref()]).await?;
         // The user's index entry goes at the user's next login, `sessions` or `logout_everywhere` (the
         // token does not tell whose it is).
         Ok(removed > 0)
     }
 
-    /// The user's live sessions, oldest first. `current` marks the session of `current`.
+    /// The user's live sessions, oldest first, each with its public id, creation and
+    /// last-use times and device label; `current` marks the session of `current`. Entries
+    /// of ended sessions are pruned on the way.
+    ///
+    /// Last use costs no write per request: every load resets the idle TTL, so the time
+    /// since the last load is the idle TTL minus what is left of it, read here with one
+    /// `PTTL` per session (one pipeline). In a session's last idle period before its
+    /// absolute deadline the reset is capped by the deadline, and the last use is reported
+    /// as the start of that period at the latest.
     pub async fn sessions(
         &self,
         user: &UserId,
@@ -333,13 +322,151 @@ where
         let index = index_key(&self.inner.config, user);
         let live = self.live_members(&index).await?;
         let current_id = current.map(|t| self.keys(t).id);
+        let now_ms = now_micros() / 1000;
         Ok(live
             .into_iter()
-            .map(|(id, created_micros)| SessionInfo {
-                created_at_ms: created_micros / 1000,
-                current: current_id.as_deref() == Some(id.as_str()),
+            .map(|(entry, ttl)| {
+                let created_at_ms = entry.created_us / 1000;
+                SessionInfo {
+                    id: entry.session_id(),
+                    created_at_ms,
+                    last_seen_ms: self.last_seen_ms(now_ms, created_at_ms, ttl),
+                    device: entry.device().map(str::to_owned),
+                    current: current_id.as_deref() == Some(entry.key_id()),
+                }
             })
             .collect())
+    }
+
+    /// When a session was last loaded, from what is left of its idle TTL.
+    fn last_seen_ms(&self, now_ms: i64, created_at_ms: i64, ttl: SessionTtl) -> i64 {
+        let idle_ms = ttl.own_idle_ms.unwrap_or(self.inner.idle_ms);
+        let Some(left_ms) = ttl.ttl_ms else {
+            // No expiry (set by someone else): nothing tells when it was used.
+            return created_at_ms;
+        };
+        let since_ms = idle_ms.saturating_sub(left_ms);
+        let mut seen = now_ms.saturating_sub(i64::try_from(since_ms).unwrap_or(i64::MAX));
+        if let Some(deadline_ms) = ttl.deadline_ms {
+            // The last reset was capped by the deadline when both expire together: the
+            // session was used at some point in its final idle period.
+            if deadline_ms.abs_diff(left_ms) <= 1 {
+                let period_start = now_ms
+                    .saturating_add(i64::try_from(deadline_ms).unwrap_or(i64::MAX))
+                    .saturating_sub(i64::try_from(idle_ms).unwrap_or(i64::MAX));
+                seen = seen.min(period_start);
+            }
+        }
+        seen.clamp(created_at_ms, now_ms.max(created_at_ms))
+    }
+
+    /// Ends one session of `user`, named by its public id (for "log out that device");
+    /// `false` when the user has no live session with that id, which includes every
+    /// session of another user.
+    pub async fn end_session(&self, user: &UserId, id: &SessionId) -> Result<bool> {
+        let index = index_key(&self.inner.config, user);
+        let mut offset = 0;
+        loop {
+            let page = self.index_page(&index, offset).await?;
+            let full = page.len() == INDEX_BATCH;
+            if let Some(entry) = page.iter().find(|entry| &entry.session_id() == id) {
+                return Ok(self
+                    .remove_members(&index, std::slice::from_ref(entry))
+                    .await?
+                    > 0);
+            }
+            if !full {
+                return Ok(false);
+            }
+            offset += page.len();
+        }
+    }
+
+    /// Gives the session a new token and ends the old one, atomically: a concurrent request
+    /// with the old token finds either the session (before) or nothing (after), never both
+    /// tokens working nor neither. Data, expiry, creation time and device stay; the public
+    /// id changes with the token. Renew the token this way when the session's privileges
+    /// change (OWASP, session management). `None` when the session has ended meanwhile.
+    ///
+    /// On a Redis Cluster the new token is drawn so that its key lands in the old key's
+    /// hash slot (a rename cannot cross slots); that leaves 114 of the token's 128 random
+    /// bits to guess, which stays far beyond reach.
+    pub async fn rotate(&self, session: &Session<T>) -> Result<Option<Token>>
+    where
+        T: SessionUser,
+    {
+        let inner = &*self.inner;
+        let old = self.keys(session.token());
+        for _ in 0..CREATE_ATTEMPTS {
+            let token = self.token_in_slot_of(&old.session)?;
+            let new = self.keys(&token);
+            match inner.store.rename(old.key_ref(), new.key_ref()).await? {
+                RenameOutcome::Renamed => {
+                    self.reindex(&session.data().user_id(), &old.id, &new.id)
+                        .await?;
+                    return Ok(Some(token));
+                }
+                RenameOutcome::Gone => return Ok(None),
+                RenameOutcome::TargetExists => continue,
+            }
+        }
+        Err(Error::Random("generated tokens keep colliding".into()))
+    }
+
+    /// A fresh token whose session key the store can rename `old_key` to.
+    fn token_in_slot_of(&self, old_key: &str) -> Result<Token> {
+        /// 2^20 draws for 1 in 16,384 slots: failing is a 1-in-e^64 event.
+        const MAX_DRAWS: usize = 1 << 20;
+        let encoding = self.inner.config.token_encoding();
+        let mut draws = TokenDraws::new()?;
+        for _ in 0..MAX_DRAWS {
+            let token = draws.next(encoding);
+            if self
+                .inner
+                .store
+                .can_rename(old_key, &self.keys(&token).session)
+            {
+                return Ok(token);
+            }
+        }
+        Err(Error::Random(
+            "no token found for the session's hash slot".into(),
+        ))
+    }
+
+    /// Points the user's index entry of a rotated session at its new key, keeping its
+    /// creation time and device; a session that was never indexed (created by another
+    /// service) is indexed now.
+    async fn reindex(&self, user: &UserId, old_id: &str, new_id: &str) -> Result<()> {
+        let inner = &*self.inner;
+        let index = index_key(&inner.config, user);
+        let mut offset = 0;
+        let found = loop {
+            let page = self.index_page(&index, offset).await?;
+            let full = page.len() == INDEX_BATCH;
+            if let Some(entry) = page.into_iter().find(|e| e.key_id() == old_id) {
+                break Some(entry);
+            }
+            if !full {
+                break None;
+            }
+            offset += INDEX_BATCH;
+        };
+        let (member, created_us) = match &found {
+            Some(entry) => (
+                IndexEntry::member_for(new_id, entry.device()),
+                entry.created_us,
+            ),
+            None => (IndexEntry::member_for(new_id, None), now_micros()),
+        };
+        inner
+            .store
+            .index_add(&index, &member, created_us, inner.index_ttl_ms)
+            .await?;
+        if let Some(entry) = found {
+            inner.store.index_remove(&index, &[&entry.member]).await?;
+        }
+        Ok(())
     }
 
     /// Ends every session of `user`; returns how many were live.
@@ -348,19 +475,31 @@ where
         let mut removed = 0;
         loop {
             // Each page is removed from the index, so the next one starts at rank 0 again.
-            let page = self.inner.store.index_page(&index, 0, INDEX_BATCH).await?;
+            let page = self.index_page(&index, 0).await?;
             let full = page.len() == INDEX_BATCH;
-            removed += self
-                .remove_members(&index, page.into_iter().map(|(id, _)| id).collect())
-                .await?;
+            removed += self.remove_members(&index, &page).await?;
             if !full {
                 return Ok(removed);
             }
         }
     }
 
-    /// Index members whose session still exists, oldest first; prunes the others.
-    async fn live_members(&self, index: &str) -> Result<Vec<(String, i64)>> {
+    /// One page of the index from rank `offset`.
+    async fn index_page(&self, index: &str, offset: usize) -> Result<Vec<IndexEntry>> {
+        let page = self
+            .inner
+            .store
+            .index_page(index, offset, INDEX_BATCH)
+            .await?;
+        Ok(page
+            .into_iter()
+            .map(|(member, created_us)| IndexEntry { member, created_us })
+            .collect())
+    }
+
+    /// Index entries whose session still exists, oldest first, with what is left of their
+    /// expiry; prunes the others.
+    async fn live_members(&self, index: &str) -> Result<Vec<(IndexEntry, SessionTtl)>> {
         let mut live = Vec::new();
         let mut offset = 0;
         loop {
@@ -375,55 +514,79 @@ where
 
     /// Checks one page of the index from rank `offset`: removes the entries of ended
     /// sessions and returns the live ones, with whether the page was full.
-    async fn prune_page(&self, index: &str, offset: usize) -> Result<(Vec<(String, i64)>, bool)> {
+    async fn prune_page(
+        &self,
+        index: &str,
+        offset: usize,
+    ) -> Result<(Vec<(IndexEntry, SessionTtl)>, bool)> {
         let store = &self.inner.store;
-        let members = store.index_page(index, offset, INDEX_BATCH).await?;
-        let full = members.len() == INDEX_BATCH;
-        let keys: Vec<SessionKeys> = members
-            .iter()
-            .map(|(id, _)| SessionKeys::for_id(&self.inner.config, id.clone()))
-            .collect();
-        let session_keys: Vec<&str> = keys.iter().map(|k| k.session.as_str()).collect();
-        let exists = store.exists(&session_keys).await?;
-        let (live, dead): (Vec<_>, Vec<_>) = members
-            .into_iter()
-            .zip(exists)
-            .partition(|(_, exists)| *exists);
-        let dead: Vec<&str> = dead.iter().map(|((id, _), _)| id.as_str()).collect();
+        let entries = self.index_page(index, offset).await?;
+        let full = entries.len() == INDEX_BATCH;
+        let keys = self.keys_of(&entries);
+        let refs: Vec<SessionKeyRef<'_>> = keys.iter().map(SessionKeys::key_ref).collect();
+        let ttls = store.ttls(&refs).await?;
+        let mut live = Vec::with_capacity(entries.len());
+        let mut dead = Vec::new();
+        for (entry, ttl) in entries.into_iter().zip(ttls) {
+            match ttl {
+                Some(ttl) => live.push((entry, ttl)),
+                None => dead.push(entry.member),
+            }
+        }
+        let dead: Vec<&str> = dead.iter().map(String::as_str).collect();
         store.index_remove(index, &dead).await?;
-        Ok((live.into_iter().map(|(member, _)| member).collect(), full))
+        Ok((live, full))
+    }
+
+    fn keys_of(&self, entries: &[IndexEntry]) -> Vec<SessionKeys> {
+        entries
+            .iter()
+            .map(|entry| SessionKeys::for_id(&self.inner.config, entry.key_id().to_owned()))
+            .collect()
     }
 
     /// Ends the oldest live sessions beyond `cap`.
     async fn evict_beyond(&self, index: &str, cap: usize) -> Result<()> {
         let live = self.live_members(index).await?;
         let excess = live.len().saturating_sub(cap);
-        let oldest: Vec<String> = live.into_iter().take(excess).map(|(id, _)| id).collect();
+        let oldest: Vec<IndexEntry> = live.into_iter().take(excess).map(|(e, _)| e).collect();
         for batch in oldest.chunks(INDEX_BATCH) {
-            self.remove_members(index, batch.to_vec()).await?;
+            self.remove_members(index, batch).await?;
         }
         Ok(())
     }
 
-    async fn remove_members(&self, index: &str, ids: Vec<String>) -> Result<u64> {
-        if ids.is_empty() {
+    /// Ends the sessions of these index entries and removes the entries.
+    async fn remove_members(&self, index: &str, entries: &[IndexEntry]) -> Result<u64> {
+        if entries.is_empty() {
             return Ok(0);
         }
         let store = &self.inner.store;
-        let keys: Vec<SessionKeys> = ids
-            .into_iter()
-            .map(|id| SessionKeys::for_id(&self.inner.config, id))
-            .collect();
-        let refs: Vec<SessionKeyRef<'_>> = keys
-            .iter()
-            .map(|k| SessionKeyRef {
-                session: &k.session,
-                deadline: k.deadline.as_deref(),
-            })
-            .collect();
+        let keys = self.keys_of(entries);
+        let refs: Vec<SessionKeyRef<'_>> = keys.iter().map(SessionKeys::key_ref).collect();
         let removed = store.remove(&refs).await?;
-        let members: Vec<&str> = keys.iter().map(|k| k.id.as_str()).collect();
+        let members: Vec<&str> = entries.iter().map(|e| e.member.as_str()).collect();
         store.index_remove(index, &members).await?;
         Ok(removed)
+    }
+}
+
+/// Token draws for a rotation on a cluster, which may take thousands: one OS randomness
+/// call seeds a CSPRNG instead of one call per draw.
+struct TokenDraws(rand::rngs::StdRng);
+
+impl TokenDraws {
+    fn new() -> Result<Self> {
+        use rand::SeedableRng;
+        rand::rngs::StdRng::try_from_os_rng()
+            .map(Self)
+            .map_err(|e| Error::Random(e.to_string()))
+    }
+
+    fn next(&mut self, encoding: crate::token::TokenEncoding) -> Token {
+        use rand::RngCore;
+        let mut bytes = [0u8; crate::token::TOKEN_BYTES];
+        self.0.fill_bytes(&mut bytes);
+        Token::from_random_bytes(&bytes, encoding)
     }
 }

@@ -4,7 +4,10 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-use super::store::{Fetched, SessionKeyRef, SessionStore, UpdateOutcome, field_changes};
+use super::store::{
+    Fetched, NewExpiry, RenameOutcome, SessionKeyRef, SessionStore, SessionTtl, UpdateOutcome,
+    field_changes,
+};
 use crate::codec::StoredValue;
 use crate::config::Codec;
 use crate::error::Result;
@@ -18,25 +21,42 @@ fn to_value(stored: &StoredValue) -> Value {
     }
 }
 
+/// The companion's value as the session's own idle TTL (values up to 1 mean "the
+/// configuration's").
+fn own_idle_of(value: &Value) -> Option<u64> {
+    match value {
+        Value::Str(text) => text.parse::<u64>().ok().filter(|ms| *ms > 1),
+        _ => None,
+    }
+}
+
+fn duration_ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 #[async_trait]
 impl SessionStore for MemoryStore {
     async fn insert(
         &self,
         keys: SessionKeyRef<'_>,
         value: &StoredValue,
-        idle_ms: u64,
-        lifetime_ms: Option<u64>,
+        expiry: NewExpiry,
     ) -> Result<bool> {
         Ok(self.with_db(|db| {
             if db.exists(keys.session) {
                 return false;
             }
-            let mut ttl = idle_ms;
-            if let (Some(deadline), Some(lifetime)) = (keys.deadline, lifetime_ms) {
+            let mut ttl = expiry.idle_ms;
+            if let (Some(deadline), Some(lifetime)) = (keys.deadline, expiry.lifetime_ms) {
                 ttl = ttl.min(lifetime);
+                let own = if expiry.own_idle {
+                    expiry.idle_ms.to_string()
+                } else {
+                    "1".to_owned()
+                };
                 db.set(
                     deadline,
-                    Value::Str("1".into()),
+                    Value::Str(own),
                     Some(Duration::from_millis(lifetime)),
                 );
             }
@@ -59,10 +79,21 @@ impl SessionStore for MemoryStore {
             let now = Instant::now();
             let mut ttl = Duration::from_millis(idle_ms);
             if let Some(deadline) = keys.deadline {
-                // A deadline key that is gone or has no expiry left ends the session.
-                match db.get(deadline).and_then(|entry| entry.ttl(now)) {
-                    Some(left) if !left.is_zero() => ttl = ttl.min(left),
-                    _ => return Fetched::Missing,
+                // A companion that is gone ends the session when every session has one;
+                // one without expiry or in its last instant always does.
+                match db.get(deadline) {
+                    None if !keys.deadline_required => {}
+                    None => return Fetched::Missing,
+                    Some(entry) => {
+                        let left = match entry.ttl(now) {
+                            Some(left) if !left.is_zero() => left,
+                            _ => return Fetched::Missing,
+                        };
+                        if let Some(own) = own_idle_of(&entry.value).filter(|_| keys.own_idle) {
+                            ttl = Duration::from_millis(own);
+                        }
+                        ttl = ttl.min(left);
+                    }
                 }
             }
             let Some(entry) = db.get(keys.session) else {
@@ -137,6 +168,44 @@ impl SessionStore for MemoryStore {
 
     async fn exists(&self, keys: &[&str]) -> Result<Vec<bool>> {
         Ok(self.with_db(|db| keys.iter().map(|k| db.exists(k)).collect()))
+    }
+
+    async fn ttls(&self, sessions: &[SessionKeyRef<'_>]) -> Result<Vec<Option<SessionTtl>>> {
+        let now = Instant::now();
+        Ok(self.with_db(|db| {
+            sessions
+                .iter()
+                .map(|keys| {
+                    let ttl_ms = db.get(keys.session)?.ttl(now).map(duration_ms);
+                    let companion = keys.deadline.and_then(|key| db.get(key));
+                    Some(SessionTtl {
+                        ttl_ms,
+                        own_idle_ms: companion.as_ref().and_then(|e| own_idle_of(&e.value)),
+                        deadline_ms: companion.and_then(|e| e.ttl(now)).map(duration_ms),
+                    })
+                })
+                .collect()
+        }))
+    }
+
+    async fn rename(
+        &self,
+        from: SessionKeyRef<'_>,
+        to: SessionKeyRef<'_>,
+    ) -> Result<RenameOutcome> {
+        Ok(self.with_db(|db| {
+            if !db.exists(from.session) {
+                return RenameOutcome::Gone;
+            }
+            if db.exists(to.session) {
+                return RenameOutcome::TargetExists;
+            }
+            db.rename(from.session, to.session);
+            if let (Some(from), Some(to)) = (from.deadline, to.deadline) {
+                db.rename(from, to);
+            }
+            RenameOutcome::Renamed
+        }))
     }
 
     async fn index_add(

@@ -1,5 +1,6 @@
 //! Sessions: the typed model handed to handlers and the manager that creates and loads them.
 
+mod index;
 mod manager;
 #[cfg(feature = "memory")]
 mod memory;
@@ -12,9 +13,10 @@ pub(crate) use redis::touch_script_source;
 use std::fmt;
 use std::ops::Deref;
 
+pub use index::SessionId;
 pub use manager::{INDEX_BATCH, SessionManager};
 pub use options::{DEVICE_LABEL_MAX_CHARS, LoginOptions};
-pub use store::UpdateOutcome;
+pub use store::{RenameOutcome, UpdateOutcome};
 
 use crate::codec::StoredValue;
 use crate::{Token, UserId};
@@ -94,8 +96,16 @@ impl<T: fmt::Debug> fmt::Debug for Session<T> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SessionInfo {
+    /// The session's public id: what [`SessionManager::end_session`] takes. Not the token,
+    /// and the token cannot be computed from it.
+    pub id: SessionId,
     /// When the session was created, in unix milliseconds.
     pub created_at_ms: i64,
-    /// Whether this is the session of the token passed to `list`.
+    /// When the session was last loaded (its last authenticated request), in unix
+    /// milliseconds; never before `created_at_ms`.
+    pub last_seen_ms: i64,
+    /// The device label given at login (typically its `User-Agent`, cut).
+    pub device: Option<String>,
+    /// Whether this is the session of the token passed to `sessions`.
     pub current: bool,
 }

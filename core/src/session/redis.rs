@@ -2,7 +2,10 @@
 
 use async_trait::async_trait;
 
-use super::store::{Fetched, SessionKeyRef, SessionStore, UpdateOutcome, field_changes};
+use super::store::{
+    Fetched, NewExpiry, RenameOutcome, SessionKeyRef, SessionStore, SessionTtl, UpdateOutcome,
+    field_changes,
+};
 use crate::codec::StoredValue;
 use crate::config::Codec;
 use crate::error::{BackendError, Result};
@@ -12,6 +15,47 @@ lua_script!(SESSION_INSERT, "session_insert.lua");
 lua_script!(SESSION_TOUCH, "session_touch.lua");
 lua_script!(SESSION_REPLACE_HASH, "session_replace_hash.lua");
 lua_script!(SESSION_UPDATE, "session_update.lua");
+lua_script!(SESSION_RENAME, "session_rename.lua");
+
+/// The companion's value: the session's own idle TTL, or `1` for "the configuration's".
+fn companion_value(expiry: NewExpiry) -> String {
+    if expiry.own_idle {
+        expiry.idle_ms.to_string()
+    } else {
+        "1".to_owned()
+    }
+}
+
+fn companion_mode(keys: SessionKeyRef<'_>) -> &'static str {
+    if keys.deadline_required {
+        "required"
+    } else {
+        "optional"
+    }
+}
+
+/// A `PTTL` reply: `None` for a missing key (-2), `Some(None)` for a key without expiry
+/// (-1), else the milliseconds left.
+fn pttl(value: &redis::Value) -> Result<Option<Option<u64>>> {
+    match value {
+        redis::Value::Int(-2) => Ok(None),
+        redis::Value::Int(ms) if *ms < 0 => Ok(Some(None)),
+        redis::Value::Int(ms) => Ok(Some(u64::try_from(*ms).ok())),
+        _ => Err(BackendError::Protocol("PTTL did not answer an integer").into()),
+    }
+}
+
+/// The companion's value as the session's own idle TTL (values up to 1 mean "the
+/// configuration's").
+fn own_idle(value: &redis::Value) -> Option<u64> {
+    match value {
+        redis::Value::BulkString(bytes) => std::str::from_utf8(bytes)
+            .ok()
+            .and_then(|text| text.parse::<u64>().ok())
+            .filter(|ms| *ms > 1),
+        _ => None,
+    }
+}
 
 /// The text of the script on the request path, for preloading it at connect.
 pub(crate) fn touch_script_source() -> &'static str {
@@ -103,18 +147,22 @@ impl SessionStore for RedisStore {
         &self,
         keys: SessionKeyRef<'_>,
         value: &StoredValue,
-        idle_ms: u64,
-        lifetime_ms: Option<u64>,
+        expiry: NewExpiry,
     ) -> Result<bool> {
         let mut invocation = SESSION_INSERT.prepare_invoke();
         invocation.key(keys.session);
-        if let Some(deadline) = keys.deadline {
-            invocation.key(deadline);
-        }
+        let lifetime = match (keys.deadline, expiry.lifetime_ms) {
+            (Some(deadline), Some(lifetime)) => {
+                invocation.key(deadline);
+                lifetime.to_string()
+            }
+            _ => String::new(),
+        };
         invocation
             .arg(codec_arg(codec_of(value)))
-            .arg(idle_ms)
-            .arg(lifetime_ms.map_or_else(String::new, |ms| ms.to_string()));
+            .arg(expiry.idle_ms)
+            .arg(lifetime)
+            .arg(companion_value(expiry));
         match value {
             StoredValue::Json(text) => {
                 invocation.arg(text);
@@ -152,7 +200,11 @@ impl SessionStore for RedisStore {
         if let Some(deadline) = keys.deadline {
             invocation.key(deadline);
         }
-        invocation.arg(codec_arg(codec)).arg(idle_ms);
+        invocation
+            .arg(codec_arg(codec))
+            .arg(idle_ms)
+            .arg(companion_mode(keys))
+            .arg(if keys.own_idle { "own" } else { "" });
         let reply = self.bounded(invocation.invoke_async(&mut conn)).await?;
         script_fetched(codec, reply)
     }
@@ -259,6 +311,63 @@ impl SessionStore for RedisStore {
             .map(|key| redis::cmd("EXISTS").arg(*key).to_owned())
             .collect();
         self.query_each(&cmds).await
+    }
+
+    async fn ttls(&self, sessions: &[SessionKeyRef<'_>]) -> Result<Vec<Option<SessionTtl>>> {
+        let mut cmds = Vec::with_capacity(sessions.len() * 3);
+        for keys in sessions {
+            cmds.push(redis::cmd("PTTL").arg(keys.session).to_owned());
+            if let Some(deadline) = keys.deadline {
+                cmds.push(redis::cmd("PTTL").arg(deadline).to_owned());
+                cmds.push(redis::cmd("GET").arg(deadline).to_owned());
+            }
+        }
+        if cmds.is_empty() {
+            return Ok(Vec::new());
+        }
+        let replies: Vec<redis::Value> = self.query_each(&cmds).await?;
+        let mut replies = replies.iter();
+        let mut ttls = Vec::with_capacity(sessions.len());
+        for keys in sessions {
+            let session = replies.next().map(pttl).transpose()?.flatten();
+            let (deadline_ms, own_idle_ms) = match keys.deadline {
+                Some(_) => {
+                    let deadline = replies.next().map(pttl).transpose()?.flatten().flatten();
+                    (deadline, replies.next().and_then(own_idle))
+                }
+                None => (None, None),
+            };
+            ttls.push(session.map(|ttl_ms| SessionTtl {
+                ttl_ms,
+                own_idle_ms,
+                deadline_ms,
+            }));
+        }
+        Ok(ttls)
+    }
+
+    async fn rename(
+        &self,
+        from: SessionKeyRef<'_>,
+        to: SessionKeyRef<'_>,
+    ) -> Result<RenameOutcome> {
+        let mut invocation = SESSION_RENAME.prepare_invoke();
+        invocation.key(from.session).key(to.session);
+        if let (Some(from), Some(to)) = (from.deadline, to.deadline) {
+            invocation.key(from).key(to);
+        }
+        let mut conn = self.conn();
+        let outcome: i64 = self.bounded(invocation.invoke_async(&mut conn)).await?;
+        match outcome {
+            0 => Ok(RenameOutcome::Gone),
+            1 => Ok(RenameOutcome::Renamed),
+            2 => Ok(RenameOutcome::TargetExists),
+            _ => Err(BackendError::Protocol("unknown reply from the rename script").into()),
+        }
+    }
+
+    fn can_rename(&self, from: &str, to: &str) -> bool {
+        self.same_slot(from, to)
     }
 
     async fn index_add(

@@ -38,8 +38,51 @@ pub enum UpdateOutcome {
 pub struct SessionKeyRef<'a> {
     /// The session key, `<prefix><token or hash>`.
     pub session: &'a str,
-    /// The companion key holding the absolute deadline as its TTL, in the same hash slot.
+    /// The companion key, in the same hash slot: the absolute deadline as its TTL, and the
+    /// session's own idle TTL (when its login chose one) as its value.
     pub deadline: Option<&'a str>,
+    /// Whether every session has a companion (the configuration sets an absolute lifetime),
+    /// so that a missing one means the session is over; otherwise only sessions whose login
+    /// chose their expiry have one, and without it the configuration's idle TTL applies.
+    pub deadline_required: bool,
+    /// Whether a session's companion may hold its own idle TTL (the configuration has
+    /// login limits), so a load must read the companion's value.
+    pub own_idle: bool,
+}
+
+/// The expiry of a session being created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NewExpiry {
+    /// Its idle TTL.
+    pub idle_ms: u64,
+    /// Its absolute lifetime; with one, the companion key is written.
+    pub lifetime_ms: Option<u64>,
+    /// Whether the idle TTL is the session's own (chosen at login) rather than the
+    /// configuration's; only then does the companion remember it.
+    pub own_idle: bool,
+}
+
+/// What is left of a live session's expiry, as read by [`SessionStore::ttls`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionTtl {
+    /// The session key's remaining TTL; `None` when it has no expiry.
+    pub ttl_ms: Option<u64>,
+    /// The session's own idle TTL, when its login chose one.
+    pub own_idle_ms: Option<u64>,
+    /// The companion key's remaining TTL (time to the absolute deadline), if it has one.
+    pub deadline_ms: Option<u64>,
+}
+
+/// The result of moving a session to a new key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RenameOutcome {
+    /// The session now lives under the new key only.
+    Renamed,
+    /// The old session no longer exists; nothing was written.
+    Gone,
+    /// A key already exists under the new name; nothing was moved.
+    TargetExists,
 }
 
 /// A session backend. Implemented by [`RedisStore`](crate::RedisStore) and
@@ -48,18 +91,18 @@ pub struct SessionKeyRef<'a> {
 #[async_trait]
 pub trait SessionStore: Send + Sync + 'static {
     /// Writes a new session with the idle TTL if the key does not exist yet (returns
-    /// `false` if it does). With a deadline key, also writes it with the absolute lifetime
-    /// as its TTL.
+    /// `false` if it does). With a lifetime, also writes the companion key with the
+    /// lifetime as its TTL and, as its value, the session's own idle TTL or `1`.
     async fn insert(
         &self,
         keys: SessionKeyRef<'_>,
         value: &StoredValue,
-        idle_ms: u64,
-        lifetime_ms: Option<u64>,
+        expiry: NewExpiry,
     ) -> Result<bool>;
 
-    /// Reads the session and resets its TTL to the idle TTL, capped by the deadline key's
-    /// remaining TTL when there is one, in one round trip.
+    /// Reads the session and resets its TTL to its idle TTL (the companion's value when the
+    /// login chose one, else `idle_ms`), capped by the companion key's remaining TTL when
+    /// there is one, in one round trip.
     async fn load_and_touch(
         &self,
         keys: SessionKeyRef<'_>,
@@ -84,6 +127,23 @@ pub trait SessionStore: Send + Sync + 'static {
 
     /// Which of these keys exist.
     async fn exists(&self, keys: &[&str]) -> Result<Vec<bool>>;
+
+    /// The remaining expiry of each session, `None` for a session that is gone; without
+    /// touching anything, in one pipeline (on a cluster, one batch per node).
+    async fn ttls(&self, sessions: &[SessionKeyRef<'_>]) -> Result<Vec<Option<SessionTtl>>>;
+
+    /// Moves a session (and its companion) to new keys atomically, keeping data and TTLs:
+    /// no concurrent load finds it under both names or under neither.
+    async fn rename(&self, from: SessionKeyRef<'_>, to: SessionKeyRef<'_>)
+    -> Result<RenameOutcome>;
+
+    /// Whether [`rename`](Self::rename) can move a session between these two keys. Always
+    /// on one server; on a cluster only within one hash slot, so a rotation picks a new
+    /// token whose key lands in the old key's slot.
+    fn can_rename(&self, from: &str, to: &str) -> bool {
+        let _ = (from, to);
+        true
+    }
 
     /// Adds a member to a per-user index with its creation time (unix µs) and sets the
     /// index key's TTL, in one round trip.

@@ -10,6 +10,8 @@
 mod codes_suite;
 #[path = "../sessions/conformance.rs"]
 mod conformance;
+#[path = "../sessions/devices.rs"]
+mod devices;
 mod failover;
 #[path = "../flash_sale/suite.rs"]
 mod flash_sale_suite;
@@ -76,6 +78,15 @@ on_cluster!(sessions => crate::conformance:
     malformed_tokens_are_rejected_before_the_store,
     corrupt_data_is_no_session,
     concurrent_creates_and_loads,
+);
+
+on_cluster!(session_devices => crate::devices:
+    session_ids_are_stable_and_unlinkable_to_tokens,
+    sessions_show_device_and_last_use,
+    end_session_touches_only_that_session_of_that_user,
+    rotate_is_atomic_and_keeps_the_session,
+    login_chosen_expiry_is_kept_within_limits,
+    login_chosen_expiry_ends_sessions,
 );
 
 on_cluster!(rate_limit => crate::rate_limit_suite:

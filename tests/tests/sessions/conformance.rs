@@ -2,17 +2,14 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use keygate::adapter::RequestParts;
-use keygate::backend::SessionKeyRef;
-use keygate::backend::{Fetched, SessionStore, StoredValue};
 use keygate::http::Rejection;
 use keygate::{Codec, Keygate, SessionConfig, Token, UpdateOutcome, UserId};
 
 use crate::support::{Backend, JavaUser, Managers, NodeUser};
+use keygate_tests::observed::{CallCount, ObservedStore};
 
 fn uid(n: u64) -> UserId {
     UserId::from(n)
@@ -244,73 +241,6 @@ pub async fn hashed_keys_mode(b: &Backend) {
     assert!(m.load(&token).await.unwrap().is_none());
 }
 
-/// Counts calls into the real store underneath.
-struct Counting {
-    inner: Arc<dyn SessionStore>,
-    calls: AtomicUsize,
-}
-
-#[async_trait]
-impl SessionStore for Counting {
-    async fn insert(
-        &self,
-        k: SessionKeyRef<'_>,
-        v: &StoredValue,
-        i: u64,
-        l: Option<u64>,
-    ) -> keygate::Result<bool> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        self.inner.insert(k, v, i, l).await
-    }
-    async fn load_and_touch(
-        &self,
-        k: SessionKeyRef<'_>,
-        c: Codec,
-        i: u64,
-    ) -> keygate::Result<Fetched> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        self.inner.load_and_touch(k, c, i).await
-    }
-    async fn replace(&self, k: &str, v: &StoredValue) -> keygate::Result<bool> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        self.inner.replace(k, v).await
-    }
-    async fn update(
-        &self,
-        k: &str,
-        o: &StoredValue,
-        n: &StoredValue,
-    ) -> keygate::Result<UpdateOutcome> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        self.inner.update(k, o, n).await
-    }
-    async fn remove(&self, s: &[SessionKeyRef<'_>]) -> keygate::Result<u64> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        self.inner.remove(s).await
-    }
-    async fn exists(&self, k: &[&str]) -> keygate::Result<Vec<bool>> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        self.inner.exists(k).await
-    }
-    async fn index_add(&self, i: &str, m: &str, c: i64, t: u64) -> keygate::Result<()> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        self.inner.index_add(i, m, c, t).await
-    }
-    async fn index_page(
-        &self,
-        i: &str,
-        offset: usize,
-        count: usize,
-    ) -> keygate::Result<Vec<(String, i64)>> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        self.inner.index_page(i, offset, count).await
-    }
-    async fn index_remove(&self, i: &str, m: &[&str]) -> keygate::Result<()> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        self.inner.index_remove(i, m).await
-    }
-}
-
 struct Header(Vec<u8>);
 
 impl RequestParts for Header {
@@ -323,10 +253,7 @@ impl RequestParts for Header {
 }
 
 pub async fn malformed_tokens_are_rejected_before_the_store(b: &Backend) {
-    let counting = Arc::new(Counting {
-        inner: b.sessions(),
-        calls: AtomicUsize::new(0),
-    });
+    let counting = Arc::new(ObservedStore::new(b.sessions(), CallCount::default()));
     let manager = keygate::SessionManager::<JavaUser>::from_shared_store(
         counting.clone(),
         SessionConfig::java_seed(),
@@ -345,8 +272,32 @@ pub async fn malformed_tokens_are_rejected_before_the_store(b: &Backend) {
         let rejection = gate.resolve(&Header(bad)).await.unwrap_err();
         assert_eq!(rejection, Rejection::MalformedToken);
     }
+    // Any bytes at all: a seeded stream of 2,000 random headers of up to 400 bytes.
+    let mut state = 0x9E37_79B9_7F4A_7C15_u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for _ in 0..2000 {
+        let len = usize::try_from(next() % 400).unwrap();
+        let bytes: Vec<u8> = (0..len).map(|_| next().to_le_bytes()[0]).collect();
+        let well_formed = std::str::from_utf8(&bytes).is_ok_and(|s| {
+            let s = s.trim();
+            Token::parse(s.strip_prefix("Bearer ").unwrap_or(s).trim()).is_ok()
+        });
+        let rejection = gate.resolve(&Header(bytes)).await.unwrap_err();
+        if !well_formed {
+            assert_ne!(
+                rejection,
+                Rejection::NoSession,
+                "a random header reached the store"
+            );
+        }
+    }
     assert_eq!(
-        counting.calls.load(Ordering::SeqCst),
+        counting.observer.get(),
         0,
         "no store call for malformed tokens"
     );
@@ -358,7 +309,7 @@ pub async fn malformed_tokens_are_rejected_before_the_store(b: &Backend) {
         .unwrap_err();
     assert_eq!(rejection, Rejection::NoSession);
     assert_eq!(
-        counting.calls.load(Ordering::SeqCst),
+        counting.observer.get(),
         1,
         "one store call for a well-formed token"
     );

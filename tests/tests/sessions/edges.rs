@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use keygate::backend::SessionKeyRef;
-use keygate::backend::{Fetched, SessionStore, StoredValue};
-use keygate::{Codec, Error, SessionConfig, SessionManager, UpdateOutcome, UserId};
+use keygate::{Error, SessionConfig, SessionManager, UserId};
 use keygate_tests::fixtures::{Backend, JavaUser};
+use keygate_tests::observed::{ObservedStore, StoreCall, StoreObserver};
 
 use crate::support::Managers;
 
@@ -34,6 +34,8 @@ pub async fn missing_deadline_key_ends_the_session(b: &Backend) {
         .remove(&[SessionKeyRef {
             session: &deadline,
             deadline: None,
+            deadline_required: false,
+            own_idle: false,
         }])
         .await
         .unwrap();
@@ -51,97 +53,57 @@ enum Interleave {
     DestroyAll,
 }
 
-/// A store that watches the calls reaching the real one: it can run `interleave` for alice
-/// just before every insert, and it records the widest batch any call covered.
-struct Observed {
-    inner: Arc<dyn SessionStore>,
+/// Watches the calls reaching the real store: it can run `interleave` for alice just
+/// before every insert, and it records the widest batch any call covered.
+struct Observer {
     interleave: Option<Interleave>,
     other: OnceLock<SessionManager<JavaUser>>,
     widest: AtomicUsize,
 }
 
-impl Observed {
-    fn over(b: &Backend, interleave: Option<Interleave>) -> Self {
-        Self {
-            inner: b.sessions(),
+type Observed = ObservedStore<Observer>;
+
+fn observed(b: &Backend, interleave: Option<Interleave>) -> Observed {
+    ObservedStore::new(
+        b.sessions(),
+        Observer {
             interleave,
             other: OnceLock::new(),
             widest: AtomicUsize::new(0),
-        }
-    }
-
-    fn note(&self, width: usize) {
-        self.widest.fetch_max(width, Ordering::SeqCst);
-    }
+        },
+    )
 }
 
 #[async_trait]
-impl SessionStore for Observed {
-    async fn insert(
-        &self,
-        k: SessionKeyRef<'_>,
-        v: &StoredValue,
-        i: u64,
-        l: Option<u64>,
-    ) -> keygate::Result<bool> {
-        if let (Some(other), Some(interleave)) = (self.other.get(), self.interleave) {
-            match interleave {
-                Interleave::List => drop(other.sessions(&alice(), None).await?),
-                Interleave::DestroyAll => drop(other.logout_everywhere(&alice()).await?),
+impl StoreObserver for Observer {
+    async fn before(&self, call: StoreCall) -> keygate::Result<()> {
+        match call {
+            StoreCall::Insert => {
+                if let (Some(other), Some(interleave)) = (self.other.get(), self.interleave) {
+                    match interleave {
+                        Interleave::List => drop(other.sessions(&alice(), None).await?),
+                        Interleave::DestroyAll => drop(other.logout_everywhere(&alice()).await?),
+                    }
+                }
             }
+            StoreCall::Remove(n)
+            | StoreCall::Exists(n)
+            | StoreCall::Ttls(n)
+            | StoreCall::IndexPage(n)
+            | StoreCall::IndexRemove(n) => {
+                self.widest.fetch_max(n, Ordering::SeqCst);
+            }
+            _ => {}
         }
-        self.inner.insert(k, v, i, l).await
-    }
-    async fn load_and_touch(
-        &self,
-        k: SessionKeyRef<'_>,
-        c: Codec,
-        i: u64,
-    ) -> keygate::Result<Fetched> {
-        self.inner.load_and_touch(k, c, i).await
-    }
-    async fn replace(&self, k: &str, v: &StoredValue) -> keygate::Result<bool> {
-        self.inner.replace(k, v).await
-    }
-    async fn update(
-        &self,
-        k: &str,
-        o: &StoredValue,
-        n: &StoredValue,
-    ) -> keygate::Result<UpdateOutcome> {
-        self.inner.update(k, o, n).await
-    }
-    async fn remove(&self, s: &[SessionKeyRef<'_>]) -> keygate::Result<u64> {
-        self.note(s.len());
-        self.inner.remove(s).await
-    }
-    async fn exists(&self, k: &[&str]) -> keygate::Result<Vec<bool>> {
-        self.note(k.len());
-        self.inner.exists(k).await
-    }
-    async fn index_add(&self, i: &str, m: &str, c: i64, t: u64) -> keygate::Result<()> {
-        self.inner.index_add(i, m, c, t).await
-    }
-    async fn index_page(
-        &self,
-        i: &str,
-        offset: usize,
-        count: usize,
-    ) -> keygate::Result<Vec<(String, i64)>> {
-        self.note(count);
-        self.inner.index_page(i, offset, count).await
-    }
-    async fn index_remove(&self, i: &str, m: &[&str]) -> keygate::Result<()> {
-        self.note(m.len());
-        self.inner.index_remove(i, m).await
+        Ok(())
     }
 }
 
 fn racing(b: &Backend, interleave: Interleave) -> SessionManager<JavaUser> {
     let config = SessionConfig::java_seed();
-    let store = Arc::new(Observed::over(b, Some(interleave)));
+    let store = Arc::new(observed(b, Some(interleave)));
     let other = SessionManager::from_shared_store(b.sessions(), config.clone()).unwrap();
-    assert!(store.other.set(other).is_ok());
+    assert!(store.observer.other.set(other).is_ok());
     SessionManager::from_shared_store(store, config).unwrap()
 }
 
@@ -173,7 +135,7 @@ pub async fn create_racing_with_destroy_all_stays_indexed(b: &Backend) {
 /// `list` and `destroy_all` over a user with many sessions work in bounded batches, and
 /// still see every session.
 pub async fn index_work_per_call_is_bounded(b: &Backend) {
-    let widest = Arc::new(Observed::over(b, None));
+    let widest = Arc::new(observed(b, None));
     let m =
         SessionManager::<JavaUser>::from_shared_store(widest.clone(), SessionConfig::java_seed())
             .unwrap();
@@ -187,7 +149,7 @@ pub async fn index_work_per_call_is_bounded(b: &Backend) {
         sessions as u64
     );
     assert!(m.sessions(&alice(), None).await.unwrap().is_empty());
-    let widest = widest.widest.load(Ordering::SeqCst);
+    let widest = widest.observer.widest.load(Ordering::SeqCst);
     assert!(
         widest <= keygate::session::INDEX_BATCH,
         "largest call covered {widest} keys"

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod conformance;
+mod devices;
 mod edges;
 mod redis_only;
 mod support;
@@ -32,5 +33,16 @@ mod edge_cases {
     index_work_per_call_is_bounded,
     create_prunes_ended_sessions_from_the_index,
         hash_update_removing_every_field_is_refused,
+    );
+}
+
+mod devices_and_rotation {
+    keygate_tests::on_both_backends!(crate::devices:
+        session_ids_are_stable_and_unlinkable_to_tokens,
+        sessions_show_device_and_last_use,
+        end_session_touches_only_that_session_of_that_user,
+        rotate_is_atomic_and_keeps_the_session,
+        login_chosen_expiry_is_kept_within_limits,
+        login_chosen_expiry_ends_sessions,
     );
 }

@@ -1,0 +1,16 @@
+-- Moves a session to a new key (token rotation), with its companion key, atomically: a
+-- concurrent load finds it under exactly one of the two names. TTLs move with the keys.
+-- KEYS[1] old session key, KEYS[2] new session key, KEYS[3] old companion, KEYS[4] new
+-- companion (both optional). All in one hash slot.
+-- Reply: 0 the old session is gone, 1 moved, 2 the new key exists (nothing moved).
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return 0
+end
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  return 2
+end
+redis.call('RENAME', KEYS[1], KEYS[2])
+if KEYS[3] and redis.call('EXISTS', KEYS[3]) == 1 then
+  redis.call('RENAME', KEYS[3], KEYS[4])
+end
+return 1
