@@ -124,6 +124,19 @@ where
             .await
     }
 
+    /// Ends one session of this session's user, named by its public id (for "log out that
+    /// device"); `false` when the user has no live session with that id, which includes
+    /// every session of another user.
+    pub async fn end_session(&self, id: &crate::SessionId) -> crate::Result<bool>
+    where
+        T: SessionUser,
+    {
+        self.gate
+            .manager()
+            .end_session(&self.data().user_id(), id)
+            .await
+    }
+
     /// Writes new data over this session (see [`SessionManager::update`]).
     pub async fn update(&self, data: &T) -> crate::Result<crate::UpdateOutcome> {
         self.gate.manager().update(&self.session, data).await

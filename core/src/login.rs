@@ -101,12 +101,19 @@ impl<D: UserDirectory> PhoneLogin<D> {
         self.codes.send(&phone).await
     }
 
-    /// Validates the phone, consumes the code, finds or creates the user, and creates a
-    /// session. Every login gets a new token (no session fixation).
-    pub async fn login(&self, phone: &str, code: &str) -> Result<(Token, D::User), LoginError> {
+    /// Validates the phone, consumes the code, and finds or creates the user: a login
+    /// without the session, for a handler that creates it through its framework adapter
+    /// (which sets the session cookie and records the device).
+    pub async fn authenticate(&self, phone: &str, code: &str) -> Result<D::User, LoginError> {
         let phone = self.codes.phone(phone)?;
         self.codes.verify(&phone, code).await?;
-        let user = self.directory.find_or_create_by_phone(&phone).await?;
+        Ok(self.directory.find_or_create_by_phone(&phone).await?)
+    }
+
+    /// [`authenticate`](Self::authenticate), then creates a session. Every login gets a
+    /// new token (no session fixation).
+    pub async fn login(&self, phone: &str, code: &str) -> Result<(Token, D::User), LoginError> {
+        let user = self.authenticate(phone, code).await?;
         let token = self.sessions.login(&user.user_id(), &user).await?;
         Ok((token, user))
     }

@@ -65,6 +65,10 @@ async fn run() -> Result<(), StartError> {
             .service(authenticated("/user/logout", web::post().to(logout)))
             .service(authenticated("/user/sessions", web::get().to(sessions)))
             .service(authenticated(
+                "/user/sessions/{id}",
+                web::delete().to(end_session),
+            ))
+            .service(authenticated(
                 "/user/logout-all",
                 web::post().to(logout_all),
             ))
@@ -144,6 +148,10 @@ async fn logout(app: Shared, session: Auth<UserDto>) -> HttpResponse {
 
 async fn sessions(app: Shared, session: Auth<UserDto>) -> HttpResponse {
     respond(app.sessions(&session).await)
+}
+
+async fn end_session(app: Shared, session: Auth<UserDto>, id: web::Path<String>) -> HttpResponse {
+    respond(app.end_session(&session, &id).await)
 }
 
 async fn logout_all(app: Shared, session: Auth<UserDto>) -> HttpResponse {

@@ -18,7 +18,7 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use keygate_axum::{Auth, KeygateLayer, RateLimitLayer};
 use keygate_example::handlers::{ADMIN_TOKEN_HEADER, PAY_SIGNATURE_HEADER};
 use keygate_example::page::{self, Asset};
@@ -66,6 +66,7 @@ fn routes(app: Arc<App>) -> Router {
         .route("/user/me", get(me))
         .route("/user/logout", post(logout))
         .route("/user/sessions", get(sessions))
+        .route("/user/sessions/{id}", delete(end_session))
         .route("/user/logout-all", post(logout_all))
         .route("/voucher-order/seckill/{voucher_id}", post(order_voucher))
         .route("/voucher-order/{order_id}", get(order))
@@ -168,6 +169,13 @@ async fn logout(State(app): Shared, session: Auth<UserDto>) -> Response {
 
 async fn sessions(State(app): Shared, session: Auth<UserDto>) -> Response {
     respond(app.sessions(&session).await)
+}
+
+async fn end_session(State(app): Shared, session: Auth<UserDto>, id: Segment) -> Response {
+    match id {
+        Ok(Path(id)) => respond(app.end_session(&session, &id).await),
+        Err(_) => respond(Reply::not_found("session")),
+    }
 }
 
 async fn logout_all(State(app): Shared, session: Auth<UserDto>) -> Response {

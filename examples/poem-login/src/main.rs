@@ -16,8 +16,10 @@ use keygate_poem::{Auth, KeygateMiddleware, RateLimitMiddleware, Rejection};
 use poem::error::ReadBodyError;
 use poem::http::StatusCode;
 use poem::listener::TcpAcceptor;
-use poem::web::Data;
-use poem::{Body, EndpointExt, IntoResponse, Request, Response, Route, Server, get, handler, post};
+use poem::web::{Data, Path};
+use poem::{
+    Body, EndpointExt, IntoResponse, Request, Response, Route, Server, delete, get, handler, post,
+};
 
 const FRAMEWORK: &str = "poem";
 
@@ -51,6 +53,7 @@ async fn run() -> Result<(), StartError> {
         .at("/user/me", get(me).with(auth()))
         .at("/user/logout", post(logout).with(auth()))
         .at("/user/sessions", get(sessions).with(auth()))
+        .at("/user/sessions/:id", delete(end_session).with(auth()))
         .at("/user/logout-all", post(logout_all).with(auth()))
         .data(Arc::clone(&app))
         .catch_all_error(answer_error);
@@ -156,6 +159,15 @@ async fn logout(Data(app): Shared<'_>, session: Auth<UserDto>) -> Json {
 #[handler]
 async fn sessions(Data(app): Shared<'_>, session: Auth<UserDto>) -> Json {
     Json(app.sessions(&session).await)
+}
+
+#[handler]
+async fn end_session(
+    Data(app): Shared<'_>,
+    session: Auth<UserDto>,
+    Path(id): Path<String>,
+) -> Json {
+    Json(app.end_session(&session, &id).await)
 }
 
 #[handler]

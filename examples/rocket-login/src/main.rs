@@ -22,7 +22,7 @@ use rocket::fairing::AdHoc;
 use rocket::http::uri::Origin;
 use rocket::http::{ContentType, Status};
 use rocket::response::{self, Responder, Response};
-use rocket::{Request, State, catch, catchers, get, post, routes};
+use rocket::{Request, State, catch, catchers, delete, get, post, routes};
 
 const FRAMEWORK: &str = "rocket";
 
@@ -61,7 +61,16 @@ async fn run() -> Result<(), StartError> {
         .mount(
             "/",
             routes![
-                index, script, style, send_code, login, me, logout, sessions, logout_all
+                index,
+                script,
+                style,
+                send_code,
+                login,
+                me,
+                logout,
+                sessions,
+                end_session,
+                logout_all
             ],
         )
         .register("/", catchers![not_found, any_status])
@@ -186,6 +195,11 @@ async fn logout(session: Auth<UserDto>, app: &Shared) -> Json {
 #[get("/user/sessions")]
 async fn sessions(session: Auth<UserDto>, app: &Shared) -> Json {
     Json(app.sessions(&session).await)
+}
+
+#[delete("/user/sessions/<id>")]
+async fn end_session(id: &str, session: Auth<UserDto>, app: &Shared) -> Json {
+    Json(app.end_session(&session, id).await)
 }
 
 #[post("/user/logout-all")]

@@ -1,9 +1,12 @@
 // The login page's script, served at /app.js (no inline script: the page's
 // Content-Security-Policy allows scripts from the app's own origin only). Server values are
 // only ever written as text (textContent), never as HTML.
+//
+// The session travels in the HttpOnly cookie that login sets: this script never sees the
+// token and keeps nothing in localStorage. The browser adds the page's Origin to every
+// POST and DELETE, which is what the server's cross-origin check looks for.
 (() => {
   "use strict";
-  const TOKEN_KEY = "keygate.token";
   const $ = (id) => document.getElementById(id);
 
   function showError(message) {
@@ -24,12 +27,15 @@
   // message (the envelope's errorMsg) otherwise.
   async function api(method, path, body) {
     const headers = {};
-    const token = localStorage.getItem(TOKEN_KEY);
-    if (token) headers["authorization"] = token;
     if (body !== undefined) headers["content-type"] = "application/json";
     let response;
     try {
-      response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+      response = await fetch(path, {
+        method,
+        headers,
+        credentials: "same-origin",
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
     } catch (e) {
       throw new Error("The server cannot be reached. Is it running?");
     }
@@ -45,7 +51,6 @@
   }
 
   function showLoggedOut(message) {
-    localStorage.removeItem(TOKEN_KEY);
     $("profile").hidden = true;
     $("login-panel").hidden = false;
     $("code").value = "";
@@ -61,12 +66,38 @@
     const sessions = await api("GET", "/user/sessions");
     for (const s of sessions) {
       const li = document.createElement("li");
-      li.textContent = "since " + new Date(s.createdAt * 1000).toLocaleString();
+      li.dataset.sessionId = s.id;
+      const device = document.createElement("span");
+      device.className = "device";
+      device.textContent = s.device || "unknown device";
+      const times = document.createElement("span");
+      times.className = "times";
+      times.textContent = "since " + new Date(s.createdAt * 1000).toLocaleString() +
+        ", last seen " + new Date(s.lastSeenAt * 1000).toLocaleString();
+      li.append(device, times);
       if (s.current) {
         const mark = document.createElement("span");
         mark.className = "current";
-        mark.textContent = " (this browser)";
+        mark.textContent = "(this browser)";
         li.append(mark);
+      } else {
+        const end = document.createElement("button");
+        end.type = "button";
+        end.className = "secondary end-session";
+        end.textContent = "Log out";
+        end.addEventListener("click", async () => {
+          end.disabled = true;
+          try {
+            await api("DELETE", "/user/sessions/" + encodeURIComponent(s.id));
+            notice("That session is logged out.");
+            await showProfile();
+          } catch (e) {
+            if (e.status === 401) showLoggedOut();
+            showError(e.message);
+            end.disabled = false;
+          }
+        });
+        li.append(end);
       }
       list.append(li);
     }
@@ -82,7 +113,7 @@
       try {
         await run();
       } catch (e) {
-        if (e.status === 401 && localStorage.getItem(TOKEN_KEY) && buttonId !== "login") {
+        if (e.status === 401 && buttonId !== "login") {
           showLoggedOut();
         }
         showError(e.message);
@@ -100,8 +131,7 @@
   });
 
   action("login", async () => {
-    const token = await api("POST", "/user/login", { phone: $("phone").value.trim(), code: $("code").value.trim() });
-    localStorage.setItem(TOKEN_KEY, token);
+    await api("POST", "/user/login", { phone: $("phone").value.trim(), code: $("code").value.trim() });
     notice("Logged in.");
     await showProfile();
   });
@@ -119,9 +149,8 @@
   $("code").addEventListener("keydown", (e) => { if (e.key === "Enter") $("login").click(); });
   $("phone").addEventListener("keydown", (e) => { if (e.key === "Enter") $("send-code").click(); });
 
-  if (localStorage.getItem(TOKEN_KEY)) {
-    showProfile().catch((e) => {
-      if (e.status === 401) showLoggedOut(); else showError(e.message);
-    });
-  }
+  // A session cookie from an earlier visit logs the page straight in.
+  showProfile().catch((e) => {
+    if (e.status === 401) showLoggedOut(); else showError(e.message);
+  });
 })();

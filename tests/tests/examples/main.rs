@@ -45,6 +45,7 @@ on_every_example!(
     login::token_transports_and_malformed_tokens,
     login::java_session_and_ttl_reset,
     login::logout_sessions_and_logout_all,
+    login::sessions_name_devices_and_end_one,
     login::unknown_routes_and_the_page,
     login::redis_outage_answers_503_and_recovers,
     rate_limit::the_fourth_request_of_a_minute_is_429,

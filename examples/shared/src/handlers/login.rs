@@ -1,6 +1,6 @@
 //! `/user/*`: codes, login, profile, sessions, logout.
 
-use keygate::CurrentSession;
+use keygate::{CurrentSession, SessionId};
 use serde::{Deserialize, Serialize};
 
 use super::form_field;
@@ -17,9 +17,13 @@ struct LoginForm {
 /// One entry of `GET /user/sessions`.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct SessionView {
+struct SessionView<'a> {
+    id: &'a SessionId,
     /// Unix seconds.
     created_at: i64,
+    /// Unix seconds.
+    last_seen_at: i64,
+    device: &'a str,
     current: bool,
 }
 
@@ -92,11 +96,27 @@ impl App {
             Ok(list) => Reply::ok(
                 list.iter()
                     .map(|info| SessionView {
+                        id: &info.id,
                         created_at: info.created_at_ms.div_euclid(1000),
+                        last_seen_at: info.last_seen_ms.div_euclid(1000),
+                        device: info.device.as_deref().unwrap_or_default(),
                         current: info.current,
                     })
                     .collect::<Vec<_>>(),
             ),
+            Err(e) => Reply::core(&e),
+        }
+    }
+
+    /// `DELETE /user/sessions/{id}`: ends that one session of this user; 404 for an unknown
+    /// id and for another user's session, which stays untouched.
+    pub async fn end_session(&self, session: &CurrentSession<UserDto>, id: &str) -> Reply {
+        let Some(id) = SessionId::parse(id) else {
+            return Reply::not_found("session");
+        };
+        match session.end_session(&id).await {
+            Ok(true) => Reply::done(),
+            Ok(false) => Reply::not_found("session"),
             Err(e) => Reply::core(&e),
         }
     }
