@@ -1,45 +1,93 @@
-//! What every adapter does per request, once: read the token, load-and-touch the session.
+//! What every adapter does per request, once: read the token, check the origin of a
+//! cookie-authenticated unsafe request, load-and-touch the session; and what a handler's
+//! login and logout do to the session cookie.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::cookie::{CookieChange, SessionCookie};
 use crate::http::Rejection;
-use crate::transport::{RequestParts, TokenReader};
-use crate::{Session, SessionInfo, SessionManager, SessionUser};
+use crate::origin::{AllowedOrigins, is_unsafe_method};
+use crate::session::DEVICE_LABEL_MAX_CHARS;
+use crate::transport::{RequestParts, TokenReader, TokenSource};
+use crate::{LoginOptions, Session, SessionInfo, SessionManager, SessionUser, Token};
 
-/// The session manager together with the token reader: what an adapter's layer,
-/// middleware, fairing or endpoint wrapper is configured with. Cheap to clone.
+/// The session manager together with how requests carry their token: the token reader,
+/// the session cookie (opt-in) and the origins allowed to send cookie-authenticated unsafe
+/// requests. What an adapter's layer, middleware, fairing or endpoint wrapper is configured
+/// with. Cheap to clone.
 ///
 /// ```
-/// use keygate::{Keygate, MemoryStore, SessionConfig, SessionManager, TokenReader, TokenSource};
+/// use keygate::{Keygate, MemoryStore, SessionConfig, SessionCookie, SessionManager};
 /// # #[derive(serde::Serialize, serde::Deserialize)] struct User { id: u64 }
 /// let manager = SessionManager::<User>::new(MemoryStore::new(), SessionConfig::java_seed())?;
-/// let gate = Keygate::new(manager)
-///     .with_reader(TokenReader::default().with_source(TokenSource::Cookie("token".into())));
+/// // Header and query tokens as before, plus the cookie `token`, which login sets and
+/// // logout clears; unsafe cookie-authenticated requests must come from the app's own host.
+/// let gate = Keygate::new(manager).with_cookie(SessionCookie::new());
 /// # Ok::<(), keygate::Error>(())
 /// ```
+///
+/// # Per request
+///
+/// An adapter calls [`for_request`](Self::for_request) once per request and uses the gate
+/// it returns for that request: [`resolve`](Self::resolve) with it, hand it to the login
+/// extractor, and after the handler append [`take_set_cookie`](Self::take_set_cookie) to the
+/// response as a `Set-Cookie` header. Without a cookie configured that gate is a plain
+/// clone (no allocation).
 pub struct Keygate<T> {
     manager: SessionManager<T>,
-    reader: Arc<TokenReader>,
+    settings: Arc<Settings>,
+    /// Present on the gate of one request whose gate has a cookie.
+    request: Option<Arc<RequestContext>>,
+}
+
+/// How requests carry their token, shared by every clone of a gate.
+#[derive(Debug, Clone, Default)]
+struct Settings {
+    reader: TokenReader,
+    cookie: Option<SessionCookie>,
+    origins: AllowedOrigins,
+}
+
+/// What one request's handler may do to the session cookie, and what its login records.
+struct RequestContext {
+    /// Held only to swap the value, never across an await.
+    pending: Mutex<Option<CookieChange>>,
+    /// The request's `User-Agent`, cut to a device label's length.
+    user_agent: Option<String>,
+}
+
+impl RequestContext {
+    fn pending(&self) -> MutexGuard<'_, Option<CookieChange>> {
+        // A panic elsewhere while holding the lock left a plain value behind; use it.
+        self.pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 impl<T> Clone for Keygate<T> {
     fn clone(&self) -> Self {
         Self {
             manager: self.manager.clone(),
-            reader: Arc::clone(&self.reader),
+            settings: Arc::clone(&self.settings),
+            request: self.request.clone(),
         }
     }
 }
 
 impl<T> std::fmt::Debug for Keygate<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The request context is left out: a pending cookie holds a token.
         f.debug_struct("Keygate")
             .field("manager", &self.manager)
-            .field("reader", &self.reader)
-            .finish()
+            .field("reader", &self.settings.reader)
+            .field("cookie", &self.settings.cookie)
+            .field("origins", &self.settings.origins)
+            .finish_non_exhaustive()
     }
 }
 
@@ -95,22 +143,29 @@ where
         self.gate.manager()
     }
 
-    /// Ends this session at once (logout).
+    /// Ends this session at once (logout). With a session cookie on the gate, the response
+    /// clears it.
     pub async fn logout(&self) -> crate::Result<bool> {
-        self.gate.manager().logout(self.session.token()).await
+        let ended = self.gate.manager().logout(self.session.token()).await?;
+        self.gate.clear_cookie();
+        Ok(ended)
     }
 
     /// Ends every session of this session's user, this one included; returns how many were
     /// live. The user is the one the session data names ([`SessionUser`]), so a handler can
-    /// only end its own user's sessions.
+    /// only end its own user's sessions. With a session cookie on the gate, the response
+    /// clears it.
     pub async fn logout_everywhere(&self) -> crate::Result<u64>
     where
         T: SessionUser,
     {
-        self.gate
+        let ended = self
+            .gate
             .manager()
             .logout_everywhere(&self.data().user_id())
-            .await
+            .await?;
+        self.gate.clear_cookie();
+        Ok(ended)
     }
 
     /// The live sessions of this session's user, oldest first, this one marked `current`.
@@ -135,18 +190,51 @@ where
     T: Serialize + DeserializeOwned + Send + Sync + 'static,
 {
     /// A gate with the default token reader (`authorization` header raw or `Bearer`, then
-    /// the `tokenid` query parameter).
+    /// the `tokenid` query parameter), no session cookie, and the default origin check
+    /// ([`AllowedOrigins::same_host`]) for requests authenticated by a cookie source.
     pub fn new(manager: SessionManager<T>) -> Self {
         Self {
             manager,
-            reader: Arc::new(TokenReader::default()),
+            settings: Arc::new(Settings::default()),
+            request: None,
         }
     }
 
-    /// Replaces the token reader.
+    fn settings_mut(&mut self) -> &mut Settings {
+        Arc::make_mut(&mut self.settings)
+    }
+
+    /// Replaces the token reader (a configured session cookie stays one of its sources).
     pub fn with_reader(mut self, reader: TokenReader) -> Self {
-        self.reader = Arc::new(reader);
+        let settings = self.settings_mut();
+        settings.reader = match &settings.cookie {
+            Some(cookie) => reader.with_cookie_source(cookie.name()),
+            None => reader,
+        };
         self
+    }
+
+    /// Turns the session cookie on: [`login`](Self::login) sets it, logging out clears it,
+    /// and the reader accepts it (after its other sources, unless it already reads a cookie
+    /// of that name), so header and query tokens keep working beside it in the reader's
+    /// order. Unsafe requests authenticated by the cookie must come from an allowed origin
+    /// ([`with_allowed_origins`](Self::with_allowed_origins)).
+    pub fn with_cookie(mut self, cookie: SessionCookie) -> Self {
+        let settings = self.settings_mut();
+        settings.reader = std::mem::take(&mut settings.reader).with_cookie_source(cookie.name());
+        settings.cookie = Some(cookie);
+        self
+    }
+
+    /// The origins allowed to send unsafe requests authenticated by a cookie, instead of the
+    /// request's own host; each `scheme://host[:port]`. A malformed origin is an
+    /// [`Error::Config`](crate::Error::Config).
+    pub fn with_allowed_origins(
+        mut self,
+        origins: impl IntoIterator<Item = impl AsRef<str>>,
+    ) -> crate::Result<Self> {
+        self.settings_mut().origins = AllowedOrigins::list(origins)?;
+        Ok(self)
     }
 
     /// The session manager (for login, logout, listing).
@@ -156,24 +244,114 @@ where
 
     /// The token reader.
     pub fn reader(&self) -> &TokenReader {
-        &self.reader
+        &self.settings.reader
+    }
+
+    /// The session cookie, if the gate has one.
+    pub fn cookie(&self) -> Option<&SessionCookie> {
+        self.settings.cookie.as_ref()
+    }
+
+    /// The gate to use for one request: with a session cookie configured, it carries the
+    /// request's pending cookie change and its `User-Agent` (the device label of a login);
+    /// without one it is a plain clone, and costs no allocation.
+    pub fn for_request(&self, request: &impl RequestParts) -> Self {
+        if self.settings.cookie.is_none() {
+            return self.clone();
+        }
+        let user_agent = request.header("user-agent").map(|ua| {
+            String::from_utf8_lossy(ua)
+                .chars()
+                .take(DEVICE_LABEL_MAX_CHARS)
+                .collect()
+        });
+        Self {
+            request: Some(Arc::new(RequestContext {
+                pending: Mutex::new(None),
+                user_agent,
+            })),
+            ..self.clone()
+        }
     }
 
     /// Logs the user that `data` names in: creates a session holding `data` (registered in
-    /// that user's index) and returns the token to hand to the client.
-    pub async fn login(&self, data: &T) -> crate::Result<crate::Token>
+    /// that user's index) and returns the token to hand to the client. On a request's gate
+    /// with a session cookie, the response sets the cookie, and the session's device is the
+    /// request's `User-Agent`.
+    pub async fn login(&self, data: &T) -> crate::Result<Token>
     where
         T: SessionUser,
     {
-        self.manager.login(&data.user_id(), data).await
+        self.login_with(data, LoginOptions::new()).await
+    }
+
+    /// Like [`login`](Self::login), with per-login choices (see
+    /// [`SessionManager::login_with`]); the cookie's `Max-Age` follows the session's
+    /// lifetime. Options without a device get the request's `User-Agent`.
+    pub async fn login_with(&self, data: &T, options: LoginOptions) -> crate::Result<Token>
+    where
+        T: SessionUser,
+    {
+        let user_agent = self.request.as_ref().and_then(|r| r.user_agent.as_deref());
+        let options = match user_agent {
+            Some(ua) if options.device().is_none() => options.with_device(ua),
+            _ => options,
+        };
+        let max_age = self.manager.lifetime_for(&options)?;
+        let token = self
+            .manager
+            .login_with(&data.user_id(), data, &options)
+            .await?;
+        self.set_cookie_for(&token, max_age);
+        Ok(token)
+    }
+
+    /// Makes this request's response set the session cookie to `token` (with `Max-Age`
+    /// when `max_age` is given): for whatever issues a new token to the request's client.
+    /// Does nothing without a session cookie, or on a gate that is not a request's
+    /// ([`for_request`](Self::for_request)).
+    pub fn set_cookie_for(&self, token: &Token, max_age: Option<Duration>) {
+        self.change_cookie(CookieChange::Set {
+            token: token.clone(),
+            max_age,
+        });
+    }
+
+    /// Makes this request's response clear the session cookie. Does nothing without a
+    /// session cookie, or on a gate that is not a request's.
+    pub fn clear_cookie(&self) {
+        self.change_cookie(CookieChange::Clear);
+    }
+
+    fn change_cookie(&self, change: CookieChange) {
+        if let Some(request) = &self.request {
+            *request.pending() = Some(change);
+        }
+    }
+
+    /// The `Set-Cookie` value the response of this request must carry, if its handler
+    /// logged in or out: what an adapter appends after the handler. Taken once.
+    pub fn take_set_cookie(&self) -> Option<String> {
+        let change = self.request.as_ref()?.pending().take()?;
+        Some(change.render(self.settings.cookie.as_ref()?))
     }
 
     /// Reads the token and loads-and-touches its session: one Redis round trip for a
-    /// well-formed token, none for a missing or malformed one.
+    /// well-formed token, none for a missing or malformed one. An unsafe request whose
+    /// token came from a cookie and whose origin is not allowed is refused
+    /// ([`Rejection::CrossOrigin`]) before any Redis command.
     pub async fn resolve(&self, request: &impl RequestParts) -> Resolved<T> {
         let formats = self.manager.config().token_formats();
-        let token = match self.reader.read_as(request, formats) {
-            Ok(Some(token)) => token,
+        let token = match self.settings.reader.read_with_source(request, formats) {
+            Ok(Some((token, source))) => {
+                if matches!(source, TokenSource::Cookie(_))
+                    && is_unsafe_method(request.method())
+                    && !self.settings.origins.allow(request)
+                {
+                    return Err(Rejection::CrossOrigin);
+                }
+                token
+            }
             Ok(None) => return Err(Rejection::MissingToken),
             Err(_) => return Err(Rejection::MalformedToken),
         };
@@ -193,11 +371,14 @@ where
 
 /// How an optional-session extractor reads a [`Resolved`]: no session is `None`, but
 /// backend trouble stays an error (503), so a route never silently treats a logged-in user
-/// as anonymous because Redis is down.
+/// as anonymous because Redis is down; and a refused cross-origin request stays refused
+/// (403), so a forged request never runs as anonymous either.
 pub fn optional<T>(resolved: &Resolved<T>) -> Result<Option<CurrentSession<T>>, Rejection> {
     match resolved {
         Ok(session) => Ok(Some(session.clone())),
-        Err(Rejection::BackendUnavailable) => Err(Rejection::BackendUnavailable),
+        Err(rejection @ (Rejection::BackendUnavailable | Rejection::CrossOrigin)) => {
+            Err(*rejection)
+        }
         Err(_) => Ok(None),
     }
 }

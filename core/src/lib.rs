@@ -64,6 +64,8 @@
 //! | [`flash_sale`] | flash sales (秒杀): one atomic script decides whether a user may buy, orders go through a Redis Stream to [`flash_sale::OrderConsumer`] |
 //! | [`rate_limit`] | a GCRA rate limiter shared by every instance (one script call per decision, on the Redis server's clock), fail open or closed; the adapters' per-IP middleware builds on it (feature `rate-limit`) |
 //! | [`transport`] | reading the token from a request (`authorization` header raw or `Bearer`, `tokenid` query parameter, a cookie): [`TokenReader`], and [`adapter::RequestParts`] for adapters |
+//! | [`cookie`] | the session cookie a gate sets at login and clears at logout ([`SessionCookie`], enabled with [`Keygate::with_cookie`]): `HttpOnly`, `SameSite=Lax`, `Path=/`, `Secure` by default, `Max-Age` the session's lifetime |
+//! | [`origin`] | CSRF protection for cookie-authenticated requests: an unsafe request must come from an allowed origin (`Origin`, else `Referer`), checked before any Redis command ([`origin::AllowedOrigins`]) |
 //! | [`http`] | the framework-neutral HTTP side: the JSON envelope ([`http::Envelope`]) and the status and body of each rejection ([`http::Rejection`]) |
 //! | [`backend`] | the store traits every backend implements ([`backend::SessionStore`], [`backend::CodeStore`], [`backend::LockStore`], [`backend::FlashSaleStore`]); the backends themselves are [`RedisStore`] (one server, Cluster or Sentinel) and [`MemoryStore`] (embedded, feature `memory`) |
 //! | [`config`] | [`SessionConfig`]: key prefix, [`Codec`], idle TTL, absolute lifetime, hashed keys, sessions per user, token form; the seeds' presets |
@@ -126,6 +128,7 @@ pub mod backend;
 pub mod code;
 pub mod codec;
 pub mod config;
+pub mod cookie;
 mod error;
 #[cfg(feature = "flash-sale")]
 pub mod flash_sale;
@@ -138,6 +141,7 @@ pub mod lock;
 pub mod login;
 #[cfg(feature = "memory")]
 mod memory_store;
+pub mod origin;
 #[cfg(feature = "rate-limit")]
 pub mod rate_limit;
 mod redis_store;
@@ -147,6 +151,7 @@ pub mod transport;
 
 pub use codec::StoredValue;
 pub use config::{Codec, LoginLimits, SessionConfig};
+pub use cookie::SessionCookie;
 pub use error::{BackendError, Error, Result};
 pub use gate::{CurrentSession, Keygate};
 pub use keys::UserId;
