@@ -185,6 +185,66 @@ where
     }
 }
 
+/// The per-request side, which needs nothing of `T`: the adapters' response hooks call it.
+impl<T> Keygate<T> {
+    /// The session cookie, if the gate has one.
+    pub fn cookie(&self) -> Option<&SessionCookie> {
+        self.settings.cookie.as_ref()
+    }
+
+    /// The gate to use for one request: with a session cookie configured, it carries the
+    /// request's pending cookie change and its `User-Agent` (the device label of a login);
+    /// without one it is a plain clone, and costs no allocation.
+    pub fn for_request(&self, request: &impl RequestParts) -> Self {
+        if self.settings.cookie.is_none() {
+            return self.clone();
+        }
+        let user_agent = request.header("user-agent").map(|ua| {
+            String::from_utf8_lossy(ua)
+                .chars()
+                .take(DEVICE_LABEL_MAX_CHARS)
+                .collect()
+        });
+        Self {
+            request: Some(Arc::new(RequestContext {
+                pending: Mutex::new(None),
+                user_agent,
+            })),
+            ..self.clone()
+        }
+    }
+
+    /// Makes this request's response set the session cookie to `token` (with `Max-Age`
+    /// when `max_age` is given): for whatever issues a new token to the request's client.
+    /// Does nothing without a session cookie, or on a gate that is not a request's
+    /// ([`for_request`](Self::for_request)).
+    pub fn set_cookie_for(&self, token: &Token, max_age: Option<Duration>) {
+        self.change_cookie(CookieChange::Set {
+            token: token.clone(),
+            max_age,
+        });
+    }
+
+    /// Makes this request's response clear the session cookie. Does nothing without a
+    /// session cookie, or on a gate that is not a request's.
+    pub fn clear_cookie(&self) {
+        self.change_cookie(CookieChange::Clear);
+    }
+
+    fn change_cookie(&self, change: CookieChange) {
+        if let Some(request) = &self.request {
+            *request.pending() = Some(change);
+        }
+    }
+
+    /// The `Set-Cookie` value the response of this request must carry, if its handler
+    /// logged in or out: what an adapter appends after the handler. Taken once.
+    pub fn take_set_cookie(&self) -> Option<String> {
+        let change = self.request.as_ref()?.pending().take()?;
+        Some(change.render(self.settings.cookie.as_ref()?))
+    }
+}
+
 impl<T> Keygate<T>
 where
     T: Serialize + DeserializeOwned + Send + Sync + 'static,
@@ -247,33 +307,6 @@ where
         &self.settings.reader
     }
 
-    /// The session cookie, if the gate has one.
-    pub fn cookie(&self) -> Option<&SessionCookie> {
-        self.settings.cookie.as_ref()
-    }
-
-    /// The gate to use for one request: with a session cookie configured, it carries the
-    /// request's pending cookie change and its `User-Agent` (the device label of a login);
-    /// without one it is a plain clone, and costs no allocation.
-    pub fn for_request(&self, request: &impl RequestParts) -> Self {
-        if self.settings.cookie.is_none() {
-            return self.clone();
-        }
-        let user_agent = request.header("user-agent").map(|ua| {
-            String::from_utf8_lossy(ua)
-                .chars()
-                .take(DEVICE_LABEL_MAX_CHARS)
-                .collect()
-        });
-        Self {
-            request: Some(Arc::new(RequestContext {
-                pending: Mutex::new(None),
-                user_agent,
-            })),
-            ..self.clone()
-        }
-    }
-
     /// Logs the user that `data` names in: creates a session holding `data` (registered in
     /// that user's index) and returns the token to hand to the client. On a request's gate
     /// with a session cookie, the response sets the cookie, and the session's device is the
@@ -304,36 +337,6 @@ where
             .await?;
         self.set_cookie_for(&token, max_age);
         Ok(token)
-    }
-
-    /// Makes this request's response set the session cookie to `token` (with `Max-Age`
-    /// when `max_age` is given): for whatever issues a new token to the request's client.
-    /// Does nothing without a session cookie, or on a gate that is not a request's
-    /// ([`for_request`](Self::for_request)).
-    pub fn set_cookie_for(&self, token: &Token, max_age: Option<Duration>) {
-        self.change_cookie(CookieChange::Set {
-            token: token.clone(),
-            max_age,
-        });
-    }
-
-    /// Makes this request's response clear the session cookie. Does nothing without a
-    /// session cookie, or on a gate that is not a request's.
-    pub fn clear_cookie(&self) {
-        self.change_cookie(CookieChange::Clear);
-    }
-
-    fn change_cookie(&self, change: CookieChange) {
-        if let Some(request) = &self.request {
-            *request.pending() = Some(change);
-        }
-    }
-
-    /// The `Set-Cookie` value the response of this request must carry, if its handler
-    /// logged in or out: what an adapter appends after the handler. Taken once.
-    pub fn take_set_cookie(&self) -> Option<String> {
-        let change = self.request.as_ref()?.pending().take()?;
-        Some(change.render(self.settings.cookie.as_ref()?))
     }
 
     /// Reads the token and loads-and-touches its session: one Redis round trip for a

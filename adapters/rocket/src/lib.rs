@@ -34,7 +34,7 @@
 //! Every failure carries the JSON envelope `{"success":false,"errorMsg":"..."}` with
 //! `content-type: application/json`. A failing guard reaches Rocket only as a status, so
 //! the guard notes its [`Rejection`] in the request-local cache and the fairing's catchers
-//! (401, 503, 500 at `/`) answer its message. A catcher you registered yourself for one of
+//! (401, 403, 503, 500 at `/`) answer its message. A catcher you registered yourself for one of
 //! these codes at `/` is kept; [`rejection`] gives it keygate's message. A handler can also
 //! take `Result<Auth<T>, KeygateRejection>` and decide itself; [`KeygateRejection`] is a
 //! responder giving the same envelope.
