@@ -231,6 +231,15 @@ impl<T> Keygate<T> {
         self.change_cookie(CookieChange::Clear);
     }
 
+    /// `options` with the request's `User-Agent` as the device, unless they name one.
+    fn with_request_device(&self, options: LoginOptions) -> LoginOptions {
+        let user_agent = self.request.as_ref().and_then(|r| r.user_agent.as_deref());
+        match user_agent {
+            Some(ua) if options.device().is_none() => options.with_device(ua),
+            _ => options,
+        }
+    }
+
     fn change_cookie(&self, change: CookieChange) {
         if let Some(request) = &self.request {
             *request.pending() = Some(change);
@@ -325,11 +334,7 @@ where
     where
         T: SessionUser,
     {
-        let user_agent = self.request.as_ref().and_then(|r| r.user_agent.as_deref());
-        let options = match user_agent {
-            Some(ua) if options.device().is_none() => options.with_device(ua),
-            _ => options,
-        };
+        let options = self.with_request_device(options);
         let max_age = self.manager.lifetime_for(&options)?;
         let token = self
             .manager
@@ -383,5 +388,171 @@ pub fn optional<T>(resolved: &Resolved<T>) -> Result<Option<CurrentSession<T>>, 
             Err(*rejection)
         }
         Err(_) => Ok(None),
+    }
+}
+
+#[cfg(all(test, feature = "memory"))]
+mod tests {
+    use super::*;
+    use crate::{MemoryStore, SessionConfig, UserId};
+
+    #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+    struct User {
+        id: u64,
+    }
+
+    impl SessionUser for User {
+        fn user_id(&self) -> UserId {
+            UserId::from(self.id)
+        }
+    }
+
+    struct Req {
+        method: &'static str,
+        headers: Vec<(&'static str, String)>,
+    }
+
+    impl RequestParts for Req {
+        fn header(&self, name: &str) -> Option<&[u8]> {
+            self.headers
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.as_bytes())
+        }
+        fn query(&self) -> Option<&str> {
+            None
+        }
+        fn method(&self) -> &str {
+            self.method
+        }
+    }
+
+    fn req(method: &'static str, headers: &[(&'static str, &str)]) -> Req {
+        Req {
+            method,
+            headers: headers.iter().map(|(n, v)| (*n, (*v).to_owned())).collect(),
+        }
+    }
+
+    fn gate(config: SessionConfig) -> Keygate<User> {
+        let manager = SessionManager::new(MemoryStore::new(), config).unwrap();
+        Keygate::new(manager).with_cookie(SessionCookie::new().with_secure(false))
+    }
+
+    #[test]
+    fn a_gate_without_a_cookie_gives_requests_no_context() {
+        let manager =
+            SessionManager::<User>::new(MemoryStore::new(), SessionConfig::java_seed()).unwrap();
+        let plain = Keygate::new(manager);
+        let request = plain.for_request(&req("POST", &[("user-agent", "curl/8")]));
+        assert!(request.request.is_none());
+        assert_eq!(plain.reader(), &TokenReader::default());
+        let with = gate(SessionConfig::java_seed());
+        assert_eq!(
+            with.reader().sources().last(),
+            Some(&TokenSource::Cookie("token".into()))
+        );
+        // A reader set afterwards keeps the cookie source, once.
+        let again = with
+            .clone()
+            .with_reader(TokenReader::default().with_source(TokenSource::Cookie("token".into())));
+        assert_eq!(again.reader().sources().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn login_sets_and_logout_clears_the_cookie_of_the_request() {
+        let lifetime = Duration::from_secs(3600);
+        let gate = gate(SessionConfig::java_seed().with_absolute_lifetime(lifetime));
+        let user = User { id: 7 };
+        // The configured gate is no request's: nothing to set.
+        gate.login(&user).await.unwrap();
+        assert_eq!(gate.take_set_cookie(), None);
+
+        let request = gate.for_request(&req("POST", &[]));
+        let token = request.login(&user).await.unwrap();
+        assert_eq!(
+            request.take_set_cookie(),
+            Some(format!(
+                "token={}; Path=/; HttpOnly; SameSite=Lax; Max-Age=3600",
+                token.expose()
+            ))
+        );
+        assert_eq!(request.take_set_cookie(), None, "taken once");
+
+        let cookie = format!("token={}", token.expose());
+        let parts = req(
+            "POST",
+            &[
+                ("cookie", &cookie),
+                ("host", "a.test"),
+                ("origin", "https://a.test"),
+            ],
+        );
+        let request = gate.for_request(&parts);
+        let session = request.resolve(&parts).await.unwrap();
+        assert_eq!(session.data(), &user);
+        assert_eq!(request.take_set_cookie(), None, "loading sets nothing");
+        assert!(session.logout().await.unwrap());
+        assert_eq!(
+            request.take_set_cookie().as_deref(),
+            Some("token=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0")
+        );
+    }
+
+    #[test]
+    fn the_requests_user_agent_is_the_device_unless_the_login_names_one() {
+        let gate = gate(SessionConfig::java_seed());
+        let request = gate.for_request(&req("POST", &[("user-agent", "Mozilla/5.0 (X11)")]));
+        let options = request.with_request_device(LoginOptions::new());
+        assert_eq!(options.device(), Some("Mozilla/5.0 (X11)"));
+        let options = request.with_request_device(LoginOptions::new().with_device("mine"));
+        assert_eq!(options.device(), Some("mine"));
+        let long = "x".repeat(10_000);
+        let request = gate.for_request(&req("POST", &[("user-agent", &long)]));
+        let kept = request
+            .request
+            .as_ref()
+            .and_then(|r| r.user_agent.as_deref());
+        assert_eq!(kept.map(str::len), Some(DEVICE_LABEL_MAX_CHARS));
+        assert_eq!(
+            gate.with_request_device(LoginOptions::new()).device(),
+            None,
+            "no request, no device"
+        );
+    }
+
+    #[tokio::test]
+    async fn only_cookie_authenticated_unsafe_requests_are_origin_checked() {
+        let gate = gate(SessionConfig::java_seed());
+        let token = "dd9b7511874889f4192fbda3d8b0881c";
+        let cookie = format!("token={token}");
+        let foreign = [("host", "a.test"), ("origin", "https://evil.test")];
+        let with = |method, extra: &[(&'static str, &str)]| {
+            let mut headers = foreign.to_vec();
+            headers.extend_from_slice(extra);
+            req(method, &headers)
+        };
+        let refused = gate.resolve(&with("POST", &[("cookie", &cookie)])).await;
+        assert_eq!(refused.as_ref().err(), Some(&Rejection::CrossOrigin));
+        assert_eq!(optional(&refused).err(), Some(Rejection::CrossOrigin));
+        for method in ["PUT", "PATCH", "DELETE"] {
+            let refused = gate.resolve(&with(method, &[("cookie", &cookie)])).await;
+            assert_eq!(refused.err(), Some(Rejection::CrossOrigin), "{method}");
+        }
+        // Safe methods, header tokens: not checked (the token is unknown: 401).
+        let get = gate.resolve(&with("GET", &[("cookie", &cookie)])).await;
+        assert_eq!(get.err(), Some(Rejection::NoSession));
+        let header = gate
+            .resolve(&with(
+                "POST",
+                &[("cookie", &cookie), ("authorization", token)],
+            ))
+            .await;
+        assert_eq!(header.err(), Some(Rejection::NoSession));
+        // A configured list replaces the request's own host.
+        let listed = gate.with_allowed_origins(["https://evil.test"]).unwrap();
+        let allowed = listed.resolve(&with("POST", &[("cookie", &cookie)])).await;
+        assert_eq!(allowed.err(), Some(Rejection::NoSession));
+        assert!(listed.with_allowed_origins(["evil.test"]).is_err());
     }
 }
