@@ -391,7 +391,8 @@ pub fn optional<T>(resolved: &Resolved<T>) -> Result<Option<CurrentSession<T>>, 
     }
 }
 
-#[cfg(all(test, feature = "memory"))]
+#[cfg(test)]
+#[cfg(feature = "memory")]
 mod tests {
     use super::*;
     use crate::{MemoryStore, SessionConfig, UserId};

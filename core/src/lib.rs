@@ -53,6 +53,42 @@
 //! # Ok(()) }
 //! ```
 //!
+//! ## Browsers: the session cookie
+//!
+//! [`Keygate::with_cookie`] turns on a [`SessionCookie`]: a login through the gate of a
+//! request sets `token=<token>; Path=/; HttpOnly; SameSite=Lax; Secure` (with `Max-Age` the
+//! session's absolute lifetime, if any), logging out clears it, and the adapters put the
+//! `Set-Cookie` header on the response. Unsafe requests authenticated by a cookie must come
+//! from an allowed origin ([`origin`]), or they are refused with 403 before any Redis
+//! command.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), keygate::Error> {
+//! use keygate::adapter::RequestParts;
+//! use keygate::{Keygate, MemoryStore, SessionConfig, SessionCookie, SessionManager, UserId};
+//! # #[derive(serde::Serialize, serde::Deserialize)] struct User { id: u64 }
+//! # impl keygate::SessionUser for User { fn user_id(&self) -> UserId { UserId::from(self.id) } }
+//! # struct Request;
+//! # impl RequestParts for Request {
+//! #     fn header(&self, _: &str) -> Option<&[u8]> { None }
+//! #     fn query(&self) -> Option<&str> { None }
+//! #     fn method(&self) -> &str { "POST" }
+//! # }
+//! let manager = SessionManager::<User>::new(MemoryStore::new(), SessionConfig::java_seed())?;
+//! let gate = Keygate::new(manager).with_cookie(SessionCookie::new());
+//!
+//! // What an adapter does per request: a request's gate, the handler, then the header.
+//! let request = gate.for_request(&Request);
+//! let token = request.login(&User { id: 598 }).await?;
+//! let set_cookie = request.take_set_cookie();
+//! assert_eq!(
+//!     set_cookie,
+//!     Some(format!("token={}; Path=/; HttpOnly; SameSite=Lax; Secure", token.expose()))
+//! );
+//! # Ok(()) }
+//! ```
+//!
 //! ## Module map
 //!
 //! | module | what it is for |
