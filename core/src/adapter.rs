@@ -58,9 +58,9 @@ macro_rules! adapter_reexports {
         pub use ::keygate::MemoryStore;
         pub use ::keygate::http::{Envelope, Rejection};
         pub use ::keygate::{
-            Codec, CurrentSession, Error, Keygate, RedisOptions, RedisStore, SessionConfig,
-            SessionManager, SessionUser, Token, TokenFormat, TokenFormats, TokenReader,
-            TokenSource, UpdateOutcome, UserId,
+            Codec, CurrentSession, Error, Keygate, LoginOptions, RedisOptions, RedisStore,
+            SessionConfig, SessionCookie, SessionManager, SessionUser, Token, TokenFormat,
+            TokenFormats, TokenReader, TokenSource, UpdateOutcome, UserId,
         };
     };
 }

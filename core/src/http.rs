@@ -80,6 +80,10 @@ pub enum Rejection {
     NoSession,
     /// The backend failed or timed out: 503.
     BackendUnavailable,
+    /// An unsafe request (`POST`, `PUT`, `PATCH`, `DELETE`, ...) authenticated by the session
+    /// cookie whose `Origin` (or, lacking one, `Referer`) is not an allowed origin, or that
+    /// has neither: 403, decided before any Redis command (see [`crate::origin`]).
+    CrossOrigin,
     /// A handler asked for the session on a route without the loading layer: 500 naming
     /// the missing piece (a programming error, reported rather than panicking).
     MissingLayer(&'static str),
@@ -90,6 +94,7 @@ impl Rejection {
     pub fn status(self) -> u16 {
         match self {
             Rejection::MissingToken | Rejection::MalformedToken | Rejection::NoSession => 401,
+            Rejection::CrossOrigin => 403,
             Rejection::BackendUnavailable => 503,
             Rejection::MissingLayer(_) => 500,
         }
@@ -102,6 +107,7 @@ impl Rejection {
             Rejection::MalformedToken => "not logged in: malformed token",
             Rejection::NoSession => "not logged in: unknown or expired token",
             Rejection::BackendUnavailable => "session backend unavailable, try again later",
+            Rejection::CrossOrigin => "cross-origin request refused",
             Rejection::MissingLayer(what) => what,
         }
     }
@@ -167,6 +173,11 @@ mod tests {
             r#"{"success":false,"errorMsg":"session backend unavailable, try again later"}"#
         );
         assert_eq!(Rejection::NoSession.status(), 401);
+        assert_eq!(
+            Rejection::CrossOrigin.body(),
+            r#"{"success":false,"errorMsg":"cross-origin request refused"}"#
+        );
+        assert_eq!(Rejection::CrossOrigin.status(), 403);
         assert_eq!(Rejection::MissingLayer("x").status(), 500);
     }
 }

@@ -53,6 +53,42 @@
 //! # Ok(()) }
 //! ```
 //!
+//! ## Browsers: the session cookie
+//!
+//! [`Keygate::with_cookie`] turns on a [`SessionCookie`]: a login through the gate of a
+//! request sets `token=<token>; Path=/; HttpOnly; SameSite=Lax; Secure` (with `Max-Age` the
+//! session's absolute lifetime, if any), logging out clears it, and the adapters put the
+//! `Set-Cookie` header on the response. Unsafe requests authenticated by a cookie must come
+//! from an allowed origin ([`origin`]), or they are refused with 403 before any Redis
+//! command.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), keygate::Error> {
+//! use keygate::adapter::RequestParts;
+//! use keygate::{Keygate, MemoryStore, SessionConfig, SessionCookie, SessionManager, UserId};
+//! # #[derive(serde::Serialize, serde::Deserialize)] struct User { id: u64 }
+//! # impl keygate::SessionUser for User { fn user_id(&self) -> UserId { UserId::from(self.id) } }
+//! # struct Request;
+//! # impl RequestParts for Request {
+//! #     fn header(&self, _: &str) -> Option<&[u8]> { None }
+//! #     fn query(&self) -> Option<&str> { None }
+//! #     fn method(&self) -> &str { "POST" }
+//! # }
+//! let manager = SessionManager::<User>::new(MemoryStore::new(), SessionConfig::java_seed())?;
+//! let gate = Keygate::new(manager).with_cookie(SessionCookie::new());
+//!
+//! // What an adapter does per request: a request's gate, the handler, then the header.
+//! let request = gate.for_request(&Request);
+//! let token = request.login(&User { id: 598 }).await?;
+//! let set_cookie = request.take_set_cookie();
+//! assert_eq!(
+//!     set_cookie,
+//!     Some(format!("token={}; Path=/; HttpOnly; SameSite=Lax; Secure", token.expose()))
+//! );
+//! # Ok(()) }
+//! ```
+//!
 //! ## Module map
 //!
 //! | module | what it is for |
@@ -64,6 +100,8 @@
 //! | [`flash_sale`] | flash sales (秒杀): one atomic script decides whether a user may buy, orders go through a Redis Stream to [`flash_sale::OrderConsumer`] |
 //! | [`rate_limit`] | a GCRA rate limiter shared by every instance (one script call per decision, on the Redis server's clock), fail open or closed; the adapters' per-IP middleware builds on it (feature `rate-limit`) |
 //! | [`transport`] | reading the token from a request (`authorization` header raw or `Bearer`, `tokenid` query parameter, a cookie): [`TokenReader`], and [`adapter::RequestParts`] for adapters |
+//! | [`cookie`] | the session cookie a gate sets at login and clears at logout ([`SessionCookie`], enabled with [`Keygate::with_cookie`]): `HttpOnly`, `SameSite=Lax`, `Path=/`, `Secure` by default, `Max-Age` the session's lifetime |
+//! | [`origin`] | CSRF protection for cookie-authenticated requests: an unsafe request must come from an allowed origin (`Origin`, else `Referer`), checked before any Redis command ([`origin::AllowedOrigins`]) |
 //! | [`http`] | the framework-neutral HTTP side: the JSON envelope ([`http::Envelope`]) and the status and body of each rejection ([`http::Rejection`]) |
 //! | [`backend`] | the store traits every backend implements ([`backend::SessionStore`], [`backend::CodeStore`], [`backend::LockStore`], [`backend::FlashSaleStore`]); the backends themselves are [`RedisStore`] (one server, Cluster or Sentinel) and [`MemoryStore`] (embedded, feature `memory`) |
 //! | [`config`] | [`SessionConfig`]: key prefix, [`Codec`], idle TTL, absolute lifetime, hashed keys, sessions per user, token form; the seeds' presets |
@@ -126,6 +164,7 @@ pub mod backend;
 pub mod code;
 pub mod codec;
 pub mod config;
+pub mod cookie;
 mod error;
 #[cfg(feature = "flash-sale")]
 pub mod flash_sale;
@@ -138,6 +177,7 @@ pub mod lock;
 pub mod login;
 #[cfg(feature = "memory")]
 mod memory_store;
+pub mod origin;
 #[cfg(feature = "rate-limit")]
 pub mod rate_limit;
 mod redis_store;
@@ -147,6 +187,7 @@ pub mod transport;
 
 pub use codec::StoredValue;
 pub use config::{Codec, LoginLimits, SessionConfig};
+pub use cookie::SessionCookie;
 pub use error::{BackendError, Error, Result};
 pub use gate::{CurrentSession, Keygate};
 pub use keys::UserId;

@@ -15,13 +15,24 @@ pub enum TokenSource {
     Cookie(String),
 }
 
-/// The parts of an HTTP request the token reader looks at. Each adapter implements it for
-/// its framework's request type.
+/// The parts of an HTTP request the gate looks at: the token reader, and the origin check
+/// of cookie-authenticated requests. Each adapter implements it for its framework's
+/// request type.
 pub trait RequestParts {
     /// The first value of a header (`name` is lowercase), as raw bytes.
     fn header(&self, name: &str) -> Option<&[u8]>;
     /// The raw query string, without the `?`.
     fn query(&self) -> Option<&str>;
+    /// The method, as sent (`"GET"`, `"POST"`, ...): unsafe methods authenticated by a
+    /// cookie get their origin checked.
+    fn method(&self) -> &str;
+    /// The authority of the request's URI, when it has one (HTTP/2's `:authority`, an
+    /// absolute-form HTTP/1.1 target): the request's own host when there is no `Host`
+    /// header. `None` when the framework does not expose it; then a request without `Host`
+    /// has no host of its own, and the default origin check refuses it.
+    fn authority(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// Reads the token from the configured sources, in order; the first source present wins.
@@ -37,6 +48,7 @@ pub trait RequestParts {
 /// impl RequestParts for Req {
 ///     fn header(&self, _: &str) -> Option<&[u8]> { None }
 ///     fn query(&self) -> Option<&str> { Some(self.0) }
+///     fn method(&self) -> &str { "GET" }
 /// }
 ///
 /// let reader = TokenReader::default().with_source(TokenSource::Cookie("token".into()));
@@ -77,6 +89,19 @@ impl TokenReader {
         self
     }
 
+    /// Adds the cookie `name` as the last source unless the reader already reads it.
+    pub(crate) fn with_cookie_source(self, name: &str) -> Self {
+        let present = self
+            .sources
+            .iter()
+            .any(|source| matches!(source, TokenSource::Cookie(n) if n == name));
+        if present {
+            self
+        } else {
+            self.with_source(TokenSource::Cookie(name.to_owned()))
+        }
+    }
+
     /// The sources, in order.
     pub fn sources(&self) -> &[TokenSource] {
         &self.sources
@@ -95,6 +120,17 @@ impl TokenReader {
         request: &impl RequestParts,
         formats: TokenFormats,
     ) -> Result<Option<Token>, MalformedToken> {
+        self.read_with_source(request, formats)
+            .map(|found| found.map(|(token, _)| token))
+    }
+
+    /// Like [`read_as`](Self::read_as), also saying which source the token came from (a
+    /// cookie-authenticated request gets its origin checked).
+    pub fn read_with_source(
+        &self,
+        request: &impl RequestParts,
+        formats: TokenFormats,
+    ) -> Result<Option<(Token, &TokenSource)>, MalformedToken> {
         for source in &self.sources {
             let raw = match source {
                 TokenSource::Header(name) => request.header(name).map(header_token),
@@ -104,7 +140,9 @@ impl TokenReader {
                     .and_then(|h| cookie(h, name.as_bytes())),
             };
             match raw {
-                Some(raw) if !raw.is_empty() => return parse(raw, formats).map(Some),
+                Some(raw) if !raw.is_empty() => {
+                    return parse(raw, formats).map(|token| Some((token, source)));
+                }
                 _ => continue,
             }
         }
@@ -170,6 +208,9 @@ mod tests {
         }
         fn query(&self) -> Option<&str> {
             self.query.as_deref()
+        }
+        fn method(&self) -> &str {
+            "GET"
         }
     }
 
@@ -250,5 +291,34 @@ mod tests {
                 .map(|t| t.map(|t| t.expose().to_owned())),
             Ok(Some(TOKEN.to_owned()))
         );
+    }
+
+    #[test]
+    fn the_source_of_the_token_is_reported() {
+        let reader = TokenReader::default().with_cookie_source("kg");
+        assert_eq!(
+            reader,
+            TokenReader::default()
+                .with_cookie_source("kg")
+                .with_cookie_source("kg")
+        );
+        let cookie_only = header("cookie", &format!("kg={TOKEN}"));
+        let found = reader
+            .read_with_source(&cookie_only, TokenFormats::standard())
+            .unwrap()
+            .map(|(_, source)| source.clone());
+        assert_eq!(found, Some(TokenSource::Cookie("kg".into())));
+        let both = Req {
+            headers: vec![
+                ("cookie", format!("kg={TOKEN}").into_bytes()),
+                ("authorization", TOKEN.as_bytes().to_vec()),
+            ],
+            query: None,
+        };
+        let found = reader
+            .read_with_source(&both, TokenFormats::standard())
+            .unwrap()
+            .map(|(_, source)| source.clone());
+        assert_eq!(found, Some(TokenSource::Header("authorization".into())));
     }
 }

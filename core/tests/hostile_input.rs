@@ -38,6 +38,9 @@ impl RequestParts for Req {
     fn query(&self) -> Option<&str> {
         self.query.as_deref()
     }
+    fn method(&self) -> &str {
+        "GET"
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use keygate::{
-    Keygate, RedisOptions, RedisStore, SessionConfig, SessionManager, TokenReader, TokenSource,
-    UserId,
+    Keygate, RedisOptions, RedisStore, SessionConfig, SessionCookie, SessionManager, TokenReader,
+    TokenSource, UserId,
 };
 use serde::{Deserialize, Serialize};
 
@@ -59,6 +59,19 @@ pub const COOKIE: &str = "kg_token";
 /// parameter and the [`COOKIE`].
 pub async fn java_gate(server: &RedisServer) -> Keygate<JavaUser> {
     java_gate_with(server, SessionConfig::java_seed()).await
+}
+
+/// The absolute lifetime of the sessions of [`cookie_gate`]: the cookie's `Max-Age`.
+pub const COOKIE_LIFETIME: Duration = Duration::from_secs(86_400);
+
+/// Like [`java_gate`], with sessions of at most [`COOKIE_LIFETIME`] and the session cookie
+/// [`COOKIE`] (with `Secure`) turned on: login sets it, logout clears it, and unsafe
+/// requests it authenticates must come from the request's own host.
+pub async fn cookie_gate(server: &RedisServer) -> Keygate<JavaUser> {
+    let config = SessionConfig::java_seed().with_absolute_lifetime(COOKIE_LIFETIME);
+    java_gate_with(server, config)
+        .await
+        .with_cookie(SessionCookie::named(COOKIE).expect("a valid cookie name"))
 }
 
 /// Like [`java_gate`] with another configuration.

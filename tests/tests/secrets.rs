@@ -46,6 +46,9 @@ impl keygate::adapter::RequestParts for Header {
     fn query(&self) -> Option<&str> {
         None
     }
+    fn method(&self) -> &str {
+        "GET"
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

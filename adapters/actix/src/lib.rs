@@ -182,14 +182,37 @@
 //! }
 //! ```
 //!
-//! To also accept the token from a cookie, give the gate a reader with that source:
-//! `Keygate::new(manager).with_reader(TokenReader::default().with_source(TokenSource::Cookie("token".into())))`.
+//! To also accept the token from a cookie, and set and clear it, see
+//! [Session cookie](#session-cookie-browsers) below.
 //!
 //! ## Features
 //!
 //! | feature | default | what |
 //! | --- | --- | --- |
 //! | `memory` | yes | re-exports the core's [`MemoryStore`], the embedded backend |
+//!
+//! ## Session cookie (browsers)
+//!
+//! Opt in per gate: login through [`Sessions`] then also sets the cookie `token=<token>;
+//! Path=/; HttpOnly; SameSite=Lax; Secure` (with `Max-Age` when sessions have an absolute
+//! lifetime), `logout()` and `logout_everywhere()` clear it, and the middleware appends
+//! that `Set-Cookie` header to the handler's response. Header and query tokens keep
+//! working. An unsafe request (`POST`, `PUT`, `PATCH`, `DELETE`, ...) authenticated by the
+//! cookie must carry an `Origin` (or `Referer`) on an allowed origin, by default the
+//! request's own host; otherwise [`Auth`] and [`MaybeAuth`] reject it with 403 before any
+//! Redis command.
+//!
+//! ```
+//! use actix_web::App;
+//! use keygate_actix::{Keygate, KeygateMiddleware, MemoryStore, SessionConfig, SessionCookie, SessionManager};
+//! # #[derive(serde::Serialize, serde::Deserialize)] struct User { id: u64 }
+//! let manager = SessionManager::<User>::new(MemoryStore::new(), SessionConfig::java_seed())?;
+//! let gate = Keygate::new(manager)
+//!     .with_cookie(SessionCookie::new()) // `.with_secure(false)` for plain-HTTP development only
+//!     .with_allowed_origins(["https://app.example"])?; // only behind a proxy rewriting `Host`
+//! let app = App::new().wrap(KeygateMiddleware::new(gate));
+//! # Ok::<(), keygate_actix::Error>(())
+//! ```
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]

@@ -5,7 +5,7 @@ use std::rc::Rc;
 
 use actix_web::HttpMessage;
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
-use actix_web::http::header::HeaderValue;
+use actix_web::http::header::{HeaderValue, SET_COOKIE};
 use futures_util::future::LocalBoxFuture;
 use keygate::Keygate;
 use keygate::adapter::{RequestParts, Resolved};
@@ -20,7 +20,11 @@ use keygate::serde::de::DeserializeOwned;
 /// and, for a well-formed token, loads the session and resets its idle TTL in one Redis
 /// round trip; a missing or malformed token costs no Redis call. It never answers by itself:
 /// routes that do not ask for a session work with or without a token, and the rejection
-/// (401, 503) comes from the extractor of the route that needs a session.
+/// (401, 403 for a cookie-authenticated unsafe request from another origin, 503) comes from
+/// the extractor of the route that needs a session.
+///
+/// With a session cookie on the gate ([`Keygate::with_cookie`]), it appends the
+/// `Set-Cookie` header that the handler's login or logout asked for to the response.
 ///
 /// Wrap an [`App`](actix_web::App) or a [`Scope`](actix_web::Scope). When the same request
 /// passes through several of these middlewares for the same `T` (an app-wide one and a
@@ -122,15 +126,24 @@ where
             // An outer keygate middleware already loaded this request's session.
             return Box::pin(async move { service.call(req).await });
         }
-        let gate = self.gate.clone();
+        let gate = self.gate.for_request(&Parts(&req));
         Box::pin(async move {
             let resolved = gate.resolve(&Parts(&req)).await;
             {
                 let mut extensions = req.extensions_mut();
                 extensions.insert(Loaded(resolved));
-                extensions.insert(GateHandle(gate));
+                extensions.insert(GateHandle(gate.clone()));
             }
-            service.call(req).await
+            let mut response = service.call(req).await?;
+            if let Some(value) = gate.take_set_cookie() {
+                match HeaderValue::try_from(value) {
+                    Ok(value) => {
+                        response.headers_mut().append(SET_COOKIE, value);
+                    }
+                    Err(_) => tracing::error!("keygate-actix: unrepresentable Set-Cookie value"),
+                }
+            }
+            Ok(response)
         })
     }
 }
@@ -141,8 +154,8 @@ pub(crate) struct Loaded<T>(pub(crate) Resolved<T>);
 /// The gate of the middleware that handled this request, for [`Sessions`](crate::Sessions).
 pub(crate) struct GateHandle<T>(pub(crate) Keygate<T>);
 
-/// The token reader's view of an actix request.
-struct Parts<'a>(&'a ServiceRequest);
+/// What the gate (and the rate limiter's key function) sees of an actix request.
+pub(crate) struct Parts<'a>(pub(crate) &'a ServiceRequest);
 
 impl RequestParts for Parts<'_> {
     fn header(&self, name: &str) -> Option<&[u8]> {
@@ -151,5 +164,13 @@ impl RequestParts for Parts<'_> {
 
     fn query(&self) -> Option<&str> {
         Some(self.0.query_string()).filter(|query| !query.is_empty())
+    }
+
+    fn method(&self) -> &str {
+        self.0.method().as_str()
+    }
+
+    fn authority(&self) -> Option<&str> {
+        self.0.uri().authority().map(|authority| authority.as_str())
     }
 }

@@ -9,9 +9,9 @@ use actix_web::HttpResponse;
 use actix_web::body::EitherBody;
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
 use actix_web::http::StatusCode;
-use actix_web::http::header::HeaderValue;
 use futures_util::future::LocalBoxFuture;
-use keygate::adapter::RequestParts;
+
+use crate::middleware::Parts;
 use keygate::rate_limit::{RateLimitPolicy, RateLimiter, Refusal};
 
 /// Applies a [`RateLimiter`] to every request it wraps, keyed by the client IP (the
@@ -86,19 +86,6 @@ where
 pub struct RateLimitService<S> {
     service: Rc<S>,
     policy: RateLimitPolicy,
-}
-
-/// The policy's view of an actix request.
-struct Parts<'a>(&'a ServiceRequest);
-
-impl RequestParts for Parts<'_> {
-    fn header(&self, name: &str) -> Option<&[u8]> {
-        self.0.headers().get(name).map(HeaderValue::as_bytes)
-    }
-
-    fn query(&self) -> Option<&str> {
-        Some(self.0.query_string()).filter(|query| !query.is_empty())
-    }
 }
 
 /// The response of a refusal.

@@ -8,11 +8,11 @@ use std::time::Duration;
 use actix_web::test::{self, TestRequest};
 use actix_web::{App, HttpResponse, web};
 use futures_util::future::LocalBoxFuture;
+use keygate_actix::Keygate;
 use keygate_actix::keygate::http::Envelope;
 use keygate_actix::{ApiError, Auth, KeygateMiddleware, MaybeAuth, Sessions};
-use keygate_tests::RedisServer;
 use keygate_tests::adapter_suite::{Reply, TestApp};
-use keygate_tests::fixtures::{JavaUser, java_gate};
+use keygate_tests::fixtures::JavaUser;
 
 async fn me(user: Auth<JavaUser>) -> web::Json<Envelope<JavaUser>> {
     web::Json(Envelope::ok(user.data().clone()))
@@ -73,16 +73,20 @@ macro_rules! sender {
             Box::pin(async move {
                 let response = test::call_service(&*service, request.to_request()).await;
                 let status = response.status().as_u16();
+                let headers: Vec<_> = response
+                    .headers()
+                    .iter()
+                    .map(|(name, value)| (name.to_string(), value.as_bytes().to_vec()))
+                    .collect();
                 let bytes = test::read_body(response).await;
-                Reply::new(status, &bytes)
+                Reply::new(status, headers, &bytes)
             })
         });
         send
     }};
 }
 
-async fn make_app(server: &RedisServer) -> ActixApp {
-    let gate = java_gate(server).await;
+async fn make_app(gate: Keygate<JavaUser>) -> ActixApp {
     let app = sender!(
         App::new()
             .wrap(KeygateMiddleware::new(gate.clone()))

@@ -4,7 +4,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use http::{HeaderMap, Request, Uri};
+use http::header::SET_COOKIE;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, Uri};
 use keygate::Keygate;
 use keygate::adapter::{RequestParts, Resolved};
 use keygate::serde::Serialize;
@@ -29,7 +30,11 @@ impl<T> Clone for Loaded<T> {
 
 /// Loads the session of every request that passes through it: reads the token, loads the
 /// data and resets the idle TTL in one Redis round trip (none for a missing or malformed
-/// token). It never rejects a request itself; the extractors decide.
+/// token). It never rejects a request itself; the extractors decide (an unsafe request
+/// authenticated by the cookie from another origin: 403, before any Redis command).
+///
+/// With a session cookie on the gate ([`Keygate::with_cookie`]), it appends the
+/// `Set-Cookie` header that the handler's login or logout asked for to the response.
 pub struct KeygateLayer<T> {
     gate: Keygate<T>,
 }
@@ -75,9 +80,21 @@ impl<S: Clone, T> Clone for KeygateService<S, T> {
     }
 }
 
-struct Parts<'a> {
+/// What the gate (and the rate limiter's key function) sees of a request.
+pub(crate) struct Parts<'a> {
+    method: &'a Method,
     headers: &'a HeaderMap,
     uri: &'a Uri,
+}
+
+impl<'a> Parts<'a> {
+    pub(crate) fn of<B>(request: &'a Request<B>) -> Self {
+        Self {
+            method: request.method(),
+            headers: request.headers(),
+            uri: request.uri(),
+        }
+    }
 }
 
 impl RequestParts for Parts<'_> {
@@ -88,11 +105,19 @@ impl RequestParts for Parts<'_> {
     fn query(&self) -> Option<&str> {
         self.uri.query()
     }
+
+    fn method(&self) -> &str {
+        self.method.as_str()
+    }
+
+    fn authority(&self) -> Option<&str> {
+        self.uri.authority().map(|authority| authority.as_str())
+    }
 }
 
-impl<S, T, B> Service<Request<B>> for KeygateService<S, T>
+impl<S, T, B, R> Service<Request<B>> for KeygateService<S, T>
 where
-    S: Service<Request<B>> + Clone + Send + 'static,
+    S: Service<Request<B>, Response = Response<R>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     B: Send + 'static,
     T: Serialize + DeserializeOwned + Send + Sync + 'static,
@@ -116,14 +141,23 @@ where
             if request.extensions().get::<Loaded<T>>().is_some() {
                 return inner.call(request).await;
             }
-            let resolved = gate
-                .resolve(&Parts {
-                    headers: request.headers(),
-                    uri: request.uri(),
-                })
-                .await;
-            request.extensions_mut().insert(Loaded { gate, resolved });
-            inner.call(request).await
+            let parts = Parts::of(&request);
+            let gate = gate.for_request(&parts);
+            let resolved = gate.resolve(&parts).await;
+            request.extensions_mut().insert(Loaded {
+                gate: gate.clone(),
+                resolved,
+            });
+            let mut response = inner.call(request).await?;
+            if let Some(value) = gate.take_set_cookie() {
+                match HeaderValue::try_from(value) {
+                    Ok(value) => {
+                        response.headers_mut().append(SET_COOKIE, value);
+                    }
+                    Err(_) => tracing::error!("keygate-axum: unrepresentable Set-Cookie value"),
+                }
+            }
+            Ok(response)
         })
     }
 }

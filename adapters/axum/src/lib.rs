@@ -68,6 +68,28 @@
 //!
 //! A route that uses [`Auth`] without the layer answers 500 with a message naming
 //! `KeygateLayer`: axum cannot check extractors against layers at start-up.
+//!
+//! ## Session cookie (browsers)
+//!
+//! Opt in per gate: login through [`Sessions`] then also sets the cookie `token=<token>;
+//! Path=/; HttpOnly; SameSite=Lax; Secure` (with `Max-Age` when sessions have an absolute
+//! lifetime), `logout()` and `logout_everywhere()` clear it, and the layer appends that
+//! `Set-Cookie` header to the handler's response. Header and query tokens keep working. An
+//! unsafe request (`POST`, `PUT`, `PATCH`, `DELETE`, ...) authenticated by the cookie must
+//! carry an `Origin` (or `Referer`) on an allowed origin, by default the request's own
+//! host; otherwise [`Auth`] and [`MaybeAuth`] reject it with 403 before any Redis command.
+//!
+//! ```
+//! use axum::Router;
+//! use keygate_axum::{Keygate, KeygateLayer, MemoryStore, SessionConfig, SessionCookie, SessionManager};
+//! # #[derive(serde::Serialize, serde::Deserialize)] struct User { id: u64 }
+//! let manager = SessionManager::<User>::new(MemoryStore::new(), SessionConfig::java_seed())?;
+//! let gate = Keygate::new(manager)
+//!     .with_cookie(SessionCookie::new()) // `.with_secure(false)` for plain-HTTP development only
+//!     .with_allowed_origins(["https://app.example"])?; // only behind a proxy rewriting `Host`
+//! let app: Router = Router::new().layer(KeygateLayer::new(gate));
+//! # Ok::<(), keygate_axum::Error>(())
+//! ```
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]

@@ -10,8 +10,9 @@ use axum::extract::ConnectInfo;
 use axum::extract::connect_info::MockConnectInfo;
 use axum_core::body::Body;
 use axum_core::response::Response;
-use http::{HeaderMap, HeaderName, HeaderValue, Request, StatusCode, Uri, header};
-use keygate::adapter::RequestParts;
+use http::{HeaderName, HeaderValue, Request, StatusCode, header};
+
+use crate::layer::Parts;
 use keygate::rate_limit::{RateLimitPolicy, RateLimiter, Refusal};
 use tower_layer::Layer;
 use tower_service::Service;
@@ -83,21 +84,6 @@ pub struct RateLimitService<S> {
     policy: RateLimitPolicy,
 }
 
-struct Parts<'a> {
-    headers: &'a HeaderMap,
-    uri: &'a Uri,
-}
-
-impl RequestParts for Parts<'_> {
-    fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers.get(name).map(|v| v.as_bytes())
-    }
-
-    fn query(&self) -> Option<&str> {
-        self.uri.query()
-    }
-}
-
 /// The response of a refusal.
 pub(crate) fn refusal_response(refusal: Refusal) -> Response {
     let mut response = Response::new(Body::from(refusal.body));
@@ -155,13 +141,7 @@ where
                     .get::<MockConnectInfo<SocketAddr>>()
                     .map(|MockConnectInfo(addr)| addr.ip())
             });
-        let subject = self.policy.subject(
-            peer,
-            &Parts {
-                headers: request.headers(),
-                uri: request.uri(),
-            },
-        );
+        let subject = self.policy.subject(peer, &Parts::of(&request));
         let policy = self.policy.clone();
         Box::pin(async move {
             match policy.admit(subject).await {

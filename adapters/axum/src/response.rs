@@ -16,7 +16,8 @@ fn json(status: u16, body: String) -> Response {
     response
 }
 
-/// Why an extractor refused the request: 401, 503, or 500 for a missing layer.
+/// Why an extractor refused the request: 401, 403 (a cross-origin cookie-authenticated
+/// unsafe request), 503, or 500 for a missing layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KeygateRejection(pub Rejection);
 

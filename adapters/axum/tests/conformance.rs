@@ -8,11 +8,11 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use http::Request;
 use http_body_util::BodyExt;
+use keygate::Keygate;
 use keygate::http::Envelope;
 use keygate_axum::{ApiError, Auth, KeygateLayer, MaybeAuth, Sessions};
-use keygate_tests::RedisServer;
 use keygate_tests::adapter_suite::{Reply, TestApp};
-use keygate_tests::fixtures::{JavaUser, java_gate};
+use keygate_tests::fixtures::JavaUser;
 use tower::ServiceExt;
 
 async fn me(user: Auth<JavaUser>) -> Json<Envelope<JavaUser>> {
@@ -58,8 +58,7 @@ async fn config_error() -> Result<(), ApiError> {
 
 struct AxumApp(Router);
 
-async fn make_app(server: &RedisServer) -> AxumApp {
-    let gate = java_gate(server).await;
+async fn make_app(gate: Keygate<JavaUser>) -> AxumApp {
     let nested = Router::new()
         .route("/me", get(me))
         .layer(KeygateLayer::new(gate.clone()));
@@ -105,8 +104,13 @@ impl TestApp for AxumApp {
         .unwrap();
         let response = self.0.clone().oneshot(request).await.unwrap();
         let status = response.status().as_u16();
+        let headers: Vec<_> = response
+            .headers()
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.as_bytes().to_vec()))
+            .collect();
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        Reply::new(status, &bytes)
+        Reply::new(status, headers, &bytes)
     }
 }
 

@@ -4,8 +4,9 @@ use keygate::Keygate;
 use keygate::adapter::{RequestParts, Resolved};
 use keygate::serde::Serialize;
 use keygate::serde::de::DeserializeOwned;
-use poem::http::HeaderMap;
-use poem::{Endpoint, Middleware, Request, Result};
+use poem::http::header::SET_COOKIE;
+use poem::http::{HeaderMap, HeaderValue, Method, Uri};
+use poem::{Endpoint, IntoResponse, Middleware, Request, Response, Result};
 
 /// Loads the session of every request passing through it, for the extractors
 /// [`Auth`](crate::Auth), [`MaybeAuth`](crate::MaybeAuth) and
@@ -87,30 +88,51 @@ where
     E: Endpoint,
     T: Serialize + DeserializeOwned + Send + Sync + 'static,
 {
-    type Output = E::Output;
+    type Output = Response;
 
     async fn call(&self, mut req: Request) -> Result<Self::Output> {
-        if req.extensions().get::<Resolved<T>>().is_none() {
-            let resolved = self.gate.resolve(&Parts::of(&req)).await;
-            let extensions = req.extensions_mut();
-            extensions.insert(resolved);
-            extensions.insert(self.gate.clone());
+        if req.extensions().get::<Resolved<T>>().is_some() {
+            // An outer keygate middleware loaded this request and applies its cookie.
+            return self.inner.call(req).await.map(IntoResponse::into_response);
         }
-        self.inner.call(req).await
+        let gate = self.gate.for_request(&Parts::of(&req));
+        let resolved = gate.resolve(&Parts::of(&req)).await;
+        let extensions = req.extensions_mut();
+        extensions.insert(resolved);
+        extensions.insert(gate.clone());
+        let outcome = self.inner.call(req).await;
+        let Some(value) = gate.take_set_cookie() else {
+            return outcome.map(IntoResponse::into_response);
+        };
+        // A logout that succeeded before the handler failed still ends the session: the
+        // error's response must clear the cookie too.
+        let mut response = match outcome {
+            Ok(output) => output.into_response(),
+            Err(error) => error.into_response(),
+        };
+        match HeaderValue::try_from(value) {
+            Ok(value) => {
+                response.headers_mut().append(SET_COOKIE, value);
+            }
+            Err(_) => tracing::error!("keygate-poem: unrepresentable Set-Cookie value"),
+        }
+        Ok(response)
     }
 }
 
-/// What the token reader sees of a poem request.
-struct Parts<'r> {
+/// What the gate (and the rate limiter's key function) sees of a poem request.
+pub(crate) struct Parts<'r> {
+    method: &'r Method,
     headers: &'r HeaderMap,
-    query: Option<&'r str>,
+    uri: &'r Uri,
 }
 
 impl<'r> Parts<'r> {
-    fn of(req: &'r Request) -> Self {
+    pub(crate) fn of(req: &'r Request) -> Self {
         Self {
+            method: req.method(),
             headers: req.headers(),
-            query: req.uri().query(),
+            uri: req.uri(),
         }
     }
 }
@@ -121,6 +143,14 @@ impl RequestParts for Parts<'_> {
     }
 
     fn query(&self) -> Option<&str> {
-        self.query
+        self.uri.query()
+    }
+
+    fn method(&self) -> &str {
+        self.method.as_str()
+    }
+
+    fn authority(&self) -> Option<&str> {
+        self.uri.authority().map(|authority| authority.as_str())
     }
 }

@@ -3,9 +3,9 @@
 
 use std::net::IpAddr;
 
-use keygate::adapter::RequestParts;
+use crate::middleware::Parts;
 use keygate::rate_limit::{RateLimitPolicy, RateLimiter, Refusal};
-use poem::http::{HeaderMap, StatusCode};
+use poem::http::StatusCode;
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response, Result};
 
 /// Applies a [`RateLimiter`] to every request passing through it, keyed by the client IP
@@ -71,22 +71,6 @@ pub struct RateLimitEndpoint<E> {
     policy: RateLimitPolicy,
 }
 
-/// What the policy sees of a poem request.
-struct Parts<'r> {
-    headers: &'r HeaderMap,
-    query: Option<&'r str>,
-}
-
-impl RequestParts for Parts<'_> {
-    fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers.get(name).map(|value| value.as_bytes())
-    }
-
-    fn query(&self) -> Option<&str> {
-        self.query
-    }
-}
-
 /// The response of a refusal.
 pub(crate) fn refusal_response(refusal: Refusal) -> Response {
     let status = StatusCode::from_u16(refusal.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -104,13 +88,7 @@ impl<E: Endpoint> Endpoint for RateLimitEndpoint<E> {
 
     async fn call(&self, req: Request) -> Result<Response> {
         let peer = req.remote_addr().as_socket_addr().map(|addr| addr.ip());
-        let subject = self.policy.subject(
-            peer,
-            &Parts {
-                headers: req.headers(),
-                query: req.uri().query(),
-            },
-        );
+        let subject = self.policy.subject(peer, &Parts::of(&req));
         match self.policy.admit(subject).await {
             Ok(_) => Ok(self.inner.call(req).await?.into_response()),
             Err(refusal) => Ok(refusal_response(refusal)),

@@ -4,10 +4,9 @@
 
 use std::time::Duration;
 
-use keygate_poem::{ApiError, Auth, Envelope, KeygateMiddleware, MaybeAuth, Sessions};
-use keygate_tests::RedisServer;
+use keygate_poem::{ApiError, Auth, Envelope, Keygate, KeygateMiddleware, MaybeAuth, Sessions};
 use keygate_tests::adapter_suite::{Reply, TestApp};
-use keygate_tests::fixtures::{JavaUser, java_gate};
+use keygate_tests::fixtures::JavaUser;
 use poem::endpoint::BoxEndpoint;
 use poem::test::TestClient;
 use poem::web::Json;
@@ -70,8 +69,7 @@ struct PoemApp {
     unprotected: TestClient<BoxEndpoint<'static>>,
 }
 
-async fn make_app(server: &RedisServer) -> PoemApp {
-    let gate = java_gate(server).await;
+async fn make_app(gate: Keygate<JavaUser>) -> PoemApp {
     let nested = Route::new()
         .at("/me", get(me))
         .with(KeygateMiddleware::new(gate.clone()));
@@ -124,8 +122,13 @@ impl TestApp for PoemApp {
         }
         let response = request.send().await.0;
         let status = response.status().as_u16();
+        let headers: Vec<_> = response
+            .headers()
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.as_bytes().to_vec()))
+            .collect();
         let bytes = response.into_body().into_vec().await.unwrap();
-        Reply::new(status, &bytes)
+        Reply::new(status, headers, &bytes)
     }
 }
 

@@ -43,14 +43,14 @@ pub fn rejection(request: &Request<'_>) -> Option<Rejection> {
         .copied()
 }
 
-/// Catchers for 401, 503 and 500 that answer the JSON envelope: the message of the keygate
+/// Catchers for 401, 403, 503 and 500 that answer the JSON envelope: the message of the keygate
 /// guard's rejection when one caused the status, a generic one otherwise.
 ///
 /// [`KeygateFairing`](crate::KeygateFairing) registers them at `/` unless told
 /// [`without_catchers`](crate::KeygateFairing::without_catchers); register them yourself
 /// (`rocket.register("/api", keygate_rocket::catchers())`) to put them elsewhere.
 pub fn catchers() -> Vec<Catcher> {
-    catchers![unauthorized, unavailable, internal]
+    catchers![unauthorized, forbidden, unavailable, internal]
 }
 
 fn answer(status: Status, request: &Request<'_>) -> (Status, RawJson<String>) {
@@ -64,6 +64,11 @@ fn answer(status: Status, request: &Request<'_>) -> (Status, RawJson<String>) {
 #[catch(401)]
 fn unauthorized(request: &Request<'_>) -> (Status, RawJson<String>) {
     answer(Status::Unauthorized, request)
+}
+
+#[catch(403)]
+fn forbidden(request: &Request<'_>) -> (Status, RawJson<String>) {
+    answer(Status::Forbidden, request)
 }
 
 #[catch(503)]

@@ -4,15 +4,17 @@ use keygate::Keygate;
 use keygate::serde::Serialize;
 use keygate::serde::de::DeserializeOwned;
 use rocket::fairing::{self, Fairing, Info, Kind};
-use rocket::{Build, Rocket};
+use rocket::{Build, Request, Response, Rocket};
 
 /// Installs keygate on a rocket: manages the [`Keygate<T>`] that the guards
 /// [`Auth`](crate::Auth), [`MaybeAuth`](crate::MaybeAuth) and
 /// [`Sessions`](crate::Sessions) use, and registers the [`catchers`](crate::catchers) that
-/// answer their failures (401, 503, 500) with the JSON envelope.
+/// answer their failures (401, 403, 503, 500) with the JSON envelope.
 ///
 /// Rocket fairings cannot answer requests, so the session is loaded by the first keygate
-/// guard of a request (once, cached for the request), not by the fairing.
+/// guard of a request (once, cached for the request), not by the fairing. With a session
+/// cookie on the gate ([`Keygate::with_cookie`]), the fairing's `on_response` adds the
+/// `Set-Cookie` header that the handler's login or logout asked for.
 ///
 /// At ignite, catchers are registered at `/` only for the codes that have no catcher there
 /// yet, so a catcher of your own for one of them wins (see [`rejection`](crate::rejection)
@@ -67,7 +69,16 @@ where
     fn info(&self) -> Info {
         Info {
             name: "keygate",
-            kind: Kind::Ignite,
+            kind: Kind::Ignite | Kind::Response,
+        }
+    }
+
+    async fn on_response<'r>(&self, request: &'r Request<'_>, response: &mut Response<'r>) {
+        if self.gate.cookie().is_none() {
+            return;
+        }
+        if let Some(value) = crate::guard::take_set_cookie::<T>(request) {
+            response.adjoin_raw_header("Set-Cookie", value);
         }
     }
 

@@ -1,5 +1,7 @@
 //! The request guards, and the one place that loads a request's session.
 
+use std::sync::OnceLock;
+
 use keygate::Keygate;
 use keygate::adapter::{RequestParts, Resolved};
 use keygate::http::Rejection;
@@ -17,6 +19,10 @@ const MISSING_FAIRING: &str = "keygate-rocket: KeygateFairing is not installed \
 /// The cache entry of a request's session, private so that nothing else can claim the type.
 struct Loaded<T>(Resolved<T>);
 
+/// The cache entry of a request's own gate (with a session cookie configured): what its
+/// login or logout did to the cookie, read back by the fairing's `on_response`.
+struct RequestGate<T>(Option<Keygate<T>>);
+
 /// The gate the fairing put in managed state, or the rejection saying it is missing.
 fn gate<'r, T>(request: &'r Request<'_>) -> Result<&'r Keygate<T>, Rejection>
 where
@@ -28,15 +34,42 @@ where
     })
 }
 
+/// The gate for this request ([`Keygate::for_request`]), made once and cached: the managed
+/// gate itself when it has no session cookie (nothing to carry, nothing cached).
+fn request_gate<'r, T>(request: &'r Request<'_>) -> Result<&'r Keygate<T>, Rejection>
+where
+    T: Send + Sync + 'static,
+{
+    let managed = gate::<T>(request)?;
+    if managed.cookie().is_none() {
+        return Ok(managed);
+    }
+    let cached =
+        request.local_cache(|| RequestGate(Some(managed.for_request(&Parts::of(request)))));
+    Ok(cached.0.as_ref().unwrap_or(managed))
+}
+
+/// The `Set-Cookie` value this request's login or logout asked for, if any (taken once).
+pub(crate) fn take_set_cookie<T>(request: &Request<'_>) -> Option<String>
+where
+    T: Send + Sync + 'static,
+{
+    request
+        .local_cache(|| RequestGate::<T>(None))
+        .0
+        .as_ref()
+        .and_then(Keygate::take_set_cookie)
+}
+
 /// Reads the token and loads-and-touches the session, once per request: every keygate guard
 /// of the request shares the result through the request-local cache.
 async fn resolve<'r, T>(request: &'r Request<'_>) -> Result<&'r Resolved<T>, Rejection>
 where
     T: Serialize + DeserializeOwned + Send + Sync + 'static,
 {
-    let gate = gate::<T>(request)?;
+    let gate = request_gate::<T>(request)?;
     let loaded = request
-        .local_cache_async(async { Loaded(gate.resolve(&Parts(request)).await) })
+        .local_cache_async(async { Loaded(gate.resolve(&Parts::of(request)).await) })
         .await;
     Ok(&loaded.0)
 }
@@ -60,16 +93,40 @@ fn fairing_missing<T: Send + Sync + 'static>(rocket: &Rocket<Ignite>) -> bool {
     missing
 }
 
-/// What the token reader sees of a rocket request.
-struct Parts<'a, 'r>(&'a Request<'r>);
+/// What the gate (and the rate limiter's key function) sees of a rocket request.
+pub(crate) struct Parts<'a, 'r> {
+    request: &'a Request<'r>,
+    /// Rendered only when the origin check needs it.
+    authority: OnceLock<Option<String>>,
+}
+
+impl<'a, 'r> Parts<'a, 'r> {
+    pub(crate) fn of(request: &'a Request<'r>) -> Self {
+        Self {
+            request,
+            authority: OnceLock::new(),
+        }
+    }
+}
 
 impl RequestParts for Parts<'_, '_> {
     fn header(&self, name: &str) -> Option<&[u8]> {
-        self.0.headers().get_one(name).map(str::as_bytes)
+        self.request.headers().get_one(name).map(str::as_bytes)
     }
 
     fn query(&self) -> Option<&str> {
-        self.0.uri().query().map(|query| query.as_str())
+        self.request.uri().query().map(|query| query.as_str())
+    }
+
+    fn method(&self) -> &str {
+        self.request.method().as_str()
+    }
+
+    fn authority(&self) -> Option<&str> {
+        // Rocket keeps HTTP/2's `:authority` only as its parsed host.
+        self.authority
+            .get_or_init(|| self.request.host().map(ToString::to_string))
+            .as_deref()
     }
 }
 
@@ -201,7 +258,7 @@ where
     type Error = KeygateRejection;
 
     async fn from_request(request: &'r Request<'_>) -> Outcome<Self, Self::Error> {
-        match gate::<T>(request) {
+        match request_gate::<T>(request) {
             Ok(gate) => Outcome::Success(Self(gate.clone())),
             Err(rejection) => reject(request, rejection),
         }

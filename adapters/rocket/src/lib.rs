@@ -34,7 +34,7 @@
 //! Every failure carries the JSON envelope `{"success":false,"errorMsg":"..."}` with
 //! `content-type: application/json`. A failing guard reaches Rocket only as a status, so
 //! the guard notes its [`Rejection`] in the request-local cache and the fairing's catchers
-//! (401, 503, 500 at `/`) answer its message. A catcher you registered yourself for one of
+//! (401, 403, 503, 500 at `/`) answer its message. A catcher you registered yourself for one of
 //! these codes at `/` is kept; [`rejection`] gives it keygate's message. A handler can also
 //! take `Result<Auth<T>, KeygateRejection>` and decide itself; [`KeygateRejection`] is a
 //! responder giving the same envelope.
@@ -166,6 +166,28 @@
 //! A session hash another service wrote at `login:token:<token>` (with the fields of `T`)
 //! is a valid session here, and the other way round. See the core's documentation for
 //! which layouts keep which metadata.
+//!
+//! ## Session cookie (browsers)
+//!
+//! Opt in per gate: login through [`Sessions`] then also sets the cookie `token=<token>;
+//! Path=/; HttpOnly; SameSite=Lax; Secure` (with `Max-Age` when sessions have an absolute
+//! lifetime), `logout()` and `logout_everywhere()` clear it, and the fairing
+//! (`on_response`) appends that `Set-Cookie` header to the handler's response. Header and
+//! query tokens keep working. An unsafe request (`POST`, `PUT`, `PATCH`, `DELETE`, ...)
+//! authenticated by the cookie must carry an `Origin` (or `Referer`) on an allowed origin,
+//! by default the request's own host; otherwise [`Auth`] and [`MaybeAuth`] reject it with
+//! 403 before any Redis command.
+//!
+//! ```
+//! use keygate_rocket::{Keygate, KeygateFairing, MemoryStore, SessionConfig, SessionCookie, SessionManager};
+//! # #[derive(serde::Serialize, serde::Deserialize)] struct User { id: u64 }
+//! let manager = SessionManager::<User>::new(MemoryStore::new(), SessionConfig::java_seed())?;
+//! let gate = Keygate::new(manager)
+//!     .with_cookie(SessionCookie::new()) // `.with_secure(false)` for plain-HTTP development only
+//!     .with_allowed_origins(["https://app.example"])?; // only behind a proxy rewriting `Host`
+//! let rocket = rocket::build().attach(KeygateFairing::new(gate));
+//! # Ok::<(), keygate_rocket::Error>(())
+//! ```
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]

@@ -8,7 +8,7 @@
 
 use std::net::IpAddr;
 
-use keygate::adapter::RequestParts;
+use crate::guard::Parts;
 use keygate::http::{Envelope, Rejection};
 use keygate::rate_limit::{
     RateLimitDecision, RateLimitPolicy, RateLimiter, Refusal, TOO_MANY_REQUESTS,
@@ -113,19 +113,6 @@ pub struct RateLimited {
     pub decision: Option<RateLimitDecision>,
 }
 
-/// What the policy sees of a rocket request.
-struct Parts<'a, 'r>(&'a Request<'r>);
-
-impl RequestParts for Parts<'_, '_> {
-    fn header(&self, name: &str) -> Option<&[u8]> {
-        self.0.headers().get_one(name).map(str::as_bytes)
-    }
-
-    fn query(&self) -> Option<&str> {
-        self.0.uri().query().map(|query| query.as_str())
-    }
-}
-
 #[rocket::async_trait]
 impl<'r> FromRequest<'r> for RateLimited {
     type Error = &'static str;
@@ -137,7 +124,7 @@ impl<'r> FromRequest<'r> for RateLimited {
         };
         let checked = request
             .local_cache_async(async {
-                let subject = policy.subject(request.remote().map(|a| a.ip()), &Parts(request));
+                let subject = policy.subject(request.remote().map(|a| a.ip()), &Parts::of(request));
                 Checked(Some(policy.admit(subject).await))
             })
             .await;

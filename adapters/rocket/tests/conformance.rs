@@ -5,10 +5,9 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use keygate_rocket::{ApiError, Auth, Envelope, KeygateFairing, MaybeAuth, Sessions};
-use keygate_tests::RedisServer;
+use keygate_rocket::{ApiError, Auth, Envelope, Keygate, KeygateFairing, MaybeAuth, Sessions};
 use keygate_tests::adapter_suite::{Reply, TestApp};
-use keygate_tests::fixtures::{JavaUser, java_gate};
+use keygate_tests::fixtures::JavaUser;
 use rocket::http::{ContentType, Header, Method};
 use rocket::local::asynchronous::Client;
 use rocket::serde::json::Json;
@@ -71,8 +70,7 @@ fn config_error() -> Result<(), ApiError> {
 /// reaches no route.
 struct RocketApp(Client);
 
-async fn make_app(server: &RedisServer) -> RocketApp {
-    let gate = java_gate(server).await;
+async fn make_app(gate: Keygate<JavaUser>) -> RocketApp {
     let rocket = rocket::custom(rocket::Config::figment().merge(("log_level", "off")))
         .mount(
             "/",
@@ -117,8 +115,18 @@ impl TestApp for RocketApp {
         }
         let response = request.dispatch().await;
         let status = response.status().code;
+        let headers: Vec<_> = response
+            .headers()
+            .iter()
+            .map(|header| {
+                (
+                    header.name().to_string(),
+                    header.value().as_bytes().to_vec(),
+                )
+            })
+            .collect();
         let bytes = response.into_bytes().await.unwrap_or_default();
-        Reply::new(status, &bytes)
+        Reply::new(status, headers, &bytes)
     }
 }
 

@@ -250,6 +250,9 @@ impl RequestParts for Header {
     fn query(&self) -> Option<&str> {
         None
     }
+    fn method(&self) -> &str {
+        "GET"
+    }
 }
 
 pub async fn malformed_tokens_are_rejected_before_the_store(b: &Backend) {

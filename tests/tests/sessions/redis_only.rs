@@ -442,6 +442,9 @@ async fn load_never_touches_a_key_that_is_not_a_session() {
         fn query(&self) -> Option<&str> {
             Some(&self.0)
         }
+        fn method(&self) -> &str {
+            "GET"
+        }
     }
 
     let server = RedisServer::start();
