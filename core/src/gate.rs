@@ -192,6 +192,22 @@ where
             .await
     }
 
+    /// Gives this session a new token and ends the old one atomically (see
+    /// [`SessionManager::rotate`]); with a session cookie, the response carries the new
+    /// token. Renew the token this way when the session's privileges change. `None` when
+    /// the session ended meanwhile.
+    pub async fn rotate(&self) -> crate::Result<Option<Token>>
+    where
+        T: SessionUser,
+    {
+        let Some(rotated) = self.gate.manager().rotate(&self.session).await? else {
+            return Ok(None);
+        };
+        self.gate
+            .set_cookie_for(&rotated.token, rotated.lifetime_left);
+        Ok(Some(rotated.token))
+    }
+
     /// Writes new data over this session (see [`SessionManager::update`]).
     pub async fn update(&self, data: &T) -> crate::Result<crate::UpdateOutcome> {
         self.gate.manager().update(&self.session, data).await

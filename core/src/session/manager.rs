@@ -391,7 +391,7 @@ where
     /// On a Redis Cluster the new token is drawn so that its key lands in the old key's
     /// hash slot (a rename cannot cross slots); that leaves 114 of the token's 128 random
     /// bits to guess, which stays far beyond reach.
-    pub async fn rotate(&self, session: &Session<T>) -> Result<Option<Token>>
+    pub async fn rotate(&self, session: &Session<T>) -> Result<Option<Rotated>>
     where
         T: SessionUser,
     {
@@ -401,10 +401,13 @@ where
             let token = self.token_in_slot_of(&old.session)?;
             let new = self.keys(&token);
             match inner.store.rename(old.key_ref(), new.key_ref()).await? {
-                RenameOutcome::Renamed => {
+                RenameOutcome::Renamed { deadline_ms } => {
                     self.reindex(&session.data().user_id(), &old.id, &new.id)
                         .await?;
-                    return Ok(Some(token));
+                    return Ok(Some(Rotated {
+                        token,
+                        lifetime_left: deadline_ms.map(Duration::from_millis),
+                    }));
                 }
                 RenameOutcome::Gone => return Ok(None),
                 RenameOutcome::TargetExists => continue,
@@ -569,6 +572,17 @@ where
         store.index_remove(index, &members).await?;
         Ok(removed)
     }
+}
+
+/// A rotated session: its new token, and what is left of its absolute lifetime (for the
+/// cookie's `Max-Age`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Rotated {
+    /// The new token; the old one no longer works.
+    pub token: Token,
+    /// Time left to the session's absolute deadline, if it has one.
+    pub lifetime_left: Option<Duration>,
 }
 
 /// Token draws for a rotation on a cluster, which may take thousands: one OS randomness

@@ -201,10 +201,13 @@ impl SessionStore for MemoryStore {
                 return RenameOutcome::TargetExists;
             }
             db.rename(from.session, to.session);
+            let mut deadline_ms = None;
             if let (Some(from), Some(to)) = (from.deadline, to.deadline) {
-                db.rename(from, to);
+                if db.rename(from, to) {
+                    deadline_ms = db.ttl(to).map(duration_ms);
+                }
             }
-            RenameOutcome::Renamed
+            RenameOutcome::Renamed { deadline_ms }
         }))
     }
 

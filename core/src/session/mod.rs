@@ -14,7 +14,7 @@ use std::fmt;
 use std::ops::Deref;
 
 pub use index::SessionId;
-pub use manager::{INDEX_BATCH, SessionManager};
+pub use manager::{INDEX_BATCH, Rotated, SessionManager};
 pub use options::{DEVICE_LABEL_MAX_CHARS, LoginOptions};
 pub use store::{RenameOutcome, UpdateOutcome};
 

@@ -357,11 +357,17 @@ impl SessionStore for RedisStore {
             invocation.key(from).key(to);
         }
         let mut conn = self.conn();
-        let outcome: i64 = self.bounded(invocation.invoke_async(&mut conn)).await?;
-        match outcome {
-            0 => Ok(RenameOutcome::Gone),
-            1 => Ok(RenameOutcome::Renamed),
-            2 => Ok(RenameOutcome::TargetExists),
+        let reply: redis::Value = self.bounded(invocation.invoke_async(&mut conn)).await?;
+        match reply {
+            redis::Value::Int(0) => Ok(RenameOutcome::Gone),
+            redis::Value::Int(2) => Ok(RenameOutcome::TargetExists),
+            redis::Value::Array(items) if items.first() == Some(&redis::Value::Int(1)) => {
+                let deadline_ms = match items.get(1) {
+                    Some(redis::Value::Int(ms)) => u64::try_from(*ms).ok(),
+                    _ => None,
+                };
+                Ok(RenameOutcome::Renamed { deadline_ms })
+            }
             _ => Err(BackendError::Protocol("unknown reply from the rename script").into()),
         }
     }

@@ -77,8 +77,12 @@ pub struct SessionTtl {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum RenameOutcome {
-    /// The session now lives under the new key only.
-    Renamed,
+    /// The session now lives under the new key only; with the time left to its absolute
+    /// deadline when it has one.
+    Renamed {
+        /// The companion key's remaining TTL, if the session has a deadline.
+        deadline_ms: Option<u64>,
+    },
     /// The old session no longer exists; nothing was written.
     Gone,
     /// A key already exists under the new name; nothing was moved.

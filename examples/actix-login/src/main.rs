@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{CONTENT_TYPE, RETRY_AFTER};
 use actix_web::{HttpRequest, HttpResponse, HttpServer, Resource, Route, web};
-use keygate_actix::{Auth, KeygateMiddleware, RateLimitMiddleware};
+use keygate_actix::{Auth, KeygateMiddleware, RateLimitMiddleware, Sessions};
 use keygate_example::page::{self, Asset};
 use keygate_example::{App, JSON, MAX_BODY_BYTES, Reply, StartError, UserDto, startup};
 
@@ -60,7 +60,11 @@ async fn run() -> Result<(), StartError> {
                 web::get().to(|| asset(&page::STYLE)),
             ))
             .service(limited("/user/code", web::post().to(send_code)))
-            .service(limited("/user/login", web::post().to(login)))
+            // Login goes through the session middleware too: its gate sets the cookie.
+            .service(
+                limited("/user/login", web::post().to(login))
+                    .wrap(KeygateMiddleware::new(gate.clone())),
+            )
             .service(authenticated("/user/me", web::get().to(me)))
             .service(authenticated("/user/logout", web::post().to(logout)))
             .service(authenticated("/user/sessions", web::get().to(sessions)))
@@ -131,9 +135,9 @@ async fn send_code(app: Shared, request: HttpRequest, body: web::Payload) -> Htt
     }
 }
 
-async fn login(app: Shared, body: web::Payload) -> HttpResponse {
+async fn login(app: Shared, sessions: Sessions<UserDto>, body: web::Payload) -> HttpResponse {
     match read_body(body).await {
-        Ok(body) => respond(app.login(&body).await),
+        Ok(body) => respond(app.login(&sessions, &body).await),
         Err(response) => response,
     }
 }

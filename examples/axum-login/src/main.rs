@@ -19,7 +19,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use axum::routing::{delete, get, post};
-use keygate_axum::{Auth, KeygateLayer, RateLimitLayer};
+use keygate_axum::{Auth, KeygateLayer, RateLimitLayer, Sessions};
 use keygate_example::handlers::{ADMIN_TOKEN_HEADER, PAY_SIGNATURE_HEADER};
 use keygate_example::page::{self, Asset};
 use keygate_example::{App, JSON, MAX_BODY_BYTES, Reply, StartError, UserDto, startup};
@@ -79,9 +79,13 @@ fn routes(app: Arc<App>) -> Router {
         .route(page::STYLE.path, get(|| async { asset(&page::STYLE) }))
         .merge(
             // One per-IP budget for both, checked before the handler reads anything.
+            // Login goes through the session layer too: its gate sets the cookie.
             Router::new()
                 .route("/user/code", post(send_code))
-                .route("/user/login", post(login))
+                .route(
+                    "/user/login",
+                    post(login).layer(KeygateLayer::new(app.gate())),
+                )
                 .route_layer(RateLimitLayer::new(app.login_limiter())),
         )
         .route("/voucher/seckill", post(load_voucher))
@@ -152,9 +156,9 @@ async fn send_code(State(app): Shared, RawQuery(query): RawQuery, body: Body) ->
     }
 }
 
-async fn login(State(app): Shared, body: Body) -> Response {
+async fn login(State(app): Shared, sessions: Sessions<UserDto>, body: Body) -> Response {
     match read_body(body).await {
-        Ok(body) => respond(app.login(&body).await),
+        Ok(body) => respond(app.login(&sessions, &body).await),
         Err(response) => response,
     }
 }

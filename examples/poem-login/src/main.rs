@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use keygate_example::page::{self, Asset};
 use keygate_example::{App, JSON, MAX_BODY_BYTES, Reply, StartError, UserDto, startup};
-use keygate_poem::{Auth, KeygateMiddleware, RateLimitMiddleware, Rejection};
+use keygate_poem::{Auth, KeygateMiddleware, RateLimitMiddleware, Rejection, Sessions};
 use poem::error::ReadBodyError;
 use poem::http::StatusCode;
 use poem::listener::TcpAcceptor;
@@ -49,7 +49,7 @@ async fn run() -> Result<(), StartError> {
         .at(page::STYLE.path, get(style))
         // One per-IP budget for both, checked before the handler reads anything.
         .at("/user/code", post(send_code).with(limit()))
-        .at("/user/login", post(login).with(limit()))
+        .at("/user/login", post(login).with(auth()).with(limit()))
         .at("/user/me", get(me).with(auth()))
         .at("/user/logout", post(logout).with(auth()))
         .at("/user/sessions", get(sessions).with(auth()))
@@ -139,9 +139,9 @@ async fn send_code(Data(app): Shared<'_>, request: &Request, body: Body) -> Json
 }
 
 #[handler]
-async fn login(Data(app): Shared<'_>, body: Body) -> Json {
+async fn login(Data(app): Shared<'_>, gate: Sessions<UserDto>, body: Body) -> Json {
     match read_body(body).await {
-        Ok(body) => Json(app.login(&body).await),
+        Ok(body) => Json(app.login(&gate, &body).await),
         Err(reply) => reply,
     }
 }

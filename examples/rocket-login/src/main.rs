@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use keygate_example::page::{self, Asset};
 use keygate_example::{App, MAX_BODY_BYTES, Reply, StartError, UserDto, startup};
-use keygate_rocket::{Auth, KeygateFairing, RateLimitFairing, RateLimited};
+use keygate_rocket::{Auth, KeygateFairing, RateLimitFairing, RateLimited, Sessions};
 use rocket::config::LogLevel;
 use rocket::data::{Data, ToByteUnit};
 use rocket::error::ErrorKind;
@@ -175,9 +175,14 @@ async fn send_code(_limit: RateLimited, app: &Shared, origin: &Origin<'_>, body:
 }
 
 #[post("/user/login", data = "<body>")]
-async fn login(_limit: RateLimited, app: &Shared, body: Data<'_>) -> Json {
+async fn login(
+    _limit: RateLimited,
+    sessions: Sessions<UserDto>,
+    app: &Shared,
+    body: Data<'_>,
+) -> Json {
     match read_body(body).await {
-        Ok(body) => Json(app.login(&body).await),
+        Ok(body) => Json(app.login(&sessions, &body).await),
         Err(reply) => reply,
     }
 }

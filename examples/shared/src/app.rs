@@ -7,7 +7,7 @@ use keygate::flash_sale::{ConsumerHandle, ConsumerOptions, FlashSale, OrderConsu
 use keygate::lock::Locks;
 use keygate::login::PhoneLogin;
 use keygate::rate_limit::{FailureMode, Quota, RateLimiter};
-use keygate::{Keygate, SessionConfig, SessionManager};
+use keygate::{Keygate, SessionConfig, SessionCookie, SessionManager};
 
 use crate::StartError;
 use crate::backend::Backend;
@@ -85,7 +85,10 @@ impl App {
         .with_failure_mode(FailureMode::Closed);
         Ok(Arc::new(Self {
             login,
-            gate: Keygate::new(sessions),
+            // The page authenticates by the cookie, which login sets; header and query tokens
+            // keep working for API clients.
+            gate: Keygate::new(sessions)
+                .with_cookie(SessionCookie::new().with_secure(config.cookie_secure)),
             sale: FlashSale::from_shared(backend.flash_sale()),
             locks: Locks::from_shared(backend.locks()),
             db,

@@ -165,6 +165,9 @@ pub struct Config {
     /// `RATE_LIMIT_PER_IP`: how many `POST /user/code` and `POST /user/login`, counted
     /// together, one client IP may make per minute (default 30).
     pub rate_limit_per_ip: u32,
+    /// `COOKIE_SECURE=1`: the session cookie carries `Secure` (the app is served over
+    /// HTTPS); otherwise it does not, so the examples work over plain HTTP on localhost.
+    pub cookie_secure: bool,
 }
 
 impl Config {
@@ -225,6 +228,7 @@ impl Config {
             admin_token: var("ADMIN_TOKEN").map(Secret::new),
             pay_callback_secret: var("PAY_CALLBACK_SECRET").map(Secret::new),
             rate_limit_per_ip,
+            cookie_secure: var("COOKIE_SECURE").is_some_and(|v| v.trim() == "1"),
         })
     }
 }

@@ -695,3 +695,109 @@ pub async fn sessions_name_devices_and_end_one(example: &'static str) {
         .envelope(404);
     me(http, &stranger).await;
 }
+
+/// docs/http-api.md § Token transport: login sets the `token` cookie (`HttpOnly`,
+/// `SameSite=Lax`, `Path=/`, `Secure` only with `COOKIE_SECURE=1`), the cookie alone
+/// authenticates, logout clears it; an unsafe request authenticated by the cookie alone must
+/// come from the app's own origin (`Origin`, else `Referer`), or it is a 403 that changes
+/// nothing; header-authenticated requests are exempt.
+pub async fn cookie_transport_and_origin_check(example: &'static str) {
+    let Example { redis, http, .. } = &Example::start(example).await;
+    let number = phone();
+    let code = send_code(http, redis, &number).await;
+    let login = http
+        .post("/user/login")
+        .json(&json!({"phone": number, "code": code}))
+        .send()
+        .await;
+    let token = login.data().as_str().expect("the token").to_owned();
+    assert_eq!(
+        login.header("set-cookie"),
+        Some(format!("token={token}; Path=/; HttpOnly; SameSite=Lax").as_str()),
+        "no Secure without COOKIE_SECURE=1, a session cookie without an absolute lifetime"
+    );
+    let cookie = format!("token={token}");
+    let own_origin = format!("http://{}", http.addr());
+    let user = http.get("/user/me").header("cookie", &cookie).send().await.data();
+    assert!(user["id"].is_number(), "{user}");
+
+    // Refused cross-origin (or origin-less) cookie requests: 403, nothing changes.
+    let ids = http.get("/user/sessions").header("cookie", &cookie).send().await.data();
+    let id = ids[0]["id"].as_str().expect("an id").to_owned();
+    for (method, path) in [
+        ("POST", "/user/logout".to_owned()),
+        ("POST", "/user/logout-all".to_owned()),
+        ("DELETE", format!("/user/sessions/{id}")),
+    ] {
+        for headers in [
+            vec![],
+            vec![("origin", "http://evil.example")],
+            vec![("origin", "null")],
+            vec![("referer", "http://evil.example/form.html")],
+        ] {
+            let mut request = http.request(method, &path).header("cookie", &cookie);
+            for (name, value) in &headers {
+                request = request.header(name, value);
+            }
+            let response = request.send().await;
+            let body = response.envelope(403);
+            assert!(body["errorMsg"].as_str().is_some(), "{body}");
+            assert_eq!(response.header("set-cookie"), None, "{method} {path} {headers:?}");
+        }
+    }
+    assert!(exists(redis, &token_key(&token)), "nothing changed");
+    me(http, &token).await;
+
+    // A header-authenticated request needs no origin.
+    let other = login_again(http, redis, &number).await;
+    http.post("/user/logout")
+        .token(&other)
+        .header("origin", "http://evil.example")
+        .send()
+        .await
+        .envelope(200);
+
+    // Same origin, by Referer: logout works and clears the cookie.
+    let response = http
+        .post("/user/logout")
+        .header("cookie", &cookie)
+        .header("referer", &format!("{own_origin}/"))
+        .send()
+        .await;
+    response.envelope(200);
+    assert_eq!(
+        response.header("set-cookie"),
+        Some("token=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0")
+    );
+    http.get("/user/me").header("cookie", &cookie).send().await.envelope(401);
+    assert!(!exists(redis, &token_key(&token)));
+}
+
+/// docs/http-api.md § Start-up: `COOKIE_SECURE=1` adds `Secure` to the session cookie.
+pub async fn secure_cookie_when_configured(example: &'static str) {
+    let Example { redis, http, .. } =
+        &Example::start_with(example, &[], &[("COOKIE_SECURE", "1".to_owned())]).await;
+    let number = phone();
+    let code = send_code(http, redis, &number).await;
+    let login = http
+        .post("/user/login")
+        .json(&json!({"phone": number, "code": code}))
+        .send()
+        .await;
+    let token = login.data().as_str().expect("the token").to_owned();
+    assert_eq!(
+        login.header("set-cookie"),
+        Some(format!("token={token}; Path=/; HttpOnly; SameSite=Lax; Secure").as_str())
+    );
+    let response = http
+        .post("/user/logout-all")
+        .header("cookie", &format!("token={token}"))
+        .header("origin", &format!("http://{}", http.addr()))
+        .send()
+        .await;
+    assert_eq!(response.envelope(200)["data"], json!(1));
+    assert_eq!(
+        response.header("set-cookie"),
+        Some("token=; Path=/; HttpOnly; SameSite=Lax; Secure; Max-Age=0")
+    );
+}

@@ -46,6 +46,8 @@ on_every_example!(
     login::java_session_and_ttl_reset,
     login::logout_sessions_and_logout_all,
     login::sessions_name_devices_and_end_one,
+    login::cookie_transport_and_origin_check,
+    login::secure_cookie_when_configured,
     login::unknown_routes_and_the_page,
     login::redis_outage_answers_503_and_recovers,
     rate_limit::the_fourth_request_of_a_minute_is_429,

@@ -184,11 +184,17 @@ pub async fn rotate_is_atomic_and_keeps_the_session(b: &Backend) {
                 tokio::spawn(async move { m.load(&old).await.unwrap().map(|s| s.into_data()) })
             })
             .collect();
-        let new = m
+        let rotated = m
             .rotate(&session)
             .await
             .unwrap()
             .expect("the session was live");
+        let expected_left = m.config().absolute_lifetime();
+        assert_eq!(rotated.lifetime_left.is_some(), expected_left.is_some());
+        if let (Some(left), Some(lifetime)) = (rotated.lifetime_left, expected_left) {
+            assert!(left <= lifetime && left + Duration::from_secs(10) > lifetime);
+        }
+        let new = rotated.token;
         for reader in readers {
             // The old session, or none: never anything else.
             if let Some(data) = reader.await.unwrap() {
@@ -333,4 +339,81 @@ pub async fn login_chosen_expiry_ends_sessions(b: &Backend) {
     .await;
     assert!(ended, "an active session still ends at its lifetime");
     assert!(started.elapsed() >= Duration::from_millis(650));
+}
+
+/// A browser request: a cookie, a `User-Agent`, a method.
+struct Browser {
+    cookie: String,
+    method: &'static str,
+}
+
+impl keygate::adapter::RequestParts for Browser {
+    fn header(&self, name: &str) -> Option<&[u8]> {
+        match name {
+            "cookie" => Some(self.cookie.as_bytes()),
+            "user-agent" => Some(b"KeygateTest/browser"),
+            "host" => Some(b"app.example"),
+            "origin" => Some(b"http://app.example"),
+            _ => None,
+        }
+    }
+    fn query(&self) -> Option<&str> {
+        None
+    }
+    fn method(&self) -> &str {
+        self.method
+    }
+}
+
+/// Through the gate, as an adapter drives it: login sets the cookie (with the device),
+/// rotation sets the new token with what is left of the lifetime, and the old cookie no
+/// longer opens anything.
+pub async fn rotation_through_the_gate_sets_the_new_cookie(b: &Backend) {
+    let manager = b.manager::<JavaUser>(
+        SessionConfig::java_seed().with_absolute_lifetime(Duration::from_secs(3600)),
+    );
+    let gate = keygate::Keygate::new(manager.clone()).with_cookie(keygate::SessionCookie::new());
+    let first = Browser {
+        cookie: String::new(),
+        method: "POST",
+    };
+    let login = gate.for_request(&first);
+    let token = login.login(&JavaUser::new(1)).await.unwrap();
+    assert_eq!(
+        login.take_set_cookie().unwrap(),
+        format!(
+            "token={}; Path=/; HttpOnly; SameSite=Lax; Secure; Max-Age=3600",
+            token.expose()
+        )
+    );
+    let listed = manager
+        .sessions(&JavaUser::new(1).user_id(), None)
+        .await
+        .unwrap();
+    assert_eq!(listed[0].device.as_deref(), Some("KeygateTest/browser"));
+
+    let next = Browser {
+        cookie: format!("token={}", token.expose()),
+        method: "POST",
+    };
+    let request = gate.for_request(&next);
+    let session = request.resolve(&next).await.unwrap();
+    let new = session.rotate().await.unwrap().expect("live");
+    let cookie = request.take_set_cookie().unwrap();
+    let prefix = format!(
+        "token={}; Path=/; HttpOnly; SameSite=Lax; Secure; Max-Age=",
+        new.expose()
+    );
+    let max_age: u64 = cookie
+        .strip_prefix(&prefix)
+        .unwrap_or_else(|| panic!("{cookie}"))
+        .parse()
+        .unwrap();
+    assert!((3590..=3600).contains(&max_age), "what is left: {max_age}");
+    let again = gate.for_request(&next);
+    assert!(
+        again.resolve(&next).await.is_err(),
+        "the old cookie is dead"
+    );
+    assert!(manager.load(&new).await.unwrap().is_some());
 }

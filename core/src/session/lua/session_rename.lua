@@ -2,7 +2,8 @@
 -- concurrent load finds it under exactly one of the two names. TTLs move with the keys.
 -- KEYS[1] old session key, KEYS[2] new session key, KEYS[3] old companion, KEYS[4] new
 -- companion (both optional). All in one hash slot.
--- Reply: 0 the old session is gone, 1 moved, 2 the new key exists (nothing moved).
+-- Reply: 0 the old session is gone, 2 the new key exists (nothing moved), or {1, the new
+-- companion's PTTL (-2 without one)} when moved.
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return 0
 end
@@ -10,7 +11,9 @@ if redis.call('EXISTS', KEYS[2]) == 1 then
   return 2
 end
 redis.call('RENAME', KEYS[1], KEYS[2])
+local left = -2
 if KEYS[3] and redis.call('EXISTS', KEYS[3]) == 1 then
   redis.call('RENAME', KEYS[3], KEYS[4])
+  left = redis.call('PTTL', KEYS[4])
 end
-return 1
+return {1, left}

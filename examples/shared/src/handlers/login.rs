@@ -1,6 +1,6 @@
 //! `/user/*`: codes, login, profile, sessions, logout.
 
-use keygate::{CurrentSession, SessionId};
+use keygate::{CurrentSession, Keygate, SessionId};
 use serde::{Deserialize, Serialize};
 
 use super::form_field;
@@ -60,8 +60,10 @@ impl App {
         }
     }
 
-    /// `POST /user/login` with `{"phone": "...", "code": "..."}`: the new token.
-    pub async fn login(&self, body: &[u8]) -> Reply {
+    /// `POST /user/login` with `{"phone": "...", "code": "..."}`: the new token, also set
+    /// as the session cookie. `gate` is the adapter's gate for this request, so that the
+    /// response carries the cookie and the session records the request's `User-Agent`.
+    pub async fn login(&self, gate: &Keygate<UserDto>, body: &[u8]) -> Reply {
         let form: LoginForm = match serde_json::from_slice(body) {
             Ok(form) => form,
             Err(e) => {
@@ -70,9 +72,13 @@ impl App {
                 ));
             }
         };
-        match self.login.login(&form.phone, &form.code).await {
-            Ok((token, _user)) => Reply::ok(token.expose()),
-            Err(e) => Reply::login(&e),
+        let user = match self.login.authenticate(&form.phone, &form.code).await {
+            Ok(user) => user,
+            Err(e) => return Reply::login(&e),
+        };
+        match gate.login(&user).await {
+            Ok(token) => Reply::ok(token.expose()),
+            Err(e) => Reply::core(&e),
         }
     }
 
