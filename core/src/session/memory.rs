@@ -202,10 +202,10 @@ impl SessionStore for MemoryStore {
             }
             db.rename(from.session, to.session);
             let mut deadline_ms = None;
-            if let (Some(from), Some(to)) = (from.deadline, to.deadline) {
-                if db.rename(from, to) {
-                    deadline_ms = db.ttl(to).map(duration_ms);
-                }
+            if let (Some(from), Some(to)) = (from.deadline, to.deadline)
+                && db.rename(from, to)
+            {
+                deadline_ms = db.ttl(to).map(duration_ms);
             }
             RenameOutcome::Renamed { deadline_ms }
         }))
