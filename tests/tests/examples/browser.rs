@@ -16,6 +16,8 @@ use crate::http::Client;
 use crate::launcher::Example;
 
 const PHONE: &str = "13912345678";
+/// The `User-Agent` of the second device, logged in over HTTP.
+const OTHER_DEVICE: &str = "KeygateTest/other-device (tablet)";
 /// The W3C WebDriver element reference key.
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
@@ -304,6 +306,78 @@ pub async fn the_login_page_works_in_a_real_browser() {
         "one session in Redis after the page logged in"
     );
 
+    // The page keeps no token where a script could read it: the cookie is HttpOnly.
+    let visible = browser
+        .execute("return [localStorage.length, document.cookie];")
+        .await;
+    assert_eq!(
+        visible,
+        json!([0, ""]),
+        "no token in localStorage or document.cookie"
+    );
+
+    // A second device, logged in over HTTP with its own User-Agent.
+    let _: () = redis.query(
+        redis::cmd("SET")
+            .arg(format!("login:code:{PHONE}"))
+            .arg("424242")
+            .arg("EX")
+            .arg(120),
+    );
+    let other = http
+        .post("/user/login")
+        .header("user-agent", OTHER_DEVICE)
+        .json(&json!({"phone": PHONE, "code": "424242"}))
+        .send()
+        .await
+        .data()
+        .as_str()
+        .expect("a token")
+        .to_owned();
+    browser.goto(&format!("http://{addr}/")).await;
+    let listed = browser.wait_for_text("#sessions", OTHER_DEVICE).await;
+    assert!(
+        listed.contains("this browser") && listed.contains("last seen"),
+        "{listed:?}"
+    );
+    // The page's own device is the browser's User-Agent.
+    let agent = browser.execute("return navigator.userAgent;").await;
+    let agent = agent.as_str().unwrap_or_default();
+    assert!(
+        listed.contains(&agent[..agent.len().min(40)]),
+        "{listed:?} vs {agent:?}"
+    );
+
+    // End the other device from the page: its token is refused at once.
+    browser.click(".end-session").await;
+    assert!(
+        eventually(Duration::from_secs(10), async || {
+            http.get("/user/me").token(&other).send().await.status == 401
+        })
+        .await,
+        "the other device's token still works"
+    );
+    let mut remaining = String::new();
+    assert!(
+        eventually(Duration::from_secs(10), async || {
+            remaining = browser.text("#sessions").await;
+            !remaining.contains(OTHER_DEVICE)
+        })
+        .await,
+        "the list still shows the ended device: {remaining:?}"
+    );
+
+    // A page on another origin (another local port: same site, so the Lax cookie goes
+    // along) posts a form to /user/logout: refused with 403, the session lives on.
+    let evil = serve_cross_origin_form(&format!("http://{addr}/user/logout")).await;
+    browser.goto(&format!("http://{evil}/")).await;
+    let refused = browser.wait_for_text("body", "cross-origin").await;
+    assert!(!refused.contains("\"success\":true"), "{refused}");
+    let sessions: Vec<String> = redis.query(redis::cmd("KEYS").arg("login:token:*"));
+    assert_eq!(sessions.len(), 1, "the cross-origin logout changed nothing");
+    browser.goto(&format!("http://{addr}/")).await;
+    browser.wait_for_text("#sessions", "this browser").await;
+
     browser.click("#logout").await;
     assert!(
         eventually(Duration::from_secs(10), async || {
@@ -352,4 +426,28 @@ pub async fn the_login_page_works_in_a_real_browser() {
         .await,
         "the refused inline script is reported in the console: {reported:?}"
     );
+}
+
+/// Serves, on another local port, a page whose form posts itself to `target` at once (a
+/// cross-site request forgery attempt); returns its address.
+async fn serve_cross_origin_form(target: &str) -> SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let page = format!(
+        "<!doctype html><form id=f method=post action=\"{target}\"></form>\
+         <script>document.getElementById('f').submit()</script>"
+    );
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf).await;
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{page}",
+                page.len()
+            );
+            let _ = stream.write_all(answer.as_bytes()).await;
+        }
+    });
+    addr
 }

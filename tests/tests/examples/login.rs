@@ -718,11 +718,21 @@ pub async fn cookie_transport_and_origin_check(example: &'static str) {
     );
     let cookie = format!("token={token}");
     let own_origin = format!("http://{}", http.addr());
-    let user = http.get("/user/me").header("cookie", &cookie).send().await.data();
+    let user = http
+        .get("/user/me")
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .data();
     assert!(user["id"].is_number(), "{user}");
 
     // Refused cross-origin (or origin-less) cookie requests: 403, nothing changes.
-    let ids = http.get("/user/sessions").header("cookie", &cookie).send().await.data();
+    let ids = http
+        .get("/user/sessions")
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .data();
     let id = ids[0]["id"].as_str().expect("an id").to_owned();
     for (method, path) in [
         ("POST", "/user/logout".to_owned()),
@@ -742,7 +752,11 @@ pub async fn cookie_transport_and_origin_check(example: &'static str) {
             let response = request.send().await;
             let body = response.envelope(403);
             assert!(body["errorMsg"].as_str().is_some(), "{body}");
-            assert_eq!(response.header("set-cookie"), None, "{method} {path} {headers:?}");
+            assert_eq!(
+                response.header("set-cookie"),
+                None,
+                "{method} {path} {headers:?}"
+            );
         }
     }
     assert!(exists(redis, &token_key(&token)), "nothing changed");
@@ -769,7 +783,11 @@ pub async fn cookie_transport_and_origin_check(example: &'static str) {
         response.header("set-cookie"),
         Some("token=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0")
     );
-    http.get("/user/me").header("cookie", &cookie).send().await.envelope(401);
+    http.get("/user/me")
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .envelope(401);
     assert!(!exists(redis, &token_key(&token)));
 }
 
