@@ -88,6 +88,7 @@ on_cluster!(session_devices => crate::devices:
     login_chosen_expiry_is_kept_within_limits,
     login_chosen_expiry_ends_sessions,
     rotation_through_the_gate_sets_the_new_cookie,
+    remember_me_cookie_lasts_the_chosen_lifetime,
 );
 
 on_cluster!(rate_limit => crate::rate_limit_suite:

@@ -417,3 +417,36 @@ pub async fn rotation_through_the_gate_sets_the_new_cookie(b: &Backend) {
     );
     assert!(manager.load(&new).await.unwrap().is_some());
 }
+
+/// Remember-me through the gate: the cookie's `Max-Age` is the lifetime the login chose;
+/// a plain login on the same gate gets a session cookie (no absolute lifetime).
+pub async fn remember_me_cookie_lasts_the_chosen_lifetime(b: &Backend) {
+    let manager = b.manager::<JavaUser>(remember_me_config());
+    let gate = keygate::Keygate::new(manager)
+        .with_cookie(keygate::SessionCookie::new().with_secure(false));
+    let browser = Browser {
+        cookie: String::new(),
+        method: "POST",
+    };
+    let request = gate.for_request(&browser);
+    let remember = LoginOptions::new()
+        .with_idle_ttl(Duration::from_secs(600))
+        .with_lifetime(Duration::from_secs(1800));
+    let token = request
+        .login_with(&JavaUser::new(1), remember)
+        .await
+        .unwrap();
+    assert_eq!(
+        request.take_set_cookie().unwrap(),
+        format!(
+            "token={}; Path=/; HttpOnly; SameSite=Lax; Max-Age=1800",
+            token.expose()
+        )
+    );
+    let request = gate.for_request(&browser);
+    let token = request.login(&JavaUser::new(1)).await.unwrap();
+    assert_eq!(
+        request.take_set_cookie().unwrap(),
+        format!("token={}; Path=/; HttpOnly; SameSite=Lax", token.expose())
+    );
+}

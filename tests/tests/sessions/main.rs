@@ -45,5 +45,6 @@ mod devices_and_rotation {
         login_chosen_expiry_is_kept_within_limits,
         login_chosen_expiry_ends_sessions,
         rotation_through_the_gate_sets_the_new_cookie,
+    remember_me_cookie_lasts_the_chosen_lifetime,
     );
 }
