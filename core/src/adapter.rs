@@ -26,6 +26,16 @@ pub fn report_error(error: &Error) {
     }
 }
 
+/// Counts a refusal an adapter answers before the handler runs, by status
+/// (`keygate_rejections_total`, see [`telemetry`](crate::telemetry)): call it once per
+/// refused request, where the adapter renders the rejection. A missing component is a
+/// programming error, reported by [`report_missing_component`] instead.
+pub fn report_rejection(rejection: crate::http::Rejection) {
+    if !matches!(rejection, crate::http::Rejection::MissingLayer(_)) {
+        crate::telemetry::rejection(rejection.status());
+    }
+}
+
 /// Logs a route that asked for a session without the loading component installed (a
 /// programming error, answered with 500 naming the component).
 pub fn report_missing_component(what: &'static str) {

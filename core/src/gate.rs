@@ -390,7 +390,10 @@ where
                 token
             }
             Ok(None) => return Err(Rejection::MissingToken),
-            Err(_) => return Err(Rejection::MalformedToken),
+            Err(_) => {
+                crate::telemetry::malformed_load();
+                return Err(Rejection::MalformedToken);
+            }
         };
         match self.manager.load(&token).await {
             Ok(Some(session)) => Ok(CurrentSession {

@@ -182,6 +182,7 @@ pub mod origin;
 pub mod rate_limit;
 mod redis_store;
 pub mod session;
+pub mod telemetry;
 mod token;
 pub mod transport;
 

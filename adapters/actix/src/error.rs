@@ -48,6 +48,7 @@ impl ResponseError for KeygateRejection {
         if let Rejection::MissingLayer(what) = self.0 {
             keygate::adapter::report_missing_component(what);
         }
+        keygate::adapter::report_rejection(self.0);
         envelope(self.status_code(), self.0.body())
     }
 }

@@ -26,6 +26,7 @@ impl IntoResponse for KeygateRejection {
         if let Rejection::MissingLayer(what) = self.0 {
             keygate::adapter::report_missing_component(what);
         }
+        keygate::adapter::report_rejection(self.0);
         json(self.0.status(), self.0.body())
     }
 }

@@ -68,6 +68,7 @@ fn json_response(status: StatusCode, body: String) -> Response {
 /// [`Rejection`] rides along as the error's data (`error.data::<Rejection>()`), for
 /// applications that re-shape errors in their own `catch_error`.
 pub(crate) fn rejection_error(rejection: Rejection) -> poem::Error {
+    keygate::adapter::report_rejection(rejection);
     let response = json_response(status(rejection.status()), rejection.body());
     let mut error = poem::Error::from_response(response);
     error.set_error_message(rejection.message());

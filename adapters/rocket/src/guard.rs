@@ -77,6 +77,7 @@ where
 /// A failed guard: notes the rejection for the catchers and errors with its status.
 fn reject<S>(request: &Request<'_>, rejection: Rejection) -> Outcome<S, KeygateRejection> {
     note(request, rejection);
+    keygate::adapter::report_rejection(rejection);
     let rejection = KeygateRejection(rejection);
     Outcome::Error((rejection.status(), rejection))
 }

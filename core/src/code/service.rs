@@ -15,6 +15,7 @@ use super::{
 use crate::Error;
 use crate::config::millis;
 use crate::http::Envelope;
+use crate::telemetry::{self, names};
 use crate::token::to_hex;
 
 /// The window of the daily cap: a fixed window that starts with the phone's first send and
@@ -181,6 +182,18 @@ impl Codes {
     /// Issues a fresh code for `phone` within the limits and hands it to the sender; if
     /// sending fails, the code is withdrawn and the error returned.
     pub async fn send(&self, phone: &Phone) -> Result<(), CodeError> {
+        let outcome = timed_code("code_send", self.send_untimed(phone)).await;
+        let label = match &outcome {
+            Ok(()) => "sent",
+            Err(CodeError::Cooldown { .. }) => "cooldown",
+            Err(CodeError::DailyLimit { .. }) => "daily_limit",
+            Err(_) => "send_failed",
+        };
+        telemetry::count(names::CODE_ISSUED, "outcome", label);
+        outcome
+    }
+
+    async fn send_untimed(&self, phone: &Phone) -> Result<(), CodeError> {
         let keys = CodeKeys::new(&self.config.prefix, phone);
         let code = generate()?;
         let stored = self.stored_form(&keys, code.expose());
@@ -217,6 +230,19 @@ impl Codes {
     /// Checks `candidate` against the phone's code: a right code succeeds once and is
     /// consumed; a wrong one counts a try; at the limit the code is burned.
     pub async fn verify(&self, phone: &Phone, candidate: &str) -> Result<(), CodeError> {
+        let outcome = timed_code("code_verify", self.verify_untimed(phone, candidate)).await;
+        let label = match &outcome {
+            Ok(()) => "ok",
+            Err(CodeError::WrongCode { .. }) => "wrong",
+            Err(CodeError::TooManyTries) => "burned",
+            Err(CodeError::NoCode) => "missing",
+            Err(_) => "error",
+        };
+        telemetry::count(names::CODE_VERIFIED, "outcome", label);
+        outcome
+    }
+
+    async fn verify_untimed(&self, phone: &Phone, candidate: &str) -> Result<(), CodeError> {
         let keys = CodeKeys::new(&self.config.prefix, phone);
         // Overlong input cannot match a code; it is still counted as a wrong try.
         let candidate = if candidate.len() > MAX_CANDIDATE_LEN {
@@ -253,6 +279,23 @@ impl Codes {
             }
         }
     }
+}
+
+/// Times a code operation like any backend operation; only a backend failure counts as
+/// its error (a wrong code is an answer, not a failure).
+async fn timed_code(
+    op: &'static str,
+    work: impl std::future::Future<Output = Result<(), CodeError>>,
+) -> Result<(), CodeError> {
+    let span = tracing::debug_span!(target: "keygate", "keygate.op", op, elapsed_us = tracing::field::Empty);
+    let started = std::time::Instant::now();
+    let outcome = tracing::Instrument::instrument(work, span.clone()).await;
+    let failure = match &outcome {
+        Err(CodeError::Core(error)) => Some(error),
+        _ => None,
+    };
+    telemetry::finish(&span, op, started, failure);
+    outcome
 }
 
 /// Six digits, uniform over 000000..=999999, from the OS CSPRNG.

@@ -135,7 +135,7 @@ impl LockGuard {
         if shared.store.release(&shared.keys, &shared.owner).await? {
             Ok(())
         } else {
-            shared.lost.store(true, Ordering::SeqCst);
+            mark_lost(shared);
             Err(LockError::NotOwner)
         }
     }
@@ -207,7 +207,14 @@ impl Watchdog {
         } else {
             tokio::time::sleep_until(deadline).await;
         }
-        shared.lost.store(true, Ordering::SeqCst);
+        mark_lost(&shared);
         let _ = lost.send(true);
+    }
+}
+
+/// Flags the lock lost, counting it once however it was found out.
+fn mark_lost(shared: &Shared) {
+    if !shared.lost.swap(true, Ordering::SeqCst) {
+        crate::telemetry::count_n(crate::telemetry::names::LOCK_LOST, 1);
     }
 }

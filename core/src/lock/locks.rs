@@ -256,10 +256,16 @@ impl Locks {
         let owner = Token::generate()?.expose().to_owned();
         let sent = Instant::now();
         match self.attempt(&keys, &owner).await? {
-            AcquireOutcome::Acquired(fence) => Ok(LockGuard::start(self, keys, owner, fence, sent)),
-            AcquireOutcome::Held(ms) => Err(LockError::Busy {
-                retry_after: (ms > 0).then(|| Duration::from_millis(ms)),
-            }),
+            AcquireOutcome::Acquired(fence) => {
+                acquired_after(sent);
+                Ok(LockGuard::start(self, keys, owner, fence, sent))
+            }
+            AcquireOutcome::Held(ms) => {
+                crate::telemetry::count_n(crate::telemetry::names::LOCK_BUSY, 1);
+                Err(LockError::Busy {
+                    retry_after: (ms > 0).then(|| Duration::from_millis(ms)),
+                })
+            }
         }
     }
 
@@ -269,18 +275,21 @@ impl Locks {
     pub async fn acquire(&self, name: &str, wait: Duration) -> Result<LockGuard, LockError> {
         let keys = LockKeys::new(name);
         let owner = Token::generate()?.expose().to_owned();
-        let deadline = Instant::now() + wait;
+        let asked = Instant::now();
+        let deadline = asked + wait;
         let mut signal = None;
         loop {
             let sent = Instant::now();
             let held_ms = match self.attempt(&keys, &owner).await? {
                 AcquireOutcome::Acquired(fence) => {
+                    acquired_after(asked);
                     return Ok(LockGuard::start(self, keys, owner, fence, sent));
                 }
                 AcquireOutcome::Held(ms) => ms,
             };
             let now = Instant::now();
             if now >= deadline {
+                crate::telemetry::count_n(crate::telemetry::names::LOCK_BUSY, 1);
                 return Err(LockError::Timeout);
             }
             if signal.is_none() {
@@ -402,6 +411,13 @@ impl Locks {
         };
         cap.mul_f64(rand::rng().random_range(0.5..=1.0))
     }
+}
+
+/// Counts a lock taken `asked` after it was asked for.
+fn acquired_after(asked: Instant) {
+    use crate::telemetry::names;
+    metrics::counter!(names::LOCK_ACQUIRED).increment(1);
+    metrics::histogram!(names::LOCK_WAITED).record(asked.elapsed().as_secs_f64());
 }
 
 #[cfg(test)]

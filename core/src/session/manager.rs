@@ -13,8 +13,9 @@ use super::store::{
 };
 use super::{LoginOptions, Session, SessionInfo, SessionUser};
 use crate::codec::{self, StoredValue};
-use crate::config::{SessionConfig, check_ttl, millis};
+use crate::config::{Codec, SessionConfig, check_ttl, millis};
 use crate::keys::{SessionKeys, UserId, index_key};
+use crate::telemetry::{self, LoadOutcome, names};
 use crate::{Error, Result, Token};
 
 /// Token collisions at 128 bits do not happen; the retry guards against a broken RNG
@@ -140,32 +141,36 @@ where
         data: &T,
         options: &LoginOptions,
     ) -> Result<Token> {
-        let inner = &*self.inner;
-        let expiry = self.expiry_for(options)?;
-        let value = self.encode(data)?;
-        let index = index_key(&inner.config, user);
-        for _ in 0..CREATE_ATTEMPTS {
-            let token = Token::generate_as(inner.config.token_encoding())?;
-            let keys = self.keys(&token);
-            if !inner.store.insert(keys.key_ref(), &value, expiry).await? {
-                continue;
+        telemetry::timed("login", async {
+            let inner = &*self.inner;
+            let expiry = self.expiry_for(options)?;
+            let value = self.encode(data)?;
+            let index = index_key(&inner.config, user);
+            for _ in 0..CREATE_ATTEMPTS {
+                let token = Token::generate_as(inner.config.token_encoding())?;
+                let keys = self.keys(&token);
+                if !inner.store.insert(keys.key_ref(), &value, expiry).await? {
+                    continue;
+                }
+                // Session first, index entry second: a `sessions`, cap or `logout_everywhere` running in
+                // between cannot prune an entry whose session does not exist yet (the entry
+                // would be lost and the session invisible to "log out everywhere" for good).
+                // If indexing fails, the token is never handed out and the session idles away.
+                let member = IndexEntry::member_for(&keys.id, options.device());
+                inner
+                    .store
+                    .index_add(&index, &member, now_micros(), inner.index_ttl_ms)
+                    .await?;
+                match inner.config.max_sessions_per_user() {
+                    Some(cap) => self.evict_beyond(&index, cap).await?,
+                    None => self.prune_page(&index, 0).await.map(|_| ())?,
+                }
+                telemetry::count_n(names::LOGINS, 1);
+                return Ok(token);
             }
-            // Session first, index entry second: a `sessions`, cap or `logout_everywhere` running in
-            // between cannot prune an entry whose session does not exist yet (the entry
-            // would be lost and the session invisible to "log out everywhere" for good).
-            // If indexing fails, the token is never handed out and the session idles away.
-            let member = IndexEntry::member_for(&keys.id, options.device());
-            inner
-                .store
-                .index_add(&index, &member, now_micros(), inner.index_ttl_ms)
-                .await?;
-            match inner.config.max_sessions_per_user() {
-                Some(cap) => self.evict_beyond(&index, cap).await?,
-                None => self.prune_page(&index, 0).await.map(|_| ())?,
-            }
-            return Ok(token);
-        }
-        Err(Error::Random("generated tokens keep colliding".into()))
+            Err(Error::Random("generated tokens keep colliding".into()))
+        })
+        .await
     }
 
     /// The absolute lifetime a session created with `options` gets, if any: what a cookie's
@@ -241,29 +246,45 @@ where
     /// lifetime, destroyed) and when the stored data cannot be decoded into `T` (logged as
     /// a warning, without the token).
     pub async fn load(&self, token: &Token) -> Result<Option<Session<T>>> {
+        telemetry::load(self.layout(), self.load_untimed(token)).await
+    }
+
+    /// The layout's name in spans.
+    fn layout(&self) -> &'static str {
+        match self.inner.config.codec() {
+            Codec::Json => "json",
+            Codec::Hash => "hash",
+        }
+    }
+
+    async fn load_untimed(&self, token: &Token) -> (Result<Option<Session<T>>>, LoadOutcome) {
         let inner = &*self.inner;
         let keys = self.keys(token);
         let fetched = inner
             .store
             .load_and_touch(keys.key_ref(), inner.config.codec(), inner.idle_ms)
-            .await?;
+            .await;
         let stored = match fetched {
-            Fetched::Found(stored) => stored,
-            Fetched::Missing => return Ok(None),
-            Fetched::Corrupt(reason) => {
+            Ok(Fetched::Found(stored)) => stored,
+            Ok(Fetched::Missing) => return (Ok(None), LoadOutcome::Miss),
+            Ok(Fetched::Corrupt(reason)) => {
                 tracing::warn!(%reason, "corrupt session data treated as no session");
-                return Ok(None);
+                return (Ok(None), LoadOutcome::Corrupt);
             }
+            Err(error) => return (Err(error), LoadOutcome::BackendError),
         };
         match codec::decode::<T>(&stored) {
-            Ok(data) => Ok(Some(Session {
-                token: token.clone(),
-                data,
-                stored,
-            })),
+            Ok(data) => (
+                Ok(Some(Session {
+                    token: token.clone(),
+                    data,
+                    stored,
+                })),
+                LoadOutcome::Hit,
+            ),
             Err(reason) => {
                 tracing::warn!(%reason, "undecodable session data treated as no session");
-                Ok(None)
+                (Ok(None), LoadOutcome::Corrupt)
             }
         }
     }
@@ -272,11 +293,14 @@ where
     /// `false` when the session no longer exists, so a concurrent logout is never undone.
     /// Prefer [`update`](Self::update) when other requests may change the same session.
     pub async fn replace(&self, token: &Token, data: &T) -> Result<bool> {
-        let value = self.encode(data)?;
-        self.inner
-            .store
-            .replace(&self.keys(token).session, &value)
-            .await
+        telemetry::timed("replace", async {
+            let value = self.encode(data)?;
+            self.inner
+                .store
+                .replace(&self.keys(token).session, &value)
+                .await
+        })
+        .await
     }
 
     /// Writes `data` over the session as it was loaded, keeping the expiry and never
@@ -285,24 +309,31 @@ where
     /// survive; with the JSON codec the write happens only if nobody changed the data since
     /// it was loaded ([`UpdateOutcome::Conflict`] otherwise).
     pub async fn update(&self, session: &Session<T>, data: &T) -> Result<UpdateOutcome> {
-        let value = self.encode(data)?;
-        self.inner
-            .store
-            .update(
-                &self.keys(session.token()).session,
-                session.stored(),
-                &value,
-            )
-            .await
+        telemetry::timed("update", async {
+            let value = self.encode(data)?;
+            self.inner
+                .store
+                .update(
+                    &self.keys(session.token()).session,
+                    session.stored(),
+                    &value,
+                )
+                .await
+        })
+        .await
     }
 
     /// Ends the session of `token` at once; `false` if there was none.
     pub async fn logout(&self, token: &Token) -> Result<bool> {
-        let keys = self.keys(token);
-        let removed = self.inner.store.remove(&[keys.key_ref()]).await?;
-        // The user's index entry goes at the user's next login, `sessions` or `logout_everywhere` (the
-        // token does not tell whose it is).
-        Ok(removed > 0)
+        telemetry::timed("logout", async {
+            let keys = self.keys(token);
+            let removed = self.inner.store.remove(&[keys.key_ref()]).await?;
+            telemetry::count_label_n(names::LOGOUTS, "kind", "one", removed);
+            // The user's index entry goes at the user's next login, `sessions` or `logout_everywhere` (the
+            // token does not tell whose it is).
+            Ok(removed > 0)
+        })
+        .await
     }
 
     /// The user's live sessions, oldest first, each with its public id, creation and
@@ -319,23 +350,26 @@ where
         user: &UserId,
         current: Option<&Token>,
     ) -> Result<Vec<SessionInfo>> {
-        let index = index_key(&self.inner.config, user);
-        let live = self.live_members(&index).await?;
-        let current_id = current.map(|t| self.keys(t).id);
-        let now_ms = now_micros() / 1000;
-        Ok(live
-            .into_iter()
-            .map(|(entry, ttl)| {
-                let created_at_ms = entry.created_us / 1000;
-                SessionInfo {
-                    id: entry.session_id(),
-                    created_at_ms,
-                    last_seen_ms: self.last_seen_ms(now_ms, created_at_ms, ttl),
-                    device: entry.device().map(str::to_owned),
-                    current: current_id.as_deref() == Some(entry.key_id()),
-                }
-            })
-            .collect())
+        telemetry::timed("sessions", async {
+            let index = index_key(&self.inner.config, user);
+            let live = self.live_members(&index).await?;
+            let current_id = current.map(|t| self.keys(t).id);
+            let now_ms = now_micros() / 1000;
+            Ok(live
+                .into_iter()
+                .map(|(entry, ttl)| {
+                    let created_at_ms = entry.created_us / 1000;
+                    SessionInfo {
+                        id: entry.session_id(),
+                        created_at_ms,
+                        last_seen_ms: self.last_seen_ms(now_ms, created_at_ms, ttl),
+                        device: entry.device().map(str::to_owned),
+                        current: current_id.as_deref() == Some(entry.key_id()),
+                    }
+                })
+                .collect())
+        })
+        .await
     }
 
     /// When a session was last loaded, from what is left of its idle TTL.
@@ -364,22 +398,26 @@ where
     /// `false` when the user has no live session with that id, which includes every
     /// session of another user.
     pub async fn end_session(&self, user: &UserId, id: &SessionId) -> Result<bool> {
-        let index = index_key(&self.inner.config, user);
-        let mut offset = 0;
-        loop {
-            let page = self.index_page(&index, offset).await?;
-            let full = page.len() == INDEX_BATCH;
-            if let Some(entry) = page.iter().find(|entry| &entry.session_id() == id) {
-                return Ok(self
-                    .remove_members(&index, std::slice::from_ref(entry))
-                    .await?
-                    > 0);
+        telemetry::timed("end_session", async {
+            let index = index_key(&self.inner.config, user);
+            let mut offset = 0;
+            loop {
+                let page = self.index_page(&index, offset).await?;
+                let full = page.len() == INDEX_BATCH;
+                if let Some(entry) = page.iter().find(|entry| &entry.session_id() == id) {
+                    let removed = self
+                        .remove_members(&index, std::slice::from_ref(entry))
+                        .await?;
+                    telemetry::count_label_n(names::LOGOUTS, "kind", "session", removed);
+                    return Ok(removed > 0);
+                }
+                if !full {
+                    return Ok(false);
+                }
+                offset += page.len();
             }
-            if !full {
-                return Ok(false);
-            }
-            offset += page.len();
-        }
+        })
+        .await
     }
 
     /// Gives the session a new token and ends the old one, atomically: a concurrent request
@@ -395,25 +433,29 @@ where
     where
         T: SessionUser,
     {
-        let inner = &*self.inner;
-        let old = self.keys(session.token());
-        for _ in 0..CREATE_ATTEMPTS {
-            let token = self.token_in_slot_of(&old.session)?;
-            let new = self.keys(&token);
-            match inner.store.rename(old.key_ref(), new.key_ref()).await? {
-                RenameOutcome::Renamed { deadline_ms } => {
-                    self.reindex(&session.data().user_id(), &old.id, &new.id)
-                        .await?;
-                    return Ok(Some(Rotated {
-                        token,
-                        lifetime_left: deadline_ms.map(Duration::from_millis),
-                    }));
+        telemetry::timed("rotate", async {
+            let inner = &*self.inner;
+            let old = self.keys(session.token());
+            for _ in 0..CREATE_ATTEMPTS {
+                let token = self.token_in_slot_of(&old.session)?;
+                let new = self.keys(&token);
+                match inner.store.rename(old.key_ref(), new.key_ref()).await? {
+                    RenameOutcome::Renamed { deadline_ms } => {
+                        self.reindex(&session.data().user_id(), &old.id, &new.id)
+                            .await?;
+                        telemetry::count_n(names::ROTATIONS, 1);
+                        return Ok(Some(Rotated {
+                            token,
+                            lifetime_left: deadline_ms.map(Duration::from_millis),
+                        }));
+                    }
+                    RenameOutcome::Gone => return Ok(None),
+                    RenameOutcome::TargetExists => continue,
                 }
-                RenameOutcome::Gone => return Ok(None),
-                RenameOutcome::TargetExists => continue,
             }
-        }
-        Err(Error::Random("generated tokens keep colliding".into()))
+            Err(Error::Random("generated tokens keep colliding".into()))
+        })
+        .await
     }
 
     /// A fresh token whose session key the store can rename `old_key` to.
@@ -474,17 +516,21 @@ where
 
     /// Ends every session of `user`; returns how many were live.
     pub async fn logout_everywhere(&self, user: &UserId) -> Result<u64> {
-        let index = index_key(&self.inner.config, user);
-        let mut removed = 0;
-        loop {
-            // Each page is removed from the index, so the next one starts at rank 0 again.
-            let page = self.index_page(&index, 0).await?;
-            let full = page.len() == INDEX_BATCH;
-            removed += self.remove_members(&index, &page).await?;
-            if !full {
-                return Ok(removed);
+        telemetry::timed("logout_everywhere", async {
+            let index = index_key(&self.inner.config, user);
+            let mut removed = 0;
+            loop {
+                // Each page is removed from the index, so the next one starts at rank 0 again.
+                let page = self.index_page(&index, 0).await?;
+                let full = page.len() == INDEX_BATCH;
+                removed += self.remove_members(&index, &page).await?;
+                if !full {
+                    telemetry::count_label_n(names::LOGOUTS, "kind", "everywhere", removed);
+                    return Ok(removed);
+                }
             }
-        }
+        })
+        .await
     }
 
     /// One page of the index from rank `offset`.

@@ -1,0 +1,176 @@
+//! Metrics and tracing spans: what keygate records for whoever operates it.
+//!
+//! Metrics go through the [`metrics`](https://docs.rs/metrics) facade: keygate records, the
+//! application installs the exporter it wants (Prometheus, StatsD, ...) or none, in which
+//! case recording costs next to nothing. Label values are fixed words from the table
+//! below or names the application chose (a limiter's name, a backend operation): never a
+//! token, a code, a phone number or a user id.
+//!
+//! | metric | type | labels | what |
+//! | --- | --- | --- | --- |
+//! | `keygate_session_loads_total` | counter | `outcome` = `hit`, `miss`, `malformed`, `corrupt`, `backend_error` | session loads (one per request that carries a token, or none) |
+//! | `keygate_backend_seconds` | histogram | `op` (`load`, `login`, `logout`, `logout_everywhere`, `end_session`, `rotate`, `sessions`, `update`, `replace`, `code_send`, `code_verify`) | time of one backend operation, errors included |
+//! | `keygate_backend_errors_total` | counter | `op` | backend operations that failed (unreachable, timeout, script error) |
+//! | `keygate_rejections_total` | counter | `status` = `401`, `403`, `429`, `503` | requests an adapter refused before the handler |
+//! | `keygate_logins_total` | counter | | sessions created |
+//! | `keygate_logouts_total` | counter | `kind` = `one`, `everywhere`, `session` | sessions ended on request (`session`: one by id) |
+//! | `keygate_rotations_total` | counter | | tokens rotated |
+//! | `keygate_code_issued_total` | counter | `outcome` = `sent`, `cooldown`, `daily_limit`, `send_failed` | verification code requests |
+//! | `keygate_code_verified_total` | counter | `outcome` = `ok`, `wrong`, `burned`, `missing` | verification attempts |
+//! | `keygate_lock_acquired_total` | counter | | locks taken |
+//! | `keygate_lock_waited_seconds` | histogram | | time from asking for a lock to holding it |
+//! | `keygate_lock_busy_total` | counter | | lock requests that gave up (held elsewhere past the wait) |
+//! | `keygate_lock_lost_total` | counter | | held locks found lost (lease expired or taken over) |
+//!
+//! Spans (level DEBUG, target `keygate`): `keygate.load` per session load (fields `layout`,
+//! `outcome`, `elapsed_us`; never the token) and `keygate.op` per other backend operation
+//! (fields `op`, `elapsed_us`). They open inside whatever span is current, so they nest
+//! under the framework's request span.
+
+use std::future::Future;
+use std::time::Instant;
+
+use tracing::Instrument;
+
+use crate::{Error, Result};
+
+/// Metric names (the table in the [module docs](self)).
+pub mod names {
+    /// Session loads by outcome.
+    pub const SESSION_LOADS: &str = "keygate_session_loads_total";
+    /// Backend operation time.
+    pub const BACKEND_SECONDS: &str = "keygate_backend_seconds";
+    /// Failed backend operations.
+    pub const BACKEND_ERRORS: &str = "keygate_backend_errors_total";
+    /// Requests refused before the handler.
+    pub const REJECTIONS: &str = "keygate_rejections_total";
+    /// Sessions created.
+    pub const LOGINS: &str = "keygate_logins_total";
+    /// Sessions ended on request.
+    pub const LOGOUTS: &str = "keygate_logouts_total";
+    /// Tokens rotated.
+    pub const ROTATIONS: &str = "keygate_rotations_total";
+    /// Verification code requests.
+    pub const CODE_ISSUED: &str = "keygate_code_issued_total";
+    /// Verification attempts.
+    pub const CODE_VERIFIED: &str = "keygate_code_verified_total";
+    /// Locks taken.
+    pub const LOCK_ACQUIRED: &str = "keygate_lock_acquired_total";
+    /// Time to take a lock.
+    pub const LOCK_WAITED: &str = "keygate_lock_waited_seconds";
+    /// Lock requests that gave up.
+    pub const LOCK_BUSY: &str = "keygate_lock_busy_total";
+    /// Held locks found lost.
+    pub const LOCK_LOST: &str = "keygate_lock_lost_total";
+}
+
+/// How a session load ended, as counted in `keygate_session_loads_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LoadOutcome {
+    Hit,
+    Miss,
+    Malformed,
+    Corrupt,
+    BackendError,
+}
+
+impl LoadOutcome {
+    fn label(self) -> &'static str {
+        match self {
+            LoadOutcome::Hit => "hit",
+            LoadOutcome::Miss => "miss",
+            LoadOutcome::Malformed => "malformed",
+            LoadOutcome::Corrupt => "corrupt",
+            LoadOutcome::BackendError => "backend_error",
+        }
+    }
+}
+
+/// Counts a load that never reached the backend (a malformed token).
+pub(crate) fn malformed_load() {
+    count(
+        names::SESSION_LOADS,
+        "outcome",
+        LoadOutcome::Malformed.label(),
+    );
+}
+
+/// Runs one session load inside a `keygate.load` span; `work` says how it ended.
+pub(crate) async fn load<T>(
+    layout: &'static str,
+    work: impl Future<Output = (Result<T>, LoadOutcome)>,
+) -> Result<T> {
+    let span = tracing::debug_span!(
+        target: "keygate",
+        "keygate.load",
+        layout,
+        outcome = tracing::field::Empty,
+        elapsed_us = tracing::field::Empty
+    );
+    let started = Instant::now();
+    let (result, outcome) = work.instrument(span.clone()).await;
+    span.record("outcome", outcome.label());
+    count(names::SESSION_LOADS, "outcome", outcome.label());
+    finish(&span, "load", started, result.as_ref().err());
+    result
+}
+
+/// Counts a refusal an adapter answers before the handler, by status.
+pub fn rejection(status: u16) {
+    let label = match status {
+        401 => "401",
+        403 => "403",
+        429 => "429",
+        503 => "503",
+        _ => "other",
+    };
+    count(names::REJECTIONS, "status", label);
+}
+
+/// Adds one to a counter with one label.
+pub(crate) fn count(name: &'static str, label: &'static str, value: &'static str) {
+    metrics::counter!(name, label => value).increment(1);
+}
+
+/// Adds `n` to a counter without labels.
+pub(crate) fn count_n(name: &'static str, n: u64) {
+    metrics::counter!(name).increment(n);
+}
+
+/// Adds `n` to a counter with one label.
+pub(crate) fn count_label_n(name: &'static str, label: &'static str, value: &'static str, n: u64) {
+    metrics::counter!(name, label => value).increment(n);
+}
+
+/// Runs one backend operation inside a `keygate.op` span and records its time (and its
+/// failure, if it fails).
+pub(crate) async fn timed<T>(op: &'static str, work: impl Future<Output = Result<T>>) -> Result<T> {
+    let span = tracing::debug_span!(
+        target: "keygate",
+        "keygate.op",
+        op,
+        elapsed_us = tracing::field::Empty
+    );
+    let started = Instant::now();
+    let result = work.instrument(span.clone()).await;
+    finish(&span, op, started, result.as_ref().err());
+    result
+}
+
+/// Records the end of an operation that started at `started`.
+pub(crate) fn finish(
+    span: &tracing::Span,
+    op: &'static str,
+    started: Instant,
+    error: Option<&Error>,
+) {
+    let elapsed = started.elapsed();
+    span.record(
+        "elapsed_us",
+        u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+    );
+    metrics::histogram!(names::BACKEND_SECONDS, "op" => op).record(elapsed.as_secs_f64());
+    if error.is_some() {
+        count(names::BACKEND_ERRORS, "op", op);
+    }
+}

@@ -1,0 +1,292 @@
+//! What keygate records for operators (keygate::telemetry): the documented metrics move as
+//! the operations happen, no token, code, phone or user id ever becomes a label value, and
+//! the spans carry their outcome but never the token. On both backends.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use keygate::adapter::RequestParts;
+use keygate::code::{CodeConfig, Codes};
+use keygate::http::Rejection;
+use keygate::lock::Locks;
+use keygate::telemetry::names;
+use keygate::{Keygate, SessionConfig, SessionManager, SessionUser, Token};
+use keygate_tests::fixtures::{Backend, CapturingSender, JavaUser};
+use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+const PHONE: &str = "13800138000";
+
+/// A request carrying `authorization: <value>`.
+struct Header(String);
+
+impl RequestParts for Header {
+    fn header(&self, name: &str) -> Option<&[u8]> {
+        (name == "authorization").then_some(self.0.as_bytes())
+    }
+    fn query(&self) -> Option<&str> {
+        None
+    }
+    fn method(&self) -> &str {
+        "GET"
+    }
+}
+
+/// A log sink the test can read back.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The secrets of one run, none of which may appear in a label or a span.
+struct Secrets {
+    tokens: Vec<Token>,
+    code: String,
+}
+
+/// Drives one of everything through the core and returns what must stay secret.
+async fn exercise(backend: &Backend) -> Secrets {
+    let manager = SessionManager::<JavaUser>::from_shared_store(
+        backend.sessions(),
+        SessionConfig::java_seed(),
+    )
+    .unwrap();
+    let gate = Keygate::new(manager.clone());
+    let user = JavaUser::new(598);
+    let first = manager.login(&user.user_id(), &user).await.unwrap();
+    let second = manager.login(&user.user_id(), &user).await.unwrap();
+    // Loads: a hit, a miss, a malformed token (no backend call).
+    assert!(
+        gate.resolve(&Header(first.expose().to_owned()))
+            .await
+            .is_ok()
+    );
+    let unknown = Token::generate().unwrap();
+    assert_eq!(
+        gate.resolve(&Header(unknown.expose().to_owned()))
+            .await
+            .err(),
+        Some(Rejection::NoSession)
+    );
+    assert_eq!(
+        gate.resolve(&Header("not a token".into())).await.err(),
+        Some(Rejection::MalformedToken)
+    );
+    keygate::adapter::report_rejection(Rejection::NoSession);
+    keygate::adapter::report_rejection(Rejection::MalformedToken);
+    keygate::adapter::report_rejection(Rejection::CrossOrigin);
+
+    let session = manager.load(&second).await.unwrap().unwrap();
+    let rotated = manager.rotate(&session).await.unwrap().unwrap().token;
+    let listed = manager.sessions(&user.user_id(), None).await.unwrap();
+    assert!(
+        manager
+            .end_session(&user.user_id(), &listed[0].id)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !manager.logout(&first).await.unwrap(),
+        "ended by id already"
+    );
+    let third = manager.login(&user.user_id(), &user).await.unwrap();
+    assert!(manager.logout(&third).await.unwrap());
+    assert_eq!(manager.logout_everywhere(&user.user_id()).await.unwrap(), 1);
+
+    let sender = CapturingSender::default();
+    let codes =
+        Codes::from_shared(backend.codes(), Arc::new(sender.clone()), CodeConfig::new()).unwrap();
+    let phone = codes.phone(PHONE).unwrap();
+    codes.send(&phone).await.unwrap();
+    assert!(codes.send(&phone).await.is_err(), "cooldown");
+    let code = sender.last(PHONE).unwrap();
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    assert!(codes.verify(&phone, wrong).await.is_err());
+    codes.verify(&phone, &code).await.unwrap();
+
+    let locks = Locks::from_shared(backend.locks());
+    let held = locks.try_acquire("order:1").await.unwrap();
+    assert!(locks.try_acquire("order:1").await.is_err(), "busy");
+    held.release().await.unwrap();
+    let again = locks
+        .acquire("order:1", Duration::from_secs(1))
+        .await
+        .unwrap();
+    again.release().await.unwrap();
+
+    Secrets {
+        tokens: vec![first, second, rotated, third, unknown],
+        code,
+    }
+}
+
+/// One recorded metric: its name, its labels, its value.
+struct Recorded {
+    name: String,
+    labels: Vec<(String, String)>,
+    value: DebugValue,
+}
+
+/// The values recorded under `name` with (at least) these labels.
+fn matching<'a>(
+    snapshot: &'a [Recorded],
+    name: &'a str,
+    labels: &'a [(&str, &str)],
+) -> impl Iterator<Item = &'a DebugValue> {
+    snapshot
+        .iter()
+        .filter(move |r| {
+            r.name == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| r.labels.iter().any(|(lk, lv)| lk == k && lv == v))
+        })
+        .map(|r| &r.value)
+}
+
+fn counter(snapshot: &[Recorded], name: &str, labels: &[(&str, &str)]) -> u64 {
+    matching(snapshot, name, labels)
+        .map(|value| match value {
+            DebugValue::Counter(n) => *n,
+            other => panic!("{name} is not a counter: {other:?}"),
+        })
+        .sum()
+}
+
+fn histogram_count(snapshot: &[Recorded], name: &str, labels: &[(&str, &str)]) -> usize {
+    matching(snapshot, name, labels)
+        .map(|value| match value {
+            DebugValue::Histogram(samples) => samples.len(),
+            other => panic!("{name} is not a histogram: {other:?}"),
+        })
+        .sum()
+}
+
+fn run(on_redis: bool) {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let log = Captured::default();
+    let writer = log.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter("keygate=debug")
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let secrets = metrics::with_local_recorder(&recorder, || {
+        tracing::subscriber::with_default(subscriber, || {
+            runtime.block_on(async move {
+                let backend = if on_redis {
+                    Backend::redis().await
+                } else {
+                    Backend::memory()
+                };
+                exercise(&backend).await
+            })
+        })
+    });
+    let snapshot: Vec<Recorded> = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .map(|(key, _, _, value)| {
+            let key = key.key();
+            let labels = key
+                .labels()
+                .map(|l| (l.key().to_owned(), l.value().to_owned()))
+                .collect();
+            Recorded {
+                name: key.name().to_owned(),
+                labels,
+                value,
+            }
+        })
+        .collect();
+
+    let c = |name, labels: &[(&str, &str)]| counter(&snapshot, name, labels);
+    assert_eq!(c(names::LOGINS, &[]), 3);
+    // Loads: gate hit, miss, malformed; then the manager's own load before rotating.
+    assert_eq!(c(names::SESSION_LOADS, &[("outcome", "hit")]), 2);
+    assert_eq!(c(names::SESSION_LOADS, &[("outcome", "miss")]), 1);
+    assert_eq!(c(names::SESSION_LOADS, &[("outcome", "malformed")]), 1);
+    assert_eq!(
+        histogram_count(&snapshot, names::BACKEND_SECONDS, &[("op", "load")]),
+        3
+    );
+    assert_eq!(
+        histogram_count(&snapshot, names::BACKEND_SECONDS, &[("op", "login")]),
+        3
+    );
+    assert_eq!(c(names::ROTATIONS, &[]), 1);
+    assert_eq!(c(names::LOGOUTS, &[("kind", "session")]), 1);
+    assert_eq!(c(names::LOGOUTS, &[("kind", "one")]), 1);
+    assert_eq!(c(names::LOGOUTS, &[("kind", "everywhere")]), 1);
+    assert_eq!(c(names::REJECTIONS, &[("status", "401")]), 2);
+    assert_eq!(c(names::REJECTIONS, &[("status", "403")]), 1);
+    assert_eq!(c(names::CODE_ISSUED, &[("outcome", "sent")]), 1);
+    assert_eq!(c(names::CODE_ISSUED, &[("outcome", "cooldown")]), 1);
+    assert_eq!(c(names::CODE_VERIFIED, &[("outcome", "wrong")]), 1);
+    assert_eq!(c(names::CODE_VERIFIED, &[("outcome", "ok")]), 1);
+    assert_eq!(c(names::LOCK_ACQUIRED, &[]), 2);
+    assert_eq!(c(names::LOCK_BUSY, &[]), 1);
+    assert_eq!(histogram_count(&snapshot, names::LOCK_WAITED, &[]), 2);
+    assert_eq!(c(names::BACKEND_ERRORS, &[]), 0);
+
+    // No secret or personal value in any label.
+    let forbidden: Vec<String> = secrets
+        .tokens
+        .iter()
+        .map(|t| t.expose().to_owned())
+        .chain([secrets.code.clone(), PHONE.to_owned(), "598".to_owned()])
+        .collect();
+    for recorded in &snapshot {
+        let name = &recorded.name;
+        assert!(name.starts_with("keygate_"), "{name}");
+        for (key, value) in &recorded.labels {
+            assert!(
+                !forbidden.iter().any(|f| value.contains(f.as_str())),
+                "{name}{{{key}={value}}} carries a secret"
+            );
+        }
+    }
+
+    // Spans: each load with its layout and outcome, never a token.
+    let log = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        log.lines().any(|l| l.contains("keygate.load")
+            && l.contains("layout=\"hash\"")
+            && l.contains("outcome=\"hit\"")),
+        "{log}"
+    );
+    assert!(
+        log.lines()
+            .any(|l| l.contains("keygate.op") && l.contains("op=\"rotate\"")),
+        "{log}"
+    );
+    for secret in &forbidden[..forbidden.len() - 2] {
+        assert!(!log.contains(secret.as_str()), "a secret reached the log");
+    }
+}
+
+#[test]
+fn metrics_and_spans_on_the_memory_backend() {
+    run(false);
+}
+
+#[test]
+fn metrics_and_spans_on_redis() {
+    run(true);
+}
