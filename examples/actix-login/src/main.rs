@@ -13,8 +13,9 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{CONTENT_TYPE, RETRY_AFTER};
 use actix_web::{HttpRequest, HttpResponse, HttpServer, Resource, Route, web};
 use keygate_actix::{Auth, KeygateMiddleware, RateLimitMiddleware, Sessions};
+use keygate_example::handlers::ADMIN_TOKEN_HEADER;
 use keygate_example::page::{self, Asset};
-use keygate_example::{App, JSON, MAX_BODY_BYTES, Reply, StartError, UserDto, startup};
+use keygate_example::{App, MAX_BODY_BYTES, Reply, StartError, UserDto, startup};
 
 const FRAMEWORK: &str = "actix";
 
@@ -76,6 +77,7 @@ async fn run() -> Result<(), StartError> {
                 "/user/logout-all",
                 web::post().to(logout_all),
             ))
+            .service(open("/metrics", web::get().to(metrics)))
             .default_service(web::to(not_found))
     })
     .listen(listener)
@@ -98,7 +100,7 @@ fn open(path: &str, route: Route) -> Resource {
 fn respond(reply: Reply) -> HttpResponse {
     let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = HttpResponse::build(status);
-    response.insert_header((CONTENT_TYPE, JSON));
+    response.insert_header((CONTENT_TYPE, reply.content_type));
     if let Some(seconds) = reply.retry_after {
         response.insert_header((RETRY_AFTER, seconds));
     }
@@ -122,6 +124,17 @@ async fn asset(asset: &'static Asset) -> HttpResponse {
         response.insert_header(header);
     }
     response.body(asset.body)
+}
+
+async fn metrics(app: Shared, request: HttpRequest) -> HttpResponse {
+    let presented = request
+        .headers()
+        .get(ADMIN_TOKEN_HEADER)
+        .map(|v| v.as_bytes());
+    match app.operator(presented) {
+        Ok(operator) => respond(app.metrics(&operator)),
+        Err(refused) => respond(refused),
+    }
 }
 
 async fn not_found() -> HttpResponse {

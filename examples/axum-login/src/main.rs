@@ -22,7 +22,7 @@ use axum::routing::{delete, get, post};
 use keygate_axum::{Auth, KeygateLayer, RateLimitLayer, Sessions};
 use keygate_example::handlers::{ADMIN_TOKEN_HEADER, PAY_SIGNATURE_HEADER};
 use keygate_example::page::{self, Asset};
-use keygate_example::{App, JSON, MAX_BODY_BYTES, Reply, StartError, UserDto, startup};
+use keygate_example::{App, MAX_BODY_BYTES, Reply, StartError, UserDto, startup};
 
 const FRAMEWORK: &str = "axum";
 
@@ -89,6 +89,7 @@ fn routes(app: Arc<App>) -> Router {
                 .route_layer(RateLimitLayer::new(app.login_limiter())),
         )
         .route("/voucher/seckill", post(load_voucher))
+        .route("/metrics", get(metrics))
         .merge(authenticated)
         .fallback(not_found)
         .method_not_allowed_fallback(not_found)
@@ -101,7 +102,10 @@ fn respond(reply: Reply) -> Response {
     *response.status_mut() =
         StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(reply.content_type),
+    );
     if let Some(seconds) = reply.retry_after {
         headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
     }
@@ -184,6 +188,13 @@ async fn end_session(State(app): Shared, session: Auth<UserDto>, id: Segment) ->
 
 async fn logout_all(State(app): Shared, session: Auth<UserDto>) -> Response {
     respond(app.logout_all(&session).await)
+}
+
+async fn metrics(State(app): Shared, headers: HeaderMap) -> Response {
+    match app.operator(header_bytes(&headers, ADMIN_TOKEN_HEADER)) {
+        Ok(operator) => respond(app.metrics(&operator)),
+        Err(refused) => respond(refused),
+    }
 }
 
 async fn load_voucher(State(app): Shared, headers: HeaderMap, body: Body) -> Response {

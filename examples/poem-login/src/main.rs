@@ -10,8 +10,9 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use keygate_example::handlers::ADMIN_TOKEN_HEADER;
 use keygate_example::page::{self, Asset};
-use keygate_example::{App, JSON, MAX_BODY_BYTES, Reply, StartError, UserDto, startup};
+use keygate_example::{App, MAX_BODY_BYTES, Reply, StartError, UserDto, startup};
 use keygate_poem::{Auth, KeygateMiddleware, RateLimitMiddleware, Rejection, Sessions};
 use poem::error::ReadBodyError;
 use poem::http::StatusCode;
@@ -55,6 +56,7 @@ async fn run() -> Result<(), StartError> {
         .at("/user/sessions", get(sessions).with(auth()))
         .at("/user/sessions/:id", delete(end_session).with(auth()))
         .at("/user/logout-all", post(logout_all).with(auth()))
+        .at("/metrics", get(metrics))
         .data(Arc::clone(&app))
         .catch_all_error(answer_error);
     startup::announce_ready(FRAMEWORK, addr, app.backend_name());
@@ -71,7 +73,9 @@ impl IntoResponse for Json {
     fn into_response(self) -> Response {
         let status =
             StatusCode::from_u16(self.0.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let mut response = Response::builder().status(status).content_type(JSON);
+        let mut response = Response::builder()
+            .status(status)
+            .content_type(self.0.content_type);
         if let Some(seconds) = self.0.retry_after {
             response = response.header("retry-after", seconds);
         }
@@ -144,6 +148,18 @@ async fn login(Data(app): Shared<'_>, gate: Sessions<UserDto>, body: Body) -> Js
         Ok(body) => Json(app.login(&gate, &body).await),
         Err(reply) => reply,
     }
+}
+
+#[handler]
+fn metrics(Data(app): Shared<'_>, request: &Request) -> Json {
+    let presented = request
+        .headers()
+        .get(ADMIN_TOKEN_HEADER)
+        .map(|v| v.as_bytes());
+    Json(match app.operator(presented) {
+        Ok(operator) => app.metrics(&operator),
+        Err(refused) => refused,
+    })
 }
 
 #[handler]

@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use keygate_example::handlers::ADMIN_TOKEN_HEADER;
 use keygate_example::page::{self, Asset};
 use keygate_example::{App, MAX_BODY_BYTES, Reply, StartError, UserDto, startup};
 use keygate_rocket::{Auth, KeygateFairing, RateLimitFairing, RateLimited, Sessions};
@@ -19,8 +20,9 @@ use rocket::config::LogLevel;
 use rocket::data::{Data, ToByteUnit};
 use rocket::error::ErrorKind;
 use rocket::fairing::AdHoc;
+use rocket::http::Status;
 use rocket::http::uri::Origin;
-use rocket::http::{ContentType, Status};
+use rocket::request::{self, FromRequest};
 use rocket::response::{self, Responder, Response};
 use rocket::{Request, State, catch, catchers, delete, get, post, routes};
 
@@ -70,7 +72,8 @@ async fn run() -> Result<(), StartError> {
                 logout,
                 sessions,
                 end_session,
-                logout_all
+                logout_all,
+                metrics
             ],
         )
         .register("/", catchers![not_found, any_status])
@@ -94,12 +97,13 @@ impl<'r> Responder<'r, 'static> for Json {
             status,
             body,
             retry_after,
+            content_type,
             ..
         } = self.0;
         let mut response = Response::build();
         response
             .status(Status::new(status))
-            .header(ContentType::JSON)
+            .raw_header("Content-Type", content_type)
             .sized_body(body.len(), Cursor::new(body));
         if let Some(seconds) = retry_after {
             response.raw_header("Retry-After", seconds.to_string());
@@ -185,6 +189,26 @@ async fn login(
         Ok(body) => Json(app.login(&sessions, &body).await),
         Err(reply) => reply,
     }
+}
+
+/// The operator's `x-admin-token`, as presented (or absent).
+struct AdminToken<'r>(Option<&'r str>);
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for AdminToken<'r> {
+    type Error = std::convert::Infallible;
+
+    async fn from_request(request: &'r Request<'_>) -> request::Outcome<Self, Self::Error> {
+        request::Outcome::Success(Self(request.headers().get_one(ADMIN_TOKEN_HEADER)))
+    }
+}
+
+#[get("/metrics")]
+fn metrics(admin: AdminToken<'_>, app: &Shared) -> Json {
+    Json(match app.operator(admin.0.map(str::as_bytes)) {
+        Ok(operator) => app.metrics(&operator),
+        Err(refused) => refused,
+    })
 }
 
 #[get("/user/me")]

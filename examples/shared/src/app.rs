@@ -8,6 +8,7 @@ use keygate::lock::Locks;
 use keygate::login::PhoneLogin;
 use keygate::rate_limit::{FailureMode, Quota, RateLimiter};
 use keygate::{Keygate, SessionConfig, SessionCookie, SessionManager};
+use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::StartError;
 use crate::backend::Backend;
@@ -39,6 +40,8 @@ pub struct App {
     /// The per-IP budget shared by `POST /user/code` and `POST /user/login`.
     login_limiter: RateLimiter,
     backend: Backend,
+    /// What `GET /metrics` renders; `None` when the process could not install the recorder.
+    pub(crate) metrics: Option<PrometheusHandle>,
 }
 
 impl std::fmt::Debug for App {
@@ -56,7 +59,10 @@ impl App {
     /// and builds the services: sessions in the Java seed's layout, codes with the seed's
     /// limits and the development sender (codes go to the log), the operator token and the
     /// payment-callback key.
-    pub async fn build(config: &Config) -> Result<Arc<Self>, StartError> {
+    pub async fn build(
+        config: &Config,
+        metrics: Option<PrometheusHandle>,
+    ) -> Result<Arc<Self>, StartError> {
         let db = Db::open(&config.database).await?;
         let backend = Backend::connect(&config.redis, &config.redis_tls).await?;
         let invalid = |e: keygate::Error| StartError::new(format!("invalid configuration: {e}"));
@@ -96,6 +102,7 @@ impl App {
             pay_key,
             login_limiter,
             backend,
+            metrics,
         }))
     }
 

@@ -8,9 +8,9 @@ use serde::Serialize;
 /// The largest request body the examples read; larger ones are answered 400.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
-/// A JSON response: status, the envelope as text, and `Retry-After` (seconds) where
-/// waiting helps. Each example turns it into its framework's response with
-/// `content-type: application/json`.
+/// A response: status, the envelope as text (or, for `GET /metrics`, the Prometheus text),
+/// its content type, and `Retry-After` (seconds) where waiting helps. Each example turns it
+/// into its framework's response.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Reply {
@@ -20,6 +20,8 @@ pub struct Reply {
     pub body: String,
     /// Seconds for the `Retry-After` header, if any.
     pub retry_after: Option<u64>,
+    /// The `content-type`: [`JSON`] but for `GET /metrics`.
+    pub content_type: &'static str,
 }
 
 /// The content type of every [`Reply`].
@@ -111,12 +113,21 @@ impl Reply {
         Self::with_retry(status, body, None)
     }
 
+    /// 200 with a body that is not the envelope (the metrics page).
+    pub fn text(body: String, content_type: &'static str) -> Self {
+        Self {
+            content_type,
+            ..Self::with(200, body)
+        }
+    }
+
     /// A reply with a `Retry-After` of `retry_after` seconds.
     pub fn with_retry(status: u16, body: String, retry_after: Option<u64>) -> Self {
         Self {
             status,
             body,
             retry_after,
+            content_type: JSON,
         }
     }
 }

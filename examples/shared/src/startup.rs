@@ -57,8 +57,20 @@ pub async fn prepare() -> Result<(crate::Config, std::sync::Arc<crate::App>), St
     init_logging(&config.log_filter)?;
     // Boxed: building the app is a deep future; inlined into each framework's main future
     // it overflows the compiler's layout query depth.
-    let app = Box::pin(crate::App::build(&config)).await?;
+    let app = Box::pin(crate::App::build(&config, install_metrics())).await?;
     Ok((config, app))
+}
+
+/// Installs the process's metrics recorder (Prometheus text, rendered by `GET /metrics`):
+/// keygate records through the `metrics` facade into it.
+fn install_metrics() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
+    match metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder() {
+        Ok(handle) => Some(handle),
+        Err(error) => {
+            tracing::warn!(%error, "no metrics recorder: GET /metrics answers 503");
+            None
+        }
+    }
 }
 
 /// Binds a non-blocking listener on `addr` (what axum, actix-web and poem take).

@@ -819,3 +819,99 @@ pub async fn secure_cookie_when_configured(example: &'static str) {
         Some("token=; Path=/; HttpOnly; SameSite=Lax; Secure; Max-Age=0")
     );
 }
+
+/// The value of one sample of the Prometheus text `page` (`name{labels} value`), 0 when
+/// absent.
+fn sample(page: &str, series: &str) -> f64 {
+    page.lines()
+        .filter(|line| !line.starts_with('#'))
+        .find_map(|line| {
+            let (name, value) = line.rsplit_once(' ')?;
+            (name == series)
+                .then(|| value.parse::<f64>().ok())
+                .flatten()
+        })
+        .unwrap_or(0.0)
+}
+
+async fn scrape(http: &Client) -> String {
+    let response = http
+        .get("/metrics")
+        .header("x-admin-token", crate::launcher::ADMIN_TOKEN)
+        .send()
+        .await;
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert!(
+        response
+            .header("content-type")
+            .is_some_and(|t| t.starts_with("text/plain")),
+        "{:?}",
+        response.header("content-type")
+    );
+    response.text()
+}
+
+/// `GET /metrics` (an operator route): the Prometheus text of keygate's metrics, behind
+/// `x-admin-token`; the counters move with logins and authenticated requests, and no token
+/// or phone appears in it.
+pub async fn metrics_are_scraped_with_the_admin_token(example: &'static str) {
+    let Example { redis, http, .. } = &Example::start(example).await;
+    http.get("/metrics").send().await.envelope(401);
+    http.get("/metrics")
+        .header("x-admin-token", "wrong")
+        .send()
+        .await
+        .envelope(401);
+    let before = scrape(http).await;
+    let number = phone();
+    let token = login(http, redis, &number).await;
+    me(http, &token).await;
+    http.get("/user/me")
+        .token(&"0".repeat(32))
+        .send()
+        .await
+        .envelope(401);
+    let after = scrape(http).await;
+    let moved = |series: &str| sample(&after, series) - sample(&before, series);
+    assert_eq!(moved("keygate_logins_total"), 1.0, "{after}");
+    assert_eq!(
+        moved("keygate_session_loads_total{outcome=\"hit\"}"),
+        1.0,
+        "{after}"
+    );
+    assert_eq!(
+        moved("keygate_session_loads_total{outcome=\"miss\"}"),
+        1.0,
+        "{after}"
+    );
+    assert_eq!(
+        moved("keygate_rejections_total{status=\"401\"}"),
+        1.0,
+        "{after}"
+    );
+    assert_eq!(
+        moved("keygate_code_issued_total{outcome=\"sent\"}"),
+        1.0,
+        "{after}"
+    );
+    assert_eq!(
+        moved("keygate_code_verified_total{outcome=\"ok\"}"),
+        1.0,
+        "{after}"
+    );
+    assert!(after.contains("keygate_backend_seconds"), "{after}");
+    assert!(
+        !after.contains(&token) && !after.contains(&number),
+        "a secret in the metrics"
+    );
+}
+
+/// Without `ADMIN_TOKEN`, `GET /metrics` is off: 403 whatever the request carries.
+pub async fn metrics_are_off_without_an_admin_token(example: &'static str) {
+    let Example { http, .. } = &Example::start_without(example, &["ADMIN_TOKEN"]).await;
+    http.get("/metrics")
+        .header("x-admin-token", crate::launcher::ADMIN_TOKEN)
+        .send()
+        .await
+        .envelope(403);
+}

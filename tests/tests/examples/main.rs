@@ -48,6 +48,8 @@ on_every_example!(
     login::sessions_name_devices_and_end_one,
     login::cookie_transport_and_origin_check,
     login::secure_cookie_when_configured,
+    login::metrics_are_scraped_with_the_admin_token,
+    login::metrics_are_off_without_an_admin_token,
     login::unknown_routes_and_the_page,
     login::redis_outage_answers_503_and_recovers,
     rate_limit::the_fourth_request_of_a_minute_is_429,

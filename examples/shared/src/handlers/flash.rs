@@ -92,8 +92,11 @@ fn db_failure(error: &DbError) -> Reply {
     Reply::internal(error)
 }
 
+/// The content type of the Prometheus text exposition format.
+pub const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
 impl App {
-    /// Checks the operator token of `POST /voucher/seckill` (the header
+    /// Checks the operator token of `POST /voucher/seckill` and `GET /metrics` (the header
     /// [`ADMIN_TOKEN_HEADER`]) against `ADMIN_TOKEN`, in constant time: 403 while no
     /// `ADMIN_TOKEN` is configured, 401 when the header is missing or wrong. Call it
     /// before reading the body.
@@ -107,6 +110,15 @@ impl App {
         match admin_token {
             Some(presented) if key.accepts(presented) => Ok(Operator(())),
             _ => Err(Reply::error(401, "missing or wrong x-admin-token")),
+        }
+    }
+
+    /// `GET /metrics`, for an [`Operator`]: every metric keygate and the app recorded, in
+    /// the Prometheus text format.
+    pub fn metrics(&self, _operator: &Operator) -> Reply {
+        match &self.metrics {
+            Some(handle) => Reply::text(handle.render(), PROMETHEUS_TEXT),
+            None => Reply::error(503, "metrics are not being recorded"),
         }
     }
 
