@@ -24,8 +24,9 @@
 //!
 //! Spans (level DEBUG, target `keygate`): `keygate.load` per session load (fields `layout`,
 //! `outcome`, `elapsed_us`; never the token) and `keygate.op` per other backend operation
-//! (fields `op`, `elapsed_us`). They open inside whatever span is current, so they nest
-//! under the framework's request span.
+//! (fields `op`, `elapsed_us`), and `keygate.lock` per lock request (fields `outcome`,
+//! `waited_us`; not the lock's name). They open inside whatever span is current, so they
+//! nest under the framework's request span.
 
 use std::future::Future;
 use std::time::Instant;

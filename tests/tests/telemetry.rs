@@ -276,6 +276,11 @@ fn run(on_redis: bool) {
             .any(|l| l.contains("keygate.op") && l.contains("op=\"rotate\"")),
         "{log}"
     );
+    assert!(
+        log.lines()
+            .any(|l| l.contains("keygate.lock") && l.contains("outcome=\"busy\"")),
+        "{log}"
+    );
     for secret in &forbidden[..forbidden.len() - 2] {
         assert!(!log.contains(secret.as_str()), "a secret reached the log");
     }

@@ -252,6 +252,10 @@ impl Locks {
     /// attempt is then given back by owner first (see the module docs), so a failure takes
     /// up to two command timeouts.
     pub async fn try_acquire(&self, name: &str) -> Result<LockGuard, LockError> {
+        traced(self.try_acquire_untraced(name)).await
+    }
+
+    async fn try_acquire_untraced(&self, name: &str) -> Result<LockGuard, LockError> {
         let keys = LockKeys::new(name);
         let owner = Token::generate()?.expose().to_owned();
         let sent = Instant::now();
@@ -273,6 +277,10 @@ impl Locks {
     /// fallback. Backend errors end the wait at once (fail closed), after giving the
     /// attempt back as [`try_acquire`](Self::try_acquire) does.
     pub async fn acquire(&self, name: &str, wait: Duration) -> Result<LockGuard, LockError> {
+        traced(self.acquire_untraced(name, wait)).await
+    }
+
+    async fn acquire_untraced(&self, name: &str, wait: Duration) -> Result<LockGuard, LockError> {
         let keys = LockKeys::new(name);
         let owner = Token::generate()?.expose().to_owned();
         let asked = Instant::now();
@@ -411,6 +419,33 @@ impl Locks {
         };
         cap.mul_f64(rand::rng().random_range(0.5..=1.0))
     }
+}
+
+/// Runs one lock request inside a `keygate.lock` span (DEBUG) that records how it ended and
+/// how long it waited; the lock's name stays out of it (names may hold ids).
+async fn traced(
+    work: impl std::future::Future<Output = Result<LockGuard, LockError>>,
+) -> Result<LockGuard, LockError> {
+    use tracing::Instrument;
+    let span = tracing::debug_span!(
+        target: "keygate",
+        "keygate.lock",
+        outcome = tracing::field::Empty,
+        waited_us = tracing::field::Empty
+    );
+    let asked = Instant::now();
+    let result = work.instrument(span.clone()).await;
+    let outcome = match &result {
+        Ok(_) => "acquired",
+        Err(LockError::Busy { .. } | LockError::Timeout) => "busy",
+        Err(_) => "failed",
+    };
+    span.record("outcome", outcome);
+    span.record(
+        "waited_us",
+        u64::try_from(asked.elapsed().as_micros()).unwrap_or(u64::MAX),
+    );
+    result
 }
 
 /// Counts a lock taken `asked` after it was asked for.
