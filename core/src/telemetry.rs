@@ -9,7 +9,7 @@
 //! | metric | type | labels | what |
 //! | --- | --- | --- | --- |
 //! | `keygate_session_loads_total` | counter | `outcome` = `hit`, `miss`, `malformed`, `corrupt`, `backend_error` | session loads (one per request that carries a token, or none) |
-//! | `keygate_backend_seconds` | histogram | `op` (`load`, `login`, `logout`, `logout_everywhere`, `end_session`, `rotate`, `sessions`, `update`, `replace`, `code_send`, `code_verify`) | time of one backend operation, errors included |
+//! | `keygate_backend_seconds` | histogram | `op` (`load`, `login`, `logout`, `logout_everywhere`, `end_session`, `rotate`, `sessions`, `update`, `replace`, `code_send`, `code_verify`, `flash_sale_order`) | time of one backend operation, errors included |
 //! | `keygate_backend_errors_total` | counter | `op` | backend operations that failed (unreachable, timeout, script error) |
 //! | `keygate_rejections_total` | counter | `status` = `401`, `403`, `429`, `503` | requests an adapter refused before the handler |
 //! | `keygate_logins_total` | counter | | sessions created |
@@ -21,11 +21,15 @@
 //! | `keygate_lock_waited_seconds` | histogram | | time from asking for a lock to holding it |
 //! | `keygate_lock_busy_total` | counter | | lock requests that gave up (held elsewhere past the wait) |
 //! | `keygate_lock_lost_total` | counter | | held locks found lost (lease expired or taken over) |
+//! | `keygate_flash_sale_orders_total` | counter | `outcome` = `ordered`, `sold_out`, `already_ordered`, `unknown_voucher`, `not_started`, `ended` | flash-sale order attempts |
+//! | `keygate_flash_sale_handled_total` | counter | `outcome` = `ok`, `failed`, `panicked` | orders the consumer handed to the handler |
+//! | `keygate_flash_sale_dead_lettered_total` | counter | | orders moved to the dead-letter stream |
 //!
 //! Spans (level DEBUG, target `keygate`): `keygate.load` per session load (fields `layout`,
 //! `outcome`, `elapsed_us`; never the token) and `keygate.op` per other backend operation
 //! (fields `op`, `elapsed_us`), and `keygate.lock` per lock request (fields `outcome`,
-//! `waited_us`; not the lock's name). They open inside whatever span is current, so they
+//! `waited_us`; not the lock's name), and `keygate.order` per order the consumer handles
+//! (fields `order_id`, `deliveries`). They open inside whatever span is current, so they
 //! nest under the framework's request span.
 
 use std::future::Future;
@@ -63,6 +67,12 @@ pub mod names {
     pub const LOCK_BUSY: &str = "keygate_lock_busy_total";
     /// Held locks found lost.
     pub const LOCK_LOST: &str = "keygate_lock_lost_total";
+    /// Flash-sale order attempts by outcome.
+    pub const FLASH_SALE_ORDERS: &str = "keygate_flash_sale_orders_total";
+    /// Orders the consumer handed to the handler, by outcome.
+    pub const FLASH_SALE_HANDLED: &str = "keygate_flash_sale_handled_total";
+    /// Orders moved to the dead-letter stream.
+    pub const FLASH_SALE_DEAD_LETTERED: &str = "keygate_flash_sale_dead_lettered_total";
 }
 
 /// How a session load ended, as counted in `keygate_session_loads_total`.

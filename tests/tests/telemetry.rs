@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use keygate::adapter::RequestParts;
 use keygate::code::{CodeConfig, Codes};
+use keygate::flash_sale::{FlashSale, OrderOutcome, SaleWindow};
 use keygate::http::Rejection;
 use keygate::lock::Locks;
 use keygate::telemetry::names;
@@ -122,6 +123,26 @@ async fn exercise(backend: &Backend) -> Secrets {
         .await
         .unwrap();
     again.release().await.unwrap();
+
+    let sale = FlashSale::from_shared(backend.flash_sale());
+    sale.load(7, 1, SaleWindow::default()).await.unwrap();
+    let buyer = JavaUser::new(598).user_id();
+    assert!(matches!(
+        sale.order(7, &buyer).await.unwrap(),
+        OrderOutcome::Ordered { .. }
+    ));
+    assert_eq!(
+        sale.order(7, &buyer).await.unwrap(),
+        OrderOutcome::AlreadyOrdered
+    );
+    assert_eq!(
+        sale.order(7, &JavaUser::new(2).user_id()).await.unwrap(),
+        OrderOutcome::SoldOut
+    );
+    assert_eq!(
+        sale.order(8, &buyer).await.unwrap(),
+        OrderOutcome::UnknownVoucher
+    );
 
     Secrets {
         tokens: vec![first, second, rotated, third, unknown],
@@ -243,6 +264,24 @@ fn run(on_redis: bool) {
     assert_eq!(c(names::LOCK_ACQUIRED, &[]), 2);
     assert_eq!(c(names::LOCK_BUSY, &[]), 1);
     assert_eq!(histogram_count(&snapshot, names::LOCK_WAITED, &[]), 2);
+    assert_eq!(c(names::FLASH_SALE_ORDERS, &[("outcome", "ordered")]), 1);
+    assert_eq!(
+        c(names::FLASH_SALE_ORDERS, &[("outcome", "already_ordered")]),
+        1
+    );
+    assert_eq!(c(names::FLASH_SALE_ORDERS, &[("outcome", "sold_out")]), 1);
+    assert_eq!(
+        c(names::FLASH_SALE_ORDERS, &[("outcome", "unknown_voucher")]),
+        1
+    );
+    assert_eq!(
+        histogram_count(
+            &snapshot,
+            names::BACKEND_SECONDS,
+            &[("op", "flash_sale_order")]
+        ),
+        4
+    );
     assert_eq!(c(names::BACKEND_ERRORS, &[]), 0);
 
     // No secret or personal value in any label.

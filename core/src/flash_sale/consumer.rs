@@ -9,11 +9,13 @@ use futures_util::FutureExt;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use super::sale::FlashSale;
 use super::{Entry, FlashSaleStore, Order, ShardKeys};
 use crate::Token;
 use crate::config::millis;
+use crate::telemetry::{self, names};
 
 /// Idle-claim passes per claim interval at most, when passes find nothing idle.
 const CLAIM_PASSES: usize = 32;
@@ -366,12 +368,14 @@ impl Worker {
             let outcome = match entry.order() {
                 Err(reason) => {
                     let _ = c.store.record_error(&self.keys, &entry.id, &reason).await;
+                    telemetry::count_n(names::FLASH_SALE_DEAD_LETTERED, 1);
                     c.store
                         .dead_letter(&self.keys, &o.group, &entry, o.dead_letter_cap)
                         .await
                 }
                 Ok(_) if entry.deliveries > o.max_deliveries => {
                     tracing::warn!(id = %entry.id, deliveries = entry.deliveries, "order dead-lettered");
+                    telemetry::count_n(names::FLASH_SALE_DEAD_LETTERED, 1);
                     c.store
                         .dead_letter(&self.keys, &o.group, &entry, o.dead_letter_cap)
                         .await
@@ -379,9 +383,22 @@ impl Worker {
                 Ok(order) => {
                     // A panicking handler is a failed delivery, not the end of this shard's
                     // worker. The panic's message is not logged: it may carry user data.
+                    let span = tracing::debug_span!(
+                        target: "keygate",
+                        "keygate.order",
+                        order_id = order.order_id,
+                        deliveries = entry.deliveries
+                    );
                     let result = AssertUnwindSafe(c.handler.handle(&order))
                         .catch_unwind()
+                        .instrument(span)
                         .await;
+                    let label = match &result {
+                        Ok(Ok(())) => "ok",
+                        Ok(Err(_)) => "failed",
+                        Err(_) => "panicked",
+                    };
+                    telemetry::count(names::FLASH_SALE_HANDLED, "outcome", label);
                     match result {
                         Ok(Ok(())) => {
                             handled.push(entry.id);

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::{Entry, FlashSaleStore, RawOrder, ShardKeys, StreamLengths};
+use crate::telemetry::{self, names};
 use crate::{Error, Result, UserId};
 
 /// The largest stock [`FlashSale::load`] accepts: the order script keeps the stock as a
@@ -168,18 +169,22 @@ impl FlashSale {
     /// Tries to order one `voucher_id` for `user`: one atomic script.
     pub async fn order(&self, voucher_id: u64, user: &UserId) -> Result<OrderOutcome> {
         let (shard, keys) = self.keys(voucher_id);
-        let raw = self
-            .store
-            .order(&keys, shard, self.shards, voucher_id, user.as_str())
-            .await?;
-        Ok(match raw {
-            RawOrder::Ordered(order_id) => OrderOutcome::Ordered { order_id },
-            RawOrder::SoldOut => OrderOutcome::SoldOut,
-            RawOrder::AlreadyOrdered => OrderOutcome::AlreadyOrdered,
-            RawOrder::UnknownVoucher => OrderOutcome::UnknownVoucher,
-            RawOrder::NotStarted => OrderOutcome::NotStarted,
-            RawOrder::Ended => OrderOutcome::Ended,
-        })
+        let raw = telemetry::timed(
+            "flash_sale_order",
+            self.store
+                .order(&keys, shard, self.shards, voucher_id, user.as_str()),
+        )
+        .await?;
+        let (outcome, label) = match raw {
+            RawOrder::Ordered(order_id) => (OrderOutcome::Ordered { order_id }, "ordered"),
+            RawOrder::SoldOut => (OrderOutcome::SoldOut, "sold_out"),
+            RawOrder::AlreadyOrdered => (OrderOutcome::AlreadyOrdered, "already_ordered"),
+            RawOrder::UnknownVoucher => (OrderOutcome::UnknownVoucher, "unknown_voucher"),
+            RawOrder::NotStarted => (OrderOutcome::NotStarted, "not_started"),
+            RawOrder::Ended => (OrderOutcome::Ended, "ended"),
+        };
+        telemetry::count(names::FLASH_SALE_ORDERS, "outcome", label);
+        Ok(outcome)
     }
 
     /// The lengths of shard `shard`'s orders and dead-letter streams (for monitoring).

@@ -725,3 +725,24 @@ pub async fn runs_on_a_redis_cluster() {
         .await
         .envelope(401);
 }
+
+/// `GET /metrics` after an order: the order attempt and its handling by the consumer are
+/// counted (docs/http-api.md § Routes of every example, `GET /metrics`).
+pub async fn metrics_count_orders_and_their_handling() {
+    let example = Example::start(FLAGSHIP).await;
+    let before = crate::login::scrape(&example.http).await;
+    one_stored_order(&example, 41, 9).await;
+    let after = crate::login::scrape(&example.http).await;
+    let moved =
+        |series: &str| crate::login::sample(&after, series) - crate::login::sample(&before, series);
+    assert_eq!(
+        moved("keygate_flash_sale_orders_total{outcome=\"ordered\"}"),
+        1.0,
+        "{after}"
+    );
+    assert_eq!(
+        moved("keygate_flash_sale_handled_total{outcome=\"ok\"}"),
+        1.0,
+        "{after}"
+    );
+}

@@ -822,7 +822,7 @@ pub async fn secure_cookie_when_configured(example: &'static str) {
 
 /// The value of one sample of the Prometheus text `page` (`name{labels} value`), 0 when
 /// absent.
-fn sample(page: &str, series: &str) -> f64 {
+pub fn sample(page: &str, series: &str) -> f64 {
     page.lines()
         .filter(|line| !line.starts_with('#'))
         .find_map(|line| {
@@ -834,7 +834,7 @@ fn sample(page: &str, series: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-async fn scrape(http: &Client) -> String {
+pub async fn scrape(http: &Client) -> String {
     let response = http
         .get("/metrics")
         .header("x-admin-token", crate::launcher::ADMIN_TOKEN)

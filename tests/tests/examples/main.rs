@@ -60,6 +60,11 @@ on_every_example!(
 
 mod axum_flagship {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn metrics_count_orders_and_their_handling() {
+        crate::flagship::metrics_count_orders_and_their_handling().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn flash_sale_never_oversells() {
         crate::flagship::flash_sale_never_oversells().await;
     }
