@@ -440,31 +440,14 @@ mod tests {
         }
     }
 
-    struct Req {
-        method: &'static str,
-        headers: Vec<(&'static str, String)>,
-    }
+    use crate::transport::TestRequest;
 
-    impl RequestParts for Req {
-        fn header(&self, name: &str) -> Option<&[u8]> {
-            self.headers
-                .iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, v)| v.as_bytes())
-        }
-        fn query(&self) -> Option<&str> {
-            None
-        }
-        fn method(&self) -> &str {
-            self.method
-        }
-    }
-
-    fn req(method: &'static str, headers: &[(&'static str, &str)]) -> Req {
-        Req {
-            method,
-            headers: headers.iter().map(|(n, v)| (*n, (*v).to_owned())).collect(),
-        }
+    fn req(method: &'static str, headers: &[(&'static str, &str)]) -> TestRequest {
+        headers
+            .iter()
+            .fold(TestRequest::new(method), |r, (name, value)| {
+                r.header(name, value)
+            })
     }
 
     fn gate(config: SessionConfig) -> Keygate<User> {

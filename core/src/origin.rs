@@ -175,35 +175,14 @@ impl HostPort {
 mod tests {
     use super::*;
 
-    #[derive(Default)]
-    struct Req {
-        headers: Vec<(&'static str, &'static str)>,
-        authority: Option<&'static str>,
-    }
+    use crate::transport::TestRequest;
 
-    impl RequestParts for Req {
-        fn header(&self, name: &str) -> Option<&[u8]> {
-            self.headers
-                .iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, v)| v.as_bytes())
-        }
-        fn query(&self) -> Option<&str> {
-            None
-        }
-        fn method(&self) -> &str {
-            "POST"
-        }
-        fn authority(&self) -> Option<&str> {
-            self.authority
-        }
-    }
-
-    fn req(headers: &[(&'static str, &'static str)]) -> Req {
-        Req {
-            headers: headers.to_vec(),
-            authority: None,
-        }
+    fn req(headers: &[(&'static str, &'static str)]) -> TestRequest {
+        headers
+            .iter()
+            .fold(TestRequest::new("POST"), |r, (name, value)| {
+                r.header(name, value)
+            })
     }
 
     fn same_host(headers: &[(&'static str, &'static str)]) -> bool {
@@ -295,14 +274,14 @@ mod tests {
 
     #[test]
     fn http2_authority_stands_in_for_host() {
-        let request = Req {
-            headers: vec![("origin", "https://app.example")],
+        let request = TestRequest {
             authority: Some("app.example"),
+            ..req(&[("origin", "https://app.example")])
         };
         assert!(AllowedOrigins::same_host().allow(&request));
-        let foreign = Req {
-            headers: vec![("origin", "https://evil.example")],
+        let foreign = TestRequest {
             authority: Some("app.example"),
+            ..req(&[("origin", "https://evil.example")])
         };
         assert!(!AllowedOrigins::same_host().allow(&foreign));
     }

@@ -187,38 +187,68 @@ fn cookie<'h>(header: &'h [u8], name: &[u8]) -> Option<&'h [u8]> {
     })
 }
 
+/// A request made of its parts, for the core's unit tests (one type for every module
+/// that reads requests).
+#[cfg(test)]
+#[derive(Default)]
+pub(crate) struct TestRequest {
+    /// The method; empty means `GET`.
+    pub method: &'static str,
+    pub headers: Vec<(&'static str, Vec<u8>)>,
+    pub query: Option<String>,
+    pub authority: Option<&'static str>,
+}
+
+#[cfg(test)]
+impl TestRequest {
+    /// A request with this method and no parts yet.
+    pub fn new(method: &'static str) -> Self {
+        Self {
+            method,
+            ..Self::default()
+        }
+    }
+
+    /// Adds a header.
+    pub fn header(mut self, name: &'static str, value: impl AsRef<[u8]>) -> Self {
+        self.headers.push((name, value.as_ref().to_vec()));
+        self
+    }
+}
+
+#[cfg(test)]
+impl RequestParts for TestRequest {
+    fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_slice())
+    }
+    fn query(&self) -> Option<&str> {
+        self.query.as_deref()
+    }
+    fn method(&self) -> &str {
+        if self.method.is_empty() {
+            "GET"
+        } else {
+            self.method
+        }
+    }
+    fn authority(&self) -> Option<&str> {
+        self.authority
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const TOKEN: &str = "dd9b7511874889f4192fbda3d8b0881c";
 
-    #[derive(Default)]
-    struct Req {
-        headers: Vec<(&'static str, Vec<u8>)>,
-        query: Option<String>,
-    }
-
-    impl RequestParts for Req {
-        fn header(&self, name: &str) -> Option<&[u8]> {
-            self.headers
-                .iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, v)| v.as_slice())
-        }
-        fn query(&self) -> Option<&str> {
-            self.query.as_deref()
-        }
-        fn method(&self) -> &str {
-            "GET"
-        }
-    }
+    type Req = TestRequest;
 
     fn header(name: &'static str, value: &str) -> Req {
-        Req {
-            headers: vec![(name, value.as_bytes().to_vec())],
-            query: None,
-        }
+        Req::new("GET").header(name, value)
     }
 
     fn read(req: &Req) -> Result<Option<String>, MalformedToken> {
@@ -262,10 +292,7 @@ mod tests {
                 "{bad:?}"
             );
         }
-        let non_utf8 = Req {
-            headers: vec![("authorization", vec![0xff; 32])],
-            query: None,
-        };
+        let non_utf8 = Req::new("GET").header("authorization", [0xff; 32]);
         assert_eq!(read(&non_utf8), Err(MalformedToken));
         let encoded = Req {
             query: Some("tokenid=dd9b7511874889f4%2A92fbda3d8b0881c".into()),
@@ -277,8 +304,8 @@ mod tests {
     #[test]
     fn the_first_source_present_wins() {
         let req = Req {
-            headers: vec![("authorization", b"*".to_vec())],
             query: Some(format!("tokenid={TOKEN}")),
+            ..header("authorization", "*")
         };
         assert_eq!(read(&req), Err(MalformedToken));
         let query_first = TokenReader::new([
@@ -308,13 +335,7 @@ mod tests {
             .unwrap()
             .map(|(_, source)| source.clone());
         assert_eq!(found, Some(TokenSource::Cookie("kg".into())));
-        let both = Req {
-            headers: vec![
-                ("cookie", format!("kg={TOKEN}").into_bytes()),
-                ("authorization", TOKEN.as_bytes().to_vec()),
-            ],
-            query: None,
-        };
+        let both = header("cookie", &format!("kg={TOKEN}")).header("authorization", TOKEN);
         let found = reader
             .read_with_source(&both, TokenFormats::standard())
             .unwrap()

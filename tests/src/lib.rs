@@ -9,6 +9,7 @@ pub mod adapter_suite;
 mod cluster;
 pub mod fixtures;
 pub mod load;
+pub mod log_capture;
 pub mod observed;
 mod server;
 pub mod tls;

@@ -5,8 +5,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use keygate::SessionUser as _;
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use keygate::code::{CodeConfig, Codes, LogCodeSender};
@@ -15,27 +13,9 @@ use keygate::rate_limit::{FailureMode, Quota, RateLimiter};
 use keygate::{Keygate, RedisOptions, RedisStore, SessionConfig, SessionManager, Token};
 use keygate_tests::RedisServer;
 use keygate_tests::fixtures::{CapturingSender, JavaUser};
+use keygate_tests::log_capture::LogCapture;
 
 const PASSWORD: &str = "hunter2-very-secret";
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Capture {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
 
 struct Header(String);
 
@@ -53,7 +33,7 @@ impl keygate::adapter::RequestParts for Header {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_reaches_the_logs() {
-    let capture = Capture::default();
+    let capture = LogCapture::default();
     let writer = capture.clone();
     tracing_subscriber::fmt()
         .with_max_level(tracing::Level::TRACE)

@@ -3,8 +3,7 @@
 //! the spans carry their outcome but never the token. On both backends.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use keygate::adapter::RequestParts;
@@ -15,6 +14,7 @@ use keygate::lock::Locks;
 use keygate::telemetry::names;
 use keygate::{Keygate, SessionConfig, SessionManager, SessionUser, Token};
 use keygate_tests::fixtures::{Backend, CapturingSender, JavaUser};
+use keygate_tests::log_capture::LogCapture;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 
 const PHONE: &str = "13800138000";
@@ -31,20 +31,6 @@ impl RequestParts for Header {
     }
     fn method(&self) -> &str {
         "GET"
-    }
-}
-
-/// A log sink the test can read back.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
     }
 }
 
@@ -195,7 +181,7 @@ fn histogram_count(snapshot: &[Recorded], name: &str, labels: &[(&str, &str)]) -
 fn run(on_redis: bool) {
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
-    let log = Captured::default();
+    let log = LogCapture::default();
     let writer = log.clone();
     let subscriber = tracing_subscriber::fmt()
         .with_env_filter("keygate=debug")
@@ -303,7 +289,7 @@ fn run(on_redis: bool) {
     }
 
     // Spans: each load with its layout and outcome, never a token.
-    let log = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+    let log = log.text();
     assert!(
         log.lines().any(|l| l.contains("keygate.load")
             && l.contains("layout=\"hash\"")

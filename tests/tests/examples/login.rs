@@ -696,6 +696,22 @@ pub async fn sessions_name_devices_and_end_one(example: &'static str) {
     me(http, &stranger).await;
 }
 
+/// Logs in by code and returns the token with the `Set-Cookie` of the login's response.
+async fn login_for_cookie(
+    http: &Client,
+    redis: &RedisServer,
+    number: &str,
+) -> (String, Option<String>) {
+    let code = send_code(http, redis, number).await;
+    let login = http
+        .post("/user/login")
+        .json(&json!({"phone": number, "code": code}))
+        .send()
+        .await;
+    let token = login.data().as_str().expect("the token").to_owned();
+    (token, login.header("set-cookie").map(str::to_owned))
+}
+
 /// docs/http-api.md § Token transport: login sets the `token` cookie (`HttpOnly`,
 /// `SameSite=Lax`, `Path=/`, `Secure` only with `COOKIE_SECURE=1`), the cookie alone
 /// authenticates, logout clears it; an unsafe request authenticated by the cookie alone must
@@ -704,15 +720,9 @@ pub async fn sessions_name_devices_and_end_one(example: &'static str) {
 pub async fn cookie_transport_and_origin_check(example: &'static str) {
     let Example { redis, http, .. } = &Example::start(example).await;
     let number = phone();
-    let code = send_code(http, redis, &number).await;
-    let login = http
-        .post("/user/login")
-        .json(&json!({"phone": number, "code": code}))
-        .send()
-        .await;
-    let token = login.data().as_str().expect("the token").to_owned();
+    let (token, set_cookie) = login_for_cookie(http, redis, &number).await;
     assert_eq!(
-        login.header("set-cookie"),
+        set_cookie.as_deref(),
         Some(format!("token={token}; Path=/; HttpOnly; SameSite=Lax").as_str()),
         "no Secure without COOKIE_SECURE=1, a session cookie without an absolute lifetime"
     );
@@ -795,16 +805,9 @@ pub async fn cookie_transport_and_origin_check(example: &'static str) {
 pub async fn secure_cookie_when_configured(example: &'static str) {
     let Example { redis, http, .. } =
         &Example::start_with(example, &[], &[("COOKIE_SECURE", "1".to_owned())]).await;
-    let number = phone();
-    let code = send_code(http, redis, &number).await;
-    let login = http
-        .post("/user/login")
-        .json(&json!({"phone": number, "code": code}))
-        .send()
-        .await;
-    let token = login.data().as_str().expect("the token").to_owned();
+    let (token, set_cookie) = login_for_cookie(http, redis, &phone()).await;
     assert_eq!(
-        login.header("set-cookie"),
+        set_cookie.as_deref(),
         Some(format!("token={token}; Path=/; HttpOnly; SameSite=Lax; Secure").as_str())
     );
     let response = http

@@ -3,12 +3,11 @@
 //! connect within the connect timeout, with an error that names the cause. `#insecure`
 //! connects anyway, and says so in a warning.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use keygate::{Error, RedisOptions, RedisStore};
 use keygate_tests::fixtures::with_test_certificates;
+use keygate_tests::log_capture::LogCapture;
 use keygate_tests::tls::Pki;
 use keygate_tests::{RedisCluster, RedisServer, TlsServer};
 
@@ -125,24 +124,9 @@ async fn certificates_with_a_plain_url_are_a_configuration_error() {
     assert!(matches!(error, Error::Config(_)), "{error:?}");
 }
 
-/// Log lines, captured.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test(flavor = "current_thread")]
 async fn insecure_connects_to_anything_and_warns() {
-    let captured = Captured::default();
+    let captured = LogCapture::default();
     let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt()
         .with_writer(move || writer.clone())
@@ -157,7 +141,7 @@ async fn insecure_connects_to_anything_and_warns() {
         .await
         .unwrap();
     assert!(!store.is_cluster());
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
     assert!(
         logs.contains("WARN") && logs.contains("certificate verification is OFF"),
         "{logs}"
