@@ -152,7 +152,9 @@ pub use gate::{CurrentSession, Keygate};
 pub use keys::UserId;
 #[cfg(feature = "memory")]
 pub use memory_store::MemoryStore;
-pub use redis_store::{RedisOptions, RedisStore};
+pub use redis_store::{
+    RedisEnv, RedisOptions, RedisStore, RedisTarget, RedisTlsFiles, ScanProgress, SentinelSettings,
+};
 pub use session::UpdateOutcome;
 pub use session::{LoginOptions, Session, SessionId, SessionInfo, SessionManager, SessionUser};
 pub use token::{

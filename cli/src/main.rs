@@ -1,0 +1,2 @@
+//! keygate-cli (stub).
+fn main() {}
