@@ -162,9 +162,8 @@ pub enum LockCommand {
 }
 
 fn parse_user(text: &str) -> Result<UserId, String> {
-    UserId::new(text).map_err(|_| {
-        "1 to 128 printable ASCII characters, without space or *?[]{}\\".to_owned()
-    })
+    UserId::new(text)
+        .map_err(|_| "1 to 128 printable ASCII characters, without space or *?[]{}\\".to_owned())
 }
 
 fn parse_session_id(text: &str) -> Result<SessionId, String> {

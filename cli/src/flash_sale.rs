@@ -111,7 +111,14 @@ async fn status(voucher: u64, options: &SaleOptions, json: bool) -> CliResult {
     if json {
         return output::json(&out);
     }
-    let mut summary = Table::new(&["VOUCHER", "SHARD", "STOCK", "BUYERS", "ORDERS", "DEAD LETTERS"]);
+    let mut summary = Table::new(&[
+        "VOUCHER",
+        "SHARD",
+        "STOCK",
+        "BUYERS",
+        "ORDERS",
+        "DEAD LETTERS",
+    ]);
     summary.row(vec![
         out.voucher_id.to_string(),
         out.shard.to_string(),
@@ -240,7 +247,10 @@ async fn prepare(
     };
     let order = field(letter, "orderId").unwrap_or_else(|| "?".to_owned());
     confirm(
-        &format!("{action} dead letter {id} (order {order}) of voucher {voucher} on {}", target.place),
+        &format!(
+            "{action} dead letter {id} (order {order}) of voucher {voucher} on {}",
+            target.place
+        ),
         yes,
     )
 }
@@ -270,7 +280,13 @@ async fn replay(voucher: u64, id: &str, options: &SaleOptions, json: bool, yes: 
     Ok(())
 }
 
-async fn drop_one(voucher: u64, id: &str, options: &SaleOptions, json: bool, yes: bool) -> CliResult {
+async fn drop_one(
+    voucher: u64,
+    id: &str,
+    options: &SaleOptions,
+    json: bool,
+    yes: bool,
+) -> CliResult {
     let target = connect().await?;
     let sale = sale(&target, options);
     prepare(&sale, &target, voucher, id, "drop", yes).await?;

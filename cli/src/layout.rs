@@ -92,7 +92,9 @@ mod tests {
         assert_eq!(json.config().codec(), Codec::Json);
         let hash: Layout = "hash:h:".parse().unwrap();
         assert_eq!((hash.prefix(), hash.redis_type()), ("h:", "hash"));
-        for bad in ["", "node", "node:", "json:", "yaml:x", "hash:a b", "json:{x}"] {
+        for bad in [
+            "", "node", "node:", "json:", "yaml:x", "hash:a b", "json:{x}",
+        ] {
             assert!(bad.parse::<Layout>().is_err(), "{bad:?}");
         }
     }

@@ -64,7 +64,10 @@ fn config(layout: &Layout, index_prefix: Option<&str>) -> SessionConfig {
     }
 }
 
-fn manager(target: &Target, options: &SessionOptions) -> CliResult<SessionManager<serde_json::Value>> {
+fn manager(
+    target: &Target,
+    options: &SessionOptions,
+) -> CliResult<SessionManager<serde_json::Value>> {
     let config = config(&options.layout, options.index_prefix.as_deref())
         .with_idle_ttl(Duration::from_secs(options.idle_ttl));
     Ok(SessionManager::new(target.store.clone(), config)?)
@@ -129,7 +132,10 @@ async fn end(
             };
             let device = info.device.as_deref().unwrap_or("unknown device");
             confirm(
-                &format!("end session {id} ({device}) of user {user} on {}", target.place),
+                &format!(
+                    "end session {id} ({device}) of user {user} on {}",
+                    target.place
+                ),
                 yes,
             )?;
             if !sessions.end_session(user, id).await? {
@@ -223,7 +229,12 @@ async fn count(layouts: Vec<Layout>, index_prefix: Option<String>, json: bool) -
     table.print()
 }
 
-async fn scan(target: &Target, bar: &ProgressBar, prefix: &str, redis_type: &str) -> CliResult<u64> {
+async fn scan(
+    target: &Target,
+    bar: &ProgressBar,
+    prefix: &str,
+    redis_type: &str,
+) -> CliResult<u64> {
     bar.set_prefix(format!("{prefix}*"));
     let counted = target
         .store

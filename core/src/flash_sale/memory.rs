@@ -33,7 +33,8 @@ const DEAD_LETTER_FIELDS: [&str; 3] = ["entryId", "deliveries", "error"];
 
 /// The dead letter `id` of `voucher_id`, if the dead-letter stream has it.
 fn dead_letter_of(db: &mut Db, keys: &ShardKeys, id: &str, voucher_id: u64) -> Option<u64> {
-    let seq = parse_id(id)?;
+    // Exactly this id: `parse_id` alone would read `1-999` as entry 1.
+    let seq = parse_id(id).filter(|seq| entry_id(*seq) == id)?;
     let dead = existing_stream(db, &keys.dead)?;
     let voucher = voucher_id.to_string();
     dead.entries
