@@ -224,6 +224,14 @@ async fn flash_sale_status_shows_stock_buyers_streams_lag_and_pending() {
     let sale = FlashSale::new(s.store.clone());
     let orders = dead_lettered_orders(&sale, 7, 5, &[1, 2]).await;
     assert_eq!(orders.len(), 2);
+    // A read the stopped consumer had in flight may still take an order until its block
+    // time ends: wait for it to end, so that the next order goes to the stuck worker.
+    let unblocked = keygate_tests::eventually(Duration::from_secs(5), async || {
+        let info: String = s.server.query(redis::cmd("INFO").arg("clients"));
+        info.contains("blocked_clients:0")
+    })
+    .await;
+    assert!(unblocked);
     // One more order, read by a consumer that never acknowledges it.
     sale.order(7, &UserId::from(3u64)).await.unwrap();
     let _: redis::Value = s.server.query(
@@ -256,7 +264,7 @@ async fn flash_sale_status_shows_stock_buyers_streams_lag_and_pending() {
         .filter(|c| c["pending"] != 0)
         .collect();
     assert_eq!(stuck.len(), 1, "{status}");
-    assert_eq!(stuck[0]["name"], "stuck-worker");
+    assert_eq!(stuck[0]["name"], "stuck-worker", "{status}");
     assert_eq!(stuck[0]["pending"], 1);
 
     let table = s.run(&["flash-sale", "status", "7"]);
