@@ -10,23 +10,24 @@ use keygate::{Codec, SessionConfig};
 #[derive(Debug, Clone)]
 pub struct Layout {
     name: String,
-    config: SessionConfig,
+    prefix: String,
+    codec: Codec,
 }
 
 impl Layout {
     /// The core's configuration for this layout (default index prefix and idle TTL).
     pub fn config(&self) -> SessionConfig {
-        self.config.clone()
+        SessionConfig::new(self.prefix.as_str(), self.codec)
     }
 
     /// The session key prefix.
     pub fn prefix(&self) -> &str {
-        self.config.prefix()
+        &self.prefix
     }
 
     /// The Redis type session keys of this layout hold (`SCAN ... TYPE`).
     pub fn redis_type(&self) -> &'static str {
-        match self.config.codec() {
+        match self.codec {
             Codec::Hash => "hash",
             _ => "string",
         }
@@ -41,9 +42,11 @@ impl fmt::Display for Layout {
 
 impl Default for Layout {
     fn default() -> Self {
+        let java = SessionConfig::java_seed();
         Self {
             name: "java".to_owned(),
-            config: SessionConfig::java_seed(),
+            prefix: java.prefix().to_owned(),
+            codec: java.codec(),
         }
     }
 }
@@ -72,7 +75,8 @@ impl FromStr for Layout {
         }
         Ok(Self {
             name: text.to_owned(),
-            config,
+            prefix: config.prefix().to_owned(),
+            codec: config.codec(),
         })
     }
 }
