@@ -30,6 +30,10 @@
 //!   wrong usage.
 #![forbid(unsafe_code)]
 
+#[allow(
+    rustdoc::invalid_html_tags,
+    reason = "clap prints these doc comments as help, where <prefix> is a placeholder"
+)]
 mod args;
 mod confirm;
 mod connect;
