@@ -75,7 +75,7 @@ fn manager(
 
 async fn list(user: &UserId, options: &SessionOptions, json: bool) -> CliResult {
     let target = connect().await?;
-    let sessions = manager(&target, options)?.sessions(user, None).await?;
+    let sessions = manager(&target, options)?.peek_sessions(user).await?;
     let rows: Vec<SessionRow> = sessions.iter().map(SessionRow::from).collect();
     if json {
         #[derive(Serialize)]
@@ -113,7 +113,7 @@ async fn end(
 ) -> CliResult {
     let target = connect().await?;
     let sessions = manager(&target, options)?;
-    let live = sessions.sessions(user, None).await?;
+    let live = sessions.peek_sessions(user).await?;
     // Nothing of keygate's for this user here: the wrong server, layout or user.
     if live.is_empty() {
         return Err(CliError::new(format!(

@@ -89,7 +89,8 @@ async fn sessions_list_shows_public_ids_times_and_devices_never_tokens() {
         }
     }
 
-    // Another layout sees none of them; a user nobody knows has none.
+    // Another layout sees none of them, and leaves the user's index alone; a user nobody
+    // knows has none.
     let node = s.run(&[
         "sessions",
         "list",
@@ -99,6 +100,11 @@ async fn sessions_list_shows_public_ids_times_and_devices_never_tokens() {
         "--json",
     ]);
     assert_eq!(node.json()["sessions"], json!([]));
+    let after = sessions
+        .sessions(&UserId::from(598u64), None)
+        .await
+        .unwrap();
+    assert_eq!(after.len(), 2, "the wrong layout pruned nothing");
     assert_eq!(
         s.run(&["sessions", "list", "599", "--json"]).json()["sessions"],
         json!([])
@@ -120,6 +126,19 @@ async fn sessions_end_asks_refuses_without_a_terminal_and_ends_one_or_all() {
         .assert_error("--yes");
     assert!(sessions.load(&phone).await.unwrap().is_some());
     assert!(sessions.load(&laptop).await.unwrap().is_some());
+
+    // The wrong layout: refused, and nothing of the right one touched.
+    s.run(&[
+        "sessions",
+        "end",
+        "598",
+        "--all",
+        "--layout",
+        "json:keygate:session:",
+        "--yes",
+    ])
+    .assert_error("no live session");
+    assert_eq!(sessions.sessions(&user, None).await.unwrap().len(), 2);
 
     // An id the user does not have: refused.
     let other = "0".repeat(32);

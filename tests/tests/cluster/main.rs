@@ -87,6 +87,7 @@ on_cluster!(session_devices => crate::devices:
     rotate_is_atomic_and_keeps_the_session,
     login_chosen_expiry_is_kept_within_limits,
     login_chosen_expiry_ends_sessions,
+    peek_sessions_lists_without_pruning,
 );
 
 on_cluster!(rate_limit => crate::rate_limit_suite:

@@ -44,5 +44,6 @@ mod devices_and_rotation {
         rotate_is_atomic_and_keeps_the_session,
         login_chosen_expiry_is_kept_within_limits,
         login_chosen_expiry_ends_sessions,
+        peek_sessions_lists_without_pruning,
     );
 }
