@@ -115,7 +115,9 @@
 //! its deadline key, a code and its counters, a lock and its fence, a flash-sale shard's
 //! keys), keys that cannot share a slot (a session and its user's index) are never in one
 //! script, and operations over many sessions send one command per key. What a failover can
-//! do to a lock is in [`lock`](crate::lock#failover).
+//! do to a lock is in [`lock`](crate::lock#failover). [`RedisEnv`] reads the choice from
+//! environment variables (`REDIS_URL`, `REDIS_CLUSTER_URLS`, `REDIS_SENTINEL_*`, the TLS
+//! files), as the example applications and `keygate-cli` do.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
