@@ -467,6 +467,9 @@ async fn usage_errors_exit_2_and_operation_errors_exit_1() {
     let help = s.run(&["--help"]);
     assert_eq!(help.code, 0);
     assert!(help.stdout.contains("REDIS_CLUSTER_URLS"), "{help:?}");
+    // A prefix the core refuses: its configuration error, status 1.
+    s.run(&["sessions", "list", "598", "--layout", "json:a{b"])
+        .assert_error("may not contain braces");
     // No Redis named, or none reachable: one line, status 1.
     cli(&[], &["lock", "status", "x"]).assert_error("no Redis configured");
     cli(
