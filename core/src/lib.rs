@@ -153,7 +153,9 @@
 //! its deadline key, a code and its counters, a lock and its fence, a flash-sale shard's
 //! keys), keys that cannot share a slot (a session and its user's index) are never in one
 //! script, and operations over many sessions send one command per key. What a failover can
-//! do to a lock is in [`lock`](crate::lock#failover).
+//! do to a lock is in [`lock`](crate::lock#failover). [`RedisEnv`] reads the choice from
+//! environment variables (`REDIS_URL`, `REDIS_CLUSTER_URLS`, `REDIS_SENTINEL_*`, the TLS
+//! files), as the example applications and `keygate-cli` do.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -194,7 +196,9 @@ pub use gate::{CurrentSession, Keygate};
 pub use keys::UserId;
 #[cfg(feature = "memory")]
 pub use memory_store::MemoryStore;
-pub use redis_store::{RedisOptions, RedisStore};
+pub use redis_store::{
+    RedisEnv, RedisOptions, RedisStore, RedisTarget, RedisTlsFiles, ScanProgress, SentinelSettings,
+};
 pub use session::UpdateOutcome;
 pub use session::{LoginOptions, Session, SessionId, SessionInfo, SessionManager, SessionUser};
 pub use token::{

@@ -8,7 +8,8 @@ use async_trait::async_trait;
 
 use crate::error::Result;
 use crate::flash_sale::{
-    Claimed, Entry, FlashSaleStore, RawOrder, ShardKeys, StreamLengths, StreamReader, next_order_id,
+    Claimed, ConsumerInfo, Entry, FlashSaleStore, GroupInfo, RawOrder, ShardKeys, StreamLengths,
+    StreamReader, next_order_id,
 };
 use crate::memory_store::MemoryStore;
 use crate::memory_store::db::{Db, Value};
@@ -25,6 +26,22 @@ pub(crate) struct MemStream {
 struct Group {
     last_delivered: u64,
     pending: BTreeMap<u64, Pending>,
+}
+
+/// What the dead-letter step adds to an order's fields.
+const DEAD_LETTER_FIELDS: [&str; 3] = ["entryId", "deliveries", "error"];
+
+/// The dead letter `id` of `voucher_id`, if the dead-letter stream has it.
+fn dead_letter_of(db: &mut Db, keys: &ShardKeys, id: &str, voucher_id: u64) -> Option<u64> {
+    // Exactly this id: `parse_id` alone would read `1-999` as entry 1.
+    let seq = parse_id(id).filter(|seq| entry_id(*seq) == id)?;
+    let dead = existing_stream(db, &keys.dead)?;
+    let voucher = voucher_id.to_string();
+    dead.entries
+        .get(&seq)?
+        .iter()
+        .any(|(name, value)| name == "voucherId" && *value == voucher)
+        .then_some(seq)
 }
 
 #[derive(Debug, Clone)]
@@ -427,6 +444,93 @@ impl FlashSaleStore for MemoryStore {
                         .unwrap_or(0),
                 })
                 .collect()
+        }))
+    }
+
+    async fn buyers(&self, keys: &ShardKeys, voucher_id: u64) -> Result<u64> {
+        Ok(self.with_db(
+            |db| match db.get(&keys.buyers(voucher_id)).map(|e| &e.value) {
+                Some(Value::Set(buyers)) => buyers.len() as u64,
+                _ => 0,
+            },
+        ))
+    }
+
+    async fn groups(&self, keys: &ShardKeys) -> Result<Vec<GroupInfo>> {
+        Ok(self.with_db(|db| {
+            let Some(stream) = existing_stream(db, &keys.stream) else {
+                return Vec::new();
+            };
+            let mut groups: Vec<GroupInfo> = stream
+                .groups
+                .iter()
+                .map(|(name, g)| {
+                    let mut consumers: Vec<ConsumerInfo> = Vec::new();
+                    for p in g.pending.values() {
+                        let idle_ms =
+                            u64::try_from(p.delivered_at.elapsed().as_millis()).unwrap_or(u64::MAX);
+                        match consumers.iter_mut().find(|c| c.name == p.consumer) {
+                            Some(c) => {
+                                c.pending += 1;
+                                c.idle_ms = c.idle_ms.min(idle_ms);
+                            }
+                            None => consumers.push(ConsumerInfo {
+                                name: p.consumer.clone(),
+                                pending: 1,
+                                idle_ms,
+                            }),
+                        }
+                    }
+                    consumers.sort_by(|a, b| a.name.cmp(&b.name));
+                    GroupInfo {
+                        name: name.clone(),
+                        pending: g.pending.len() as u64,
+                        lag: Some(stream.entries.range(g.last_delivered + 1..).count() as u64),
+                        last_delivered: entry_id(g.last_delivered),
+                        consumers,
+                    }
+                })
+                .collect();
+            groups.sort_by(|a, b| a.name.cmp(&b.name));
+            groups
+        }))
+    }
+
+    async fn replay_dead_letter(
+        &self,
+        keys: &ShardKeys,
+        id: &str,
+        voucher_id: u64,
+    ) -> Result<Option<String>> {
+        let replayed = self.with_db(|db| {
+            let seq = dead_letter_of(db, keys, id, voucher_id)?;
+            let fields = match db.get(&keys.dead).map(|e| &mut e.value) {
+                Some(Value::Stream(dead)) => dead.entries.remove(&seq)?,
+                _ => return None,
+            };
+            let order: Vec<(String, String)> = fields
+                .into_iter()
+                .filter(|(name, _)| !DEAD_LETTER_FIELDS.contains(&name.as_str()))
+                .collect();
+            let orders = stream(db, &keys.stream)?;
+            orders.add(order);
+            Some(entry_id(orders.next))
+        });
+        if replayed.is_some() {
+            self.stream_added.notify_waiters();
+        }
+        Ok(replayed)
+    }
+
+    async fn drop_dead_letter(&self, keys: &ShardKeys, id: &str, voucher_id: u64) -> Result<bool> {
+        Ok(self.with_db(|db| {
+            let Some(seq) = dead_letter_of(db, keys, id, voucher_id) else {
+                return false;
+            };
+            match db.get(&keys.dead).map(|e| &mut e.value) {
+                Some(Value::Stream(dead)) => dead.entries.remove(&seq).is_some(),
+                _ => false,
+            }
         }))
     }
 }

@@ -37,10 +37,12 @@
 mod consumer;
 #[cfg(feature = "memory")]
 pub(crate) mod memory;
+mod operate;
 mod redis;
 mod sale;
 
 pub use consumer::{ConsumerHandle, ConsumerOptions, HandlerError, OrderConsumer, OrderHandler};
+pub use operate::SaleStatus;
 pub use sale::{FlashSale, MAX_STOCK, OrderOutcome, SaleWindow};
 
 use async_trait::async_trait;
@@ -160,6 +162,35 @@ pub struct StreamLengths {
     pub dead_letters: u64,
 }
 
+/// A consumer group of a shard's orders stream (`XINFO GROUPS`, `XINFO CONSUMERS`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct GroupInfo {
+    /// The group's name.
+    pub name: String,
+    /// Entries delivered to its consumers and not acknowledged yet.
+    pub pending: u64,
+    /// Entries of the stream not delivered to the group yet; `None` when the server cannot
+    /// tell (Redis computes it only while no entry was deleted in between).
+    pub lag: Option<u64>,
+    /// The id of the last entry delivered to the group.
+    pub last_delivered: String,
+    /// Its consumers.
+    pub consumers: Vec<ConsumerInfo>,
+}
+
+/// One consumer of a group.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ConsumerInfo {
+    /// The consumer's name.
+    pub name: String,
+    /// Entries delivered to it and not acknowledged yet.
+    pub pending: u64,
+    /// Milliseconds since it last read or claimed.
+    pub idle_ms: u64,
+}
+
 /// What one pass of [`FlashSaleStore::claim_idle`] gave.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -271,6 +302,36 @@ pub trait FlashSaleStore: Send + Sync + 'static {
 
     /// Up to `count` dead letters, oldest first.
     async fn dead_letters(&self, keys: &ShardKeys, count: usize) -> Result<Vec<Entry>>;
+
+    /// How many users bought the voucher.
+    async fn buyers(&self, keys: &ShardKeys, voucher_id: u64) -> Result<u64>;
+
+    /// The consumer groups of the orders stream, each with its consumers; none when the
+    /// stream does not exist.
+    async fn groups(&self, keys: &ShardKeys) -> Result<Vec<GroupInfo>>;
+
+    /// Appends the order of dead letter `id` (its fields without `entryId`, `deliveries`
+    /// and `error`) to the orders stream and deletes the dead letter, atomically, if it
+    /// exists and carries `voucherId` `voucher_id`; returns the new entry's id.
+    async fn replay_dead_letter(
+        &self,
+        keys: &ShardKeys,
+        id: &str,
+        voucher_id: u64,
+    ) -> Result<Option<String>>;
+
+    /// Deletes dead letter `id` if it exists and carries `voucherId` `voucher_id`.
+    async fn drop_dead_letter(&self, keys: &ShardKeys, id: &str, voucher_id: u64) -> Result<bool>;
+}
+
+/// Whether `id` has the form of a stream entry id (`<ms>-<seq>`), the only form the
+/// dead-letter operations pass on.
+pub(crate) fn is_entry_id(id: &str) -> bool {
+    id.split_once('-').is_some_and(|(ms, seq)| {
+        [ms, seq].iter().all(|part| {
+            !part.is_empty() && part.len() <= 20 && part.bytes().all(|b| b.is_ascii_digit())
+        })
+    })
 }
 
 /// Reads new stream entries; blocking reads get a connection of their own.

@@ -5,13 +5,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use redis::streams::{
-    StreamAutoClaimReply, StreamId, StreamPendingCountReply, StreamRangeReply, StreamReadReply,
+    StreamAutoClaimReply, StreamId, StreamInfoConsumersReply, StreamInfoGroupsReply,
+    StreamPendingCountReply, StreamRangeReply, StreamReadReply,
 };
 
 use crate::error::{BackendError, Result};
 use crate::flash_sale::{
-    Claimed, Entry, FlashSaleStore, ORDER_ID_EPOCH, ORDER_SEQ_SPAN, RawOrder, ShardKeys,
-    StreamLengths, StreamReader,
+    Claimed, ConsumerInfo, Entry, FlashSaleStore, GroupInfo, ORDER_ID_EPOCH, ORDER_SEQ_SPAN,
+    RawOrder, ShardKeys, StreamLengths, StreamReader,
 };
 use crate::redis_store::connection::BlockingConn;
 use crate::redis_store::{RedisStore, lua_script};
@@ -20,6 +21,8 @@ lua_script!(FLASH_SALE_LOAD, "flash_sale_load.lua");
 lua_script!(FLASH_SALE_ORDER, "flash_sale_order.lua");
 lua_script!(FLASH_SALE_DEAD_LETTER, "flash_sale_dead_letter.lua");
 lua_script!(FLASH_SALE_TRIM, "flash_sale_trim.lua");
+lua_script!(FLASH_SALE_REPLAY, "flash_sale_replay.lua");
+lua_script!(FLASH_SALE_DROP, "flash_sale_drop.lua");
 
 fn entry(id: StreamId, deliveries: u64) -> Entry {
     let mut fields: Vec<(String, String)> = id
@@ -323,6 +326,73 @@ impl FlashSaleStore for RedisStore {
         let mut conn = self.conn();
         let reply: StreamRangeReply = self.bounded(cmd.query_async(&mut conn)).await?;
         Ok(reply.ids.into_iter().map(dead_entry).collect())
+    }
+
+    async fn buyers(&self, keys: &ShardKeys, voucher_id: u64) -> Result<u64> {
+        let mut cmd = redis::cmd("SCARD");
+        cmd.arg(keys.buyers(voucher_id));
+        let mut conn = self.conn();
+        self.bounded(cmd.query_async(&mut conn)).await
+    }
+
+    async fn groups(&self, keys: &ShardKeys) -> Result<Vec<GroupInfo>> {
+        let mut conn = self.conn();
+        let mut exists = redis::cmd("EXISTS");
+        exists.arg(&keys.stream);
+        let stream_exists: bool = self.bounded(exists.query_async(&mut conn)).await?;
+        if !stream_exists {
+            return Ok(Vec::new());
+        }
+        let mut cmd = redis::cmd("XINFO");
+        cmd.arg("GROUPS").arg(&keys.stream);
+        let reply: StreamInfoGroupsReply = self.bounded(cmd.query_async(&mut conn)).await?;
+        let mut groups = Vec::with_capacity(reply.groups.len());
+        for group in reply.groups {
+            let mut cmd = redis::cmd("XINFO");
+            cmd.arg("CONSUMERS").arg(&keys.stream).arg(&group.name);
+            let consumers: StreamInfoConsumersReply =
+                self.bounded(cmd.query_async(&mut conn)).await?;
+            groups.push(GroupInfo {
+                name: group.name,
+                pending: group.pending as u64,
+                lag: group.lag.map(|lag| lag as u64),
+                last_delivered: group.last_delivered_id,
+                consumers: consumers
+                    .consumers
+                    .into_iter()
+                    .map(|c| ConsumerInfo {
+                        name: c.name,
+                        pending: c.pending as u64,
+                        idle_ms: c.idle as u64,
+                    })
+                    .collect(),
+            });
+        }
+        Ok(groups)
+    }
+
+    async fn replay_dead_letter(
+        &self,
+        keys: &ShardKeys,
+        id: &str,
+        voucher_id: u64,
+    ) -> Result<Option<String>> {
+        let mut invocation = FLASH_SALE_REPLAY.prepare_invoke();
+        invocation
+            .key(&keys.dead)
+            .key(&keys.stream)
+            .arg(id)
+            .arg(voucher_id);
+        let mut conn = self.conn();
+        self.bounded(invocation.invoke_async(&mut conn)).await
+    }
+
+    async fn drop_dead_letter(&self, keys: &ShardKeys, id: &str, voucher_id: u64) -> Result<bool> {
+        let mut invocation = FLASH_SALE_DROP.prepare_invoke();
+        invocation.key(&keys.dead).arg(id).arg(voucher_id);
+        let mut conn = self.conn();
+        let dropped: i64 = self.bounded(invocation.invoke_async(&mut conn)).await?;
+        Ok(dropped == 1)
     }
 }
 

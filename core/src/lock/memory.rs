@@ -7,7 +7,7 @@ use tokio::sync::{broadcast, mpsc};
 
 use crate::config::millis;
 use crate::error::Result;
-use crate::lock::{AcquireOutcome, LockKeys, LockStore, ReleaseSignal};
+use crate::lock::{AcquireOutcome, LockKeys, LockStatus, LockStore, ReleaseSignal};
 use crate::memory_store::MemoryStore;
 use crate::memory_store::db::Value;
 
@@ -84,6 +84,17 @@ impl LockStore for MemoryStore {
                 db.set(&keys.lock, Value::Str(owner.to_owned()), lease);
             }
             ours
+        }))
+    }
+
+    async fn status(&self, keys: &LockKeys) -> Result<LockStatus> {
+        Ok(self.with_db(|db| {
+            let held = db.exists(&keys.lock);
+            LockStatus {
+                held,
+                lease_left: if held { db.ttl(&keys.lock) } else { None },
+                fence: db.get_str(&keys.fence).and_then(|f| f.parse().ok()),
+            }
         }))
     }
 

@@ -102,9 +102,11 @@ mod locks;
 #[cfg(feature = "memory")]
 mod memory;
 pub(crate) mod redis;
+mod status;
 
 pub use guard::{Fence, LockGuard};
 pub use locks::{LockError, LockOptions, Locks};
+pub use status::LockStatus;
 
 use async_trait::async_trait;
 use tokio::sync::mpsc;
@@ -198,6 +200,9 @@ pub trait LockStore: Send + Sync + 'static {
 
     /// Subscribes to release notifications of this lock.
     async fn subscribe(&self, keys: &LockKeys) -> Result<ReleaseSignal>;
+
+    /// Whether the lock is held, the lease left and the stored fence, changing nothing.
+    async fn status(&self, keys: &LockKeys) -> Result<LockStatus>;
 
     /// The longest one of these operations may take before it fails (the Redis command
     /// timeout); part of the default safety margin of [`LockOptions::with_safety_margin`].

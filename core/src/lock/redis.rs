@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::error::{BackendError, Result};
-use crate::lock::{AcquireOutcome, LockKeys, LockStore, ReleaseSignal};
+use crate::lock::{AcquireOutcome, LockKeys, LockStatus, LockStore, ReleaseSignal};
 use crate::redis_store::connection::BlockingConn;
 use crate::redis_store::script::Invocation;
 use crate::redis_store::{RedisStore, lua_script};
@@ -208,6 +208,22 @@ impl LockStore for RedisStore {
         let mut conn = self.conn();
         let renewed: i64 = self.bounded(invocation.invoke_async(&mut conn)).await?;
         Ok(renewed == 1)
+    }
+
+    async fn status(&self, keys: &LockKeys) -> Result<LockStatus> {
+        // Both keys share the lock's hash tag: one pipeline, also on a cluster.
+        let mut pipe = redis::pipe();
+        pipe.cmd("PTTL").arg(&keys.lock);
+        pipe.cmd("GET").arg(&keys.fence);
+        let mut conn = self.conn();
+        let (pttl, fence): (i64, Option<String>) =
+            self.bounded(pipe.query_async(&mut conn)).await?;
+        Ok(LockStatus {
+            // -2: no lock; -1 (no expiry) cannot come from keygate's scripts but is held.
+            held: pttl != -2,
+            lease_left: u64::try_from(pttl).ok().map(Duration::from_millis),
+            fence: fence.and_then(|f| f.parse().ok()),
+        })
     }
 
     async fn subscribe(&self, keys: &LockKeys) -> Result<ReleaseSignal> {

@@ -159,3 +159,57 @@ impl ClusterNodes {
         self.readers.get_async_connection().await
     }
 }
+
+/// One slot of each master, from `CLUSTER SLOTS`: routing a command by such a slot reaches
+/// that master through the cluster connection's own slot map (and its TLS settings).
+pub(super) async fn one_slot_per_master(
+    conn: &mut redis::cluster_async::ClusterConnection,
+) -> RedisResult<Vec<u16>> {
+    use redis::Value;
+    use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+    let reply = conn
+        .route_command(
+            redis::cmd("CLUSTER").arg("SLOTS").to_owned(),
+            RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
+        )
+        .await?;
+    let malformed = || RedisError::from((ErrorKind::Parse, "unexpected CLUSTER SLOTS reply"));
+    let Value::Array(ranges) = reply else {
+        return Err(malformed());
+    };
+    let mut masters: Vec<(Vec<u8>, i64, u16)> = Vec::new();
+    for range in ranges {
+        let Value::Array(parts) = range else {
+            return Err(malformed());
+        };
+        let (Some(Value::Int(start)), Some(Value::Array(master))) = (parts.first(), parts.get(2))
+        else {
+            return Err(malformed());
+        };
+        let (Some(Value::BulkString(host)), Some(Value::Int(port))) =
+            (master.first(), master.get(1))
+        else {
+            return Err(malformed());
+        };
+        let slot = u16::try_from(*start).map_err(|_| malformed())?;
+        if !masters.iter().any(|(h, p, _)| h == host && p == port) {
+            masters.push((host.clone(), *port, slot));
+        }
+    }
+    Ok(masters.into_iter().map(|(_, _, slot)| slot).collect())
+}
+
+/// Runs `cmd` on the master that serves `slot`.
+pub(super) async fn on_master_of(
+    conn: &mut redis::cluster_async::ClusterConnection,
+    slot: u16,
+    cmd: redis::Cmd,
+) -> RedisResult<redis::Value> {
+    use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+    let route = Route::new(slot, SlotAddr::Master);
+    conn.route_command(
+        cmd,
+        RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route)),
+    )
+    .await
+}

@@ -10,6 +10,8 @@
 #[cfg(feature = "cluster")]
 mod cluster;
 pub(crate) mod connection;
+mod env;
+mod scan;
 pub(crate) mod script;
 #[cfg(feature = "sentinel")]
 mod sentinel;
@@ -23,6 +25,8 @@ use redis::{Cmd, FromRedisValue, RedisResult};
 
 pub use connection::RedisOptions;
 use connection::{Conn, Dedicated};
+pub use env::{RedisEnv, RedisTarget, RedisTlsFiles, SentinelSettings};
+pub use scan::ScanProgress;
 
 use crate::error::{BackendError, Error};
 

@@ -163,7 +163,7 @@ where
                     .await?;
                 match inner.config.max_sessions_per_user() {
                     Some(cap) => self.evict_beyond(&index, cap).await?,
-                    None => self.prune_page(&index, 0).await.map(|_| ())?,
+                    None => self.prune_page(&index, 0, Prune::Yes).await.map(|_| ())?,
                 }
                 telemetry::count_n(names::LOGINS, 1);
                 return Ok(token);
@@ -350,26 +350,40 @@ where
         user: &UserId,
         current: Option<&Token>,
     ) -> Result<Vec<SessionInfo>> {
-        telemetry::timed("sessions", async {
-            let index = index_key(&self.inner.config, user);
-            let live = self.live_members(&index).await?;
-            let current_id = current.map(|t| self.keys(t).id);
-            let now_ms = now_micros() / 1000;
-            Ok(live
-                .into_iter()
-                .map(|(entry, ttl)| {
-                    let created_at_ms = entry.created_us / 1000;
-                    SessionInfo {
-                        id: entry.session_id(),
-                        created_at_ms,
-                        last_seen_ms: self.last_seen_ms(now_ms, created_at_ms, ttl),
-                        device: entry.device().map(str::to_owned),
-                        current: current_id.as_deref() == Some(entry.key_id()),
-                    }
-                })
-                .collect())
-        })
-        .await
+        telemetry::timed("sessions", self.list(user, current, Prune::Yes)).await
+    }
+
+    /// Like [`sessions`](Self::sessions), but writes nothing: entries of ended sessions
+    /// stay in the index. For tools that look at a Redis with a layout that may not be the
+    /// one its sessions were written in (an operator's `--layout`), where pruning would
+    /// drop the index entries of every live session of the right layout.
+    pub async fn peek_sessions(&self, user: &UserId) -> Result<Vec<SessionInfo>> {
+        self.list(user, None, Prune::No).await
+    }
+
+    async fn list(
+        &self,
+        user: &UserId,
+        current: Option<&Token>,
+        prune: Prune,
+    ) -> Result<Vec<SessionInfo>> {
+        let index = index_key(&self.inner.config, user);
+        let live = self.live_members(&index, prune).await?;
+        let current_id = current.map(|t| self.keys(t).id);
+        let now_ms = now_micros() / 1000;
+        Ok(live
+            .into_iter()
+            .map(|(entry, ttl)| {
+                let created_at_ms = entry.created_us / 1000;
+                SessionInfo {
+                    id: entry.session_id(),
+                    created_at_ms,
+                    last_seen_ms: self.last_seen_ms(now_ms, created_at_ms, ttl),
+                    device: entry.device().map(str::to_owned),
+                    current: current_id.as_deref() == Some(entry.key_id()),
+                }
+            })
+            .collect())
     }
 
     /// When a session was last loaded, from what is left of its idle TTL.
@@ -548,12 +562,20 @@ where
 
     /// Index entries whose session still exists, oldest first, with what is left of their
     /// expiry; prunes the others.
-    async fn live_members(&self, index: &str) -> Result<Vec<(IndexEntry, SessionTtl)>> {
+    async fn live_members(
+        &self,
+        index: &str,
+        prune: Prune,
+    ) -> Result<Vec<(IndexEntry, SessionTtl)>> {
         let mut live = Vec::new();
         let mut offset = 0;
         loop {
-            let (alive, full) = self.prune_page(index, offset).await?;
-            offset += alive.len();
+            let (alive, seen, full) = self.prune_page(index, offset, prune).await?;
+            // Pruned entries left the index: the next page starts after the live ones.
+            offset += match prune {
+                Prune::Yes => alive.len(),
+                Prune::No => seen,
+            };
             live.extend(alive);
             if !full {
                 return Ok(live);
@@ -562,15 +584,18 @@ where
     }
 
     /// Checks one page of the index from rank `offset`: removes the entries of ended
-    /// sessions and returns the live ones, with whether the page was full.
+    /// sessions (with [`Prune::Yes`]) and returns the live ones, with how many entries the
+    /// page had and whether it was full.
     async fn prune_page(
         &self,
         index: &str,
         offset: usize,
-    ) -> Result<(Vec<(IndexEntry, SessionTtl)>, bool)> {
+        prune: Prune,
+    ) -> Result<(Vec<(IndexEntry, SessionTtl)>, usize, bool)> {
         let store = &self.inner.store;
         let entries = self.index_page(index, offset).await?;
-        let full = entries.len() == INDEX_BATCH;
+        let seen = entries.len();
+        let full = seen == INDEX_BATCH;
         let keys = self.keys_of(&entries);
         let refs: Vec<SessionKeyRef<'_>> = keys.iter().map(SessionKeys::key_ref).collect();
         let ttls = store.ttls(&refs).await?;
@@ -582,9 +607,11 @@ where
                 None => dead.push(entry.member),
             }
         }
-        let dead: Vec<&str> = dead.iter().map(String::as_str).collect();
-        store.index_remove(index, &dead).await?;
-        Ok((live, full))
+        if prune == Prune::Yes {
+            let dead: Vec<&str> = dead.iter().map(String::as_str).collect();
+            store.index_remove(index, &dead).await?;
+        }
+        Ok((live, seen, full))
     }
 
     fn keys_of(&self, entries: &[IndexEntry]) -> Vec<SessionKeys> {
@@ -596,7 +623,7 @@ where
 
     /// Ends the oldest live sessions beyond `cap`.
     async fn evict_beyond(&self, index: &str, cap: usize) -> Result<()> {
-        let live = self.live_members(index).await?;
+        let live = self.live_members(index, Prune::Yes).await?;
         let excess = live.len().saturating_sub(cap);
         let oldest: Vec<IndexEntry> = live.into_iter().take(excess).map(|(e, _)| e).collect();
         for batch in oldest.chunks(INDEX_BATCH) {
@@ -629,6 +656,13 @@ pub struct Rotated {
     pub token: Token,
     /// Time left to the session's absolute deadline, if it has one.
     pub lifetime_left: Option<Duration>,
+}
+
+/// Whether a walk over a user's index removes the entries of ended sessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Prune {
+    Yes,
+    No,
 }
 
 /// Token draws for a rotation on a cluster, which may take thousands: one OS randomness

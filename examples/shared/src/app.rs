@@ -64,7 +64,7 @@ impl App {
         metrics: Option<PrometheusHandle>,
     ) -> Result<Arc<Self>, StartError> {
         let db = Db::open(&config.database).await?;
-        let backend = Backend::connect(&config.redis, &config.redis_tls).await?;
+        let backend = Backend::connect(&config.redis).await?;
         let invalid = |e: keygate::Error| StartError::new(format!("invalid configuration: {e}"));
         let sessions =
             SessionManager::from_shared_store(backend.sessions(), SessionConfig::java_seed())

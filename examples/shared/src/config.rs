@@ -4,6 +4,8 @@
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 
+use keygate::RedisEnv;
+
 use crate::StartError;
 use crate::secrets::Secret;
 
@@ -15,117 +17,6 @@ pub const DEFAULT_DATABASE_FILE: &str = "keygate-example.sqlite3";
 
 /// The log filter used when `RUST_LOG` is unset.
 pub const DEFAULT_LOG_FILTER: &str = "info";
-
-/// Which backend keeps sessions, codes, locks and flash sales.
-#[derive(Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum RedisChoice {
-    /// No Redis configured: the embedded in-memory backend.
-    Embedded,
-    /// One Redis server (`REDIS_URL`).
-    Single(String),
-    /// The seed nodes of a Redis Cluster (`REDIS_CLUSTER_URLS`).
-    Cluster(Vec<String>),
-    /// A Sentinel-managed master (`REDIS_SENTINEL_MASTER`, `REDIS_SENTINEL_URLS`).
-    Sentinel(SentinelChoice),
-}
-
-/// A Sentinel set-up: the master's name, the sentinels, the master's credentials.
-#[derive(Clone, PartialEq, Eq)]
-pub struct SentinelChoice {
-    /// `REDIS_SENTINEL_MASTER`: the name the sentinels know the master by.
-    pub master: String,
-    /// `REDIS_SENTINEL_URLS`: the sentinels (`redis://` or `rediss://`).
-    pub sentinels: Vec<String>,
-    /// `REDIS_SENTINEL_MASTER_USER`: the ACL user on the master, if any.
-    pub master_user: Option<String>,
-    /// `REDIS_SENTINEL_MASTER_PASSWORD`: the master's password, if any.
-    pub master_password: Option<String>,
-}
-
-/// PEM files for `rediss://` connections (`REDIS_CA_CERT`, `REDIS_CLIENT_CERT`,
-/// `REDIS_CLIENT_KEY`); read when connecting.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RedisTlsFiles {
-    /// `REDIS_CA_CERT`: trust only this CA (instead of the platform's roots).
-    pub ca_cert: Option<PathBuf>,
-    /// `REDIS_CLIENT_CERT`: the client certificate for mutual TLS.
-    pub client_cert: Option<PathBuf>,
-    /// `REDIS_CLIENT_KEY`: its private key.
-    pub client_key: Option<PathBuf>,
-}
-
-impl RedisTlsFiles {
-    /// Reads the three variables; a certificate without its key (or the reverse) is an
-    /// error.
-    fn from_var(var: impl Fn(&str) -> Option<String>) -> Result<Self, StartError> {
-        let files = Self {
-            ca_cert: var("REDIS_CA_CERT").map(PathBuf::from),
-            client_cert: var("REDIS_CLIENT_CERT").map(PathBuf::from),
-            client_key: var("REDIS_CLIENT_KEY").map(PathBuf::from),
-        };
-        if files.client_cert.is_some() != files.client_key.is_some() {
-            return Err(StartError::new(
-                "REDIS_CLIENT_CERT and REDIS_CLIENT_KEY must be set together",
-            ));
-        }
-        Ok(files)
-    }
-}
-
-/// Comma-separated URLs, each checked.
-fn url_list(variable: &str, urls: &str) -> Result<Vec<String>, StartError> {
-    let urls: Vec<String> = urls
-        .split(',')
-        .map(str::trim)
-        .filter(|u| !u.is_empty())
-        .map(str::to_owned)
-        .collect();
-    if urls.is_empty() {
-        return Err(StartError::new(format!("{variable} names no server")));
-    }
-    for url in &urls {
-        check_redis_url(variable, url)?;
-    }
-    Ok(urls)
-}
-
-/// `REDIS_SENTINEL_MASTER` with `REDIS_SENTINEL_URLS`, if set.
-fn sentinel_choice(
-    var: impl Fn(&str) -> Option<String>,
-) -> Result<Option<SentinelChoice>, StartError> {
-    match (var("REDIS_SENTINEL_MASTER"), var("REDIS_SENTINEL_URLS")) {
-        (None, None) => Ok(None),
-        (Some(master), Some(urls)) => Ok(Some(SentinelChoice {
-            master: master.trim().to_owned(),
-            sentinels: url_list("REDIS_SENTINEL_URLS", &urls)?,
-            master_user: var("REDIS_SENTINEL_MASTER_USER"),
-            master_password: var("REDIS_SENTINEL_MASTER_PASSWORD"),
-        })),
-        _ => Err(StartError::new(
-            "REDIS_SENTINEL_MASTER and REDIS_SENTINEL_URLS must be set together",
-        )),
-    }
-}
-
-impl std::fmt::Debug for RedisChoice {
-    // URLs may carry passwords: never print them.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            RedisChoice::Embedded => f.write_str("Embedded"),
-            RedisChoice::Single(_) => f.write_str("Single(<redacted>)"),
-            RedisChoice::Cluster(urls) => write!(f, "Cluster({} seed nodes)", urls.len()),
-            RedisChoice::Sentinel(s) => {
-                write!(
-                    f,
-                    "Sentinel({:?}, {} sentinels)",
-                    s.master,
-                    s.sentinels.len()
-                )
-            }
-        }
-    }
-}
 
 /// Where the users table lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,10 +39,10 @@ pub struct Config {
     /// `BIND_ADDR`: where to listen (port 0 picks a free port, reported in the ready line).
     pub bind: SocketAddr,
     /// `REDIS_SENTINEL_MASTER` + `REDIS_SENTINEL_URLS`, else `REDIS_CLUSTER_URLS`, else
-    /// `REDIS_URL`, else the embedded backend.
-    pub redis: RedisChoice,
-    /// `REDIS_CA_CERT`, `REDIS_CLIENT_CERT`, `REDIS_CLIENT_KEY`: PEM files for TLS.
-    pub redis_tls: RedisTlsFiles,
+    /// `REDIS_URL`, else (no target) the embedded backend; `REDIS_CA_CERT`,
+    /// `REDIS_CLIENT_CERT`, `REDIS_CLIENT_KEY`: PEM files for TLS. Read by keygate's
+    /// [`RedisEnv`], as `keygate-cli` reads them.
+    pub redis: RedisEnv,
     /// `DATABASE_URL`: the SQLite database.
     pub database: Database,
     /// `RUST_LOG`: the log filter.
@@ -182,25 +73,7 @@ impl Config {
         let var = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
         let bind_text = var("BIND_ADDR").unwrap_or_else(|| DEFAULT_BIND_ADDR.to_owned());
         let bind = parse_bind(&bind_text)?;
-        let redis = match (
-            sentinel_choice(var)?,
-            var("REDIS_CLUSTER_URLS"),
-            var("REDIS_URL"),
-        ) {
-            (Some(_), Some(_), _) => {
-                return Err(StartError::new(
-                    "set REDIS_SENTINEL_MASTER/REDIS_SENTINEL_URLS or REDIS_CLUSTER_URLS, not both",
-                ));
-            }
-            (Some(sentinel), None, _) => RedisChoice::Sentinel(sentinel),
-            (None, Some(urls), _) => RedisChoice::Cluster(url_list("REDIS_CLUSTER_URLS", &urls)?),
-            (None, None, Some(url)) => {
-                check_redis_url("REDIS_URL", &url)?;
-                RedisChoice::Single(url)
-            }
-            (None, None, None) => RedisChoice::Embedded,
-        };
-        let redis_tls = RedisTlsFiles::from_var(var)?;
+        let redis = RedisEnv::from_lookup(&lookup).map_err(|e| StartError::new(e.to_string()))?;
         let database = match var("DATABASE_URL") {
             Some(url) => parse_database_url(&url)?,
             None => Database::File(PathBuf::from(DEFAULT_DATABASE_FILE)),
@@ -222,7 +95,6 @@ impl Config {
         Ok(Self {
             bind,
             redis,
-            redis_tls,
             database,
             log_filter,
             admin_token: var("ADMIN_TOKEN").map(Secret::new),
@@ -245,19 +117,6 @@ fn parse_bind(text: &str) -> Result<SocketAddr, StartError> {
                 "BIND_ADDR {text:?} is not an address like 127.0.0.1:8080"
             ))
         })
-}
-
-/// A URL the redis client accepts; the message never repeats the URL (it may hold a
-/// password).
-fn check_redis_url(variable: &str, url: &str) -> Result<(), StartError> {
-    match redis::Client::open(url) {
-        Ok(_) => Ok(()),
-        Err(e) => Err(StartError::new(format!(
-            "{variable} is not a valid Redis URL (expected redis[s]://[user:password@]host[:port][/db]): {:?}",
-            // The error's detail can echo parts of the URL; its category alone is safe.
-            e.kind()
-        ))),
-    }
 }
 
 /// `sqlite://path`, `sqlite:path`, `file:path`, a plain path, or `sqlite::memory:`.
@@ -307,7 +166,7 @@ mod tests {
     fn defaults() {
         let c = config(&[]).unwrap();
         assert_eq!(c.bind, "127.0.0.1:8080".parse().unwrap());
-        assert_eq!(c.redis, RedisChoice::Embedded);
+        assert_eq!(c.redis.target(), None);
         assert_eq!(
             c.database,
             Database::File(PathBuf::from(DEFAULT_DATABASE_FILE))
@@ -342,58 +201,28 @@ mod tests {
         assert_eq!((blank.admin_token, blank.pay_callback_secret), (None, None));
     }
 
+    /// The Redis variables are keygate's `RedisEnv` (tested in the core): the examples read
+    /// them through it, as keygate-cli does.
     #[test]
-    fn cluster_wins_over_single() {
-        let c = config(&[
+    fn redis_settings_are_keygates_redis_env() {
+        let vars = [
             ("REDIS_URL", "redis://127.0.0.1:1"),
             (
                 "REDIS_CLUSTER_URLS",
                 "redis://127.0.0.1:7000, redis://127.0.0.1:7001",
             ),
-        ])
-        .unwrap();
-        assert_eq!(
-            c.redis,
-            RedisChoice::Cluster(vec![
-                "redis://127.0.0.1:7000".into(),
-                "redis://127.0.0.1:7001".into()
-            ])
-        );
-    }
-
-    #[test]
-    fn sentinel_wins_over_single_and_tls_files_are_read() {
-        let c = config(&[
-            ("REDIS_URL", "redis://127.0.0.1:1"),
-            ("REDIS_SENTINEL_MASTER", "mymaster"),
-            (
-                "REDIS_SENTINEL_URLS",
-                "rediss://127.0.0.1:26379,rediss://127.0.0.1:26380",
-            ),
             ("REDIS_CA_CERT", "/etc/redis/ca.pem"),
-        ])
-        .unwrap();
-        match &c.redis {
-            RedisChoice::Sentinel(s) => {
-                assert_eq!(s.master, "mymaster");
-                assert_eq!(s.sentinels.len(), 2);
-            }
-            other => panic!("{other:?}"),
-        }
-        assert_eq!(
-            c.redis_tls.ca_cert,
-            Some(PathBuf::from("/etc/redis/ca.pem"))
-        );
+        ];
+        let c = config(&vars).unwrap();
+        let map: HashMap<&str, &str> = vars.iter().copied().collect();
+        let env = RedisEnv::from_lookup(|name| map.get(name).map(|v| (*v).to_owned())).unwrap();
+        assert_eq!(c.redis, env);
+        assert!(matches!(
+            c.redis.target(),
+            Some(keygate::RedisTarget::Cluster(seeds)) if seeds.len() == 2
+        ));
         assert!(config(&[("REDIS_SENTINEL_MASTER", "mymaster")]).is_err());
         assert!(config(&[("REDIS_CLIENT_CERT", "/c.pem")]).is_err());
-        assert!(
-            config(&[
-                ("REDIS_SENTINEL_MASTER", "m"),
-                ("REDIS_SENTINEL_URLS", "redis://127.0.0.1:26379"),
-                ("REDIS_CLUSTER_URLS", "redis://127.0.0.1:7000"),
-            ])
-            .is_err()
-        );
     }
 
     #[test]

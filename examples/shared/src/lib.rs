@@ -48,7 +48,7 @@ mod user;
 
 pub use app::{App, LOGIN_LIMITER};
 pub use backend::Backend;
-pub use config::{Config, Database, RedisChoice, RedisTlsFiles, SentinelChoice};
+pub use config::{Config, Database};
 pub use orders::SqliteOrders;
 pub use reply::{JSON, MAX_BODY_BYTES, Reply};
 pub use secrets::Secret;

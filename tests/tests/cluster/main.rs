@@ -89,6 +89,7 @@ on_cluster!(session_devices => crate::devices:
     login_chosen_expiry_ends_sessions,
     rotation_through_the_gate_sets_the_new_cookie,
     remember_me_cookie_lasts_the_chosen_lifetime,
+    peek_sessions_lists_without_pruning,
 );
 
 on_cluster!(rate_limit => crate::rate_limit_suite:
@@ -122,6 +123,7 @@ on_cluster!(locks => crate::locks_suite:
     with_lock_runs_the_work_and_releases,
     without_renewal_the_loss_is_reported_before_the_lease_ends,
     fence_keys_expire_and_fences_keep_increasing,
+    status_shows_whether_held_the_lease_left_and_the_fence,
 );
 
 on_cluster!(flash_sale => crate::flash_sale_suite:
@@ -134,4 +136,6 @@ on_cluster!(flash_sale => crate::flash_sale_suite:
     unknown_vouchers_are_reported_not_errors,
     shutdown_finishes_the_order_in_hand,
     a_stock_the_script_cannot_hold_is_refused,
+    status_reports_stock_buyers_streams_and_groups,
+    dead_letters_are_replayed_exactly_once_or_dropped,
 );

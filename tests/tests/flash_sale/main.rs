@@ -15,4 +15,6 @@ keygate_tests::on_both_backends!(crate::suite:
     unknown_vouchers_are_reported_not_errors,
     shutdown_finishes_the_order_in_hand,
     a_stock_the_script_cannot_hold_is_refused,
+    status_reports_stock_buyers_streams_and_groups,
+    dead_letters_are_replayed_exactly_once_or_dropped,
 );

@@ -411,3 +411,116 @@ pub async fn shutdown_finishes_the_order_in_hand(b: &Backend) {
         "the order in hand was finished"
     );
 }
+
+pub async fn status_reports_stock_buyers_streams_and_groups(b: &Backend) {
+    let sale = sale(b);
+    assert_eq!(sale.status(12).await.unwrap(), None, "no sale loaded");
+    sale.load(11, 3, SaleWindow::default()).await.unwrap();
+    let fresh = sale.status(11).await.unwrap().unwrap();
+    assert_eq!((fresh.stock, fresh.buyers, fresh.shard), (3, 0, 0));
+    for user in [1u64, 2] {
+        let outcome = sale.order(11, &UserId::from(user)).await.unwrap();
+        assert!(
+            matches!(outcome, OrderOutcome::Ordered { .. }),
+            "{outcome:?}"
+        );
+    }
+    // A consumer that takes both orders and hangs on the first: both stay pending with it.
+    let hanging = Recorder {
+        hang: true,
+        ..Recorder::default()
+    };
+    let consumer = OrderConsumer::new(&sale, hanging, fast().with_name("worker-a")).spawn();
+    let mut status = None;
+    let settled = eventually(Duration::from_secs(10), async || {
+        let s = sale.status(11).await.unwrap().unwrap();
+        let done = s.groups.len() == 1 && s.groups[0].pending == 2;
+        status = Some(s);
+        done
+    })
+    .await;
+    consumer.abort();
+    let status = status.unwrap();
+    assert!(settled, "{status:?}");
+    assert_eq!((status.stock, status.buyers), (1, 2));
+    assert_eq!(status.streams.orders, 2);
+    assert_eq!(status.streams.dead_letters, 0);
+    let group = &status.groups[0];
+    assert_eq!(group.name, "keygate-orders");
+    assert_eq!(group.lag, Some(0), "everything was delivered");
+    assert_eq!(group.consumers.len(), 1);
+    assert_eq!(group.consumers[0].name, "worker-a");
+    assert_eq!(group.consumers[0].pending, 2);
+}
+
+pub async fn dead_letters_are_replayed_exactly_once_or_dropped(b: &Backend) {
+    let sale = sale(b);
+    sale.load(9, 5, SaleWindow::default()).await.unwrap();
+    let failing = Recorder {
+        fail: true,
+        ..Recorder::default()
+    };
+    let options = fast()
+        .with_claim(Duration::from_millis(50), Duration::from_millis(50))
+        .with_max_deliveries(1)
+        .with_trim_every(None);
+    let consumer = OrderConsumer::new(&sale, failing, options).spawn();
+    let mut order_ids = HashSet::new();
+    for user in [1u64, 2] {
+        let OrderOutcome::Ordered { order_id } = sale.order(9, &UserId::from(user)).await.unwrap()
+        else {
+            panic!("ordered")
+        };
+        order_ids.insert(order_id);
+    }
+    let shard = sale.shard_of(9);
+    assert!(
+        eventually(Duration::from_secs(10), async || sale
+            .stream_lengths(shard)
+            .await
+            .unwrap()
+            .dead_letters
+            == 2)
+        .await
+    );
+    consumer.shutdown().await;
+    let dead = sale.dead_letters(shard, 10).await.unwrap();
+    let replayed_order = dead[0].order().unwrap().order_id;
+    let before = sale.stream_lengths(shard).await.unwrap().orders;
+
+    // Only the voucher's own dead letters, only well-formed ids.
+    assert_eq!(
+        sale.replay_dead_letter(10, &dead[0].id).await.unwrap(),
+        None
+    );
+    assert_eq!(sale.replay_dead_letter(9, "not-an-id").await.unwrap(), None);
+    assert_eq!(sale.replay_dead_letter(9, "1-999").await.unwrap(), None);
+
+    let entry = sale.replay_dead_letter(9, &dead[0].id).await.unwrap();
+    assert!(entry.is_some(), "replayed");
+    assert_eq!(
+        sale.replay_dead_letter(9, &dead[0].id).await.unwrap(),
+        None,
+        "a second replay finds nothing"
+    );
+    let lengths = sale.stream_lengths(shard).await.unwrap();
+    assert_eq!(lengths.orders, before + 1, "enqueued exactly once");
+    assert_eq!(lengths.dead_letters, 1);
+
+    // The consumers get the order again, with its order id.
+    let recorder = Recorder::default();
+    let consumer = OrderConsumer::new(&sale, recorder.clone(), fast()).spawn();
+    assert!(
+        eventually(Duration::from_secs(10), async || recorder.ids().await
+            == HashSet::from([replayed_order]))
+        .await
+    );
+    consumer.shutdown().await;
+    assert_eq!(recorder.seen.lock().await.len(), 1, "handled once");
+    assert!(order_ids.contains(&replayed_order));
+
+    assert!(!sale.drop_dead_letter(10, &dead[1].id).await.unwrap());
+    assert!(sale.drop_dead_letter(9, &dead[1].id).await.unwrap());
+    assert!(!sale.drop_dead_letter(9, &dead[1].id).await.unwrap());
+    assert_eq!(sale.stream_lengths(shard).await.unwrap().dead_letters, 0);
+}

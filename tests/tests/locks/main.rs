@@ -14,4 +14,5 @@ keygate_tests::on_both_backends!(crate::suite:
     with_lock_runs_the_work_and_releases,
     without_renewal_the_loss_is_reported_before_the_lease_ends,
     fence_keys_expire_and_fences_keep_increasing,
+    status_shows_whether_held_the_lease_left_and_the_fence,
 );

@@ -264,3 +264,33 @@ pub async fn fence_keys_expire_and_fences_keep_increasing(b: &Backend) {
     );
     third.release().await.unwrap();
 }
+
+pub async fn status_shows_whether_held_the_lease_left_and_the_fence(b: &Backend) {
+    let locks = locks(b, LockOptions::new().with_lease(Duration::from_secs(30)));
+    let free = locks.status("report:7").await.unwrap();
+    assert_eq!(
+        (free.held, free.lease_left, free.fence),
+        (false, None, None)
+    );
+    let guard = locks.try_acquire("report:7").await.unwrap();
+    let held = locks.status("report:7").await.unwrap();
+    assert!(held.held);
+    let left = held.lease_left.expect("a held lock has a lease");
+    assert!(
+        left > Duration::ZERO && left <= Duration::from_secs(30),
+        "{left:?}"
+    );
+    assert_eq!(held.fence, Some(guard.fence()));
+    let fence = guard.fence();
+    guard.release().await.unwrap();
+    let released = locks.status("report:7").await.unwrap();
+    assert_eq!(
+        (released.held, released.lease_left, released.fence),
+        (false, None, Some(fence)),
+        "the fence outlives the holding"
+    );
+    assert!(
+        !locks.status("report:8").await.unwrap().held,
+        "another name"
+    );
+}

@@ -450,3 +450,39 @@ pub async fn remember_me_cookie_lasts_the_chosen_lifetime(b: &Backend) {
         format!("token={}; Path=/; HttpOnly; SameSite=Lax", token.expose())
     );
 }
+
+/// `peek_sessions` lists what `sessions` lists and writes nothing: looked at through the
+/// wrong layout, a user's index keeps the entries of its live sessions.
+pub async fn peek_sessions_lists_without_pruning(b: &Backend) {
+    let java = b.manager::<JavaUser>(SessionConfig::java_seed());
+    let other = b.manager::<JavaUser>(SessionConfig::node_seed("elsewhere"));
+    let carol = user("carol");
+    let first = java
+        .login_with(&carol, &JavaUser::new(3), &device("phone"))
+        .await
+        .unwrap();
+    java.login(&carol, &JavaUser::new(3)).await.unwrap();
+    let listed = java.sessions(&carol, None).await.unwrap();
+    let peeked = java.peek_sessions(&carol).await.unwrap();
+    assert_eq!(
+        peeked
+            .iter()
+            .map(|s| (&s.id, &s.device))
+            .collect::<Vec<_>>(),
+        listed
+            .iter()
+            .map(|s| (&s.id, &s.device))
+            .collect::<Vec<_>>()
+    );
+    assert!(peeked.iter().all(|s| !s.current));
+
+    // Through another layout the sessions look ended; a peek leaves their entries alone.
+    assert!(other.peek_sessions(&carol).await.unwrap().is_empty());
+    assert_eq!(java.sessions(&carol, None).await.unwrap().len(), 2);
+    // An ended session's entry stays until a pruning walk.
+    java.logout(&first).await.unwrap();
+    assert_eq!(java.peek_sessions(&carol).await.unwrap().len(), 1);
+    // `sessions` through the wrong layout prunes every entry: what the peek is for.
+    assert!(other.sessions(&carol, None).await.unwrap().is_empty());
+    assert!(java.sessions(&carol, None).await.unwrap().is_empty());
+}

@@ -46,5 +46,6 @@ mod devices_and_rotation {
         login_chosen_expiry_ends_sessions,
         rotation_through_the_gate_sets_the_new_cookie,
     remember_me_cookie_lasts_the_chosen_lifetime,
+        peek_sessions_lists_without_pruning,
     );
 }

@@ -114,6 +114,7 @@ over_tls!(locks => crate::locks_suite:
     with_lock_runs_the_work_and_releases,
     without_renewal_the_loss_is_reported_before_the_lease_ends,
     fence_keys_expire_and_fences_keep_increasing,
+    status_shows_whether_held_the_lease_left_and_the_fence,
 );
 
 over_tls!(flash_sale => crate::flash_sale_suite:
@@ -126,4 +127,6 @@ over_tls!(flash_sale => crate::flash_sale_suite:
     unknown_vouchers_are_reported_not_errors,
     shutdown_finishes_the_order_in_hand,
     a_stock_the_script_cannot_hold_is_refused,
+    status_reports_stock_buyers_streams_and_groups,
+    dead_letters_are_replayed_exactly_once_or_dropped,
 );
