@@ -36,6 +36,8 @@ pub enum StoreCall {
     IndexPage(usize),
     /// `index_remove` of this many members.
     IndexRemove(usize),
+    /// `index_replace`.
+    IndexReplace,
 }
 
 /// What a test does when a call is about to reach the store.
@@ -152,6 +154,20 @@ impl<O: StoreObserver> SessionStore for ObservedStore<O> {
     ) -> keygate::Result<Vec<(String, i64)>> {
         self.observer.before(StoreCall::IndexPage(count)).await?;
         self.inner.index_page(index, offset, count).await
+    }
+
+    async fn index_replace(
+        &self,
+        index: &str,
+        old: &str,
+        new: &str,
+        created_us: i64,
+        ttl_ms: u64,
+    ) -> keygate::Result<bool> {
+        self.observer.before(StoreCall::IndexReplace).await?;
+        self.inner
+            .index_replace(index, old, new, created_us, ttl_ms)
+            .await
     }
 
     async fn index_remove(&self, index: &str, members: &[&str]) -> keygate::Result<()> {

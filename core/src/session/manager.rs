@@ -414,22 +414,14 @@ where
     pub async fn end_session(&self, user: &UserId, id: &SessionId) -> Result<bool> {
         telemetry::timed("end_session", async {
             let index = index_key(&self.inner.config, user);
-            let mut offset = 0;
-            loop {
-                let page = self.index_page(&index, offset).await?;
-                let full = page.len() == INDEX_BATCH;
-                if let Some(entry) = page.iter().find(|entry| &entry.session_id() == id) {
-                    let removed = self
-                        .remove_members(&index, std::slice::from_ref(entry))
-                        .await?;
-                    telemetry::count_label_n(names::LOGOUTS, "kind", "session", removed);
-                    return Ok(removed > 0);
-                }
-                if !full {
-                    return Ok(false);
-                }
-                offset += page.len();
-            }
+            let Some(entry) = self.find_entry(&index, |e| &e.session_id() == id).await? else {
+                return Ok(false);
+            };
+            let removed = self
+                .remove_members(&index, std::slice::from_ref(&entry))
+                .await?;
+            telemetry::count_label_n(names::LOGOUTS, "kind", "session", removed);
+            Ok(removed > 0)
         })
         .await
     }
@@ -450,26 +442,89 @@ where
         telemetry::timed("rotate", async {
             let inner = &*self.inner;
             let old = self.keys(session.token());
+            let index = index_key(&inner.config, &session.data().user_id());
+            // The entry is looked up before the session moves: once it has moved, an entry
+            // that is gone can only mean that something ended or pruned it meanwhile.
+            let entry = self.find_entry(&index, |e| e.key_id() == old.id).await?;
             for _ in 0..CREATE_ATTEMPTS {
                 let token = self.token_in_slot_of(&old.session)?;
                 let new = self.keys(&token);
-                match inner.store.rename(old.key_ref(), new.key_ref()).await? {
-                    RenameOutcome::Renamed { deadline_ms } => {
-                        self.reindex(&session.data().user_id(), &old.id, &new.id)
-                            .await?;
-                        telemetry::count_n(names::ROTATIONS, 1);
-                        return Ok(Some(Rotated {
-                            token,
-                            lifetime_left: deadline_ms.map(Duration::from_millis),
-                        }));
-                    }
+                let deadline_ms = match inner.store.rename(old.key_ref(), new.key_ref()).await? {
+                    RenameOutcome::Renamed { deadline_ms } => deadline_ms,
                     RenameOutcome::Gone => return Ok(None),
                     RenameOutcome::TargetExists => continue,
+                };
+                if !self.move_entry(&index, entry.as_ref(), &new.id).await? {
+                    // A "log out everywhere" (or a listing that saw the old key gone) ran
+                    // while the session moved: end it rather than leave it live where
+                    // "log out everywhere" cannot find it.
+                    inner.store.remove(&[new.key_ref()]).await?;
+                    return Ok(None);
                 }
+                telemetry::count_n(names::ROTATIONS, 1);
+                return Ok(Some(Rotated {
+                    token,
+                    lifetime_left: deadline_ms.map(Duration::from_millis),
+                }));
             }
             Err(Error::Random("generated tokens keep colliding".into()))
         })
         .await
+    }
+
+    /// Points the index entry of a rotated session at its new key id, keeping creation
+    /// time and device, in one step that fails if the entry is gone; a session that was
+    /// never indexed (created by another service) is indexed now.
+    async fn move_entry(
+        &self,
+        index: &str,
+        entry: Option<&IndexEntry>,
+        new_id: &str,
+    ) -> Result<bool> {
+        let inner = &*self.inner;
+        match entry {
+            Some(entry) => {
+                let member = IndexEntry::member_for(new_id, entry.device());
+                inner
+                    .store
+                    .index_replace(
+                        index,
+                        &entry.member,
+                        &member,
+                        entry.created_us,
+                        inner.index_ttl_ms,
+                    )
+                    .await
+            }
+            None => {
+                let member = IndexEntry::member_for(new_id, None);
+                inner
+                    .store
+                    .index_add(index, &member, now_micros(), inner.index_ttl_ms)
+                    .await?;
+                Ok(true)
+            }
+        }
+    }
+
+    /// The first entry of the index that `matches`, walking it page by page.
+    async fn find_entry(
+        &self,
+        index: &str,
+        matches: impl Fn(&IndexEntry) -> bool,
+    ) -> Result<Option<IndexEntry>> {
+        let mut offset = 0;
+        loop {
+            let page = self.index_page(index, offset).await?;
+            let full = page.len() == INDEX_BATCH;
+            if let Some(entry) = page.into_iter().find(&matches) {
+                return Ok(Some(entry));
+            }
+            if !full {
+                return Ok(None);
+            }
+            offset += INDEX_BATCH;
+        }
     }
 
     /// A fresh token whose session key the store can rename `old_key` to.
@@ -491,41 +546,6 @@ where
         Err(Error::Random(
             "no token found for the session's hash slot".into(),
         ))
-    }
-
-    /// Points the user's index entry of a rotated session at its new key, keeping its
-    /// creation time and device; a session that was never indexed (created by another
-    /// service) is indexed now.
-    async fn reindex(&self, user: &UserId, old_id: &str, new_id: &str) -> Result<()> {
-        let inner = &*self.inner;
-        let index = index_key(&inner.config, user);
-        let mut offset = 0;
-        let found = loop {
-            let page = self.index_page(&index, offset).await?;
-            let full = page.len() == INDEX_BATCH;
-            if let Some(entry) = page.into_iter().find(|e| e.key_id() == old_id) {
-                break Some(entry);
-            }
-            if !full {
-                break None;
-            }
-            offset += INDEX_BATCH;
-        };
-        let (member, created_us) = match &found {
-            Some(entry) => (
-                IndexEntry::member_for(new_id, entry.device()),
-                entry.created_us,
-            ),
-            None => (IndexEntry::member_for(new_id, None), now_micros()),
-        };
-        inner
-            .store
-            .index_add(&index, &member, created_us, inner.index_ttl_ms)
-            .await?;
-        if let Some(entry) = found {
-            inner.store.index_remove(&index, &[&entry.member]).await?;
-        }
-        Ok(())
     }
 
     /// Ends every session of `user`; returns how many were live.

@@ -197,6 +197,10 @@ impl SessionStore for MemoryStore {
             if !db.exists(from.session) {
                 return RenameOutcome::Gone;
             }
+            // A session whose required companion is gone is over.
+            if from.deadline_required && from.deadline.is_some_and(|key| !db.exists(key)) {
+                return RenameOutcome::Gone;
+            }
             if db.exists(to.session) {
                 return RenameOutcome::TargetExists;
             }
@@ -247,6 +251,31 @@ impl SessionStore for MemoryStore {
                 members.into_iter().skip(offset).take(count).collect()
             }
             _ => Vec::new(),
+        }))
+    }
+
+    async fn index_replace(
+        &self,
+        index: &str,
+        old: &str,
+        new: &str,
+        created_us: i64,
+        ttl_ms: u64,
+    ) -> Result<bool> {
+        Ok(self.with_db(|db| {
+            let Some(Value::ZSet(members)) = db.get(index).map(|e| &mut e.value) else {
+                return false;
+            };
+            let Some(at) = members.iter().position(|(m, _)| m == old) else {
+                return false;
+            };
+            members.remove(at);
+            members.retain(|(m, _)| m != new);
+            members.push((new.to_owned(), created_us));
+            if let Some(entry) = db.get(index) {
+                entry.expires_at = Some(Instant::now() + Duration::from_millis(ttl_ms));
+            }
+            true
         }))
     }
 

@@ -16,6 +16,7 @@ lua_script!(SESSION_TOUCH, "session_touch.lua");
 lua_script!(SESSION_REPLACE_HASH, "session_replace_hash.lua");
 lua_script!(SESSION_UPDATE, "session_update.lua");
 lua_script!(SESSION_RENAME, "session_rename.lua");
+lua_script!(SESSION_INDEX_REPLACE, "session_index_replace.lua");
 
 /// The companion's value: the session's own idle TTL, or `1` for "the configuration's".
 fn companion_value(expiry: NewExpiry) -> String {
@@ -356,6 +357,7 @@ impl SessionStore for RedisStore {
         if let (Some(from), Some(to)) = (from.deadline, to.deadline) {
             invocation.key(from).key(to);
         }
+        invocation.arg(companion_mode(from));
         let mut conn = self.conn();
         let reply: redis::Value = self.bounded(invocation.invoke_async(&mut conn)).await?;
         match reply {
@@ -416,6 +418,26 @@ impl SessionStore for RedisStore {
         // Scores are unix microseconds, exact in an f64 (below 2^53).
         #[allow(clippy::cast_possible_truncation)]
         Ok(members.into_iter().map(|(m, s)| (m, s as i64)).collect())
+    }
+
+    async fn index_replace(
+        &self,
+        index: &str,
+        old: &str,
+        new: &str,
+        created_us: i64,
+        ttl_ms: u64,
+    ) -> Result<bool> {
+        let mut invocation = SESSION_INDEX_REPLACE.prepare_invoke();
+        invocation
+            .key(index)
+            .arg(old)
+            .arg(new)
+            .arg(created_us)
+            .arg(ttl_ms);
+        let mut conn = self.conn();
+        let moved: i64 = self.bounded(invocation.invoke_async(&mut conn)).await?;
+        Ok(moved == 1)
     }
 
     async fn index_remove(&self, index: &str, members: &[&str]) -> Result<()> {

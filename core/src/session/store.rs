@@ -168,6 +168,17 @@ pub trait SessionStore: Send + Sync + 'static {
         count: usize,
     ) -> Result<Vec<(String, i64)>>;
 
+    /// Replaces `old` by `new` (with score `created_us`, and the index TTL) if `old` is
+    /// still a member, in one step; `false`, writing nothing, when it is not.
+    async fn index_replace(
+        &self,
+        index: &str,
+        old: &str,
+        new: &str,
+        created_us: i64,
+        ttl_ms: u64,
+    ) -> Result<bool>;
+
     /// Removes members from an index.
     async fn index_remove(&self, index: &str, members: &[&str]) -> Result<()>;
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use keygate::backend::SessionKeyRef;
-use keygate::{Error, SessionConfig, SessionManager, UserId};
+use keygate::{Error, SessionConfig, SessionManager, SessionUser, UserId};
 use keygate_tests::fixtures::{Backend, JavaUser};
 use keygate_tests::observed::{ObservedStore, StoreCall, StoreObserver};
 
@@ -190,4 +190,125 @@ pub async fn hash_update_removing_every_field_is_refused(b: &Backend) {
     assert!(matches!(replaced, Err(Error::Encode(_))), "{replaced:?}");
     let kept = m.load(&token).await.unwrap().expect("session kept");
     assert_eq!(kept.data().id, Some(1));
+}
+
+/// What runs while a rotation is half done (the session renamed, its index entry not yet
+/// moved).
+#[derive(Clone, Copy)]
+enum DuringRotation {
+    LogoutEverywhere,
+    List,
+}
+
+/// Runs `during` once, on the first store call after a rotation's rename.
+struct RotationObserver {
+    during: DuringRotation,
+    renamed: std::sync::atomic::AtomicBool,
+    fired: std::sync::atomic::AtomicBool,
+    other: OnceLock<SessionManager<JavaUser>>,
+}
+
+#[async_trait]
+impl StoreObserver for RotationObserver {
+    async fn before(&self, call: StoreCall) -> keygate::Result<()> {
+        if call == StoreCall::Rename {
+            self.renamed.store(true, Ordering::SeqCst);
+        } else if self.renamed.load(Ordering::SeqCst) && !self.fired.swap(true, Ordering::SeqCst) {
+            if let Some(other) = self.other.get() {
+                let user = JavaUser::new(1).user_id();
+                match self.during {
+                    DuringRotation::LogoutEverywhere => drop(other.logout_everywhere(&user).await?),
+                    DuringRotation::List => drop(other.sessions(&user, None).await?),
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn rotating(b: &Backend, during: DuringRotation) -> SessionManager<JavaUser> {
+    let config = SessionConfig::java_seed();
+    let store = Arc::new(ObservedStore::new(
+        b.sessions(),
+        RotationObserver {
+            during,
+            renamed: false.into(),
+            fired: false.into(),
+            other: OnceLock::new(),
+        },
+    ));
+    let other = SessionManager::from_shared_store(b.sessions(), config.clone()).unwrap();
+    assert!(store.observer.other.set(other).is_ok());
+    SessionManager::from_shared_store(store, config).unwrap()
+}
+
+/// A "log out everywhere" that runs while a rotation is half done still ends the session:
+/// once it has returned, neither the old nor the new token works.
+pub async fn logout_everywhere_during_rotation_ends_the_session(b: &Backend) {
+    let m = rotating(b, DuringRotation::LogoutEverywhere);
+    let user = JavaUser::new(1).user_id();
+    let token = m.login(&user, &JavaUser::new(1)).await.unwrap();
+    let session = m.load(&token).await.unwrap().unwrap();
+    let rotated = m.rotate(&session).await.unwrap();
+    assert!(m.load(&token).await.unwrap().is_none());
+    if let Some(rotated) = rotated {
+        assert!(
+            m.load(&rotated.token).await.unwrap().is_none(),
+            "the rotated token outlived a completed logout everywhere"
+        );
+    }
+    assert!(m.sessions(&user, None).await.unwrap().is_empty());
+}
+
+/// A listing that runs while a rotation is half done never leaves a live session out of
+/// the index (where "log out everywhere" could not find it): the session is either listed
+/// with its device and creation time, or ended.
+pub async fn listing_during_rotation_never_hides_a_live_session(b: &Backend) {
+    let m = rotating(b, DuringRotation::List);
+    let user = JavaUser::new(1).user_id();
+    let options = keygate::session::LoginOptions::new().with_device("Phone A");
+    let token = m
+        .login_with(&user, &JavaUser::new(1), &options)
+        .await
+        .unwrap();
+    let before = m.sessions(&user, None).await.unwrap();
+    let session = m.load(&token).await.unwrap().unwrap();
+    let rotated = m.rotate(&session).await.unwrap();
+    let after = m.sessions(&user, None).await.unwrap();
+    match rotated {
+        Some(rotated) if m.load(&rotated.token).await.unwrap().is_some() => {
+            assert_eq!(after.len(), 1, "the live rotated session is listed");
+            assert_eq!(after[0].device.as_deref(), Some("Phone A"));
+            assert_eq!(after[0].created_at_ms, before[0].created_at_ms);
+        }
+        _ => assert!(
+            after.is_empty(),
+            "an ended session is not listed: {after:?}"
+        ),
+    }
+    assert_eq!(
+        m.logout_everywhere(&user).await.unwrap(),
+        after.len() as u64
+    );
+}
+
+/// A session whose deadline key is gone is over: rotating it gives no new token.
+pub async fn rotating_a_session_without_its_deadline_key_gives_nothing(b: &Backend) {
+    let m = b.manager::<JavaUser>(with_lifetime());
+    let token = m.login(&alice(), &JavaUser::new(1)).await.unwrap();
+    let session = m.load(&token).await.unwrap().unwrap();
+    let deadline = format!("keygate:deadline:{{login:token:{}}}", token.expose());
+    assert!(b.sessions().exists(&[&deadline]).await.unwrap()[0]);
+    let removed = b
+        .sessions()
+        .remove(&[SessionKeyRef {
+            session: &deadline,
+            deadline: None,
+            deadline_required: false,
+            own_idle: false,
+        }])
+        .await
+        .unwrap();
+    assert_eq!(removed, 1);
+    assert_eq!(m.rotate(&session).await.unwrap(), None);
 }

@@ -33,6 +33,9 @@ mod edge_cases {
     index_work_per_call_is_bounded,
     create_prunes_ended_sessions_from_the_index,
         hash_update_removing_every_field_is_refused,
+        logout_everywhere_during_rotation_ends_the_session,
+        listing_during_rotation_never_hides_a_live_session,
+        rotating_a_session_without_its_deadline_key_gives_nothing,
     );
 }
 

@@ -1,10 +1,14 @@
 -- Moves a session to a new key (token rotation), with its companion key, atomically: a
 -- concurrent load finds it under exactly one of the two names. TTLs move with the keys.
 -- KEYS[1] old session key, KEYS[2] new session key, KEYS[3] old companion, KEYS[4] new
--- companion (both optional). All in one hash slot.
+-- companion (both optional). All in one hash slot. ARGV[1] 'required' when every session
+-- has a companion: then a session whose companion is gone is over, and is not moved.
 -- Reply: 0 the old session is gone, 2 the new key exists (nothing moved), or {1, the new
 -- companion's PTTL (-2 without one)} when moved.
 if redis.call('EXISTS', KEYS[1]) == 0 then
+  return 0
+end
+if KEYS[3] and ARGV[1] == 'required' and redis.call('EXISTS', KEYS[3]) == 0 then
   return 0
 end
 if redis.call('EXISTS', KEYS[2]) == 1 then
