@@ -213,13 +213,14 @@ impl StoreObserver for RotationObserver {
     async fn before(&self, call: StoreCall) -> keygate::Result<()> {
         if call == StoreCall::Rename {
             self.renamed.store(true, Ordering::SeqCst);
-        } else if self.renamed.load(Ordering::SeqCst) && !self.fired.swap(true, Ordering::SeqCst) {
-            if let Some(other) = self.other.get() {
-                let user = JavaUser::new(1).user_id();
-                match self.during {
-                    DuringRotation::LogoutEverywhere => drop(other.logout_everywhere(&user).await?),
-                    DuringRotation::List => drop(other.sessions(&user, None).await?),
-                }
+        } else if self.renamed.load(Ordering::SeqCst)
+            && !self.fired.swap(true, Ordering::SeqCst)
+            && let Some(other) = self.other.get()
+        {
+            let user = JavaUser::new(1).user_id();
+            match self.during {
+                DuringRotation::LogoutEverywhere => drop(other.logout_everywhere(&user).await?),
+                DuringRotation::List => drop(other.sessions(&user, None).await?),
             }
         }
         Ok(())
