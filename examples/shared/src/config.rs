@@ -163,7 +163,7 @@ pub struct Config {
     /// unset, provider callbacks answer 403.
     pub pay_callback_secret: Option<Secret>,
     /// `RATE_LIMIT_PER_IP`: how many `POST /user/code` and `POST /user/login`, counted
-    /// together, one client IP may make per minute (default 30).
+    /// together, one client IP may make per rolling minute (default 30).
     pub rate_limit_per_ip: u32,
 }
 
