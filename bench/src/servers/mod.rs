@@ -241,8 +241,8 @@ pub async fn keygate_gate(url: &str, variant: Variant) -> Result<Keygate<NodeUse
 /// The limiter of the rate-limited servers. All load comes from one address, so the limit
 /// is one that admits every request, to measure the cost of a decision rather than of a
 /// refusal: a quota of a million a second, or a window of the most requests
-/// ([`MAX_WINDOW_LIMIT`]) in 100 ms, whose log then holds about a thousand entries at
-/// 10,000 requests a second.
+/// ([`MAX_WINDOW_LIMIT`]) in 100 ms, whose log then holds thousands of entries (the
+/// window's worst case: one hot subject).
 pub async fn limiter(url: &str, variant: Variant) -> Result<RateLimiter> {
     let store = RedisStore::connect(url).await?;
     Ok(match variant {
