@@ -1,8 +1,9 @@
 //! The shared rate limiter on both backends, plus Redis-only cases (server clock, agreement
-//! of the script with the memory backend, outages).
+//! of the script with the memory backend, outages) and the rolling minute on a moved clock.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod redis_only;
+mod rolling;
 mod suite;
 
 keygate_tests::on_both_backends!(crate::suite:
