@@ -131,8 +131,11 @@ impl DirectRow {
 #[derive(Debug)]
 pub struct RateLimitReport {
     pub rounds: usize,
+    /// One round of the direct comparison.
     pub duration: Duration,
     pub direct: Vec<DirectRow>,
+    /// One round of the HTTP comparison.
+    pub http_duration: Duration,
     pub generator: String,
     pub http: FrameworkResult,
 }
@@ -158,6 +161,7 @@ pub fn run(options: &Options) -> Result<RateLimitReport> {
         rounds: options.rounds,
         duration,
         direct,
+        http_duration: options.duration,
         generator: describe,
         http: http?,
     })

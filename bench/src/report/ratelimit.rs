@@ -83,7 +83,7 @@ pub fn markdown(md: &mut String, r: &RateLimitReport) {
          route (the one-round-trip floor). {}; {} alternating rounds of {:.1} s.\n",
         r.generator,
         r.rounds,
-        r.duration.as_secs_f64()
+        r.http_duration.as_secs_f64()
     );
     let _ = writeln!(
         md,
