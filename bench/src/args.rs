@@ -10,7 +10,7 @@ pub const USAGE: &str = "\
 keygate-bench: keygate against the session crates users would pick instead
 
 USAGE:
-    keygate-bench <all|http|core|lock|seckill> [OPTIONS]
+    keygate-bench <all|http|core|lock|seckill|ratelimit> [OPTIONS]
 
 OPTIONS:
     --rounds N          alternating rounds per measurement (default 5)
@@ -39,6 +39,7 @@ pub struct What {
     pub core: bool,
     pub lock: bool,
     pub seckill: bool,
+    pub ratelimit: bool,
 }
 
 /// Which load generator drives the HTTP servers.
@@ -113,6 +114,7 @@ pub fn parse(argv: &[String]) -> Result<Command> {
             core: true,
             lock: true,
             seckill: true,
+            ratelimit: true,
         },
         "http" => What {
             http: true,
@@ -128,6 +130,10 @@ pub fn parse(argv: &[String]) -> Result<Command> {
         },
         "seckill" => What {
             seckill: true,
+            ..What::default()
+        },
+        "ratelimit" => What {
+            ratelimit: true,
             ..What::default()
         },
         other => return Err(format!("unknown command {other:?}\n\n{USAGE}").into()),

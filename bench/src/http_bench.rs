@@ -139,7 +139,13 @@ pub fn run(options: &Options) -> Result<HttpReport> {
     std::fs::create_dir_all(&log_dir)?;
     let mut frameworks = Vec::new();
     for &framework in &options.frameworks {
-        frameworks.push(run_framework(framework, options, &generator, &log_dir)?);
+        frameworks.push(run_framework(
+            framework,
+            &Variant::ALL,
+            options,
+            &generator,
+            &log_dir,
+        )?);
     }
     let _ = std::fs::remove_dir_all(&log_dir);
     Ok(HttpReport {
@@ -150,8 +156,11 @@ pub fn run(options: &Options) -> Result<HttpReport> {
     })
 }
 
-fn run_framework(
+/// One framework's `variants`, each in a child process on one private Redis, driven in
+/// alternating rounds.
+pub fn run_framework(
     framework: Framework,
+    variants: &[Variant],
     options: &Options,
     generator: &Generator,
     log_dir: &Path,
@@ -164,10 +173,7 @@ fn run_framework(
         .enable_all()
         .build()?;
 
-    let mut results: Vec<VariantResult> = Variant::ALL
-        .iter()
-        .map(|&v| VariantResult::new(v))
-        .collect();
+    let mut results: Vec<VariantResult> = variants.iter().map(|&v| VariantResult::new(v)).collect();
     let mut running: Vec<Option<Running>> = Vec::new();
     for result in &mut results {
         let spec = ServeSpec {

@@ -7,6 +7,7 @@
 //! keygate-bench core      [options]   the session manager alone vs a raw GETEX loop
 //! keygate-bench lock      [options]   lock acquire+release and hand-over latency
 //! keygate-bench seckill   [options]   flash-sale orders, sold-out rejections, stream consumer
+//! keygate-bench ratelimit [options]   limiter decisions vs raw EVALSHA; axum route with/without the limiter
 //! ```
 //!
 //! Every server, Redis included, is private: started by this process on a free loopback
@@ -19,6 +20,7 @@ mod core_bench;
 mod http_bench;
 mod loadgen;
 mod lock_bench;
+mod ratelimit_bench;
 mod redis_admin;
 mod report;
 mod seckill_bench;
@@ -66,6 +68,9 @@ fn run(argv: &[String]) -> Result<()> {
             }
             if what.seckill {
                 report.seckill = Some(seckill_bench::run(&options)?);
+            }
+            if what.ratelimit {
+                report.ratelimit = Some(ratelimit_bench::run(&options)?);
             }
             report.finish();
             report.write()

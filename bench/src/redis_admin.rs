@@ -51,11 +51,13 @@ pub fn start() -> Result<RedisServer> {
         .map_err(|_| "could not start a private redis-server (see the message above)".into())
 }
 
-/// Commands our own inspection sends; not counted as the server's work.
+/// Commands our own inspection sends; not counted as the server's work. (`ZCARD` is not
+/// among them although the report reads the session index with it: that happens outside
+/// the measured rounds, and the sliding-window limiter's script counts with it.)
 fn is_admin_command(name: &str) -> bool {
     [
         "config", "info", "keys", "memory", "pttl", "ping", "client", "hello", "select", "command",
-        "flushall", "type", "zcard",
+        "flushall", "type",
     ]
     .iter()
     .any(|admin| name == *admin || name.starts_with(&format!("{admin}|")))
@@ -150,5 +152,6 @@ mod tests {
         assert!(is_admin_command("info"));
         assert!(!is_admin_command("getex"));
         assert!(!is_admin_command("evalsha"));
+        assert!(!is_admin_command("zcard"));
     }
 }

@@ -8,11 +8,13 @@ use crate::args::Options;
 use crate::core_bench::{CALLERS, CoreReport, Impl};
 use crate::http_bench::HttpReport;
 use crate::lock_bench::{CONTENDERS, LockReport};
+use crate::ratelimit_bench::RateLimitReport;
 use crate::redis_admin;
 use crate::seckill_bench::{CLIENTS, SeckillReport};
 use crate::servers::{Framework, Variant, WORKERS};
 
 mod chart;
+mod ratelimit;
 
 /// keygate's targets (issue 10).
 const AXUM_TARGET: f64 = 1.5;
@@ -29,6 +31,7 @@ pub struct Report {
     pub core: Option<CoreReport>,
     pub lock: Option<LockReport>,
     pub seckill: Option<SeckillReport>,
+    pub ratelimit: Option<RateLimitReport>,
 }
 
 impl Report {
@@ -42,6 +45,7 @@ impl Report {
             core: None,
             lock: None,
             seckill: None,
+            ratelimit: None,
         }
     }
 
@@ -110,6 +114,9 @@ impl Report {
         }
         if let Some(seckill) = &self.seckill {
             seckill_markdown(&mut md, seckill);
+        }
+        if let Some(ratelimit) = &self.ratelimit {
+            ratelimit::markdown(&mut md, ratelimit);
         }
         md
     }

@@ -98,7 +98,7 @@
 //! | [`login`] | phone + code login: validate the phone, verify the code, find or create the user, create a session ([`login::PhoneLogin`]) |
 //! | [`lock`] | a distributed lock for work only one instance may do: owner-checked release, lease renewal, fencing tokens ([`lock::Locks`]) |
 //! | [`flash_sale`] | flash sales (秒杀): one atomic script decides whether a user may buy, orders go through a Redis Stream to [`flash_sale::OrderConsumer`] |
-//! | [`rate_limit`] | a GCRA rate limiter shared by every instance (one script call per decision, on the Redis server's clock), fail open or closed; the adapters' per-IP middleware builds on it (feature `rate-limit`) |
+//! | [`rate_limit`] | a rate limiter shared by every instance, a GCRA quota or an exact sliding window (one script call per decision, on the Redis server's clock), fail open or closed; the adapters' per-IP middleware builds on it (feature `rate-limit`) |
 //! | [`transport`] | reading the token from a request (`authorization` header raw or `Bearer`, `tokenid` query parameter, a cookie): [`TokenReader`], and [`adapter::RequestParts`] for adapters |
 //! | [`cookie`] | the session cookie a gate sets at login and clears at logout ([`SessionCookie`], enabled with [`Keygate::with_cookie`]): `HttpOnly`, `SameSite=Lax`, `Path=/`, `Secure` by default, `Max-Age` the session's lifetime |
 //! | [`origin`] | CSRF protection for cookie-authenticated requests: an unsafe request must come from an allowed origin (`Origin`, else `Referer`), checked before any Redis command ([`origin::AllowedOrigins`]) |
@@ -134,7 +134,7 @@
 //! | --- | --- | --- |
 //! | `memory` | yes | [`MemoryStore`], the embedded backend |
 //! | `cluster` | yes | Redis Cluster: `RedisOptions::cluster` (redis crate `cluster-async`) |
-//! | `rate-limit` | yes | [`rate_limit`]: the shared GCRA limiter |
+//! | `rate-limit` | yes | [`rate_limit`]: the shared limiter (GCRA quota, sliding window) |
 //! | `sentinel` | yes | Sentinel-managed masters: `RedisOptions::sentinel` (redis crate `sentinel`) |
 //! | `codes` | yes | phone + SMS-code login: [`code`], [`login`] |
 //! | `locks` | yes | the distributed lock: [`lock`] |

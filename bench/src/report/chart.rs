@@ -22,6 +22,8 @@ fn color(variant: Variant) -> &'static str {
         Variant::Keygate => "#1f77b4",
         Variant::KeygateHash => "#6baed6",
         Variant::Incumbent => "#e6862e",
+        Variant::LimitedQuota => "#2ca02c",
+        Variant::LimitedWindow => "#98df8a",
     }
 }
 

@@ -59,6 +59,7 @@ async fn run(spec: ServeSpec) -> Result<()> {
             .run()
             .await?;
         }
+        Variant::LimitedQuota | Variant::LimitedWindow => return Err("axum only".into()),
         Variant::Incumbent => {
             let store = RedisSessionStore::new(spec.redis_url.clone())
                 .await

@@ -4,14 +4,16 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use keygate_axum::{ApiError, Auth, KeygateLayer, Sessions};
+use keygate_axum::{ApiError, Auth, KeygateLayer, RateLimitLayer, Sessions};
 use redis::aio::ConnectionManager;
 use tower_sessions::cookie::time;
 use tower_sessions::{Expiry, Session, SessionManagerLayer};
 use tower_sessions_redis_store::RedisStore as TowerRedisStore;
 use tower_sessions_redis_store::fred::prelude::{ClientLike, Config, Pool};
 
-use super::{ServeSpec, Variant, getex_connection, getex_login, getex_me, keygate_gate, runtime};
+use super::{
+    ServeSpec, Variant, getex_connection, getex_login, getex_me, keygate_gate, limiter, runtime,
+};
 use crate::user::{IDLE_SECS, NodeUser};
 
 const USER_KEY: &str = "user";
@@ -32,6 +34,12 @@ pub fn serve(spec: &ServeSpec) -> crate::Result<()> {
                 .layer(KeygateLayer::new(
                     keygate_gate(&spec.redis_url, spec.variant).await?,
                 )),
+            Variant::LimitedQuota | Variant::LimitedWindow => Router::new()
+                .route("/me", get(bare_me))
+                .route("/login", post(bare_login))
+                .layer(RateLimitLayer::new(
+                    limiter(&spec.redis_url, spec.variant).await?,
+                )),
             Variant::Incumbent => {
                 // The store's README: a fred pool of 6 connections.
                 let pool = Pool::new(Config::from_url(&spec.redis_url)?, None, None, None, 6)?;
@@ -50,7 +58,16 @@ pub fn serve(spec: &ServeSpec) -> crate::Result<()> {
             }
         };
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", spec.port)).await?;
-        axum::serve(listener, app).await?;
+        if spec.variant.is_limited() {
+            // The rate-limit layer keys requests by the peer address.
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .await?;
+        } else {
+            axum::serve(listener, app).await?;
+        }
         Ok(())
     })
 }

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use keygate::rate_limit::{MAX_WINDOW_LIMIT, Quota, RateLimiter, Window};
 use keygate::{Keygate, RedisStore, SessionConfig, SessionManager};
 use redis::aio::ConnectionManager;
 
@@ -111,6 +112,12 @@ pub enum Variant {
     KeygateHash,
     /// The session crate users would pick instead.
     Incumbent,
+    /// The bare route behind keygate's rate-limit layer, a GCRA quota that admits every
+    /// request (axum only).
+    LimitedQuota,
+    /// The bare route behind keygate's rate-limit layer, a sliding window that admits every
+    /// request (axum only).
+    LimitedWindow,
 }
 
 impl Variant {
@@ -130,6 +137,8 @@ impl Variant {
             "keygate" => Self::Keygate,
             "keygate-hash" => Self::KeygateHash,
             "incumbent" => Self::Incumbent,
+            "limited-quota" => Self::LimitedQuota,
+            "limited-window" => Self::LimitedWindow,
             other => return Err(format!("unknown variant {other:?}").into()),
         })
     }
@@ -141,6 +150,8 @@ impl Variant {
             Self::Keygate => "keygate",
             Self::KeygateHash => "keygate-hash",
             Self::Incumbent => "incumbent",
+            Self::LimitedQuota => "limited-quota",
+            Self::LimitedWindow => "limited-window",
         }
     }
 
@@ -151,6 +162,8 @@ impl Variant {
             Self::Getex => "hand-written GETEX",
             Self::Keygate => "keygate (JSON)",
             Self::KeygateHash => "keygate (hash)",
+            Self::LimitedQuota => "bare + rate limit (GCRA)",
+            Self::LimitedWindow => "bare + rate limit (window)",
             Self::Incumbent => match framework {
                 Framework::Axum => "tower-sessions",
                 Framework::Actix => "actix-session",
@@ -167,9 +180,23 @@ impl Variant {
 
     /// Whether the variant keeps a session in Redis.
     pub fn has_session(self) -> bool {
-        !matches!(self, Self::Bare)
+        !matches!(self, Self::Bare | Self::LimitedQuota | Self::LimitedWindow)
+    }
+
+    /// Whether the variant is one of the rate-limit benchmark's (axum only).
+    pub fn is_limited(self) -> bool {
+        matches!(self, Self::LimitedQuota | Self::LimitedWindow)
     }
 }
+
+/// The rate-limit benchmark's servers: the route without and behind the limiter, and the
+/// one-round-trip floor.
+pub const RATE_LIMITED: [Variant; 4] = [
+    Variant::Bare,
+    Variant::Getex,
+    Variant::LimitedQuota,
+    Variant::LimitedWindow,
+];
 
 /// What a `serve` child runs.
 #[derive(Debug, Clone)]
@@ -182,6 +209,9 @@ pub struct ServeSpec {
 
 /// Runs one server in this process until it is killed.
 pub fn serve(spec: &ServeSpec) -> Result<()> {
+    if spec.variant.is_limited() && spec.framework != Framework::Axum {
+        return Err(format!("{} is measured on axum only", spec.variant.id()).into());
+    }
     match spec.framework {
         Framework::Axum => axum::serve(spec),
         Framework::Actix => actix::serve(spec),
@@ -206,6 +236,23 @@ pub async fn keygate_gate(url: &str, variant: Variant) -> Result<Keygate<NodeUse
     };
     let store = RedisStore::connect(url).await?;
     Ok(Keygate::new(SessionManager::new(store, config)?))
+}
+
+/// The limiter of the rate-limited servers. All load comes from one address, so the limit
+/// is one that admits every request, to measure the cost of a decision rather than of a
+/// refusal: a quota of a million a second, or a window of the most requests
+/// ([`MAX_WINDOW_LIMIT`]) in 100 ms, whose log then holds thousands of entries (the
+/// window's worst case: one hot subject).
+pub async fn limiter(url: &str, variant: Variant) -> Result<RateLimiter> {
+    let store = RedisStore::connect(url).await?;
+    Ok(match variant {
+        Variant::LimitedWindow => RateLimiter::new(
+            store,
+            "bench-window",
+            Window::new(MAX_WINDOW_LIMIT, Duration::from_millis(100)),
+        )?,
+        _ => RateLimiter::new(store, "bench-quota", Quota::per_second(1_000_000))?,
+    })
 }
 
 /// The hand-written handlers' connection: one multiplexed `ConnectionManager`, as keygate's.

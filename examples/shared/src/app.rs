@@ -6,7 +6,7 @@ use keygate::code::{CodeConfig, Codes, LogCodeSender};
 use keygate::flash_sale::{ConsumerHandle, ConsumerOptions, FlashSale, OrderConsumer};
 use keygate::lock::Locks;
 use keygate::login::PhoneLogin;
-use keygate::rate_limit::{FailureMode, Quota, RateLimiter};
+use keygate::rate_limit::{FailureMode, RateLimiter, Window};
 use keygate::{Keygate, SessionConfig, SessionCookie, SessionManager};
 use metrics_exporter_prometheus::PrometheusHandle;
 
@@ -85,7 +85,7 @@ impl App {
         let login_limiter = RateLimiter::from_shared(
             backend.rate_limit(),
             LOGIN_LIMITER,
-            Quota::per_minute(config.rate_limit_per_ip),
+            Window::per_minute(config.rate_limit_per_ip),
         )
         .map_err(invalid)?
         .with_failure_mode(FailureMode::Closed);
@@ -112,8 +112,8 @@ impl App {
     }
 
     /// The per-client-IP limiter of `POST /user/code` and `POST /user/login` (one budget
-    /// for both: `RATE_LIMIT_PER_IP` a minute, all of it usable at once), for the adapter's
-    /// rate-limit middleware on those two routes.
+    /// for both: at most `RATE_LIMIT_PER_IP` in any rolling minute, a sliding window), for
+    /// the adapter's rate-limit middleware on those two routes.
     pub fn login_limiter(&self) -> RateLimiter {
         self.login_limiter.clone()
     }

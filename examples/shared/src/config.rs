@@ -5,6 +5,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 
 use keygate::RedisEnv;
+use keygate::rate_limit::MAX_WINDOW_LIMIT;
 
 use crate::StartError;
 use crate::secrets::Secret;
@@ -54,7 +55,8 @@ pub struct Config {
     /// unset, provider callbacks answer 403.
     pub pay_callback_secret: Option<Secret>,
     /// `RATE_LIMIT_PER_IP`: how many `POST /user/code` and `POST /user/login`, counted
-    /// together, one client IP may make per minute (default 30).
+    /// together, one client IP may make per rolling minute (default 30, at most
+    /// `MAX_WINDOW_LIMIT`).
     pub rate_limit_per_ip: u32,
     /// `COOKIE_SECURE=1`: the session cookie carries `Secure` (the app is served over
     /// HTTPS); otherwise it does not, so the examples work over plain HTTP on localhost.
@@ -80,14 +82,15 @@ impl Config {
         };
         let rate_limit_per_ip = match var("RATE_LIMIT_PER_IP") {
             None => DEFAULT_RATE_LIMIT_PER_IP,
+            // The limit is a sliding window, whose log per client is bounded.
             Some(text) => text
                 .trim()
                 .parse::<u32>()
                 .ok()
-                .filter(|n| *n > 0)
+                .filter(|n| (1..=MAX_WINDOW_LIMIT).contains(n))
                 .ok_or_else(|| {
                     StartError::new(format!(
-                        "RATE_LIMIT_PER_IP {text:?} is not a positive whole number"
+                        "RATE_LIMIT_PER_IP {text:?} is not a whole number from 1 to {MAX_WINDOW_LIMIT}"
                     ))
                 })?,
         };
@@ -180,7 +183,9 @@ mod tests {
         assert_eq!(config(&[]).unwrap().rate_limit_per_ip, 30);
         let c = config(&[("RATE_LIMIT_PER_IP", " 3 ")]).unwrap();
         assert_eq!(c.rate_limit_per_ip, 3);
-        for bad in ["0", "-1", "ten", "1.5", "99999999999"] {
+        let most = config(&[("RATE_LIMIT_PER_IP", "10000")]).unwrap();
+        assert_eq!(most.rate_limit_per_ip, 10_000);
+        for bad in ["0", "-1", "ten", "1.5", "10001", "99999999999"] {
             let error = config(&[("RATE_LIMIT_PER_IP", bad)]).unwrap_err();
             assert!(error.to_string().contains("RATE_LIMIT_PER_IP"), "{error}");
         }

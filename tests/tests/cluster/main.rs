@@ -98,6 +98,10 @@ on_cluster!(rate_limit => crate::rate_limit_suite:
     idle_subjects_leave_no_key,
     subjects_with_odd_characters_are_distinct_and_safe,
     limiters_with_different_names_do_not_share_budgets,
+    four_instances_hammering_one_subject_get_exactly_the_window_limit,
+    the_window_refusal_says_when_the_oldest_leaves,
+    the_window_rolls_exactly,
+    idle_windows_leave_no_key,
 );
 
 on_cluster!(codes => crate::codes_suite:

@@ -1,6 +1,6 @@
 //! docs/http-api.md § Rate limit: `POST /user/code` and `POST /user/login` share one
-//! per-IP budget of `RATE_LIMIT_PER_IP` a minute, kept in Redis; a refused request is 429
-//! with `Retry-After` and changes nothing else.
+//! per-IP limit of `RATE_LIMIT_PER_IP` requests per rolling minute, kept in Redis; a
+//! refused request is 429 with `Retry-After` and changes nothing else.
 
 use serde_json::json;
 
@@ -30,9 +30,10 @@ pub async fn the_fourth_request_of_a_minute_is_429(example: &'static str) {
         .await;
     let envelope = refused.envelope(429);
     assert_eq!(envelope["errorMsg"], "too many requests");
-    // 3 a minute: the next request fits 20 s after the first, rounded up to whole seconds.
+    // 3 in any rolling minute, all used at once: the next fits when the first is a minute
+    // old, rounded up to whole seconds (a refilling quota would say 20 s).
     let retry: u64 = refused.header("retry-after").unwrap().parse().unwrap();
-    assert!((19..=20).contains(&retry), "Retry-After {retry}");
+    assert!((59..=60).contains(&retry), "Retry-After {retry}");
     assert_eq!(refused.header("ratelimit-limit"), Some("3"));
     assert_eq!(refused.header("ratelimit-remaining"), Some("0"));
     // Nothing was sent or stored for the refused phone.
@@ -69,10 +70,13 @@ pub async fn the_fourth_request_of_a_minute_is_429(example: &'static str) {
         .query(redis::cmd("GET").arg(format!("login:code:{}", phone(0))));
     assert_eq!(code_still, Some(code));
 
-    // The budget lives in Redis, per client IP, and expires by itself.
+    // The budget lives in Redis, per client IP, and expires by itself: a log of the three
+    // admitted requests' times (the refused ones are not recorded), kept one minute.
     let key = "keygate:rate:{login-ip:ip:127.0.0.1}";
     let ttl: i64 = example.redis.query(redis::cmd("PTTL").arg(key));
     assert!((1..=60_000).contains(&ttl), "{ttl}");
+    let admitted: u64 = example.redis.query(redis::cmd("ZCARD").arg(key));
+    assert_eq!(admitted, 3);
     // Other routes are not limited.
     http.get("/user/me").send().await.envelope(401);
 }

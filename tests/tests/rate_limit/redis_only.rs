@@ -2,7 +2,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use keygate::rate_limit::{Clock, FailureMode, Quota, RateLimitStore, RateLimiter};
+use keygate::rate_limit::{Clock, FailureMode, Limit, Quota, RateLimitStore, RateLimiter, Window};
 use keygate::{MemoryStore, RedisOptions, RedisStore};
 use keygate_tests::RedisServer;
 
@@ -64,6 +64,40 @@ async fn memory_and_redis_agree_on_a_sequence_of_arrivals() {
     }
 }
 
+/// The same for the sliding window: the script and the memory backend keep the same log
+/// and answer the same decisions, waits and resets.
+#[tokio::test]
+async fn memory_and_redis_agree_on_a_sequence_of_arrivals_in_a_window() {
+    let server = RedisServer::start();
+    let redis = store(&server).await;
+    // At most 3 in any 300 ms.
+    let params = Window::new(3, Duration::from_millis(300)).params();
+    let key = "keygate:rate:{agree-window:s}";
+    let gaps = [
+        0, 0, 0, 0, 0, 30, 40, 60, 0, 0, 120, 0, 0, 0, 250, 0, 0, 0, 0, 90, 10, 500, 0, 0, 0, 0,
+        100, 100, 100, 100, 0, 0,
+    ];
+    let mut replies = Vec::new();
+    for gap in gaps {
+        // Sleeping here schedules the arrivals; nothing waits for an event.
+        tokio::time::sleep(Duration::from_millis(gap)).await;
+        replies.push(redis.window(key, params, &Clock::system()).await.unwrap());
+    }
+    assert!(replies.iter().any(|r| r.allowed) && replies.iter().any(|r| !r.allowed));
+
+    let memory = MemoryStore::new();
+    let now = Arc::new(AtomicU64::new(0));
+    let clock = {
+        let now = now.clone();
+        Clock::from_fn(move || now.load(Ordering::SeqCst))
+    };
+    for (i, reply) in replies.iter().enumerate() {
+        now.store(reply.now_us, Ordering::SeqCst);
+        let replayed = memory.window(key, params, &clock).await.unwrap();
+        assert_eq!(&replayed, reply, "arrival {i}");
+    }
+}
+
 /// An instance whose clock is minutes off decides as the others: the script reads the
 /// server's clock, not the application's.
 #[tokio::test]
@@ -99,17 +133,64 @@ async fn instances_with_skewed_clocks_make_the_same_decisions() {
     );
 }
 
+/// The same for the sliding window: the log holds the server's times.
+#[tokio::test]
+async fn instances_with_skewed_clocks_make_the_same_window_decisions() {
+    let server = RedisServer::start();
+    let window = Window::per_hour(4);
+    let ahead = RateLimiter::new(store(&server).await, "skew-window", window)
+        .unwrap()
+        .with_clock(Clock::from_fn(|| system_micros() + 10 * 60 * 1_000_000));
+    let behind = RateLimiter::new(store(&server).await, "skew-window", window)
+        .unwrap()
+        .with_clock(Clock::from_fn(|| system_micros() - 10 * 60 * 1_000_000));
+    let mut allowed = 0;
+    for i in 0..10 {
+        let limiter = if i % 2 == 0 { &ahead } else { &behind };
+        let decision = limiter.check("s").await.unwrap();
+        if decision.allowed {
+            allowed += 1;
+        } else {
+            // Not before the first admission is an hour old, on the server's clock.
+            assert!(decision.retry_after > Duration::from_secs(3590));
+            assert!(decision.retry_after <= Duration::from_secs(3600));
+        }
+    }
+    assert_eq!(allowed, 4);
+    let scores: Vec<(String, u64)> = server.query(
+        redis::cmd("ZRANGE")
+            .arg(ahead.key("s"))
+            .arg(0)
+            .arg(-1)
+            .arg("WITHSCORES"),
+    );
+    assert_eq!(scores.len(), 4);
+    let now = server_micros(&server);
+    for (_, at) in scores {
+        assert!(now - at < 10_000_000, "{at} vs {now}");
+    }
+}
+
 /// Redis down: a fail-open limiter allows (degraded), a fail-closed one fails with a
 /// backend error (503); both recover when Redis is back.
 #[tokio::test]
 async fn redis_down_fails_open_or_closed_as_configured() {
+    fails_open_or_closed(Quota::per_hour(1).into()).await;
+}
+
+/// The same with a sliding window.
+#[tokio::test]
+async fn redis_down_fails_open_or_closed_as_configured_in_a_window() {
+    fails_open_or_closed(Window::per_hour(1).into()).await;
+}
+
+async fn fails_open_or_closed(limit: Limit) {
     let mut server = RedisServer::start();
     let redis = Arc::new(store(&server).await);
-    let quota = Quota::per_hour(1);
-    let open = RateLimiter::from_shared(redis.clone(), "down", quota)
+    let open = RateLimiter::from_shared(redis.clone(), "down", limit)
         .unwrap()
         .with_failure_mode(FailureMode::Open);
-    let closed = RateLimiter::from_shared(redis.clone(), "down", quota)
+    let closed = RateLimiter::from_shared(redis.clone(), "down", limit)
         .unwrap()
         .with_failure_mode(FailureMode::Closed);
     assert!(open.check("a").await.unwrap().allowed);
@@ -170,4 +251,34 @@ async fn one_script_call_per_decision() {
         limiter.key("ip:198.51.100.7"),
         "keygate:rate:{calls:ip:198.51.100.7}"
     );
+}
+
+/// The window's script: one call per decision; refusals read the log and write nothing.
+#[tokio::test]
+async fn one_script_call_per_window_decision() {
+    let server = RedisServer::start();
+    let limiter = RateLimiter::new(store(&server).await, "calls", Window::per_minute(5)).unwrap();
+    limiter.check("warm").await.unwrap();
+    server.reset_stats();
+    for _ in 0..7 {
+        limiter.check("ip:198.51.100.7").await.unwrap();
+    }
+    let calls = keygate_tests::fixtures::commands_since_reset(&server);
+    // Inside the script: TIME, a trim and a count each time; ZADD and PEXPIRE for the 5
+    // admitted; for each of the 2 refused, the entry that makes room and the newest.
+    let expected: Vec<(String, u64)> = [
+        ("evalsha", 7),
+        ("pexpire", 5),
+        ("time", 7),
+        ("zadd", 5),
+        ("zcard", 7),
+        ("zrange", 4),
+        ("zremrangebyscore", 7),
+    ]
+    .into_iter()
+    .map(|(name, n)| (name.to_owned(), n))
+    .collect();
+    assert_eq!(calls, expected);
+    let entries: u64 = server.query(redis::cmd("ZCARD").arg(limiter.key("ip:198.51.100.7")));
+    assert_eq!(entries, 5);
 }

@@ -1,0 +1,155 @@
+//! The rate-limit section of the report (issue 18).
+
+use std::fmt::Write as _;
+
+use crate::ratelimit_bench::{CALLERS, RateLimitReport, SUBJECTS};
+use crate::servers::{RATE_LIMITED, Variant};
+use crate::stats::median;
+
+use super::{us, verdict};
+
+/// `RateLimiter::check` ÷ raw `EVALSHA` (issue 18).
+const DIRECT_TARGET: f64 = 0.8;
+/// The axum route behind the limiter ÷ the hand-written GETEX route (issue 18).
+const GETEX_TARGET: f64 = 0.9;
+
+pub fn markdown(md: &mut String, r: &RateLimitReport) {
+    let _ = writeln!(md, "## Rate limiter\n");
+    let _ = writeln!(
+        md,
+        "Decisions per second with {CALLERS} concurrent callers over {SUBJECTS} subjects \
+         drawn uniformly at random for every decision (so nearly every decision admits and \
+         writes): `RateLimiter::check` on a {}-thread runtime (one multiplexed connection) \
+         against `redis-benchmark -c {CALLERS} -r {SUBJECTS} EVALSHA <sha> 1 \
+         keygate:rate:{{<name>:ip:__rand_int__}} <args>`, the same script, key form and \
+         arguments, on the same private Redis, flushed before each measurement; {} \
+         alternating rounds of {:.1} s, order rotated.\n",
+        crate::servers::WORKERS,
+        r.rounds,
+        r.duration.as_secs_f64()
+    );
+    let _ = writeln!(
+        md,
+        "| limit | side | decisions/s | p50 | p99 | admitted | errors | keygate ÷ raw (rounds) |"
+    );
+    let _ = writeln!(md, "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |");
+    for row in &r.direct {
+        for (side, rounds) in [
+            ("`RateLimiter::check`", &row.keygate),
+            ("redis-benchmark `EVALSHA`", &row.raw),
+        ] {
+            let med = |f: fn(&crate::ratelimit_bench::Measured) -> f64| {
+                median(&rounds.iter().map(f).collect::<Vec<_>>())
+            };
+            let keygate = side.starts_with("`Rate");
+            let admitted = if keygate {
+                format!("{:.0} %", med(|m| m.admitted) * 100.0)
+            } else {
+                // redis-benchmark does not look at the replies.
+                "–".to_owned()
+            };
+            let ratio = if keygate {
+                let spread = row
+                    .ratios()
+                    .iter()
+                    .map(|x| format!("{x:.2}"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                format!("{:.2}× ({spread})", row.ratio())
+            } else {
+                "–".to_owned()
+            };
+            let _ = writeln!(
+                md,
+                "| {} | {side} | {:.0} | {} | {} | {} | {} | {ratio} |",
+                row.kind.label(),
+                med(|m| m.per_sec),
+                us(med(|m| m.p50_us)),
+                us(med(|m| m.p99_us)),
+                admitted,
+                rounds.iter().map(|m| m.errors).sum::<u64>(),
+            );
+        }
+    }
+    let _ = writeln!(md);
+    let fw = &r.http;
+    let _ = writeln!(
+        md,
+        "axum 0.8, `GET /me` answering the Node seed's user: *bare* without anything, the same \
+         route behind `RateLimitLayer` (one client address, so limits that admit every \
+         request: `Quota::per_second(1_000_000)`, or `Window::new(10_000, 100 ms)`: one hot \
+         subject whose log holds thousands of entries at these rates, the window's worst \
+         case; per-client logs of a realistic limit are as short as in the table above), and the hand-written one-`GETEX` \
+         route (the one-round-trip floor). {}; {} alternating rounds of {:.1} s.\n",
+        r.generator,
+        r.rounds,
+        r.http_duration.as_secs_f64()
+    );
+    let _ = writeln!(
+        md,
+        "| server | req/s | p50 | p99 | errors | server CPU/req | Redis CPU/req | Redis cmds/req | ÷ GETEX | ÷ bare | req/s per round |"
+    );
+    let _ = writeln!(
+        md,
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+    );
+    for v in &fw.variants {
+        let name = v.variant.label(fw.framework);
+        if let Some(failure) = &v.failure {
+            let short: String = failure.chars().take(160).collect();
+            let _ = writeln!(
+                md,
+                "| {name} | did not run: {} | | | | | | | | | |",
+                short.replace(['\n', '|'], " ")
+            );
+            continue;
+        }
+        let ratio = |b: Variant| {
+            fw.ratio(v.variant, b)
+                .map_or("–".to_owned(), |x| format!("{x:.2}×"))
+        };
+        let _ = writeln!(
+            md,
+            "| {name} | {:.0} | {} | {} | {} | {} | {} | {:.2} | {} | {} | {} |",
+            v.rps(),
+            us(v.p50_us()),
+            us(v.p99_us()),
+            v.errors(),
+            v.server_cpu_us()
+                .map_or("–".to_owned(), |c| format!("{c:.1} µs")),
+            v.redis_cpu_us()
+                .map_or("–".to_owned(), |c| format!("{c:.1} µs")),
+            v.commands_per_request,
+            ratio(Variant::Getex),
+            ratio(Variant::Bare),
+            v.rounds
+                .iter()
+                .map(|l| format!("{:.0}", l.rps()))
+                .collect::<Vec<_>>()
+                .join(", "),
+        );
+    }
+    let _ = writeln!(md, "\n### Targets (issue 18)\n");
+    let _ = writeln!(md, "| target | measured | |");
+    let _ = writeln!(md, "| --- | --- | --- |");
+    for row in &r.direct {
+        let ratio = row.ratio();
+        let _ = writeln!(
+            md,
+            "| {}: `RateLimiter::check` ≥ {DIRECT_TARGET}× raw `EVALSHA` | {ratio:.2}× | {} |",
+            row.kind.label(),
+            verdict(Some(ratio >= DIRECT_TARGET))
+        );
+    }
+    for limited in RATE_LIMITED.into_iter().filter(|v| v.is_limited()) {
+        let ratio = fw.ratio(limited, Variant::Getex);
+        let _ = writeln!(
+            md,
+            "| axum: {} ≥ {GETEX_TARGET}× hand-written GETEX | {} | {} |",
+            limited.label(fw.framework),
+            ratio.map_or("–".to_owned(), |x| format!("{x:.2}×")),
+            verdict(ratio.map(|x| x >= GETEX_TARGET))
+        );
+    }
+    let _ = writeln!(md);
+}

@@ -1,0 +1,159 @@
+//! Which subject a request counts against: the client IP by default, or a key function.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use super::{RateLimitDecision, RateLimiter, Refusal};
+use crate::transport::RequestParts;
+
+/// What a middleware's key function sees of a request.
+#[derive(Clone, Copy)]
+#[non_exhaustive]
+pub struct KeyInput<'a> {
+    /// The connection's peer address, when the framework knows it.
+    pub peer: Option<IpAddr>,
+    /// The client's IP: the peer, or from `X-Forwarded-For` when the peer is a trusted
+    /// proxy ([`client_ip`]).
+    pub client_ip: Option<IpAddr>,
+    /// The request's headers and query.
+    pub request: &'a dyn RequestParts,
+}
+
+type KeyFn = dyn Fn(&KeyInput<'_>) -> Option<String> + Send + Sync;
+
+/// A limiter as the adapters' middleware applies it: which subject a request counts
+/// against (by default its client IP, `ip:<address>`), and which proxies are trusted to
+/// say who the client is. Cheap to clone.
+#[derive(Clone)]
+pub struct RateLimitPolicy {
+    limiter: RateLimiter,
+    trusted: Arc<[IpAddr]>,
+    key: Option<Arc<KeyFn>>,
+}
+
+impl std::fmt::Debug for RateLimitPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimitPolicy")
+            .field("limiter", &self.limiter)
+            .field("trusted_proxies", &self.trusted)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RateLimitPolicy {
+    /// Every request counts against its client IP: the connection's peer address (no
+    /// proxy is trusted). A request whose peer address the framework does not know counts
+    /// against one shared subject, `ip:unknown`.
+    pub fn new(limiter: RateLimiter) -> Self {
+        Self {
+            limiter,
+            trusted: Arc::from(Vec::new()),
+            key: None,
+        }
+    }
+
+    /// Trusts these proxies' `X-Forwarded-For` (its first header line): when the peer is
+    /// one of them, the client IP is the rightmost address of the header that is not one
+    /// of them ([`client_ip`]). Never list an address clients can connect from directly.
+    pub fn with_trusted_proxies(self, proxies: impl IntoIterator<Item = IpAddr>) -> Self {
+        Self {
+            trusted: proxies.into_iter().collect(),
+            ..self
+        }
+    }
+
+    /// Keys requests by `key` instead of the client IP; `None` lets a request through
+    /// without counting it (an exempt route or client).
+    pub fn with_key(
+        self,
+        key: impl Fn(&KeyInput<'_>) -> Option<String> + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            key: Some(Arc::new(key)),
+            ..self
+        }
+    }
+
+    /// The limiter.
+    pub fn limiter(&self) -> &RateLimiter {
+        &self.limiter
+    }
+
+    /// The subject a request counts against (`None`: not counted).
+    pub fn subject(&self, peer: Option<IpAddr>, request: &dyn RequestParts) -> Option<String> {
+        let forwarded = request
+            .header("x-forwarded-for")
+            .and_then(|v| std::str::from_utf8(v).ok());
+        let client = peer.map(|peer| client_ip(peer, forwarded, &self.trusted));
+        match &self.key {
+            Some(key) => key(&KeyInput {
+                peer,
+                client_ip: client,
+                request,
+            }),
+            None => Some(match client {
+                Some(ip) => format!("ip:{ip}"),
+                None => "ip:unknown".to_owned(),
+            }),
+        }
+    }
+
+    /// Decides for a request's subject: `Ok` to run the handler (with the decision, `None`
+    /// for an uncounted request), or the [`Refusal`] to answer instead.
+    pub async fn admit(
+        &self,
+        subject: Option<String>,
+    ) -> std::result::Result<Option<RateLimitDecision>, Refusal> {
+        match subject {
+            Some(subject) => self.limiter.admit(&subject).await.map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+/// The client's IP for rate limiting: the connection's `peer`, unless `peer` is one of the
+/// `trusted` proxies; then the rightmost address of `X-Forwarded-For` (`forwarded_for`,
+/// the header's values joined by commas) that is not a trusted proxy. A malformed hop
+/// stops the walk at the last trusted address seen, so a client cannot pick its key by
+/// sending garbage.
+pub fn client_ip(peer: IpAddr, forwarded_for: Option<&str>, trusted: &[IpAddr]) -> IpAddr {
+    if !trusted.contains(&peer) {
+        return peer;
+    }
+    let mut client = peer;
+    if let Some(header) = forwarded_for {
+        for hop in header.rsplit(',') {
+            let Ok(ip) = hop.trim().parse::<IpAddr>() else {
+                break;
+            };
+            client = ip;
+            if !trusted.contains(&ip) {
+                break;
+            }
+        }
+    }
+    client
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_for_is_read_only_from_trusted_peers() {
+        let proxy: IpAddr = "10.0.0.1".parse().unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        let peer: IpAddr = "203.0.113.9".parse().unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        let xff = Some("1.1.1.1, 198.51.100.7");
+        assert_eq!(client_ip(peer, xff, &[proxy]), peer);
+        assert_eq!(
+            client_ip(proxy, xff, &[proxy]),
+            IpAddr::from([198, 51, 100, 7])
+        );
+        assert_eq!(
+            client_ip(proxy, Some("198.51.100.7, 10.0.0.1"), &[proxy]),
+            IpAddr::from([198, 51, 100, 7])
+        );
+        assert_eq!(client_ip(proxy, Some("junk"), &[proxy]), proxy);
+        assert_eq!(client_ip(proxy, None, &[proxy]), proxy);
+    }
+}
