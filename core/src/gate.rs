@@ -58,6 +58,10 @@ struct RequestContext {
     pending: Mutex<Option<CookieChange>>,
     /// The request's `User-Agent`, cut to a device label's length.
     user_agent: Option<String>,
+    /// Whether the request names another origin: then its response never sets or clears
+    /// the cookie (a cross-site login must not plant a session in the victim's browser, a
+    /// cross-site logout by query token must not drop the victim's cookie).
+    foreign: bool,
 }
 
 impl RequestContext {
@@ -238,6 +242,10 @@ impl<T> Keygate<T> {
             request: Some(Arc::new(RequestContext {
                 pending: Mutex::new(None),
                 user_agent,
+                foreign: self
+                    .settings
+                    .origins
+                    .names_foreign(request, self.serves_https()),
             })),
             ..self.clone()
         }
@@ -270,9 +278,18 @@ impl<T> Keygate<T> {
     }
 
     fn change_cookie(&self, change: CookieChange) {
-        if let Some(request) = &self.request {
+        if let Some(request) = self.request.as_ref().filter(|r| !r.foreign) {
             *request.pending() = Some(change);
         }
+    }
+
+    /// Whether the app is served over HTTPS, as far as the gate knows: its session cookie
+    /// is `Secure`.
+    fn serves_https(&self) -> bool {
+        self.settings
+            .cookie
+            .as_ref()
+            .is_some_and(SessionCookie::is_secure)
     }
 
     /// The `Set-Cookie` value the response of this request must carry, if its handler
@@ -383,7 +400,7 @@ where
             Ok(Some((token, source))) => {
                 if matches!(source, TokenSource::Cookie(_))
                     && is_unsafe_method(request.method())
-                    && !self.settings.origins.allow(request)
+                    && !self.settings.origins.allow(request, self.serves_https())
                 {
                     return Err(Rejection::CrossOrigin);
                 }
@@ -570,5 +587,91 @@ mod tests {
         let allowed = listed.resolve(&with("POST", &[("cookie", &cookie)])).await;
         assert_eq!(allowed.err(), Some(Rejection::NoSession));
         assert!(listed.with_allowed_origins(["evil.test"]).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_request_from_another_origin_never_changes_the_cookie() {
+        let gate = gate(SessionConfig::java_seed());
+        let user = User { id: 7 };
+        // Login CSRF: a cross-site form posting the attacker's own credentials must not plant
+        // the attacker's session in the victim's browser.
+        let foreign = req(
+            "POST",
+            &[("host", "a.test"), ("origin", "http://evil.test")],
+        );
+        let request = gate.for_request(&foreign);
+        request.login(&user).await.unwrap();
+        assert_eq!(
+            request.take_set_cookie(),
+            None,
+            "no cookie for a foreign login"
+        );
+        let nulled = req("POST", &[("host", "a.test"), ("origin", "null")]);
+        let request = gate.for_request(&nulled);
+        request.login(&user).await.unwrap();
+        assert_eq!(request.take_set_cookie(), None, "Origin: null is foreign");
+        let by_referer = req(
+            "POST",
+            &[("host", "a.test"), ("referer", "http://evil.test/x")],
+        );
+        let request = gate.for_request(&by_referer);
+        request.login(&user).await.unwrap();
+        assert_eq!(request.take_set_cookie(), None, "a foreign Referer too");
+        // A logout by query token from another site ends that token's session but leaves the
+        // browser's cookie alone.
+        let token = gate.login(&user).await.unwrap();
+        let query = TestRequest {
+            query: Some(format!("tokenid={}", token.expose())),
+            ..req(
+                "POST",
+                &[("host", "a.test"), ("origin", "http://evil.test")],
+            )
+        };
+        let request = gate.for_request(&query);
+        let session = request.resolve(&query).await.unwrap();
+        assert!(session.logout().await.unwrap());
+        assert_eq!(
+            request.take_set_cookie(),
+            None,
+            "no clearing for a foreign request"
+        );
+        // Same origin, or no origin named at all (a non-browser client): the cookie is set.
+        for own in [
+            req("POST", &[("host", "a.test"), ("origin", "http://a.test")]),
+            req("POST", &[]),
+        ] {
+            let request = gate.for_request(&own);
+            request.login(&user).await.unwrap();
+            assert!(request.take_set_cookie().is_some());
+        }
+    }
+
+    #[tokio::test]
+    async fn with_a_secure_cookie_the_origin_must_be_https() {
+        let manager = SessionManager::new(MemoryStore::new(), SessionConfig::java_seed()).unwrap();
+        let gate = Keygate::new(manager).with_cookie(SessionCookie::new());
+        let token = gate.login(&User { id: 7 }).await.unwrap();
+        let cookie = format!("token={}", token.expose());
+        let plain = req(
+            "POST",
+            &[
+                ("cookie", &cookie),
+                ("host", "a.test"),
+                ("origin", "http://a.test"),
+            ],
+        );
+        assert_eq!(
+            gate.resolve(&plain).await.err(),
+            Some(Rejection::CrossOrigin)
+        );
+        let tls = req(
+            "POST",
+            &[
+                ("cookie", &cookie),
+                ("host", "a.test"),
+                ("origin", "https://a.test"),
+            ],
+        );
+        assert!(gate.resolve(&tls).await.is_ok());
     }
 }

@@ -53,25 +53,57 @@ impl AllowedOrigins {
     }
 
     /// Whether `request` comes from an allowed origin, by its `Origin` header or, lacking
-    /// one, its `Referer`. Neither, `Origin: null` or anything unreadable: no.
-    pub fn allow(&self, request: &impl RequestParts) -> bool {
-        let origin = match request.header("origin") {
-            Some(origin) => std::str::from_utf8(origin).ok().and_then(Origin::parse),
+    /// one, its `Referer`. Neither, `Origin: null` or anything unreadable: no. With `https`
+    /// (the app is served over HTTPS: its session cookie is `Secure`), the request's own
+    /// host counts only with the `https` scheme.
+    pub fn allow(&self, request: &impl RequestParts, https: bool) -> bool {
+        self.verdict(request, https) == Verdict::Allowed
+    }
+
+    /// Whether `request` names an origin (in `Origin`, or lacking one in `Referer`) that is
+    /// not allowed; a request naming none (a client that is not a browser) does not.
+    pub fn names_foreign(&self, request: &impl RequestParts, https: bool) -> bool {
+        self.verdict(request, https) == Verdict::Foreign
+    }
+
+    fn verdict(&self, request: &impl RequestParts, https: bool) -> Verdict {
+        let named = match request.header("origin") {
+            Some(origin) => std::str::from_utf8(origin).ok().map(Origin::parse),
             None => request
                 .header("referer")
-                .and_then(|referer| std::str::from_utf8(referer).ok())
-                .and_then(Origin::of_url),
+                .map(|referer| std::str::from_utf8(referer).ok().and_then(Origin::of_url)),
         };
-        let Some(origin) = origin else {
-            return false;
+        let origin = match named {
+            None => return Verdict::Unnamed,
+            Some(None) => return Verdict::Foreign,
+            Some(Some(origin)) => origin,
         };
-        match &self.list {
+        let allowed = match &self.list {
             Some(list) => list.contains(&origin),
-            None => own_authority(request)
-                .and_then(HostPort::parse)
-                .is_some_and(|own| origin.is_on(&own)),
+            None => {
+                (origin.https || !https)
+                    && own_authority(request)
+                        .and_then(HostPort::parse)
+                        .is_some_and(|own| origin.is_on(&own))
+            }
+        };
+        if allowed {
+            Verdict::Allowed
+        } else {
+            Verdict::Foreign
         }
     }
+}
+
+/// What a request's `Origin` (or `Referer`) says of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    /// An allowed origin.
+    Allowed,
+    /// Another origin, `null`, or something unreadable.
+    Foreign,
+    /// Neither header.
+    Unnamed,
 }
 
 /// Whether a request with this method may change state, so that a cookie-authenticated one
@@ -186,7 +218,7 @@ mod tests {
     }
 
     fn same_host(headers: &[(&'static str, &'static str)]) -> bool {
-        AllowedOrigins::same_host().allow(&req(headers))
+        AllowedOrigins::same_host().allow(&req(headers), false)
     }
 
     #[test]
@@ -278,18 +310,18 @@ mod tests {
             authority: Some("app.example"),
             ..req(&[("origin", "https://app.example")])
         };
-        assert!(AllowedOrigins::same_host().allow(&request));
+        assert!(AllowedOrigins::same_host().allow(&request, false));
         let foreign = TestRequest {
             authority: Some("app.example"),
             ..req(&[("origin", "https://evil.example")])
         };
-        assert!(!AllowedOrigins::same_host().allow(&foreign));
+        assert!(!AllowedOrigins::same_host().allow(&foreign, false));
     }
 
     #[test]
     fn a_list_replaces_the_host_check() {
         let list = AllowedOrigins::list(["https://App.Example", "http://localhost:8080"]).unwrap();
-        let allow = |headers: &[(&'static str, &'static str)]| list.allow(&req(headers));
+        let allow = |headers: &[(&'static str, &'static str)]| list.allow(&req(headers), false);
         assert!(allow(&[
             ("host", "internal:3000"),
             ("origin", "https://app.example")
@@ -324,5 +356,25 @@ mod tests {
         for unsafe_ in ["POST", "PUT", "PATCH", "DELETE", "get", "PROPFIND"] {
             assert!(is_unsafe_method(unsafe_), "{unsafe_}");
         }
+    }
+
+    #[test]
+    fn https_apps_accept_only_https_origins_of_their_host() {
+        let own = AllowedOrigins::same_host();
+        let http = req(&[("host", "app.example"), ("origin", "http://app.example")]);
+        let https = req(&[("host", "app.example"), ("origin", "https://app.example")]);
+        assert!(own.allow(&http, false) && own.allow(&https, false));
+        assert!(!own.allow(&http, true) && own.allow(&https, true));
+    }
+
+    #[test]
+    fn only_a_named_other_origin_is_foreign() {
+        let own = AllowedOrigins::same_host();
+        let host = ("host", "app.example");
+        assert!(!own.names_foreign(&req(&[host]), false), "nothing named");
+        assert!(own.names_foreign(&req(&[host, ("origin", "null")]), false));
+        assert!(own.names_foreign(&req(&[host, ("origin", "https://evil.example")]), false));
+        assert!(own.names_foreign(&req(&[host, ("referer", "https://evil.example/a")]), false));
+        assert!(!own.names_foreign(&req(&[host, ("origin", "http://app.example")]), false));
     }
 }

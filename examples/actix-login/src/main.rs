@@ -61,10 +61,13 @@ async fn run() -> Result<(), StartError> {
                 web::get().to(|| asset(&page::STYLE)),
             ))
             .service(limited("/user/code", web::post().to(send_code)))
-            // Login goes through the session middleware too: its gate sets the cookie.
+            // Login goes through the session middleware too (its gate sets the cookie),
+            // inside the limiter: in actix the last `wrap` runs first, and a refused login
+            // must not load a session.
             .service(
-                limited("/user/login", web::post().to(login))
-                    .wrap(KeygateMiddleware::new(gate.clone())),
+                open("/user/login", web::post().to(login))
+                    .wrap(KeygateMiddleware::new(gate.clone()))
+                    .wrap(RateLimitMiddleware::new(limiter.clone())),
             )
             .service(authenticated("/user/me", web::get().to(me)))
             .service(authenticated("/user/logout", web::post().to(logout)))

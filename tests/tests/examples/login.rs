@@ -772,6 +772,24 @@ pub async fn cookie_transport_and_origin_check(example: &'static str) {
     assert!(exists(redis, &token_key(&token)), "nothing changed");
     me(http, &token).await;
 
+    // Login CSRF: a login posted from another site (the attacker's own phone and code)
+    // sets no cookie, so it cannot plant the attacker's session in the victim's browser.
+    let _: () = redis.query(
+        redis::cmd("SET")
+            .arg(format!("login:code:{number}"))
+            .arg("424242")
+            .arg("EX")
+            .arg(120),
+    );
+    let forged = http
+        .post("/user/login")
+        .header("origin", "http://evil.example")
+        .json(&json!({"phone": number, "code": "424242"}))
+        .send()
+        .await;
+    forged.envelope(200);
+    assert_eq!(forged.header("set-cookie"), None, "a cross-site login set the cookie");
+
     // A header-authenticated request needs no origin.
     let other = login_again(http, redis, &number).await;
     http.post("/user/logout")

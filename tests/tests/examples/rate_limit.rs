@@ -70,6 +70,30 @@ pub async fn the_fourth_request_of_a_minute_is_429(example: &'static str) {
         .query(redis::cmd("GET").arg(format!("login:code:{}", phone(0))));
     assert_eq!(code_still, Some(code));
 
+    // A refused login that carries a session's token does not load (or touch) it either.
+    let session = "login:token:dd9b7511874889f4192fbda3d8b0881c";
+    let _: () = example.redis.query(
+        redis::cmd("HSET")
+            .arg(session)
+            .arg("id")
+            .arg("1")
+            .arg("nickName")
+            .arg("user_x")
+            .arg("icon")
+            .arg(""),
+    );
+    let _: () = example
+        .redis
+        .query(redis::cmd("PEXPIRE").arg(session).arg(100_000));
+    http.post("/user/login")
+        .token("dd9b7511874889f4192fbda3d8b0881c")
+        .json(&json!({"phone": phone(0), "code": "000000"}))
+        .send()
+        .await
+        .envelope(429);
+    let ttl: i64 = example.redis.query(redis::cmd("PTTL").arg(session));
+    assert!(ttl <= 100_000, "the refused login touched the session: PTTL {ttl}");
+
     // The budget lives in Redis, per client IP, and expires by itself: a log of the three
     // admitted requests' times (the refused ones are not recorded), kept one minute.
     let key = "keygate:rate:{login-ip:ip:127.0.0.1}";
