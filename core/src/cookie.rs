@@ -83,14 +83,21 @@ impl SessionCookie {
         self
     }
 
+    /// Whether the name's prefix (`__Host-`, `__Secure-`) makes browsers refuse the cookie
+    /// without `Secure`: such a cookie always carries it.
+    fn prefix_requires_secure(&self) -> bool {
+        self.name.starts_with("__Host-") || self.name.starts_with("__Secure-")
+    }
+
     /// The cookie's name.
     pub fn name(&self) -> &str {
         &self.name
     }
 
-    /// Whether the cookie carries `Secure`.
+    /// Whether the cookie carries `Secure`: as configured, and always for a name with the
+    /// `__Host-` or `__Secure-` prefix (browsers drop such a cookie without it).
     pub fn is_secure(&self) -> bool {
-        self.secure
+        self.secure || self.prefix_requires_secure()
     }
 
     /// The `Set-Cookie` value that hands `token` to the browser: with `Max-Age` in whole
@@ -107,7 +114,7 @@ impl SessionCookie {
 
     fn render(&self, value: &str, max_age_secs: Option<u64>) -> String {
         let mut header = format!("{}={value}; Path=/; HttpOnly; SameSite=Lax", self.name);
-        if self.secure {
+        if self.is_secure() {
             header.push_str("; Secure");
         }
         if let Some(secs) = max_age_secs {
@@ -211,5 +218,19 @@ mod tests {
         }
         assert!(SessionCookie::new().is_secure());
         assert_eq!(SessionCookie::new().name(), "token");
+    }
+
+    #[test]
+    fn host_and_secure_prefixed_names_are_always_secure() {
+        let token = Token::parse("dd9b7511874889f4192fbda3d8b0881c").unwrap();
+        for name in ["__Host-token", "__Secure-token"] {
+            let cookie = SessionCookie::named(name).unwrap().with_secure(false);
+            assert!(cookie.is_secure());
+            assert!(
+                cookie.set_value(&token, None).ends_with("; Secure"),
+                "{name}"
+            );
+        }
+        assert!(!SessionCookie::new().with_secure(false).is_secure());
     }
 }

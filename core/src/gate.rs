@@ -185,21 +185,25 @@ where
 
     /// Ends one session of this session's user, named by its public id (for "log out that
     /// device"); `false` when the user has no live session with that id, which includes
-    /// every session of another user.
+    /// every session of another user. Ending this very session clears the cookie, as
+    /// [`logout`](Self::logout) does.
     pub async fn end_session(&self, id: &crate::SessionId) -> crate::Result<bool>
     where
         T: SessionUser,
     {
-        self.gate
-            .manager()
-            .end_session(&self.data().user_id(), id)
-            .await
+        let manager = self.gate.manager();
+        let ended = manager.end_session(&self.data().user_id(), id).await?;
+        if ended && manager.session_id(self.session.token()) == *id {
+            self.gate.clear_cookie();
+        }
+        Ok(ended)
     }
 
     /// Gives this session a new token and ends the old one atomically (see
     /// [`SessionManager::rotate`]); with a session cookie, the response carries the new
     /// token. Renew the token this way when the session's privileges change. `None` when
-    /// the session ended meanwhile.
+    /// the session ended meanwhile. This handle keeps naming the old token, which no longer
+    /// works: act on the new one through the manager.
     pub async fn rotate(&self) -> crate::Result<Option<Token>>
     where
         T: SessionUser,
@@ -673,5 +677,37 @@ mod tests {
             ],
         );
         assert!(gate.resolve(&tls).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn ending_this_very_session_by_id_clears_the_cookie() {
+        let gate = gate(SessionConfig::java_seed());
+        let user = User { id: 7 };
+        let other = gate.login(&user).await.unwrap();
+        let token = gate.login(&user).await.unwrap();
+        let cookie = format!("token={}", token.expose());
+        let parts = req(
+            "DELETE",
+            &[
+                ("cookie", &cookie),
+                ("host", "a.test"),
+                ("origin", "http://a.test"),
+            ],
+        );
+        let request = gate.for_request(&parts);
+        let session = request.resolve(&parts).await.unwrap();
+        let other_id = gate.manager().session_id(&other);
+        assert!(session.end_session(&other_id).await.unwrap());
+        assert_eq!(
+            request.take_set_cookie(),
+            None,
+            "another device: the cookie stays"
+        );
+        let own = gate.manager().session_id(&token);
+        assert!(session.end_session(&own).await.unwrap());
+        assert_eq!(
+            request.take_set_cookie().as_deref(),
+            Some("token=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0")
+        );
     }
 }

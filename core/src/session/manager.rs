@@ -122,6 +122,11 @@ where
         SessionKeys::for_token(&self.inner.config, token)
     }
 
+    /// The public id of the session of `token` (what [`sessions`](Self::sessions) lists).
+    pub fn session_id(&self, token: &Token) -> SessionId {
+        SessionId::for_key_id(&self.keys(token).id)
+    }
+
     /// Creates a session for `user` holding `data` and returns its new token. The session
     /// is registered in the user's index (for [`sessions`](Self::sessions) and
     /// [`logout_everywhere`](Self::logout_everywhere)), whose entries of ended sessions are pruned on

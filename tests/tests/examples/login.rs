@@ -788,7 +788,11 @@ pub async fn cookie_transport_and_origin_check(example: &'static str) {
         .send()
         .await;
     forged.envelope(200);
-    assert_eq!(forged.header("set-cookie"), None, "a cross-site login set the cookie");
+    assert_eq!(
+        forged.header("set-cookie"),
+        None,
+        "a cross-site login set the cookie"
+    );
 
     // A header-authenticated request needs no origin.
     let other = login_again(http, redis, &number).await;

@@ -92,7 +92,10 @@ pub async fn the_fourth_request_of_a_minute_is_429(example: &'static str) {
         .await
         .envelope(429);
     let ttl: i64 = example.redis.query(redis::cmd("PTTL").arg(session));
-    assert!(ttl <= 100_000, "the refused login touched the session: PTTL {ttl}");
+    assert!(
+        ttl <= 100_000,
+        "the refused login touched the session: PTTL {ttl}"
+    );
 
     // The budget lives in Redis, per client IP, and expires by itself: a log of the three
     // admitted requests' times (the refused ones are not recorded), kept one minute.
