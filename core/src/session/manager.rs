@@ -452,7 +452,7 @@ where
             // that is gone can only mean that something ended or pruned it meanwhile.
             let entry = self.find_entry(&index, |e| e.key_id() == old.id).await?;
             for _ in 0..CREATE_ATTEMPTS {
-                let token = self.token_in_slot_of(&old.session)?;
+                let token = self.token_in_slot_of(&old.session).await?;
                 let new = self.keys(&token);
                 let deadline_ms = match inner.store.rename(old.key_ref(), new.key_ref()).await? {
                     RenameOutcome::Renamed { deadline_ms } => deadline_ms,
@@ -533,24 +533,20 @@ where
     }
 
     /// A fresh token whose session key the store can rename `old_key` to.
-    fn token_in_slot_of(&self, old_key: &str) -> Result<Token> {
-        /// 2^20 draws for 1 in 16,384 slots: failing is a 1-in-e^64 event.
-        const MAX_DRAWS: usize = 1 << 20;
-        let encoding = self.inner.config.token_encoding();
+    async fn token_in_slot_of(&self, old_key: &str) -> Result<Token> {
+        /// Draws tried on the calling task: on one server the first one fits.
+        const INLINE_DRAWS: usize = 4;
         let mut draws = TokenDraws::new()?;
-        for _ in 0..MAX_DRAWS {
-            let token = draws.next(encoding);
-            if self
-                .inner
-                .store
-                .can_rename(old_key, &self.keys(&token).session)
-            {
-                return Ok(token);
-            }
+        if let Some(token) = find_token(&self.inner, old_key, &mut draws, INLINE_DRAWS) {
+            return Ok(token);
         }
-        Err(Error::Random(
-            "no token found for the session's hash slot".into(),
-        ))
+        // A cluster slot: thousands of draws (milliseconds of CPU), off the async workers.
+        let inner = Arc::clone(&self.inner);
+        let old_key = old_key.to_owned();
+        tokio::task::spawn_blocking(move || find_token(&inner, &old_key, &mut draws, 1 << 20))
+            .await
+            .map_err(|e| Error::Random(e.to_string()))?
+            .ok_or_else(|| Error::Random("no token found for the session's hash slot".into()))
     }
 
     /// Ends every session of `user`; returns how many were live.
@@ -688,6 +684,16 @@ pub struct Rotated {
 enum Prune {
     Yes,
     No,
+}
+
+/// Up to `max` draws for a token whose session key `inner`'s store can rename `old_key` to
+/// (2^20 draws for one slot in 16,384: failing is a 1-in-e^64 event).
+fn find_token(inner: &Inner, old_key: &str, draws: &mut TokenDraws, max: usize) -> Option<Token> {
+    let encoding = inner.config.token_encoding();
+    (0..max).map(|_| draws.next(encoding)).find(|token| {
+        let key = SessionKeys::for_token(&inner.config, token).session;
+        inner.store.can_rename(old_key, &key)
+    })
 }
 
 /// Token draws for a rotation on a cluster, which may take thousands: one OS randomness
