@@ -353,7 +353,7 @@ impl keygate::adapter::RequestParts for Browser {
             "cookie" => Some(self.cookie.as_bytes()),
             "user-agent" => Some(b"KeygateTest/browser"),
             "host" => Some(b"app.example"),
-            "origin" => Some(b"http://app.example"),
+            "origin" => Some(b"https://app.example"),
             _ => None,
         }
     }
