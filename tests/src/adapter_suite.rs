@@ -530,8 +530,9 @@ pub async fn redis_down_is_503_then_serves_again_without_rebuild(
 
 /// The host the cookie scenarios send their requests to.
 const HOST: (&str, &str) = ("host", "app.test");
-/// The app's own origin, as a browser names it.
-const OWN_ORIGIN: &str = "http://app.test";
+/// The app's own origin, as a browser names it (https: the cookie is `Secure`, so the app
+/// is served over HTTPS).
+const OWN_ORIGIN: &str = "https://app.test";
 
 /// The exact `Set-Cookie` value of a login through [`cookie_gate`](crate::fixtures::cookie_gate).
 fn set_cookie(token: &str) -> String {
@@ -691,7 +692,7 @@ pub async fn cross_origin_cookie_post_is_403_without_a_redis_call(
     let token = cookie_login(app, &user).await;
     let cookie = format!("{COOKIE}={token}");
     let expected = failure(Rejection::CrossOrigin.message());
-    let cases: [(&str, Vec<(&str, &str)>); 7] = [
+    let cases: [(&str, Vec<(&str, &str)>); 8] = [
         ("a foreign Origin", vec![("origin", "https://evil.test")]),
         ("Origin null", vec![("origin", "null")]),
         (
@@ -703,11 +704,12 @@ pub async fn cross_origin_cookie_post_is_403_without_a_redis_call(
             "a foreign Origin with a same-origin Referer",
             vec![
                 ("origin", "https://evil.test"),
-                ("referer", "http://app.test/"),
+                ("referer", "https://app.test/"),
             ],
         ),
-        ("another port", vec![("origin", "http://app.test:8080")]),
-        ("a sibling host", vec![("origin", "http://evil.app.test")]),
+        ("another port", vec![("origin", "https://app.test:8080")]),
+        ("a sibling host", vec![("origin", "https://evil.app.test")]),
+        ("the app's host over plain http", vec![("origin", "http://app.test")]),
     ];
     server.reset_stats();
     for (what, extra) in &cases {
@@ -734,8 +736,8 @@ pub async fn same_origin_cookie_post_passes(app: &impl TestApp, _server: &mut Re
     let user = JavaUser::new(74);
     for (what, proof) in [
         ("Origin", ("origin", OWN_ORIGIN)),
-        ("Origin in capitals", ("origin", "HTTP://APP.TEST")),
-        ("Referer", ("referer", "http://app.test/page?x=1")),
+        ("Origin in capitals", ("origin", "HTTPS://APP.TEST")),
+        ("Referer", ("referer", "https://app.test/page?x=1")),
     ] {
         let token = cookie_login(app, &user).await;
         let cookie = format!("{COOKIE}={token}");
