@@ -10,7 +10,7 @@ pub const USAGE: &str = "\
 keygate-bench: keygate against the session crates users would pick instead
 
 USAGE:
-    keygate-bench <all|http|core|lock|seckill|ratelimit> [OPTIONS]
+    keygate-bench <all|http|core|lock|seckill|ratelimit|metrics> [OPTIONS]
 
 OPTIONS:
     --rounds N          alternating rounds per measurement (default 5)
@@ -40,6 +40,7 @@ pub struct What {
     pub lock: bool,
     pub seckill: bool,
     pub ratelimit: bool,
+    pub metrics: bool,
 }
 
 /// Which load generator drives the HTTP servers.
@@ -115,6 +116,7 @@ pub fn parse(argv: &[String]) -> Result<Command> {
             lock: true,
             seckill: true,
             ratelimit: true,
+            metrics: true,
         },
         "http" => What {
             http: true,
@@ -134,6 +136,10 @@ pub fn parse(argv: &[String]) -> Result<Command> {
         },
         "ratelimit" => What {
             ratelimit: true,
+            ..What::default()
+        },
+        "metrics" => What {
+            metrics: true,
             ..What::default()
         },
         other => return Err(format!("unknown command {other:?}\n\n{USAGE}").into()),

@@ -158,6 +158,23 @@ pub fn run(options: &Options) -> Result<HttpReport> {
 
 /// One framework's `variants`, each in a child process on one private Redis, driven in
 /// alternating rounds.
+/// The axum keygate route with and without a Prometheus recorder (issue 19).
+pub fn run_metrics(options: &Options) -> Result<FrameworkResult> {
+    let generator = Generator::choose(options.loadgen)?;
+    let log_dir =
+        std::env::temp_dir().join(format!("keygate-bench-metrics-{}", std::process::id()));
+    std::fs::create_dir_all(&log_dir)?;
+    let result = run_framework(
+        Framework::Axum,
+        &crate::servers::METRICS,
+        options,
+        &generator,
+        &log_dir,
+    );
+    let _ = std::fs::remove_dir_all(&log_dir);
+    result
+}
+
 pub fn run_framework(
     framework: Framework,
     variants: &[Variant],

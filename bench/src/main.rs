@@ -8,6 +8,7 @@
 //! keygate-bench lock      [options]   lock acquire+release and hand-over latency
 //! keygate-bench seckill   [options]   flash-sale orders, sold-out rejections, stream consumer
 //! keygate-bench ratelimit [options]   limiter decisions vs raw EVALSHA; axum route with/without the limiter
+//! keygate-bench metrics   [options]   the axum keygate route with and without a metrics recorder
 //! ```
 //!
 //! Every server, Redis included, is private: started by this process on a free loopback
@@ -71,6 +72,9 @@ fn run(argv: &[String]) -> Result<()> {
             }
             if what.ratelimit {
                 report.ratelimit = Some(ratelimit_bench::run(&options)?);
+            }
+            if what.metrics {
+                report.metrics = Some(http_bench::run_metrics(&options)?);
             }
             report.finish();
             report.write()

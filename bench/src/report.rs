@@ -32,6 +32,7 @@ pub struct Report {
     pub lock: Option<LockReport>,
     pub seckill: Option<SeckillReport>,
     pub ratelimit: Option<RateLimitReport>,
+    pub metrics: Option<crate::http_bench::FrameworkResult>,
 }
 
 impl Report {
@@ -46,6 +47,7 @@ impl Report {
             lock: None,
             seckill: None,
             ratelimit: None,
+            metrics: None,
         }
     }
 
@@ -118,7 +120,39 @@ impl Report {
         if let Some(ratelimit) = &self.ratelimit {
             ratelimit::markdown(&mut md, ratelimit);
         }
+        if let Some(metrics) = &self.metrics {
+            metrics_markdown(&mut md, metrics);
+        }
         md
+    }
+}
+
+/// The metrics section (issue 19): keygate's axum route with every metric recorded by a
+/// real exporter, against the same route without a recorder (target ≥ 0.97×).
+fn metrics_markdown(md: &mut String, result: &crate::http_bench::FrameworkResult) {
+    use crate::servers::{Framework, Variant};
+    const TARGET: f64 = 0.97;
+    let _ = writeln!(
+        md,
+        "## Metrics overhead
+"
+    );
+    let _ = writeln!(md, "| server | req/s (median of rounds) |");
+    let _ = writeln!(md, "| --- | ---: |");
+    for variant in &result.variants {
+        let _ = writeln!(
+            md,
+            "| {} | {:.0} |",
+            variant.variant.label(Framework::Axum),
+            variant.rps()
+        );
+    }
+    if let Some(ratio) = result.ratio(Variant::KeygateMetrics, Variant::Keygate) {
+        let _ = writeln!(
+            md,
+            "\nWith metrics ÷ without: **{ratio:.3}×** (target ≥ {TARGET}×: {}).\n",
+            if ratio >= TARGET { "met" } else { "missed" }
+        );
     }
 }
 

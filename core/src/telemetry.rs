@@ -9,7 +9,7 @@
 //! | metric | type | labels | what |
 //! | --- | --- | --- | --- |
 //! | `keygate_session_loads_total` | counter | `outcome` = `hit`, `miss`, `malformed`, `corrupt`, `backend_error` | session loads (one per request that carries a token, or none) |
-//! | `keygate_backend_seconds` | histogram | `op` (`load`, `login`, `logout`, `logout_everywhere`, `end_session`, `rotate`, `sessions`, `update`, `replace`, `code_send`, `code_verify`, `flash_sale_order`) | time of one backend operation, errors included |
+//! | `keygate_backend_seconds` | histogram | `op` (`load`, `login`, `logout`, `logout_everywhere`, `end_session`, `rotate`, `sessions`, `update`, `replace`, `code_send`, `code_verify`, `flash_sale_order`, `rate_limit`) | time of one backend operation, errors included |
 //! | `keygate_backend_errors_total` | counter | `op` | backend operations that failed (unreachable, timeout, script error) |
 //! | `keygate_rejections_total` | counter | `status` = `401`, `403`, `429`, `503` | requests an adapter refused before the handler |
 //! | `keygate_logins_total` | counter | | sessions created |
@@ -24,6 +24,10 @@
 //! | `keygate_flash_sale_orders_total` | counter | `outcome` = `ordered`, `sold_out`, `already_ordered`, `unknown_voucher`, `not_started`, `ended` | flash-sale order attempts |
 //! | `keygate_flash_sale_handled_total` | counter | `outcome` = `ok`, `failed`, `panicked` | orders the consumer handed to the handler |
 //! | `keygate_flash_sale_dead_lettered_total` | counter | | orders moved to the dead-letter stream |
+//! | `keygate_flash_sale_consumer_lag` | gauge | `shard` | orders not yet delivered to the consumer group (set by the running consumer every claim interval) |
+//! | `keygate_flash_sale_pending` | gauge | `shard` | orders delivered and not yet acknowledged |
+//! | `keygate_flash_sale_dead_letters` | gauge | `shard` | entries of the dead-letter stream |
+//! | `keygate_rate_limit_decisions_total` | counter | `limiter` (the limiter's name), `outcome` = `allowed`, `refused`, `failed_open`, `failed_closed` | rate-limit decisions |
 //!
 //! Spans (level DEBUG, target `keygate`): `keygate.load` per session load (fields `layout`,
 //! `outcome`, `elapsed_us`; never the token) and `keygate.op` per other backend operation
@@ -73,6 +77,14 @@ pub mod names {
     pub const FLASH_SALE_HANDLED: &str = "keygate_flash_sale_handled_total";
     /// Orders moved to the dead-letter stream.
     pub const FLASH_SALE_DEAD_LETTERED: &str = "keygate_flash_sale_dead_lettered_total";
+    /// Orders of a shard's stream not yet delivered to the consumer group (gauge).
+    pub const FLASH_SALE_LAG: &str = "keygate_flash_sale_consumer_lag";
+    /// Orders delivered to the group and not yet acknowledged (gauge).
+    pub const FLASH_SALE_PENDING: &str = "keygate_flash_sale_pending";
+    /// Entries of a shard's dead-letter stream (gauge).
+    pub const FLASH_SALE_DEAD_LETTERS: &str = "keygate_flash_sale_dead_letters";
+    /// Rate-limit decisions by limiter and outcome.
+    pub const RATE_LIMIT_DECISIONS: &str = "keygate_rate_limit_decisions_total";
 }
 
 /// How a session load ended, as counted in `keygate_session_loads_total`.

@@ -709,7 +709,10 @@ pub async fn cross_origin_cookie_post_is_403_without_a_redis_call(
         ),
         ("another port", vec![("origin", "https://app.test:8080")]),
         ("a sibling host", vec![("origin", "https://evil.app.test")]),
-        ("the app's host over plain http", vec![("origin", "http://app.test")]),
+        (
+            "the app's host over plain http",
+            vec![("origin", "http://app.test")],
+        ),
     ];
     server.reset_stats();
     for (what, extra) in &cases {

@@ -11,6 +11,7 @@ use keygate::code::{CodeConfig, Codes};
 use keygate::flash_sale::{FlashSale, OrderOutcome, SaleWindow};
 use keygate::http::Rejection;
 use keygate::lock::Locks;
+use keygate::rate_limit::{RateLimiter, Window};
 use keygate::telemetry::names;
 use keygate::{Keygate, SessionConfig, SessionManager, SessionUser, Token};
 use keygate_tests::fixtures::{Backend, CapturingSender, JavaUser};
@@ -129,6 +130,11 @@ async fn exercise(backend: &Backend) -> Secrets {
         sale.order(8, &buyer).await.unwrap(),
         OrderOutcome::UnknownVoucher
     );
+
+    let limiter =
+        RateLimiter::from_shared(backend.rate_limit(), "login-ip", Window::per_minute(1)).unwrap();
+    assert!(limiter.check("ip:127.0.0.1").await.unwrap().allowed);
+    assert!(!limiter.check("ip:127.0.0.1").await.unwrap().allowed);
 
     Secrets {
         tokens: vec![first, second, rotated, third, unknown],
@@ -268,6 +274,13 @@ fn run(on_redis: bool) {
         ),
         4
     );
+    let decisions = |outcome| {
+        c(
+            names::RATE_LIMIT_DECISIONS,
+            &[("limiter", "login-ip"), ("outcome", outcome)],
+        )
+    };
+    assert_eq!((decisions("allowed"), decisions("refused")), (1, 1));
     assert_eq!(c(names::BACKEND_ERRORS, &[]), 0);
 
     // No secret or personal value in any label.

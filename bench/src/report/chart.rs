@@ -24,6 +24,7 @@ fn color(variant: Variant) -> &'static str {
         Variant::Incumbent => "#e6862e",
         Variant::LimitedQuota => "#2ca02c",
         Variant::LimitedWindow => "#98df8a",
+        Variant::KeygateMetrics => "#c5b0d5",
     }
 }
 

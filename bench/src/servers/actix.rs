@@ -59,7 +59,9 @@ async fn run(spec: ServeSpec) -> Result<()> {
             .run()
             .await?;
         }
-        Variant::LimitedQuota | Variant::LimitedWindow => return Err("axum only".into()),
+        Variant::LimitedQuota | Variant::LimitedWindow | Variant::KeygateMetrics => {
+            return Err("axum only".into());
+        }
         Variant::Incumbent => {
             let store = RedisSessionStore::new(spec.redis_url.clone())
                 .await

@@ -19,6 +19,13 @@ use crate::user::{IDLE_SECS, NodeUser};
 const USER_KEY: &str = "user";
 
 pub fn serve(spec: &ServeSpec) -> crate::Result<()> {
+    // Recorded for real: the exporter the examples use, installed before keygate records.
+    let _metrics = match spec.variant {
+        Variant::KeygateMetrics => {
+            Some(metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?)
+        }
+        _ => None,
+    };
     runtime()?.block_on(async {
         let app = match spec.variant {
             Variant::Bare => Router::new()
@@ -28,7 +35,7 @@ pub fn serve(spec: &ServeSpec) -> crate::Result<()> {
                 .route("/me", get(getex_me_route))
                 .route("/login", post(getex_login_route))
                 .with_state(getex_connection(&spec.redis_url).await?),
-            Variant::Keygate | Variant::KeygateHash => Router::new()
+            Variant::Keygate | Variant::KeygateHash | Variant::KeygateMetrics => Router::new()
                 .route("/me", get(keygate_me))
                 .route("/login", post(keygate_login))
                 .layer(KeygateLayer::new(

@@ -118,6 +118,9 @@ pub enum Variant {
     /// The bare route behind keygate's rate-limit layer, a sliding window that admits every
     /// request (axum only).
     LimitedWindow,
+    /// [`Keygate`](Variant::Keygate) with a Prometheus recorder installed, so every
+    /// metric keygate records is recorded for real (axum only).
+    KeygateMetrics,
 }
 
 impl Variant {
@@ -139,6 +142,7 @@ impl Variant {
             "incumbent" => Self::Incumbent,
             "limited-quota" => Self::LimitedQuota,
             "limited-window" => Self::LimitedWindow,
+            "keygate-metrics" => Self::KeygateMetrics,
             other => return Err(format!("unknown variant {other:?}").into()),
         })
     }
@@ -152,6 +156,7 @@ impl Variant {
             Self::Incumbent => "incumbent",
             Self::LimitedQuota => "limited-quota",
             Self::LimitedWindow => "limited-window",
+            Self::KeygateMetrics => "keygate-metrics",
         }
     }
 
@@ -164,6 +169,7 @@ impl Variant {
             Self::KeygateHash => "keygate (hash)",
             Self::LimitedQuota => "bare + rate limit (GCRA)",
             Self::LimitedWindow => "bare + rate limit (window)",
+            Self::KeygateMetrics => "keygate (JSON), metrics recorded",
             Self::Incumbent => match framework {
                 Framework::Axum => "tower-sessions",
                 Framework::Actix => "actix-session",
@@ -175,7 +181,10 @@ impl Variant {
 
     /// Whether clients authenticate with the token in `authorization` (else a cookie).
     pub fn uses_token(self) -> bool {
-        matches!(self, Self::Getex | Self::Keygate | Self::KeygateHash)
+        matches!(
+            self,
+            Self::Getex | Self::Keygate | Self::KeygateHash | Self::KeygateMetrics
+        )
     }
 
     /// Whether the variant keeps a session in Redis.
@@ -187,7 +196,16 @@ impl Variant {
     pub fn is_limited(self) -> bool {
         matches!(self, Self::LimitedQuota | Self::LimitedWindow)
     }
+
+    /// Whether the variant exists on axum only.
+    pub fn axum_only(self) -> bool {
+        self.is_limited() || self == Self::KeygateMetrics
+    }
 }
+
+/// The metrics benchmark's servers: keygate without and with a recorder, and the
+/// one-round-trip floor (issue 19).
+pub const METRICS: [Variant; 3] = [Variant::Getex, Variant::Keygate, Variant::KeygateMetrics];
 
 /// The rate-limit benchmark's servers: the route without and behind the limiter, and the
 /// one-round-trip floor.
@@ -209,7 +227,7 @@ pub struct ServeSpec {
 
 /// Runs one server in this process until it is killed.
 pub fn serve(spec: &ServeSpec) -> Result<()> {
-    if spec.variant.is_limited() && spec.framework != Framework::Axum {
+    if spec.variant.axum_only() && spec.framework != Framework::Axum {
         return Err(format!("{} is measured on axum only", spec.variant.id()).into());
     }
     match spec.framework {

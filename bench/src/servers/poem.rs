@@ -40,7 +40,9 @@ pub fn serve(spec: &ServeSpec) -> Result<()> {
                     .with(KeygateMiddleware::new(gate));
                 run(spec.port, app).await
             }
-            Variant::LimitedQuota | Variant::LimitedWindow => Err("axum only".into()),
+            Variant::LimitedQuota | Variant::LimitedWindow | Variant::KeygateMetrics => {
+                Err("axum only".into())
+            }
             Variant::Incumbent => {
                 // poem's RedisStorage is built on the redis crate 0.32.
                 let client = redis_0_32::Client::open(spec.redis_url.as_str())?;

@@ -41,7 +41,9 @@ pub fn serve(spec: &ServeSpec) -> Result<()> {
                     keygate_gate(&spec.redis_url, spec.variant).await?,
                 ))
                 .mount("/", routes![keygate_me, keygate_login]),
-            Variant::LimitedQuota | Variant::LimitedWindow => return Err("axum only".into()),
+            Variant::LimitedQuota | Variant::LimitedWindow | Variant::KeygateMetrics => {
+                return Err("axum only".into());
+            }
             Variant::Incumbent => {
                 // rocket-session-store's Redis store is built on the redis crate 0.29.
                 let client = redis_0_29::Client::open(spec.redis_url.as_str())?;

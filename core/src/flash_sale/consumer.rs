@@ -205,6 +205,7 @@ impl OrderConsumer {
                 let worker = Worker {
                     consumer: Arc::clone(&shared),
                     keys: ShardKeys::new(shard),
+                    shard: shard.to_string(),
                     claim_cursor: "0-0".to_owned(),
                     name: name.clone(),
                     stopped: stopped.clone(),
@@ -232,6 +233,8 @@ struct Worker {
     claim_cursor: String,
     name: String,
     stopped: watch::Receiver<bool>,
+    /// The shard's number, as the gauges' label.
+    shard: String,
 }
 
 impl Worker {
@@ -289,6 +292,7 @@ impl Worker {
                 next_trim = o.trim_every.map(|every| Instant::now() + every);
             }
             if Instant::now() >= next_claim {
+                self.report_backlog().await;
                 self.claim_idle().await;
                 next_claim = Instant::now() + o.claim_every;
             }
@@ -314,6 +318,28 @@ impl Worker {
                         reader = fresh;
                     }
                 }
+            }
+        }
+    }
+
+    /// Sets the shard's backlog gauges (what `keygate-cli flash-sale status` shows): the
+    /// group's lag and pending entries, and the dead letters. Best effort: a failure only
+    /// leaves the last values in place.
+    async fn report_backlog(&self) {
+        let c = &self.consumer;
+        let shard = self.shard.clone();
+        if let Ok(lengths) = c.store.lengths(&self.keys).await {
+            metrics::gauge!(names::FLASH_SALE_DEAD_LETTERS, "shard" => shard.clone())
+                .set(lengths.dead_letters as f64);
+        }
+        let Ok(groups) = c.store.groups(&self.keys).await else {
+            return;
+        };
+        if let Some(group) = groups.iter().find(|g| g.name == c.options.group) {
+            metrics::gauge!(names::FLASH_SALE_PENDING, "shard" => shard.clone())
+                .set(group.pending as f64);
+            if let Some(lag) = group.lag {
+                metrics::gauge!(names::FLASH_SALE_LAG, "shard" => shard).set(lag as f64);
             }
         }
     }

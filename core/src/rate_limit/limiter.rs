@@ -6,6 +6,7 @@ use sha2::{Digest, Sha256};
 
 use super::{Clock, FailureMode, Limit, RateLimitDecision, RateLimitStore, Refusal};
 use crate::error::{Error, Result};
+use crate::telemetry;
 
 /// Subjects longer than this (in bytes) are keyed by their SHA-256.
 const MAX_PLAIN_SUBJECT: usize = 128;
@@ -106,20 +107,42 @@ impl RateLimiter {
     /// when failing open.
     pub async fn check(&self, subject: &str) -> Result<RateLimitDecision> {
         let key = self.key(subject);
-        let reply = match self.limit {
-            Limit::Quota(quota) => self.store.gcra(&key, quota.params(), &self.clock).await,
-            Limit::Window(window) => self.store.window(&key, window.params(), &self.clock).await,
+        let decide = async {
+            match self.limit {
+                Limit::Quota(quota) => self.store.gcra(&key, quota.params(), &self.clock).await,
+                Limit::Window(window) => {
+                    self.store.window(&key, window.params(), &self.clock).await
+                }
+            }
         };
-        match reply {
-            Ok(reply) => Ok(RateLimitDecision::from_reply(reply, self.limit.at_once())),
+        let (decision, outcome) = match telemetry::timed("rate_limit", decide).await {
+            Ok(reply) => {
+                let decision = RateLimitDecision::from_reply(reply, self.limit.at_once());
+                let outcome = if decision.allowed {
+                    "allowed"
+                } else {
+                    "refused"
+                };
+                (Ok(decision), outcome)
+            }
             Err(error) if error.is_backend() && self.failure == FailureMode::Open => {
                 if crate::adapter::may_warn_now() {
                     tracing::warn!(%error, limiter = %self.name, "rate limit store failed; allowing (fail open, logged at most once a second)");
                 }
-                Ok(RateLimitDecision::degraded(self.limit.at_once()))
+                (
+                    Ok(RateLimitDecision::degraded(self.limit.at_once())),
+                    "failed_open",
+                )
             }
-            Err(error) => Err(error),
-        }
+            Err(error) => (Err(error), "failed_closed"),
+        };
+        metrics::counter!(
+            telemetry::names::RATE_LIMIT_DECISIONS,
+            "limiter" => self.name.to_string(),
+            "outcome" => outcome
+        )
+        .increment(1);
+        decision
     }
 
     /// [`check`](Self::check) for a middleware: the allowed decision, or what to answer

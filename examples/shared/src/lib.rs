@@ -26,7 +26,8 @@
 //!
 //! let config = Config::from_env()?;
 //! startup::init_logging(&config.log_filter)?;
-//! let app = App::build(&config).await?;
+//! // No metrics recorder here (`startup::prepare` installs one for GET /metrics).
+//! let app = App::build(&config, None).await?;
 //! let listener = startup::bind(config.bind)?;
 //! // ... hand `app.gate()` to the adapter, route requests to `app`'s handlers ...
 //! # Ok(()) }

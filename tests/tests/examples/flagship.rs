@@ -745,4 +745,17 @@ pub async fn metrics_count_orders_and_their_handling() {
         1.0,
         "{after}"
     );
+    // The running consumer reports its backlog every claim interval (5 s): nothing left.
+    let mut page = after;
+    let reported = eventually(Duration::from_secs(15), async || {
+        page = crate::login::scrape(&example.http).await;
+        page.contains("keygate_flash_sale_pending{")
+    })
+    .await;
+    assert!(reported, "{page}");
+    assert!(
+        page.lines()
+            .any(|l| l.starts_with("keygate_flash_sale_pending{") && l.ends_with(" 0")),
+        "{page}"
+    );
 }

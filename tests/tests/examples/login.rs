@@ -832,10 +832,18 @@ pub async fn secure_cookie_when_configured(example: &'static str) {
         set_cookie.as_deref(),
         Some(format!("token={token}; Path=/; HttpOnly; SameSite=Lax; Secure").as_str())
     );
+    // The app is reached over HTTPS (a TLS proxy in front): its own origin is https, and
+    // the plain-http one is refused.
+    http.post("/user/logout-all")
+        .header("cookie", &format!("token={token}"))
+        .header("origin", &format!("http://{}", http.addr()))
+        .send()
+        .await
+        .envelope(403);
     let response = http
         .post("/user/logout-all")
         .header("cookie", &format!("token={token}"))
-        .header("origin", &format!("http://{}", http.addr()))
+        .header("origin", &format!("https://{}", http.addr()))
         .send()
         .await;
     assert_eq!(response.envelope(200)["data"], json!(1));
