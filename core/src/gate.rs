@@ -369,7 +369,9 @@ where
     /// Logs the user that `data` names in: creates a session holding `data` (registered in
     /// that user's index) and returns the token to hand to the client. On a request's gate
     /// with a session cookie, the response sets the cookie, and the session's device is the
-    /// request's `User-Agent`.
+    /// request's `User-Agent`. A gate without a cookie keeps nothing per request: pass the
+    /// device yourself with [`login_with`](Self::login_with) and
+    /// [`LoginOptions::with_device`].
     pub async fn login(&self, data: &T) -> crate::Result<Token>
     where
         T: SessionUser,

@@ -2,7 +2,10 @@
 //!
 //! Metrics go through the [`metrics`](https://docs.rs/metrics) facade: keygate records, the
 //! application installs the exporter it wants (Prometheus, StatsD, ...) or none, in which
-//! case recording costs next to nothing. Label values are fixed words from the table
+//! case recording costs next to nothing. Install the recorder before building keygate's
+//! session managers: the per-request metrics are registered once, when a manager is built
+//! (a name lookup per request would cost more than the load it counts). Label values are
+//! fixed words from the table
 //! below or names the application chose (a limiter's name, a backend operation): never a
 //! token, a code, a phone number or a user id.
 //!
@@ -118,8 +121,52 @@ pub(crate) fn malformed_load() {
     );
 }
 
+/// The metrics of the request path (one session load per request), registered once when
+/// a session manager is built rather than looked up by name on every request: the
+/// recorder must therefore be installed before keygate's managers are built.
+#[derive(Clone)]
+pub(crate) struct LoadMetrics {
+    hit: metrics::Counter,
+    miss: metrics::Counter,
+    corrupt: metrics::Counter,
+    backend_error: metrics::Counter,
+    seconds: metrics::Histogram,
+    errors: metrics::Counter,
+}
+
+impl LoadMetrics {
+    /// Registers the handles with the recorder installed now.
+    pub(crate) fn register() -> Self {
+        let outcome =
+            |o: LoadOutcome| metrics::counter!(names::SESSION_LOADS, "outcome" => o.label());
+        Self {
+            hit: outcome(LoadOutcome::Hit),
+            miss: outcome(LoadOutcome::Miss),
+            corrupt: outcome(LoadOutcome::Corrupt),
+            backend_error: outcome(LoadOutcome::BackendError),
+            seconds: metrics::histogram!(names::BACKEND_SECONDS, "op" => "load"),
+            errors: metrics::counter!(names::BACKEND_ERRORS, "op" => "load"),
+        }
+    }
+
+    fn record(&self, outcome: LoadOutcome, elapsed: std::time::Duration) {
+        let counter = match outcome {
+            LoadOutcome::Hit => &self.hit,
+            LoadOutcome::Miss => &self.miss,
+            LoadOutcome::Corrupt => &self.corrupt,
+            LoadOutcome::BackendError | LoadOutcome::Malformed => &self.backend_error,
+        };
+        counter.increment(1);
+        self.seconds.record(elapsed.as_secs_f64());
+        if outcome == LoadOutcome::BackendError {
+            self.errors.increment(1);
+        }
+    }
+}
+
 /// Runs one session load inside a `keygate.load` span; `work` says how it ended.
 pub(crate) async fn load<T>(
+    metrics: &LoadMetrics,
     layout: &'static str,
     work: impl Future<Output = (Result<T>, LoadOutcome)>,
 ) -> Result<T> {
@@ -132,9 +179,15 @@ pub(crate) async fn load<T>(
     );
     let started = Instant::now();
     let (result, outcome) = work.instrument(span.clone()).await;
-    span.record("outcome", outcome.label());
-    count(names::SESSION_LOADS, "outcome", outcome.label());
-    finish(&span, "load", started, result.as_ref().err());
+    let elapsed = started.elapsed();
+    metrics.record(outcome, elapsed);
+    if !span.is_disabled() {
+        span.record("outcome", outcome.label());
+        span.record(
+            "elapsed_us",
+            u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+        );
+    }
     result
 }
 

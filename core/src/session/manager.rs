@@ -15,7 +15,7 @@ use super::{LoginOptions, Session, SessionInfo, SessionUser};
 use crate::codec::{self, StoredValue};
 use crate::config::{Codec, SessionConfig, check_ttl, millis};
 use crate::keys::{SessionKeys, UserId, index_key};
-use crate::telemetry::{self, LoadOutcome, names};
+use crate::telemetry::{self, LoadMetrics, LoadOutcome, names};
 use crate::{Error, Result, Token};
 
 /// Token collisions at 128 bits do not happen; the retry guards against a broken RNG
@@ -61,6 +61,7 @@ struct Inner {
     idle_ms: u64,
     lifetime_ms: Option<u64>,
     index_ttl_ms: u64,
+    load_metrics: LoadMetrics,
 }
 
 impl<T> Clone for SessionManager<T> {
@@ -105,6 +106,7 @@ where
             inner: Arc::new(Inner {
                 idle_ms: millis(config.idle_ttl()),
                 lifetime_ms: config.absolute_lifetime().map(millis),
+                load_metrics: LoadMetrics::register(),
                 index_ttl_ms: millis(config.index_ttl()),
                 config,
                 store,
@@ -251,7 +253,12 @@ where
     /// lifetime, destroyed) and when the stored data cannot be decoded into `T` (logged as
     /// a warning, without the token).
     pub async fn load(&self, token: &Token) -> Result<Option<Session<T>>> {
-        telemetry::load(self.layout(), self.load_untimed(token)).await
+        telemetry::load(
+            &self.inner.load_metrics,
+            self.layout(),
+            self.load_untimed(token),
+        )
+        .await
     }
 
     /// The layout's name in spans.
