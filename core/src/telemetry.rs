@@ -130,8 +130,7 @@ pub(crate) struct LoadMetrics {
     miss: metrics::Counter,
     corrupt: metrics::Counter,
     backend_error: metrics::Counter,
-    seconds: metrics::Histogram,
-    errors: metrics::Counter,
+    op: OpMetrics,
 }
 
 impl LoadMetrics {
@@ -144,8 +143,7 @@ impl LoadMetrics {
             miss: outcome(LoadOutcome::Miss),
             corrupt: outcome(LoadOutcome::Corrupt),
             backend_error: outcome(LoadOutcome::BackendError),
-            seconds: metrics::histogram!(names::BACKEND_SECONDS, "op" => "load"),
-            errors: metrics::counter!(names::BACKEND_ERRORS, "op" => "load"),
+            op: OpMetrics::register("load"),
         }
     }
 
@@ -157,10 +155,54 @@ impl LoadMetrics {
             LoadOutcome::BackendError | LoadOutcome::Malformed => &self.backend_error,
         };
         counter.increment(1);
-        self.seconds.record(elapsed.as_secs_f64());
+        self.op.seconds.record(elapsed.as_secs_f64());
         if outcome == LoadOutcome::BackendError {
+            self.op.errors.increment(1);
+        }
+    }
+}
+
+/// The time and failures of one backend operation on the request path, registered once
+/// (see [`LoadMetrics`]).
+#[derive(Clone)]
+pub(crate) struct OpMetrics {
+    op: &'static str,
+    seconds: metrics::Histogram,
+    errors: metrics::Counter,
+}
+
+impl OpMetrics {
+    /// Registers the handles of `op` with the recorder installed now.
+    pub(crate) fn register(op: &'static str) -> Self {
+        Self {
+            op,
+            seconds: metrics::histogram!(names::BACKEND_SECONDS, "op" => op),
+            errors: metrics::counter!(names::BACKEND_ERRORS, "op" => op),
+        }
+    }
+
+    /// Runs `work` inside a `keygate.op` span and records its time (and its failure).
+    pub(crate) async fn timed<T>(&self, work: impl Future<Output = Result<T>>) -> Result<T> {
+        let span = tracing::debug_span!(
+            target: "keygate",
+            "keygate.op",
+            op = self.op,
+            elapsed_us = tracing::field::Empty
+        );
+        let started = Instant::now();
+        let result = work.instrument(span.clone()).await;
+        let elapsed = started.elapsed();
+        self.seconds.record(elapsed.as_secs_f64());
+        if result.is_err() {
             self.errors.increment(1);
         }
+        if !span.is_disabled() {
+            span.record(
+                "elapsed_us",
+                u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+            );
+        }
+        result
     }
 }
 
@@ -221,16 +263,8 @@ pub(crate) fn count_label_n(name: &'static str, label: &'static str, value: &'st
 /// Runs one backend operation inside a `keygate.op` span and records its time (and its
 /// failure, if it fails).
 pub(crate) async fn timed<T>(op: &'static str, work: impl Future<Output = Result<T>>) -> Result<T> {
-    let span = tracing::debug_span!(
-        target: "keygate",
-        "keygate.op",
-        op,
-        elapsed_us = tracing::field::Empty
-    );
-    let started = Instant::now();
-    let result = work.instrument(span.clone()).await;
-    finish(&span, op, started, result.as_ref().err());
-    result
+    // Off the request path: looking the handles up by name each time is fine here.
+    OpMetrics::register(op).timed(work).await
 }
 
 /// Records the end of an operation that started at `started`.

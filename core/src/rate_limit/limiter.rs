@@ -22,6 +22,37 @@ pub struct RateLimiter {
     limit: Limit,
     failure: FailureMode,
     clock: Clock,
+    decisions: Decisions,
+}
+
+/// The limiter's decision counters, registered once when it is built (see
+/// [`telemetry`](crate::telemetry)).
+#[derive(Clone)]
+struct Decisions {
+    allowed: metrics::Counter,
+    refused: metrics::Counter,
+    failed_open: metrics::Counter,
+    failed_closed: metrics::Counter,
+    op: telemetry::OpMetrics,
+}
+
+impl Decisions {
+    fn register(limiter: &str) -> Self {
+        let outcome = |o: &'static str| {
+            metrics::counter!(
+                telemetry::names::RATE_LIMIT_DECISIONS,
+                "limiter" => limiter.to_owned(),
+                "outcome" => o
+            )
+        };
+        Self {
+            allowed: outcome("allowed"),
+            refused: outcome("refused"),
+            failed_open: outcome("failed_open"),
+            failed_closed: outcome("failed_closed"),
+            op: telemetry::OpMetrics::register("rate_limit"),
+        }
+    }
 }
 
 impl std::fmt::Debug for RateLimiter {
@@ -57,6 +88,7 @@ impl RateLimiter {
         limit.validate()?;
         Ok(Self {
             store,
+            decisions: Decisions::register(name),
             name: Arc::from(crate::keys::escape(name)),
             limit,
             failure: FailureMode::default(),
@@ -115,15 +147,16 @@ impl RateLimiter {
                 }
             }
         };
-        let (decision, outcome) = match telemetry::timed("rate_limit", decide).await {
+        let counters = &self.decisions;
+        let (decision, counter) = match counters.op.timed(decide).await {
             Ok(reply) => {
                 let decision = RateLimitDecision::from_reply(reply, self.limit.at_once());
-                let outcome = if decision.allowed {
-                    "allowed"
+                let counter = if decision.allowed {
+                    &counters.allowed
                 } else {
-                    "refused"
+                    &counters.refused
                 };
-                (Ok(decision), outcome)
+                (Ok(decision), counter)
             }
             Err(error) if error.is_backend() && self.failure == FailureMode::Open => {
                 if crate::adapter::may_warn_now() {
@@ -131,17 +164,12 @@ impl RateLimiter {
                 }
                 (
                     Ok(RateLimitDecision::degraded(self.limit.at_once())),
-                    "failed_open",
+                    &counters.failed_open,
                 )
             }
-            Err(error) => (Err(error), "failed_closed"),
+            Err(error) => (Err(error), &counters.failed_closed),
         };
-        metrics::counter!(
-            telemetry::names::RATE_LIMIT_DECISIONS,
-            "limiter" => self.name.to_string(),
-            "outcome" => outcome
-        )
-        .increment(1);
+        counter.increment(1);
         decision
     }
 
