@@ -22,12 +22,9 @@ fn with_lifetime() -> SessionConfig {
         .with_absolute_lifetime(Duration::from_secs(60))
 }
 
-/// A session whose deadline key is gone (evicted, or expired in its last millisecond) is
-/// over: it is not served and its idle TTL is not renewed.
-pub async fn missing_deadline_key_ends_the_session(b: &Backend) {
-    let m = b.manager::<JavaUser>(with_lifetime());
-    let token = m.login(&alice(), &JavaUser::new(1)).await.unwrap();
-    assert!(m.load(&token).await.unwrap().is_some());
+/// Deletes the deadline key of a `java_seed` session (as an eviction would), checking that
+/// it existed.
+async fn remove_deadline_key(b: &Backend, token: &keygate::Token) {
     let deadline = format!("keygate:deadline:{{login:token:{}}}", token.expose());
     let removed = b
         .sessions()
@@ -40,6 +37,15 @@ pub async fn missing_deadline_key_ends_the_session(b: &Backend) {
         .await
         .unwrap();
     assert_eq!(removed, 1, "the deadline key existed");
+}
+
+/// A session whose deadline key is gone (evicted, or expired in its last millisecond) is
+/// over: it is not served and its idle TTL is not renewed.
+pub async fn missing_deadline_key_ends_the_session(b: &Backend) {
+    let m = b.manager::<JavaUser>(with_lifetime());
+    let token = m.login(&alice(), &JavaUser::new(1)).await.unwrap();
+    assert!(m.load(&token).await.unwrap().is_some());
+    remove_deadline_key(b, &token).await;
     assert!(
         m.load(&token).await.unwrap().is_none(),
         "no deadline key, no session"
@@ -298,18 +304,6 @@ pub async fn rotating_a_session_without_its_deadline_key_gives_nothing(b: &Backe
     let m = b.manager::<JavaUser>(with_lifetime());
     let token = m.login(&alice(), &JavaUser::new(1)).await.unwrap();
     let session = m.load(&token).await.unwrap().unwrap();
-    let deadline = format!("keygate:deadline:{{login:token:{}}}", token.expose());
-    assert!(b.sessions().exists(&[&deadline]).await.unwrap()[0]);
-    let removed = b
-        .sessions()
-        .remove(&[SessionKeyRef {
-            session: &deadline,
-            deadline: None,
-            deadline_required: false,
-            own_idle: false,
-        }])
-        .await
-        .unwrap();
-    assert_eq!(removed, 1);
+    remove_deadline_key(b, &token).await;
     assert_eq!(m.rotate(&session).await.unwrap(), None);
 }
