@@ -44,7 +44,7 @@ use std::time::Instant;
 
 use tracing::Instrument;
 
-use crate::{Error, Result};
+use crate::Result;
 
 /// Metric names (the table in the [module docs](self)).
 pub mod names {
@@ -183,6 +183,16 @@ impl OpMetrics {
 
     /// Runs `work` inside a `keygate.op` span and records its time (and its failure).
     pub(crate) async fn timed<T>(&self, work: impl Future<Output = Result<T>>) -> Result<T> {
+        self.timed_by(work, Result::is_err).await
+    }
+
+    /// Like [`timed`](Self::timed), for operations whose error type says more than
+    /// failure: `failed` tells which outcomes count as the backend's failure.
+    pub(crate) async fn timed_by<T, E>(
+        &self,
+        work: impl Future<Output = std::result::Result<T, E>>,
+        failed: impl Fn(&std::result::Result<T, E>) -> bool,
+    ) -> std::result::Result<T, E> {
         let span = tracing::debug_span!(
             target: "keygate",
             "keygate.op",
@@ -193,7 +203,7 @@ impl OpMetrics {
         let result = work.instrument(span.clone()).await;
         let elapsed = started.elapsed();
         self.seconds.record(elapsed.as_secs_f64());
-        if result.is_err() {
+        if failed(&result) {
             self.errors.increment(1);
         }
         if !span.is_disabled() {
@@ -265,22 +275,4 @@ pub(crate) fn count_label_n(name: &'static str, label: &'static str, value: &'st
 pub(crate) async fn timed<T>(op: &'static str, work: impl Future<Output = Result<T>>) -> Result<T> {
     // Off the request path: looking the handles up by name each time is fine here.
     OpMetrics::register(op).timed(work).await
-}
-
-/// Records the end of an operation that started at `started`.
-pub(crate) fn finish(
-    span: &tracing::Span,
-    op: &'static str,
-    started: Instant,
-    error: Option<&Error>,
-) {
-    let elapsed = started.elapsed();
-    span.record(
-        "elapsed_us",
-        u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
-    );
-    metrics::histogram!(names::BACKEND_SECONDS, "op" => op).record(elapsed.as_secs_f64());
-    if error.is_some() {
-        count(names::BACKEND_ERRORS, "op", op);
-    }
 }

@@ -287,15 +287,9 @@ async fn timed_code(
     op: &'static str,
     work: impl std::future::Future<Output = Result<(), CodeError>>,
 ) -> Result<(), CodeError> {
-    let span = tracing::debug_span!(target: "keygate", "keygate.op", op, elapsed_us = tracing::field::Empty);
-    let started = std::time::Instant::now();
-    let outcome = tracing::Instrument::instrument(work, span.clone()).await;
-    let failure = match &outcome {
-        Err(CodeError::Core(error)) => Some(error),
-        _ => None,
-    };
-    telemetry::finish(&span, op, started, failure);
-    outcome
+    telemetry::OpMetrics::register(op)
+        .timed_by(work, |outcome| matches!(outcome, Err(CodeError::Core(_))))
+        .await
 }
 
 /// Six digits, uniform over 000000..=999999, from the OS CSPRNG.
