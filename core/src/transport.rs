@@ -33,6 +33,12 @@ pub trait RequestParts {
     fn authority(&self) -> Option<&str> {
         None
     }
+    /// The `index`-th value of a header (`name` is lowercase), for headers a client may send
+    /// several times: HTTP/2 clients split `cookie` over several fields. The default knows
+    /// only the first.
+    fn header_at(&self, name: &str, index: usize) -> Option<&[u8]> {
+        if index == 0 { self.header(name) } else { None }
+    }
 }
 
 /// Reads the token from the configured sources, in order; the first source present wins.
@@ -135,9 +141,9 @@ impl TokenReader {
             let raw = match source {
                 TokenSource::Header(name) => request.header(name).map(header_token),
                 TokenSource::Query(name) => request.query().and_then(|q| query_param(q, name)),
-                TokenSource::Cookie(name) => request
-                    .header("cookie")
-                    .and_then(|h| cookie(h, name.as_bytes())),
+                TokenSource::Cookie(name) => (0..)
+                    .map_while(|index| request.header_at("cookie", index))
+                    .find_map(|field| cookie(field, name.as_bytes())),
             };
             match raw {
                 Some(raw) if !raw.is_empty() => {
@@ -219,9 +225,13 @@ impl TestRequest {
 #[cfg(test)]
 impl RequestParts for TestRequest {
     fn header(&self, name: &str) -> Option<&[u8]> {
+        self.header_at(name, 0)
+    }
+    fn header_at(&self, name: &str, index: usize) -> Option<&[u8]> {
         self.headers
             .iter()
-            .find(|(n, _)| *n == name)
+            .filter(|(n, _)| *n == name)
+            .nth(index)
             .map(|(_, v)| v.as_slice())
     }
     fn query(&self) -> Option<&str> {
@@ -341,5 +351,13 @@ mod tests {
             .unwrap()
             .map(|(_, source)| source.clone());
         assert_eq!(found, Some(TokenSource::Header("authorization".into())));
+    }
+
+    #[test]
+    fn a_cookie_split_over_several_fields_is_found() {
+        let split = header("cookie", "theme=dark").header("cookie", format!("kg={TOKEN}; x=1"));
+        assert_eq!(read(&split), Ok(Some(TOKEN.to_owned())));
+        let absent = header("cookie", "theme=dark").header("cookie", "x=1");
+        assert_eq!(read(&absent), Ok(None));
     }
 }

@@ -630,6 +630,18 @@ pub async fn login_sets_the_cookie_and_the_cookie_alone_authenticates(
     );
     let reply = get(app, &format!("/me?tokenid={token}"), &[]).await;
     assert_reply(&reply, 200, &user_json(&user), "query");
+    // HTTP/2 clients split cookies over several `cookie` fields: the token may be in any.
+    let split = [
+        ("cookie", "theme=dark; lang=zh"),
+        ("cookie", cookie.as_str()),
+    ];
+    let reply = get(app, "/me", &split).await;
+    assert_reply(
+        &reply,
+        200,
+        &user_json(&user),
+        "the cookie in a second field",
+    );
     let reply = get(app, "/maybe", &[("cookie", &cookie)]).await;
     assert_reply(&reply, 200, &json!({"success": true, "data": 71}), "/maybe");
 }

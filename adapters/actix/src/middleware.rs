@@ -162,6 +162,14 @@ impl RequestParts for Parts<'_> {
         self.0.headers().get(name).map(HeaderValue::as_bytes)
     }
 
+    fn header_at(&self, name: &str, index: usize) -> Option<&[u8]> {
+        self.0
+            .headers()
+            .get_all(name)
+            .nth(index)
+            .map(HeaderValue::as_bytes)
+    }
+
     fn query(&self) -> Option<&str> {
         Some(self.0.query_string()).filter(|query| !query.is_empty())
     }

@@ -142,6 +142,14 @@ impl RequestParts for Parts<'_> {
         self.headers.get(name).map(|value| value.as_bytes())
     }
 
+    fn header_at(&self, name: &str, index: usize) -> Option<&[u8]> {
+        self.headers
+            .get_all(name)
+            .iter()
+            .nth(index)
+            .map(|value| value.as_bytes())
+    }
+
     fn query(&self) -> Option<&str> {
         self.uri.query()
     }

@@ -115,6 +115,14 @@ impl RequestParts for Parts<'_, '_> {
         self.request.headers().get_one(name).map(str::as_bytes)
     }
 
+    fn header_at(&self, name: &str, index: usize) -> Option<&[u8]> {
+        self.request
+            .headers()
+            .get(name)
+            .nth(index)
+            .map(str::as_bytes)
+    }
+
     fn query(&self) -> Option<&str> {
         self.request.uri().query().map(|query| query.as_str())
     }
