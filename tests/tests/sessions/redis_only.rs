@@ -568,3 +568,40 @@ async fn out_of_range_durations_are_refused_up_front() {
         assert!(matches!(error, Error::Config(_)), "{error:?}");
     }
 }
+
+/// With Redis down, listing, ending one session and rotating fail as backend errors (503
+/// in an adapter) within the command timeout, and work again once it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_and_rotation_fail_as_backend_errors_while_redis_is_down() {
+    let mut server = RedisServer::start();
+    let m = manager::<JavaUser>(&server, SessionConfig::java_seed()).await;
+    let user = JavaUser::new(1);
+    let token = m.login(&user.user_id(), &user).await.unwrap();
+    let session = m.load(&token).await.unwrap().unwrap();
+    let id = m.session_id(&token);
+
+    server.stop();
+    let started = Instant::now();
+    let listed = m.sessions(&user.user_id(), Some(&token)).await;
+    assert!(listed.is_err_and(|e| e.is_backend()), "sessions");
+    let ended = m.end_session(&user.user_id(), &id).await;
+    assert!(ended.is_err_and(|e| e.is_backend()), "end_session");
+    let rotated = m.rotate(&session).await;
+    assert!(rotated.is_err_and(|e| e.is_backend()), "rotate");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // Redis kept nothing on disk: back empty, listing works again and finds nothing.
+    server.restart();
+    assert!(
+        eventually(Duration::from_secs(10), async || m
+            .sessions(&user.user_id(), None)
+            .await
+            .is_ok_and(|list| list.is_empty()))
+        .await
+    );
+    assert!(m.load(&token).await.unwrap().is_none());
+}
