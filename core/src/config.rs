@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::Error;
+use crate::session::NearCache;
 use crate::token::{TokenEncoding, TokenFormats};
 
 /// How session data is stored under its key.
@@ -58,6 +59,7 @@ pub struct SessionConfig {
     token_formats: TokenFormats,
     index_retention: Duration,
     login_limits: Option<LoginLimits>,
+    near_cache: Option<NearCache>,
 }
 
 /// How far a login may choose its own session expiry
@@ -111,6 +113,7 @@ impl SessionConfig {
             token_formats: TokenFormats::standard(),
             index_retention: DEFAULT_INDEX_RETENTION,
             login_limits: None,
+            near_cache: None,
         }
     }
 
@@ -289,6 +292,20 @@ impl SessionConfig {
         self.login_limits
     }
 
+    /// Serves hot sessions from process memory, invalidated by Redis client tracking
+    /// ([`session::near_cache`](crate::session::near_cache) says exactly what that
+    /// promises). Off by default; only the Redis backend caches (the memory backend is
+    /// process memory already).
+    pub fn with_near_cache(mut self, near_cache: NearCache) -> Self {
+        self.near_cache = Some(near_cache);
+        self
+    }
+
+    /// The near cache's settings, when it is on.
+    pub fn near_cache(&self) -> Option<&NearCache> {
+        self.near_cache.as_ref()
+    }
+
     /// Whether sessions have a companion key: with an absolute lifetime (its TTL is the
     /// deadline) or with login limits (it holds a session's own idle TTL).
     pub(crate) fn has_companion_key(&self) -> bool {
@@ -321,6 +338,9 @@ impl SessionConfig {
             check_ttl("longest lifetime a login may choose", limits.max_lifetime)?;
         }
         self.token_formats.validate()?;
+        if let Some(near_cache) = &self.near_cache {
+            near_cache.validate(self.idle_ttl)?;
+        }
         if self.max_sessions_per_user == Some(0) {
             return Err(Error::Config(
                 "max sessions per user must be at least 1".into(),

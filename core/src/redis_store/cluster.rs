@@ -158,13 +158,26 @@ impl ClusterNodes {
     pub(crate) async fn blocking(&self) -> RedisResult<ClusterConnection> {
         self.readers.get_async_connection().await
     }
+
+    /// How to reach a node (credentials, TLS): the first seed's settings.
+    pub(crate) fn seed_info(&self) -> Option<&redis::ConnectionInfo> {
+        self.seeds.first().map(redis::Client::get_connection_info)
+    }
 }
 
-/// One slot of each master, from `CLUSTER SLOTS`: routing a command by such a slot reaches
-/// that master through the cluster connection's own slot map (and its TLS settings).
-pub(super) async fn one_slot_per_master(
+/// One range of slots and the master that serves it, from `CLUSTER SLOTS`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SlotRange {
+    pub start: u16,
+    pub end: u16,
+    pub host: String,
+    pub port: u16,
+}
+
+/// The cluster's slot map as a node answers `CLUSTER SLOTS` now.
+pub(crate) async fn slot_map(
     conn: &mut redis::cluster_async::ClusterConnection,
-) -> RedisResult<Vec<u16>> {
+) -> RedisResult<Vec<SlotRange>> {
     use redis::Value;
     use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
     let reply = conn
@@ -177,12 +190,13 @@ pub(super) async fn one_slot_per_master(
     let Value::Array(ranges) = reply else {
         return Err(malformed());
     };
-    let mut masters: Vec<(Vec<u8>, i64, u16)> = Vec::new();
+    let mut map = Vec::with_capacity(ranges.len());
     for range in ranges {
         let Value::Array(parts) = range else {
             return Err(malformed());
         };
-        let (Some(Value::Int(start)), Some(Value::Array(master))) = (parts.first(), parts.get(2))
+        let (Some(Value::Int(start)), Some(Value::Int(end)), Some(Value::Array(master))) =
+            (parts.first(), parts.get(1), parts.get(2))
         else {
             return Err(malformed());
         };
@@ -191,12 +205,32 @@ pub(super) async fn one_slot_per_master(
         else {
             return Err(malformed());
         };
-        let slot = u16::try_from(*start).map_err(|_| malformed())?;
-        if !masters.iter().any(|(h, p, _)| h == host && p == port) {
-            masters.push((host.clone(), *port, slot));
+        map.push(SlotRange {
+            start: u16::try_from(*start).map_err(|_| malformed())?,
+            end: u16::try_from(*end).map_err(|_| malformed())?,
+            host: String::from_utf8(host.clone()).map_err(|_| malformed())?,
+            port: u16::try_from(*port).map_err(|_| malformed())?,
+        });
+    }
+    map.sort_by_key(|range| range.start);
+    Ok(map)
+}
+
+/// One slot of each master, from `CLUSTER SLOTS`: routing a command by such a slot reaches
+/// that master through the cluster connection's own slot map (and its TLS settings).
+pub(super) async fn one_slot_per_master(
+    conn: &mut redis::cluster_async::ClusterConnection,
+) -> RedisResult<Vec<u16>> {
+    let mut masters: Vec<SlotRange> = Vec::new();
+    for range in slot_map(conn).await? {
+        if !masters
+            .iter()
+            .any(|m| m.host == range.host && m.port == range.port)
+        {
+            masters.push(range);
         }
     }
-    Ok(masters.into_iter().map(|(_, _, slot)| slot).collect())
+    Ok(masters.into_iter().map(|m| m.start).collect())
 }
 
 /// Runs `cmd` on the master that serves `slot`.

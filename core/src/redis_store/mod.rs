@@ -16,6 +16,7 @@ pub(crate) mod script;
 #[cfg(feature = "sentinel")]
 mod sentinel;
 mod tls;
+pub(crate) mod tracking;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -105,6 +106,18 @@ impl RedisStore {
         let mut conn = self.conn();
         if let Err(error) = self.bounded(cmd.query_async::<String>(&mut conn)).await {
             tracing::debug!(%error, "preloading the session touch script failed; it loads on first use");
+        }
+    }
+
+    /// The same store over another connection (its timeouts, its dedicated connections).
+    pub(crate) fn on_connection(&self, conn: Conn) -> Self {
+        Self {
+            conn,
+            dedicated: self.dedicated.clone(),
+            #[cfg(feature = "locks")]
+            replication: Arc::default(),
+            command_timeout: self.command_timeout,
+            connect_timeout: self.connect_timeout,
         }
     }
 

@@ -11,6 +11,7 @@ use super::index::{IndexEntry, SessionId};
 use super::store::{
     Fetched, NewExpiry, RenameOutcome, SessionKeyRef, SessionStore, SessionTtl, UpdateOutcome,
 };
+use super::near_cache::{NearCacheRuntime, NearCacheStats, NearCachedStore};
 use super::{LoginOptions, Session, SessionInfo, SessionUser};
 use crate::codec::{self, StoredValue};
 use crate::config::{Codec, SessionConfig, check_ttl, millis};
@@ -62,6 +63,7 @@ struct Inner {
     lifetime_ms: Option<u64>,
     index_ttl_ms: u64,
     load_metrics: LoadMetrics,
+    near_cache: Option<Arc<NearCacheRuntime>>,
 }
 
 impl<T> Clone for SessionManager<T> {
@@ -102,8 +104,26 @@ where
     /// one connection).
     pub fn from_shared_store(store: Arc<dyn SessionStore>, config: SessionConfig) -> Result<Self> {
         config.validate()?;
+        let near_cache = match (config.near_cache(), store.redis_store()) {
+            (Some(settings), Some(redis)) => {
+                Some(NearCacheRuntime::new(*settings, config.prefix(), redis))
+            }
+            (Some(_), None) => {
+                tracing::debug!("near cache off: the backend is not Redis");
+                None
+            }
+            _ => None,
+        };
+        let store: Arc<dyn SessionStore> = match &near_cache {
+            Some(cache) => Arc::new(NearCachedStore {
+                inner: store,
+                cache: Arc::clone(cache),
+            }),
+            None => store,
+        };
         Ok(Self {
             inner: Arc::new(Inner {
+                near_cache,
                 idle_ms: millis(config.idle_ttl()),
                 lifetime_ms: config.absolute_lifetime().map(millis),
                 load_metrics: LoadMetrics::register(),
@@ -118,6 +138,12 @@ where
     /// The configuration.
     pub fn config(&self) -> &SessionConfig {
         &self.inner.config
+    }
+
+    /// What the near cache holds and did, when it is on (configured, on the Redis
+    /// backend).
+    pub fn near_cache_stats(&self) -> Option<NearCacheStats> {
+        self.inner.near_cache.as_ref().map(|cache| cache.stats())
     }
 
     fn keys(&self, token: &Token) -> SessionKeys {

@@ -2,6 +2,7 @@
 
 mod index;
 mod manager;
+pub mod near_cache;
 #[cfg(feature = "memory")]
 mod memory;
 mod options;
@@ -15,6 +16,7 @@ use std::ops::Deref;
 
 pub use index::SessionId;
 pub use manager::{INDEX_BATCH, Rotated, SessionManager};
+pub use near_cache::{NearCache, NearCacheStats};
 pub use options::{DEVICE_LABEL_MAX_CHARS, LoginOptions};
 pub use store::{RenameOutcome, UpdateOutcome};
 

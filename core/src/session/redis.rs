@@ -37,7 +37,7 @@ fn companion_mode(keys: SessionKeyRef<'_>) -> &'static str {
 
 /// A `PTTL` reply: `None` for a missing key (-2), `Some(None)` for a key without expiry
 /// (-1), else the milliseconds left.
-fn pttl(value: &redis::Value) -> Result<Option<Option<u64>>> {
+pub(super) fn pttl(value: &redis::Value) -> Result<Option<Option<u64>>> {
     match value {
         redis::Value::Int(-2) => Ok(None),
         redis::Value::Int(ms) if *ms < 0 => Ok(Some(None)),
@@ -48,7 +48,7 @@ fn pttl(value: &redis::Value) -> Result<Option<Option<u64>>> {
 
 /// The companion's value as the session's own idle TTL (values up to 1 mean "the
 /// configuration's").
-fn own_idle(value: &redis::Value) -> Option<u64> {
+pub(super) fn own_idle(value: &redis::Value) -> Option<u64> {
     match value {
         redis::Value::BulkString(bytes) => std::str::from_utf8(bytes)
             .ok()
@@ -81,7 +81,7 @@ fn utf8(bytes: Vec<u8>) -> Option<String> {
     String::from_utf8(bytes).ok()
 }
 
-fn json_fetched(bytes: Option<Vec<u8>>) -> Fetched {
+pub(super) fn json_fetched(bytes: Option<Vec<u8>>) -> Fetched {
     match bytes.map(utf8) {
         None => Fetched::Missing,
         Some(Some(text)) => Fetched::Found(StoredValue::Json(text)),
@@ -89,7 +89,7 @@ fn json_fetched(bytes: Option<Vec<u8>>) -> Fetched {
     }
 }
 
-fn hash_fetched(pairs: Vec<(Vec<u8>, Vec<u8>)>) -> Fetched {
+pub(super) fn hash_fetched(pairs: Vec<(Vec<u8>, Vec<u8>)>) -> Fetched {
     if pairs.is_empty() {
         return Fetched::Missing;
     }
@@ -129,7 +129,7 @@ fn script_fetched(codec: Codec, mut reply: Vec<Vec<u8>>) -> Result<Fetched> {
 }
 
 /// A `WRONGTYPE` reply means the key holds something that is not a session.
-fn corrupt_on_wrong_type<T>(
+pub(super) fn corrupt_on_wrong_type<T>(
     result: Result<T>,
     found: impl FnOnce(T) -> Fetched,
 ) -> Result<Fetched> {
@@ -376,6 +376,10 @@ impl SessionStore for RedisStore {
 
     fn can_rename(&self, from: &str, to: &str) -> bool {
         self.same_slot(from, to)
+    }
+
+    fn redis_store(&self) -> Option<RedisStore> {
+        Some(self.clone())
     }
 
     async fn index_add(

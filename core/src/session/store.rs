@@ -181,6 +181,13 @@ pub trait SessionStore: Send + Sync + 'static {
 
     /// Removes members from an index.
     async fn index_remove(&self, index: &str, members: &[&str]) -> Result<()>;
+
+    /// The Redis store underneath, for the near cache's tracking connections; `None` for
+    /// other backends (the near cache is then off).
+    #[doc(hidden)]
+    fn redis_store(&self) -> Option<crate::RedisStore> {
+        None
+    }
 }
 
 /// The hash fields that differ between two stored hashes: fields to set, fields to delete.

@@ -1,0 +1,323 @@
+//! Connections with server-assisted client-side caching (`CLIENT TRACKING` over RESP3), for
+//! the session near cache: one per master, each told about every change under a prefix.
+//!
+//! Broadcasting mode (`BCAST PREFIX`) with `NOLOOP`: the server announces each change to a
+//! key under the prefix, whoever makes it, except changes made on the tracking connection
+//! itself. keygate's own TTL refreshes and cache fills go over that connection, so they do
+//! not invalidate what this process caches, while every other writer (another instance, a
+//! Node or Spring service, `redis-cli`, expiry, eviction) does. The default mode would
+//! track only keys read on the connection, but any write there (a refresh is one) drops
+//! the key from the server's tracking table, so each refresh would need a read in the same
+//! transaction, and the table's limit (`tracking-table-max-keys`) would evict entries.
+
+use std::sync::Arc;
+
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, ConnectionAddr, ConnectionInfo, PushInfo, ProtocolVersion};
+
+use super::connection::{Conn, Dedicated};
+use super::RedisStore;
+use crate::error::{BackendError, Error};
+
+/// Receives every push of a tracking connection (invalidations, and the library's own
+/// `Disconnection` when the connection closes), synchronously on its reader.
+pub(crate) type PushHandler = Arc<dyn Fn(PushInfo) + Send + Sync>;
+
+/// The tracking connections of one moment of the topology: one store per master.
+pub(crate) struct TrackedNodes {
+    nodes: Vec<TrackedNode>,
+    /// Cluster only: slot ranges (sorted by start) and the index of their node.
+    slots: Vec<(u16, u16, usize)>,
+}
+
+struct TrackedNode {
+    store: RedisStore,
+    addr: String,
+}
+
+impl TrackedNodes {
+    /// The store whose connection serves `key` and tracks its changes.
+    pub(crate) fn store_for(&self, key: &str) -> Option<&RedisStore> {
+        self.node_of(key).and_then(|index| self.node(index))
+    }
+
+    /// The store of the node at `index` (see [`node_of`](Self::node_of)).
+    pub(crate) fn node(&self, index: usize) -> Option<&RedisStore> {
+        self.nodes.get(index).map(|n| &n.store)
+    }
+
+    /// The index of the node that serves `key`.
+    pub(crate) fn node_of(&self, key: &str) -> Option<usize> {
+        if self.slots.is_empty() {
+            return (!self.nodes.is_empty()).then_some(0);
+        }
+        #[cfg(feature = "cluster")]
+        let found = {
+            let slot = slot_of(key);
+            let index = self.slots.partition_point(|(_, end, _)| *end < slot);
+            self.slots
+                .get(index)
+                .filter(|(start, _, _)| *start <= slot)
+                .map(|(_, _, node)| *node)
+        };
+        #[cfg(not(feature = "cluster"))]
+        let found = {
+            let _ = key;
+            None
+        };
+        found
+    }
+
+    /// Whether every connection still tracks (`CLIENT TRACKINGINFO`) and talks to a master
+    /// (`ROLE`), and on a cluster whether the slot map is still the one connected to.
+    pub(crate) async fn still_valid(&self, backend: &RedisStore) -> Result<bool, Error> {
+        for node in &self.nodes {
+            let mut pipe = redis::pipe();
+            pipe.cmd("CLIENT").arg("TRACKINGINFO").cmd("ROLE");
+            let mut conn = node.store.conn();
+            let (info, role): (redis::Value, redis::Value) =
+                node.store.bounded(pipe.query_async(&mut conn)).await?;
+            if !tracking_is_on(&info) || !is_master(&role) {
+                tracing::info!(node = %node.addr, "near cache: tracking is off or the node is no longer a master");
+                return Ok(false);
+            }
+        }
+        #[cfg(feature = "cluster")]
+        if let Conn::Cluster(conn) = &backend.conn {
+            let mut conn = conn.clone();
+            let map = backend
+                .bounded(super::cluster::slot_map(&mut conn))
+                .await?;
+            let now: Vec<(u16, u16, String)> = map
+                .iter()
+                .map(|r| (r.start, r.end, format!("{}:{}", r.host, r.port)))
+                .collect();
+            let tracked: Vec<(u16, u16, String)> = self
+                .slots
+                .iter()
+                .filter_map(|(s, e, n)| self.nodes.get(*n).map(|node| (*s, *e, node.addr.clone())))
+                .collect();
+            if now != tracked {
+                tracing::info!("near cache: the cluster's slot map changed");
+                return Ok(false);
+            }
+        }
+        let _ = backend;
+        Ok(true)
+    }
+}
+
+/// The cluster slot of `key`: CRC16 (XMODEM) of its hash tag (the text between the first
+/// `{` and the next `}`, when not empty) or of the whole key, modulo 16384.
+#[cfg(feature = "cluster")]
+fn slot_of(key: &str) -> u16 {
+    let bytes = key.as_bytes();
+    let tagged = bytes.iter().position(|b| *b == b'{').and_then(|open| {
+        let rest = bytes.get(open + 1..)?;
+        let close = rest.iter().position(|b| *b == b'}')?;
+        rest.get(..close).filter(|tag| !tag.is_empty())
+    });
+    crc16::State::<crc16::XMODEM>::calculate(tagged.unwrap_or(bytes)) % 16384
+}
+
+/// Whether a `CLIENT TRACKINGINFO` reply says tracking is on in broadcast mode.
+fn tracking_is_on(info: &redis::Value) -> bool {
+    let redis::Value::Map(fields) = info else {
+        return false;
+    };
+    fields.iter().any(|(name, value)| {
+        text(name).as_deref() == Some("flags")
+            && matches!(value, redis::Value::Array(flags) | redis::Value::Set(flags)
+                if ["on", "bcast", "noloop"]
+                    .iter()
+                    .all(|want| flags.iter().any(|f| text(f).as_deref() == Some(want))))
+    })
+}
+
+/// Whether a `ROLE` reply names a master.
+fn is_master(role: &redis::Value) -> bool {
+    matches!(role, redis::Value::Array(parts) if parts.first().and_then(text).as_deref() == Some("master"))
+}
+
+fn text(value: &redis::Value) -> Option<String> {
+    match value {
+        redis::Value::BulkString(bytes) => String::from_utf8(bytes.clone()).ok(),
+        redis::Value::SimpleString(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+/// `info` speaking RESP3, at another address when given (a cluster master), with the
+/// same credentials and TLS settings.
+fn resp3(info: &ConnectionInfo, at: Option<(&str, u16)>) -> ConnectionInfo {
+    let settings = info
+        .redis_settings()
+        .clone()
+        .set_protocol(ProtocolVersion::RESP3);
+    let info = info.clone().set_redis_settings(settings);
+    let Some((host, port)) = at else {
+        return info;
+    };
+    let addr = match info.addr() {
+        ConnectionAddr::TcpTls {
+            insecure,
+            tls_params,
+            ..
+        } => ConnectionAddr::TcpTls {
+            host: host.to_owned(),
+            port,
+            insecure: *insecure,
+            tls_params: tls_params.clone(),
+        },
+        _ => ConnectionAddr::Tcp(host.to_owned(), port),
+    };
+    info.set_addr(addr)
+}
+
+fn describe(info: &ConnectionInfo) -> String {
+    match info.addr() {
+        ConnectionAddr::Tcp(host, port) | ConnectionAddr::TcpTls { host, port, .. } => {
+            format!("{host}:{port}")
+        }
+        other => format!("{other:?}"),
+    }
+}
+
+impl RedisStore {
+    /// Opens one tracking connection per master, each announcing changes under `prefix` to
+    /// `on_push`.
+    pub(crate) async fn track(
+        &self,
+        prefix: &str,
+        on_push: PushHandler,
+    ) -> Result<TrackedNodes, Error> {
+        let mut targets: Vec<ConnectionInfo> = Vec::new();
+        let mut slots = Vec::new();
+        match &self.dedicated {
+            Dedicated::Single(client) => targets.push(resp3(client.get_connection_info(), None)),
+            #[cfg(feature = "sentinel")]
+            Dedicated::Sentinel(sentinel) => {
+                let client = self.bounded(sentinel.client()).await?;
+                targets.push(resp3(client.get_connection_info(), None));
+            }
+            #[cfg(feature = "cluster")]
+            Dedicated::Cluster(nodes) => {
+                let Conn::Cluster(conn) = &self.conn else {
+                    return Err(BackendError::Protocol("cluster nodes without a cluster connection").into());
+                };
+                let Some(seed) = nodes.seed_info() else {
+                    return Err(Error::Config("a cluster needs at least one seed URL".into()));
+                };
+                let mut conn = conn.clone();
+                let map = self.bounded(super::cluster::slot_map(&mut conn)).await?;
+                let mut masters: Vec<(String, u16)> = Vec::new();
+                for range in map {
+                    let at = (range.host.clone(), range.port);
+                    let index = match masters.iter().position(|m| *m == at) {
+                        Some(index) => index,
+                        None => {
+                            masters.push(at);
+                            masters.len() - 1
+                        }
+                    };
+                    slots.push((range.start, range.end, index));
+                }
+                for (host, port) in &masters {
+                    targets.push(resp3(seed, Some((host.as_str(), *port))));
+                }
+            }
+        }
+        let mut nodes = Vec::with_capacity(targets.len());
+        for info in targets {
+            let addr = describe(&info);
+            let conn = self.tracking_connection(info, prefix, Arc::clone(&on_push)).await?;
+            nodes.push(TrackedNode {
+                store: self.on_connection(Conn::Node(conn)),
+                addr,
+            });
+        }
+        Ok(TrackedNodes { nodes, slots })
+    }
+
+    async fn tracking_connection(
+        &self,
+        info: ConnectionInfo,
+        prefix: &str,
+        on_push: PushHandler,
+    ) -> Result<MultiplexedConnection, Error> {
+        let client = redis::Client::open(info)?;
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.connect_timeout))
+            .set_response_timeout(Some(self.command_timeout))
+            .set_push_sender(move |push: PushInfo| {
+                on_push(push);
+                Ok::<(), redis::aio::SendError>(())
+            });
+        let mut conn = tokio::time::timeout(
+            self.connect_timeout,
+            client.get_multiplexed_async_connection_with_config(&config),
+        )
+        .await
+        .map_err(|_| BackendError::Timeout(self.connect_timeout))??;
+        let mut cmd = redis::cmd("CLIENT");
+        cmd.arg("TRACKING")
+            .arg("ON")
+            .arg("BCAST")
+            .arg("PREFIX")
+            .arg(prefix)
+            .arg("NOLOOP");
+        self.bounded(cmd.query_async::<()>(&mut conn)).await?;
+        Ok(conn)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use redis::Value;
+
+    fn bulk(s: &str) -> Value {
+        Value::BulkString(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn trackinginfo_needs_on_bcast_and_noloop() {
+        let info = |flags: &[&str]| {
+            Value::Map(vec![
+                (bulk("flags"), Value::Array(flags.iter().map(|f| bulk(f)).collect())),
+                (bulk("redirect"), Value::Int(-1)),
+            ])
+        };
+        assert!(tracking_is_on(&info(&["on", "bcast", "noloop"])));
+        assert!(!tracking_is_on(&info(&["off"])));
+        assert!(!tracking_is_on(&info(&["on", "noloop"])));
+        assert!(!tracking_is_on(&Value::Nil));
+    }
+
+    #[cfg(feature = "cluster")]
+    #[test]
+    fn slots_agree_with_the_redis_crate() {
+        use redis::cluster_routing::Slot;
+        for key in ["a", "login:token:abc", "{user1000}.following", "foo{}{bar}", "{}x", "x{y"] {
+            assert_eq!(Slot::new(slot_of(key)), Some(Slot::for_key(key)), "{key}");
+        }
+    }
+
+    #[test]
+    fn role_must_be_master() {
+        assert!(is_master(&Value::Array(vec![bulk("master"), Value::Int(0)])));
+        assert!(!is_master(&Value::Array(vec![bulk("slave")])));
+    }
+
+    #[test]
+    fn resp3_keeps_credentials_and_moves_the_address() {
+        let info: ConnectionInfo = redis::IntoConnectionInfo::into_connection_info(
+            "redis://user:pw@127.0.0.1:7000/0",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let moved = resp3(&info, Some(("127.0.0.2", 7001)));
+        assert_eq!(describe(&moved), "127.0.0.2:7001");
+        assert_eq!(moved.redis_settings().password(), Some("pw"));
+        assert_eq!(moved.redis_settings().protocol(), ProtocolVersion::RESP3);
+    }
+}

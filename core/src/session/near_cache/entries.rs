@@ -1,0 +1,465 @@
+//! The cached sessions: sharded LRU maps bounded by count and bytes, and the bookkeeping
+//! that keeps a fill from putting back what an invalidation removed while it was in flight.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use lru::LruCache;
+
+use super::redis::FillExpiry;
+use crate::codec::StoredValue;
+
+/// At most this many shards (locks); fewer for caches smaller than that.
+const MAX_SHARDS: usize = 16;
+/// Bytes an entry takes beyond its key and data: the map's slot, the list links, the
+/// entry's fields, the allocations' headers.
+const ENTRY_OVERHEAD: usize = 160;
+/// Bytes a hash field takes beyond its name and value (two `String`s).
+const FIELD_OVERHEAD: usize = 48;
+
+struct Entry {
+    value: StoredValue,
+    /// The tracking epoch the entry was read in; another epoch means it may have missed an
+    /// invalidation.
+    epoch: u64,
+    /// When the TTL set in Redis ends at the earliest, by this process's clock.
+    expires_at: Instant,
+    /// When the TTL was last set (the command was sent).
+    refreshed_at: Instant,
+    /// The absolute deadline, by this process's clock (a little early).
+    deadline_at: Option<Instant>,
+    /// The session's own idle TTL, when its login chose one.
+    own_idle_ms: Option<u64>,
+    /// Whether a refresh is queued or in flight.
+    refreshing: bool,
+    bytes: usize,
+}
+
+/// Fills of one key in flight.
+struct Pending {
+    fills: u32,
+    /// Whether the key was invalidated since the first of them began.
+    invalidated: bool,
+}
+
+struct Shard {
+    entries: LruCache<String, Entry>,
+    bytes: usize,
+    max_entries: usize,
+    max_bytes: usize,
+    pending: HashMap<String, Pending>,
+}
+
+impl Shard {
+    fn remove(&mut self, key: &str) -> bool {
+        match self.entries.pop(key) {
+            Some(entry) => {
+                self.bytes -= entry.bytes;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Drops the least recently used entries beyond the bounds.
+    fn shrink(&mut self) -> u64 {
+        let mut evicted = 0;
+        while self.entries.len() > self.max_entries || self.bytes > self.max_bytes {
+            match self.entries.pop_lru() {
+                Some((_, entry)) => {
+                    self.bytes -= entry.bytes;
+                    evicted += 1;
+                }
+                None => break,
+            }
+        }
+        evicted
+    }
+}
+
+/// What a lookup found.
+pub(super) enum Lookup {
+    /// Served from memory; `refresh` when this hit is the one that must refresh the TTL.
+    Hit { value: StoredValue, refresh: bool },
+    /// Not cached, or not usable any more (read in an older epoch, past its TTL).
+    Miss,
+}
+
+/// A fill in flight: the key, the epoch it started in and when its command was sent.
+pub(super) struct FillTicket {
+    key: String,
+    epoch: u64,
+    sent: Instant,
+}
+
+/// What [`Entries::finish_fill`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Filled {
+    pub cached: bool,
+    /// Whether the entry's TTL must be refreshed now (the fill only read it).
+    pub refresh: bool,
+    pub evicted: u64,
+}
+
+pub(super) struct Entries {
+    shards: Box<[Mutex<Shard>]>,
+    hasher: RandomState,
+    touch_every: Duration,
+}
+
+fn size_of(key: &str, value: &StoredValue) -> usize {
+    let data = match value {
+        StoredValue::Json(text) => text.len(),
+        StoredValue::Hash(fields) => fields
+            .iter()
+            .map(|(name, value)| name.len() + value.len() + FIELD_OVERHEAD)
+            .sum(),
+    };
+    ENTRY_OVERHEAD + key.len() + data
+}
+
+fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
+    // A panic while holding a shard cannot leave it half-updated in a way that serves
+    // wrong data: every update removes before it inserts.
+    shard.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Entries {
+    pub(super) fn new(max_entries: usize, max_bytes: usize, touch_every: Duration) -> Self {
+        let count = MAX_SHARDS.min(max_entries).max(1);
+        Self::with_shards(count, max_entries, max_bytes, touch_every)
+    }
+
+    fn with_shards(
+        count: usize,
+        max_entries: usize,
+        max_bytes: usize,
+        touch_every: Duration,
+    ) -> Self {
+        let shards = (0..count)
+            .map(|i| {
+                // Split the bounds exactly: the shards' sum is the configured bound.
+                let share = |total: usize| total / count + usize::from(i < total % count);
+                Mutex::new(Shard {
+                    entries: LruCache::unbounded(),
+                    bytes: 0,
+                    max_entries: share(max_entries),
+                    max_bytes: share(max_bytes),
+                    pending: HashMap::new(),
+                })
+            })
+            .collect();
+        Self {
+            shards,
+            hasher: RandomState::new(),
+            touch_every,
+        }
+    }
+
+    fn shard(&self, key: &str) -> &Mutex<Shard> {
+        let hash = self.hasher.hash_one(key);
+        let index = usize::try_from(hash % self.shards.len() as u64).unwrap_or(0);
+        &self.shards[index]
+    }
+
+    /// Looks `key` up for a load in `epoch` at `now`. At most one hit per `touch_every`
+    /// gets `refresh: true`, and until that refresh is done no other does.
+    pub(super) fn lookup(&self, key: &str, now: Instant, epoch: u64) -> Lookup {
+        let mut shard = lock(self.shard(key));
+        let usable = match shard.entries.get_mut(key) {
+            None => return Lookup::Miss,
+            Some(entry)
+                if entry.epoch == epoch
+                    && now < entry.expires_at
+                    && entry.deadline_at.is_none_or(|deadline| now < deadline) =>
+            {
+                let refresh = !entry.refreshing
+                    && now.saturating_duration_since(entry.refreshed_at) >= self.touch_every;
+                entry.refreshing |= refresh;
+                Some((entry.value.clone(), refresh))
+            }
+            Some(_) => None,
+        };
+        match usable {
+            Some((value, refresh)) => Lookup::Hit { value, refresh },
+            None => {
+                shard.remove(key);
+                Lookup::Miss
+            }
+        }
+    }
+
+    /// Registers a fill of `key` about to be sent in `epoch`.
+    pub(super) fn begin_fill(&self, key: &str, epoch: u64) -> FillTicket {
+        let mut shard = lock(self.shard(key));
+        shard
+            .pending
+            .entry(key.to_owned())
+            .and_modify(|p| p.fills += 1)
+            .or_insert(Pending {
+                fills: 1,
+                invalidated: false,
+            });
+        FillTicket {
+            key: key.to_owned(),
+            epoch,
+            sent: Instant::now(),
+        }
+    }
+
+    /// Ends a fill: with what Redis answered (the data and its expiry), cached if nothing
+    /// invalidated the key since the fill began and `epoch` is still the ticket's; without
+    /// (the key is gone, or the fill failed), the entry is dropped. An entry whose fill did
+    /// not reset the TTL is cached with its refresh due (`Filled::refresh`).
+    pub(super) fn finish_fill(
+        &self,
+        ticket: FillTicket,
+        found: Option<(StoredValue, FillExpiry)>,
+        epoch: u64,
+    ) -> Filled {
+        let mut shard = lock(self.shard(&ticket.key));
+        let invalidated = match shard.pending.get_mut(&ticket.key) {
+            Some(pending) => {
+                let invalidated = pending.invalidated;
+                pending.fills -= 1;
+                if pending.fills == 0 {
+                    shard.pending.remove(&ticket.key);
+                }
+                invalidated
+            }
+            None => true,
+        };
+        shard.remove(&ticket.key);
+        let not_cached = Filled {
+            cached: false,
+            refresh: false,
+            evicted: 0,
+        };
+        let Some((value, expiry)) = found else {
+            return not_cached;
+        };
+        if invalidated || epoch != ticket.epoch {
+            return not_cached;
+        }
+        let bytes = size_of(&ticket.key, &value);
+        shard.bytes += bytes;
+        shard.entries.push(
+            ticket.key,
+            Entry {
+                value,
+                epoch,
+                expires_at: ticket.sent + Duration::from_millis(expiry.ttl_ms),
+                refreshed_at: ticket.sent,
+                deadline_at: expiry
+                    .deadline_ms
+                    .map(|ms| ticket.sent + Duration::from_millis(ms)),
+                own_idle_ms: expiry.own_idle_ms,
+                refreshing: !expiry.touched,
+                bytes,
+            },
+        );
+        let evicted = shard.shrink();
+        Filled {
+            cached: true,
+            refresh: !expiry.touched,
+            evicted,
+        }
+    }
+
+    /// The TTL a refresh of `key` sets now: its idle TTL (its own, or `idle_ms`) plus
+    /// `slack_ms`, capped at its deadline; `None` when it is not cached in `epoch` or its
+    /// deadline has passed (the entry is then dropped).
+    pub(super) fn refresh_ttl(
+        &self,
+        key: &str,
+        epoch: u64,
+        idle_ms: u64,
+        slack_ms: u64,
+        now: Instant,
+    ) -> Option<u64> {
+        let mut shard = lock(self.shard(key));
+        let ttl = shard.entries.peek(key).filter(|e| e.epoch == epoch).and_then(|entry| {
+            let ttl = entry.own_idle_ms.unwrap_or(idle_ms).saturating_add(slack_ms);
+            match entry.deadline_at {
+                None => Some(ttl),
+                Some(deadline) => {
+                    let left = deadline.saturating_duration_since(now);
+                    let left = u64::try_from(left.as_millis()).unwrap_or(u64::MAX);
+                    (left > 0).then(|| ttl.min(left))
+                }
+            }
+        });
+        if ttl.is_none() {
+            shard.remove(key);
+        }
+        ttl
+    }
+
+    /// A refresh sent at `sent` set `key`'s TTL to `ttl_ms`.
+    pub(super) fn refreshed(&self, key: &str, epoch: u64, sent: Instant, ttl_ms: u64) {
+        let mut shard = lock(self.shard(key));
+        if let Some(entry) = shard.entries.peek_mut(key).filter(|e| e.epoch == epoch) {
+            entry.expires_at = sent + Duration::from_millis(ttl_ms);
+            entry.refreshed_at = sent;
+            entry.refreshing = false;
+        }
+    }
+
+    /// Drops `key` and spoils the fills of it in flight; whether an entry was dropped.
+    pub(super) fn invalidate(&self, key: &str) -> bool {
+        let mut shard = lock(self.shard(key));
+        if let Some(pending) = shard.pending.get_mut(key) {
+            pending.invalidated = true;
+        }
+        shard.remove(key)
+    }
+
+    /// Drops everything and spoils every fill in flight.
+    pub(super) fn clear(&self) {
+        for shard in &*self.shards {
+            let mut shard = lock(shard);
+            shard.entries.clear();
+            shard.bytes = 0;
+            for pending in shard.pending.values_mut() {
+                pending.invalidated = true;
+            }
+        }
+    }
+
+    /// How many sessions are cached, and their estimated bytes.
+    pub(super) fn size(&self) -> (usize, usize) {
+        self.shards.iter().fold((0, 0), |(n, b), shard| {
+            let shard = lock(shard);
+            (n + shard.entries.len(), b + shard.bytes)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json(s: &str) -> StoredValue {
+        StoredValue::Json(s.to_owned())
+    }
+
+    fn touched(ttl_ms: u64) -> FillExpiry {
+        FillExpiry {
+            ttl_ms,
+            deadline_ms: None,
+            own_idle_ms: None,
+            touched: true,
+        }
+    }
+
+    fn fill(entries: &Entries, key: &str, value: &str, epoch: u64) -> Filled {
+        let ticket = entries.begin_fill(key, epoch);
+        entries.finish_fill(ticket, Some((json(value), touched(60_000))), epoch)
+    }
+
+    fn hit(entries: &Entries, key: &str, epoch: u64) -> Option<String> {
+        match entries.lookup(key, Instant::now(), epoch) {
+            Lookup::Hit {
+                value: StoredValue::Json(text),
+                ..
+            } => Some(text),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn an_invalidation_during_a_fill_keeps_the_fill_out() {
+        let entries = Entries::new(100, 1 << 20, Duration::from_secs(60));
+        let ticket = entries.begin_fill("k", 1);
+        assert!(!entries.invalidate("k"));
+        let done = entries.finish_fill(ticket, Some((json("old"), touched(60_000))), 1);
+        assert!(!done.cached);
+        assert_eq!(hit(&entries, "k", 1), None);
+        // The next fill, begun after the invalidation, is kept.
+        assert!(fill(&entries, "k", "new", 1).cached);
+        assert_eq!(hit(&entries, "k", 1).as_deref(), Some("new"));
+    }
+
+    #[test]
+    fn a_clear_spoils_fills_in_flight_and_other_epochs_miss() {
+        let entries = Entries::new(100, 1 << 20, Duration::from_secs(60));
+        let ticket = entries.begin_fill("a", 1);
+        entries.clear();
+        assert!(!entries.finish_fill(ticket, Some((json("x"), touched(60_000))), 1).cached);
+        assert!(fill(&entries, "b", "y", 1).cached);
+        assert_eq!(hit(&entries, "b", 2), None, "an entry of epoch 1 is no hit in epoch 2");
+        assert_eq!(entries.size().0, 0, "and it was dropped");
+        let ticket = entries.begin_fill("c", 2);
+        assert!(!entries.finish_fill(ticket, Some((json("z"), touched(60_000))), 3).cached);
+    }
+
+    #[test]
+    fn entries_past_their_ttl_miss() {
+        let entries = Entries::new(100, 1 << 20, Duration::from_secs(60));
+        let ticket = entries.begin_fill("k", 1);
+        entries.finish_fill(ticket, Some((json("v"), touched(1))), 1);
+        let later = Instant::now() + Duration::from_millis(5);
+        assert!(matches!(entries.lookup("k", later, 1), Lookup::Miss));
+    }
+
+    #[test]
+    fn refreshes_respect_own_idle_and_the_deadline() {
+        let entries = Entries::new(100, 1 << 20, Duration::from_secs(60));
+        let ticket = entries.begin_fill("k", 1);
+        let expiry = FillExpiry {
+            ttl_ms: 1_000,
+            deadline_ms: Some(5_000),
+            own_idle_ms: Some(2_000),
+            touched: false,
+        };
+        let filled = entries.finish_fill(ticket, Some((json("v"), expiry)), 1);
+        assert!(filled.cached && filled.refresh);
+        let now = Instant::now();
+        assert_eq!(entries.refresh_ttl("k", 1, 1_000, 500, now), Some(2_500));
+        let late = now + Duration::from_millis(4_000);
+        let capped = entries.refresh_ttl("k", 1, 1_000, 500, late).unwrap();
+        assert!(capped <= 1_000, "{capped}");
+        let past = now + Duration::from_millis(6_000);
+        assert_eq!(entries.refresh_ttl("k", 1, 1_000, 500, past), None);
+        assert_eq!(entries.size().0, 0, "past its deadline the entry is dropped");
+    }
+
+    #[test]
+    fn one_refresh_per_touch_interval() {
+        let entries = Entries::new(100, 1 << 20, Duration::from_millis(10));
+        fill(&entries, "k", "v", 1);
+        let now = Instant::now();
+        assert!(matches!(entries.lookup("k", now, 1), Lookup::Hit { refresh: false, .. }));
+        let due = now + Duration::from_millis(20);
+        assert!(matches!(entries.lookup("k", due, 1), Lookup::Hit { refresh: true, .. }));
+        assert!(matches!(entries.lookup("k", due, 1), Lookup::Hit { refresh: false, .. }));
+    }
+
+    #[test]
+    fn bounded_by_count_and_bytes_least_recently_used_first() {
+        let entries = Entries::new(3, 1 << 20, Duration::from_secs(60));
+        for key in ["a", "b", "c", "d", "e"] {
+            fill(&entries, key, "v", 1);
+        }
+        // Three shards of one entry each: at most three, however the keys hash.
+        let (count, _) = entries.size();
+        assert!((1..=3).contains(&count), "{count}");
+        let big = "x".repeat(4000);
+        let small = Entries::new(1000, 3 * (ENTRY_OVERHEAD + 4001), Duration::from_secs(60));
+        for key in ["a", "b", "c", "d", "e", "f", "g"] {
+            fill(&small, key, &big, 1);
+        }
+        let (count, bytes) = small.size();
+        assert!(bytes <= 3 * (ENTRY_OVERHEAD + 4001), "{bytes}");
+        assert!(count <= 3, "{count}");
+        // One shard: the least recently used goes first.
+        let one = Entries::with_shards(1, 2, 1 << 20, Duration::from_secs(60));
+        fill(&one, "a", "1", 1);
+        fill(&one, "b", "2", 1);
+        assert!(hit(&one, "a", 1).is_some());
+        fill(&one, "c", "3", 1);
+        assert!(hit(&one, "a", 1).is_some() && hit(&one, "b", 1).is_none());
+    }
+}

@@ -1,0 +1,107 @@
+//! The session near cache: hot sessions served from process memory, kept honest by Redis
+//! client tracking. Opt-in with
+//! [`SessionConfig::with_near_cache`](crate::SessionConfig::with_near_cache); Redis
+//! backend only (6.0 or newer, RESP3).
+//!
+//! # What it promises
+//!
+//! - **Hits cost no Redis command.** A load first looks in this process's cache. It is
+//!   served from memory, with zero Redis commands, when the entry was read while this
+//!   process's tracking connection was up and that connection has not been interrupted
+//!   since, and when the entry is within the TTL it has in Redis as known locally (which
+//!   also caps it at the session's absolute deadline). Otherwise the load is a miss: one
+//!   round trip, as without the cache (`GETEX`, or the touch script for hashes and
+//!   sessions with a companion key), sent on the tracking connection, and the answer is
+//!   cached.
+//! - **The idle TTL is still refreshed while the session is used**, at most once per
+//!   `touch_every` per session per process, in the background: refreshes that fall due
+//!   together go out together, pipelined on the tracking connection. Every TTL the cache
+//!   sets is the idle TTL **plus `touch_every`** (capped at the absolute deadline), so a
+//!   session ends between `idle` and `idle + touch_every` after its last use on any
+//!   instance (plus the few milliseconds a due refresh waits to be sent), **never before
+//!   `idle`**. A refresh that finds the key gone evicts the entry: the next request is a
+//!   401.
+//! - **Any change to the key by anyone invalidates the entry**: a logout,
+//!   logout-everywhere, update or rotation on any instance, expiry, eviction, another
+//!   service on the same Redis (a Node or Spring service, `redis-cli`). Redis pushes the
+//!   invalidation to the tracking connection, usually within a millisecond of the change;
+//!   changes made by this process drop the entry at once. Fills that were in flight when
+//!   their key was invalidated are not cached.
+//! - **When an invalidation could have been missed, everything is dropped**: the tracking
+//!   connection closed or failed a command, the server flushed (`FLUSHALL`, and the null
+//!   invalidation it sends), or the check that runs every
+//!   [`tracking_check`](NearCache::tracking_check) (default 1 s) found tracking off or a
+//!   node no longer a master (failover) or, on a cluster, another slot map. Nothing is
+//!   served from memory again until tracking is re-established on new connections; in
+//!   between, loads go to Redis exactly as without the cache.
+//! - **Memory is bounded**: at most [`max_entries`](NearCache::max_entries) sessions and
+//!   [`max_bytes`](NearCache::max_bytes), least recently used out first;
+//!   [`SessionManager::near_cache_stats`](crate::SessionManager::near_cache_stats)
+//!   reports entries, bytes, hits, misses, invalidations, flushes, refreshes and evictions.
+//!
+//! # How
+//!
+//! One RESP3 connection per master (one server, the Sentinel-managed master, each master
+//! of a cluster; over TLS when the store uses TLS), with `CLIENT TRACKING ON BCAST PREFIX
+//! <session prefix> NOLOOP`: the server announces every change under the session prefix,
+//! except the ones made on that connection, which is where the cache's own fills and
+//! refreshes go. Broadcasting rather than the default mode because every refresh is a
+//! write, and a write drops the key from the server's table of keys a connection read (it
+//! would have to be read again in the same transaction to stay tracked); broadcasting
+//! needs no such table, so `tracking-table-max-keys` never evicts anything. The cost is
+//! that each instance hears of every change under the prefix, including to sessions it
+//! does not cache: as many pushes as the fleet makes session writes (logins, updates,
+//! logouts, and at most one refresh per session per `touch_every` per instance). On a
+//! cluster, a key is filled on the connection to the master of its slot, which tracks it;
+//! a slot map that changes (resharding, failover) drops the cache, as does a `MOVED` on a
+//! fill.
+//!
+//! The redis crate's own experimental client-side cache (`cache-aio`) is not used: it
+//! caches command replies by command, does not know a session's deadlines, and keygate
+//! needs the refresh bookkeeping and the flush rules above to be its own.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), keygate::Error> {
+//! use std::time::Duration;
+//! use keygate::{RedisStore, SessionConfig, SessionManager, session::NearCache};
+//!
+//! let store = RedisStore::connect("redis://127.0.0.1:6379").await?;
+//! let config = SessionConfig::java_seed()
+//!     .with_near_cache(NearCache::new(100_000, Duration::from_secs(60)));
+//! let sessions = SessionManager::<serde_json::Value>::new(store, config)?;
+//! # Ok(()) }
+//! ```
+
+mod config;
+mod entries;
+mod redis;
+mod runtime;
+mod store;
+
+pub use config::{DEFAULT_MAX_BYTES, DEFAULT_TRACKING_CHECK, NearCache};
+pub(crate) use runtime::NearCacheRuntime;
+pub(crate) use store::NearCachedStore;
+
+/// What a near cache holds and has done since it was built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct NearCacheStats {
+    /// Whether tracking is up (hits possible).
+    pub tracking: bool,
+    /// Sessions cached.
+    pub entries: usize,
+    /// Estimated memory of the cached sessions: keys, data, bookkeeping.
+    pub bytes: usize,
+    /// Loads served from memory.
+    pub hits: u64,
+    /// Loads that went to Redis while tracking was up.
+    pub misses: u64,
+    /// Entries dropped because their key changed.
+    pub invalidations: u64,
+    /// Times the whole cache was dropped (tracking lost, server flush).
+    pub flushes: u64,
+    /// Background TTL refreshes sent.
+    pub refreshes: u64,
+    /// Entries dropped to stay within the bounds.
+    pub evictions: u64,
+}

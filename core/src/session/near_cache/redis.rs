@@ -1,0 +1,139 @@
+//! The near cache's Redis commands, sent on a tracking connection. No scripts: Redis (7.0
+//! at least) announces the keys a connection's own scripts change to that connection,
+//! `NOLOOP` notwithstanding, so a fill by script would invalidate itself. A fill is
+//! therefore `GETEX` (JSON without a companion key) or a pipeline of reads, and a refresh
+//! a pipeline of `PEXPIRE`s.
+
+use crate::config::Codec;
+use crate::error::{BackendError, Result};
+use crate::redis_store::{RedisStore, is_wrong_type};
+use crate::session::redis::{corrupt_on_wrong_type, hash_fetched, json_fetched, own_idle, pttl};
+use crate::session::store::{Fetched, SessionKeyRef};
+
+/// What a fill learned about the session's expiry, besides its data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct FillExpiry {
+    /// Time left on the session key as the fill leaves it.
+    pub ttl_ms: u64,
+    /// Time left to the absolute deadline, if any.
+    pub deadline_ms: Option<u64>,
+    /// The session's own idle TTL, when its login chose one.
+    pub own_idle_ms: Option<u64>,
+    /// Whether the fill reset the TTL already (`GETEX`); otherwise a refresh follows.
+    pub touched: bool,
+}
+
+impl RedisStore {
+    /// Reads a session for the cache in one round trip. JSON without a companion key:
+    /// `GETEX` with the idle TTL plus `slack_ms`. Otherwise reads only (the data, its
+    /// `PTTL`, the companion's `PTTL` and value), judged as the touch script judges them.
+    pub(super) async fn near_fill(
+        &self,
+        keys: SessionKeyRef<'_>,
+        codec: Codec,
+        idle_ms: u64,
+        slack_ms: u64,
+    ) -> Result<(Fetched, Option<FillExpiry>)> {
+        let mut conn = self.conn();
+        if let (None, Codec::Json) = (keys.deadline, codec) {
+            let ttl_ms = idle_ms.saturating_add(slack_ms);
+            let mut cmd = redis::cmd("GETEX");
+            cmd.arg(keys.session).arg("PX").arg(ttl_ms);
+            let reply = self.bounded(cmd.query_async(&mut conn)).await;
+            let fetched = corrupt_on_wrong_type(reply, json_fetched)?;
+            let expiry = FillExpiry {
+                ttl_ms,
+                deadline_ms: None,
+                own_idle_ms: None,
+                touched: true,
+            };
+            return Ok((fetched, Some(expiry)));
+        }
+        let mut pipe = redis::pipe();
+        match codec {
+            Codec::Json => pipe.cmd("GET").arg(keys.session),
+            Codec::Hash => pipe.cmd("HGETALL").arg(keys.session),
+        };
+        pipe.cmd("PTTL").arg(keys.session);
+        if let Some(deadline) = keys.deadline {
+            pipe.cmd("PTTL").arg(deadline).cmd("GET").arg(deadline);
+        }
+        let reply = self
+            .bounded(pipe.query_async::<Vec<redis::Value>>(&mut conn))
+            .await;
+        match reply {
+            Ok(replies) => judge(keys, codec, replies),
+            Err(crate::Error::Backend(BackendError::Redis(e))) if is_wrong_type(&e) => Ok((
+                Fetched::Corrupt("session key holds another Redis type".into()),
+                None,
+            )),
+            Err(error) => Err(error),
+        }
+    }
+}
+
+/// Decodes a fill's read pipeline: data, `PTTL`, and with a companion its `PTTL` and value.
+fn judge(
+    keys: SessionKeyRef<'_>,
+    codec: Codec,
+    replies: Vec<redis::Value>,
+) -> Result<(Fetched, Option<FillExpiry>)> {
+    let mut replies = replies.into_iter();
+    let data = replies.next();
+    let fetched = match (codec, data) {
+        (Codec::Json, Some(redis::Value::Nil)) => Fetched::Missing,
+        (Codec::Json, Some(redis::Value::BulkString(bytes))) => json_fetched(Some(bytes)),
+        (Codec::Hash, Some(value)) => {
+            let pairs: Vec<(Vec<u8>, Vec<u8>)> = redis::from_redis_value(value)
+                .map_err(|_| BackendError::Protocol("HGETALL did not answer pairs"))?;
+            hash_fetched(pairs)
+        }
+        _ => return Err(BackendError::Protocol("unexpected reply to a session read").into()),
+    };
+    let Fetched::Found(value) = fetched else {
+        return Ok((fetched, None));
+    };
+    let Some(key_ttl) = replies.next().as_ref().map(pttl).transpose()? else {
+        return Err(BackendError::Protocol("missing PTTL reply").into());
+    };
+    // Gone between the two reads; no expiry: refresh at once (TTL 0 known locally).
+    let Some(key_ttl) = key_ttl else {
+        return Ok((Fetched::Missing, None));
+    };
+    let (deadline_ms, own_idle_ms) = match keys.deadline {
+        None => (None, None),
+        Some(_) => {
+            let left = replies.next().as_ref().map(pttl).transpose()?;
+            let own = replies.next().as_ref().and_then(own_idle);
+            match left.flatten() {
+                // The companion is gone: the session is over when every session has one.
+                None if keys.deadline_required => return Ok((Fetched::Missing, None)),
+                None => (None, None),
+                // It lost its expiry or is in its last millisecond: over, as the script says.
+                Some(None | Some(0)) => return Ok((Fetched::Missing, None)),
+                Some(Some(ms)) => (Some(ms), own.filter(|_| keys.own_idle)),
+            }
+        }
+    };
+    let expiry = FillExpiry {
+        ttl_ms: key_ttl.unwrap_or(0),
+        deadline_ms,
+        own_idle_ms,
+        touched: false,
+    };
+    Ok((Fetched::Found(value), Some(expiry)))
+}
+
+impl RedisStore {
+    /// Sets each key's TTL if it still exists, in one pipeline on this (one node's)
+    /// connection; whether each key existed.
+    pub(super) async fn near_refresh(&self, keys: &[(&str, u64)]) -> Result<Vec<bool>> {
+        let mut pipe = redis::pipe();
+        for (key, ttl_ms) in keys {
+            pipe.cmd("PEXPIRE").arg(*key).arg(*ttl_ms);
+        }
+        let mut conn = self.conn();
+        self.bounded(pipe.query_async(&mut conn)).await
+    }
+}
+

@@ -1,0 +1,420 @@
+//! The near cache at run time: lookups, fills, invalidations from the tracking
+//! connections, the background refreshes and the supervisor that keeps tracking up.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::{Duration, Instant};
+
+use redis::{PushInfo, PushKind, Value};
+use tokio::sync::{Notify, mpsc};
+
+use super::entries::{Entries, Lookup};
+use super::{NearCache, NearCacheStats};
+use crate::config::{Codec, millis};
+use crate::error::{BackendError, Error, Result};
+use crate::redis_store::RedisStore;
+use crate::redis_store::tracking::{PushHandler, TrackedNodes};
+use crate::session::store::{Fetched, SessionKeyRef};
+
+/// Most refreshes sent together.
+const REFRESH_BATCH: usize = 512;
+/// Longest wait between two attempts to (re)establish tracking.
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// A TTL refresh a hit made due.
+struct RefreshJob {
+    key: String,
+    idle_ms: u64,
+}
+
+/// The tracking connections of one epoch.
+struct Tracked {
+    epoch: u64,
+    nodes: TrackedNodes,
+}
+
+#[derive(Default)]
+struct Counters {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    invalidations: AtomicU64,
+    flushes: AtomicU64,
+    refreshes: AtomicU64,
+    evictions: AtomicU64,
+}
+
+pub(crate) struct NearCacheRuntime {
+    settings: NearCache,
+    prefix: String,
+    backend: RedisStore,
+    entries: Entries,
+    /// The epoch whose tracking connections are up, 0 while none are: entries of another
+    /// epoch are never served.
+    live_epoch: AtomicU64,
+    next_epoch: AtomicU64,
+    tracked: Mutex<Option<Arc<Tracked>>>,
+    /// Wakes the supervisor when tracking is lost.
+    lost: Notify,
+    started: AtomicBool,
+    refresh_tx: Mutex<Option<mpsc::UnboundedSender<RefreshJob>>>,
+    counters: Counters,
+}
+
+impl NearCacheRuntime {
+    pub(crate) fn new(settings: NearCache, prefix: &str, backend: RedisStore) -> Arc<Self> {
+        let runtime = Arc::new(Self {
+            entries: Entries::new(
+                settings.max_entries(),
+                settings.max_bytes(),
+                settings.touch_every(),
+            ),
+            settings,
+            prefix: prefix.to_owned(),
+            backend,
+            live_epoch: AtomicU64::new(0),
+            next_epoch: AtomicU64::new(0),
+            tracked: Mutex::new(None),
+            lost: Notify::new(),
+            started: AtomicBool::new(false),
+            refresh_tx: Mutex::new(None),
+            counters: Counters::default(),
+        });
+        // Start at once inside a runtime; otherwise at the first load.
+        if tokio::runtime::Handle::try_current().is_ok() {
+            runtime.start();
+        }
+        runtime
+    }
+
+    /// Spawns the supervisor and the refresher, once.
+    fn start(self: &Arc<Self>) {
+        if self.started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        *self.refresh_tx.lock().unwrap_or_else(PoisonError::into_inner) = Some(tx);
+        tokio::spawn(supervise(Arc::downgrade(self)));
+        tokio::spawn(refresh_loop(Arc::downgrade(self), rx));
+    }
+
+    fn live_epoch(&self) -> u64 {
+        self.live_epoch.load(Ordering::Acquire)
+    }
+
+    fn current(&self) -> Option<Arc<Tracked>> {
+        self.tracked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// A load through the cache; `None` when the cache cannot serve it (tracking is not up,
+    /// or the tracking connection failed): the caller then loads as without a cache.
+    pub(crate) async fn load(
+        self: &Arc<Self>,
+        keys: SessionKeyRef<'_>,
+        codec: Codec,
+        idle_ms: u64,
+    ) -> Option<Result<Fetched>> {
+        self.start();
+        let epoch = self.live_epoch();
+        if epoch == 0 {
+            return None;
+        }
+        if let Lookup::Hit { value, refresh } =
+            self.entries.lookup(keys.session, Instant::now(), epoch)
+        {
+            self.counters.hits.fetch_add(1, Ordering::Relaxed);
+            if refresh {
+                self.queue_refresh(keys.session, idle_ms);
+            }
+            return Some(Ok(Fetched::Found(value)));
+        }
+        let tracked = self.current().filter(|t| t.epoch == epoch)?;
+        self.counters.misses.fetch_add(1, Ordering::Relaxed);
+        match self.fill(&tracked, keys, codec, idle_ms).await {
+            Ok(fetched) => Some(Ok(fetched)),
+            // Past the command timeout already: failing now keeps the request within it.
+            Err(error @ Error::Backend(BackendError::Timeout(_))) => Some(Err(error)),
+            Err(_) => None,
+        }
+    }
+
+    /// Reads the session on the tracking connection of its node and caches it unless
+    /// something invalidated it meanwhile; a fill that only read queues the TTL refresh. An
+    /// error loses tracking (the connection is suspect).
+    async fn fill(
+        &self,
+        tracked: &Tracked,
+        keys: SessionKeyRef<'_>,
+        codec: Codec,
+        idle_ms: u64,
+    ) -> Result<Fetched> {
+        let Some(store) = tracked.nodes.store_for(keys.session) else {
+            self.lose_tracking(tracked.epoch, "no tracking connection serves the key's slot");
+            return Err(BackendError::Protocol("no tracking connection for the key").into());
+        };
+        let ticket = self.entries.begin_fill(keys.session, tracked.epoch);
+        let result = store
+            .near_fill(keys, codec, idle_ms, self.slack_ms())
+            .await;
+        let epoch = self.live_epoch();
+        match result {
+            Ok((Fetched::Found(value), Some(expiry))) => {
+                let filled = self
+                    .entries
+                    .finish_fill(ticket, Some((value.clone(), expiry)), epoch);
+                self.counters
+                    .evictions
+                    .fetch_add(filled.evicted, Ordering::Relaxed);
+                if filled.refresh {
+                    self.queue_refresh(keys.session, idle_ms);
+                }
+                Ok(Fetched::Found(value))
+            }
+            Ok((fetched, _)) => {
+                self.entries.finish_fill(ticket, None, epoch);
+                Ok(fetched)
+            }
+            Err(error) => {
+                self.entries.finish_fill(ticket, None, epoch);
+                self.lose_tracking(tracked.epoch, "a command on the tracking connection failed");
+                Err(error)
+            }
+        }
+    }
+
+    fn slack_ms(&self) -> u64 {
+        millis(self.settings.touch_every())
+    }
+
+    fn queue_refresh(&self, key: &str, idle_ms: u64) {
+        let job = RefreshJob {
+            key: key.to_owned(),
+            idle_ms,
+        };
+        let sent = self
+            .refresh_tx
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .is_some_and(|tx| tx.send(job).is_ok());
+        if !sent {
+            // No refresher: never serve the entry again without Redis.
+            self.entries.invalidate(key);
+        }
+    }
+
+    /// Sends a batch of refreshes: one `PEXPIRE` pipeline per node. A key found gone is
+    /// dropped (the next load asks Redis, which says the same); a failure loses tracking.
+    async fn refresh(&self, batch: &[RefreshJob]) {
+        let epoch = self.live_epoch();
+        let Some(tracked) = self.current().filter(|t| t.epoch == epoch && epoch != 0) else {
+            for job in batch {
+                self.entries.invalidate(&job.key);
+            }
+            return;
+        };
+        let now = Instant::now();
+        let mut per_node: Vec<(usize, Vec<(&str, u64)>)> = Vec::new();
+        for job in batch {
+            let Some(ttl) =
+                self.entries
+                    .refresh_ttl(&job.key, epoch, job.idle_ms, self.slack_ms(), now)
+            else {
+                continue;
+            };
+            let Some(node) = tracked.nodes.node_of(&job.key) else {
+                self.entries.invalidate(&job.key);
+                continue;
+            };
+            match per_node.iter_mut().find(|(n, _)| *n == node) {
+                Some((_, keys)) => keys.push((job.key.as_str(), ttl)),
+                None => per_node.push((node, vec![(job.key.as_str(), ttl)])),
+            }
+        }
+        let sends = per_node.iter().filter_map(|(node, keys)| {
+            let store = tracked.nodes.node(*node)?;
+            Some(async move { (keys, store.near_refresh(keys).await) })
+        });
+        for (keys, outcome) in futures_util::future::join_all(sends).await {
+            self.counters
+                .refreshes
+                .fetch_add(keys.len() as u64, Ordering::Relaxed);
+            match outcome {
+                Ok(existed) => {
+                    for ((key, ttl), existed) in keys.iter().zip(existed) {
+                        if existed {
+                            self.entries.refreshed(key, epoch, now, *ttl);
+                        } else {
+                            self.invalidate(key);
+                        }
+                    }
+                }
+                Err(error) => {
+                    tracing::debug!(%error, "near cache: a refresh failed");
+                    self.lose_tracking(epoch, "a refresh on the tracking connection failed");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// A change made by this process (logout, update, rotation): drop the entry at once,
+    /// before the tracking push arrives.
+    pub(crate) fn invalidate(&self, key: &str) {
+        if self.entries.invalidate(key) {
+            self.counters.invalidations.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A push from a tracking connection of `epoch`.
+    fn on_push(&self, epoch: u64, push: &PushInfo) {
+        match push.kind {
+            PushKind::Invalidate => match push.data.first() {
+                Some(Value::Array(keys)) => {
+                    if self.live_epoch() != epoch {
+                        return;
+                    }
+                    for key in keys {
+                        let key = match key {
+                            Value::BulkString(bytes) => String::from_utf8_lossy(bytes),
+                            Value::SimpleString(text) => text.as_str().into(),
+                            _ => continue,
+                        };
+                        self.invalidate(&key);
+                    }
+                }
+                // A null list: the server flushed (FLUSHALL, FLUSHDB) and tells every
+                // client to drop everything.
+                _ => self.flush(epoch),
+            },
+            PushKind::Disconnection => {
+                self.lose_tracking(epoch, "the tracking connection closed");
+            }
+            _ => {}
+        }
+    }
+
+    /// Drops every entry, keeping tracking up.
+    fn flush(&self, epoch: u64) {
+        if self.live_epoch() == epoch {
+            self.entries.clear();
+            self.counters.flushes.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Tracking of `epoch` is over: drop everything, serve nothing from memory until a new
+    /// epoch's connections are up.
+    fn lose_tracking(&self, epoch: u64, why: &str) {
+        if self
+            .live_epoch
+            .compare_exchange(epoch, 0, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return;
+        }
+        self.entries.clear();
+        self.counters.flushes.fetch_add(1, Ordering::Relaxed);
+        *self.tracked.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        tracing::info!(reason = why, "near cache: tracking lost, cache dropped");
+        self.lost.notify_one();
+    }
+
+    /// Opens new tracking connections and makes them live.
+    async fn establish(self: &Arc<Self>) -> Result<()> {
+        let epoch = self.next_epoch.fetch_add(1, Ordering::AcqRel) + 1;
+        let weak = Arc::downgrade(self);
+        let handler: PushHandler = Arc::new(move |push: PushInfo| {
+            if let Some(runtime) = weak.upgrade() {
+                runtime.on_push(epoch, &push);
+            }
+        });
+        let nodes = self.backend.track(&self.prefix, handler).await?;
+        // Entries of older epochs are dead already (their epoch is not live); clear them
+        // to return their memory.
+        self.entries.clear();
+        *self.tracked.lock().unwrap_or_else(PoisonError::into_inner) =
+            Some(Arc::new(Tracked { epoch, nodes }));
+        self.live_epoch.store(epoch, Ordering::Release);
+        tracing::info!("near cache: tracking is on");
+        Ok(())
+    }
+
+    /// What the cache holds and did so far.
+    pub(crate) fn stats(&self) -> NearCacheStats {
+        let (entries, bytes) = self.entries.size();
+        let c = &self.counters;
+        NearCacheStats {
+            tracking: self.live_epoch() != 0,
+            entries,
+            bytes,
+            hits: c.hits.load(Ordering::Relaxed),
+            misses: c.misses.load(Ordering::Relaxed),
+            invalidations: c.invalidations.load(Ordering::Relaxed),
+            flushes: c.flushes.load(Ordering::Relaxed),
+            refreshes: c.refreshes.load(Ordering::Relaxed),
+            evictions: c.evictions.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Keeps tracking up: establishes it, checks it every `tracking_check`, re-establishes it
+/// after a loss. Ends when the cache is dropped.
+async fn supervise(weak: Weak<NearCacheRuntime>) {
+    let mut backoff = Duration::from_millis(50);
+    let mut logged_failure = false;
+    loop {
+        let Some(runtime) = weak.upgrade() else {
+            return;
+        };
+        if runtime.live_epoch() == 0 {
+            match runtime.establish().await {
+                Ok(()) => {
+                    backoff = Duration::from_millis(50);
+                    logged_failure = false;
+                }
+                Err(error) => {
+                    if !logged_failure {
+                        tracing::warn!(%error, "near cache: cannot establish tracking; loads go to Redis meanwhile");
+                        logged_failure = true;
+                    }
+                    let wait = backoff;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    drop(runtime);
+                    tokio::time::sleep(wait).await;
+                    continue;
+                }
+            }
+        }
+        let check = runtime.settings.tracking_check();
+        tokio::select! {
+            () = runtime.lost.notified() => continue,
+            () = tokio::time::sleep(check) => {}
+        }
+        if let Some(tracked) = runtime.current() {
+            let valid = tracked.nodes.still_valid(&runtime.backend).await;
+            if !matches!(valid, Ok(true)) {
+                runtime.lose_tracking(tracked.epoch, "the tracking check failed");
+            }
+        }
+    }
+}
+
+/// Sends the refreshes that hits queued, those queued together in one batch.
+async fn refresh_loop(weak: Weak<NearCacheRuntime>, mut rx: mpsc::UnboundedReceiver<RefreshJob>) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < REFRESH_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let Some(runtime) = weak.upgrade() else {
+            return;
+        };
+        runtime.refresh(&batch).await;
+    }
+}
+
