@@ -10,7 +10,7 @@ pub const USAGE: &str = "\
 keygate-bench: keygate against the session crates users would pick instead
 
 USAGE:
-    keygate-bench <all|http|core|lock|seckill|ratelimit|metrics> [OPTIONS]
+    keygate-bench <all|http|core|lock|seckill|ratelimit|metrics|nearcache> [OPTIONS]
 
 OPTIONS:
     --rounds N          alternating rounds per measurement (default 5)
@@ -41,6 +41,7 @@ pub struct What {
     pub seckill: bool,
     pub ratelimit: bool,
     pub metrics: bool,
+    pub near_cache: bool,
 }
 
 /// Which load generator drives the HTTP servers.
@@ -117,6 +118,7 @@ pub fn parse(argv: &[String]) -> Result<Command> {
             seckill: true,
             ratelimit: true,
             metrics: true,
+            near_cache: true,
         },
         "http" => What {
             http: true,
@@ -140,6 +142,10 @@ pub fn parse(argv: &[String]) -> Result<Command> {
         },
         "metrics" => What {
             metrics: true,
+            ..What::default()
+        },
+        "nearcache" => What {
+            near_cache: true,
             ..What::default()
         },
         other => return Err(format!("unknown command {other:?}\n\n{USAGE}").into()),

@@ -175,12 +175,50 @@ pub fn run_metrics(options: &Options) -> Result<FrameworkResult> {
     result
 }
 
+/// The near cache (issue 20) on axum: one hot session, and 10,000 sessions round-robin.
+pub fn run_near_cache(options: &Options) -> Result<(FrameworkResult, FrameworkResult)> {
+    let generator = Generator::choose(options.loadgen)?;
+    let log_dir =
+        std::env::temp_dir().join(format!("keygate-bench-near-{}", std::process::id()));
+    std::fs::create_dir_all(&log_dir)?;
+    let variants = crate::servers::NEAR_CACHE;
+    let hot = run_framework(Framework::Axum, &variants, options, &generator, &log_dir);
+    let spread = hot.as_ref().ok().map(|_| {
+        run_framework_with(
+            Framework::Axum,
+            &variants,
+            options,
+            &generator,
+            &log_dir,
+            NEAR_CACHE_SESSIONS,
+        )
+    });
+    let _ = std::fs::remove_dir_all(&log_dir);
+    Ok((hot?, spread.ok_or("unreachable")??))
+}
+
+/// Sessions used round-robin in the near cache's second scenario.
+pub const NEAR_CACHE_SESSIONS: usize = 10_000;
+
 pub fn run_framework(
     framework: Framework,
     variants: &[Variant],
     options: &Options,
     generator: &Generator,
     log_dir: &Path,
+) -> Result<FrameworkResult> {
+    run_framework_with(framework, variants, options, generator, log_dir, 1)
+}
+
+/// [`run_framework`], the token-carrying servers loaded with `sessions` sessions
+/// round-robin (planted in Redis beside the one each server logged in) when more than one.
+pub fn run_framework_with(
+    framework: Framework,
+    variants: &[Variant],
+    options: &Options,
+    generator: &Generator,
+    log_dir: &Path,
+    sessions: usize,
 ) -> Result<FrameworkResult> {
     eprintln!("http: {} ...", framework.label());
     let redis = redis_admin::start()?;
@@ -223,12 +261,29 @@ pub fn run_framework(
         }
     }
     let index = index_usage(&mut admin)?;
+    let planted = if sessions > 1 {
+        let mut customs: Vec<&str> = variants.iter().map(|v| v.node_custom()).collect();
+        customs.sort_unstable();
+        customs.dedup();
+        admin.plant_node_sessions(sessions, &customs)?
+    } else {
+        Vec::new()
+    };
+    let cycle_for = |r: &Running, variant: Variant| -> Vec<Vec<(String, String)>> {
+        if planted.is_empty() || !variant.uses_token() {
+            return vec![r.header.iter().cloned().collect()];
+        }
+        planted
+            .iter()
+            .map(|token| vec![("authorization".to_owned(), token.clone())])
+            .collect()
+    };
 
     for (result, slot) in results.iter().zip(&running) {
         if let Some(r) = slot {
-            generator.run(
+            generator.run_cycle(
                 r.server.port,
-                r.header.as_ref(),
+                &cycle_for(r, result.variant),
                 options.connections,
                 options.warmup,
             )?;
@@ -247,9 +302,9 @@ pub fn run_framework(
             };
             admin.reset_stats()?;
             let cpu_before = (r.server.cpu_ns(), process_cpu_ns(redis_pid));
-            let load = generator.run(
+            let load = generator.run_cycle(
                 r.server.port,
-                r.header.as_ref(),
+                &cycle_for(r, results[i].variant),
                 options.connections,
                 options.duration,
             )?;

@@ -73,17 +73,19 @@ impl Generator {
         }
     }
 
-    /// Loads `GET /me` on `port` with `header` for `duration`.
-    pub fn run(
+    /// Loads `GET /me` on `port` for `duration`, each connection's requests taking the
+    /// header sets of `cycle` in turn (connection `i` starting at its own offset): many sessions used
+    /// round-robin.
+    pub fn run_cycle(
         &self,
         port: u16,
-        header: Option<&(String, String)>,
+        cycle: &[Vec<(String, String)>],
         connections: usize,
         duration: Duration,
     ) -> Result<LoadResult> {
         match self {
-            Self::Wrk(path) => run_wrk(path, port, header, connections, duration),
-            Self::Builtin => run_builtin(port, header, connections, duration),
+            Self::Wrk(path) => run_wrk(path, port, cycle, connections, duration),
+            Self::Builtin => run_builtin(port, cycle, connections, duration),
         }
     }
 }
@@ -113,7 +115,7 @@ fn request_bytes(method: &str, path: &str, port: u16, headers: &[(String, String
 fn run_wrk(
     wrk: &PathBuf,
     port: u16,
-    header: Option<&(String, String)>,
+    cycle: &[Vec<(String, String)>],
     connections: usize,
     duration: Duration,
 ) -> Result<LoadResult> {
@@ -122,11 +124,30 @@ fn run_wrk(
     let mut cmd = Command::new(wrk);
     cmd.args(["-t1", &format!("-c{connections}"), &format!("-d{secs}s")])
         .args(["--latency", "--timeout", "2s"]);
-    if let Some((name, value)) = header {
-        cmd.arg("-H").arg(format!("{name}: {value}"));
-    }
+    let script = match cycle {
+        [] => None,
+        [one] => {
+            for (name, value) in one {
+                cmd.arg("-H").arg(format!("{name}: {value}"));
+            }
+            None
+        }
+        many => {
+            let path = std::env::temp_dir().join(format!(
+                "keygate-bench-cycle-{}-{port}.lua",
+                std::process::id()
+            ));
+            std::fs::write(&path, wrk_cycle_script(many))?;
+            cmd.arg("-s").arg(&path);
+            Some(path)
+        }
+    };
     cmd.arg(format!("http://127.0.0.1:{port}/me"));
-    let output = cmd.output()?;
+    let output = cmd.output();
+    if let Some(path) = script {
+        let _ = std::fs::remove_file(path);
+    }
+    let output = output?;
     let text = String::from_utf8_lossy(&output.stdout).into_owned();
     if !output.status.success() {
         return Err(format!(
@@ -138,6 +159,23 @@ fn run_wrk(
         .into());
     }
     parse_wrk(&text).ok_or_else(|| format!("cannot read wrk's output:\n{text}").into())
+}
+
+/// A wrk script sending the header sets of `cycle` in turn (header values here are tokens:
+/// hex, base64url or cookies, nothing that needs escaping in a Lua long string).
+fn wrk_cycle_script(cycle: &[Vec<(String, String)>]) -> String {
+    let mut lua = String::from("local sets = {\n");
+    for set in cycle {
+        lua.push('{');
+        for (name, value) in set {
+            lua.push_str(&format!("[ [[{name}]] ] = [[{value}]], "));
+        }
+        lua.push_str("},\n");
+    }
+    lua.push_str(
+        "}\nlocal i = 0\nrequest = function()\n  i = i % #sets + 1\n  return wrk.format(nil, nil, sets[i])\nend\n",
+    );
+    lua
 }
 
 /// `300.00us`, `1.20ms`, `2.00s` in microseconds.
@@ -193,12 +231,14 @@ fn parse_wrk(text: &str) -> Option<LoadResult> {
 
 fn run_builtin(
     port: u16,
-    header: Option<&(String, String)>,
+    cycle: &[Vec<(String, String)>],
     connections: usize,
     duration: Duration,
 ) -> Result<LoadResult> {
-    let headers: Vec<(String, String)> = header.cloned().into_iter().collect();
-    let request: Arc<[u8]> = request_bytes("GET", "/me", port, &headers).into();
+    let requests: Arc<[Vec<u8>]> = cycle
+        .iter()
+        .map(|headers| request_bytes("GET", "/me", port, headers))
+        .collect();
     // Its own thread and single-threaded runtime, so that nothing else of this process
     // competes with it and it takes at most one core.
     let handle = std::thread::spawn(move || -> Result<LoadResult> {
@@ -208,8 +248,9 @@ fn run_builtin(
         rt.block_on(async move {
             let start = Instant::now();
             let deadline = start + duration;
+            let spread = requests.len() / connections.max(1);
             let tasks: Vec<_> = (0..connections)
-                .map(|_| tokio::spawn(drive(port, Arc::clone(&request), deadline)))
+                .map(|i| tokio::spawn(drive(port, Arc::clone(&requests), i * spread, deadline)))
                 .collect();
             let mut ok = 0;
             let mut errors = 0;
@@ -242,8 +283,10 @@ struct ConnStats {
     latencies_us: Vec<u32>,
 }
 
-/// One keep-alive connection sending `request` until `deadline`; reconnects after errors.
-async fn drive(port: u16, request: Arc<[u8]>, deadline: Instant) -> ConnStats {
+/// One keep-alive connection sending `requests` in turn (from `start`) until `deadline`;
+/// reconnects after errors.
+async fn drive(port: u16, requests: Arc<[Vec<u8>]>, start: usize, deadline: Instant) -> ConnStats {
+    let mut next = start;
     let mut stats = ConnStats {
         latencies_us: Vec::with_capacity(1 << 16),
         ..ConnStats::default()
@@ -262,7 +305,11 @@ async fn drive(port: u16, request: Arc<[u8]>, deadline: Instant) -> ConnStats {
             if sent >= deadline {
                 break 'connect;
             }
-            if stream.write_all(&request).await.is_err() {
+            let Some(request) = requests.get(next % requests.len().max(1)) else {
+                break 'connect;
+            };
+            next += 1;
+            if stream.write_all(request).await.is_err() {
                 stats.errors += 1;
                 continue 'connect;
             }

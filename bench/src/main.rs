@@ -21,6 +21,7 @@ mod core_bench;
 mod http_bench;
 mod loadgen;
 mod lock_bench;
+mod near_cache_bench;
 mod ratelimit_bench;
 mod redis_admin;
 mod report;
@@ -75,6 +76,9 @@ fn run(argv: &[String]) -> Result<()> {
             }
             if what.metrics {
                 report.metrics = Some(http_bench::run_metrics(&options)?);
+            }
+            if what.near_cache {
+                report.near_cache = Some(near_cache_bench::run(&options)?);
             }
             report.finish();
             report.write()

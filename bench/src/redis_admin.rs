@@ -123,6 +123,31 @@ impl Admin {
     }
 
     /// The server's process id (`INFO server`).
+    /// Stores `count` sessions of the Node layout (`<custom>_<token>` for each of
+    /// `customs`, the seed's user as JSON, the idle TTL) in pipelines, as another
+    /// instance's logins would have; returns their tokens.
+    pub fn plant_node_sessions(&mut self, count: usize, customs: &[&str]) -> Result<Vec<String>> {
+        let user = serde_json::to_string(&crate::user::NodeUser::seed())?;
+        let tokens = (0..count)
+            .map(|_| keygate::Token::generate().map(|t| t.expose().to_owned()))
+            .collect::<std::result::Result<Vec<String>, _>>()?;
+        for chunk in tokens.chunks(1_000) {
+            let mut pipe = redis::pipe();
+            for token in chunk {
+                for custom in customs {
+                    pipe.cmd("SET")
+                        .arg(format!("{custom}_{token}"))
+                        .arg(&user)
+                        .arg("EX")
+                        .arg(crate::user::IDLE_SECS)
+                        .ignore();
+                }
+            }
+            pipe.query::<()>(&mut self.conn)?;
+        }
+        Ok(tokens)
+    }
+
     pub fn pid(&mut self) -> Result<u32> {
         let info: String = redis::cmd("INFO").arg("server").query(&mut self.conn)?;
         info.lines()

@@ -14,6 +14,7 @@ use crate::seckill_bench::{CLIENTS, SeckillReport};
 use crate::servers::{Framework, Variant, WORKERS};
 
 mod chart;
+mod near_cache;
 mod ratelimit;
 
 /// keygate's targets (issue 10).
@@ -33,6 +34,7 @@ pub struct Report {
     pub seckill: Option<SeckillReport>,
     pub ratelimit: Option<RateLimitReport>,
     pub metrics: Option<crate::http_bench::FrameworkResult>,
+    pub near_cache: Option<crate::near_cache_bench::NearCacheReport>,
 }
 
 impl Report {
@@ -48,6 +50,7 @@ impl Report {
             seckill: None,
             ratelimit: None,
             metrics: None,
+            near_cache: None,
         }
     }
 
@@ -67,6 +70,11 @@ impl Report {
         if let Some(http) = &self.http {
             let svg_path = self.options.out.join("chart.svg");
             std::fs::write(&svg_path, chart::svg(http, &self.date()))?;
+            eprintln!("wrote {}", svg_path.display());
+        }
+        if let Some(near_cache) = &self.near_cache {
+            let svg_path = self.options.out.join("near-cache.svg");
+            std::fs::write(&svg_path, near_cache::svg(near_cache, &self.date()))?;
             eprintln!("wrote {}", svg_path.display());
         }
         Ok(())
@@ -122,6 +130,9 @@ impl Report {
         }
         if let Some(metrics) = &self.metrics {
             metrics_markdown(&mut md, metrics);
+        }
+        if let Some(near_cache) = &self.near_cache {
+            near_cache::markdown(&mut md, near_cache);
         }
         md
     }

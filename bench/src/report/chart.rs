@@ -15,7 +15,7 @@ const GROUP_HEAD: f64 = 30.0;
 const GROUP_GAP: f64 = 16.0;
 const TOP: f64 = 64.0;
 
-fn color(variant: Variant) -> &'static str {
+pub(super) fn color(variant: Variant) -> &'static str {
     match variant {
         Variant::Bare => "#b0b7c3",
         Variant::Getex => "#6c7a89",
@@ -25,10 +25,12 @@ fn color(variant: Variant) -> &'static str {
         Variant::LimitedQuota => "#2ca02c",
         Variant::LimitedWindow => "#98df8a",
         Variant::KeygateMetrics => "#c5b0d5",
+        Variant::KeygateNear => "#d62728",
+        Variant::KeygateNearSmall => "#ff9896",
     }
 }
 
-fn escape(text: &str) -> String {
+pub(super) fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

@@ -59,7 +59,11 @@ async fn run(spec: ServeSpec) -> Result<()> {
             .run()
             .await?;
         }
-        Variant::LimitedQuota | Variant::LimitedWindow | Variant::KeygateMetrics => {
+        Variant::LimitedQuota
+            | Variant::LimitedWindow
+            | Variant::KeygateMetrics
+            | Variant::KeygateNear
+            | Variant::KeygateNearSmall => {
             return Err("axum only".into());
         }
         Variant::Incumbent => {

@@ -35,7 +35,11 @@ pub fn serve(spec: &ServeSpec) -> crate::Result<()> {
                 .route("/me", get(getex_me_route))
                 .route("/login", post(getex_login_route))
                 .with_state(getex_connection(&spec.redis_url).await?),
-            Variant::Keygate | Variant::KeygateHash | Variant::KeygateMetrics => Router::new()
+            Variant::Keygate
+            | Variant::KeygateHash
+            | Variant::KeygateMetrics
+            | Variant::KeygateNear
+            | Variant::KeygateNearSmall => Router::new()
                 .route("/me", get(keygate_me))
                 .route("/login", post(keygate_login))
                 .layer(KeygateLayer::new(

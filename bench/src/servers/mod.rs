@@ -17,11 +17,15 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use keygate::rate_limit::{MAX_WINDOW_LIMIT, Quota, RateLimiter, Window};
+use keygate::session::NearCache;
 use keygate::{Keygate, RedisStore, SessionConfig, SessionManager};
 use redis::aio::ConnectionManager;
 
 use crate::Result;
 use crate::user::{IDLE_SECS, NODE_CUSTOM, NodeUser};
+
+/// The near cache variants' TTL refresh interval (the examples' `SESSION_NEAR_CACHE=1`).
+pub const NEAR_CACHE_TOUCH_EVERY: Duration = Duration::from_secs(60);
 
 /// Worker threads of every server: the machine's two cores.
 pub const WORKERS: usize = 2;
@@ -121,6 +125,11 @@ pub enum Variant {
     /// [`Keygate`](Variant::Keygate) with a Prometheus recorder installed, so every
     /// metric keygate records is recorded for real (axum only).
     KeygateMetrics,
+    /// [`Keygate`](Variant::Keygate) with the near cache on (100,000 sessions; axum only).
+    KeygateNear,
+    /// The near cache with room for 1,000 sessions only: with 10,000 sessions in use
+    /// round-robin nearly every load misses (axum only).
+    KeygateNearSmall,
 }
 
 impl Variant {
@@ -143,6 +152,8 @@ impl Variant {
             "limited-quota" => Self::LimitedQuota,
             "limited-window" => Self::LimitedWindow,
             "keygate-metrics" => Self::KeygateMetrics,
+            "keygate-near" => Self::KeygateNear,
+            "keygate-near-small" => Self::KeygateNearSmall,
             other => return Err(format!("unknown variant {other:?}").into()),
         })
     }
@@ -157,6 +168,8 @@ impl Variant {
             Self::LimitedQuota => "limited-quota",
             Self::LimitedWindow => "limited-window",
             Self::KeygateMetrics => "keygate-metrics",
+            Self::KeygateNear => "keygate-near",
+            Self::KeygateNearSmall => "keygate-near-small",
         }
     }
 
@@ -170,6 +183,8 @@ impl Variant {
             Self::LimitedQuota => "bare + rate limit (GCRA)",
             Self::LimitedWindow => "bare + rate limit (window)",
             Self::KeygateMetrics => "keygate (JSON), metrics recorded",
+            Self::KeygateNear => "keygate (JSON), near cache",
+            Self::KeygateNearSmall => "keygate (JSON), near cache of 1,000",
             Self::Incumbent => match framework {
                 Framework::Axum => "tower-sessions",
                 Framework::Actix => "actix-session",
@@ -183,7 +198,12 @@ impl Variant {
     pub fn uses_token(self) -> bool {
         matches!(
             self,
-            Self::Getex | Self::Keygate | Self::KeygateHash | Self::KeygateMetrics
+            Self::Getex
+                | Self::Keygate
+                | Self::KeygateHash
+                | Self::KeygateMetrics
+                | Self::KeygateNear
+                | Self::KeygateNearSmall
         )
     }
 
@@ -197,15 +217,39 @@ impl Variant {
         matches!(self, Self::LimitedQuota | Self::LimitedWindow)
     }
 
+    /// The Node layout's custom prefix of the variant's sessions. The near cache variants
+    /// have their own: every server of a run shares one Redis, and a cache tracking the
+    /// others' keys would hear of (and, idle, spend CPU on) every request they serve.
+    pub fn node_custom(self) -> &'static str {
+        match self {
+            Self::KeygateNear => "near",
+            Self::KeygateNearSmall => "nearsmall",
+            _ => NODE_CUSTOM,
+        }
+    }
+
     /// Whether the variant exists on axum only.
     pub fn axum_only(self) -> bool {
-        self.is_limited() || self == Self::KeygateMetrics
+        self.is_limited()
+            || matches!(
+                self,
+                Self::KeygateMetrics | Self::KeygateNear | Self::KeygateNearSmall
+            )
     }
 }
 
 /// The metrics benchmark's servers: keygate without and with a recorder, and the
 /// one-round-trip floor (issue 19).
 pub const METRICS: [Variant; 3] = [Variant::Getex, Variant::Keygate, Variant::KeygateMetrics];
+
+/// The near cache benchmark's servers: the one-round-trip floor, keygate without and with
+/// the cache, and with a cache too small for the sessions in use (issue 20).
+pub const NEAR_CACHE: [Variant; 4] = [
+    Variant::Getex,
+    Variant::Keygate,
+    Variant::KeygateNear,
+    Variant::KeygateNearSmall,
+];
 
 /// The rate-limit benchmark's servers: the route without and behind the limiter, and the
 /// one-round-trip floor.
@@ -250,6 +294,10 @@ pub fn runtime() -> Result<tokio::runtime::Runtime> {
 pub async fn keygate_gate(url: &str, variant: Variant) -> Result<Keygate<NodeUser>> {
     let config = match variant {
         Variant::KeygateHash => SessionConfig::java_seed(),
+        Variant::KeygateNear => SessionConfig::node_seed(variant.node_custom())
+            .with_near_cache(NearCache::new(100_000, NEAR_CACHE_TOUCH_EVERY)),
+        Variant::KeygateNearSmall => SessionConfig::node_seed(variant.node_custom())
+            .with_near_cache(NearCache::new(1_000, NEAR_CACHE_TOUCH_EVERY)),
         _ => SessionConfig::node_seed(NODE_CUSTOM),
     };
     let store = RedisStore::connect(url).await?;

@@ -40,7 +40,11 @@ pub fn serve(spec: &ServeSpec) -> Result<()> {
                     .with(KeygateMiddleware::new(gate));
                 run(spec.port, app).await
             }
-            Variant::LimitedQuota | Variant::LimitedWindow | Variant::KeygateMetrics => {
+            Variant::LimitedQuota
+            | Variant::LimitedWindow
+            | Variant::KeygateMetrics
+            | Variant::KeygateNear
+            | Variant::KeygateNearSmall => {
                 Err("axum only".into())
             }
             Variant::Incumbent => {

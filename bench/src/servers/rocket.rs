@@ -41,7 +41,11 @@ pub fn serve(spec: &ServeSpec) -> Result<()> {
                     keygate_gate(&spec.redis_url, spec.variant).await?,
                 ))
                 .mount("/", routes![keygate_me, keygate_login]),
-            Variant::LimitedQuota | Variant::LimitedWindow | Variant::KeygateMetrics => {
+            Variant::LimitedQuota
+            | Variant::LimitedWindow
+            | Variant::KeygateMetrics
+            | Variant::KeygateNear
+            | Variant::KeygateNearSmall => {
                 return Err("axum only".into());
             }
             Variant::Incumbent => {

@@ -13,10 +13,10 @@
 use std::sync::Arc;
 
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, ConnectionAddr, ConnectionInfo, PushInfo, ProtocolVersion};
+use redis::{AsyncConnectionConfig, ConnectionAddr, ConnectionInfo, ProtocolVersion, PushInfo};
 
-use super::connection::{Conn, Dedicated};
 use super::RedisStore;
+use super::connection::{Conn, Dedicated};
 use crate::error::{BackendError, Error};
 
 /// Receives every push of a tracking connection (invalidations, and the library's own
@@ -85,9 +85,7 @@ impl TrackedNodes {
         #[cfg(feature = "cluster")]
         if let Conn::Cluster(conn) = &backend.conn {
             let mut conn = conn.clone();
-            let map = backend
-                .bounded(super::cluster::slot_map(&mut conn))
-                .await?;
+            let map = backend.bounded(super::cluster::slot_map(&mut conn)).await?;
             let now: Vec<(u16, u16, String)> = map
                 .iter()
                 .map(|r| (r.start, r.end, format!("{}:{}", r.host, r.port)))
@@ -203,10 +201,15 @@ impl RedisStore {
             #[cfg(feature = "cluster")]
             Dedicated::Cluster(nodes) => {
                 let Conn::Cluster(conn) = &self.conn else {
-                    return Err(BackendError::Protocol("cluster nodes without a cluster connection").into());
+                    return Err(BackendError::Protocol(
+                        "cluster nodes without a cluster connection",
+                    )
+                    .into());
                 };
                 let Some(seed) = nodes.seed_info() else {
-                    return Err(Error::Config("a cluster needs at least one seed URL".into()));
+                    return Err(Error::Config(
+                        "a cluster needs at least one seed URL".into(),
+                    ));
                 };
                 let mut conn = conn.clone();
                 let map = self.bounded(super::cluster::slot_map(&mut conn)).await?;
@@ -230,7 +233,9 @@ impl RedisStore {
         let mut nodes = Vec::with_capacity(targets.len());
         for info in targets {
             let addr = describe(&info);
-            let conn = self.tracking_connection(info, prefix, Arc::clone(&on_push)).await?;
+            let conn = self
+                .tracking_connection(info, prefix, Arc::clone(&on_push))
+                .await?;
             nodes.push(TrackedNode {
                 store: self.on_connection(Conn::Node(conn)),
                 addr,
@@ -284,7 +289,10 @@ mod tests {
     fn trackinginfo_needs_on_bcast_and_noloop() {
         let info = |flags: &[&str]| {
             Value::Map(vec![
-                (bulk("flags"), Value::Array(flags.iter().map(|f| bulk(f)).collect())),
+                (
+                    bulk("flags"),
+                    Value::Array(flags.iter().map(|f| bulk(f)).collect()),
+                ),
                 (bulk("redirect"), Value::Int(-1)),
             ])
         };
@@ -298,23 +306,32 @@ mod tests {
     #[test]
     fn slots_agree_with_the_redis_crate() {
         use redis::cluster_routing::Slot;
-        for key in ["a", "login:token:abc", "{user1000}.following", "foo{}{bar}", "{}x", "x{y"] {
+        for key in [
+            "a",
+            "login:token:abc",
+            "{user1000}.following",
+            "foo{}{bar}",
+            "{}x",
+            "x{y",
+        ] {
             assert_eq!(Slot::new(slot_of(key)), Some(Slot::for_key(key)), "{key}");
         }
     }
 
     #[test]
     fn role_must_be_master() {
-        assert!(is_master(&Value::Array(vec![bulk("master"), Value::Int(0)])));
+        assert!(is_master(&Value::Array(vec![
+            bulk("master"),
+            Value::Int(0)
+        ])));
         assert!(!is_master(&Value::Array(vec![bulk("slave")])));
     }
 
     #[test]
     fn resp3_keeps_credentials_and_moves_the_address() {
-        let info: ConnectionInfo = redis::IntoConnectionInfo::into_connection_info(
-            "redis://user:pw@127.0.0.1:7000/0",
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
+        let info: ConnectionInfo =
+            redis::IntoConnectionInfo::into_connection_info("redis://user:pw@127.0.0.1:7000/0")
+                .unwrap_or_else(|e| panic!("{e}"));
         let moved = resp3(&info, Some(("127.0.0.2", 7001)));
         assert_eq!(describe(&moved), "127.0.0.2:7001");
         assert_eq!(moved.redis_settings().password(), Some("pw"));

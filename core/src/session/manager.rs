@@ -8,10 +8,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::index::{IndexEntry, SessionId};
+use super::near_cache::{NearCacheRuntime, NearCacheStats, NearCachedStore};
 use super::store::{
     Fetched, NewExpiry, RenameOutcome, SessionKeyRef, SessionStore, SessionTtl, UpdateOutcome,
 };
-use super::near_cache::{NearCacheRuntime, NearCacheStats, NearCachedStore};
 use super::{LoginOptions, Session, SessionInfo, SessionUser};
 use crate::codec::{self, StoredValue};
 use crate::config::{Codec, SessionConfig, check_ttl, millis};

@@ -2,9 +2,9 @@
 
 mod index;
 mod manager;
-pub mod near_cache;
 #[cfg(feature = "memory")]
 mod memory;
+pub mod near_cache;
 mod options;
 mod redis;
 pub(crate) mod store;

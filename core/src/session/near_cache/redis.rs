@@ -1,54 +1,36 @@
-//! The near cache's Redis commands, sent on a tracking connection. No scripts: Redis (7.0
-//! at least) announces the keys a connection's own scripts change to that connection,
-//! `NOLOOP` notwithstanding, so a fill by script would invalidate itself. A fill is
-//! therefore `GETEX` (JSON without a companion key) or a pipeline of reads, and a refresh
-//! a pipeline of `PEXPIRE`s.
+//! The near cache's Redis commands, sent on a tracking connection. A fill only reads (the
+//! data and the TTLs, one pipeline): a write would tell every other instance to drop its
+//! copy, so writes are left to the refresh, which runs only when the TTL no longer covers
+//! the idle time. No scripts: Redis (7.0 at least) announces the keys a connection's own
+//! scripts change to that connection, `NOLOOP` notwithstanding.
 
 use crate::config::Codec;
 use crate::error::{BackendError, Result};
 use crate::redis_store::{RedisStore, is_wrong_type};
-use crate::session::redis::{corrupt_on_wrong_type, hash_fetched, json_fetched, own_idle, pttl};
+use crate::session::redis::{hash_fetched, json_fetched, own_idle, pttl};
 use crate::session::store::{Fetched, SessionKeyRef};
 
 /// What a fill learned about the session's expiry, besides its data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct FillExpiry {
-    /// Time left on the session key as the fill leaves it.
+    /// Time left on the session key (0 when it has no expiry: refresh at once).
     pub ttl_ms: u64,
     /// Time left to the absolute deadline, if any.
     pub deadline_ms: Option<u64>,
     /// The session's own idle TTL, when its login chose one.
     pub own_idle_ms: Option<u64>,
-    /// Whether the fill reset the TTL already (`GETEX`); otherwise a refresh follows.
-    pub touched: bool,
 }
 
 impl RedisStore {
-    /// Reads a session for the cache in one round trip. JSON without a companion key:
-    /// `GETEX` with the idle TTL plus `slack_ms`. Otherwise reads only (the data, its
-    /// `PTTL`, the companion's `PTTL` and value), judged as the touch script judges them.
+    /// Reads a session for the cache in one round trip: the data, its `PTTL`, and with a
+    /// companion key the companion's `PTTL` and value, judged as the touch script judges
+    /// them. Writes nothing.
     pub(super) async fn near_fill(
         &self,
         keys: SessionKeyRef<'_>,
         codec: Codec,
-        idle_ms: u64,
-        slack_ms: u64,
     ) -> Result<(Fetched, Option<FillExpiry>)> {
         let mut conn = self.conn();
-        if let (None, Codec::Json) = (keys.deadline, codec) {
-            let ttl_ms = idle_ms.saturating_add(slack_ms);
-            let mut cmd = redis::cmd("GETEX");
-            cmd.arg(keys.session).arg("PX").arg(ttl_ms);
-            let reply = self.bounded(cmd.query_async(&mut conn)).await;
-            let fetched = corrupt_on_wrong_type(reply, json_fetched)?;
-            let expiry = FillExpiry {
-                ttl_ms,
-                deadline_ms: None,
-                own_idle_ms: None,
-                touched: true,
-            };
-            return Ok((fetched, Some(expiry)));
-        }
         let mut pipe = redis::pipe();
         match codec {
             Codec::Json => pipe.cmd("GET").arg(keys.session),
@@ -119,7 +101,6 @@ fn judge(
         ttl_ms: key_ttl.unwrap_or(0),
         deadline_ms,
         own_idle_ms,
-        touched: false,
     };
     Ok((Fetched::Found(value), Some(expiry)))
 }
@@ -136,4 +117,3 @@ impl RedisStore {
         self.bounded(pipe.query_async(&mut conn)).await
     }
 }
-

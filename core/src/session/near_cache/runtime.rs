@@ -63,11 +63,7 @@ pub(crate) struct NearCacheRuntime {
 impl NearCacheRuntime {
     pub(crate) fn new(settings: NearCache, prefix: &str, backend: RedisStore) -> Arc<Self> {
         let runtime = Arc::new(Self {
-            entries: Entries::new(
-                settings.max_entries(),
-                settings.max_bytes(),
-                settings.touch_every(),
-            ),
+            entries: Entries::new(settings.max_entries(), settings.max_bytes()),
             settings,
             prefix: prefix.to_owned(),
             backend,
@@ -92,7 +88,10 @@ impl NearCacheRuntime {
             return;
         }
         let (tx, rx) = mpsc::unbounded_channel();
-        *self.refresh_tx.lock().unwrap_or_else(PoisonError::into_inner) = Some(tx);
+        *self
+            .refresh_tx
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(tx);
         tokio::spawn(supervise(Arc::downgrade(self)));
         tokio::spawn(refresh_loop(Arc::downgrade(self), rx));
     }
@@ -122,7 +121,8 @@ impl NearCacheRuntime {
             return None;
         }
         if let Lookup::Hit { value, refresh } =
-            self.entries.lookup(keys.session, Instant::now(), epoch)
+            self.entries
+                .lookup(keys.session, Instant::now(), epoch, idle_ms)
         {
             self.counters.hits.fetch_add(1, Ordering::Relaxed);
             if refresh {
@@ -141,8 +141,8 @@ impl NearCacheRuntime {
     }
 
     /// Reads the session on the tracking connection of its node and caches it unless
-    /// something invalidated it meanwhile; a fill that only read queues the TTL refresh. An
-    /// error loses tracking (the connection is suspect).
+    /// something invalidated it meanwhile; when its TTL no longer covers the idle time, the
+    /// refresh is queued. An error loses tracking (the connection is suspect).
     async fn fill(
         &self,
         tracked: &Tracked,
@@ -151,19 +151,20 @@ impl NearCacheRuntime {
         idle_ms: u64,
     ) -> Result<Fetched> {
         let Some(store) = tracked.nodes.store_for(keys.session) else {
-            self.lose_tracking(tracked.epoch, "no tracking connection serves the key's slot");
+            self.lose_tracking(
+                tracked.epoch,
+                "no tracking connection serves the key's slot",
+            );
             return Err(BackendError::Protocol("no tracking connection for the key").into());
         };
         let ticket = self.entries.begin_fill(keys.session, tracked.epoch);
-        let result = store
-            .near_fill(keys, codec, idle_ms, self.slack_ms())
-            .await;
+        let result = store.near_fill(keys, codec).await;
         let epoch = self.live_epoch();
         match result {
             Ok((Fetched::Found(value), Some(expiry))) => {
-                let filled = self
-                    .entries
-                    .finish_fill(ticket, Some((value.clone(), expiry)), epoch);
+                let filled =
+                    self.entries
+                        .finish_fill(ticket, Some((value.clone(), expiry)), epoch, idle_ms);
                 self.counters
                     .evictions
                     .fetch_add(filled.evicted, Ordering::Relaxed);
@@ -173,11 +174,11 @@ impl NearCacheRuntime {
                 Ok(Fetched::Found(value))
             }
             Ok((fetched, _)) => {
-                self.entries.finish_fill(ticket, None, epoch);
+                self.entries.finish_fill(ticket, None, epoch, idle_ms);
                 Ok(fetched)
             }
             Err(error) => {
-                self.entries.finish_fill(ticket, None, epoch);
+                self.entries.finish_fill(ticket, None, epoch, idle_ms);
                 self.lose_tracking(tracked.epoch, "a command on the tracking connection failed");
                 Err(error)
             }
@@ -417,4 +418,3 @@ async fn refresh_loop(weak: Weak<NearCacheRuntime>, mut rx: mpsc::UnboundedRecei
         runtime.refresh(&batch).await;
     }
 }
-

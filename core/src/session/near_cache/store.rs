@@ -96,7 +96,9 @@ impl SessionStore for NearCachedStore {
         created_us: i64,
         ttl_ms: u64,
     ) -> Result<()> {
-        self.inner.index_add(index, member, created_us, ttl_ms).await
+        self.inner
+            .index_add(index, member, created_us, ttl_ms)
+            .await
     }
 
     async fn index_page(
