@@ -111,11 +111,13 @@ fn session_reads(redis: &RedisServer) -> Vec<(String, u64)> {
         .collect()
 }
 
-/// Asserts that each instance answers 200 for `token` without reading the session from
-/// Redis: it is served from the near cache.
-async fn assert_served_from_memory(redis: &RedisServer, token: &str, instances: &[&Instance]) {
-    redis.reset_stats();
-    for instance in instances {
+/// Asserts that `instance` comes to answer 200 for `token` without reading the session
+/// from Redis (it is served from the near cache) within 2 s: tracking may still be being
+/// established right after start.
+async fn assert_served_from_memory(redis: &RedisServer, token: &str, instance: &Instance) {
+    let mut reads = Vec::new();
+    let from_memory = eventually(Duration::from_secs(2), async || {
+        redis.reset_stats();
         instance
             .http
             .get("/user/me")
@@ -123,10 +125,12 @@ async fn assert_served_from_memory(redis: &RedisServer, token: &str, instances: 
             .send()
             .await
             .envelope(200);
-    }
-    let reads = session_reads(redis);
+        reads = session_reads(redis);
+        reads.is_empty()
+    })
+    .await;
     assert!(
-        reads.is_empty(),
+        from_memory,
         "a warm instance reads no session from Redis: {reads:?}"
     );
 }
@@ -183,7 +187,7 @@ pub async fn warm_instance_sends_almost_no_commands(example: &'static str) {
     let Pair { redis, a, b: _idle } = Pair::start(example).await;
     let token = login(&a.http, &redis, &phone()).await;
     a.warm(&token).await;
-    assert_served_from_memory(&redis, &token, &[&a]).await;
+    assert_served_from_memory(&redis, &token, &a).await;
 
     redis.reset_stats();
     let started = Instant::now();
@@ -232,7 +236,7 @@ pub async fn changes_elsewhere_are_401_within_milliseconds(example: &'static str
     for _ in 0..TRIALS {
         let token = login(&a.http, &redis, &phone()).await;
         b.warm(&token).await;
-        assert_served_from_memory(&redis, &token, &[&b]).await;
+        assert_served_from_memory(&redis, &token, &b).await;
         a.http
             .post("/user/logout")
             .token(&token)
@@ -256,7 +260,7 @@ pub async fn changes_elsewhere_are_401_within_milliseconds(example: &'static str
         let token = login(&a.http, &redis, &phone()).await;
         a.warm(&token).await;
         b.warm(&token).await;
-        assert_served_from_memory(&redis, &token, &[&b]).await;
+        assert_served_from_memory(&redis, &token, &b).await;
         let deleted: i64 = redis::cmd("DEL")
             .arg(format!("login:token:{token}"))
             .query(&mut admin)
@@ -302,8 +306,8 @@ pub async fn no_200_for_sessions_lost_in_a_restart(example: &'static str) {
         for instance in &warm_on {
             instance.warm(&token).await;
         }
-        let last = warm_on.last().copied().into_iter().collect::<Vec<_>>();
-        assert_served_from_memory(&redis, &token, &last).await;
+        let last = warm_on.last().expect("one instance at least");
+        assert_served_from_memory(&redis, &token, last).await;
         tokens.push(token);
     }
 
