@@ -2,5 +2,5 @@
 //! anywhere reaches every instance within milliseconds, and faults drop the cache.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-mod smoke;
 mod support;
+mod smoke;

@@ -1,8 +1,8 @@
 use std::time::Duration;
 
 use keygate::{SessionConfig, UserId};
-use keygate_tests::RedisServer;
 use keygate_tests::fixtures::{JavaUser, commands_since_reset};
+use keygate_tests::RedisServer;
 
 use crate::support::{instance, near};
 

@@ -4,8 +4,8 @@ use std::time::{Duration, Instant};
 
 use keygate::session::NearCache;
 use keygate::{RedisOptions, RedisStore, SessionConfig, SessionManager};
-use keygate_tests::RedisServer;
 use keygate_tests::fixtures::JavaUser;
+use keygate_tests::RedisServer;
 
 /// The settings the tests use: a touch interval long enough not to interfere, and a
 /// quick tracking check.
