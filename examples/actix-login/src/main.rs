@@ -86,7 +86,7 @@ async fn run() -> Result<(), StartError> {
     .listen(listener)
     .map_err(cannot_listen)?
     .run();
-    startup::announce_ready(FRAMEWORK, addr, app.backend_name());
+    startup::announce_ready(FRAMEWORK, addr, app.backend_name(), app.near_cache());
     server
         .await
         .map_err(|e| StartError::new(format!("server failed: {e}")))

@@ -46,7 +46,7 @@ async fn run() -> Result<(), StartError> {
         .map_err(|e| StartError::new(format!("cannot listen on {}: {e}", config.bind)))?;
     let consumer = app.start_order_consumer();
     let router = routes(Arc::clone(&app));
-    startup::announce_ready(FRAMEWORK, addr, app.backend_name());
+    startup::announce_ready(FRAMEWORK, addr, app.backend_name(), app.near_cache());
     // The peer address is the client IP of the rate limit.
     let served = axum::serve(
         listener,

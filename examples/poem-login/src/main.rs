@@ -59,7 +59,7 @@ async fn run() -> Result<(), StartError> {
         .at("/metrics", get(metrics))
         .data(Arc::clone(&app))
         .catch_all_error(answer_error);
-    startup::announce_ready(FRAMEWORK, addr, app.backend_name());
+    startup::announce_ready(FRAMEWORK, addr, app.backend_name(), app.near_cache());
     Server::new_with_acceptor(acceptor)
         .run(routes)
         .await

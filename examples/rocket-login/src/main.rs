@@ -40,7 +40,7 @@ async fn main() -> ExitCode {
 
 async fn run() -> Result<(), StartError> {
     let (config, app) = startup::prepare().await?;
-    let backend = app.backend_name();
+    let (backend, near_cache) = (app.backend_name(), app.near_cache());
     // Rocket's own log stays off: it would print request lines with their query string,
     // which can carry a token.
     let figment = rocket::Config::figment()
@@ -56,7 +56,8 @@ async fn run() -> Result<(), StartError> {
         .attach(AdHoc::on_liftoff("ready line", move |rocket| {
             Box::pin(async move {
                 let c = rocket.config();
-                startup::announce_ready(FRAMEWORK, SocketAddr::new(c.address, c.port), backend);
+                let addr = SocketAddr::new(c.address, c.port);
+                startup::announce_ready(FRAMEWORK, addr, backend, near_cache);
             })
         }))
         .manage(app)

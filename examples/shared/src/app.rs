@@ -7,7 +7,7 @@ use keygate::flash_sale::{ConsumerHandle, ConsumerOptions, FlashSale, OrderConsu
 use keygate::lock::Locks;
 use keygate::login::PhoneLogin;
 use keygate::rate_limit::{FailureMode, RateLimiter, Window};
-use keygate::{Keygate, SessionConfig, SessionCookie, SessionManager};
+use keygate::{Keygate, SessionCookie, SessionManager};
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::StartError;
@@ -20,6 +20,41 @@ use crate::user::{SqliteUsers, UserDto};
 
 /// The name of the login limiter: its keys are `keygate:rate:{login-ip:ip:<address>}`.
 pub const LOGIN_LIMITER: &str = "login-ip";
+
+/// Whether the session near cache (`SESSION_NEAR_CACHE=1`) is in use, as the ready line
+/// tells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NearCacheState {
+    /// Not asked for: every load goes to the backend.
+    Off,
+    /// Asked for and in use: hot sessions are served from memory while Redis client
+    /// tracking vouches for them.
+    On,
+    /// Asked for on the embedded backend, where it has no effect (keygate's near cache
+    /// sits in front of Redis only; the embedded store is process memory already).
+    NoEffect,
+}
+
+impl NearCacheState {
+    fn of(config: &Config, backend: &Backend) -> Self {
+        match (config.session_near_cache, backend) {
+            (false, _) => Self::Off,
+            (true, Backend::Memory(_)) => Self::NoEffect,
+            (true, _) => Self::On,
+        }
+    }
+}
+
+impl std::fmt::Display for NearCacheState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Off => "off",
+            Self::On => "on",
+            Self::NoEffect => "off, SESSION_NEAR_CACHE has no effect on the embedded backend",
+        })
+    }
+}
 
 /// Everything the routes need: the login flow, the session gate, flash sales, locks and
 /// the database. Build it once with [`App::build`] and share it behind an `Arc`.
@@ -40,6 +75,7 @@ pub struct App {
     /// The per-IP budget shared by `POST /user/code` and `POST /user/login`.
     login_limiter: RateLimiter,
     backend: Backend,
+    near_cache: NearCacheState,
     /// What `GET /metrics` renders; `None` when the process could not install the recorder.
     pub(crate) metrics: Option<PrometheusHandle>,
 }
@@ -48,6 +84,7 @@ impl std::fmt::Debug for App {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("App")
             .field("backend", &self.backend.name())
+            .field("near_cache", &self.near_cache)
             .field("admin_token_set", &self.admin.is_some())
             .field("pay_callback_secret_set", &self.pay_key.is_some())
             .finish_non_exhaustive()
@@ -67,8 +104,9 @@ impl App {
         let backend = Backend::connect(&config.redis).await?;
         let invalid = |e: keygate::Error| StartError::new(format!("invalid configuration: {e}"));
         let sessions =
-            SessionManager::from_shared_store(backend.sessions(), SessionConfig::java_seed())
+            SessionManager::from_shared_store(backend.sessions(), config.session_config())
                 .map_err(invalid)?;
+        let near_cache = NearCacheState::of(config, &backend);
         let codes = Codes::from_shared(
             backend.codes(),
             Arc::new(LogCodeSender::new()),
@@ -102,6 +140,7 @@ impl App {
             pay_key,
             login_limiter,
             backend,
+            near_cache,
             metrics,
         }))
     }
@@ -121,6 +160,11 @@ impl App {
     /// `memory`, `redis` or `redis-cluster`, for the ready line.
     pub fn backend_name(&self) -> &'static str {
         self.backend.name()
+    }
+
+    /// Whether sessions are served through the near cache, for the ready line.
+    pub fn near_cache(&self) -> NearCacheState {
+        self.near_cache
     }
 
     /// Starts the flash-sale order consumer on the current Tokio runtime: it stores each

@@ -3,9 +3,11 @@
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
+use std::time::Duration;
 
-use keygate::RedisEnv;
 use keygate::rate_limit::MAX_WINDOW_LIMIT;
+use keygate::session::NearCache;
+use keygate::{RedisEnv, SessionConfig};
 
 use crate::StartError;
 use crate::secrets::Secret;
@@ -32,6 +34,14 @@ pub enum Database {
 /// Requests to `POST /user/code` and `POST /user/login` per client IP and minute when
 /// `RATE_LIMIT_PER_IP` is unset.
 pub const DEFAULT_RATE_LIMIT_PER_IP: u32 = 30;
+
+/// The most sessions one process keeps in its near cache when `SESSION_NEAR_CACHE=1`.
+pub const NEAR_CACHE_SESSIONS: usize = 100_000;
+
+/// With `SESSION_NEAR_CACHE=1`, each session's TTL is refreshed in Redis at most this often
+/// per process (the contract says 60 s): a session then ends between 30 and 31 idle
+/// minutes after its last use.
+pub const NEAR_CACHE_TOUCH_EVERY: Duration = Duration::from_secs(60);
 
 /// The example's configuration.
 #[derive(Debug, Clone)]
@@ -61,6 +71,10 @@ pub struct Config {
     /// `COOKIE_SECURE=1`: the session cookie carries `Secure` (the app is served over
     /// HTTPS); otherwise it does not, so the examples work over plain HTTP on localhost.
     pub cookie_secure: bool,
+    /// `SESSION_NEAR_CACHE=1`: sessions are served from process memory while Redis client
+    /// tracking vouches for them (see [`session_config`](Self::session_config)); any other
+    /// value, or none, leaves every load to Redis. Only the Redis backends have it.
+    pub session_near_cache: bool,
 }
 
 impl Config {
@@ -104,7 +118,20 @@ impl Config {
             pay_callback_secret: var("PAY_CALLBACK_SECRET").map(Secret::new),
             rate_limit_per_ip,
             cookie_secure: var("COOKIE_SECURE").is_some_and(|v| v.trim() == "1"),
+            session_near_cache: var("SESSION_NEAR_CACHE").is_some_and(|v| v.trim() == "1"),
         })
+    }
+
+    /// The sessions' configuration: the Java seed's layout, with the near cache
+    /// ([`NEAR_CACHE_SESSIONS`] sessions, [`NEAR_CACHE_TOUCH_EVERY`]) when
+    /// `SESSION_NEAR_CACHE=1`. The one place all four examples take it from.
+    pub fn session_config(&self) -> SessionConfig {
+        let config = SessionConfig::java_seed();
+        if self.session_near_cache {
+            config.with_near_cache(NearCache::new(NEAR_CACHE_SESSIONS, NEAR_CACHE_TOUCH_EVERY))
+        } else {
+            config
+        }
     }
 }
 
@@ -188,6 +215,31 @@ mod tests {
         for bad in ["0", "-1", "ten", "1.5", "10001", "99999999999"] {
             let error = config(&[("RATE_LIMIT_PER_IP", bad)]).unwrap_err();
             assert!(error.to_string().contains("RATE_LIMIT_PER_IP"), "{error}");
+        }
+    }
+
+    #[test]
+    fn session_near_cache_only_with_1() {
+        assert!(!config(&[]).unwrap().session_near_cache);
+        assert_eq!(config(&[]).unwrap().session_config().near_cache(), None);
+        let on = config(&[("SESSION_NEAR_CACHE", " 1 ")]).unwrap();
+        assert!(on.session_near_cache);
+        let near_cache = on.session_config().near_cache().copied().unwrap();
+        assert_eq!(near_cache.max_entries(), 100_000);
+        assert_eq!(near_cache.touch_every(), Duration::from_secs(60));
+        // Everything else about the sessions stays the Java seed's.
+        assert_eq!(
+            on.session_config().prefix(),
+            SessionConfig::java_seed().prefix()
+        );
+        assert_eq!(
+            on.session_config().idle_ttl(),
+            SessionConfig::java_seed().idle_ttl()
+        );
+        for other in ["0", "true", "on", "yes", "11", ""] {
+            let c = config(&[("SESSION_NEAR_CACHE", other)]).unwrap();
+            assert!(!c.session_near_cache, "{other:?}");
+            assert_eq!(c.session_config().near_cache(), None, "{other:?}");
         }
     }
 

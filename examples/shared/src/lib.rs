@@ -6,7 +6,7 @@
 //!
 //! - [`Config`]: the start-up settings from the environment (`BIND_ADDR`, `REDIS_URL`,
 //!   `REDIS_CLUSTER_URLS`, `DATABASE_URL`, `RUST_LOG`, `ADMIN_TOKEN`,
-//!   `PAY_CALLBACK_SECRET`);
+//!   `PAY_CALLBACK_SECRET`, `RATE_LIMIT_PER_IP`, `COOKIE_SECURE`, `SESSION_NEAR_CACHE`);
 //! - [`App`]: the services, built once ([`App::build`]): phone + SMS-code login over the
 //!   SQLite users table, sessions in the Java seed's Redis layout (`login:token:<token>`, a
 //!   hash of `id`, `nickName`, `icon`), flash sales, distributed locks;
@@ -47,7 +47,7 @@ mod secrets;
 pub mod startup;
 mod user;
 
-pub use app::{App, LOGIN_LIMITER};
+pub use app::{App, LOGIN_LIMITER, NearCacheState};
 pub use backend::Backend;
 pub use config::{Config, Database};
 pub use orders::SqliteOrders;

@@ -83,9 +83,18 @@ pub fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
     Ok(listener)
 }
 
-/// Logs the one line that says the example serves requests now.
-pub fn announce_ready(framework: &str, addr: SocketAddr, backend: &str) {
-    tracing::info!("keygate example ({framework}) ready on http://{addr} (backend: {backend})");
+/// Logs the one line that says the example serves requests now, with its backend and
+/// whether the session near cache is on.
+pub fn announce_ready(
+    framework: &str,
+    addr: SocketAddr,
+    backend: &str,
+    near_cache: crate::NearCacheState,
+) {
+    tracing::info!(
+        "keygate example ({framework}) ready on http://{addr} (backend: {backend}) \
+         (session near cache: {near_cache})"
+    );
 }
 
 /// Prints `error` as one line to stderr and returns the failure exit code.

@@ -151,6 +151,7 @@ impl Process {
             .env_remove("ADMIN_TOKEN")
             .env_remove("PAY_CALLBACK_SECRET")
             .env_remove("RATE_LIMIT_PER_IP")
+            .env_remove("SESSION_NEAR_CACHE")
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

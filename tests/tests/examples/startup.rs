@@ -17,7 +17,10 @@ pub async fn embedded_backend_without_redis(example: &'static str) {
         .stdout
         .find(" ready on http://")
         .expect("ready line");
-    assert!(ready.contains("(backend: memory)"), "{ready}");
+    assert!(
+        ready.contains("(backend: memory) (session near cache: off)"),
+        "{ready}"
+    );
     assert!(
         process.stdout.find("embedded in-memory backend").is_some(),
         "the embedded backend is announced: {:?}",
