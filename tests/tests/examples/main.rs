@@ -134,8 +134,6 @@ mod axum_faults {
 
 mod axum_near_cache {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[ignore = "fails: a fill's TTL refresh drops the session on the other instance \
-                (core near cache), see near_cache::instances_taking_turns_on_one_session"]
     async fn instances_taking_turns_on_one_session() {
         crate::near_cache::instances_taking_turns_on_one_session("axum-login").await;
     }

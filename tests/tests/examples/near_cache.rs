@@ -391,10 +391,9 @@ pub async fn near_cache_has_no_effect_on_the_embedded_backend(example: &'static 
 /// one session alternately. Each should answer from memory, refreshing the TTL at most
 /// once per 60 s, so the pair should send at most 0.02 commands per request.
 ///
-/// Ignored in the suite: it fails today (measured on axum: 340 misses in 500 requests,
-/// each a fill and a `PEXPIRE`, 2.05 commands per request). Every fill of a hash session queues a TTL refresh at once, that `PEXPIRE` is
-/// a write, and the other instance's broadcast tracking drops its entry on it; its next
-/// request then fills and refreshes in turn, which drops the first instance's entry.
+/// It failed before fills stopped writing (340 misses in 500 requests, 2.05 commands per
+/// request): every fill queued a `PEXPIRE`, a write, on which the other instance's
+/// broadcast tracking dropped its entry, whose next request filled and refreshed in turn.
 pub async fn instances_taking_turns_on_one_session(example: &'static str) {
     let _serial = ONE_AT_A_TIME.lock().await;
     let Pair { redis, a, b } = Pair::start(example).await;
