@@ -1,13 +1,14 @@
 use std::time::Duration;
 
 use keygate::{SessionConfig, UserId};
-use keygate_tests::fixtures::{JavaUser, commands_since_reset};
 use keygate_tests::RedisServer;
+use keygate_tests::fixtures::{JavaUser, commands_since_reset};
 
 use crate::support::{instance, near};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hit_costs_no_command_and_a_logout_elsewhere_ends_it() {
+    let _turn = crate::support::shared().await;
     let server = RedisServer::start();
     let config = SessionConfig::java_seed().with_near_cache(near(Duration::from_secs(60)));
     let a = instance(&server, config.clone()).await;
