@@ -5,7 +5,10 @@
 //! `cargo test -p keygate-tests --test near_cache latency -- --nocapture`.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod expiry;
 mod faults;
+mod interleaving;
 mod latency;
 mod smoke;
 mod support;
+mod topologies;

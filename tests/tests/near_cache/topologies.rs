@@ -1,0 +1,164 @@
+//! The smoke scenario (a hit costs no command; a logout on A is seen by B) on the other
+//! topologies: one TLS server with mutual TLS, a Redis Cluster (3 masters, 3 replicas;
+//! sessions spread over every master) and a master behind Sentinel.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use keygate::{RedisOptions, SessionConfig, SessionManager, Token, UserId};
+use keygate_tests::fixtures::{JavaUser, with_test_certificates};
+use keygate_tests::{RedisCluster, RedisSentinel, RedisServer, TlsServer};
+
+use crate::support::{instance_with, make_hit, near, poll_until, shared};
+
+/// Commands counted from `INFO commandstats` that are not the tests' own or the
+/// supervisor's (tracking check, slot map) or the connections' set-up.
+fn session_commands(calls: &[(String, u64)]) -> u64 {
+    const NOT_SESSION: [&str; 8] = [
+        "client", "role", "cluster", "info", "config", "hello", "ping", "readonly",
+    ];
+    calls
+        .iter()
+        .filter(|(name, _)| !NOT_SESSION.iter().any(|n| name.starts_with(n)))
+        .map(|(_, n)| n)
+        .sum()
+}
+
+fn parse_commandstats(info: &str) -> Vec<(String, u64)> {
+    info.lines()
+        .filter_map(|l| {
+            let (name, stats) = l.strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = stats.split(',').find_map(|kv| kv.strip_prefix("calls="))?;
+            Some((name.to_owned(), calls.parse().ok()?))
+        })
+        .collect()
+}
+
+/// `count` sessions made on A and cached on B; then `reset` (of the servers' command
+/// stats), 100 loads of each on B, all hits, and `calls` must show no session command;
+/// then a logout of each on A, seen by B.
+async fn scenario(
+    a: &SessionManager<JavaUser>,
+    b: &SessionManager<JavaUser>,
+    count: u64,
+    reset: impl Fn(),
+    calls: impl Fn() -> Vec<(String, u64)>,
+) {
+    let mut tokens: Vec<Token> = Vec::new();
+    for id in 1..=count {
+        let token = a
+            .login(&UserId::from(id), &JavaUser::new(id))
+            .await
+            .unwrap();
+        make_hit(b, &token).await;
+        tokens.push(token);
+    }
+    // The refreshes the fills queued are sent in the background: let them land first.
+    let wait = crate::support::wait_for(Duration::from_secs(5), || {
+        b.near_cache_stats().unwrap().refreshes >= count
+    })
+    .await;
+    assert!(wait.is_some(), "{:?}", b.near_cache_stats());
+    let before = b.near_cache_stats().unwrap().hits;
+    reset();
+    for _ in 0..100 {
+        for (i, token) in tokens.iter().enumerate() {
+            assert_eq!(b.load(token).await.unwrap().unwrap().id, i as u64 + 1);
+        }
+    }
+    let seen = calls();
+    assert_eq!(session_commands(&seen), 0, "{seen:?}");
+    let hits = b.near_cache_stats().unwrap().hits - before;
+    assert_eq!(hits, 100 * count);
+    for token in &tokens {
+        assert!(a.logout(token).await.unwrap());
+        let took = poll_until(Duration::from_secs(1), async || {
+            b.load(token).await.unwrap().is_none()
+        })
+        .await;
+        assert!(took.is_some(), "B never saw the logout");
+    }
+}
+
+fn java() -> SessionConfig {
+    SessionConfig::java_seed().with_near_cache(near(Duration::from_secs(60)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_mutual_tls() {
+    let _turn = shared().await;
+    let server = RedisServer::start_tls(
+        TlsServer {
+            require_client_cert: true,
+            ..TlsServer::default()
+        },
+        &[],
+    );
+    let options = || {
+        with_test_certificates(RedisOptions::new(server.url()))
+            .with_command_timeout(Duration::from_secs(2))
+    };
+    let a = instance_with(options(), java()).await;
+    let b = instance_with(options(), java()).await;
+    scenario(
+        &a,
+        &b,
+        5,
+        || server.reset_stats(),
+        || server.command_calls(),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_cluster() {
+    let _turn = shared().await;
+    let cluster: Arc<RedisCluster> = tokio::task::spawn_blocking(|| {
+        let cluster = RedisCluster::shared();
+        cluster.flush();
+        cluster
+    })
+    .await
+    .unwrap();
+    let options =
+        || RedisOptions::cluster(cluster.urls()).with_command_timeout(Duration::from_secs(2));
+    let a = instance_with(options(), java()).await;
+    let b = instance_with(options(), java()).await;
+    // 30 sessions: spread over the three masters (all but surely each has some).
+    let count = 30;
+    let reset = || {
+        let _: Vec<()> = cluster.query_masters(redis::cmd("CONFIG").arg("RESETSTAT"));
+    };
+    let calls = || {
+        let infos: Vec<String> = cluster.query_masters(redis::cmd("INFO").arg("commandstats"));
+        infos.iter().flat_map(|i| parse_commandstats(i)).collect()
+    };
+    scenario(&a, &b, count, reset, calls).await;
+    let masters = cluster.masters().len();
+    assert_eq!(masters, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_sentinel() {
+    let _turn = shared().await;
+    let setup = Arc::new(
+        tokio::task::spawn_blocking(RedisSentinel::start)
+            .await
+            .unwrap(),
+    );
+    let options = || {
+        RedisOptions::sentinel(RedisSentinel::MASTER_NAME, setup.sentinel_urls())
+            .with_command_timeout(Duration::from_secs(2))
+    };
+    let a = instance_with(options(), java()).await;
+    let b = instance_with(options(), java()).await;
+    let master = setup.master_port().unwrap();
+    let reset = || {
+        let _: () = setup.query(master, redis::cmd("CONFIG").arg("RESETSTAT"));
+    };
+    let calls = || {
+        let info: String = setup.query(master, redis::cmd("INFO").arg("commandstats"));
+        parse_commandstats(&info)
+    };
+    scenario(&a, &b, 5, reset, calls).await;
+}
