@@ -211,8 +211,8 @@ impl Entries {
 
     /// Ends a fill: with what Redis answered (the data and its expiry), cached if nothing
     /// invalidated the key since the fill began and `epoch` is still the ticket's; without
-    /// (the key is gone, or the fill failed), the entry is dropped. An entry whose fill did
-    /// not reset the TTL is cached with its refresh due (`Filled::refresh`).
+    /// (the key is gone, or the fill failed), the entry is dropped. An entry whose TTL left
+    /// does not cover the idle TTL is cached with its refresh due (`Filled::refresh`).
     pub(super) fn finish_fill(
         &self,
         ticket: FillTicket,
@@ -243,6 +243,12 @@ impl Entries {
         if invalidated || epoch != ticket.epoch {
             return not_cached;
         }
+        // As if refreshed when the TTL left was set in full; a refresh is due now when the
+        // TTL does not cover the idle TTL (or the process is younger than that).
+        let due_since = expiry
+            .since_refresh_ms
+            .and_then(|ms| ticket.sent.checked_sub(Duration::from_millis(ms)));
+        let refresh = due_since.is_none();
         let bytes = size_of(&ticket.key, &value);
         shard.bytes += bytes;
         shard.entries.push(
@@ -251,19 +257,19 @@ impl Entries {
                 value,
                 epoch,
                 expires_at: ticket.sent + Duration::from_millis(expiry.ttl_ms),
-                refreshed_at: ticket.sent,
+                refreshed_at: due_since.unwrap_or(ticket.sent),
                 deadline_at: expiry
                     .deadline_ms
                     .map(|ms| ticket.sent + Duration::from_millis(ms)),
                 own_idle_ms: expiry.own_idle_ms,
-                refreshing: !expiry.touched,
+                refreshing: refresh,
                 bytes,
             },
         );
         let evicted = shard.shrink();
         Filled {
             cached: true,
-            refresh: !expiry.touched,
+            refresh,
             evicted,
         }
     }
@@ -280,17 +286,24 @@ impl Entries {
         now: Instant,
     ) -> Option<u64> {
         let mut shard = lock(self.shard(key));
-        let ttl = shard.entries.peek(key).filter(|e| e.epoch == epoch).and_then(|entry| {
-            let ttl = entry.own_idle_ms.unwrap_or(idle_ms).saturating_add(slack_ms);
-            match entry.deadline_at {
-                None => Some(ttl),
-                Some(deadline) => {
-                    let left = deadline.saturating_duration_since(now);
-                    let left = u64::try_from(left.as_millis()).unwrap_or(u64::MAX);
-                    (left > 0).then(|| ttl.min(left))
+        let ttl = shard
+            .entries
+            .peek(key)
+            .filter(|e| e.epoch == epoch)
+            .and_then(|entry| {
+                let ttl = entry
+                    .own_idle_ms
+                    .unwrap_or(idle_ms)
+                    .saturating_add(slack_ms);
+                match entry.deadline_at {
+                    None => Some(ttl),
+                    Some(deadline) => {
+                        let left = deadline.saturating_duration_since(now);
+                        let left = u64::try_from(left.as_millis()).unwrap_or(u64::MAX);
+                        (left > 0).then(|| ttl.min(left))
+                    }
                 }
-            }
-        });
+            });
         if ttl.is_none() {
             shard.remove(key);
         }
@@ -350,7 +363,7 @@ mod tests {
             ttl_ms,
             deadline_ms: None,
             own_idle_ms: None,
-            touched: true,
+            since_refresh_ms: Some(0),
         }
     }
 
@@ -387,12 +400,24 @@ mod tests {
         let entries = Entries::new(100, 1 << 20, Duration::from_secs(60));
         let ticket = entries.begin_fill("a", 1);
         entries.clear();
-        assert!(!entries.finish_fill(ticket, Some((json("x"), touched(60_000))), 1).cached);
+        assert!(
+            !entries
+                .finish_fill(ticket, Some((json("x"), touched(60_000))), 1)
+                .cached
+        );
         assert!(fill(&entries, "b", "y", 1).cached);
-        assert_eq!(hit(&entries, "b", 2), None, "an entry of epoch 1 is no hit in epoch 2");
+        assert_eq!(
+            hit(&entries, "b", 2),
+            None,
+            "an entry of epoch 1 is no hit in epoch 2"
+        );
         assert_eq!(entries.size().0, 0, "and it was dropped");
         let ticket = entries.begin_fill("c", 2);
-        assert!(!entries.finish_fill(ticket, Some((json("z"), touched(60_000))), 3).cached);
+        assert!(
+            !entries
+                .finish_fill(ticket, Some((json("z"), touched(60_000))), 3)
+                .cached
+        );
     }
 
     #[test]
@@ -412,7 +437,7 @@ mod tests {
             ttl_ms: 1_000,
             deadline_ms: Some(5_000),
             own_idle_ms: Some(2_000),
-            touched: false,
+            since_refresh_ms: None,
         };
         let filled = entries.finish_fill(ticket, Some((json("v"), expiry)), 1);
         assert!(filled.cached && filled.refresh);
@@ -423,7 +448,37 @@ mod tests {
         assert!(capped <= 1_000, "{capped}");
         let past = now + Duration::from_millis(6_000);
         assert_eq!(entries.refresh_ttl("k", 1, 1_000, 500, past), None);
-        assert_eq!(entries.size().0, 0, "past its deadline the entry is dropped");
+        assert_eq!(
+            entries.size().0,
+            0,
+            "past its deadline the entry is dropped"
+        );
+    }
+
+    #[test]
+    fn a_fill_whose_ttl_covers_idle_is_refreshed_when_a_refresh_would_have_been() {
+        let entries = Entries::new(100, 1 << 20, Duration::from_millis(100));
+        let ticket = entries.begin_fill("k", 1);
+        let sent = ticket.sent;
+        // Set in full (idle + slack) 30 ms before the fill: due 70 ms after it.
+        let expiry = FillExpiry {
+            ttl_ms: 1_070,
+            deadline_ms: None,
+            own_idle_ms: None,
+            since_refresh_ms: Some(30),
+        };
+        let filled = entries.finish_fill(ticket, Some((json("v"), expiry)), 1);
+        assert!(filled.cached && !filled.refresh);
+        let early = sent + Duration::from_millis(60);
+        assert!(matches!(
+            entries.lookup("k", early, 1),
+            Lookup::Hit { refresh: false, .. }
+        ));
+        let due = sent + Duration::from_millis(75);
+        assert!(matches!(
+            entries.lookup("k", due, 1),
+            Lookup::Hit { refresh: true, .. }
+        ));
     }
 
     #[test]
@@ -431,10 +486,19 @@ mod tests {
         let entries = Entries::new(100, 1 << 20, Duration::from_millis(10));
         fill(&entries, "k", "v", 1);
         let now = Instant::now();
-        assert!(matches!(entries.lookup("k", now, 1), Lookup::Hit { refresh: false, .. }));
+        assert!(matches!(
+            entries.lookup("k", now, 1),
+            Lookup::Hit { refresh: false, .. }
+        ));
         let due = now + Duration::from_millis(20);
-        assert!(matches!(entries.lookup("k", due, 1), Lookup::Hit { refresh: true, .. }));
-        assert!(matches!(entries.lookup("k", due, 1), Lookup::Hit { refresh: false, .. }));
+        assert!(matches!(
+            entries.lookup("k", due, 1),
+            Lookup::Hit { refresh: true, .. }
+        ));
+        assert!(matches!(
+            entries.lookup("k", due, 1),
+            Lookup::Hit { refresh: false, .. }
+        ));
     }
 
     #[test]

@@ -10,11 +10,15 @@
 //!   process's tracking connection was up and that connection has not been interrupted
 //!   since, and when the entry is within the TTL it has in Redis as known locally (which
 //!   also caps it at the session's absolute deadline). Otherwise the load is a miss: one
-//!   round trip, as without the cache (`GETEX`, or the touch script for hashes and
-//!   sessions with a companion key), sent on the tracking connection, and the answer is
-//!   cached.
+//!   round trip, as without the cache, of reads only (the data and its `PTTL`, with a
+//!   companion key its `PTTL` and value), sent on the tracking connection, and the answer
+//!   is cached. A miss never writes: every write is announced to the other instances and
+//!   drops their entry, so two instances serving one session in turn would otherwise
+//!   keep dropping each other's.
 //! - **The idle TTL is still refreshed while the session is used**, at most once per
-//!   `touch_every` per session per process, in the background: refreshes that fall due
+//!   `touch_every` per session per process, and only once the TTL left in Redis no
+//!   longer covers the idle TTL from the session's last use, in the background:
+//!   refreshes that fall due
 //!   together go out together, pipelined on the tracking connection. Every TTL the cache
 //!   sets is the idle TTL **plus `touch_every`** (capped at the absolute deadline), so a
 //!   session ends between `idle` and `idle + touch_every` after its last use on any

@@ -1,13 +1,15 @@
 //! The near cache's Redis commands, sent on a tracking connection. No scripts: Redis (7.0
 //! at least) announces the keys a connection's own scripts change to that connection,
-//! `NOLOOP` notwithstanding, so a fill by script would invalidate itself. A fill is
-//! therefore `GETEX` (JSON without a companion key) or a pipeline of reads, and a refresh
-//! a pipeline of `PEXPIRE`s.
+//! `NOLOOP` notwithstanding, so a fill by script would invalidate itself. A fill is a
+//! pipeline of reads and never writes: every write under the prefix is announced to every
+//! other instance and drops their entry, so fills that wrote (a `GETEX`) would make two
+//! instances serving one session in turn drop each other's entry on every load. A refresh
+//! is a pipeline of `PEXPIRE`s, sent only when the TTL no longer covers the idle TTL.
 
 use crate::config::Codec;
 use crate::error::{BackendError, Result};
 use crate::redis_store::{RedisStore, is_wrong_type};
-use crate::session::redis::{corrupt_on_wrong_type, hash_fetched, json_fetched, own_idle, pttl};
+use crate::session::redis::{hash_fetched, json_fetched, own_idle, pttl};
 use crate::session::store::{Fetched, SessionKeyRef};
 
 /// What a fill learned about the session's expiry, besides its data.
@@ -19,14 +21,17 @@ pub(super) struct FillExpiry {
     pub deadline_ms: Option<u64>,
     /// The session's own idle TTL, when its login chose one.
     pub own_idle_ms: Option<u64>,
-    /// Whether the fill reset the TTL already (`GETEX`); otherwise a refresh follows.
-    pub touched: bool,
+    /// When the TTL left still covers the idle TTL from now: how long ago a refresh would
+    /// have set it (idle TTL plus slack, less the TTL left), so that the next refresh falls
+    /// due when it would have. `None`: a refresh is due now.
+    pub since_refresh_ms: Option<u64>,
 }
 
 impl RedisStore {
-    /// Reads a session for the cache in one round trip. JSON without a companion key:
-    /// `GETEX` with the idle TTL plus `slack_ms`. Otherwise reads only (the data, its
-    /// `PTTL`, the companion's `PTTL` and value), judged as the touch script judges them.
+    /// Reads a session for the cache in one round trip, without writing: the data, its
+    /// `PTTL`, and with a companion key its `PTTL` and value, judged as the touch script
+    /// judges them. Whether the TTL left covers the idle TTL (`idle_ms`, or the session's
+    /// own) from now decides when the refresh falls due (see [`FillExpiry`]).
     pub(super) async fn near_fill(
         &self,
         keys: SessionKeyRef<'_>,
@@ -35,20 +40,6 @@ impl RedisStore {
         slack_ms: u64,
     ) -> Result<(Fetched, Option<FillExpiry>)> {
         let mut conn = self.conn();
-        if let (None, Codec::Json) = (keys.deadline, codec) {
-            let ttl_ms = idle_ms.saturating_add(slack_ms);
-            let mut cmd = redis::cmd("GETEX");
-            cmd.arg(keys.session).arg("PX").arg(ttl_ms);
-            let reply = self.bounded(cmd.query_async(&mut conn)).await;
-            let fetched = corrupt_on_wrong_type(reply, json_fetched)?;
-            let expiry = FillExpiry {
-                ttl_ms,
-                deadline_ms: None,
-                own_idle_ms: None,
-                touched: true,
-            };
-            return Ok((fetched, Some(expiry)));
-        }
         let mut pipe = redis::pipe();
         match codec {
             Codec::Json => pipe.cmd("GET").arg(keys.session),
@@ -62,7 +53,13 @@ impl RedisStore {
             .bounded(pipe.query_async::<Vec<redis::Value>>(&mut conn))
             .await;
         match reply {
-            Ok(replies) => judge(keys, codec, replies),
+            Ok(replies) => {
+                let (fetched, expiry) = judge(keys, codec, replies)?;
+                Ok((
+                    fetched,
+                    expiry.map(|e| e.with_refresh_due(idle_ms, slack_ms)),
+                ))
+            }
             Err(crate::Error::Backend(BackendError::Redis(e))) if is_wrong_type(&e) => Ok((
                 Fetched::Corrupt("session key holds another Redis type".into()),
                 None,
@@ -119,9 +116,21 @@ fn judge(
         ttl_ms: key_ttl.unwrap_or(0),
         deadline_ms,
         own_idle_ms,
-        touched: false,
+        since_refresh_ms: None,
     };
     Ok((Fetched::Found(value), Some(expiry)))
+}
+
+impl FillExpiry {
+    /// Sets [`since_refresh_ms`](Self::since_refresh_ms): a refresh is due now unless the
+    /// TTL left reaches the idle TTL (or the deadline, when that comes first).
+    fn with_refresh_due(mut self, idle_ms: u64, slack_ms: u64) -> Self {
+        let idle = self.own_idle_ms.unwrap_or(idle_ms);
+        let needed = self.deadline_ms.map_or(idle, |left| idle.min(left));
+        self.since_refresh_ms = (self.ttl_ms >= needed)
+            .then(|| idle.saturating_add(slack_ms).saturating_sub(self.ttl_ms));
+        self
+    }
 }
 
 impl RedisStore {
@@ -136,4 +145,3 @@ impl RedisStore {
         self.bounded(pipe.query_async(&mut conn)).await
     }
 }
-

@@ -92,7 +92,10 @@ impl NearCacheRuntime {
             return;
         }
         let (tx, rx) = mpsc::unbounded_channel();
-        *self.refresh_tx.lock().unwrap_or_else(PoisonError::into_inner) = Some(tx);
+        *self
+            .refresh_tx
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(tx);
         tokio::spawn(supervise(Arc::downgrade(self)));
         tokio::spawn(refresh_loop(Arc::downgrade(self), rx));
     }
@@ -141,8 +144,8 @@ impl NearCacheRuntime {
     }
 
     /// Reads the session on the tracking connection of its node and caches it unless
-    /// something invalidated it meanwhile; a fill that only read queues the TTL refresh. An
-    /// error loses tracking (the connection is suspect).
+    /// something invalidated it meanwhile; a fill whose TTL left does not cover the idle
+    /// TTL queues the refresh. An error loses tracking (the connection is suspect).
     async fn fill(
         &self,
         tracked: &Tracked,
@@ -151,13 +154,14 @@ impl NearCacheRuntime {
         idle_ms: u64,
     ) -> Result<Fetched> {
         let Some(store) = tracked.nodes.store_for(keys.session) else {
-            self.lose_tracking(tracked.epoch, "no tracking connection serves the key's slot");
+            self.lose_tracking(
+                tracked.epoch,
+                "no tracking connection serves the key's slot",
+            );
             return Err(BackendError::Protocol("no tracking connection for the key").into());
         };
         let ticket = self.entries.begin_fill(keys.session, tracked.epoch);
-        let result = store
-            .near_fill(keys, codec, idle_ms, self.slack_ms())
-            .await;
+        let result = store.near_fill(keys, codec, idle_ms, self.slack_ms()).await;
         let epoch = self.live_epoch();
         match result {
             Ok((Fetched::Found(value), Some(expiry))) => {
@@ -417,4 +421,3 @@ async fn refresh_loop(weak: Weak<NearCacheRuntime>, mut rx: mpsc::UnboundedRecei
         runtime.refresh(&batch).await;
     }
 }
-
