@@ -120,6 +120,19 @@ fn size_of(key: &str, value: &StoredValue) -> usize {
     ENTRY_OVERHEAD + key.len() + data
 }
 
+/// Whether two reads of a session hold the same data (a hash's fields in any order).
+fn same_data(a: &StoredValue, b: &StoredValue) -> bool {
+    match (a, b) {
+        (StoredValue::Hash(a), StoredValue::Hash(b)) if a != b => {
+            let (mut a, mut b): (Vec<_>, Vec<_>) = (a.iter().collect(), b.iter().collect());
+            a.sort_unstable();
+            b.sort_unstable();
+            a == b
+        }
+        _ => a == b,
+    }
+}
+
 fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
     // A panic while holding a shard cannot leave it half-updated in a way that serves
     // wrong data: every update removes before it inserts.
@@ -310,14 +323,29 @@ impl Entries {
         ttl
     }
 
-    /// A refresh sent at `sent` set `key`'s TTL to `ttl_ms`.
-    pub(super) fn refreshed(&self, key: &str, epoch: u64, sent: Instant, ttl_ms: u64) {
+    /// A refresh sent at `sent` set `key`'s TTL to `ttl_ms`, and read back `held`: the
+    /// entry takes the new TTL if it holds the same data, and is dropped otherwise (it
+    /// missed a change). Whether an entry of `epoch` is still there.
+    pub(super) fn refreshed(
+        &self,
+        key: &str,
+        epoch: u64,
+        sent: Instant,
+        ttl_ms: u64,
+        held: &StoredValue,
+    ) -> bool {
         let mut shard = lock(self.shard(key));
-        if let Some(entry) = shard.entries.peek_mut(key).filter(|e| e.epoch == epoch) {
-            entry.expires_at = sent + Duration::from_millis(ttl_ms);
-            entry.refreshed_at = sent;
-            entry.refreshing = false;
+        let Some(entry) = shard.entries.peek_mut(key).filter(|e| e.epoch == epoch) else {
+            return false;
+        };
+        if !same_data(&entry.value, held) {
+            shard.remove(key);
+            return false;
         }
+        entry.expires_at = sent + Duration::from_millis(ttl_ms);
+        entry.refreshed_at = sent;
+        entry.refreshing = false;
+        true
     }
 
     /// Drops `key` and spoils the fills of it in flight; whether an entry was dropped.
@@ -479,6 +507,29 @@ mod tests {
             entries.lookup("k", due, 1),
             Lookup::Hit { refresh: true, .. }
         ));
+    }
+
+    #[test]
+    fn a_refresh_that_reads_other_data_drops_the_entry() {
+        let entries = Entries::new(100, 1 << 20, Duration::from_secs(60));
+        fill(&entries, "k", "old", 1);
+        let now = Instant::now();
+        assert!(entries.refreshed("k", 1, now, 60_000, &json("old")));
+        assert_eq!(hit(&entries, "k", 1).as_deref(), Some("old"));
+        assert!(!entries.refreshed("k", 1, now, 60_000, &json("new")));
+        assert_eq!(hit(&entries, "k", 1), None);
+        let pairs = |p: &[(&str, &str)]| {
+            StoredValue::Hash(
+                p.iter()
+                    .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+                    .collect(),
+            )
+        };
+        assert!(same_data(
+            &pairs(&[("a", "1"), ("b", "2")]),
+            &pairs(&[("b", "2"), ("a", "1")])
+        ));
+        assert!(!same_data(&pairs(&[("a", "1")]), &pairs(&[("a", "2")])));
     }
 
     #[test]

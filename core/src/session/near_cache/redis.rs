@@ -6,6 +6,7 @@
 //! instances serving one session in turn drop each other's entry on every load. A refresh
 //! is a pipeline of `PEXPIRE`s, sent only when the TTL no longer covers the idle TTL.
 
+use crate::codec::StoredValue;
 use crate::config::Codec;
 use crate::error::{BackendError, Result};
 use crate::redis_store::{RedisStore, is_wrong_type};
@@ -133,15 +134,58 @@ impl FillExpiry {
     }
 }
 
+/// One key of a refresh: the key, the TTL to set (ms) and the layout to read it back in.
+pub(super) type RefreshKey<'a> = (&'a str, u64, Codec);
+
 impl RedisStore {
-    /// Sets each key's TTL if it still exists, in one pipeline on this (one node's)
-    /// connection; whether each key existed.
-    pub(super) async fn near_refresh(&self, keys: &[(&str, u64)]) -> Result<Vec<bool>> {
+    /// Sets each key's TTL if it still exists and reads its data right after, in one
+    /// pipeline on this (one node's) connection: what each key holds, `None` where it is
+    /// gone (or holds something that is not a session of its layout).
+    ///
+    /// The read keeps the entry honest. Redis remembers one writer per key per turn of its
+    /// event loop, the last, and leaves that connection out when it announces the key
+    /// (`NOLOOP`): a change by someone else that Redis runs in the same turn just before
+    /// this `PEXPIRE` is announced to everyone but this connection. The read, which Redis
+    /// runs right after the `PEXPIRE`, sees it; a change after it is announced.
+    pub(super) async fn near_refresh(
+        &self,
+        keys: &[RefreshKey<'_>],
+    ) -> Result<Vec<Option<StoredValue>>> {
         let mut pipe = redis::pipe();
-        for (key, ttl_ms) in keys {
+        pipe.ignore_errors();
+        for (key, ttl_ms, codec) in keys {
             pipe.cmd("PEXPIRE").arg(*key).arg(*ttl_ms);
+            match codec {
+                Codec::Json => pipe.cmd("GET").arg(*key),
+                Codec::Hash => pipe.cmd("HGETALL").arg(*key),
+            };
         }
         let mut conn = self.conn();
-        self.bounded(pipe.query_async(&mut conn)).await
+        let replies: Vec<redis::Value> = self.bounded(pipe.query_async(&mut conn)).await?;
+        let mut replies = replies.into_iter();
+        let mut held = Vec::with_capacity(keys.len());
+        for (_, _, codec) in keys {
+            let (Some(existed), Some(data)) = (replies.next(), replies.next()) else {
+                return Err(BackendError::Protocol("missing reply to a refresh").into());
+            };
+            let fetched = match (existed, codec, data) {
+                (redis::Value::Int(1), Codec::Json, redis::Value::BulkString(bytes)) => {
+                    json_fetched(Some(bytes))
+                }
+                (redis::Value::Int(1), Codec::Hash, data @ redis::Value::Array(_))
+                | (redis::Value::Int(1), Codec::Hash, data @ redis::Value::Map(_)) => {
+                    match redis::from_redis_value::<Vec<(Vec<u8>, Vec<u8>)>>(data) {
+                        Ok(pairs) => hash_fetched(pairs),
+                        Err(_) => Fetched::Missing,
+                    }
+                }
+                _ => Fetched::Missing,
+            };
+            held.push(match fetched {
+                Fetched::Found(value) => Some(value),
+                _ => None,
+            });
+        }
+        Ok(held)
     }
 }
