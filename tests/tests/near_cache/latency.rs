@@ -63,13 +63,29 @@ fn node() -> SessionConfig {
     SessionConfig::node_seed("app").with_near_cache(near(Duration::from_secs(60)))
 }
 
-/// A session made on A (user `id`) and cached on B.
-async fn cached_on_b(p: &Pair, id: u64) -> Token {
+/// A session made on A (user `id`) and cached on B, once B's refresh has landed: login
+/// sets the idle TTL, and B's fill, finding less than that left, refreshes it to idle +
+/// touch_every in the background. A change racing that refresh is another test's
+/// (`faults::a_change_just_before_bs_own_refresh_reaches_b`); here B is in steady state.
+async fn cached_on_b(p: &mut Pair, id: u64) -> Token {
     let token =
         p.a.login(&UserId::from(id), &JavaUser::new(id))
             .await
             .unwrap();
     make_hit(&p.b, &token).await;
+    let key = key_of(&p.a, &token);
+    let idle_ms = i64::try_from(p.a.config().idle_ttl().as_millis()).unwrap();
+    let admin = &mut p.admin;
+    let refreshed = poll_until(GIVE_UP, async || {
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(&key)
+            .query_async(admin)
+            .await
+            .unwrap();
+        ttl > idle_ms
+    })
+    .await;
+    assert!(refreshed.is_some(), "B's refresh of user {id} never landed");
     token
 }
 
@@ -226,7 +242,7 @@ async fn outside_pexpire_reaches_b() {
     let mut p = pair(java()).await;
     let mut samples = Vec::new();
     for i in 0..TRIALS {
-        let token = cached_on_b(&p, 2_000_000 + i).await;
+        let token = cached_on_b(&mut p, 2_000_000 + i).await;
         let key = key_of(&p.a, &token);
         let before = p.b.near_cache_stats().unwrap().invalidations;
         let set: i64 = redis::cmd("PEXPIRE")
@@ -277,23 +293,15 @@ async fn real_expiry_reaches_b() {
     let mut pushed = Vec::new();
     let mut loaded = Vec::new();
     for i in 0..EXPIRY_TRIALS {
-        let token = cached_on_b(&p, 3_000_000 + i).await;
+        let token = cached_on_b(&mut p, 3_000_000 + i).await;
         let key = key_of(&p.a, &token);
         let before = p.b.near_cache_stats().unwrap().invalidations;
-        // Login sets the idle TTL; B's fill, finding less than that left, refreshes it to
-        // idle + touch_every in the background. Expiry is known once that has landed.
-        let mut ttl: i64 = 0;
-        let admin = &mut p.admin;
-        let refreshed = poll_until(GIVE_UP, async || {
-            ttl = redis::cmd("PTTL")
-                .arg(&key)
-                .query_async(admin)
-                .await
-                .unwrap();
-            ttl > 200
-        })
-        .await;
-        assert!(refreshed.is_some(), "trial {i}: PTTL {ttl}");
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(&key)
+            .query_async(&mut p.admin)
+            .await
+            .unwrap();
+        assert!(ttl > 0, "trial {i}: PTTL {ttl}");
         // PTTL is whole milliseconds left when Redis answered: expiry is at most 1 ms later.
         let expires = Instant::now() + Duration::from_millis(ttl.unsigned_abs() + 1);
         let b = &p.b;

@@ -55,8 +55,10 @@ pub async fn wait_for(limit: Duration, mut condition: impl FnMut() -> bool) -> O
     }
 }
 
-/// Like [`wait_for`] for an async condition (a load), yielding between attempts rather
-/// than sleeping, so the time measured is not rounded up to the timer's resolution.
+/// Like [`wait_for`] for an async condition (a load), checked every ~20 µs. The pause is
+/// a thread sleep: the async timer's resolution (1 ms) would round every figure up, and
+/// spinning without a pause would take a core from Redis and the connection's reader on
+/// a two-core machine.
 pub async fn poll_until(
     limit: Duration,
     mut condition: impl AsyncFnMut() -> bool,
@@ -69,6 +71,7 @@ pub async fn poll_until(
         if start.elapsed() > limit {
             return None;
         }
+        std::thread::sleep(Duration::from_micros(20));
         tokio::task::yield_now().await;
     }
 }
