@@ -24,7 +24,9 @@
 //!   session ends between `idle` and `idle + touch_every` after its last use on any
 //!   instance (plus the few milliseconds a due refresh waits to be sent), **never before
 //!   `idle`**. A refresh that finds the key gone evicts the entry: the next request is a
-//!   401.
+//!   401. Each refresh reads the data back, and drops the entry if it differs: Redis does
+//!   not announce to a connection a change that it ran in the same turn of its event
+//!   loop just before that connection's own write to the key (`NOLOOP` below).
 //! - **Any change to the key by anyone invalidates the entry**: a logout,
 //!   logout-everywhere, update or rotation on any instance, expiry, eviction, another
 //!   service on the same Redis (a Node or Spring service, `redis-cli`). Redis pushes the
