@@ -90,3 +90,70 @@ async fn idle_expiry_with_the_cache_hash() {
 async fn idle_expiry_with_the_cache_json() {
     ends_between_idle_and_idle_plus_touch(SessionConfig::node_seed("app")).await;
 }
+
+/// An absolute lifetime ends a session that B serves from memory on time: B's loads (hits,
+/// every few milliseconds) stop finding it by the deadline, as Redis does, and nothing
+/// finds it afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_absolute_lifetime_ends_a_cached_session() {
+    const LIFETIME: Duration = Duration::from_millis(500);
+    let _turn = shared().await;
+    let server = RedisServer::start();
+    let config = SessionConfig::java_seed()
+        .with_absolute_lifetime(LIFETIME)
+        .with_near_cache(near(Duration::from_secs(60)));
+    let a = instance(&server, config.clone()).await;
+    let b = instance(&server, config).await;
+    let mut admin = admin(&server).await;
+    let before_login = Instant::now();
+    let token = a
+        .login(&UserId::from(5u64), &JavaUser::new(5))
+        .await
+        .unwrap();
+    let key = key_of(&a, &token);
+    crate::support::make_hit(&b, &token).await;
+    let hits = b.near_cache_stats().unwrap().hits;
+    let ended_after = loop {
+        let loaded = b.load(&token).await.unwrap();
+        let since = before_login.elapsed();
+        if loaded.is_none() {
+            break since;
+        }
+        assert!(
+            since <= LIFETIME + MARGIN,
+            "B still serves the session {since:?} after login (lifetime {LIFETIME:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    };
+    let stats = b.near_cache_stats().unwrap();
+    eprintln!(
+        "near cache expiry | lifetime {LIFETIME:?}: B found nothing {ended_after:?} after login; B {stats:?}"
+    );
+    assert!(
+        stats.hits > hits + 10,
+        "B served the session from memory meanwhile: {stats:?}"
+    );
+    // B's deadline is Redis' as B read it (a little early, by a round trip at most).
+    assert!(
+        ended_after + Duration::from_millis(20) >= LIFETIME,
+        "B ended the session {ended_after:?} after login, before its lifetime {LIFETIME:?}"
+    );
+    // Redis ends it by then too, and nobody finds it afterwards.
+    loop {
+        let exists: i64 = redis::cmd("EXISTS")
+            .arg(&key)
+            .query_async(&mut admin)
+            .await
+            .unwrap();
+        if exists == 0 {
+            break;
+        }
+        assert!(
+            before_login.elapsed() <= LIFETIME + MARGIN,
+            "Redis kept the key"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert!(a.load(&token).await.unwrap().is_none());
+    assert!(b.load(&token).await.unwrap().is_none());
+}
