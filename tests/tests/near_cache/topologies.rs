@@ -9,7 +9,7 @@ use keygate::{RedisOptions, SessionConfig, SessionManager, Token, UserId};
 use keygate_tests::fixtures::{JavaUser, with_test_certificates};
 use keygate_tests::{RedisCluster, RedisSentinel, RedisServer, TlsServer};
 
-use crate::support::{instance_with, make_hit, near, poll_until, shared};
+use crate::support::{instance_with, key_of, make_hit, near, poll_until, shared};
 
 /// Commands counted from `INFO commandstats` that are not the tests' own or the
 /// supervisor's (tracking check, slot map) or the connections' set-up.
@@ -110,16 +110,24 @@ async fn over_mutual_tls() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn on_a_cluster() {
-    let _turn = shared().await;
-    let cluster: Arc<RedisCluster> = tokio::task::spawn_blocking(|| {
+/// The shared cluster, to one test at a time, flushed.
+async fn cluster_turn() -> (tokio::sync::MutexGuard<'static, ()>, Arc<RedisCluster>) {
+    static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let guard = TURN.lock().await;
+    let cluster = tokio::task::spawn_blocking(|| {
         let cluster = RedisCluster::shared();
         cluster.flush();
         cluster
     })
     .await
     .unwrap();
+    (guard, cluster)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_cluster() {
+    let _turn = shared().await;
+    let (_cluster_turn, cluster) = cluster_turn().await;
     let options =
         || RedisOptions::cluster(cluster.urls()).with_command_timeout(Duration::from_secs(2));
     let a = instance_with(options(), java()).await;
@@ -161,4 +169,116 @@ async fn behind_sentinel() {
         parse_commandstats(&info)
     };
     scenario(&a, &b, 5, reset, calls).await;
+}
+
+/// What the cluster holds under `key` (a Java-layout hash).
+fn held_on_cluster(cluster: &RedisCluster, key: &str) -> Option<JavaUser> {
+    let fields: std::collections::HashMap<String, String> =
+        tokio::task::block_in_place(|| cluster.query_key(key, redis::cmd("HGETALL").arg(key)));
+    (!fields.is_empty()).then(|| JavaUser {
+        id: fields["id"].parse().unwrap(),
+        nick_name: fields["nickName"].clone(),
+        icon: fields.get("icon").cloned().unwrap_or_default(),
+    })
+}
+
+/// On a cluster there is one tracking connection per master: killing those of one
+/// master drops the whole cache, and keys changed meanwhile, on every master, are never
+/// served stale once B has noticed; tracking comes back on every master.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_cluster_a_killed_tracking_connection_drops_the_cache() {
+    let _turn = shared().await;
+    let (_cluster_turn, cluster) = cluster_turn().await;
+    let options =
+        || RedisOptions::cluster(cluster.urls()).with_command_timeout(Duration::from_secs(2));
+    let a = instance_with(options(), java()).await;
+    let b = instance_with(options(), java()).await;
+    let mut sessions = Vec::new();
+    for id in 1..=30u64 {
+        let token = a
+            .login(&UserId::from(id), &JavaUser::new(id))
+            .await
+            .unwrap();
+        make_hit(&b, &token).await;
+        sessions.push((id, token));
+    }
+    let settled = crate::support::wait_for(Duration::from_secs(5), || {
+        b.near_cache_stats().unwrap().refreshes >= 30
+    })
+    .await;
+    assert!(settled.is_some(), "{:?}", b.near_cache_stats());
+    let before = b.near_cache_stats().unwrap();
+
+    let master = cluster.masters()[0];
+    let mut conn = redis::Client::open(format!("redis://127.0.0.1:{master}"))
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let list: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let ids: Vec<u64> = list
+        .lines()
+        .filter(|l| {
+            l.split(' ')
+                .any(|f| f.strip_prefix("flags=").is_some_and(|x| x.contains('t')))
+        })
+        .filter_map(|l| {
+            l.split(' ')
+                .find_map(|f| f.strip_prefix("id="))?
+                .parse()
+                .ok()
+        })
+        .collect();
+    assert_eq!(
+        ids.len(),
+        2,
+        "A's and B's tracking connections on {master}: {list}"
+    );
+    for id in ids {
+        let _: () = redis::cmd("CLIENT")
+            .arg("KILL")
+            .arg("ID")
+            .arg(id)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+    for (id, token) in &sessions {
+        let key = key_of(&b, token);
+        let _: i64 = tokio::task::block_in_place(|| {
+            cluster.query_key(
+                &key,
+                redis::cmd("HSET")
+                    .arg(&key)
+                    .arg("nickName")
+                    .arg(format!("changed_{id}")),
+            )
+        });
+    }
+    let flushed = crate::support::wait_for(Duration::from_secs(2), || {
+        b.near_cache_stats().unwrap().flushes > before.flushes
+    })
+    .await;
+    assert!(
+        flushed.is_some(),
+        "B dropped its cache: {:?}",
+        b.near_cache_stats()
+    );
+    for (id, token) in &sessions {
+        let loaded = b.load(token).await.unwrap().map(|s| s.into_data());
+        assert_eq!(
+            loaded,
+            held_on_cluster(&cluster, &key_of(&b, token)),
+            "user {id}"
+        );
+        assert_eq!(loaded.map(|u| u.nick_name), Some(format!("changed_{id}")));
+    }
+    crate::support::wait_tracking(&b).await;
+    for (_, token) in &sessions {
+        make_hit(&b, token).await;
+    }
 }
