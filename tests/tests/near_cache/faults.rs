@@ -434,3 +434,59 @@ async fn blocked(admin: &mut Admin, n: u64) {
     .await;
     assert!(waited.is_some(), "{n} clients never waited on the pause");
 }
+
+/// A network that silently stops delivering (no reset, no close) between B and Redis:
+/// B cannot hear of changes, and nothing tells it so until its periodic check times out.
+/// Measured: how long B keeps serving a session that A logged out meanwhile. It must be
+/// no longer than the check interval plus the command timeout (and a scheduling margin);
+/// after that B answers no data (errors, as Redis is unreachable) until the network is
+/// back, and then the truth.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silently_stalled_network_is_noticed_within_check_plus_timeout() {
+    const CHECK: Duration = Duration::from_millis(50);
+    const TIMEOUT: Duration = Duration::from_millis(200);
+    let _turn = shared().await;
+    let server = RedisServer::start();
+    let proxy = crate::support::FreezableProxy::start(server.port()).await;
+    let config = SessionConfig::node_seed("app").with_near_cache(near(Duration::from_secs(60)));
+    let a = instance(&server, config.clone()).await;
+    let b = crate::support::instance_with(
+        keygate::RedisOptions::new(proxy.url()).with_command_timeout(TIMEOUT),
+        config,
+    )
+    .await;
+    let mut admin = admin(&server).await;
+    let sessions = cached_sessions(&a, &b, 1, 3).await;
+    let before = b.near_cache_stats().unwrap();
+
+    proxy.freeze(true);
+    let (_, token) = &sessions[0];
+    assert!(a.logout(token).await.unwrap());
+    let logged_out = Instant::now();
+    let mut stale = Duration::ZERO;
+    let answered = poll_until(Duration::from_secs(5), async || match b.load(token).await {
+        Ok(Some(_)) => {
+            stale = logged_out.elapsed();
+            false
+        }
+        Ok(None) | Err(_) => true,
+    })
+    .await;
+    assert!(answered.is_some(), "B kept serving the logged-out session");
+    let stats = b.near_cache_stats().unwrap();
+    eprintln!(
+        "near cache faults | stalled network: B served a logged-out session for {stale:?} (check {CHECK:?}, command timeout {TIMEOUT:?}); {stats:?}"
+    );
+    assert!(stats.flushes > before.flushes, "{stats:?}");
+    let bound = CHECK + TIMEOUT + Duration::from_millis(100);
+    assert!(stale <= bound, "stale for {stale:?}, beyond {bound:?}");
+    // No data while the network is down.
+    for (id, token) in &sessions {
+        assert!(!matches!(b.load(token).await, Ok(Some(_))), "user {id}");
+    }
+    proxy.freeze(false);
+    wait_tracking(&b).await;
+    let back = poll_until(Duration::from_secs(5), async || b.load(token).await.is_ok()).await;
+    assert!(back.is_some(), "B's loads work again");
+    check_all(&b, &mut admin, &sessions).await;
+}
