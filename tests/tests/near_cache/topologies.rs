@@ -282,3 +282,119 @@ async fn on_a_cluster_a_killed_tracking_connection_drops_the_cache() {
         make_hit(&b, token).await;
     }
 }
+
+/// Two instances behind Sentinel with five sessions cached on B, then a crash of the
+/// master and the replica's promotion: the setup, A, B, the sessions and the new master's
+/// port. B has dropped its cache by then.
+async fn after_a_sentinel_failover() -> (
+    Arc<RedisSentinel>,
+    SessionManager<JavaUser>,
+    SessionManager<JavaUser>,
+    Vec<(u64, Token)>,
+    u16,
+) {
+    let setup = Arc::new(
+        tokio::task::spawn_blocking(RedisSentinel::start)
+            .await
+            .unwrap(),
+    );
+    let options = || {
+        RedisOptions::sentinel(RedisSentinel::MASTER_NAME, setup.sentinel_urls())
+            .with_command_timeout(Duration::from_secs(1))
+    };
+    let a = instance_with(options(), java()).await;
+    let b = instance_with(options(), java()).await;
+    let mut sessions = Vec::new();
+    for id in 1..=5u64 {
+        let token = a
+            .login(&UserId::from(id), &JavaUser::new(id))
+            .await
+            .unwrap();
+        make_hit(&b, &token).await;
+        sessions.push((id, token));
+    }
+    let settled = crate::support::wait_for(Duration::from_secs(5), || {
+        b.near_cache_stats().unwrap().refreshes >= 5
+    })
+    .await;
+    assert!(settled.is_some());
+    let replicated =
+        keygate_tests::eventually(Duration::from_secs(10), async || setup.replica_caught_up())
+            .await;
+    assert!(replicated, "the replica has the sessions");
+    let before = b.near_cache_stats().unwrap();
+
+    let old = setup.kill_master();
+    let mut promoted = None;
+    let failed_over = keygate_tests::eventually(Duration::from_secs(30), async || {
+        promoted = setup.failover_done(old);
+        promoted.is_some()
+    })
+    .await;
+    assert!(failed_over, "the sentinels promoted the replica");
+    let flushed = b.near_cache_stats().unwrap();
+    assert!(
+        flushed.flushes > before.flushes,
+        "B dropped its cache: {flushed:?}"
+    );
+    (setup, a, b, sessions, promoted.unwrap())
+}
+
+/// Behind Sentinel, a failover moves tracking to the new master once requests come: B
+/// answers no stale data meanwhile (errors while the master is gone), then loads from the
+/// new master, and a change made there from outside reaches B through tracking.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_sentinel_a_failover_moves_tracking() {
+    let _turn = shared().await;
+    let (setup, _a, b, sessions, promoted) = after_a_sentinel_failover().await;
+    let (id, token) = &sessions[0];
+    let key = key_of(&b, token);
+    // Requests arrive: the first ones may fail while the store finds the new master.
+    let back = poll_until(Duration::from_secs(20), async || {
+        b.load(token).await.is_ok_and(|s| s.is_some())
+    })
+    .await;
+    assert!(back.is_some(), "B loads the session from the new master");
+    crate::support::wait_tracking(&b).await;
+    make_hit(&b, token).await;
+    let _: i64 = setup.query(
+        promoted,
+        redis::cmd("HSET").arg(&key).arg("nickName").arg("moved"),
+    );
+    let seen = poll_until(Duration::from_secs(1), async || {
+        b.load(token)
+            .await
+            .unwrap()
+            .is_some_and(|s| s.data().nick_name == "moved")
+    })
+    .await;
+    assert!(
+        seen.is_some(),
+        "user {id}: the change on the new master reached B"
+    );
+    let stats = b.near_cache_stats().unwrap();
+    eprintln!("near cache sentinel failover | B after: {stats:?}");
+    assert!(stats.tracking);
+}
+
+/// Known defect (core, `redis_store/sentinel.rs` + `tracking.rs`): after a failover the
+/// near cache's supervisor takes the master from `SentinelConn::client()`, which returns
+/// the cached client of the old (dead) master until the store's own connection has failed
+/// a command and forgotten it. An instance that gets no request therefore never
+/// re-establishes tracking (checked for 5 s here; it stays off indefinitely); the first
+/// request fails, after which tracking comes back within about a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "known defect: after a Sentinel failover, tracking comes back only once a request has failed on the store's connection (see the doc comment)"]
+async fn behind_sentinel_tracking_comes_back_without_traffic() {
+    let _turn = shared().await;
+    let (_setup, _a, b, _sessions, _promoted) = after_a_sentinel_failover().await;
+    let up = crate::support::wait_for(Duration::from_secs(5), || {
+        b.near_cache_stats().unwrap().tracking
+    })
+    .await;
+    assert!(
+        up.is_some(),
+        "tracking did not come back within 5 s of the failover without a request: {:?}",
+        b.near_cache_stats()
+    );
+}
