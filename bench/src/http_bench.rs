@@ -178,8 +178,7 @@ pub fn run_metrics(options: &Options) -> Result<FrameworkResult> {
 /// The near cache (issue 20) on axum: one hot session, and 10,000 sessions round-robin.
 pub fn run_near_cache(options: &Options) -> Result<(FrameworkResult, FrameworkResult)> {
     let generator = Generator::choose(options.loadgen)?;
-    let log_dir =
-        std::env::temp_dir().join(format!("keygate-bench-near-{}", std::process::id()));
+    let log_dir = std::env::temp_dir().join(format!("keygate-bench-near-{}", std::process::id()));
     std::fs::create_dir_all(&log_dir)?;
     let variants = crate::servers::NEAR_CACHE;
     let hot = run_framework(Framework::Axum, &variants, options, &generator, &log_dir);

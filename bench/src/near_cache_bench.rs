@@ -83,7 +83,10 @@ fn memory() -> Result<Memory> {
             .collect::<std::result::Result<_, _>>()?;
         let before = resident_bytes();
         for token in &tokens {
-            sessions.load(token).await?.ok_or("a planted session did not load")?;
+            sessions
+                .load(token)
+                .await?
+                .ok_or("a planted session did not load")?;
         }
         let after = resident_bytes();
         let stats = sessions.near_cache_stats().ok_or("no near cache")?;

@@ -151,7 +151,10 @@ pub fn svg(r: &NearCacheReport, date: &str) -> String {
         out,
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height:.0}" viewBox="0 0 {WIDTH} {height:.0}" font-family="sans-serif" font-size="12">"#
     );
-    let _ = writeln!(out, r##"<rect width="100%" height="100%" fill="#ffffff"/>"##);
+    let _ = writeln!(
+        out,
+        r##"<rect width="100%" height="100%" fill="#ffffff"/>"##
+    );
     let _ = writeln!(
         out,
         r#"<text x="12" y="24" font-size="16" font-weight="bold">axum GET /me with the session near cache: requests/s (median of {} rounds)</text>"#,

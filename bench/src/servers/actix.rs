@@ -60,10 +60,10 @@ async fn run(spec: ServeSpec) -> Result<()> {
             .await?;
         }
         Variant::LimitedQuota
-            | Variant::LimitedWindow
-            | Variant::KeygateMetrics
-            | Variant::KeygateNear
-            | Variant::KeygateNearSmall => {
+        | Variant::LimitedWindow
+        | Variant::KeygateMetrics
+        | Variant::KeygateNear
+        | Variant::KeygateNearSmall => {
             return Err("axum only".into());
         }
         Variant::Incumbent => {

@@ -44,9 +44,7 @@ pub fn serve(spec: &ServeSpec) -> Result<()> {
             | Variant::LimitedWindow
             | Variant::KeygateMetrics
             | Variant::KeygateNear
-            | Variant::KeygateNearSmall => {
-                Err("axum only".into())
-            }
+            | Variant::KeygateNearSmall => Err("axum only".into()),
             Variant::Incumbent => {
                 // poem's RedisStorage is built on the redis crate 0.32.
                 let client = redis_0_32::Client::open(spec.redis_url.as_str())?;

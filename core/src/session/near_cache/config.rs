@@ -55,7 +55,10 @@ impl NearCache {
     /// How often the tracking connection is checked with `CLIENT TRACKINGINFO` (and the
     /// cluster's slot map or the Sentinel master compared): the longest an outside change
     /// that Redis does not announce (tracking switched off on the connection by something
-    /// else than keygate, a proxy in between) can go unnoticed. Default 1 s.
+    /// else than keygate, a proxy in between) can go unnoticed. A connection that silently
+    /// stops delivering (a network partition, no reset) is noticed when the check's command
+    /// times out: meanwhile hits keep serving what is cached, for up to this interval plus
+    /// the store's command timeout. Default 1 s.
     pub fn with_tracking_check(mut self, every: Duration) -> Self {
         self.tracking_check = every;
         self

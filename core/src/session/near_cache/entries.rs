@@ -18,23 +18,6 @@ const MAX_SHARDS: usize = 16;
 const ENTRY_OVERHEAD: usize = 160;
 /// Bytes a hash field takes beyond its name and value (two `String`s).
 const FIELD_OVERHEAD: usize = 48;
-/// How close to its deadline a key's expiry counts as "at the deadline" (the local clock's
-/// estimates of both are a round trip apart).
-const DEADLINE_SLACK: Duration = Duration::from_millis(50);
-
-impl Entry {
-    /// Whether a use at `now` must refresh the TTL: it would end less than the idle TTL
-    /// after `now`, and before the deadline (a key already expiring at its deadline is
-    /// not extended).
-    fn needs_refresh(&self, now: Instant, idle_ms: u64) -> bool {
-        let idle = Duration::from_millis(self.own_idle_ms.unwrap_or(idle_ms));
-        let short_of_idle = self.expires_at < now + idle;
-        let short_of_deadline = self
-            .deadline_at
-            .is_none_or(|deadline| self.expires_at + DEADLINE_SLACK < deadline);
-        short_of_idle && short_of_deadline
-    }
-}
 
 struct Entry {
     value: StoredValue,
@@ -43,6 +26,8 @@ struct Entry {
     epoch: u64,
     /// When the TTL set in Redis ends at the earliest, by this process's clock.
     expires_at: Instant,
+    /// When the TTL was last set (the command was sent).
+    refreshed_at: Instant,
     /// The absolute deadline, by this process's clock (a little early).
     deadline_at: Option<Instant>,
     /// The session's own idle TTL, when its login chose one.
@@ -121,6 +106,7 @@ pub(super) struct Filled {
 pub(super) struct Entries {
     shards: Box<[Mutex<Shard>]>,
     hasher: RandomState,
+    touch_every: Duration,
 }
 
 fn size_of(key: &str, value: &StoredValue) -> usize {
@@ -134,6 +120,19 @@ fn size_of(key: &str, value: &StoredValue) -> usize {
     ENTRY_OVERHEAD + key.len() + data
 }
 
+/// Whether two reads of a session hold the same data (a hash's fields in any order).
+fn same_data(a: &StoredValue, b: &StoredValue) -> bool {
+    match (a, b) {
+        (StoredValue::Hash(a), StoredValue::Hash(b)) if a != b => {
+            let (mut a, mut b): (Vec<_>, Vec<_>) = (a.iter().collect(), b.iter().collect());
+            a.sort_unstable();
+            b.sort_unstable();
+            a == b
+        }
+        _ => a == b,
+    }
+}
+
 fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
     // A panic while holding a shard cannot leave it half-updated in a way that serves
     // wrong data: every update removes before it inserts.
@@ -141,12 +140,17 @@ fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
 }
 
 impl Entries {
-    pub(super) fn new(max_entries: usize, max_bytes: usize) -> Self {
+    pub(super) fn new(max_entries: usize, max_bytes: usize, touch_every: Duration) -> Self {
         let count = MAX_SHARDS.min(max_entries).max(1);
-        Self::with_shards(count, max_entries, max_bytes)
+        Self::with_shards(count, max_entries, max_bytes, touch_every)
     }
 
-    fn with_shards(count: usize, max_entries: usize, max_bytes: usize) -> Self {
+    fn with_shards(
+        count: usize,
+        max_entries: usize,
+        max_bytes: usize,
+        touch_every: Duration,
+    ) -> Self {
         let shards = (0..count)
             .map(|i| {
                 // Split the bounds exactly: the shards' sum is the configured bound.
@@ -163,6 +167,7 @@ impl Entries {
         Self {
             shards,
             hasher: RandomState::new(),
+            touch_every,
         }
     }
 
@@ -172,11 +177,9 @@ impl Entries {
         &self.shards[index]
     }
 
-    /// Looks `key` up for a load in `epoch` at `now`. A hit gets `refresh: true` when the
-    /// TTL known locally ends less than the idle TTL (`idle_ms`, or the session's own)
-    /// after `now`, and until that refresh is done no other hit does. A refresh sets the
-    /// idle TTL plus the touch interval, so it is due again a touch interval later.
-    pub(super) fn lookup(&self, key: &str, now: Instant, epoch: u64, idle_ms: u64) -> Lookup {
+    /// Looks `key` up for a load in `epoch` at `now`. At most one hit per `touch_every`
+    /// gets `refresh: true`, and until that refresh is done no other does.
+    pub(super) fn lookup(&self, key: &str, now: Instant, epoch: u64) -> Lookup {
         let mut shard = lock(self.shard(key));
         let usable = match shard.entries.get_mut(key) {
             None => return Lookup::Miss,
@@ -185,7 +188,8 @@ impl Entries {
                     && now < entry.expires_at
                     && entry.deadline_at.is_none_or(|deadline| now < deadline) =>
             {
-                let refresh = !entry.refreshing && entry.needs_refresh(now, idle_ms);
+                let refresh = !entry.refreshing
+                    && now.saturating_duration_since(entry.refreshed_at) >= self.touch_every;
                 entry.refreshing |= refresh;
                 Some((entry.value.clone(), refresh))
             }
@@ -220,14 +224,13 @@ impl Entries {
 
     /// Ends a fill: with what Redis answered (the data and its expiry), cached if nothing
     /// invalidated the key since the fill began and `epoch` is still the ticket's; without
-    /// (the key is gone, or the fill failed), the entry is dropped. An entry whose fill did
-    /// not reset the TTL is cached with its refresh due (`Filled::refresh`).
+    /// (the key is gone, or the fill failed), the entry is dropped. An entry whose TTL left
+    /// does not cover the idle TTL is cached with its refresh due (`Filled::refresh`).
     pub(super) fn finish_fill(
         &self,
         ticket: FillTicket,
         found: Option<(StoredValue, FillExpiry)>,
         epoch: u64,
-        idle_ms: u64,
     ) -> Filled {
         let mut shard = lock(self.shard(&ticket.key));
         let invalidated = match shard.pending.get_mut(&ticket.key) {
@@ -253,22 +256,29 @@ impl Entries {
         if invalidated || epoch != ticket.epoch {
             return not_cached;
         }
+        // As if refreshed when the TTL left was set in full; a refresh is due now when the
+        // TTL does not cover the idle TTL (or the process is younger than that).
+        let due_since = expiry
+            .since_refresh_ms
+            .and_then(|ms| ticket.sent.checked_sub(Duration::from_millis(ms)));
+        let refresh = due_since.is_none();
         let bytes = size_of(&ticket.key, &value);
-        let mut entry = Entry {
-            value,
-            epoch,
-            expires_at: ticket.sent + Duration::from_millis(expiry.ttl_ms),
-            deadline_at: expiry
-                .deadline_ms
-                .map(|ms| ticket.sent + Duration::from_millis(ms)),
-            own_idle_ms: expiry.own_idle_ms,
-            refreshing: false,
-            bytes,
-        };
-        let refresh = entry.needs_refresh(ticket.sent, idle_ms);
-        entry.refreshing = refresh;
         shard.bytes += bytes;
-        shard.entries.push(ticket.key, entry);
+        shard.entries.push(
+            ticket.key,
+            Entry {
+                value,
+                epoch,
+                expires_at: ticket.sent + Duration::from_millis(expiry.ttl_ms),
+                refreshed_at: due_since.unwrap_or(ticket.sent),
+                deadline_at: expiry
+                    .deadline_ms
+                    .map(|ms| ticket.sent + Duration::from_millis(ms)),
+                own_idle_ms: expiry.own_idle_ms,
+                refreshing: refresh,
+                bytes,
+            },
+        );
         let evicted = shard.shrink();
         Filled {
             cached: true,
@@ -313,13 +323,29 @@ impl Entries {
         ttl
     }
 
-    /// A refresh sent at `sent` set `key`'s TTL to `ttl_ms`.
-    pub(super) fn refreshed(&self, key: &str, epoch: u64, sent: Instant, ttl_ms: u64) {
+    /// A refresh sent at `sent` set `key`'s TTL to `ttl_ms`, and read back `held`: the
+    /// entry takes the new TTL if it holds the same data, and is dropped otherwise (it
+    /// missed a change). Whether an entry of `epoch` is still there.
+    pub(super) fn refreshed(
+        &self,
+        key: &str,
+        epoch: u64,
+        sent: Instant,
+        ttl_ms: u64,
+        held: &StoredValue,
+    ) -> bool {
         let mut shard = lock(self.shard(key));
-        if let Some(entry) = shard.entries.peek_mut(key).filter(|e| e.epoch == epoch) {
-            entry.expires_at = sent + Duration::from_millis(ttl_ms);
-            entry.refreshing = false;
+        let Some(entry) = shard.entries.peek_mut(key).filter(|e| e.epoch == epoch) else {
+            return false;
+        };
+        if !same_data(&entry.value, held) {
+            shard.remove(key);
+            return false;
         }
+        entry.expires_at = sent + Duration::from_millis(ttl_ms);
+        entry.refreshed_at = sent;
+        entry.refreshing = false;
+        true
     }
 
     /// Drops `key` and spoils the fills of it in flight; whether an entry was dropped.
@@ -360,23 +386,22 @@ mod tests {
         StoredValue::Json(s.to_owned())
     }
 
-    const IDLE: u64 = 30_000;
-
     fn touched(ttl_ms: u64) -> FillExpiry {
         FillExpiry {
             ttl_ms,
             deadline_ms: None,
             own_idle_ms: None,
+            since_refresh_ms: Some(0),
         }
     }
 
     fn fill(entries: &Entries, key: &str, value: &str, epoch: u64) -> Filled {
         let ticket = entries.begin_fill(key, epoch);
-        entries.finish_fill(ticket, Some((json(value), touched(60_000))), epoch, IDLE)
+        entries.finish_fill(ticket, Some((json(value), touched(60_000))), epoch)
     }
 
     fn hit(entries: &Entries, key: &str, epoch: u64) -> Option<String> {
-        match entries.lookup(key, Instant::now(), epoch, IDLE) {
+        match entries.lookup(key, Instant::now(), epoch) {
             Lookup::Hit {
                 value: StoredValue::Json(text),
                 ..
@@ -387,10 +412,10 @@ mod tests {
 
     #[test]
     fn an_invalidation_during_a_fill_keeps_the_fill_out() {
-        let entries = Entries::new(100, 1 << 20);
+        let entries = Entries::new(100, 1 << 20, Duration::from_secs(60));
         let ticket = entries.begin_fill("k", 1);
         assert!(!entries.invalidate("k"));
-        let done = entries.finish_fill(ticket, Some((json("old"), touched(60_000))), 1, IDLE);
+        let done = entries.finish_fill(ticket, Some((json("old"), touched(60_000))), 1);
         assert!(!done.cached);
         assert_eq!(hit(&entries, "k", 1), None);
         // The next fill, begun after the invalidation, is kept.
@@ -400,12 +425,12 @@ mod tests {
 
     #[test]
     fn a_clear_spoils_fills_in_flight_and_other_epochs_miss() {
-        let entries = Entries::new(100, 1 << 20);
+        let entries = Entries::new(100, 1 << 20, Duration::from_secs(60));
         let ticket = entries.begin_fill("a", 1);
         entries.clear();
         assert!(
             !entries
-                .finish_fill(ticket, Some((json("x"), touched(60_000))), 1, IDLE)
+                .finish_fill(ticket, Some((json("x"), touched(60_000))), 1)
                 .cached
         );
         assert!(fill(&entries, "b", "y", 1).cached);
@@ -418,34 +443,32 @@ mod tests {
         let ticket = entries.begin_fill("c", 2);
         assert!(
             !entries
-                .finish_fill(ticket, Some((json("z"), touched(60_000))), 3, IDLE)
+                .finish_fill(ticket, Some((json("z"), touched(60_000))), 3)
                 .cached
         );
     }
 
     #[test]
     fn entries_past_their_ttl_miss() {
-        let entries = Entries::new(100, 1 << 20);
+        let entries = Entries::new(100, 1 << 20, Duration::from_secs(60));
         let ticket = entries.begin_fill("k", 1);
-        entries.finish_fill(ticket, Some((json("v"), touched(1))), 1, IDLE);
+        entries.finish_fill(ticket, Some((json("v"), touched(1))), 1);
         let later = Instant::now() + Duration::from_millis(5);
-        assert!(matches!(entries.lookup("k", later, 1, IDLE), Lookup::Miss));
+        assert!(matches!(entries.lookup("k", later, 1), Lookup::Miss));
     }
 
     #[test]
     fn refreshes_respect_own_idle_and_the_deadline() {
-        let entries = Entries::new(100, 1 << 20);
+        let entries = Entries::new(100, 1 << 20, Duration::from_secs(60));
         let ticket = entries.begin_fill("k", 1);
         let expiry = FillExpiry {
             ttl_ms: 1_000,
             deadline_ms: Some(5_000),
             own_idle_ms: Some(2_000),
+            since_refresh_ms: None,
         };
-        let filled = entries.finish_fill(ticket, Some((json("v"), expiry)), 1, IDLE);
-        assert!(
-            filled.cached && filled.refresh,
-            "1 s left of an own idle TTL of 2 s"
-        );
+        let filled = entries.finish_fill(ticket, Some((json("v"), expiry)), 1);
+        assert!(filled.cached && filled.refresh);
         let now = Instant::now();
         assert_eq!(entries.refresh_ttl("k", 1, 1_000, 500, now), Some(2_500));
         let late = now + Duration::from_millis(4_000);
@@ -461,46 +484,77 @@ mod tests {
     }
 
     #[test]
-    fn a_fill_with_enough_ttl_writes_nothing_and_a_key_at_its_deadline_is_not_extended() {
-        let entries = Entries::new(100, 1 << 20);
-        let filled = fill(&entries, "k", "v", 1);
-        assert!(
-            filled.cached && !filled.refresh,
-            "60 s left, idle 30 s: no refresh"
-        );
-        let ticket = entries.begin_fill("d", 1);
-        let at_deadline = FillExpiry {
-            ttl_ms: 1_000,
-            deadline_ms: Some(1_000),
+    fn a_fill_whose_ttl_covers_idle_is_refreshed_when_a_refresh_would_have_been() {
+        let entries = Entries::new(100, 1 << 20, Duration::from_millis(100));
+        let ticket = entries.begin_fill("k", 1);
+        let sent = ticket.sent;
+        // Set in full (idle + slack) 30 ms before the fill: due 70 ms after it.
+        let expiry = FillExpiry {
+            ttl_ms: 1_070,
+            deadline_ms: None,
             own_idle_ms: None,
+            since_refresh_ms: Some(30),
         };
-        let filled = entries.finish_fill(ticket, Some((json("v"), at_deadline)), 1, IDLE);
-        assert!(
-            filled.cached && !filled.refresh,
-            "expires at its deadline already"
-        );
+        let filled = entries.finish_fill(ticket, Some((json("v"), expiry)), 1);
+        assert!(filled.cached && !filled.refresh);
+        let early = sent + Duration::from_millis(60);
+        assert!(matches!(
+            entries.lookup("k", early, 1),
+            Lookup::Hit { refresh: false, .. }
+        ));
+        let due = sent + Duration::from_millis(75);
+        assert!(matches!(
+            entries.lookup("k", due, 1),
+            Lookup::Hit { refresh: true, .. }
+        ));
     }
 
     #[test]
-    fn a_hit_refreshes_once_the_ttl_no_longer_covers_the_idle_time() {
-        let entries = Entries::new(100, 1 << 20);
+    fn a_refresh_that_reads_other_data_drops_the_entry() {
+        let entries = Entries::new(100, 1 << 20, Duration::from_secs(60));
+        fill(&entries, "k", "old", 1);
+        let now = Instant::now();
+        assert!(entries.refreshed("k", 1, now, 60_000, &json("old")));
+        assert_eq!(hit(&entries, "k", 1).as_deref(), Some("old"));
+        assert!(!entries.refreshed("k", 1, now, 60_000, &json("new")));
+        assert_eq!(hit(&entries, "k", 1), None);
+        let pairs = |p: &[(&str, &str)]| {
+            StoredValue::Hash(
+                p.iter()
+                    .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+                    .collect(),
+            )
+        };
+        assert!(same_data(
+            &pairs(&[("a", "1"), ("b", "2")]),
+            &pairs(&[("b", "2"), ("a", "1")])
+        ));
+        assert!(!same_data(&pairs(&[("a", "1")]), &pairs(&[("a", "2")])));
+    }
+
+    #[test]
+    fn one_refresh_per_touch_interval() {
+        let entries = Entries::new(100, 1 << 20, Duration::from_millis(10));
         fill(&entries, "k", "v", 1);
         let now = Instant::now();
-        let hit = |at: Instant| match entries.lookup("k", at, 1, IDLE) {
-            Lookup::Hit { refresh, .. } => Some(refresh),
-            Lookup::Miss => None,
-        };
-        assert_eq!(hit(now), Some(false), "60 s left");
-        let due = now + Duration::from_millis(31_000);
-        assert_eq!(hit(due), Some(true), "29 s left of an idle TTL of 30 s");
-        assert_eq!(hit(due), Some(false), "one refresh at a time");
-        entries.refreshed("k", 1, due, 40_000);
-        assert_eq!(hit(due), Some(false), "refreshed");
+        assert!(matches!(
+            entries.lookup("k", now, 1),
+            Lookup::Hit { refresh: false, .. }
+        ));
+        let due = now + Duration::from_millis(20);
+        assert!(matches!(
+            entries.lookup("k", due, 1),
+            Lookup::Hit { refresh: true, .. }
+        ));
+        assert!(matches!(
+            entries.lookup("k", due, 1),
+            Lookup::Hit { refresh: false, .. }
+        ));
     }
 
     #[test]
     fn bounded_by_count_and_bytes_least_recently_used_first() {
-        let entries = Entries::new(3, 1 << 20);
+        let entries = Entries::new(3, 1 << 20, Duration::from_secs(60));
         for key in ["a", "b", "c", "d", "e"] {
             fill(&entries, key, "v", 1);
         }
@@ -508,7 +562,7 @@ mod tests {
         let (count, _) = entries.size();
         assert!((1..=3).contains(&count), "{count}");
         let big = "x".repeat(4000);
-        let small = Entries::new(1000, 3 * (ENTRY_OVERHEAD + 4001));
+        let small = Entries::new(1000, 3 * (ENTRY_OVERHEAD + 4001), Duration::from_secs(60));
         for key in ["a", "b", "c", "d", "e", "f", "g"] {
             fill(&small, key, &big, 1);
         }
@@ -516,7 +570,7 @@ mod tests {
         assert!(bytes <= 3 * (ENTRY_OVERHEAD + 4001), "{bytes}");
         assert!(count <= 3, "{count}");
         // One shard: the least recently used goes first.
-        let one = Entries::with_shards(1, 2, 1 << 20);
+        let one = Entries::with_shards(1, 2, 1 << 20, Duration::from_secs(60));
         fill(&one, "a", "1", 1);
         fill(&one, "b", "2", 1);
         assert!(hit(&one, "a", 1).is_some());

@@ -10,22 +10,25 @@
 //!   process's tracking connection was up and that connection has not been interrupted
 //!   since, and when the entry is within the TTL it has in Redis as known locally (which
 //!   also caps it at the session's absolute deadline). Otherwise the load is a miss: one
-//!   round trip on the tracking connection that only reads (the data and its `PTTL`, and
-//!   with a companion key the companion's `PTTL` and value, judged as without the cache),
-//!   and the answer is cached.
-//! - **The idle TTL is still refreshed while the session is used**: whenever a use finds
-//!   that the TTL known locally would end less than the idle TTL after it, a refresh sets
-//!   the idle TTL **plus `touch_every`** (capped at the absolute deadline), in the
-//!   background; refreshes that fall due together go out together, one `PEXPIRE`
-//!   pipeline per node. So each process refreshes a session at most once per
-//!   `touch_every`, and a session ends between `idle` and `idle + touch_every` after its
-//!   last use on any instance, **never before `idle`**, with one exception: a session
-//!   found with less than a millisecond or so left, whose refresh arrives after Redis
-//!   expired it (the request that found it is served; the next one is a 401, where without
-//!   the cache it would have revived it). A refresh that finds the key gone evicts the
-//!   entry: the next request is a 401. A fill writes nothing, so two instances serving one
-//!   session in turn do not invalidate each other's copies, except once per
-//!   `touch_every` when each refreshes.
+//!   round trip, as without the cache, of reads only (the data and its `PTTL`, with a
+//!   companion key its `PTTL` and value), sent on the tracking connection, and the answer
+//!   is cached. A miss never writes: every write is announced to the other instances and
+//!   drops their entry, so two instances serving one session in turn would otherwise
+//!   keep dropping each other's.
+//! - **The idle TTL is still refreshed while the session is used**, at most once per
+//!   `touch_every` per session per process, and only once the TTL left in Redis no
+//!   longer covers the idle TTL from the session's last use, in the background:
+//!   refreshes that fall due
+//!   together go out together, pipelined on the tracking connection. Every TTL the cache
+//!   sets is the idle TTL **plus `touch_every`** (capped at the absolute deadline), so a
+//!   session ends between `idle` and `idle + touch_every` after its last use on any
+//!   instance (plus the few milliseconds a due refresh waits to be sent), **never before
+//!   `idle`**, with one exception: a session found by a miss with a millisecond or so
+//!   left, whose refresh reaches Redis after it expired (the request that found it is
+//!   served; the next is a 401, where without the cache it would have been kept). A refresh that finds the key gone evicts the entry: the next request is a
+//!   401. Each refresh reads the data back, and drops the entry if it differs: Redis does
+//!   not announce to a connection a change that it ran in the same turn of its event
+//!   loop just before that connection's own write to the key (`NOLOOP` below).
 //! - **Any change to the key by anyone invalidates the entry**: a logout,
 //!   logout-everywhere, update or rotation on any instance, expiry, eviction, another
 //!   service on the same Redis (a Node or Spring service, `redis-cli`). Redis pushes the

@@ -1,9 +1,12 @@
-//! The near cache's Redis commands, sent on a tracking connection. A fill only reads (the
-//! data and the TTLs, one pipeline): a write would tell every other instance to drop its
-//! copy, so writes are left to the refresh, which runs only when the TTL no longer covers
-//! the idle time. No scripts: Redis (7.0 at least) announces the keys a connection's own
-//! scripts change to that connection, `NOLOOP` notwithstanding.
+//! The near cache's Redis commands, sent on a tracking connection. No scripts: Redis (7.0
+//! at least) announces the keys a connection's own scripts change to that connection,
+//! `NOLOOP` notwithstanding, so a fill by script would invalidate itself. A fill is a
+//! pipeline of reads and never writes: every write under the prefix is announced to every
+//! other instance and drops their entry, so fills that wrote (a `GETEX`) would make two
+//! instances serving one session in turn drop each other's entry on every load. A refresh
+//! is a pipeline of `PEXPIRE`s, sent only when the TTL no longer covers the idle TTL.
 
+use crate::codec::StoredValue;
 use crate::config::Codec;
 use crate::error::{BackendError, Result};
 use crate::redis_store::{RedisStore, is_wrong_type};
@@ -13,22 +16,29 @@ use crate::session::store::{Fetched, SessionKeyRef};
 /// What a fill learned about the session's expiry, besides its data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct FillExpiry {
-    /// Time left on the session key (0 when it has no expiry: refresh at once).
+    /// Time left on the session key as the fill leaves it.
     pub ttl_ms: u64,
     /// Time left to the absolute deadline, if any.
     pub deadline_ms: Option<u64>,
     /// The session's own idle TTL, when its login chose one.
     pub own_idle_ms: Option<u64>,
+    /// When the TTL left still covers the idle TTL from now: how long ago a refresh would
+    /// have set it (idle TTL plus slack, less the TTL left), so that the next refresh falls
+    /// due when it would have. `None`: a refresh is due now.
+    pub since_refresh_ms: Option<u64>,
 }
 
 impl RedisStore {
-    /// Reads a session for the cache in one round trip: the data, its `PTTL`, and with a
-    /// companion key the companion's `PTTL` and value, judged as the touch script judges
-    /// them. Writes nothing.
+    /// Reads a session for the cache in one round trip, without writing: the data, its
+    /// `PTTL`, and with a companion key its `PTTL` and value, judged as the touch script
+    /// judges them. Whether the TTL left covers the idle TTL (`idle_ms`, or the session's
+    /// own) from now decides when the refresh falls due (see [`FillExpiry`]).
     pub(super) async fn near_fill(
         &self,
         keys: SessionKeyRef<'_>,
         codec: Codec,
+        idle_ms: u64,
+        slack_ms: u64,
     ) -> Result<(Fetched, Option<FillExpiry>)> {
         let mut conn = self.conn();
         let mut pipe = redis::pipe();
@@ -44,7 +54,13 @@ impl RedisStore {
             .bounded(pipe.query_async::<Vec<redis::Value>>(&mut conn))
             .await;
         match reply {
-            Ok(replies) => judge(keys, codec, replies),
+            Ok(replies) => {
+                let (fetched, expiry) = judge(keys, codec, replies)?;
+                Ok((
+                    fetched,
+                    expiry.map(|e| e.with_refresh_due(idle_ms, slack_ms)),
+                ))
+            }
             Err(crate::Error::Backend(BackendError::Redis(e))) if is_wrong_type(&e) => Ok((
                 Fetched::Corrupt("session key holds another Redis type".into()),
                 None,
@@ -101,19 +117,75 @@ fn judge(
         ttl_ms: key_ttl.unwrap_or(0),
         deadline_ms,
         own_idle_ms,
+        since_refresh_ms: None,
     };
     Ok((Fetched::Found(value), Some(expiry)))
 }
 
+impl FillExpiry {
+    /// Sets [`since_refresh_ms`](Self::since_refresh_ms): a refresh is due now unless the
+    /// TTL left reaches the idle TTL (or the deadline, when that comes first).
+    fn with_refresh_due(mut self, idle_ms: u64, slack_ms: u64) -> Self {
+        let idle = self.own_idle_ms.unwrap_or(idle_ms);
+        let needed = self.deadline_ms.map_or(idle, |left| idle.min(left));
+        self.since_refresh_ms = (self.ttl_ms >= needed)
+            .then(|| idle.saturating_add(slack_ms).saturating_sub(self.ttl_ms));
+        self
+    }
+}
+
+/// One key of a refresh: the key, the TTL to set (ms) and the layout to read it back in.
+pub(super) type RefreshKey<'a> = (&'a str, u64, Codec);
+
 impl RedisStore {
-    /// Sets each key's TTL if it still exists, in one pipeline on this (one node's)
-    /// connection; whether each key existed.
-    pub(super) async fn near_refresh(&self, keys: &[(&str, u64)]) -> Result<Vec<bool>> {
+    /// Sets each key's TTL if it still exists and reads its data right after, in one
+    /// pipeline on this (one node's) connection: what each key holds, `None` where it is
+    /// gone (or holds something that is not a session of its layout).
+    ///
+    /// The read keeps the entry honest. Redis remembers one writer per key per turn of its
+    /// event loop, the last, and leaves that connection out when it announces the key
+    /// (`NOLOOP`): a change by someone else that Redis runs in the same turn just before
+    /// this `PEXPIRE` is announced to everyone but this connection. The read, which Redis
+    /// runs right after the `PEXPIRE`, sees it; a change after it is announced.
+    pub(super) async fn near_refresh(
+        &self,
+        keys: &[RefreshKey<'_>],
+    ) -> Result<Vec<Option<StoredValue>>> {
         let mut pipe = redis::pipe();
-        for (key, ttl_ms) in keys {
+        pipe.ignore_errors();
+        for (key, ttl_ms, codec) in keys {
             pipe.cmd("PEXPIRE").arg(*key).arg(*ttl_ms);
+            match codec {
+                Codec::Json => pipe.cmd("GET").arg(*key),
+                Codec::Hash => pipe.cmd("HGETALL").arg(*key),
+            };
         }
         let mut conn = self.conn();
-        self.bounded(pipe.query_async(&mut conn)).await
+        let replies: Vec<redis::Value> = self.bounded(pipe.query_async(&mut conn)).await?;
+        let mut replies = replies.into_iter();
+        let mut held = Vec::with_capacity(keys.len());
+        for (_, _, codec) in keys {
+            let (Some(existed), Some(data)) = (replies.next(), replies.next()) else {
+                return Err(BackendError::Protocol("missing reply to a refresh").into());
+            };
+            let fetched = match (existed, codec, data) {
+                (redis::Value::Int(1), Codec::Json, redis::Value::BulkString(bytes)) => {
+                    json_fetched(Some(bytes))
+                }
+                (redis::Value::Int(1), Codec::Hash, data @ redis::Value::Array(_))
+                | (redis::Value::Int(1), Codec::Hash, data @ redis::Value::Map(_)) => {
+                    match redis::from_redis_value::<Vec<(Vec<u8>, Vec<u8>)>>(data) {
+                        Ok(pairs) => hash_fetched(pairs),
+                        Err(_) => Fetched::Missing,
+                    }
+                }
+                _ => Fetched::Missing,
+            };
+            held.push(match fetched {
+                Fetched::Found(value) => Some(value),
+                _ => None,
+            });
+        }
+        Ok(held)
     }
 }

@@ -9,6 +9,7 @@ use redis::{PushInfo, PushKind, Value};
 use tokio::sync::{Notify, mpsc};
 
 use super::entries::{Entries, Lookup};
+use super::redis::RefreshKey;
 use super::{NearCache, NearCacheStats};
 use crate::config::{Codec, millis};
 use crate::error::{BackendError, Error, Result};
@@ -24,6 +25,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// A TTL refresh a hit made due.
 struct RefreshJob {
     key: String,
+    codec: Codec,
     idle_ms: u64,
 }
 
@@ -63,7 +65,11 @@ pub(crate) struct NearCacheRuntime {
 impl NearCacheRuntime {
     pub(crate) fn new(settings: NearCache, prefix: &str, backend: RedisStore) -> Arc<Self> {
         let runtime = Arc::new(Self {
-            entries: Entries::new(settings.max_entries(), settings.max_bytes()),
+            entries: Entries::new(
+                settings.max_entries(),
+                settings.max_bytes(),
+                settings.touch_every(),
+            ),
             settings,
             prefix: prefix.to_owned(),
             backend,
@@ -121,12 +127,11 @@ impl NearCacheRuntime {
             return None;
         }
         if let Lookup::Hit { value, refresh } =
-            self.entries
-                .lookup(keys.session, Instant::now(), epoch, idle_ms)
+            self.entries.lookup(keys.session, Instant::now(), epoch)
         {
             self.counters.hits.fetch_add(1, Ordering::Relaxed);
             if refresh {
-                self.queue_refresh(keys.session, idle_ms);
+                self.queue_refresh(keys.session, codec, idle_ms);
             }
             return Some(Ok(Fetched::Found(value)));
         }
@@ -141,8 +146,8 @@ impl NearCacheRuntime {
     }
 
     /// Reads the session on the tracking connection of its node and caches it unless
-    /// something invalidated it meanwhile; when its TTL no longer covers the idle time, the
-    /// refresh is queued. An error loses tracking (the connection is suspect).
+    /// something invalidated it meanwhile; a fill whose TTL left does not cover the idle
+    /// TTL queues the refresh. An error loses tracking (the connection is suspect).
     async fn fill(
         &self,
         tracked: &Tracked,
@@ -158,27 +163,27 @@ impl NearCacheRuntime {
             return Err(BackendError::Protocol("no tracking connection for the key").into());
         };
         let ticket = self.entries.begin_fill(keys.session, tracked.epoch);
-        let result = store.near_fill(keys, codec).await;
+        let result = store.near_fill(keys, codec, idle_ms, self.slack_ms()).await;
         let epoch = self.live_epoch();
         match result {
             Ok((Fetched::Found(value), Some(expiry))) => {
-                let filled =
-                    self.entries
-                        .finish_fill(ticket, Some((value.clone(), expiry)), epoch, idle_ms);
+                let filled = self
+                    .entries
+                    .finish_fill(ticket, Some((value.clone(), expiry)), epoch);
                 self.counters
                     .evictions
                     .fetch_add(filled.evicted, Ordering::Relaxed);
                 if filled.refresh {
-                    self.queue_refresh(keys.session, idle_ms);
+                    self.queue_refresh(keys.session, codec, idle_ms);
                 }
                 Ok(Fetched::Found(value))
             }
             Ok((fetched, _)) => {
-                self.entries.finish_fill(ticket, None, epoch, idle_ms);
+                self.entries.finish_fill(ticket, None, epoch);
                 Ok(fetched)
             }
             Err(error) => {
-                self.entries.finish_fill(ticket, None, epoch, idle_ms);
+                self.entries.finish_fill(ticket, None, epoch);
                 self.lose_tracking(tracked.epoch, "a command on the tracking connection failed");
                 Err(error)
             }
@@ -189,9 +194,10 @@ impl NearCacheRuntime {
         millis(self.settings.touch_every())
     }
 
-    fn queue_refresh(&self, key: &str, idle_ms: u64) {
+    fn queue_refresh(&self, key: &str, codec: Codec, idle_ms: u64) {
         let job = RefreshJob {
             key: key.to_owned(),
+            codec,
             idle_ms,
         };
         let sent = self
@@ -206,8 +212,9 @@ impl NearCacheRuntime {
         }
     }
 
-    /// Sends a batch of refreshes: one `PEXPIRE` pipeline per node. A key found gone is
-    /// dropped (the next load asks Redis, which says the same); a failure loses tracking.
+    /// Sends a batch of refreshes: one pipeline per node, each key's `PEXPIRE` followed by
+    /// a read of its data. A key found gone, or holding other data than the entry, is
+    /// dropped (the next load asks Redis); a failure loses tracking.
     async fn refresh(&self, batch: &[RefreshJob]) {
         let epoch = self.live_epoch();
         let Some(tracked) = self.current().filter(|t| t.epoch == epoch && epoch != 0) else {
@@ -217,7 +224,7 @@ impl NearCacheRuntime {
             return;
         };
         let now = Instant::now();
-        let mut per_node: Vec<(usize, Vec<(&str, u64)>)> = Vec::new();
+        let mut per_node: Vec<(usize, Vec<RefreshKey<'_>>)> = Vec::new();
         for job in batch {
             let Some(ttl) =
                 self.entries
@@ -230,8 +237,8 @@ impl NearCacheRuntime {
                 continue;
             };
             match per_node.iter_mut().find(|(n, _)| *n == node) {
-                Some((_, keys)) => keys.push((job.key.as_str(), ttl)),
-                None => per_node.push((node, vec![(job.key.as_str(), ttl)])),
+                Some((_, keys)) => keys.push((job.key.as_str(), ttl, job.codec)),
+                None => per_node.push((node, vec![(job.key.as_str(), ttl, job.codec)])),
             }
         }
         let sends = per_node.iter().filter_map(|(node, keys)| {
@@ -243,11 +250,12 @@ impl NearCacheRuntime {
                 .refreshes
                 .fetch_add(keys.len() as u64, Ordering::Relaxed);
             match outcome {
-                Ok(existed) => {
-                    for ((key, ttl), existed) in keys.iter().zip(existed) {
-                        if existed {
-                            self.entries.refreshed(key, epoch, now, *ttl);
-                        } else {
+                Ok(held) => {
+                    for ((key, ttl, _), held) in keys.iter().zip(held) {
+                        let kept = held.is_some_and(|value| {
+                            self.entries.refreshed(key, epoch, now, *ttl, &value)
+                        });
+                        if !kept {
                             self.invalidate(key);
                         }
                     }
