@@ -278,6 +278,30 @@ impl SentinelConn {
         result
     }
 
+    /// A client for the master the sentinels name now, not the cached one: the near
+    /// cache's tracking follows a failover even while no request fails on the old master.
+    /// When it differs from the cached master, the cached connection is dropped too.
+    pub(crate) async fn client_now(&self) -> RedisResult<redis::Client> {
+        let client = {
+            let mut lookup = self.inner.lookup.lock().await;
+            match tokio::time::timeout(
+                self.inner.connect_timeout,
+                lookup.sentinel.async_get_client(),
+            )
+            .await
+            {
+                Ok(found) => found?,
+                Err(_) => return Err(lookup_error("timed out looking up the master")),
+            }
+        };
+        if let Some(current) = self.cached()
+            && current.client.get_connection_info().addr() != client.get_connection_info().addr()
+        {
+            self.forget(current.generation);
+        }
+        Ok(client)
+    }
+
     /// A client for the current master, for dedicated connections.
     pub(crate) async fn client(&self) -> RedisResult<redis::Client> {
         Ok(self.current().await?.client)

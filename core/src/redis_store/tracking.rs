@@ -195,7 +195,7 @@ impl RedisStore {
             Dedicated::Single(client) => targets.push(resp3(client.get_connection_info(), None)),
             #[cfg(feature = "sentinel")]
             Dedicated::Sentinel(sentinel) => {
-                let client = self.bounded(sentinel.client()).await?;
+                let client = self.bounded(sentinel.client_now()).await?;
                 targets.push(resp3(client.get_connection_info(), None));
             }
             #[cfg(feature = "cluster")]

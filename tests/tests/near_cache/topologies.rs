@@ -377,14 +377,11 @@ async fn behind_sentinel_a_failover_moves_tracking() {
     assert!(stats.tracking);
 }
 
-/// Known defect (core, `redis_store/sentinel.rs` + `tracking.rs`): after a failover the
-/// near cache's supervisor takes the master from `SentinelConn::client()`, which returns
-/// the cached client of the old (dead) master until the store's own connection has failed
-/// a command and forgotten it. An instance that gets no request therefore never
-/// re-establishes tracking (checked for 5 s here; it stays off indefinitely); the first
-/// request fails, after which tracking comes back within about a second.
+/// After a failover, an instance that gets no request re-establishes tracking on the new
+/// master by itself. It failed while the supervisor took the master from
+/// `SentinelConn::client()`, the cached client of the old (dead) master until the store's
+/// own connection had failed a command; it now asks the sentinels (`client_now`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known defect: after a Sentinel failover, tracking comes back only once a request has failed on the store's connection (see the doc comment)"]
 async fn behind_sentinel_tracking_comes_back_without_traffic() {
     let _turn = shared().await;
     let (_setup, _a, b, _sessions, _promoted) = after_a_sentinel_failover().await;
