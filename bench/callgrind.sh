@@ -2,7 +2,7 @@
 # Instructions per `GET /me` request, counted by callgrind: they do not swing with the
 # machine's load the way requests per second do (issue 20). Each server of keygate-bench
 # runs under `valgrind --tool=callgrind` on a private redis-server; after a warm-up the
-# counters are zeroed, REQUESTS requests are sent on one keep-alive connection (curl), the
+# counters are zeroed, REQUESTS requests are sent on one keep-alive connection, the
 # counters are dumped, and the total is divided by REQUESTS. Background work during the
 # window (the near cache's tracking check, refreshes) is counted in.
 #
@@ -52,20 +52,22 @@ for _ in range(int(sys.argv[2])):
     print(secrets.token_hex(16))
 PY
   while read -r token; do
-    printf 'SET %s_%s %s EX 1800\n' "$1" "$token" "$USER_JSON"
+    printf "SET %s_%s '%s' EX 1800\n" "$1" "$token" "$USER_JSON"
   done < "$WORK/tokens" | redis-cli -p "$REDIS_PORT" > /dev/null
 }
 
-# A curl config sending REQUESTS GET /me on one connection, cycling through tokens.
+# Sends REQUESTS `GET /me` on one keep-alive connection, cycling through the tokens.
 requests() {
-  local port=$1 tokens=$2
-  python3 - "$port" "$REQUESTS" "$tokens" > "$WORK/curl.cfg" <<'PY'
-import sys
-port, n, tokens = sys.argv[1], int(sys.argv[2]), open(sys.argv[3]).read().split()
+  python3 - "$1" "$REQUESTS" "$2" <<'PY'
+import http.client, sys
+port, n, tokens = int(sys.argv[1]), int(sys.argv[2]), open(sys.argv[3]).read().split()
+conn = http.client.HTTPConnection("127.0.0.1", port)
 for i in range(n):
-    print(f'url = "http://127.0.0.1:{port}/me"')
-    print(f'header = "authorization: {tokens[i % len(tokens)]}"')
-    print('output = "/dev/null"')
+    conn.request("GET", "/me", headers={"authorization": tokens[i % len(tokens)]})
+    response = conn.getresponse()
+    response.read()
+    if response.status != 200:
+        sys.exit(f"GET /me answered {response.status}")
 PY
 }
 
@@ -75,7 +77,7 @@ for server in "${SERVERS[@]}"; do
   variant=${server#*:}
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
   out="$WORK/callgrind.$framework.$variant"
-  valgrind --tool=callgrind --callgrind-out-file="$out.%p" \
+  KEYGATE_BENCH_WORKERS=1 valgrind --tool=callgrind --callgrind-out-file="$out.%p" \
     "$BIN" serve "$framework" "$variant" "$port" "$REDIS_URL" 2> "$WORK/valgrind.log" &
   SERVER_PID=$!
   for _ in $(seq 600); do
@@ -88,10 +90,9 @@ for server in "${SERVERS[@]}"; do
   else
     echo "$token" > "$WORK/tokens"
   fi
-  requests "$port" "$WORK/tokens"
-  curl -s -K "$WORK/curl.cfg" > /dev/null   # warm-up: fills, first refreshes
+  requests "$port" "$WORK/tokens"   # warm-up: fills, first refreshes
   callgrind_control -z "$SERVER_PID" > /dev/null 2>&1
-  curl -s -K "$WORK/curl.cfg" > /dev/null
+  requests "$port" "$WORK/tokens"
   callgrind_control -d "$SERVER_PID" > /dev/null 2>&1
   sleep 1
   total=$(cat "$out".* 2>/dev/null | awk '/^summary:/ { s += $2 } /^totals:/ { t += $2 } END { print (t > 0 ? t : s) }')

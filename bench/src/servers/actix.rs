@@ -9,7 +9,7 @@ use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use keygate_actix::{ApiError, Auth, KeygateMiddleware, Sessions};
 use redis::aio::ConnectionManager;
 
-use super::{ServeSpec, Variant, WORKERS, getex_connection, getex_login, getex_me, keygate_gate};
+use super::{ServeSpec, Variant, getex_connection, getex_login, getex_me, keygate_gate};
 use crate::Result;
 use crate::user::{IDLE_SECS, NodeUser};
 
@@ -28,7 +28,7 @@ async fn run(spec: ServeSpec) -> Result<()> {
                     .route("/me", web::get().to(bare_me))
                     .route("/login", web::post().to(bare_login))
             })
-            .workers(WORKERS)
+            .workers(super::workers())
             .bind(addr)?
             .run()
             .await?;
@@ -41,7 +41,7 @@ async fn run(spec: ServeSpec) -> Result<()> {
                     .route("/me", web::get().to(getex_me_route))
                     .route("/login", web::post().to(getex_login_route))
             })
-            .workers(WORKERS)
+            .workers(super::workers())
             .bind(addr)?
             .run()
             .await?;
@@ -54,7 +54,7 @@ async fn run(spec: ServeSpec) -> Result<()> {
                     .route("/me", web::get().to(keygate_me))
                     .route("/login", web::post().to(keygate_login))
             })
-            .workers(WORKERS)
+            .workers(super::workers())
             .bind(addr)?
             .run()
             .await?;
@@ -86,7 +86,7 @@ async fn run(spec: ServeSpec) -> Result<()> {
                     .route("/me", web::get().to(actix_me))
                     .route("/login", web::post().to(actix_login))
             })
-            .workers(WORKERS)
+            .workers(super::workers())
             .bind(addr)?
             .run()
             .await?;

@@ -282,12 +282,28 @@ pub fn serve(spec: &ServeSpec) -> Result<()> {
     }
 }
 
-/// The tokio runtime of the servers that run on one (axum, poem, rocket).
+/// Worker threads of a server: [`WORKERS`], or `KEYGATE_BENCH_WORKERS` (bench/callgrind.sh
+/// sets 1: under callgrind, idle workers looking for work would count in every request).
+pub fn workers() -> usize {
+    std::env::var("KEYGATE_BENCH_WORKERS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(WORKERS)
+}
+
+/// The tokio runtime of the servers that run on one (axum, poem, rocket): one thread when
+/// one worker is asked for.
 pub fn runtime() -> Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(WORKERS)
-        .enable_all()
-        .build()?)
+    let workers = workers();
+    let mut builder = if workers == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(workers);
+        builder
+    };
+    Ok(builder.enable_all().build()?)
 }
 
 /// keygate's gate for the JSON (`node_seed("myapp")`) or the hash (`java_seed()`) layout.

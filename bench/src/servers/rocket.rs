@@ -13,9 +13,7 @@ use rocket::serde::json::Json;
 use rocket::{Build, Request, Rocket, State, get, post, routes};
 use rocket_session_store::SessionStore;
 
-use super::{
-    ServeSpec, Variant, WORKERS, getex_connection, getex_login, getex_me, keygate_gate, runtime,
-};
+use super::{ServeSpec, Variant, getex_connection, getex_login, getex_me, keygate_gate, runtime};
 use crate::Result;
 use crate::user::{IDLE_SECS, NodeUser};
 
@@ -24,7 +22,7 @@ pub fn serve(spec: &ServeSpec) -> Result<()> {
         let config = rocket::Config {
             address: Ipv4Addr::LOCALHOST.into(),
             port: spec.port,
-            workers: WORKERS,
+            workers: super::workers(),
             // Rocket logs every request by default; no other server here does.
             log_level: LogLevel::Off,
             cli_colors: false,
