@@ -190,6 +190,7 @@ impl RedisStore {
         on_push: PushHandler,
     ) -> Result<TrackedNodes, Error> {
         let mut targets: Vec<ConnectionInfo> = Vec::new();
+        #[cfg_attr(not(feature = "cluster"), allow(unused_mut))]
         let mut slots = Vec::new();
         match &self.dedicated {
             Dedicated::Single(client) => targets.push(resp3(client.get_connection_info(), None)),
