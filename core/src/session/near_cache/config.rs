@@ -11,9 +11,9 @@ pub const DEFAULT_MAX_BYTES: usize = 64 << 20;
 /// Sentinel, that the masters are the same).
 pub const DEFAULT_TRACKING_CHECK: Duration = Duration::from_secs(1);
 
-/// Settings of the session near cache ([`SessionConfig::with_near_cache`]
-/// (crate::SessionConfig::with_near_cache)); see [the module docs](super) for what it
-/// promises.
+/// Settings of the session near cache
+/// ([`SessionConfig::with_near_cache`](crate::SessionConfig::with_near_cache)); see [the
+/// module docs](super) for what it promises.
 ///
 /// ```
 /// use std::time::Duration;
