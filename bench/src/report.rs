@@ -138,6 +138,63 @@ impl Report {
     }
 }
 
+/// One framework's servers in a table: req/s, latency, CPU and Redis commands per request,
+/// the ratios to the GETEX route and to `second` (same rounds), and req/s per round;
+/// commands per request with `decimals`.
+fn server_table(
+    md: &mut String,
+    fw: &crate::http_bench::FrameworkResult,
+    second: crate::servers::Variant,
+    decimals: usize,
+) {
+    use crate::servers::Variant;
+    let _ = writeln!(
+        md,
+        "| server | req/s | p50 | p99 | errors | server CPU/req | Redis CPU/req | Redis cmds/req | ÷ GETEX | ÷ {} | req/s per round |",
+        second.label(fw.framework)
+    );
+    let _ = writeln!(
+        md,
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+    );
+    for v in &fw.variants {
+        let name = v.variant.label(fw.framework);
+        if let Some(failure) = &v.failure {
+            let short: String = failure.chars().take(160).collect();
+            let _ = writeln!(
+                md,
+                "| {name} | did not run: {} | | | | | | | | | |",
+                short.replace(['\n', '|'], " ")
+            );
+            continue;
+        }
+        let ratio = |b: Variant| {
+            fw.ratio(v.variant, b)
+                .map_or("–".to_owned(), |x| format!("{x:.2}×"))
+        };
+        let _ = writeln!(
+            md,
+            "| {name} | {:.0} | {} | {} | {} | {} | {} | {:.decimals$} | {} | {} | {} |",
+            v.rps(),
+            us(v.p50_us()),
+            us(v.p99_us()),
+            v.errors(),
+            v.server_cpu_us()
+                .map_or("–".to_owned(), |c| format!("{c:.1} µs")),
+            v.redis_cpu_us()
+                .map_or("–".to_owned(), |c| format!("{c:.1} µs")),
+            v.commands_per_request,
+            ratio(Variant::Getex),
+            ratio(second),
+            v.rounds
+                .iter()
+                .map(|l| format!("{:.0}", l.rps()))
+                .collect::<Vec<_>>()
+                .join(", "),
+        );
+    }
+}
+
 /// The metrics section (issue 19): keygate's axum route with every metric recorded by a
 /// real exporter, against the same route without a recorder (target ≥ 0.97×).
 fn metrics_markdown(md: &mut String, result: &crate::http_bench::FrameworkResult) {

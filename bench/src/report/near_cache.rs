@@ -7,7 +7,7 @@ use crate::near_cache_bench::NearCacheReport;
 use crate::servers::Variant;
 
 use super::chart::{color, escape};
-use super::{us, verdict};
+use super::verdict;
 
 /// The near cache's route ÷ the hand-written GETEX route (issue 20).
 const GETEX_TARGET: f64 = 1.5;
@@ -15,50 +15,7 @@ const GETEX_TARGET: f64 = 1.5;
 const COMMANDS_TARGET: f64 = 0.02;
 
 fn table(md: &mut String, fw: &FrameworkResult) {
-    let _ = writeln!(
-        md,
-        "| server | req/s | p50 | p99 | errors | server CPU/req | Redis CPU/req | Redis cmds/req | ÷ GETEX | ÷ keygate | req/s per round |"
-    );
-    let _ = writeln!(
-        md,
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
-    );
-    for v in &fw.variants {
-        let name = v.variant.label(fw.framework);
-        if let Some(failure) = &v.failure {
-            let short: String = failure.chars().take(160).collect();
-            let _ = writeln!(
-                md,
-                "| {name} | did not run: {} | | | | | | | | | |",
-                short.replace(['\n', '|'], " ")
-            );
-            continue;
-        }
-        let ratio = |b: Variant| {
-            fw.ratio(v.variant, b)
-                .map_or("–".to_owned(), |x| format!("{x:.2}×"))
-        };
-        let _ = writeln!(
-            md,
-            "| {name} | {:.0} | {} | {} | {} | {} | {} | {:.3} | {} | {} | {} |",
-            v.rps(),
-            us(v.p50_us()),
-            us(v.p99_us()),
-            v.errors(),
-            v.server_cpu_us()
-                .map_or("–".to_owned(), |c| format!("{c:.1} µs")),
-            v.redis_cpu_us()
-                .map_or("–".to_owned(), |c| format!("{c:.1} µs")),
-            v.commands_per_request,
-            ratio(Variant::Getex),
-            ratio(Variant::Keygate),
-            v.rounds
-                .iter()
-                .map(|r| format!("{:.0}", r.rps()))
-                .collect::<Vec<_>>()
-                .join(", "),
-        );
-    }
+    super::server_table(md, fw, Variant::Keygate, 3);
     let _ = writeln!(md);
 }
 

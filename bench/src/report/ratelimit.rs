@@ -85,50 +85,7 @@ pub fn markdown(md: &mut String, r: &RateLimitReport) {
         r.rounds,
         r.http_duration.as_secs_f64()
     );
-    let _ = writeln!(
-        md,
-        "| server | req/s | p50 | p99 | errors | server CPU/req | Redis CPU/req | Redis cmds/req | ÷ GETEX | ÷ bare | req/s per round |"
-    );
-    let _ = writeln!(
-        md,
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
-    );
-    for v in &fw.variants {
-        let name = v.variant.label(fw.framework);
-        if let Some(failure) = &v.failure {
-            let short: String = failure.chars().take(160).collect();
-            let _ = writeln!(
-                md,
-                "| {name} | did not run: {} | | | | | | | | | |",
-                short.replace(['\n', '|'], " ")
-            );
-            continue;
-        }
-        let ratio = |b: Variant| {
-            fw.ratio(v.variant, b)
-                .map_or("–".to_owned(), |x| format!("{x:.2}×"))
-        };
-        let _ = writeln!(
-            md,
-            "| {name} | {:.0} | {} | {} | {} | {} | {} | {:.2} | {} | {} | {} |",
-            v.rps(),
-            us(v.p50_us()),
-            us(v.p99_us()),
-            v.errors(),
-            v.server_cpu_us()
-                .map_or("–".to_owned(), |c| format!("{c:.1} µs")),
-            v.redis_cpu_us()
-                .map_or("–".to_owned(), |c| format!("{c:.1} µs")),
-            v.commands_per_request,
-            ratio(Variant::Getex),
-            ratio(Variant::Bare),
-            v.rounds
-                .iter()
-                .map(|l| format!("{:.0}", l.rps()))
-                .collect::<Vec<_>>()
-                .join(", "),
-        );
-    }
+    super::server_table(md, fw, Variant::Bare, 2);
     let _ = writeln!(md, "\n### Targets (issue 18)\n");
     let _ = writeln!(md, "| target | measured | |");
     let _ = writeln!(md, "| --- | --- | --- |");
