@@ -82,6 +82,15 @@ impl TrackedNodes {
                 return Ok(false);
             }
         }
+        #[cfg(feature = "sentinel")]
+        if let Dedicated::Sentinel(sentinel) = &backend.dedicated {
+            let named = backend.bounded(sentinel.client_now()).await?;
+            let named = describe(named.get_connection_info());
+            if self.nodes.iter().all(|node| node.addr != named) {
+                tracing::info!("near cache: the sentinels name another master");
+                return Ok(false);
+            }
+        }
         #[cfg(feature = "cluster")]
         if let Conn::Cluster(conn) = &backend.conn {
             let mut conn = conn.clone();

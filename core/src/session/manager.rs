@@ -382,7 +382,8 @@ where
     /// since the last load is the idle TTL minus what is left of it, read here with one
     /// `PTTL` per session (one pipeline). In a session's last idle period before its
     /// absolute deadline the reset is capped by the deadline, and the last use is reported
-    /// as the start of that period at the latest.
+    /// as the start of that period at the latest. With the near cache, TTLs are refreshed
+    /// at most once per `touch_every`, so the last use is known to within `touch_every`.
     pub async fn sessions(
         &self,
         user: &UserId,
@@ -466,7 +467,9 @@ where
 
     /// Gives the session a new token and ends the old one, atomically: a concurrent request
     /// with the old token finds either the session (before) or nothing (after), never both
-    /// tokens working nor neither. Data, expiry, creation time and device stay; the public
+    /// tokens working nor neither (with the near cache, other instances may still accept
+    /// the old token until Redis' invalidation reaches them, usually within a
+    /// millisecond). Data, expiry, creation time and device stay; the public
     /// id changes with the token. Renew the token this way when the session's privileges
     /// change (OWASP, session management). `None` when the session has ended meanwhile.
     ///

@@ -40,8 +40,9 @@ struct Entry {
 /// Fills of one key in flight.
 struct Pending {
     fills: u32,
-    /// Whether the key was invalidated since the first of them began.
-    invalidated: bool,
+    /// Bumped by every invalidation of the key while fills are in flight: a fill is cached
+    /// only if it did not change since the fill began.
+    generation: u64,
 }
 
 struct Shard {
@@ -53,6 +54,17 @@ struct Shard {
 }
 
 impl Shard {
+    /// One fill of `key` is over (finished, or its future dropped): forget the record
+    /// once none is left, so the map holds only keys with fills in flight.
+    fn release(&mut self, key: &str) {
+        if let Some(pending) = self.pending.get_mut(key) {
+            pending.fills = pending.fills.saturating_sub(1);
+            if pending.fills == 0 {
+                self.pending.remove(key);
+            }
+        }
+    }
+
     fn remove(&mut self, key: &str) -> bool {
         match self.entries.pop(key) {
             Some(entry) => {
@@ -87,11 +99,24 @@ pub(super) enum Lookup {
     Miss,
 }
 
-/// A fill in flight: the key, the epoch it started in and when its command was sent.
-pub(super) struct FillTicket {
+/// A fill in flight: the key, the epoch and key generation it started in and when its
+/// command was sent. Dropped without [`Entries::finish_fill`] (the request's future was
+/// cancelled mid-fill), it still releases its record.
+pub(super) struct FillTicket<'a> {
+    entries: &'a Entries,
     key: String,
     epoch: u64,
+    generation: u64,
     sent: Instant,
+    finished: bool,
+}
+
+impl Drop for FillTicket<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            lock(self.entries.shard(&self.key)).release(&self.key);
+        }
+    }
 }
 
 /// What [`Entries::finish_fill`] did.
@@ -205,20 +230,21 @@ impl Entries {
     }
 
     /// Registers a fill of `key` about to be sent in `epoch`.
-    pub(super) fn begin_fill(&self, key: &str, epoch: u64) -> FillTicket {
+    pub(super) fn begin_fill(&self, key: &str, epoch: u64) -> FillTicket<'_> {
         let mut shard = lock(self.shard(key));
-        shard
-            .pending
-            .entry(key.to_owned())
-            .and_modify(|p| p.fills += 1)
-            .or_insert(Pending {
-                fills: 1,
-                invalidated: false,
-            });
+        let pending = shard.pending.entry(key.to_owned()).or_insert(Pending {
+            fills: 0,
+            generation: 0,
+        });
+        pending.fills += 1;
+        let generation = pending.generation;
         FillTicket {
+            entries: self,
             key: key.to_owned(),
             epoch,
+            generation,
             sent: Instant::now(),
+            finished: false,
         }
     }
 
@@ -228,23 +254,19 @@ impl Entries {
     /// does not cover the idle TTL is cached with its refresh due (`Filled::refresh`).
     pub(super) fn finish_fill(
         &self,
-        ticket: FillTicket,
+        mut ticket: FillTicket<'_>,
         found: Option<(StoredValue, FillExpiry)>,
         epoch: u64,
     ) -> Filled {
-        let mut shard = lock(self.shard(&ticket.key));
-        let invalidated = match shard.pending.get_mut(&ticket.key) {
-            Some(pending) => {
-                let invalidated = pending.invalidated;
-                pending.fills -= 1;
-                if pending.fills == 0 {
-                    shard.pending.remove(&ticket.key);
-                }
-                invalidated
-            }
-            None => true,
-        };
-        shard.remove(&ticket.key);
+        ticket.finished = true;
+        let key = std::mem::take(&mut ticket.key);
+        let mut shard = lock(self.shard(&key));
+        let invalidated = shard
+            .pending
+            .get(&key)
+            .is_none_or(|pending| pending.generation != ticket.generation);
+        shard.release(&key);
+        shard.remove(&key);
         let not_cached = Filled {
             cached: false,
             refresh: false,
@@ -262,10 +284,10 @@ impl Entries {
             .since_refresh_ms
             .and_then(|ms| ticket.sent.checked_sub(Duration::from_millis(ms)));
         let refresh = due_since.is_none();
-        let bytes = size_of(&ticket.key, &value);
+        let bytes = size_of(&key, &value);
         shard.bytes += bytes;
         shard.entries.push(
-            ticket.key,
+            key,
             Entry {
                 value,
                 epoch,
@@ -352,7 +374,7 @@ impl Entries {
     pub(super) fn invalidate(&self, key: &str) -> bool {
         let mut shard = lock(self.shard(key));
         if let Some(pending) = shard.pending.get_mut(key) {
-            pending.invalidated = true;
+            pending.generation += 1;
         }
         shard.remove(key)
     }
@@ -364,7 +386,7 @@ impl Entries {
             shard.entries.clear();
             shard.bytes = 0;
             for pending in shard.pending.values_mut() {
-                pending.invalidated = true;
+                pending.generation += 1;
             }
         }
     }
@@ -421,6 +443,41 @@ mod tests {
         // The next fill, begun after the invalidation, is kept.
         assert!(fill(&entries, "k", "new", 1).cached);
         assert_eq!(hit(&entries, "k", 1).as_deref(), Some("new"));
+    }
+
+    #[test]
+    fn a_cancelled_fill_leaves_no_record_and_spoils_nothing_later() {
+        let entries = Entries::new(100, 1 << 20, Duration::from_secs(60));
+        drop(entries.begin_fill("k", 1));
+        entries.clear();
+        assert!(fill(&entries, "k", "v", 1).cached, "a later fill is cached");
+        let pending: usize = entries.shards.iter().map(|s| lock(s).pending.len()).sum();
+        assert_eq!(pending, 0, "no record left behind");
+    }
+
+    #[test]
+    fn overlapping_fills_after_an_invalidation_are_cached_again() {
+        let entries = Entries::new(100, 1 << 20, Duration::from_secs(60));
+        let first = entries.begin_fill("k", 1);
+        entries.invalidate("k");
+        // A second fill begins after the invalidation, while the first is in flight.
+        let second = entries.begin_fill("k", 1);
+        assert!(
+            !entries
+                .finish_fill(first, Some((json("old"), touched(60_000))), 1)
+                .cached
+        );
+        let third = entries.begin_fill("k", 1);
+        assert!(
+            entries
+                .finish_fill(second, Some((json("new"), touched(60_000))), 1)
+                .cached
+        );
+        assert!(
+            entries
+                .finish_fill(third, Some((json("new"), touched(60_000))), 1)
+                .cached
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The session near cache: hot sessions served from process memory, kept honest by Redis
 //! client tracking. Opt-in with
 //! [`SessionConfig::with_near_cache`](crate::SessionConfig::with_near_cache); Redis
-//! backend only (6.0 or newer, RESP3).
+//! backend only (Redis 6.2 or newer: RESP3, and `CLIENT TRACKINGINFO` for the check).
 //!
 //! # What it promises
 //!
@@ -23,23 +23,32 @@
 //!   sets is the idle TTL **plus `touch_every`** (capped at the absolute deadline), so a
 //!   session ends between `idle` and `idle + touch_every` after its last use on any
 //!   instance (plus the few milliseconds a due refresh waits to be sent), **never before
-//!   `idle`**, with one exception: a session found by a miss with a millisecond or so
-//!   left, whose refresh reaches Redis after it expired (the request that found it is
-//!   served; the next is a 401, where without the cache it would have been kept). A refresh that finds the key gone evicts the entry: the next request is a
+//!   `idle`**, with two exceptions: a session found with a millisecond or so left, whose
+//!   refresh reaches Redis after it expired (the request that found it is served; the next
+//!   is a 401, where without the cache it would have been kept); and a refresh that falls
+//!   due but is not sent because the entry was dropped first (invalidated by another
+//!   instance's change, or the cache dropped when tracking was lost) — the session then
+//!   ends when its TTL in Redis does, up to `touch_every` before `idle` after that use,
+//!   unless it is used again. A refresh that finds the key gone evicts the entry: the next request is a
 //!   401. Each refresh reads the data back, and drops the entry if it differs: Redis does
 //!   not announce to a connection a change that it ran in the same turn of its event
 //!   loop just before that connection's own write to the key (`NOLOOP` below).
-//! - **Any change to the key by anyone invalidates the entry**: a logout,
+//! - **Any change to the session key by anyone invalidates the entry**: a logout,
 //!   logout-everywhere, update or rotation on any instance, expiry, eviction, another
 //!   service on the same Redis (a Node or Spring service, `redis-cli`). Redis pushes the
 //!   invalidation to the tracking connection, usually within a millisecond of the change;
 //!   changes made by this process drop the entry at once. Fills that were in flight when
-//!   their key was invalidated are not cached.
+//!   their key was invalidated are not cached. The companion key (absolute deadline, own
+//!   idle TTL) is outside the session prefix: a change to it alone (another service
+//!   deleting or shortening only the companion) is seen when the entry is next read from
+//!   Redis, at the latest at its TTL or deadline as cached. `SWAPDB` of the sessions'
+//!   database announces nothing and is not supported with the cache.
 //! - **When an invalidation could have been missed, everything is dropped**: the tracking
 //!   connection closed or failed a command, the server flushed (`FLUSHALL`, and the null
 //!   invalidation it sends), or the check that runs every
-//!   [`tracking_check`](NearCache::tracking_check) (default 1 s) found tracking off or a
-//!   node no longer a master (failover) or, on a cluster, another slot map. Nothing is
+//!   [`tracking_check`](NearCache::tracking_check) (default 1 s) found tracking off, a
+//!   node no longer a master, behind Sentinel another master named by the sentinels, or
+//!   on a cluster another slot map. Nothing is
 //!   served from memory again until tracking is re-established on new connections; in
 //!   between, loads go to Redis exactly as without the cache.
 //! - **Memory is bounded**: at most [`max_entries`](NearCache::max_entries) sessions and

@@ -323,9 +323,16 @@ impl NearCacheRuntime {
         {
             return;
         }
+        // Only this epoch's connections: the supervisor may have established the next
+        // epoch already while the entries were being cleared.
+        {
+            let mut tracked = self.tracked.lock().unwrap_or_else(PoisonError::into_inner);
+            if tracked.as_ref().is_some_and(|t| t.epoch == epoch) {
+                *tracked = None;
+            }
+        }
         self.entries.clear();
         self.counters.flushes.fetch_add(1, Ordering::Relaxed);
-        *self.tracked.lock().unwrap_or_else(PoisonError::into_inner) = None;
         tracing::info!(reason = why, "near cache: tracking lost, cache dropped");
         self.lost.notify_one();
     }
@@ -401,11 +408,17 @@ async fn supervise(weak: Weak<NearCacheRuntime>) {
             () = runtime.lost.notified() => continue,
             () = tokio::time::sleep(check) => {}
         }
-        if let Some(tracked) = runtime.current() {
-            let valid = tracked.nodes.still_valid(&runtime.backend).await;
-            if !matches!(valid, Ok(true)) {
-                runtime.lose_tracking(tracked.epoch, "the tracking check failed");
+        let live = runtime.live_epoch();
+        match runtime.current() {
+            Some(tracked) if tracked.epoch == live => {
+                let valid = tracked.nodes.still_valid(&runtime.backend).await;
+                if !matches!(valid, Ok(true)) {
+                    runtime.lose_tracking(tracked.epoch, "the tracking check failed");
+                }
             }
+            // Live without its connections: never serve from memory that way.
+            _ if live != 0 => runtime.lose_tracking(live, "no connections for the live epoch"),
+            _ => {}
         }
     }
 }
