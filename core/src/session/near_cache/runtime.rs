@@ -90,7 +90,8 @@ impl NearCacheRuntime {
 
     /// Spawns the supervisor and the refresher, once.
     fn start(self: &Arc<Self>) {
-        if self.started.swap(true, Ordering::AcqRel) {
+        // Every load calls this: a plain read keeps the hit path free of shared writes.
+        if self.started.load(Ordering::Acquire) || self.started.swap(true, Ordering::AcqRel) {
             return;
         }
         let (tx, rx) = mpsc::unbounded_channel();
