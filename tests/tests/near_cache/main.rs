@@ -5,6 +5,7 @@
 //! `cargo test -p keygate-tests --test near_cache latency -- --nocapture`.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod corrupt;
 mod expiry;
 mod faults;
 mod interleaving;
