@@ -274,6 +274,25 @@ impl RedisStore {
         )
         .await
         .map_err(|_| BackendError::Timeout(self.connect_timeout))??;
+        // `HELLO` again only to read the version; it keeps the connection's user.
+        let hello: redis::Value = self
+            .bounded(redis::cmd("HELLO").arg(3).query_async(&mut conn))
+            .await?;
+        match server_version(&hello) {
+            Some(version) if version >= MIN_VERSION => {}
+            found => {
+                let found = found.map_or("an unknown version".to_owned(), |(major, minor)| {
+                    format!("{major}.{minor}")
+                });
+                return Err(Error::Config(format!(
+                    "the session near cache needs Redis {}.{} or newer (for `PEXPIRE … GT`); \
+                     {} runs {found}",
+                    MIN_VERSION.0,
+                    MIN_VERSION.1,
+                    describe(client.get_connection_info()),
+                )));
+            }
+        }
         let mut cmd = redis::cmd("CLIENT");
         cmd.arg("TRACKING")
             .arg("ON")
@@ -284,6 +303,23 @@ impl RedisStore {
         self.bounded(cmd.query_async::<()>(&mut conn)).await?;
         Ok(conn)
     }
+}
+
+/// The oldest Redis the near cache runs on: 7.0 brought `PEXPIRE … GT`, which refreshes
+/// use so that they never shorten or add an expiry.
+const MIN_VERSION: (u32, u32) = (7, 0);
+
+/// The major and minor version in a `HELLO` reply.
+fn server_version(hello: &redis::Value) -> Option<(u32, u32)> {
+    let redis::Value::Map(fields) = hello else {
+        return None;
+    };
+    let version = fields
+        .iter()
+        .find(|(name, _)| text(name).as_deref() == Some("version"))
+        .and_then(|(_, value)| text(value))?;
+    let mut parts = version.split('.').map(|part| part.parse::<u32>().ok());
+    Some((parts.next()??, parts.next()??))
 }
 
 #[cfg(test)]
@@ -326,6 +362,23 @@ mod tests {
         ] {
             assert_eq!(Slot::new(slot_of(key)), Some(Slot::for_key(key)), "{key}");
         }
+    }
+
+    #[test]
+    fn version_from_hello() {
+        let hello = |version: &str| {
+            Value::Map(vec![
+                (bulk("server"), bulk("redis")),
+                (bulk("version"), bulk(version)),
+                (bulk("proto"), Value::Int(3)),
+            ])
+        };
+        assert_eq!(server_version(&hello("7.0.15")), Some((7, 0)));
+        assert_eq!(server_version(&hello("6.2.14")), Some((6, 2)));
+        assert!(server_version(&hello("6.2.14")) < Some(MIN_VERSION));
+        assert!(server_version(&hello("10.1.0")) >= Some(MIN_VERSION));
+        assert_eq!(server_version(&hello("seven")), None);
+        assert_eq!(server_version(&Value::Nil), None);
     }
 
     #[test]

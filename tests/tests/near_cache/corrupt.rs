@@ -13,15 +13,11 @@ use crate::support::{admin, instance, key_of, make_hit, near, poll_until, shared
 /// UTF-8: B, which had it cached, answers no session, and the foreign value keeps its type,
 /// content and (absent) expiry.
 ///
-/// Known defect, open: a TTL refresh queued just before the outside write (here the one
-/// a fill of a session whose TTL no longer covers the idle TTL queues at once) is a plain
-/// `PEXPIRE`, which sets the foreign value's expiry (seen: `PTTL` 1,859,997 instead of -1).
-/// Without the cache the touch checks the type first (`GETEX`, or the touch script); on
-/// the tracking connection a script's writes are announced back to it despite `NOLOOP`,
-/// so the fix is a type-checked refresh that does not cost the entry (e.g. `GETEX` for
-/// JSON, the touch script for hashes with its self-invalidation absorbed).
+/// The race this catches: a TTL refresh queued just before the outside write (here the one
+/// a fill of a session whose TTL no longer covers the idle TTL queues at once). With a
+/// plain `PEXPIRE` it set the foreign value's expiry (seen: `PTTL` 1,859,997 instead of
+/// -1); a refresh is `PEXPIRE … GT` now, which never gives a key an expiry it did not have.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known defect: a refresh racing an outside overwrite sets the foreign value's expiry (see the doc comment)"]
 async fn corrupt_data_under_a_cached_session_is_no_session_and_stays_untouched() {
     let _turn = shared().await;
     let server = RedisServer::start();

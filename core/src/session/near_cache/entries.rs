@@ -345,9 +345,10 @@ impl Entries {
         ttl
     }
 
-    /// A refresh sent at `sent` set `key`'s TTL to `ttl_ms`, and read back `held`: the
-    /// entry takes the new TTL if it holds the same data, and is dropped otherwise (it
-    /// missed a change). Whether an entry of `epoch` is still there.
+    /// A refresh sent at `sent` read back `held` and the TTL it had left, `ttl_ms` (counted
+    /// from `sent`, so a little early): the entry takes that TTL if it holds the same data,
+    /// and is dropped otherwise (it missed a change). Whether an entry of `epoch` is still
+    /// there.
     pub(super) fn refreshed(
         &self,
         key: &str,

@@ -1,7 +1,9 @@
 //! The session near cache: hot sessions served from process memory, kept honest by Redis
 //! client tracking. Opt-in with
 //! [`SessionConfig::with_near_cache`](crate::SessionConfig::with_near_cache); Redis
-//! backend only (Redis 6.2 or newer: RESP3, and `CLIENT TRACKINGINFO` for the check).
+//! backend only (Redis 7.0 or newer: RESP3, `CLIENT TRACKINGINFO` for the check and
+//! `PEXPIRE … GT` for refreshes; on an older server tracking is refused with a warning and
+//! loads go to Redis as without the cache).
 //!
 //! # What it promises
 //!
@@ -29,10 +31,13 @@
 //!   due but is not sent because the entry was dropped first (invalidated by another
 //!   instance's change, or the cache dropped when tracking was lost) — the session then
 //!   ends when its TTL in Redis does, up to `touch_every` before `idle` after that use,
-//!   unless it is used again. A refresh that finds the key gone evicts the entry: the next request is a
-//!   401. Each refresh reads the data back, and drops the entry if it differs: Redis does
-//!   not announce to a connection a change that it ran in the same turn of its event
-//!   loop just before that connection's own write to the key (`NOLOOP` below).
+//!   unless it is used again. A refresh that finds the key gone evicts the entry: the next
+//!   request is a 401. Each refresh reads the data and TTL back, and drops the entry if
+//!   the data differs: Redis does not announce to a connection a change that it ran in the
+//!   same turn of its event loop just before that connection's own write to the key
+//!   (`NOLOOP` below). A refresh only ever pushes an expiry later (`PEXPIRE … GT`): a value
+//!   another service wrote over the key just before the refresh reached Redis never gets
+//!   an expiry it did not have, nor an earlier one.
 //! - **Any change to the session key by anyone invalidates the entry**: a logout,
 //!   logout-everywhere, update or rotation on any instance, expiry, eviction, another
 //!   service on the same Redis (a Node or Spring service, `redis-cli`). Redis pushes the

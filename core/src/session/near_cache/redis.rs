@@ -4,7 +4,7 @@
 //! pipeline of reads and never writes: every write under the prefix is announced to every
 //! other instance and drops their entry, so fills that wrote (a `GETEX`) would make two
 //! instances serving one session in turn drop each other's entry on every load. A refresh
-//! is a pipeline of `PEXPIRE`s, sent only when the TTL no longer covers the idle TTL.
+//! is a pipeline of `PEXPIRE … GT`s, sent only when the TTL no longer covers the idle TTL.
 
 use crate::codec::StoredValue;
 use crate::config::Codec;
@@ -137,43 +137,55 @@ impl FillExpiry {
 /// One key of a refresh: the key, the TTL to set (ms) and the layout to read it back in.
 pub(super) type RefreshKey<'a> = (&'a str, u64, Codec);
 
+/// What a refresh read back of one key: its data and the TTL it has left (ms).
+pub(super) type Held = Option<(StoredValue, u64)>;
+
 impl RedisStore {
-    /// Sets each key's TTL if it still exists and reads its data right after, in one
-    /// pipeline on this (one node's) connection: what each key holds, `None` where it is
-    /// gone (or holds something that is not a session of its layout).
+    /// Extends each key's TTL and reads its data and TTL right after, in one pipeline on
+    /// this (one node's) connection: what each key holds and how long it has left, `None`
+    /// where it is gone (or holds something that is not a session of its layout, or has no
+    /// expiry).
+    ///
+    /// The `PEXPIRE` is `GT`: it only ever pushes an expiry later. A value another service
+    /// wrote over the key in the instant before the refresh (a refresh is queued before it
+    /// is sent) thus never gets an expiry it did not have, nor an earlier one: nothing is
+    /// lost. A script could check the type first, but Redis announces a connection's own
+    /// scripts' writes to it, `NOLOOP` notwithstanding, and each refresh would drop the
+    /// entry it refreshes.
     ///
     /// The read keeps the entry honest. Redis remembers one writer per key per turn of its
     /// event loop, the last, and leaves that connection out when it announces the key
     /// (`NOLOOP`): a change by someone else that Redis runs in the same turn just before
     /// this `PEXPIRE` is announced to everyone but this connection. The read, which Redis
     /// runs right after the `PEXPIRE`, sees it; a change after it is announced.
-    pub(super) async fn near_refresh(
-        &self,
-        keys: &[RefreshKey<'_>],
-    ) -> Result<Vec<Option<StoredValue>>> {
+    pub(super) async fn near_refresh(&self, keys: &[RefreshKey<'_>]) -> Result<Vec<Held>> {
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
         for (key, ttl_ms, codec) in keys {
-            pipe.cmd("PEXPIRE").arg(*key).arg(*ttl_ms);
+            pipe.cmd("PEXPIRE").arg(*key).arg(*ttl_ms).arg("GT");
             match codec {
                 Codec::Json => pipe.cmd("GET").arg(*key),
                 Codec::Hash => pipe.cmd("HGETALL").arg(*key),
             };
+            pipe.cmd("PTTL").arg(*key);
         }
         let mut conn = self.conn();
         let replies: Vec<redis::Value> = self.bounded(pipe.query_async(&mut conn)).await?;
         let mut replies = replies.into_iter();
         let mut held = Vec::with_capacity(keys.len());
         for (_, _, codec) in keys {
-            let (Some(existed), Some(data)) = (replies.next(), replies.next()) else {
+            let (Some(extended), Some(data), Some(ttl)) =
+                (replies.next(), replies.next(), replies.next())
+            else {
                 return Err(BackendError::Protocol("missing reply to a refresh").into());
             };
-            let fetched = match (existed, codec, data) {
-                (redis::Value::Int(1), Codec::Json, redis::Value::BulkString(bytes)) => {
-                    json_fetched(Some(bytes))
-                }
-                (redis::Value::Int(1), Codec::Hash, data @ redis::Value::Array(_))
-                | (redis::Value::Int(1), Codec::Hash, data @ redis::Value::Map(_)) => {
+            // An error here is a server without `GT` (before 7.0), which tracking refuses.
+            if let redis::Value::ServerError(error) = extended {
+                return Err(BackendError::Redis(error.into()).into());
+            }
+            let fetched = match (codec, data) {
+                (Codec::Json, redis::Value::BulkString(bytes)) => json_fetched(Some(bytes)),
+                (Codec::Hash, data @ (redis::Value::Array(_) | redis::Value::Map(_))) => {
                     match redis::from_redis_value::<Vec<(Vec<u8>, Vec<u8>)>>(data) {
                         Ok(pairs) => hash_fetched(pairs),
                         Err(_) => Fetched::Missing,
@@ -181,8 +193,12 @@ impl RedisStore {
                 }
                 _ => Fetched::Missing,
             };
-            held.push(match fetched {
-                Fetched::Found(value) => Some(value),
+            let left = match pttl(&ttl) {
+                Ok(Some(Some(ms))) => Some(ms),
+                _ => None,
+            };
+            held.push(match (fetched, left) {
+                (Fetched::Found(value), Some(ms)) => Some((value, ms)),
                 _ => None,
             });
         }

@@ -213,8 +213,8 @@ impl NearCacheRuntime {
         }
     }
 
-    /// Sends a batch of refreshes: one pipeline per node, each key's `PEXPIRE` followed by
-    /// a read of its data. A key found gone, or holding other data than the entry, is
+    /// Sends a batch of refreshes: one pipeline per node, each key's `PEXPIRE … GT` followed
+    /// by a read of its data and TTL. A key found gone, or holding other data than the entry, is
     /// dropped (the next load asks Redis); a failure loses tracking.
     async fn refresh(&self, batch: &[RefreshJob]) {
         let epoch = self.live_epoch();
@@ -252,9 +252,9 @@ impl NearCacheRuntime {
                 .fetch_add(keys.len() as u64, Ordering::Relaxed);
             match outcome {
                 Ok(held) => {
-                    for ((key, ttl, _), held) in keys.iter().zip(held) {
-                        let kept = held.is_some_and(|value| {
-                            self.entries.refreshed(key, epoch, now, *ttl, &value)
+                    for ((key, _, _), held) in keys.iter().zip(held) {
+                        let kept = held.is_some_and(|(value, left_ms)| {
+                            self.entries.refreshed(key, epoch, now, left_ms, &value)
                         });
                         if !kept {
                             self.invalidate(key);
