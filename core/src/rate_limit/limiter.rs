@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
+use super::coalesce::Coalescer;
 use super::{Clock, FailureMode, Limit, RateLimitDecision, RateLimitStore, Refusal};
 use crate::error::{Error, Result};
 use crate::telemetry;
@@ -23,6 +24,8 @@ pub struct RateLimiter {
     failure: FailureMode,
     clock: Clock,
     decisions: Decisions,
+    /// Shared by clones, so a subject's overlapping checks share a call.
+    coalescer: Arc<Coalescer>,
 }
 
 /// The limiter's decision counters, registered once when it is built (see
@@ -93,6 +96,7 @@ impl RateLimiter {
             limit,
             failure: FailureMode::default(),
             clock: Clock::system(),
+            coalescer: Arc::default(),
         })
     }
 
@@ -134,19 +138,27 @@ impl RateLimiter {
         format!("keygate:rate:{{{}:{subject}}}", self.name)
     }
 
-    /// Decides whether `subject` may make one more request now, and counts it if so. A
-    /// store failure is an error when failing closed, and an allowed, `degraded` decision
+    /// Decides whether `subject` may make one more request now, and counts it if so.
+    /// Checks of one subject that overlap share a store call (see the
+    /// [module docs](super)). A store failure is an error when failing closed, and an allowed, `degraded` decision
     /// when failing open.
     pub async fn check(&self, subject: &str) -> Result<RateLimitDecision> {
         let key = self.key(subject);
-        let decide = async {
+        let key = key.as_str();
+        let decide = self.coalescer.check(key, |arrivals| async move {
             match self.limit {
-                Limit::Quota(quota) => self.store.gcra(&key, quota.params(), &self.clock).await,
+                Limit::Quota(quota) => {
+                    self.store
+                        .gcra_arrivals(key, quota.params(), &self.clock, arrivals)
+                        .await
+                }
                 Limit::Window(window) => {
-                    self.store.window(&key, window.params(), &self.clock).await
+                    self.store
+                        .window_arrivals(key, window.params(), &self.clock, arrivals)
+                        .await
                 }
             }
-        };
+        });
         let counters = &self.decisions;
         let (decision, counter) = match counters.op.timed(decide).await {
             Ok(reply) => {

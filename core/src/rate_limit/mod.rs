@@ -22,6 +22,13 @@
 //!   wait before a refused request would be allowed (`retry_after`: for a window, when the
 //!   entry that makes room leaves it) and the time until the budget is full again
 //!   (`reset`).
+//! - **A flood from one subject is one call per round trip.** Checks of one subject that
+//!   overlap on one instance (one limiter) share a script call: while a subject's call is
+//!   in flight, its new checks wait and then go together in the next call, which decides
+//!   them in arrival order exactly as that many calls at one instant would. A subject
+//!   hammering an instance (the SMS-pumping address) then costs Redis one script call per
+//!   round trip, however many requests it sends; subjects that do not overlap pay nothing
+//!   for it.
 //! - **The server's clock.** The scripts take the time from Redis (`TIME`), not from the
 //!   application, so instances whose clocks disagree make the same decisions.
 //! - **Small, self-cleaning state.** One key per limited subject,
@@ -64,6 +71,7 @@
 //! ([`client_ip`]); [`RateLimiter::admit`] and [`Refusal`] are the framework-neutral
 //! part they translate.
 
+mod coalesce;
 mod decision;
 mod gcra;
 mod limiter;
@@ -114,6 +122,41 @@ pub trait RateLimitStore: Send + Sync + 'static {
     /// A sliding-window decision for the subject at `key`, recording an allowed request,
     /// atomically; `clock` as for [`gcra`](Self::gcra).
     async fn window(&self, key: &str, params: WindowParams, clock: &Clock) -> Result<LimitReply>;
+
+    /// GCRA decisions for `arrivals` requests of the subject at `key` that arrived
+    /// together, in order: the same as that many [`gcra`](Self::gcra) calls at one
+    /// instant. A limiter sends a subject's concurrent checks this way, so that a flood
+    /// from one subject costs one call per round trip, not one per request. Redis makes
+    /// it one script call; the default makes the calls one by one.
+    async fn gcra_arrivals(
+        &self,
+        key: &str,
+        params: GcraParams,
+        clock: &Clock,
+        arrivals: u32,
+    ) -> Result<Vec<LimitReply>> {
+        let mut replies = Vec::with_capacity(arrivals as usize);
+        for _ in 0..arrivals {
+            replies.push(self.gcra(key, params, clock).await?);
+        }
+        Ok(replies)
+    }
+
+    /// Sliding-window decisions for `arrivals` requests that arrived together, as
+    /// [`gcra_arrivals`](Self::gcra_arrivals).
+    async fn window_arrivals(
+        &self,
+        key: &str,
+        params: WindowParams,
+        clock: &Clock,
+        arrivals: u32,
+    ) -> Result<Vec<LimitReply>> {
+        let mut replies = Vec::with_capacity(arrivals as usize);
+        for _ in 0..arrivals {
+            replies.push(self.window(key, params, clock).await?);
+        }
+        Ok(replies)
+    }
 }
 
 /// What a limiter enforces per subject.

@@ -1,4 +1,5 @@
-//! The limiter on Redis: one script call per decision, on the server's clock.
+//! The limiter on Redis: one script call per decision (or per batch of one subject's
+//! concurrent requests), on the server's clock.
 
 use async_trait::async_trait;
 
@@ -12,42 +13,80 @@ lua_script!(WINDOW, "window.lua");
 
 #[async_trait]
 impl RateLimitStore for RedisStore {
-    async fn gcra(&self, key: &str, params: GcraParams, _clock: &Clock) -> Result<LimitReply> {
-        self.decide(&GCRA, key, params.interval_us, params.tolerance_us)
+    async fn gcra(&self, key: &str, params: GcraParams, clock: &Clock) -> Result<LimitReply> {
+        first(self.gcra_arrivals(key, params, clock, 1).await?)
+    }
+
+    async fn window(&self, key: &str, params: WindowParams, clock: &Clock) -> Result<LimitReply> {
+        first(self.window_arrivals(key, params, clock, 1).await?)
+    }
+
+    async fn gcra_arrivals(
+        &self,
+        key: &str,
+        params: GcraParams,
+        _clock: &Clock,
+        arrivals: u32,
+    ) -> Result<Vec<LimitReply>> {
+        self.decide(&GCRA, key, [params.interval_us, params.tolerance_us], arrivals)
             .await
     }
 
-    async fn window(&self, key: &str, params: WindowParams, _clock: &Clock) -> Result<LimitReply> {
-        self.decide(&WINDOW, key, params.period_us, params.limit)
+    async fn window_arrivals(
+        &self,
+        key: &str,
+        params: WindowParams,
+        _clock: &Clock,
+        arrivals: u32,
+    ) -> Result<Vec<LimitReply>> {
+        self.decide(&WINDOW, key, [params.period_us, params.limit], arrivals)
             .await
     }
 }
 
+fn first(replies: Vec<LimitReply>) -> Result<LimitReply> {
+    replies
+        .into_iter()
+        .next()
+        .ok_or_else(|| BackendError::Protocol("no decision from a rate limit script").into())
+}
+
 impl RedisStore {
-    /// Runs one of the limiter's scripts: one key, two integer arguments, and the reply
-    /// both scripts answer.
-    async fn decide(&self, script: &LuaScript, key: &str, a: u64, b: u64) -> Result<LimitReply> {
+    /// Runs one of the limiter's scripts: one key, the limit's two integers and the
+    /// number of arrivals, answering the server's time and four integers per arrival.
+    async fn decide(
+        &self,
+        script: &LuaScript,
+        key: &str,
+        limit: [u64; 2],
+        arrivals: u32,
+    ) -> Result<Vec<LimitReply>> {
         let mut invocation = script.prepare_invoke();
-        invocation.key(key).arg(a).arg(b);
+        invocation.key(key).arg(limit[0]).arg(limit[1]).arg(arrivals);
         let mut conn = self.conn();
-        let (allowed, remaining, retry_after_us, reset_us, now_us): (i64, u64, u64, u64, u64) =
-            self.bounded(invocation.invoke_async(&mut conn)).await?;
-        let allowed = match allowed {
-            1 => true,
-            0 => false,
-            _ => {
-                return Err(
-                    BackendError::Protocol("unknown reply from a rate limit script").into(),
-                );
-            }
-        };
-        Ok(LimitReply {
-            allowed,
-            remaining,
-            retry_after_us,
-            reset_us,
-            now_us,
-        })
+        let reply: Vec<u64> = self.bounded(invocation.invoke_async(&mut conn)).await?;
+        let unexpected = || BackendError::Protocol("unknown reply from a rate limit script");
+        let (&now_us, decisions) = reply.split_first().ok_or_else(unexpected)?;
+        let chunks = decisions.chunks_exact(4);
+        if !chunks.remainder().is_empty() || chunks.len() != arrivals as usize {
+            return Err(unexpected().into());
+        }
+        chunks
+            .map(|d| {
+                let allowed = match d[0] {
+                    1 => true,
+                    0 => false,
+                    _ => return Err(unexpected().into()),
+                };
+                Ok(LimitReply {
+                    allowed,
+                    remaining: d[1],
+                    retry_after_us: d[2],
+                    reset_us: d[3],
+                    now_us,
+                })
+            })
+            .collect()
     }
 }
 

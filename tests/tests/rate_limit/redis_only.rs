@@ -282,3 +282,96 @@ async fn one_script_call_per_window_decision() {
     let entries: u64 = server.query(redis::cmd("ZCARD").arg(limiter.key("ip:198.51.100.7")));
     assert_eq!(entries, 5);
 }
+
+/// Arrivals decided together in one script call (a subject's overlapping checks) get what
+/// that many calls at one instant would get: replayed one by one on the memory store with
+/// its clock stopped at the server's time, the decisions are the same.
+#[tokio::test]
+async fn arrivals_decided_together_are_that_many_calls_at_one_instant() {
+    let server = RedisServer::start();
+    let redis = store(&server).await;
+    let quota = Quota::per_second(10).with_burst(3).params();
+    let window = Window::new(3, Duration::from_millis(300)).params();
+    let memory = MemoryStore::new();
+    let now = Arc::new(AtomicU64::new(0));
+    let clock = {
+        let now = now.clone();
+        Clock::from_fn(move || now.load(Ordering::SeqCst))
+    };
+    // Batch sizes and the gaps before them (ms): a flood, a trickle, a refill.
+    for (gap, arrivals) in [(0, 5), (0, 1), (120, 2), (0, 4), (350, 7), (90, 1), (0, 3)] {
+        // Sleeping here schedules the arrivals; nothing waits for an event.
+        tokio::time::sleep(Duration::from_millis(gap)).await;
+        let together = redis
+            .gcra_arrivals("keygate:rate:{together:q}", quota, &Clock::system(), arrivals)
+            .await
+            .unwrap();
+        assert_eq!(together.len(), arrivals as usize);
+        now.store(together[0].now_us, Ordering::SeqCst);
+        for (i, reply) in together.iter().enumerate() {
+            let one = memory
+                .gcra("keygate:rate:{together:q}", quota, &clock)
+                .await
+                .unwrap();
+            assert_eq!(&one, reply, "quota, {arrivals} together, arrival {i}");
+        }
+        let together = redis
+            .window_arrivals("keygate:rate:{together:w}", window, &Clock::system(), arrivals)
+            .await
+            .unwrap();
+        assert_eq!(together.len(), arrivals as usize);
+        now.store(together[0].now_us, Ordering::SeqCst);
+        for (i, reply) in together.iter().enumerate() {
+            let one = memory
+                .window("keygate:rate:{together:w}", window, &clock)
+                .await
+                .unwrap();
+            assert_eq!(&one, reply, "window, {arrivals} together, arrival {i}");
+        }
+    }
+}
+
+/// 64 checks of one subject at once on one instance: exactly the burst is allowed, and
+/// they share script calls. The first call is held (the server frozen) until every check
+/// has begun, so the other 63 queue behind it and go together in the next.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_from_one_subject_costs_one_call_per_round_trip() {
+    let server = RedisServer::start();
+    for (name, limit) in [
+        ("flood-quota", Limit::from(Quota::per_hour(20))),
+        ("flood-window", Limit::from(Window::per_hour(20))),
+    ] {
+        let limiter = RateLimiter::new(store(&server).await, name, limit).unwrap();
+        limiter.check("warm").await.unwrap();
+        server.reset_stats();
+        server.pause();
+        let begun = Arc::new(AtomicU64::new(0));
+        let mut checks = Vec::new();
+        for _ in 0..64 {
+            let (limiter, begun) = (limiter.clone(), begun.clone());
+            checks.push(tokio::spawn(async move {
+                begun.fetch_add(1, Ordering::SeqCst);
+                limiter.check("ip:192.0.2.9").await.unwrap()
+            }));
+        }
+        while begun.load(Ordering::SeqCst) < 64 {
+            tokio::task::yield_now().await;
+        }
+        server.resume();
+        let mut allowed = 0;
+        for check in checks {
+            let decision = check.await.unwrap();
+            assert!(!decision.degraded);
+            allowed += u64::from(decision.allowed);
+        }
+        assert_eq!(allowed, 20, "{limit:?}");
+        let calls = keygate_tests::fixtures::commands_since_reset(&server);
+        let evalsha = calls
+            .iter()
+            .find(|(name, _)| name == "evalsha")
+            .map_or(0, |(_, n)| *n);
+        // The held call and one for the 63 behind it (a check still on its way to the
+        // queue when the server thawed may make a third).
+        assert!((2..=3).contains(&evalsha), "{limit:?}: {calls:?}");
+    }
+}

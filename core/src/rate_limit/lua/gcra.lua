@@ -1,23 +1,42 @@
--- One GCRA (generic cell rate algorithm) decision for one subject, on the server's clock.
+-- GCRA (generic cell rate algorithm) decisions for one subject, on the server's clock.
 -- The key holds the subject's theoretical arrival time (TAT, µs on the server's clock)
 -- and expires when the budget is full again, so idle subjects leave nothing behind.
 -- KEYS[1] the subject's key; ARGV[1] emission interval µs (period / rate),
--- ARGV[2] tolerance µs (interval × burst)
--- Reply: {allowed 1|0, remaining, retry after µs, reset µs, server time µs}
+-- ARGV[2] tolerance µs (interval × burst), ARGV[3] arrivals (requests of this subject
+-- decided together, in order, as that many calls at the same instant; default 1)
+-- Reply: {server time µs, then per arrival: allowed 1|0, remaining, retry after µs,
+-- reset µs}
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
 local interval = tonumber(ARGV[1])
 local tolerance = tonumber(ARGV[2])
+local arrivals = tonumber(ARGV[3]) or 1
 local tat = tonumber(redis.call('GET', KEYS[1])) or now
 if tat < now then
   tat = now
 end
-local new_tat = tat + interval
-local allow_at = new_tat - tolerance
-if allow_at > now then
-  return {0, 0, allow_at - now, tat - now, now}
+local reply = {now}
+local admitted = false
+for _ = 1, arrivals do
+  local new_tat = tat + interval
+  local allow_at = new_tat - tolerance
+  if allow_at > now then
+    reply[#reply + 1] = 0
+    reply[#reply + 1] = 0
+    reply[#reply + 1] = allow_at - now
+    reply[#reply + 1] = tat - now
+  else
+    tat = new_tat
+    admitted = true
+    reply[#reply + 1] = 1
+    reply[#reply + 1] = math.floor((tolerance - (new_tat - now)) / interval)
+    reply[#reply + 1] = 0
+    reply[#reply + 1] = new_tat - now
+  end
 end
--- Integers below 2^53 are exact in Lua's numbers; '%.0f' writes them without exponent.
-local ttl_ms = math.ceil((new_tat - now) / 1000)
-redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', string.format('%.0f', ttl_ms))
-return {1, math.floor((tolerance - (new_tat - now)) / interval), 0, new_tat - now, now}
+if admitted then
+  -- Integers below 2^53 are exact in Lua's numbers; '%.0f' writes them without exponent.
+  local ttl_ms = math.ceil((tat - now) / 1000)
+  redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', string.format('%.0f', ttl_ms))
+end
+return reply

@@ -1,32 +1,55 @@
--- One sliding-window-log decision for one subject, on the server's clock.
+-- Sliding-window-log decisions for one subject, on the server's clock.
 -- The key is a sorted set of the admitted requests' times (µs on the server's clock, as
 -- scores; members unique). It expires one window after the newest admission, so idle
 -- subjects leave nothing behind, and never holds more than the limit's entries.
--- KEYS[1] the subject's key; ARGV[1] window µs; ARGV[2] limit
--- Reply: {allowed 1|0, remaining, retry after µs, reset µs, server time µs}
+-- KEYS[1] the subject's key; ARGV[1] window µs; ARGV[2] limit; ARGV[3] arrivals
+-- (requests of this subject decided together, in order, as that many calls at the same
+-- instant; default 1)
+-- Reply: {server time µs, then per arrival: allowed 1|0, remaining, retry after µs,
+-- reset µs}
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
 local window = tonumber(ARGV[1])
 local limit = tonumber(ARGV[2])
+local arrivals = tonumber(ARGV[3]) or 1
 -- Integers below 2^53 are exact in Lua's numbers and in scores; '%.0f' writes them
 -- without exponent.
 local now_s = string.format('%.0f', now)
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', string.format('%.0f', now - window))
 local count = redis.call('ZCARD', KEYS[1])
-if count < limit then
-  -- Two admissions in the same microsecond see different counts; only a clock that
-  -- stepped back can find the member taken, and then the next free number serves.
-  local n = count
-  while redis.call('ZADD', KEYS[1], 'NX', now_s, now_s .. '-' .. n) == 0 do
-    n = n + 1
+local reply = {now}
+local admitted = false
+local refusal = nil
+for _ = 1, arrivals do
+  if count < limit then
+    -- Two admissions in the same microsecond see different counts; only a clock that
+    -- stepped back can find the member taken, and then the next free number serves.
+    local n = count
+    while redis.call('ZADD', KEYS[1], 'NX', now_s, now_s .. '-' .. n) == 0 do
+      n = n + 1
+    end
+    admitted = true
+    reply[#reply + 1] = 1
+    reply[#reply + 1] = limit - count - 1
+    reply[#reply + 1] = 0
+    reply[#reply + 1] = window
+    count = count + 1
+  else
+    if refusal == nil then
+      -- Room is made when the (count - limit)-th oldest entry leaves (the oldest, unless
+      -- the limit was lowered since the entries were admitted). Refusals are not
+      -- recorded, so every refusal of this call is the same.
+      local leaving = redis.call('ZRANGE', KEYS[1], count - limit, count - limit, 'WITHSCORES')
+      local newest = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+      refusal = {tonumber(leaving[2]) + window - now, tonumber(newest[2]) + window - now}
+    end
+    reply[#reply + 1] = 0
+    reply[#reply + 1] = 0
+    reply[#reply + 1] = refusal[1]
+    reply[#reply + 1] = refusal[2]
   end
-  redis.call('PEXPIRE', KEYS[1], string.format('%.0f', math.ceil(window / 1000)))
-  return {1, limit - count - 1, 0, window, now}
 end
--- Room is made when the (count - limit)-th oldest entry leaves (the oldest, unless the
--- limit was lowered since the entries were admitted). Refused requests are not recorded.
-local leaving = redis.call('ZRANGE', KEYS[1], count - limit, count - limit, 'WITHSCORES')
-local newest = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
-local retry = tonumber(leaving[2]) + window - now
-local reset = tonumber(newest[2]) + window - now
-return {0, 0, retry, reset, now}
+if admitted then
+  redis.call('PEXPIRE', KEYS[1], string.format('%.0f', math.ceil(window / 1000)))
+end
+return reply

@@ -1,0 +1,303 @@
+//! Overlapping checks of one subject share a store call. The first check of a subject
+//! leads: it sends its call. Checks of that subject arriving while the call is in flight
+//! queue behind it; when it returns, the first of them leads the next call, for all of
+//! them at once, and hands each its decision. A subject flooding an instance thus costs
+//! one call per round trip; a subject with one check at a time costs what it did.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use tokio::sync::oneshot;
+
+use super::LimitReply;
+use crate::error::{BackendError, Error, Result};
+
+/// What a queued check is handed.
+enum Turn {
+    /// Its decision, from the call it went in.
+    Decided(Result<LimitReply>),
+    /// Its turn to lead, deciding these queued checks with its own.
+    Lead(Vec<oneshot::Sender<Turn>>),
+}
+
+/// The subjects with a call in flight, and the checks queued behind each.
+#[derive(Default)]
+pub(super) struct Coalescer {
+    queued: Mutex<HashMap<String, Vec<oneshot::Sender<Turn>>>>,
+}
+
+impl Coalescer {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Vec<oneshot::Sender<Turn>>>> {
+        self.queued.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// One check of the subject at `key`: `call(n)` decides `n` arrivals in order (this
+    /// check first, then the ones it leads).
+    pub(super) async fn check<F, Fut>(&self, key: &str, call: F) -> Result<LimitReply>
+    where
+        F: FnOnce(u32) -> Fut,
+        Fut: Future<Output = Result<Vec<LimitReply>>>,
+    {
+        let waiting = {
+            let mut queued = self.lock();
+            match queued.get_mut(key) {
+                Some(queue) => {
+                    let (tx, rx) = oneshot::channel();
+                    queue.push(tx);
+                    Some(rx)
+                }
+                None => {
+                    queued.insert(key.to_owned(), Vec::new());
+                    None
+                }
+            }
+        };
+        let followers = match waiting {
+            None => Vec::new(),
+            Some(rx) => match rx.await {
+                Ok(Turn::Decided(decision)) => return decision,
+                Ok(Turn::Lead(followers)) => followers,
+                // Every queued sender is handed a turn, even by a cancelled leader.
+                Err(_) => {
+                    return Err(BackendError::Protocol("a shared rate limit call was lost").into());
+                }
+            },
+        };
+        let arrivals = u32::try_from(followers.len() + 1).unwrap_or(u32::MAX);
+        let mut lead = Lead {
+            coalescer: self,
+            key,
+            followers: Some(followers),
+        };
+        let outcome = call(arrivals).await;
+        let followers = lead.followers.take().unwrap_or_default();
+        // The next call starts before this one's decisions are handed out.
+        self.hand_over(key, Vec::new());
+        hand_out(outcome, followers)
+    }
+
+    /// Lets the first live queued check (after `carried`, the checks a cancelled leader
+    /// was deciding) lead the next call for the others; forgets the subject when none is
+    /// left.
+    fn hand_over(&self, key: &str, mut carried: Vec<oneshot::Sender<Turn>>) {
+        let mut queued = self.lock();
+        if let Some(queue) = queued.get_mut(key) {
+            carried.append(queue);
+        }
+        while !carried.is_empty() {
+            let next = carried.remove(0);
+            match next.send(Turn::Lead(std::mem::take(&mut carried))) {
+                Ok(()) => return,
+                // Its check was cancelled: the next one leads.
+                Err(Turn::Lead(rest)) => carried = rest,
+                Err(Turn::Decided(_)) => {}
+            }
+        }
+        queued.remove(key);
+    }
+}
+
+/// A leader's call in flight. Dropped before it ends (the leading request was cancelled),
+/// it hands its followers and the queue to a new leader, which asks again: whether the
+/// lost call counted them is unknown, so they may be counted twice, never zero times.
+struct Lead<'a> {
+    coalescer: &'a Coalescer,
+    key: &'a str,
+    followers: Option<Vec<oneshot::Sender<Turn>>>,
+}
+
+impl Drop for Lead<'_> {
+    fn drop(&mut self) {
+        if let Some(followers) = self.followers.take() {
+            self.coalescer.hand_over(self.key, followers);
+        }
+    }
+}
+
+/// The leader's decision; each follower gets its own, in arrival order.
+fn hand_out(
+    outcome: Result<Vec<LimitReply>>,
+    followers: Vec<oneshot::Sender<Turn>>,
+) -> Result<LimitReply> {
+    match outcome {
+        Ok(replies) if replies.len() == followers.len() + 1 => {
+            let mut replies = replies.into_iter();
+            let own = replies.next();
+            for (follower, reply) in followers.into_iter().zip(replies) {
+                // A follower whose check was cancelled no longer wants its decision.
+                let _ = follower.send(Turn::Decided(Ok(reply)));
+            }
+            own.ok_or_else(|| BackendError::Protocol("no rate limit decision").into())
+        }
+        Ok(_) => {
+            let error = || BackendError::Protocol("a rate limit call decided too few arrivals");
+            for follower in followers {
+                let _ = follower.send(Turn::Decided(Err(error().into())));
+            }
+            Err(error().into())
+        }
+        Err(error) => {
+            for follower in followers {
+                let _ = follower.send(Turn::Decided(Err(copy_of(&error))));
+            }
+            Err(error)
+        }
+    }
+}
+
+/// The same failure for each check of a call that failed: a backend error stays one (so
+/// that failing open still applies), a script failure stays one (a 500).
+fn copy_of(error: &Error) -> Error {
+    match error {
+        Error::Backend(BackendError::Redis(e)) => BackendError::Redis(e.clone()).into(),
+        Error::Backend(BackendError::Timeout(after)) => BackendError::Timeout(*after).into(),
+        Error::Backend(BackendError::NotTls(at)) => BackendError::NotTls(at.clone()).into(),
+        Error::Backend(BackendError::Protocol(what)) => BackendError::Protocol(what).into(),
+        Error::Script(message) => Error::Script(message.clone()),
+        other => Error::Script(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use tokio::sync::Notify;
+
+    use super::*;
+
+    fn reply(n: u64) -> LimitReply {
+        LimitReply {
+            allowed: true,
+            remaining: n,
+            retry_after_us: 0,
+            reset_us: 0,
+            now_us: 0,
+        }
+    }
+
+    /// A call that answers arrivals numbered from the running total, once released.
+    async fn numbered(
+        calls: &AtomicU32,
+        total: &AtomicU32,
+        gate: &Notify,
+        n: u32,
+    ) -> Result<Vec<LimitReply>> {
+        calls.fetch_add(1, Ordering::SeqCst);
+        gate.notified().await;
+        let first = total.fetch_add(n, Ordering::SeqCst);
+        Ok((first..first + n).map(|i| reply(u64::from(i))).collect())
+    }
+
+    #[tokio::test]
+    async fn checks_that_overlap_share_the_next_call_in_arrival_order() {
+        let coalescer = Arc::new(Coalescer::default());
+        let (calls, total, gate) = (
+            Arc::new(AtomicU32::new(0)),
+            Arc::new(AtomicU32::new(0)),
+            Arc::new(Notify::new()),
+        );
+        let spawn = |key: &'static str| {
+            let (c, calls, total, gate) = (
+                Arc::clone(&coalescer),
+                Arc::clone(&calls),
+                Arc::clone(&total),
+                Arc::clone(&gate),
+            );
+            tokio::spawn(async move {
+                c.check(key, |n| async move { numbered(&calls, &total, &gate, n).await })
+                    .await
+            })
+        };
+        let leader = spawn("a");
+        while calls.load(Ordering::SeqCst) < 1 {
+            tokio::task::yield_now().await;
+        }
+        let mut queued = Vec::new();
+        for _ in 0..3 {
+            queued.push(spawn("a"));
+        }
+        let other = spawn("b");
+        while coalescer.lock().get("a").map(Vec::len) != Some(3) || calls.load(Ordering::SeqCst) < 2
+        {
+            tokio::task::yield_now().await;
+        }
+        // "b" has its own call; "a"'s three queued checks wait for the first to return.
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        gate.notify_waiters();
+        let _ = leader.await.unwrap().unwrap();
+        let _ = other.await.unwrap().unwrap();
+        while calls.load(Ordering::SeqCst) < 3 {
+            tokio::task::yield_now().await;
+        }
+        gate.notify_waiters();
+        let mut got = Vec::new();
+        for check in queued {
+            got.push(check.await.unwrap().unwrap().remaining);
+        }
+        // One more call for the three, each with its own decision.
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+        let mut sorted = got.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), 3, "{got:?}");
+        assert!(coalescer.lock().is_empty(), "nothing left behind");
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_leader_hands_its_queue_to_a_new_leader() {
+        let coalescer = Arc::new(Coalescer::default());
+        let (calls, total, gate) = (
+            Arc::new(AtomicU32::new(0)),
+            Arc::new(AtomicU32::new(0)),
+            Arc::new(Notify::new()),
+        );
+        let spawn = || {
+            let (c, calls, total, gate) = (
+                Arc::clone(&coalescer),
+                Arc::clone(&calls),
+                Arc::clone(&total),
+                Arc::clone(&gate),
+            );
+            tokio::spawn(async move {
+                c.check("a", |n| async move { numbered(&calls, &total, &gate, n).await })
+                    .await
+            })
+        };
+        let leader = spawn();
+        while calls.load(Ordering::SeqCst) < 1 {
+            tokio::task::yield_now().await;
+        }
+        let follower = spawn();
+        while coalescer.lock().get("a").map(Vec::len) != Some(1) {
+            tokio::task::yield_now().await;
+        }
+        leader.abort();
+        assert!(leader.await.unwrap_err().is_cancelled());
+        while calls.load(Ordering::SeqCst) < 2 {
+            tokio::task::yield_now().await;
+        }
+        gate.notify_waiters();
+        let decided = follower.await.unwrap().unwrap();
+        assert_eq!(decided.remaining, 0, "the new leader's own call decided it");
+        assert!(coalescer.lock().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_failed_call_fails_every_check_in_it_as_a_backend_error() {
+        let coalescer = Coalescer::default();
+        let failed = coalescer
+            .check("a", |_| async {
+                Err(BackendError::Timeout(std::time::Duration::from_millis(5)).into())
+            })
+            .await;
+        assert!(failed.unwrap_err().is_backend());
+        let copy = copy_of(&Error::Backend(BackendError::Timeout(
+            std::time::Duration::from_millis(5),
+        )));
+        assert!(matches!(copy, Error::Backend(BackendError::Timeout(_))));
+        assert!(coalescer.lock().is_empty());
+    }
+}
