@@ -55,14 +55,23 @@ impl Coalescer {
         };
         let followers = match waiting {
             None => Vec::new(),
-            Some(rx) => match rx.await {
-                Ok(Turn::Decided(decision)) => return decision,
-                Ok(Turn::Lead(followers)) => followers,
-                // Every queued sender is handed a turn, even by a cancelled leader.
-                Err(_) => {
-                    return Err(BackendError::Protocol("a shared rate limit call was lost").into());
+            Some(rx) => {
+                let mut queued = Queued {
+                    coalescer: self,
+                    key,
+                    rx,
+                };
+                match (&mut queued.rx).await {
+                    Ok(Turn::Decided(decision)) => return decision,
+                    Ok(Turn::Lead(followers)) => followers,
+                    // Every queued check is handed a turn, even by a cancelled leader.
+                    Err(_) => {
+                        return Err(
+                            BackendError::Protocol("a shared rate limit call was lost").into()
+                        );
+                    }
                 }
-            },
+            }
         };
         let arrivals = u32::try_from(followers.len() + 1).unwrap_or(u32::MAX);
         let mut lead = Lead {
@@ -110,6 +119,24 @@ struct Lead<'a> {
 impl Drop for Lead<'_> {
     fn drop(&mut self) {
         if let Some(followers) = self.followers.take() {
+            self.coalescer.hand_over(self.key, followers);
+        }
+    }
+}
+
+/// A check queued behind a call. Dropped while queued (its request was cancelled), it
+/// stops further turns from reaching it, and passes on the lead if it was handed it
+/// already: otherwise the subject would keep a call in flight that never comes.
+struct Queued<'a> {
+    coalescer: &'a Coalescer,
+    key: &'a str,
+    rx: oneshot::Receiver<Turn>,
+}
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.rx.close();
+        if let Ok(Turn::Lead(followers)) = self.rx.try_recv() {
             self.coalescer.hand_over(self.key, followers);
         }
     }
@@ -207,8 +234,11 @@ mod tests {
                 Arc::clone(&gate),
             );
             tokio::spawn(async move {
-                c.check(key, |n| async move { numbered(&calls, &total, &gate, n).await })
-                    .await
+                c.check(
+                    key,
+                    |n| async move { numbered(&calls, &total, &gate, n).await },
+                )
+                .await
             })
         };
         let leader = spawn("a");
@@ -262,8 +292,11 @@ mod tests {
                 Arc::clone(&gate),
             );
             tokio::spawn(async move {
-                c.check("a", |n| async move { numbered(&calls, &total, &gate, n).await })
-                    .await
+                c.check(
+                    "a",
+                    |n| async move { numbered(&calls, &total, &gate, n).await },
+                )
+                .await
             })
         };
         let leader = spawn();
@@ -282,6 +315,60 @@ mod tests {
         gate.notify_waiters();
         let decided = follower.await.unwrap().unwrap();
         assert_eq!(decided.remaining, 0, "the new leader's own call decided it");
+        assert!(coalescer.lock().is_empty());
+    }
+
+    /// Seen in the benchmark: a queued check handed the lead, then cancelled (its client
+    /// hung up) before it ran, took the lead to its grave, and every later check of the
+    /// subject queued behind a call that never came.
+    #[tokio::test]
+    async fn a_check_cancelled_after_it_was_handed_the_lead_passes_it_on() {
+        use futures_util::FutureExt;
+
+        let coalescer = Arc::new(Coalescer::default());
+        let (calls, total, gate) = (
+            Arc::new(AtomicU32::new(0)),
+            Arc::new(AtomicU32::new(0)),
+            Arc::new(Notify::new()),
+        );
+        let check = |c: Arc<Coalescer>| {
+            let (calls, total, gate) = (Arc::clone(&calls), Arc::clone(&total), Arc::clone(&gate));
+            async move {
+                c.check(
+                    "a",
+                    |n| async move { numbered(&calls, &total, &gate, n).await },
+                )
+                .await
+            }
+        };
+        let leader = tokio::spawn(check(Arc::clone(&coalescer)));
+        while calls.load(Ordering::SeqCst) < 1 {
+            tokio::task::yield_now().await;
+        }
+        // Queued behind the leader, then never polled again.
+        let mut handed = Box::pin(check(Arc::clone(&coalescer)));
+        assert!(handed.as_mut().now_or_never().is_none());
+        let mut behind = Box::pin(check(Arc::clone(&coalescer)));
+        assert!(behind.as_mut().now_or_never().is_none());
+        gate.notify_waiters();
+        let _ = leader.await.unwrap().unwrap();
+        // The lead went to `handed`, which is dropped unpolled: `behind` must lead now.
+        drop(handed);
+        let led = tokio::spawn(behind);
+        let second_call = async {
+            while calls.load(Ordering::SeqCst) < 2 {
+                tokio::task::yield_now().await;
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(5), second_call)
+            .await
+            .expect("the subject is not stuck: someone leads the next call");
+        gate.notify_waiters();
+        let decided = tokio::time::timeout(std::time::Duration::from_secs(5), led)
+            .await
+            .expect("the subject is not stuck")
+            .unwrap();
+        assert!(decided.is_ok());
         assert!(coalescer.lock().is_empty());
     }
 

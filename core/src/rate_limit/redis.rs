@@ -28,8 +28,13 @@ impl RateLimitStore for RedisStore {
         _clock: &Clock,
         arrivals: u32,
     ) -> Result<Vec<LimitReply>> {
-        self.decide(&GCRA, key, [params.interval_us, params.tolerance_us], arrivals)
-            .await
+        self.decide(
+            &GCRA,
+            key,
+            [params.interval_us, params.tolerance_us],
+            arrivals,
+        )
+        .await
     }
 
     async fn window_arrivals(
@@ -62,7 +67,11 @@ impl RedisStore {
         arrivals: u32,
     ) -> Result<Vec<LimitReply>> {
         let mut invocation = script.prepare_invoke();
-        invocation.key(key).arg(limit[0]).arg(limit[1]).arg(arrivals);
+        invocation
+            .key(key)
+            .arg(limit[0])
+            .arg(limit[1])
+            .arg(arrivals);
         let mut conn = self.conn();
         let reply: Vec<u64> = self.bounded(invocation.invoke_async(&mut conn)).await?;
         let unexpected = || BackendError::Protocol("unknown reply from a rate limit script");

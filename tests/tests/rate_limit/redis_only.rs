@@ -303,7 +303,12 @@ async fn arrivals_decided_together_are_that_many_calls_at_one_instant() {
         // Sleeping here schedules the arrivals; nothing waits for an event.
         tokio::time::sleep(Duration::from_millis(gap)).await;
         let together = redis
-            .gcra_arrivals("keygate:rate:{together:q}", quota, &Clock::system(), arrivals)
+            .gcra_arrivals(
+                "keygate:rate:{together:q}",
+                quota,
+                &Clock::system(),
+                arrivals,
+            )
             .await
             .unwrap();
         assert_eq!(together.len(), arrivals as usize);
@@ -316,7 +321,12 @@ async fn arrivals_decided_together_are_that_many_calls_at_one_instant() {
             assert_eq!(&one, reply, "quota, {arrivals} together, arrival {i}");
         }
         let together = redis
-            .window_arrivals("keygate:rate:{together:w}", window, &Clock::system(), arrivals)
+            .window_arrivals(
+                "keygate:rate:{together:w}",
+                window,
+                &Clock::system(),
+                arrivals,
+            )
             .await
             .unwrap();
         assert_eq!(together.len(), arrivals as usize);
