@@ -5,6 +5,7 @@
 //! one call per round trip; a subject with one check at a time costs what it did.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::future::Future;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
@@ -40,15 +41,14 @@ impl Coalescer {
         Fut: Future<Output = Result<Vec<LimitReply>>>,
     {
         let waiting = {
-            let mut queued = self.lock();
-            match queued.get_mut(key) {
-                Some(queue) => {
+            match self.lock().entry(key.to_owned()) {
+                Entry::Occupied(mut queue) => {
                     let (tx, rx) = oneshot::channel();
-                    queue.push(tx);
+                    queue.get_mut().push(tx);
                     Some(rx)
                 }
-                None => {
-                    queued.insert(key.to_owned(), Vec::new());
+                Entry::Vacant(slot) => {
+                    slot.insert(Vec::new());
                     None
                 }
             }

@@ -15,9 +15,15 @@ const MAX_PLAIN_SUBJECT: usize = 128;
 const MAX_NAME: usize = 64;
 
 /// A limiter: a store, a name (part of its keys, so limiters with different names do not
-/// share budgets), a [`Limit`] and a failure mode. Cheap to clone.
+/// share budgets), a [`Limit`] and a failure mode. Cheap to clone (one reference count:
+/// a layer clones it for every request).
 #[derive(Clone)]
 pub struct RateLimiter {
+    shared: Arc<Shared>,
+}
+
+#[derive(Clone)]
+struct Shared {
     store: Arc<dyn RateLimitStore>,
     name: Arc<str>,
     limit: Limit,
@@ -61,9 +67,9 @@ impl Decisions {
 impl std::fmt::Debug for RateLimiter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RateLimiter")
-            .field("name", &self.name)
-            .field("limit", &self.limit)
-            .field("failure", &self.failure)
+            .field("name", &self.shared.name)
+            .field("limit", &self.shared.limit)
+            .field("failure", &self.shared.failure)
             .finish_non_exhaustive()
     }
 }
@@ -90,52 +96,61 @@ impl RateLimiter {
         }
         limit.validate()?;
         Ok(Self {
-            store,
-            decisions: Decisions::register(name),
-            name: Arc::from(crate::keys::escape(name)),
-            limit,
-            failure: FailureMode::default(),
-            clock: Clock::system(),
-            coalescer: Arc::default(),
+            shared: Arc::new(Shared {
+                store,
+                decisions: Decisions::register(name),
+                name: Arc::from(crate::keys::escape(name)),
+                limit,
+                failure: FailureMode::default(),
+                clock: Clock::system(),
+                coalescer: Arc::default(),
+            }),
         })
     }
 
     /// What to do when the store fails (default [`FailureMode::Closed`]).
-    pub fn with_failure_mode(self, failure: FailureMode) -> Self {
-        Self { failure, ..self }
+    pub fn with_failure_mode(mut self, failure: FailureMode) -> Self {
+        Arc::make_mut(&mut self.shared).failure = failure;
+        self
     }
 
     /// The clock of stores without one of their own (the memory store); Redis uses the
     /// server's clock whatever this is.
-    pub fn with_clock(self, clock: Clock) -> Self {
-        Self { clock, ..self }
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        Arc::make_mut(&mut self.shared).clock = clock;
+        self
     }
 
     /// The limit.
     pub fn limit(&self) -> &Limit {
-        &self.limit
+        &self.shared.limit
     }
 
     /// The failure mode.
     pub fn failure_mode(&self) -> FailureMode {
-        self.failure
+        self.shared.failure
     }
 
     /// The Redis key of `subject`: `keygate:rate:{<name>:<subject>}`, escaped (and a
     /// SHA-256 for subjects longer than 128 bytes).
     pub fn key(&self, subject: &str) -> String {
-        let subject = if subject.len() > MAX_PLAIN_SUBJECT {
-            let digest = Sha256::digest(subject.as_bytes());
-            let mut hex = String::with_capacity(65);
-            hex.push('#');
-            for b in digest {
-                hex.push_str(&format!("{b:02x}"));
+        let name = &self.shared.name;
+        let mut key = String::with_capacity(16 + name.len() + subject.len().min(70) * 3);
+        key.push_str("keygate:rate:{");
+        key.push_str(name);
+        key.push(':');
+        if subject.len() > MAX_PLAIN_SUBJECT {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            key.push('#');
+            for b in Sha256::digest(subject.as_bytes()) {
+                key.push(char::from(HEX[usize::from(b >> 4)]));
+                key.push(char::from(HEX[usize::from(b & 0xf)]));
             }
-            hex
         } else {
-            crate::keys::escape(subject)
-        };
-        format!("keygate:rate:{{{}:{subject}}}", self.name)
+            crate::keys::escape_into(&mut key, subject);
+        }
+        key.push('}');
+        key
     }
 
     /// Decides whether `subject` may make one more request now, and counts it if so.
@@ -145,24 +160,26 @@ impl RateLimiter {
     pub async fn check(&self, subject: &str) -> Result<RateLimitDecision> {
         let key = self.key(subject);
         let key = key.as_str();
-        let decide = self.coalescer.check(key, |arrivals| async move {
-            match self.limit {
+        let decide = self.shared.coalescer.check(key, |arrivals| async move {
+            match self.shared.limit {
                 Limit::Quota(quota) => {
-                    self.store
-                        .gcra_arrivals(key, quota.params(), &self.clock, arrivals)
+                    self.shared
+                        .store
+                        .gcra_arrivals(key, quota.params(), &self.shared.clock, arrivals)
                         .await
                 }
                 Limit::Window(window) => {
-                    self.store
-                        .window_arrivals(key, window.params(), &self.clock, arrivals)
+                    self.shared
+                        .store
+                        .window_arrivals(key, window.params(), &self.shared.clock, arrivals)
                         .await
                 }
             }
         });
-        let counters = &self.decisions;
+        let counters = &self.shared.decisions;
         let (decision, counter) = match counters.op.timed(decide).await {
             Ok(reply) => {
-                let decision = RateLimitDecision::from_reply(reply, self.limit.at_once());
+                let decision = RateLimitDecision::from_reply(reply, self.shared.limit.at_once());
                 let counter = if decision.allowed {
                     &counters.allowed
                 } else {
@@ -170,12 +187,12 @@ impl RateLimiter {
                 };
                 (Ok(decision), counter)
             }
-            Err(error) if error.is_backend() && self.failure == FailureMode::Open => {
+            Err(error) if error.is_backend() && self.shared.failure == FailureMode::Open => {
                 if crate::adapter::may_warn_now() {
-                    tracing::warn!(%error, limiter = %self.name, "rate limit store failed; allowing (fail open, logged at most once a second)");
+                    tracing::warn!(%error, limiter = %self.shared.name, "rate limit store failed; allowing (fail open, logged at most once a second)");
                 }
                 (
-                    Ok(RateLimitDecision::degraded(self.limit.at_once())),
+                    Ok(RateLimitDecision::degraded(self.shared.limit.at_once())),
                     &counters.failed_open,
                 )
             }

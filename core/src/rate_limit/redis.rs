@@ -58,7 +58,8 @@ fn first(replies: Vec<LimitReply>) -> Result<LimitReply> {
 
 impl RedisStore {
     /// Runs one of the limiter's scripts: one key, the limit's two integers and the
-    /// number of arrivals, answering the server's time and four integers per arrival.
+    /// number of arrivals, answering the server's time and four integers per arrival, in one
+    /// string.
     async fn decide(
         &self,
         script: &LuaScript,
@@ -73,29 +74,35 @@ impl RedisStore {
             .arg(limit[1])
             .arg(arrivals);
         let mut conn = self.conn();
-        let reply: Vec<u64> = self.bounded(invocation.invoke_async(&mut conn)).await?;
+        let reply: Vec<u8> = self.bounded(invocation.invoke_async(&mut conn)).await?;
         let unexpected = || BackendError::Protocol("unknown reply from a rate limit script");
-        let (&now_us, decisions) = reply.split_first().ok_or_else(unexpected)?;
-        let chunks = decisions.chunks_exact(4);
-        if !chunks.remainder().is_empty() || chunks.len() != arrivals as usize {
+        let mut numbers = reply.split(|b| *b == b' ').map(|word| {
+            std::str::from_utf8(word)
+                .ok()
+                .and_then(|word| word.parse::<u64>().ok())
+                .ok_or_else(unexpected)
+        });
+        let now_us = numbers.next().ok_or_else(unexpected)??;
+        let mut decisions = Vec::with_capacity(arrivals as usize);
+        while let Some(allowed) = numbers.next() {
+            let allowed = match allowed? {
+                1 => true,
+                0 => false,
+                _ => return Err(unexpected().into()),
+            };
+            let mut next = || numbers.next().ok_or_else(unexpected)?;
+            decisions.push(LimitReply {
+                allowed,
+                remaining: next()?,
+                retry_after_us: next()?,
+                reset_us: next()?,
+                now_us,
+            });
+        }
+        if decisions.len() != arrivals as usize {
             return Err(unexpected().into());
         }
-        chunks
-            .map(|d| {
-                let allowed = match d[0] {
-                    1 => true,
-                    0 => false,
-                    _ => return Err(unexpected().into()),
-                };
-                Ok(LimitReply {
-                    allowed,
-                    remaining: d[1],
-                    retry_after_us: d[2],
-                    reset_us: d[3],
-                    now_us,
-                })
-            })
-            .collect()
+        Ok(decisions)
     }
 }
 

@@ -31,40 +31,93 @@ impl LuaScript {
     pub(crate) fn prepare_invoke(&self) -> Invocation<'_> {
         Invocation {
             script: self,
-            keys: Vec::new(),
-            args: Vec::new(),
+            keys: 0,
+            words: Words::default(),
         }
     }
 }
 
-/// One call of a script: its keys (all in one hash slot) and arguments.
+/// One call of a script: its keys (all in one hash slot), then its arguments.
 pub(crate) struct Invocation<'a> {
     script: &'a LuaScript,
-    keys: Vec<Vec<u8>>,
-    args: Vec<Vec<u8>>,
+    /// How many of the words are keys (they come first).
+    keys: usize,
+    words: Words,
+}
+
+/// Keys and arguments in one buffer: two allocations per call, however many there are.
+#[derive(Default)]
+struct Words {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl Words {
+    fn iter(&self) -> impl Iterator<Item = &[u8]> {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts
+            .zip(self.ends.iter().copied())
+            .map(|(start, end)| &self.bytes[start..end])
+    }
+}
+
+impl redis::RedisWrite for Words {
+    fn write_arg(&mut self, arg: &[u8]) {
+        self.bytes.extend_from_slice(arg);
+        self.ends.push(self.bytes.len());
+    }
+
+    fn writer_for_next_arg(&mut self) -> impl std::io::Write + '_ {
+        WordWriter { words: self }
+    }
+}
+
+/// Writes one word; it ends when the writer is dropped.
+struct WordWriter<'a> {
+    words: &'a mut Words,
+}
+
+impl std::io::Write for WordWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.words.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for WordWriter<'_> {
+    fn drop(&mut self) {
+        self.words.ends.push(self.words.bytes.len());
+    }
 }
 
 impl Invocation<'_> {
-    /// Adds a key (`KEYS[n]`).
+    /// Adds a key (`KEYS[n]`); keys come before every argument.
     pub(crate) fn key(&mut self, key: impl ToRedisArgs) -> &mut Self {
-        key.write_redis_args(&mut self.keys);
+        debug_assert_eq!(self.keys, self.words.ends.len(), "keys before arguments");
+        key.write_redis_args(&mut self.words);
+        self.keys = self.words.ends.len();
         self
     }
 
     /// Adds an argument (`ARGV[n]`).
     pub(crate) fn arg(&mut self, arg: impl ToRedisArgs) -> &mut Self {
-        arg.write_redis_args(&mut self.args);
+        arg.write_redis_args(&mut self.words);
         self
     }
 
     fn command(&self, name: &str, script: &str) -> Cmd {
-        let mut cmd = redis::cmd(name);
-        cmd.arg(script).arg(self.keys.len());
-        for key in &self.keys {
-            cmd.arg(key.as_slice());
-        }
-        for arg in &self.args {
-            cmd.arg(arg.as_slice());
+        // Sized up front: growing it argument by argument costs a copy each time.
+        let mut cmd = Cmd::with_capacity(
+            3 + self.words.ends.len(),
+            name.len() + script.len() + 20 + self.words.bytes.len(),
+        );
+        cmd.arg(name).arg(script).arg(self.keys);
+        for word in self.words.iter() {
+            cmd.arg(word);
         }
         cmd
     }

@@ -4,8 +4,9 @@
 -- KEYS[1] the subject's key; ARGV[1] emission interval µs (period / rate),
 -- ARGV[2] tolerance µs (interval × burst), ARGV[3] arrivals (requests of this subject
 -- decided together, in order, as that many calls at the same instant; default 1)
--- Reply: {server time µs, then per arrival: allowed 1|0, remaining, retry after µs,
--- reset µs}
+-- Reply: one string of integers separated by spaces: the server time µs, then per
+-- arrival: allowed 1|0, remaining, retry after µs, reset µs (one string rather than an
+-- array: clients parse it several times faster)
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
 local interval = tonumber(ARGV[1])
@@ -15,23 +16,17 @@ local tat = tonumber(redis.call('GET', KEYS[1])) or now
 if tat < now then
   tat = now
 end
-local reply = {now}
+local reply = {string.format('%d', now)}
 local admitted = false
 for _ = 1, arrivals do
   local new_tat = tat + interval
   local allow_at = new_tat - tolerance
   if allow_at > now then
-    reply[#reply + 1] = 0
-    reply[#reply + 1] = 0
-    reply[#reply + 1] = allow_at - now
-    reply[#reply + 1] = tat - now
+    reply[#reply + 1] = string.format('%d %d %d %d', 0, 0, allow_at - now, tat - now)
   else
     tat = new_tat
     admitted = true
-    reply[#reply + 1] = 1
-    reply[#reply + 1] = math.floor((tolerance - (new_tat - now)) / interval)
-    reply[#reply + 1] = 0
-    reply[#reply + 1] = new_tat - now
+    reply[#reply + 1] = string.format('%d %d %d %d', 1, math.floor((tolerance - (new_tat - now)) / interval), 0, new_tat - now)
   end
 end
 if admitted then
@@ -39,4 +34,4 @@ if admitted then
   local ttl_ms = math.ceil((tat - now) / 1000)
   redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', string.format('%.0f', ttl_ms))
 end
-return reply
+return table.concat(reply, ' ')
