@@ -269,6 +269,9 @@ pub fn run_framework_with(
         Vec::new()
     };
     let cycle_for = |r: &Running, variant: Variant| -> Vec<Vec<(String, String)>> {
+        if let Some(cycle) = variant.header_cycle() {
+            return cycle;
+        }
         if planted.is_empty() || !variant.uses_token() {
             return vec![r.header.iter().cloned().collect()];
         }

@@ -23,6 +23,7 @@ pub(super) fn color(variant: Variant) -> &'static str {
         Variant::KeygateHash => "#6baed6",
         Variant::Incumbent => "#e6862e",
         Variant::LimitedQuota => "#2ca02c",
+        Variant::LimitedQuotaSpread => "#17becf",
         Variant::LimitedWindow => "#98df8a",
         Variant::KeygateMetrics => "#c5b0d5",
         Variant::KeygateNear => "#d62728",

@@ -60,6 +60,7 @@ async fn run(spec: ServeSpec) -> Result<()> {
             .await?;
         }
         Variant::LimitedQuota
+        | Variant::LimitedQuotaSpread
         | Variant::LimitedWindow
         | Variant::KeygateMetrics
         | Variant::KeygateNear

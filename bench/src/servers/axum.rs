@@ -51,6 +51,13 @@ pub fn serve(spec: &ServeSpec) -> crate::Result<()> {
                 .layer(RateLimitLayer::new(
                     limiter(&spec.redis_url, spec.variant).await?,
                 )),
+            Variant::LimitedQuotaSpread => Router::new()
+                .route("/me", get(bare_me))
+                .route("/login", post(bare_login))
+                .layer(
+                    RateLimitLayer::new(limiter(&spec.redis_url, spec.variant).await?)
+                        .with_trusted_proxies([std::net::IpAddr::from([127, 0, 0, 1])]),
+                ),
             Variant::Incumbent => {
                 // The store's README: a fred pool of 6 connections.
                 let pool = Pool::new(Config::from_url(&spec.redis_url)?, None, None, None, 6)?;

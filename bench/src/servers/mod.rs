@@ -119,6 +119,11 @@ pub enum Variant {
     /// The bare route behind keygate's rate-limit layer, a GCRA quota that admits every
     /// request (axum only).
     LimitedQuota,
+    /// [`LimitedQuota`](Variant::LimitedQuota) with the loopback address trusted as a
+    /// proxy, and clients that say in `X-Forwarded-For` they are one of
+    /// [`SPREAD_ADDRESSES`] addresses in turn: checks of one subject rarely overlap, so
+    /// (nearly) every request is a script call of its own (axum only).
+    LimitedQuotaSpread,
     /// The bare route behind keygate's rate-limit layer, a sliding window that admits every
     /// request (axum only).
     LimitedWindow,
@@ -150,6 +155,7 @@ impl Variant {
             "keygate-hash" => Self::KeygateHash,
             "incumbent" => Self::Incumbent,
             "limited-quota" => Self::LimitedQuota,
+            "limited-quota-spread" => Self::LimitedQuotaSpread,
             "limited-window" => Self::LimitedWindow,
             "keygate-metrics" => Self::KeygateMetrics,
             "keygate-near" => Self::KeygateNear,
@@ -166,6 +172,7 @@ impl Variant {
             Self::KeygateHash => "keygate-hash",
             Self::Incumbent => "incumbent",
             Self::LimitedQuota => "limited-quota",
+            Self::LimitedQuotaSpread => "limited-quota-spread",
             Self::LimitedWindow => "limited-window",
             Self::KeygateMetrics => "keygate-metrics",
             Self::KeygateNear => "keygate-near",
@@ -181,6 +188,7 @@ impl Variant {
             Self::Keygate => "keygate (JSON)",
             Self::KeygateHash => "keygate (hash)",
             Self::LimitedQuota => "bare + rate limit (GCRA)",
+            Self::LimitedQuotaSpread => "bare + rate limit (GCRA, 10,000 addresses)",
             Self::LimitedWindow => "bare + rate limit (window)",
             Self::KeygateMetrics => "keygate (JSON), metrics recorded",
             Self::KeygateNear => "keygate (JSON), near cache",
@@ -209,12 +217,28 @@ impl Variant {
 
     /// Whether the variant keeps a session in Redis.
     pub fn has_session(self) -> bool {
-        !matches!(self, Self::Bare | Self::LimitedQuota | Self::LimitedWindow)
+        !matches!(self, Self::Bare) && !self.is_limited()
     }
 
     /// Whether the variant is one of the rate-limit benchmark's (axum only).
     pub fn is_limited(self) -> bool {
-        matches!(self, Self::LimitedQuota | Self::LimitedWindow)
+        matches!(
+            self,
+            Self::LimitedQuota | Self::LimitedQuotaSpread | Self::LimitedWindow
+        )
+    }
+
+    /// The header sets a load generator cycles through for this variant, when it needs
+    /// its own: the spread limiter's `X-Forwarded-For` addresses.
+    pub fn header_cycle(self) -> Option<Vec<Vec<(String, String)>>> {
+        (self == Self::LimitedQuotaSpread).then(|| {
+            (0..SPREAD_ADDRESSES)
+                .map(|i| {
+                    let address = format!("10.{}.{}.{}", i >> 16 & 255, i >> 8 & 255, i & 255);
+                    vec![("x-forwarded-for".to_owned(), address)]
+                })
+                .collect()
+        })
     }
 
     /// The Node layout's custom prefix of the variant's sessions. The near cache variants
@@ -253,12 +277,16 @@ pub const NEAR_CACHE: [Variant; 4] = [
 
 /// The rate-limit benchmark's servers: the route without and behind the limiter, and the
 /// one-round-trip floor.
-pub const RATE_LIMITED: [Variant; 4] = [
+pub const RATE_LIMITED: [Variant; 5] = [
     Variant::Bare,
     Variant::Getex,
     Variant::LimitedQuota,
+    Variant::LimitedQuotaSpread,
     Variant::LimitedWindow,
 ];
+
+/// The client addresses of [`Variant::LimitedQuotaSpread`].
+pub const SPREAD_ADDRESSES: usize = 10_000;
 
 /// What a `serve` child runs.
 #[derive(Debug, Clone)]

@@ -41,6 +41,7 @@ pub fn serve(spec: &ServeSpec) -> Result<()> {
                 run(spec.port, app).await
             }
             Variant::LimitedQuota
+            | Variant::LimitedQuotaSpread
             | Variant::LimitedWindow
             | Variant::KeygateMetrics
             | Variant::KeygateNear

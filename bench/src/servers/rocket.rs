@@ -40,6 +40,7 @@ pub fn serve(spec: &ServeSpec) -> Result<()> {
                 ))
                 .mount("/", routes![keygate_me, keygate_login]),
             Variant::LimitedQuota
+            | Variant::LimitedQuotaSpread
             | Variant::LimitedWindow
             | Variant::KeygateMetrics
             | Variant::KeygateNear
