@@ -205,117 +205,107 @@ mod tests {
         }
     }
 
-    /// A call that answers arrivals numbered from the running total, once released.
-    async fn numbered(
-        calls: &AtomicU32,
-        total: &AtomicU32,
-        gate: &Notify,
-        n: u32,
-    ) -> Result<Vec<LimitReply>> {
-        calls.fetch_add(1, Ordering::SeqCst);
-        gate.notified().await;
-        let first = total.fetch_add(n, Ordering::SeqCst);
-        Ok((first..first + n).map(|i| reply(u64::from(i))).collect())
+    /// A coalescer whose calls count themselves, wait for the gate, and answer arrivals
+    /// numbered from a running total.
+    #[derive(Clone, Default)]
+    struct Harness {
+        coalescer: Arc<Coalescer>,
+        calls: Arc<AtomicU32>,
+        total: Arc<AtomicU32>,
+        gate: Arc<Notify>,
+    }
+
+    impl Harness {
+        fn check(&self, key: &'static str) -> impl Future<Output = Result<LimitReply>> + use<> {
+            let h = self.clone();
+            async move {
+                let h = &h;
+                h.coalescer
+                    .check(key, |n| async move {
+                        h.calls.fetch_add(1, Ordering::SeqCst);
+                        h.gate.notified().await;
+                        let first = h.total.fetch_add(n, Ordering::SeqCst);
+                        Ok((first..first + n).map(|i| reply(u64::from(i))).collect())
+                    })
+                    .await
+            }
+        }
+
+        fn spawn(&self, key: &'static str) -> tokio::task::JoinHandle<Result<LimitReply>> {
+            tokio::spawn(self.check(key))
+        }
+
+        fn calls(&self) -> u32 {
+            self.calls.load(Ordering::SeqCst)
+        }
+
+        /// Yields until `n` calls have begun, failing after 5 s.
+        async fn calls_begun(&self, n: u32) {
+            let begun = async {
+                while self.calls() < n {
+                    tokio::task::yield_now().await;
+                }
+            };
+            tokio::time::timeout(std::time::Duration::from_secs(5), begun)
+                .await
+                .expect("the call begins: the subject is not stuck");
+        }
+
+        /// Yields until `n` checks of `key` are queued.
+        async fn queued(&self, key: &str, n: usize) {
+            while self.coalescer.lock().get(key).map(Vec::len) != Some(n) {
+                tokio::task::yield_now().await;
+            }
+        }
+
+        fn idle(&self) -> bool {
+            self.coalescer.lock().is_empty()
+        }
     }
 
     #[tokio::test]
     async fn checks_that_overlap_share_the_next_call_in_arrival_order() {
-        let coalescer = Arc::new(Coalescer::default());
-        let (calls, total, gate) = (
-            Arc::new(AtomicU32::new(0)),
-            Arc::new(AtomicU32::new(0)),
-            Arc::new(Notify::new()),
-        );
-        let spawn = |key: &'static str| {
-            let (c, calls, total, gate) = (
-                Arc::clone(&coalescer),
-                Arc::clone(&calls),
-                Arc::clone(&total),
-                Arc::clone(&gate),
-            );
-            tokio::spawn(async move {
-                c.check(
-                    key,
-                    |n| async move { numbered(&calls, &total, &gate, n).await },
-                )
-                .await
-            })
-        };
-        let leader = spawn("a");
-        while calls.load(Ordering::SeqCst) < 1 {
-            tokio::task::yield_now().await;
-        }
-        let mut queued = Vec::new();
-        for _ in 0..3 {
-            queued.push(spawn("a"));
-        }
-        let other = spawn("b");
-        while coalescer.lock().get("a").map(Vec::len) != Some(3) || calls.load(Ordering::SeqCst) < 2
-        {
-            tokio::task::yield_now().await;
-        }
+        let h = Harness::default();
+        let leader = h.spawn("a");
+        h.calls_begun(1).await;
+        let queued: Vec<_> = (0..3).map(|_| h.spawn("a")).collect();
+        let other = h.spawn("b");
+        h.queued("a", 3).await;
+        h.calls_begun(2).await;
         // "b" has its own call; "a"'s three queued checks wait for the first to return.
-        assert_eq!(calls.load(Ordering::SeqCst), 2);
-        gate.notify_waiters();
+        assert_eq!(h.calls(), 2);
+        h.gate.notify_waiters();
         let _ = leader.await.unwrap().unwrap();
         let _ = other.await.unwrap().unwrap();
-        while calls.load(Ordering::SeqCst) < 3 {
-            tokio::task::yield_now().await;
-        }
-        gate.notify_waiters();
+        h.calls_begun(3).await;
+        h.gate.notify_waiters();
         let mut got = Vec::new();
         for check in queued {
             got.push(check.await.unwrap().unwrap().remaining);
         }
         // One more call for the three, each with its own decision.
-        assert_eq!(calls.load(Ordering::SeqCst), 3);
+        assert_eq!(h.calls(), 3);
         let mut sorted = got.clone();
         sorted.sort_unstable();
         sorted.dedup();
         assert_eq!(sorted.len(), 3, "{got:?}");
-        assert!(coalescer.lock().is_empty(), "nothing left behind");
+        assert!(h.idle(), "nothing left behind");
     }
 
     #[tokio::test]
     async fn a_cancelled_leader_hands_its_queue_to_a_new_leader() {
-        let coalescer = Arc::new(Coalescer::default());
-        let (calls, total, gate) = (
-            Arc::new(AtomicU32::new(0)),
-            Arc::new(AtomicU32::new(0)),
-            Arc::new(Notify::new()),
-        );
-        let spawn = || {
-            let (c, calls, total, gate) = (
-                Arc::clone(&coalescer),
-                Arc::clone(&calls),
-                Arc::clone(&total),
-                Arc::clone(&gate),
-            );
-            tokio::spawn(async move {
-                c.check(
-                    "a",
-                    |n| async move { numbered(&calls, &total, &gate, n).await },
-                )
-                .await
-            })
-        };
-        let leader = spawn();
-        while calls.load(Ordering::SeqCst) < 1 {
-            tokio::task::yield_now().await;
-        }
-        let follower = spawn();
-        while coalescer.lock().get("a").map(Vec::len) != Some(1) {
-            tokio::task::yield_now().await;
-        }
+        let h = Harness::default();
+        let leader = h.spawn("a");
+        h.calls_begun(1).await;
+        let follower = h.spawn("a");
+        h.queued("a", 1).await;
         leader.abort();
         assert!(leader.await.unwrap_err().is_cancelled());
-        while calls.load(Ordering::SeqCst) < 2 {
-            tokio::task::yield_now().await;
-        }
-        gate.notify_waiters();
+        h.calls_begun(2).await;
+        h.gate.notify_waiters();
         let decided = follower.await.unwrap().unwrap();
         assert_eq!(decided.remaining, 0, "the new leader's own call decided it");
-        assert!(coalescer.lock().is_empty());
+        assert!(h.idle());
     }
 
     /// Seen in the benchmark: a queued check handed the lead, then cancelled (its client
@@ -325,51 +315,23 @@ mod tests {
     async fn a_check_cancelled_after_it_was_handed_the_lead_passes_it_on() {
         use futures_util::FutureExt;
 
-        let coalescer = Arc::new(Coalescer::default());
-        let (calls, total, gate) = (
-            Arc::new(AtomicU32::new(0)),
-            Arc::new(AtomicU32::new(0)),
-            Arc::new(Notify::new()),
-        );
-        let check = |c: Arc<Coalescer>| {
-            let (calls, total, gate) = (Arc::clone(&calls), Arc::clone(&total), Arc::clone(&gate));
-            async move {
-                c.check(
-                    "a",
-                    |n| async move { numbered(&calls, &total, &gate, n).await },
-                )
-                .await
-            }
-        };
-        let leader = tokio::spawn(check(Arc::clone(&coalescer)));
-        while calls.load(Ordering::SeqCst) < 1 {
-            tokio::task::yield_now().await;
-        }
+        let h = Harness::default();
+        let leader = h.spawn("a");
+        h.calls_begun(1).await;
         // Queued behind the leader, then never polled again.
-        let mut handed = Box::pin(check(Arc::clone(&coalescer)));
+        let mut handed = Box::pin(h.check("a"));
         assert!(handed.as_mut().now_or_never().is_none());
-        let mut behind = Box::pin(check(Arc::clone(&coalescer)));
+        let mut behind = Box::pin(h.check("a"));
         assert!(behind.as_mut().now_or_never().is_none());
-        gate.notify_waiters();
+        h.gate.notify_waiters();
         let _ = leader.await.unwrap().unwrap();
         // The lead went to `handed`, which is dropped unpolled: `behind` must lead now.
         drop(handed);
         let led = tokio::spawn(behind);
-        let second_call = async {
-            while calls.load(Ordering::SeqCst) < 2 {
-                tokio::task::yield_now().await;
-            }
-        };
-        tokio::time::timeout(std::time::Duration::from_secs(5), second_call)
-            .await
-            .expect("the subject is not stuck: someone leads the next call");
-        gate.notify_waiters();
-        let decided = tokio::time::timeout(std::time::Duration::from_secs(5), led)
-            .await
-            .expect("the subject is not stuck")
-            .unwrap();
-        assert!(decided.is_ok());
-        assert!(coalescer.lock().is_empty());
+        h.calls_begun(2).await;
+        h.gate.notify_waiters();
+        assert!(led.await.unwrap().is_ok());
+        assert!(h.idle());
     }
 
     #[tokio::test]
