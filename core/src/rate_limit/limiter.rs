@@ -154,24 +154,29 @@ impl RateLimiter {
     }
 
     /// Decides whether `subject` may make one more request now, and counts it if so.
-    /// Checks of one subject that overlap share a store call (see the
+    /// Checks that overlap on this instance share a store call (see the
     /// [module docs](super)). A store failure is an error when failing closed, and an allowed, `degraded` decision
     /// when failing open.
     pub async fn check(&self, subject: &str) -> Result<RateLimitDecision> {
         let key = self.key(subject);
         let key = key.as_str();
-        let decide = self.shared.coalescer.check(key, |arrivals| async move {
-            match self.shared.limit {
+        let shared = &*self.shared;
+        let decide = shared.coalescer.check(key, |subjects| async move {
+            let subjects: Vec<(&str, u32)> =
+                subjects.iter().map(|(key, n)| (key.as_str(), *n)).collect();
+            match shared.limit {
                 Limit::Quota(quota) => {
-                    self.shared
+                    let params = quota.params();
+                    shared
                         .store
-                        .gcra_arrivals(key, quota.params(), &self.shared.clock, arrivals)
+                        .gcra_batch(&subjects, params, &shared.clock)
                         .await
                 }
                 Limit::Window(window) => {
-                    self.shared
+                    let params = window.params();
+                    shared
                         .store
-                        .window_arrivals(key, window.params(), &self.shared.clock, arrivals)
+                        .window_batch(&subjects, params, &shared.clock)
                         .await
                 }
             }

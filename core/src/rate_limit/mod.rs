@@ -22,13 +22,15 @@
 //!   wait before a refused request would be allowed (`retry_after`: for a window, when the
 //!   entry that makes room leaves it) and the time until the budget is full again
 //!   (`reset`).
-//! - **A flood from one subject is one call per round trip.** Checks of one subject that
-//!   overlap on one instance (one limiter) share a script call: while a subject's call is
-//!   in flight, its new checks wait and then go together in the next call, which decides
-//!   them in arrival order exactly as that many calls at one instant would. A subject
-//!   hammering an instance (the SMS-pumping address) then costs Redis one script call per
-//!   round trip, however many requests it sends; subjects that do not overlap pay nothing
-//!   for it.
+//! - **A busy instance is one call per round trip.** Checks that overlap on one instance
+//!   (one limiter) share a script call: while the limiter's call is in flight, new checks
+//!   wait and then go together in the next call, which decides each subject's arrivals in
+//!   order exactly as that many calls at one instant would. An address hammering an
+//!   instance (SMS pumping), or many clients at once, then cost Redis one script call per
+//!   round trip however many requests arrive; a lone check pays nothing for it. On a
+//!   Cluster the next call is one script call per subject (keys of different slots
+//!   cannot share one), sent together. While Redis fails, the checks queued behind a
+//!   failed call fail with it rather than wait for a call of their own.
 //! - **The server's clock.** The scripts take the time from Redis (`TIME`), not from the
 //!   application, so instances whose clocks disagree make the same decisions.
 //! - **Small, self-cleaning state.** One key per limited subject,
@@ -123,37 +125,44 @@ pub trait RateLimitStore: Send + Sync + 'static {
     /// atomically; `clock` as for [`gcra`](Self::gcra).
     async fn window(&self, key: &str, params: WindowParams, clock: &Clock) -> Result<LimitReply>;
 
-    /// GCRA decisions for `arrivals` requests of the subject at `key` that arrived
-    /// together, in order: the same as that many [`gcra`](Self::gcra) calls at one
-    /// instant. A limiter sends a subject's concurrent checks this way, so that a flood
-    /// from one subject costs one call per round trip, not one per request. Redis makes
-    /// it one script call; the default makes the calls one by one.
-    async fn gcra_arrivals(
+    /// GCRA decisions for requests that arrived together: for each `(key, arrivals)`,
+    /// that subject's `arrivals` requests in order, the same as that many
+    /// [`gcra`](Self::gcra) calls at one instant. A limiter sends the checks that overlap
+    /// on an instance this way, so that a busy instance costs one call per round trip,
+    /// not one per request. Redis makes it one script call (one per key on a Cluster,
+    /// sent together); the default makes the calls one by one.
+    async fn gcra_batch(
         &self,
-        key: &str,
+        subjects: &[(&str, u32)],
         params: GcraParams,
         clock: &Clock,
-        arrivals: u32,
-    ) -> Result<Vec<LimitReply>> {
-        let mut replies = Vec::with_capacity(arrivals as usize);
-        for _ in 0..arrivals {
-            replies.push(self.gcra(key, params, clock).await?);
+    ) -> Result<Vec<Vec<LimitReply>>> {
+        let mut replies = Vec::with_capacity(subjects.len());
+        for &(key, arrivals) in subjects {
+            let mut decided = Vec::with_capacity(arrivals as usize);
+            for _ in 0..arrivals {
+                decided.push(self.gcra(key, params, clock).await?);
+            }
+            replies.push(decided);
         }
         Ok(replies)
     }
 
-    /// Sliding-window decisions for `arrivals` requests that arrived together, as
-    /// [`gcra_arrivals`](Self::gcra_arrivals).
-    async fn window_arrivals(
+    /// Sliding-window decisions for requests that arrived together, as
+    /// [`gcra_batch`](Self::gcra_batch).
+    async fn window_batch(
         &self,
-        key: &str,
+        subjects: &[(&str, u32)],
         params: WindowParams,
         clock: &Clock,
-        arrivals: u32,
-    ) -> Result<Vec<LimitReply>> {
-        let mut replies = Vec::with_capacity(arrivals as usize);
-        for _ in 0..arrivals {
-            replies.push(self.window(key, params, clock).await?);
+    ) -> Result<Vec<Vec<LimitReply>>> {
+        let mut replies = Vec::with_capacity(subjects.len());
+        for &(key, arrivals) in subjects {
+            let mut decided = Vec::with_capacity(arrivals as usize);
+            for _ in 0..arrivals {
+                decided.push(self.window(key, params, clock).await?);
+            }
+            replies.push(decided);
         }
         Ok(replies)
     }

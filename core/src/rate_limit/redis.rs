@@ -1,5 +1,5 @@
-//! The limiter on Redis: one script call per decision (or per batch of one subject's
-//! concurrent requests), on the server's clock.
+//! The limiter on Redis: one script call per decision, or per batch of the checks that
+//! overlapped on an instance, on the server's clock.
 
 use async_trait::async_trait;
 
@@ -14,65 +14,81 @@ lua_script!(WINDOW, "window.lua");
 #[async_trait]
 impl RateLimitStore for RedisStore {
     async fn gcra(&self, key: &str, params: GcraParams, clock: &Clock) -> Result<LimitReply> {
-        first(self.gcra_arrivals(key, params, clock, 1).await?)
+        first(self.gcra_batch(&[(key, 1)], params, clock).await?)
     }
 
     async fn window(&self, key: &str, params: WindowParams, clock: &Clock) -> Result<LimitReply> {
-        first(self.window_arrivals(key, params, clock, 1).await?)
+        first(self.window_batch(&[(key, 1)], params, clock).await?)
     }
 
-    async fn gcra_arrivals(
+    async fn gcra_batch(
         &self,
-        key: &str,
+        subjects: &[(&str, u32)],
         params: GcraParams,
         _clock: &Clock,
-        arrivals: u32,
-    ) -> Result<Vec<LimitReply>> {
-        self.decide(
-            &GCRA,
-            key,
-            [params.interval_us, params.tolerance_us],
-            arrivals,
-        )
-        .await
+    ) -> Result<Vec<Vec<LimitReply>>> {
+        self.decide_all(&GCRA, subjects, [params.interval_us, params.tolerance_us])
+            .await
     }
 
-    async fn window_arrivals(
+    async fn window_batch(
         &self,
-        key: &str,
+        subjects: &[(&str, u32)],
         params: WindowParams,
         _clock: &Clock,
-        arrivals: u32,
-    ) -> Result<Vec<LimitReply>> {
-        self.decide(&WINDOW, key, [params.period_us, params.limit], arrivals)
+    ) -> Result<Vec<Vec<LimitReply>>> {
+        self.decide_all(&WINDOW, subjects, [params.period_us, params.limit])
             .await
     }
 }
 
-fn first(replies: Vec<LimitReply>) -> Result<LimitReply> {
+fn first(replies: Vec<Vec<LimitReply>>) -> Result<LimitReply> {
     replies
         .into_iter()
         .next()
+        .and_then(|decided| decided.into_iter().next())
         .ok_or_else(|| BackendError::Protocol("no decision from a rate limit script").into())
 }
 
 impl RedisStore {
-    /// Runs one of the limiter's scripts: one key, the limit's two integers and the
-    /// number of arrivals, answering the server's time and four integers per arrival, in one
-    /// string.
+    /// Decides every subject's arrivals: one script call, or on a Cluster (where keys of
+    /// different slots cannot share a call) one per subject, sent together.
+    async fn decide_all(
+        &self,
+        script: &LuaScript,
+        subjects: &[(&str, u32)],
+        limit: [u64; 2],
+    ) -> Result<Vec<Vec<LimitReply>>> {
+        if !self.conn().is_cluster() || subjects.len() < 2 {
+            return self.decide(script, subjects, limit).await;
+        }
+        let calls = subjects
+            .iter()
+            .map(|subject| self.decide(script, std::slice::from_ref(subject), limit));
+        let mut decided = Vec::with_capacity(subjects.len());
+        for outcome in futures_util::future::join_all(calls).await {
+            decided.extend(outcome?);
+        }
+        Ok(decided)
+    }
+
+    /// Runs one of the limiter's scripts: the subjects' keys, the limit's two integers and
+    /// each subject's arrivals, answering the server's time and four integers per arrival,
+    /// in one string.
     async fn decide(
         &self,
         script: &LuaScript,
-        key: &str,
+        subjects: &[(&str, u32)],
         limit: [u64; 2],
-        arrivals: u32,
-    ) -> Result<Vec<LimitReply>> {
+    ) -> Result<Vec<Vec<LimitReply>>> {
         let mut invocation = script.prepare_invoke();
-        invocation
-            .key(key)
-            .arg(limit[0])
-            .arg(limit[1])
-            .arg(arrivals);
+        for (key, _) in subjects {
+            invocation.key(*key);
+        }
+        invocation.arg(limit[0]).arg(limit[1]);
+        for (_, arrivals) in subjects {
+            invocation.arg(*arrivals);
+        }
         let mut conn = self.conn();
         let reply: Vec<u8> = self.bounded(invocation.invoke_async(&mut conn)).await?;
         let unexpected = || BackendError::Protocol("unknown reply from a rate limit script");
@@ -83,26 +99,30 @@ impl RedisStore {
                 .ok_or_else(unexpected)
         });
         let now_us = numbers.next().ok_or_else(unexpected)??;
-        let mut decisions = Vec::with_capacity(arrivals as usize);
-        while let Some(allowed) = numbers.next() {
-            let allowed = match allowed? {
-                1 => true,
-                0 => false,
-                _ => return Err(unexpected().into()),
-            };
-            let mut next = || numbers.next().ok_or_else(unexpected)?;
-            decisions.push(LimitReply {
-                allowed,
-                remaining: next()?,
-                retry_after_us: next()?,
-                reset_us: next()?,
-                now_us,
-            });
+        let mut next = || numbers.next().ok_or_else(unexpected)?;
+        let mut decided = Vec::with_capacity(subjects.len());
+        for (_, arrivals) in subjects {
+            let mut replies = Vec::with_capacity(*arrivals as usize);
+            for _ in 0..*arrivals {
+                let allowed = match next()? {
+                    1 => true,
+                    0 => false,
+                    _ => return Err(unexpected().into()),
+                };
+                replies.push(LimitReply {
+                    allowed,
+                    remaining: next()?,
+                    retry_after_us: next()?,
+                    reset_us: next()?,
+                    now_us,
+                });
+            }
+            decided.push(replies);
         }
-        if decisions.len() != arrivals as usize {
+        if next().is_ok() {
             return Err(unexpected().into());
         }
-        Ok(decisions)
+        Ok(decided)
     }
 }
 

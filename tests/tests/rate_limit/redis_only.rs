@@ -283,9 +283,10 @@ async fn one_script_call_per_window_decision() {
     assert_eq!(entries, 5);
 }
 
-/// Arrivals decided together in one script call (a subject's overlapping checks) get what
-/// that many calls at one instant would get: replayed one by one on the memory store with
-/// its clock stopped at the server's time, the decisions are the same.
+/// Arrivals decided together in one script call (the checks that overlapped on an
+/// instance, of several subjects) get what that many calls at one instant would get:
+/// replayed one by one on the memory store with its clock stopped at the server's time,
+/// subject by subject, the decisions are the same.
 #[tokio::test]
 async fn arrivals_decided_together_are_that_many_calls_at_one_instant() {
     let server = RedisServer::start();
@@ -298,47 +299,93 @@ async fn arrivals_decided_together_are_that_many_calls_at_one_instant() {
         let now = now.clone();
         Clock::from_fn(move || now.load(Ordering::SeqCst))
     };
-    // Batch sizes and the gaps before them (ms): a flood, a trickle, a refill.
-    for (gap, arrivals) in [(0, 5), (0, 1), (120, 2), (0, 4), (350, 7), (90, 1), (0, 3)] {
+    // Gaps (ms) and each subject's arrivals: a flood, a trickle, a refill.
+    let rounds: [(u64, [u32; 3]); 7] = [
+        (0, [5, 1, 2]),
+        (0, [1, 4, 1]),
+        (120, [2, 0, 3]),
+        (0, [4, 2, 1]),
+        (350, [7, 1, 1]),
+        (90, [1, 1, 6]),
+        (0, [3, 3, 3]),
+    ];
+    for (gap, arrivals) in rounds {
         // Sleeping here schedules the arrivals; nothing waits for an event.
         tokio::time::sleep(Duration::from_millis(gap)).await;
-        let together = redis
-            .gcra_arrivals(
-                "keygate:rate:{together:q}",
-                quota,
-                &Clock::system(),
-                arrivals,
-            )
-            .await
+        for kind in ["quota", "window"] {
+            let keys = ["{a}", "{b}", "{c}"].map(|k| format!("{kind}:{k}"));
+            let batch: Vec<(&str, u32)> = keys
+                .iter()
+                .zip(arrivals)
+                .filter(|(_, n)| *n > 0)
+                .map(|(k, n)| (k.as_str(), n))
+                .collect();
+            let together = match kind {
+                "quota" => redis.gcra_batch(&batch, quota, &Clock::system()).await,
+                _ => redis.window_batch(&batch, window, &Clock::system()).await,
+            }
             .unwrap();
-        assert_eq!(together.len(), arrivals as usize);
-        now.store(together[0].now_us, Ordering::SeqCst);
-        for (i, reply) in together.iter().enumerate() {
-            let one = memory
-                .gcra("keygate:rate:{together:q}", quota, &clock)
-                .await
-                .unwrap();
-            assert_eq!(&one, reply, "quota, {arrivals} together, arrival {i}");
-        }
-        let together = redis
-            .window_arrivals(
-                "keygate:rate:{together:w}",
-                window,
-                &Clock::system(),
-                arrivals,
-            )
-            .await
-            .unwrap();
-        assert_eq!(together.len(), arrivals as usize);
-        now.store(together[0].now_us, Ordering::SeqCst);
-        for (i, reply) in together.iter().enumerate() {
-            let one = memory
-                .window("keygate:rate:{together:w}", window, &clock)
-                .await
-                .unwrap();
-            assert_eq!(&one, reply, "window, {arrivals} together, arrival {i}");
+            assert_eq!(together.len(), batch.len());
+            now.store(together[0][0].now_us, Ordering::SeqCst);
+            for ((key, n), decided) in batch.iter().zip(&together) {
+                assert_eq!(decided.len(), *n as usize);
+                for (i, reply) in decided.iter().enumerate() {
+                    let one = match kind {
+                        "quota" => memory.gcra(key, quota, &clock).await,
+                        _ => memory.window(key, window, &clock).await,
+                    }
+                    .unwrap();
+                    assert_eq!(&one, reply, "{key}: {n} together, arrival {i}");
+                }
+            }
         }
     }
+}
+
+/// Checks of 64 subjects at once, two each, on one instance: each subject is allowed
+/// exactly once (a quota of one an hour), in a handful of script calls. The first call is
+/// held (the server frozen) until every check has begun.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checks_of_many_subjects_at_once_share_script_calls() {
+    let server = RedisServer::start();
+    let limiter = RateLimiter::new(store(&server).await, "many", Quota::per_hour(1)).unwrap();
+    limiter.check("warm").await.unwrap();
+    server.reset_stats();
+    server.pause();
+    let begun = Arc::new(AtomicU64::new(0));
+    let mut checks = Vec::new();
+    for i in 0..128 {
+        let (limiter, begun) = (limiter.clone(), begun.clone());
+        checks.push(tokio::spawn(async move {
+            begun.fetch_add(1, Ordering::SeqCst);
+            (
+                i % 64,
+                limiter
+                    .check(&format!("ip:192.0.2.{}", i % 64))
+                    .await
+                    .unwrap(),
+            )
+        }));
+    }
+    while begun.load(Ordering::SeqCst) < 128 {
+        tokio::task::yield_now().await;
+    }
+    server.resume();
+    let mut allowed = [0u32; 64];
+    for check in checks {
+        let (subject, decision) = check.await.unwrap();
+        assert!(!decision.degraded);
+        allowed[subject] += u32::from(decision.allowed);
+    }
+    assert_eq!(allowed, [1; 64], "each subject once");
+    let calls = keygate_tests::fixtures::commands_since_reset(&server);
+    let evalsha = calls
+        .iter()
+        .find(|(name, _)| name == "evalsha")
+        .map_or(0, |(_, n)| *n);
+    // The held call and one for the 127 behind it (a check still on its way to the
+    // queue when the server thawed may make a third).
+    assert!((2..=3).contains(&evalsha), "{calls:?}");
 }
 
 /// 64 checks of one subject at once on one instance: exactly the burst is allowed, and
