@@ -110,15 +110,24 @@ impl RateLimiter {
 
     /// What to do when the store fails (default [`FailureMode::Closed`]).
     pub fn with_failure_mode(mut self, failure: FailureMode) -> Self {
-        Arc::make_mut(&mut self.shared).failure = failure;
+        self.own().failure = failure;
         self
     }
 
     /// The clock of stores without one of their own (the memory store); Redis uses the
     /// server's clock whatever this is.
     pub fn with_clock(mut self, clock: Clock) -> Self {
-        Arc::make_mut(&mut self.shared).clock = clock;
+        self.own().clock = clock;
         self
+    }
+
+    /// This limiter's settings, to change: its own copy, with calls of its own (a clone
+    /// taken earlier keeps the old settings and must not share calls decided with the
+    /// new ones).
+    fn own(&mut self) -> &mut Shared {
+        let shared = Arc::make_mut(&mut self.shared);
+        shared.coalescer = Arc::default();
+        shared
     }
 
     /// The limit.
@@ -154,17 +163,16 @@ impl RateLimiter {
     }
 
     /// Decides whether `subject` may make one more request now, and counts it if so.
-    /// Checks that overlap on this instance share a store call (see the
+    /// Checks of one subject that overlap on this instance share a store call (see the
     /// [module docs](super)). A store failure is an error when failing closed, and an allowed, `degraded` decision
     /// when failing open.
     pub async fn check(&self, subject: &str) -> Result<RateLimitDecision> {
         let key = self.key(subject);
         let key = key.as_str();
         let shared = &*self.shared;
-        let decide = shared.coalescer.check(key, |subjects| async move {
-            let subjects: Vec<(&str, u32)> =
-                subjects.iter().map(|(key, n)| (key.as_str(), *n)).collect();
-            match shared.limit {
+        let decide = shared.coalescer.check(key, |arrivals| async move {
+            let subjects = [(key, arrivals)];
+            let decided = match shared.limit {
                 Limit::Quota(quota) => {
                     let params = quota.params();
                     shared
@@ -179,7 +187,8 @@ impl RateLimiter {
                         .window_batch(&subjects, params, &shared.clock)
                         .await
                 }
-            }
+            };
+            decided.map(|mut decided| decided.pop().unwrap_or_default())
         });
         let counters = &self.shared.decisions;
         let (decision, counter) = match counters.op.timed(decide).await {

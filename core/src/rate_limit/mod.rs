@@ -22,15 +22,14 @@
 //!   wait before a refused request would be allowed (`retry_after`: for a window, when the
 //!   entry that makes room leaves it) and the time until the budget is full again
 //!   (`reset`).
-//! - **A busy instance is one call per round trip.** Checks that overlap on one instance
-//!   (one limiter) share a script call: while the limiter's call is in flight, new checks
-//!   wait and then go together in the next call, which decides each subject's arrivals in
-//!   order exactly as that many calls at one instant would. An address hammering an
-//!   instance (SMS pumping), or many clients at once, then cost Redis one script call per
-//!   round trip however many requests arrive; a lone check pays nothing for it. On a
-//!   Cluster the next call is one script call per subject (keys of different slots
-//!   cannot share one), sent together. While Redis fails, the checks queued behind a
-//!   failed call fail with it rather than wait for a call of their own.
+//! - **A flood from one subject is one call per round trip.** Checks of one subject that
+//!   overlap on one instance (one limiter) share a script call: while the subject's call
+//!   is in flight, its new checks wait and then go together in the next call (at most 256
+//!   a call), which decides them in arrival order exactly as that many calls at one
+//!   instant would. An address hammering an instance (SMS pumping) then costs Redis one
+//!   script call per round trip however many requests it sends; other subjects never wait
+//!   for it, and a lone check pays nothing for it. While Redis fails, the checks queued
+//!   behind a failed call fail with it rather than wait for a call of their own.
 //! - **The server's clock.** The scripts take the time from Redis (`TIME`), not from the
 //!   application, so instances whose clocks disagree make the same decisions.
 //! - **Small, self-cleaning state.** One key per limited subject,
@@ -127,10 +126,11 @@ pub trait RateLimitStore: Send + Sync + 'static {
 
     /// GCRA decisions for requests that arrived together: for each `(key, arrivals)`,
     /// that subject's `arrivals` requests in order, the same as that many
-    /// [`gcra`](Self::gcra) calls at one instant. A limiter sends the checks that overlap
-    /// on an instance this way, so that a busy instance costs one call per round trip,
-    /// not one per request. Redis makes it one script call (one per key on a Cluster,
-    /// sent together); the default makes the calls one by one.
+    /// [`gcra`](Self::gcra) calls at one instant. A limiter sends a subject's checks that
+    /// overlap on an instance this way, so that a flood costs one call per round trip,
+    /// not one per request. Redis makes it one script call (on a Cluster one per key, sent
+    /// together: keys of different slots cannot share one); the default makes the calls
+    /// one by one, each reading `clock` anew.
     async fn gcra_batch(
         &self,
         subjects: &[(&str, u32)],

@@ -1,5 +1,5 @@
-//! The limiter on Redis: one script call per decision, or per batch of the checks that
-//! overlapped on an instance, on the server's clock.
+//! The limiter on Redis: one script call per decision, or per batch of one subject's
+//! checks that overlapped on an instance, on the server's clock.
 
 use async_trait::async_trait;
 
@@ -119,7 +119,7 @@ impl RedisStore {
             }
             decided.push(replies);
         }
-        if next().is_ok() {
+        if numbers.next().is_some() {
             return Err(unexpected().into());
         }
         Ok(decided)

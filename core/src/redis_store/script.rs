@@ -95,11 +95,24 @@ impl Drop for WordWriter<'_> {
 }
 
 impl Invocation<'_> {
-    /// Adds a key (`KEYS[n]`); keys come before every argument.
+    /// Adds a key (`KEYS[n]`), before the arguments whatever the order of the calls.
     pub(crate) fn key(&mut self, key: impl ToRedisArgs) -> &mut Self {
-        debug_assert_eq!(self.keys, self.words.ends.len(), "keys before arguments");
-        key.write_redis_args(&mut self.words);
-        self.keys = self.words.ends.len();
+        if self.keys == self.words.ends.len() {
+            key.write_redis_args(&mut self.words);
+            self.keys = self.words.ends.len();
+        } else {
+            // Arguments came first: set them aside, add the key, put them back.
+            let start = self.keys.checked_sub(1).map_or(0, |i| self.words.ends[i]);
+            let args = self.words.bytes.split_off(start);
+            let arg_ends: Vec<usize> = self.words.ends.drain(self.keys..).collect();
+            key.write_redis_args(&mut self.words);
+            self.keys = self.words.ends.len();
+            let base = self.words.bytes.len();
+            self.words.bytes.extend_from_slice(&args);
+            self.words
+                .ends
+                .extend(arg_ends.into_iter().map(|end| end - start + base));
+        }
         self
     }
 
@@ -139,5 +152,30 @@ impl Invocation<'_> {
             }
             other => other,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(invocation: &Invocation<'_>) -> Vec<String> {
+        invocation
+            .words
+            .iter()
+            .map(|w| String::from_utf8_lossy(w).into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn keys_come_before_arguments_whatever_the_order_of_the_calls() {
+        let script = LuaScript::new("return 1");
+        let mut invocation = script.prepare_invoke();
+        invocation.key("k1").arg(7).arg("x").key("k2").arg(8);
+        assert_eq!(invocation.keys, 2);
+        assert_eq!(words(&invocation), ["k1", "k2", "7", "x", "8"]);
+        let mut empty_args = script.prepare_invoke();
+        empty_args.arg("").key("k");
+        assert_eq!(words(&empty_args), ["k", ""]);
     }
 }

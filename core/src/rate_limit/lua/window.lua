@@ -16,7 +16,7 @@ local limit = tonumber(ARGV[2])
 -- without exponent.
 local now_s = string.format('%.0f', now)
 local cutoff = string.format('%.0f', now - window)
-local reply = {string.format('%d', now)}
+local reply = {string.format('%.0f', now)}
 for k = 1, #KEYS do
   local key = KEYS[k]
   local arrivals = tonumber(ARGV[2 + k]) or 1
@@ -33,7 +33,7 @@ for k = 1, #KEYS do
         n = n + 1
       end
       admitted = true
-      reply[#reply + 1] = string.format('1 %d 0 %d', limit - count - 1, window)
+      reply[#reply + 1] = string.format('1 %.0f 0 %.0f', limit - count - 1, window)
       count = count + 1
     else
       if refusal == nil then
@@ -42,7 +42,7 @@ for k = 1, #KEYS do
         -- not recorded, so every refusal of this call is the same.
         local leaving = redis.call('ZRANGE', key, count - limit, count - limit, 'WITHSCORES')
         local newest = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
-        refusal = string.format('0 0 %d %d', tonumber(leaving[2]) + window - now,
+        refusal = string.format('0 0 %.0f %.0f', tonumber(leaving[2]) + window - now,
           tonumber(newest[2]) + window - now)
       end
       reply[#reply + 1] = refusal

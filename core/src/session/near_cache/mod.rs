@@ -37,7 +37,7 @@
 //!   same turn of its event loop just before that connection's own write to the key
 //!   (`NOLOOP` below). A refresh only ever pushes an expiry later (`PEXPIRE … GT`): a value
 //!   another service wrote over the key just before the refresh reached Redis never gets
-//!   an expiry it did not have, nor an earlier one.
+//!   an expiry if it had none, and never expires sooner if it had one.
 //! - **Any change to the session key by anyone invalidates the entry**: a logout,
 //!   logout-everywhere, update or rotation on any instance, expiry, eviction, another
 //!   service on the same Redis (a Node or Spring service, `redis-cli`). Redis pushes the

@@ -148,8 +148,8 @@ impl RedisStore {
     ///
     /// The `PEXPIRE` is `GT`: it only ever pushes an expiry later. A value another service
     /// wrote over the key in the instant before the refresh (a refresh is queued before it
-    /// is sent) thus never gets an expiry it did not have, nor an earlier one: nothing is
-    /// lost. A script could check the type first, but Redis announces a connection's own
+    /// is sent) thus keeps living: one without an expiry never gets one, and one with an
+    /// expiry never expires sooner (at most later). Nothing is lost. A script could check the type first, but Redis announces a connection's own
     /// scripts' writes to it, `NOLOOP` notwithstanding, and each refresh would drop the
     /// entry it refreshes.
     ///
@@ -179,9 +179,11 @@ impl RedisStore {
             else {
                 return Err(BackendError::Protocol("missing reply to a refresh").into());
             };
-            // An error here is a server without `GT` (before 7.0), which tracking refuses.
-            if let redis::Value::ServerError(error) = extended {
-                return Err(BackendError::Redis(error.into()).into());
+            // The key's refresh failed (a node turned replica, an expiry out of range):
+            // its entry is dropped, the others stand.
+            if let redis::Value::ServerError(_) = extended {
+                held.push(None);
+                continue;
             }
             let fetched = match (codec, data) {
                 (Codec::Json, redis::Value::BulkString(bytes)) => json_fetched(Some(bytes)),
