@@ -396,7 +396,13 @@ async fn supervise(weak: Weak<NearCacheRuntime>) {
                         tracing::warn!(%error, "near cache: cannot establish tracking; loads go to Redis meanwhile");
                         logged_failure = true;
                     }
-                    let wait = backoff;
+                    // A server too old for the cache stays so for a while: ask again
+                    // only once a minute (an upgrade is then picked up).
+                    let wait = if matches!(error, Error::Config(_)) {
+                        Duration::from_secs(60)
+                    } else {
+                        backoff
+                    };
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                     drop(runtime);
                     tokio::time::sleep(wait).await;
