@@ -79,11 +79,12 @@ pub fn markdown(md: &mut String, r: &RateLimitReport) {
          route behind `RateLimitLayer` (one client address, so limits that admit every \
          request: `Quota::per_second(1_000_000)`, or `Window::new(10_000, 100 ms)`: one hot \
          subject whose log holds thousands of entries at these rates, the window's worst \
-         case; per-client logs of a realistic limit are as short as in the table above; \
-         checks that overlap share script calls), the GCRA limiter again with the loopback \
-         address trusted as a proxy and each request saying in `X-Forwarded-For` it comes \
-         from the next of 10,000 addresses (a shared call then carries many subjects, each \
-         with its own `GET` and `SET`), and the hand-written one-`GETEX` route (the one-round-trip floor). {}; {} alternating rounds of {:.1} s.\n",
+         case; per-client logs of a realistic limit are as short as in the table above; a \
+         subject's checks that overlap share script calls), the GCRA limiter again with the \
+         loopback address trusted as a proxy and each request saying in `X-Forwarded-For` \
+         it comes from the next of 10,000 addresses (one script call per request), and the \
+         hand-written one-`GETEX` route (the one-round-trip floor). {}; {} alternating \
+         rounds of {:.1} s.\n",
         r.generator,
         r.rounds,
         r.http_duration.as_secs_f64()
