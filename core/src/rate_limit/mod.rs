@@ -137,15 +137,7 @@ pub trait RateLimitStore: Send + Sync + 'static {
         params: GcraParams,
         clock: &Clock,
     ) -> Result<Vec<Vec<LimitReply>>> {
-        let mut replies = Vec::with_capacity(subjects.len());
-        for &(key, arrivals) in subjects {
-            let mut decided = Vec::with_capacity(arrivals as usize);
-            for _ in 0..arrivals {
-                decided.push(self.gcra(key, params, clock).await?);
-            }
-            replies.push(decided);
-        }
-        Ok(replies)
+        one_by_one(subjects, |key| self.gcra(key, params, clock)).await
     }
 
     /// Sliding-window decisions for requests that arrived together, as
@@ -156,16 +148,28 @@ pub trait RateLimitStore: Send + Sync + 'static {
         params: WindowParams,
         clock: &Clock,
     ) -> Result<Vec<Vec<LimitReply>>> {
-        let mut replies = Vec::with_capacity(subjects.len());
-        for &(key, arrivals) in subjects {
-            let mut decided = Vec::with_capacity(arrivals as usize);
-            for _ in 0..arrivals {
-                decided.push(self.window(key, params, clock).await?);
-            }
-            replies.push(decided);
-        }
-        Ok(replies)
+        one_by_one(subjects, |key| self.window(key, params, clock)).await
     }
+}
+
+/// Each subject's arrivals decided by one call each, in order.
+async fn one_by_one<'k, F, Fut>(
+    subjects: &[(&'k str, u32)],
+    mut decide: F,
+) -> Result<Vec<Vec<LimitReply>>>
+where
+    F: FnMut(&'k str) -> Fut,
+    Fut: std::future::Future<Output = Result<LimitReply>>,
+{
+    let mut replies = Vec::with_capacity(subjects.len());
+    for &(key, arrivals) in subjects {
+        let mut decided = Vec::with_capacity(arrivals as usize);
+        for _ in 0..arrivals {
+            decided.push(decide(key).await?);
+        }
+        replies.push(decided);
+    }
+    Ok(replies)
 }
 
 /// What a limiter enforces per subject.
