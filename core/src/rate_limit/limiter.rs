@@ -164,8 +164,8 @@ impl RateLimiter {
 
     /// Decides whether `subject` may make one more request now, and counts it if so.
     /// Checks of one subject that overlap on this instance share a store call (see the
-    /// [module docs](super)). A store failure is an error when failing closed, and an allowed, `degraded` decision
-    /// when failing open.
+    /// [module docs](super)). A store failure is an error when failing closed, and an
+    /// allowed, `degraded` decision when failing open.
     pub async fn check(&self, subject: &str) -> Result<RateLimitDecision> {
         let key = self.key(subject);
         let key = key.as_str();

@@ -146,12 +146,13 @@ impl RedisStore {
     /// where it is gone (or holds something that is not a session of its layout, or has no
     /// expiry).
     ///
-    /// The `PEXPIRE` is `GT`: it only ever pushes an expiry later. A value another service
-    /// wrote over the key in the instant before the refresh (a refresh is queued before it
-    /// is sent) thus keeps living: one without an expiry never gets one, and one with an
-    /// expiry never expires sooner (at most later). Nothing is lost. A script could check the type first, but Redis announces a connection's own
-    /// scripts' writes to it, `NOLOOP` notwithstanding, and each refresh would drop the
-    /// entry it refreshes.
+    /// The `PEXPIRE` is `GT`: it only ever pushes an expiry later. A value another
+    /// service wrote over the key in the instant before the refresh (a refresh is
+    /// queued before it is sent) thus keeps living: one without an expiry never gets
+    /// one, and one with an expiry never expires sooner (at most later). Nothing is
+    /// lost. A script could check the type first, but Redis announces a connection's
+    /// own scripts' writes to it, `NOLOOP` notwithstanding, and each refresh would drop
+    /// the entry it refreshes.
     ///
     /// The read keeps the entry honest. Redis remembers one writer per key per turn of its
     /// event loop, the last, and leaves that connection out when it announces the key
