@@ -171,24 +171,20 @@ impl RateLimiter {
         let key = key.as_str();
         let shared = &*self.shared;
         let decide = shared.coalescer.check(key, |arrivals| async move {
-            let subjects = [(key, arrivals)];
-            let decided = match shared.limit {
+            match shared.limit {
                 Limit::Quota(quota) => {
                     let params = quota.params();
-                    shared
-                        .store
-                        .gcra_batch(&subjects, params, &shared.clock)
+                    (shared.store)
+                        .gcra_arrivals(key, params, &shared.clock, arrivals)
                         .await
                 }
                 Limit::Window(window) => {
                     let params = window.params();
-                    shared
-                        .store
-                        .window_batch(&subjects, params, &shared.clock)
+                    (shared.store)
+                        .window_arrivals(key, params, &shared.clock, arrivals)
                         .await
                 }
-            };
-            decided.map(|mut decided| decided.pop().unwrap_or_default())
+            }
         });
         let counters = &self.shared.decisions;
         let (decision, counter) = match counters.op.timed(decide).await {

@@ -124,52 +124,46 @@ pub trait RateLimitStore: Send + Sync + 'static {
     /// atomically; `clock` as for [`gcra`](Self::gcra).
     async fn window(&self, key: &str, params: WindowParams, clock: &Clock) -> Result<LimitReply>;
 
-    /// GCRA decisions for requests that arrived together: for each `(key, arrivals)`,
-    /// that subject's `arrivals` requests in order, the same as that many
-    /// [`gcra`](Self::gcra) calls at one instant. A limiter sends a subject's checks that
-    /// overlap on an instance this way, so that a flood costs one call per round trip,
-    /// not one per request. Redis makes it one script call (on a Cluster one per key, sent
-    /// together: keys of different slots cannot share one); the default makes the calls
-    /// one by one, each reading `clock` anew.
-    async fn gcra_batch(
+    /// GCRA decisions for `arrivals` requests of the subject at `key` that arrived
+    /// together, in order: the same as that many [`gcra`](Self::gcra) calls at one
+    /// instant. A limiter sends a subject's checks that overlap on an instance this way,
+    /// so that a flood costs one call per round trip, not one per request. Redis makes it
+    /// one script call; the default makes the calls one by one, each reading `clock`
+    /// anew.
+    async fn gcra_arrivals(
         &self,
-        subjects: &[(&str, u32)],
+        key: &str,
         params: GcraParams,
         clock: &Clock,
-    ) -> Result<Vec<Vec<LimitReply>>> {
-        one_by_one(subjects, |key| self.gcra(key, params, clock)).await
+        arrivals: u32,
+    ) -> Result<Vec<LimitReply>> {
+        one_by_one(arrivals, || self.gcra(key, params, clock)).await
     }
 
-    /// Sliding-window decisions for requests that arrived together, as
-    /// [`gcra_batch`](Self::gcra_batch).
-    async fn window_batch(
+    /// Sliding-window decisions for `arrivals` requests that arrived together, as
+    /// [`gcra_arrivals`](Self::gcra_arrivals).
+    async fn window_arrivals(
         &self,
-        subjects: &[(&str, u32)],
+        key: &str,
         params: WindowParams,
         clock: &Clock,
-    ) -> Result<Vec<Vec<LimitReply>>> {
-        one_by_one(subjects, |key| self.window(key, params, clock)).await
+        arrivals: u32,
+    ) -> Result<Vec<LimitReply>> {
+        one_by_one(arrivals, || self.window(key, params, clock)).await
     }
 }
 
-/// Each subject's arrivals decided by one call each, in order.
-async fn one_by_one<'k, F, Fut>(
-    subjects: &[(&'k str, u32)],
-    mut decide: F,
-) -> Result<Vec<Vec<LimitReply>>>
+/// `arrivals` decisions, one call each, in order.
+async fn one_by_one<F, Fut>(arrivals: u32, mut decide: F) -> Result<Vec<LimitReply>>
 where
-    F: FnMut(&'k str) -> Fut,
+    F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<LimitReply>>,
 {
-    let mut replies = Vec::with_capacity(subjects.len());
-    for &(key, arrivals) in subjects {
-        let mut decided = Vec::with_capacity(arrivals as usize);
-        for _ in 0..arrivals {
-            decided.push(decide(key).await?);
-        }
-        replies.push(decided);
+    let mut decided = Vec::with_capacity(arrivals as usize);
+    for _ in 0..arrivals {
+        decided.push(decide().await?);
     }
-    Ok(replies)
+    Ok(decided)
 }
 
 /// What a limiter enforces per subject.

@@ -14,81 +14,60 @@ lua_script!(WINDOW, "window.lua");
 #[async_trait]
 impl RateLimitStore for RedisStore {
     async fn gcra(&self, key: &str, params: GcraParams, clock: &Clock) -> Result<LimitReply> {
-        first(self.gcra_batch(&[(key, 1)], params, clock).await?)
+        first(self.gcra_arrivals(key, params, clock, 1).await?)
     }
 
     async fn window(&self, key: &str, params: WindowParams, clock: &Clock) -> Result<LimitReply> {
-        first(self.window_batch(&[(key, 1)], params, clock).await?)
+        first(self.window_arrivals(key, params, clock, 1).await?)
     }
 
-    async fn gcra_batch(
+    async fn gcra_arrivals(
         &self,
-        subjects: &[(&str, u32)],
+        key: &str,
         params: GcraParams,
         _clock: &Clock,
-    ) -> Result<Vec<Vec<LimitReply>>> {
-        self.decide_all(&GCRA, subjects, [params.interval_us, params.tolerance_us])
-            .await
+        arrivals: u32,
+    ) -> Result<Vec<LimitReply>> {
+        let limit = [params.interval_us, params.tolerance_us];
+        self.decide(&GCRA, key, limit, arrivals).await
     }
 
-    async fn window_batch(
+    async fn window_arrivals(
         &self,
-        subjects: &[(&str, u32)],
+        key: &str,
         params: WindowParams,
         _clock: &Clock,
-    ) -> Result<Vec<Vec<LimitReply>>> {
-        self.decide_all(&WINDOW, subjects, [params.period_us, params.limit])
-            .await
+        arrivals: u32,
+    ) -> Result<Vec<LimitReply>> {
+        let limit = [params.period_us, params.limit];
+        self.decide(&WINDOW, key, limit, arrivals).await
     }
 }
 
-fn first(replies: Vec<Vec<LimitReply>>) -> Result<LimitReply> {
+fn first(replies: Vec<LimitReply>) -> Result<LimitReply> {
     replies
         .into_iter()
         .next()
-        .and_then(|decided| decided.into_iter().next())
         .ok_or_else(|| BackendError::Protocol("no decision from a rate limit script").into())
 }
 
 impl RedisStore {
-    /// Decides every subject's arrivals: one script call, or on a Cluster (where keys of
-    /// different slots cannot share a call) one per subject, sent together.
-    async fn decide_all(
-        &self,
-        script: &LuaScript,
-        subjects: &[(&str, u32)],
-        limit: [u64; 2],
-    ) -> Result<Vec<Vec<LimitReply>>> {
-        if !self.conn().is_cluster() || subjects.len() < 2 {
-            return self.decide(script, subjects, limit).await;
-        }
-        let calls = subjects
-            .iter()
-            .map(|subject| self.decide(script, std::slice::from_ref(subject), limit));
-        let mut decided = Vec::with_capacity(subjects.len());
-        for outcome in futures_util::future::join_all(calls).await {
-            decided.extend(outcome?);
-        }
-        Ok(decided)
-    }
-
-    /// Runs one of the limiter's scripts: the subjects' keys, the limit's two integers and
-    /// each subject's arrivals, answering the server's time and four integers per arrival,
+    /// Runs one of the limiter's scripts: the subject's key, the limit's two integers and
+    /// the number of arrivals, answering the server's time and four integers per arrival,
     /// in one string.
     async fn decide(
         &self,
         script: &LuaScript,
-        subjects: &[(&str, u32)],
+        key: &str,
         limit: [u64; 2],
-    ) -> Result<Vec<Vec<LimitReply>>> {
+        arrivals: u32,
+    ) -> Result<Vec<LimitReply>> {
         let mut invocation = script.prepare_invoke();
-        for (key, _) in subjects {
-            invocation.key(*key);
-        }
-        invocation.arg(limit[0]).arg(limit[1]);
-        for (_, arrivals) in subjects {
-            invocation.arg(*arrivals);
-        }
+        invocation
+            .key(key)
+            .arg(limit[0])
+            .arg(limit[1])
+            .arg(arrivals);
         let mut conn = self.conn();
         let reply: Vec<u8> = self.bounded(invocation.invoke_async(&mut conn)).await?;
         let unexpected = || BackendError::Protocol("unknown reply from a rate limit script");
@@ -100,24 +79,20 @@ impl RedisStore {
         });
         let now_us = numbers.next().ok_or_else(unexpected)??;
         let mut next = || numbers.next().ok_or_else(unexpected)?;
-        let mut decided = Vec::with_capacity(subjects.len());
-        for (_, arrivals) in subjects {
-            let mut replies = Vec::with_capacity(*arrivals as usize);
-            for _ in 0..*arrivals {
-                let allowed = match next()? {
-                    1 => true,
-                    0 => false,
-                    _ => return Err(unexpected().into()),
-                };
-                replies.push(LimitReply {
-                    allowed,
-                    remaining: next()?,
-                    retry_after_us: next()?,
-                    reset_us: next()?,
-                    now_us,
-                });
-            }
-            decided.push(replies);
+        let mut decided = Vec::with_capacity(arrivals as usize);
+        for _ in 0..arrivals {
+            let allowed = match next()? {
+                1 => true,
+                0 => false,
+                _ => return Err(unexpected().into()),
+            };
+            decided.push(LimitReply {
+                allowed,
+                remaining: next()?,
+                retry_after_us: next()?,
+                reset_us: next()?,
+                now_us,
+            });
         }
         if numbers.next().is_some() {
             return Err(unexpected().into());

@@ -283,10 +283,10 @@ async fn one_script_call_per_window_decision() {
     assert_eq!(entries, 5);
 }
 
-/// Arrivals decided together in one script call (the checks that overlapped on an
-/// instance, of several subjects) get what that many calls at one instant would get:
-/// replayed one by one on the memory store with its clock stopped at the server's time,
-/// subject by subject, the decisions are the same.
+/// Arrivals decided together in one script call (a subject's checks that overlapped on
+/// an instance) get what that many calls at one instant would get: replayed one by one on
+/// the memory store with its clock stopped at the server's time, the decisions are the
+/// same.
 #[tokio::test]
 async fn arrivals_decided_together_are_that_many_calls_at_one_instant() {
     let server = RedisServer::start();
@@ -299,44 +299,35 @@ async fn arrivals_decided_together_are_that_many_calls_at_one_instant() {
         let now = now.clone();
         Clock::from_fn(move || now.load(Ordering::SeqCst))
     };
-    // Gaps (ms) and each subject's arrivals: a flood, a trickle, a refill.
-    let rounds: [(u64, [u32; 3]); 7] = [
-        (0, [5, 1, 2]),
-        (0, [1, 4, 1]),
-        (120, [2, 0, 3]),
-        (0, [4, 2, 1]),
-        (350, [7, 1, 1]),
-        (90, [1, 1, 6]),
-        (0, [3, 3, 3]),
-    ];
-    for (gap, arrivals) in rounds {
+    // Gaps (ms) before each batch, and its arrivals: a flood, a trickle, a refill.
+    let batches = [(0, 5), (0, 1), (120, 2), (0, 4), (350, 7), (90, 1), (0, 3)];
+    for (gap, arrivals) in batches {
         // Sleeping here schedules the arrivals; nothing waits for an event.
         tokio::time::sleep(Duration::from_millis(gap)).await;
         for kind in ["quota", "window"] {
-            let keys = ["{a}", "{b}", "{c}"].map(|k| format!("{kind}:{k}"));
-            let batch: Vec<(&str, u32)> = keys
-                .iter()
-                .zip(arrivals)
-                .filter(|(_, n)| *n > 0)
-                .map(|(k, n)| (k.as_str(), n))
-                .collect();
+            let key = format!("{{together}}:{kind}");
             let together = match kind {
-                "quota" => redis.gcra_batch(&batch, quota, &Clock::system()).await,
-                _ => redis.window_batch(&batch, window, &Clock::system()).await,
+                "quota" => {
+                    redis
+                        .gcra_arrivals(&key, quota, &Clock::system(), arrivals)
+                        .await
+                }
+                _ => {
+                    redis
+                        .window_arrivals(&key, window, &Clock::system(), arrivals)
+                        .await
+                }
             }
             .unwrap();
-            assert_eq!(together.len(), batch.len());
-            now.store(together[0][0].now_us, Ordering::SeqCst);
-            for ((key, n), decided) in batch.iter().zip(&together) {
-                assert_eq!(decided.len(), *n as usize);
-                for (i, reply) in decided.iter().enumerate() {
-                    let one = match kind {
-                        "quota" => memory.gcra(key, quota, &clock).await,
-                        _ => memory.window(key, window, &clock).await,
-                    }
-                    .unwrap();
-                    assert_eq!(&one, reply, "{key}: {n} together, arrival {i}");
+            assert_eq!(together.len(), arrivals as usize);
+            now.store(together[0].now_us, Ordering::SeqCst);
+            for (i, reply) in together.iter().enumerate() {
+                let one = match kind {
+                    "quota" => memory.gcra(&key, quota, &clock).await,
+                    _ => memory.window(&key, window, &clock).await,
                 }
+                .unwrap();
+                assert_eq!(&one, reply, "{kind}: {arrivals} together, arrival {i}");
             }
         }
     }
