@@ -174,15 +174,8 @@ fn server_table(
         };
         let _ = writeln!(
             md,
-            "| {name} | {:.0} | {} | {} | {} | {} | {} | {:.decimals$} | {} | {} | {} |",
-            v.rps(),
-            us(v.p50_us()),
-            us(v.p99_us()),
-            v.errors(),
-            v.server_cpu_us()
-                .map_or("–".to_owned(), |c| format!("{c:.1} µs")),
-            v.redis_cpu_us()
-                .map_or("–".to_owned(), |c| format!("{c:.1} µs")),
+            "| {name} | {} | {:.decimals$} | {} | {} | {} |",
+            load_cells(v),
             v.commands_per_request,
             ratio(Variant::Getex),
             ratio(second),
@@ -273,16 +266,9 @@ fn http_markdown(md: &mut String, http: &HttpReport) {
                 .map_or("–".to_owned(), |r| format!("{r:.2}×"));
             let _ = writeln!(
                 md,
-                "| {} | {name} | {:.0} | {} | {} | {} | {} | {} | {:.2} | {} | {} | {} | {ratio} |",
+                "| {} | {name} | {} | {:.2} | {} | {} | {} | {ratio} |",
                 fw.framework.label(),
-                v.rps(),
-                us(v.p50_us()),
-                us(v.p99_us()),
-                v.errors(),
-                v.server_cpu_us()
-                    .map_or("–".to_owned(), |c| format!("{c:.1} µs")),
-                v.redis_cpu_us()
-                    .map_or("–".to_owned(), |c| format!("{c:.1} µs")),
+                load_cells(v),
                 v.commands_per_request,
                 if breakdown.is_empty() {
                     "–".to_owned()
@@ -582,6 +568,21 @@ fn utc_date_time(secs: u64) -> String {
         "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",
         rem / 3600,
         rem % 3600 / 60
+    )
+}
+
+/// A server's req/s, p50, p99, errors, and server and Redis CPU per request: the cells
+/// every server table starts with.
+fn load_cells(v: &crate::http_bench::VariantResult) -> String {
+    let cpu = |c: Option<f64>| c.map_or("–".to_owned(), |c| format!("{c:.1} µs"));
+    format!(
+        "{:.0} | {} | {} | {} | {} | {}",
+        v.rps(),
+        us(v.p50_us()),
+        us(v.p99_us()),
+        v.errors(),
+        cpu(v.server_cpu_us()),
+        cpu(v.redis_cpu_us()),
     )
 }
 
