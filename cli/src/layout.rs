@@ -4,14 +4,14 @@
 use std::fmt;
 use std::str::FromStr;
 
-use keygate::{Codec, SessionConfig};
+use keygate::SessionConfig;
 
 /// A session layout: key prefix and codec.
 #[derive(Debug, Clone)]
 pub struct Layout {
     name: String,
     prefix: String,
-    codec: Codec,
+    codec: keygate::Layout,
 }
 
 impl Layout {
@@ -28,7 +28,7 @@ impl Layout {
     /// The Redis type session keys of this layout hold (`SCAN ... TYPE`).
     pub fn redis_type(&self) -> &'static str {
         match self.codec {
-            Codec::Hash => "hash",
+            keygate::Layout::Hash => "hash",
             _ => "string",
         }
     }
@@ -46,7 +46,7 @@ impl Default for Layout {
         Self {
             name: "java".to_owned(),
             prefix: java.prefix().to_owned(),
-            codec: java.codec(),
+            codec: java.layout(),
         }
     }
 }
@@ -70,7 +70,7 @@ impl FromStr for Layout {
         Ok(Self {
             name: text.to_owned(),
             prefix: config.prefix().to_owned(),
-            codec: config.codec(),
+            codec: config.layout(),
         })
     }
 }
@@ -78,7 +78,6 @@ impl FromStr for Layout {
 #[cfg(test)]
 mod tests {
     use super::Layout;
-    use keygate::Codec;
 
     #[test]
     fn layouts_name_prefix_and_codec() {
@@ -87,7 +86,7 @@ mod tests {
         let node: Layout = "node:myapp".parse().unwrap();
         assert_eq!((node.prefix(), node.redis_type()), ("myapp_", "string"));
         let json: Layout = "json:s:".parse().unwrap();
-        assert_eq!(json.config().codec(), Codec::Json);
+        assert_eq!(json.config().layout(), keygate::Layout::Json);
         let hash: Layout = "hash:h:".parse().unwrap();
         assert_eq!((hash.prefix(), hash.redis_type()), ("h:", "hash"));
         for bad in ["", "node", "node:", "json:", "yaml:x", "java:x"] {

@@ -1,59 +1,11 @@
-//! What every framework adapter shares, decided once here and translated thinly by each:
-//! the logging policy for failures, the rejection of a route without the loading
-//! component, the re-exports, and the extractor newtypes. Handler authors do not need this
-//! module; adapter authors do.
+//! What adapter authors use, decided once in the core and translated thinly by each
+//! framework adapter (besides the request view they implement,
+//! [`RequestParts`](crate::web::RequestParts)): what loading a request's session gave ([`Resolved`], [`optional`]), the one reporting policy
+//! for what an adapter answers instead of the handler, the re-exports, and the extractor
+//! newtypes. Handler authors do not need this module.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
-
-pub use crate::gate::{Resolved, optional};
-pub use crate::transport::RequestParts;
-
-use crate::Error;
-
-/// Logs a failure an adapter is about to answer, by one policy for all frameworks: backend
-/// trouble (503) at WARN, at most once a second per process (an outage must not flood the
-/// log); a script failure (500) was logged at ERROR where it was recognised; anything else
-/// (500, a programming or configuration error) at ERROR. Never logs tokens: keygate's
-/// errors do not carry them.
-pub fn report_error(error: &Error) {
-    if error.is_backend() {
-        if may_warn_now() {
-            tracing::warn!(%error, "session backend failed; answering 503 (logged at most once a second)");
-        }
-    } else if !matches!(error, Error::Script(_)) {
-        tracing::error!(%error, "keygate call failed; answering 500");
-    }
-}
-
-/// Counts a refusal an adapter answers before the handler runs, by status
-/// (`keygate_rejections_total`, see [`telemetry`](crate::telemetry)): call it once per
-/// refused request, where the adapter renders the rejection. A missing component is a
-/// programming error, reported by [`report_missing_component`] instead.
-pub fn report_rejection(rejection: crate::http::Rejection) {
-    if !matches!(rejection, crate::http::Rejection::MissingLayer(_)) {
-        crate::telemetry::rejection(rejection.status());
-    }
-}
-
-/// Logs a route that asked for a session without the loading component installed (a
-/// programming error, answered with 500 naming the component).
-pub fn report_missing_component(what: &'static str) {
-    tracing::error!(what, "a route asked for a session it cannot have");
-}
-
-/// Whether a rate-limited warning may be logged now: at most one a second per process.
-pub(crate) fn may_warn_now() -> bool {
-    static LAST: AtomicU64 = AtomicU64::new(0);
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-    let last = LAST.load(Ordering::Relaxed);
-    now.saturating_sub(last) >= 1000
-        && LAST
-            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-            .is_ok()
-}
+pub use crate::web::gate::{Resolved, optional};
+pub use crate::web::report::{report_error, report_missing_component, report_rejection};
 
 /// The core types every adapter re-exports, so that one dependency is enough and the four
 /// adapters name the same things: invoke `keygate::adapter_reexports!();` at an adapter's
@@ -66,9 +18,9 @@ macro_rules! adapter_reexports {
         /// The embedded in-memory backend (feature `memory`, on by default).
         #[cfg(feature = "memory")]
         pub use ::keygate::MemoryStore;
-        pub use ::keygate::http::{Envelope, Rejection};
+        pub use ::keygate::web::{Envelope, Rejection};
         pub use ::keygate::{
-            Codec, CurrentSession, Error, Keygate, LoginOptions, RedisOptions, RedisStore,
+            CurrentSession, Error, Keygate, Layout, LoginOptions, RedisOptions, RedisStore,
             SessionConfig, SessionCookie, SessionManager, SessionUser, Token, TokenFormat,
             TokenFormats, TokenReader, TokenSource, UpdateOutcome, UserId,
         };

@@ -1,5 +1,5 @@
 //! The storage side, for those who write or wrap a backend: each capability's store trait
-//! and the types they exchange. Handlers never need this module; [`RedisStore`] and
+//! and the types they exchange. Handlers never need this module; [`RedisStore`](crate::RedisStore) and
 //! [`MemoryStore`](crate::MemoryStore) implement every trait here.
 
 #[cfg(feature = "codes")]
@@ -11,7 +11,8 @@ pub use crate::flash_sale::{
 };
 #[cfg(feature = "locks")]
 pub use crate::lock::{AcquireOutcome, LockKeys, LockStore, ReleaseSignal};
-pub use crate::redis_store::RedisStore;
+#[cfg(feature = "rate-limit")]
+pub use crate::rate_limit::{LimitReply, RateLimitStore};
 pub use crate::session::store::{
-    Fetched, NewExpiry, RenameOutcome, SessionKeyRef, SessionStore, SessionTtl, UpdateOutcome,
+    Fetched, NewExpiry, RenameOutcome, SessionKeyRef, SessionStore, SessionTtl,
 };

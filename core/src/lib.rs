@@ -104,7 +104,7 @@
 //! | [`origin`] | CSRF protection for cookie-authenticated requests: an unsafe request must come from an allowed origin (`Origin`, else `Referer`), checked before any Redis command ([`origin::AllowedOrigins`]) |
 //! | [`http`] | the framework-neutral HTTP side: the JSON envelope ([`http::Envelope`]) and the status and body of each rejection ([`http::Rejection`]) |
 //! | [`backend`] | the store traits every backend implements ([`backend::SessionStore`], [`backend::CodeStore`], [`backend::LockStore`], [`backend::FlashSaleStore`]); the backends themselves are [`RedisStore`] (one server, Cluster or Sentinel) and [`MemoryStore`] (embedded, feature `memory`) |
-//! | [`config`] | [`SessionConfig`]: key prefix, [`Codec`], idle TTL, absolute lifetime, hashed keys, sessions per user, token form; the seeds' presets |
+//! | [`config`] | [`SessionConfig`]: key prefix, [`Layout`], idle TTL, absolute lifetime, hashed keys, sessions per user, token form; the seeds' presets |
 //! | [`codec`] | how session data is stored: a JSON string or a hash of string fields ([`StoredValue`]) |
 //! | [`adapter`] | for adapter authors: the one logging policy for failures ([`adapter::report_error`]), the missing-component report, the shared re-export list and extractor newtypes; handler authors do not need it |
 //!
@@ -165,46 +165,39 @@ pub mod backend;
 #[cfg(feature = "codes")]
 pub mod code;
 pub mod codec;
-pub mod config;
-pub mod cookie;
 mod error;
 #[cfg(feature = "flash-sale")]
 pub mod flash_sale;
-mod gate;
-pub mod http;
-mod keys;
+mod key_escape;
 #[cfg(feature = "locks")]
 pub mod lock;
+mod log_throttle;
 #[cfg(feature = "codes")]
 pub mod login;
 #[cfg(feature = "memory")]
 mod memory_store;
-pub mod origin;
 #[cfg(feature = "rate-limit")]
 pub mod rate_limit;
 mod redis_store;
 pub mod session;
 pub mod telemetry;
 mod token;
-pub mod transport;
+pub mod ttl;
+pub mod web;
 
-pub use codec::StoredValue;
-pub use config::{Codec, LoginLimits, SessionConfig};
-pub use cookie::SessionCookie;
+pub use codec::Layout;
 pub use error::{BackendError, Error, Result};
-pub use gate::{CurrentSession, Keygate};
-pub use keys::UserId;
 #[cfg(feature = "memory")]
 pub use memory_store::MemoryStore;
 pub use redis_store::{
     RedisEnv, RedisOptions, RedisStore, RedisTarget, RedisTlsFiles, ScanProgress, SentinelSettings,
 };
-pub use session::UpdateOutcome;
-pub use session::{LoginOptions, Session, SessionId, SessionInfo, SessionManager, SessionUser};
-pub use token::{
-    MAX_TOKEN_LEN, MIN_TOKEN_LEN, MalformedToken, Token, TokenEncoding, TokenFormat, TokenFormats,
+pub use session::{
+    LoginLimits, LoginOptions, Session, SessionConfig, SessionId, SessionInfo, SessionManager,
+    SessionUser, UpdateOutcome, UserId,
 };
-pub use transport::{TokenReader, TokenSource};
+pub use token::{MAX_TOKEN_LEN, MIN_TOKEN_LEN, MalformedToken, Token, TokenFormat, TokenFormats};
+pub use web::{CurrentSession, Keygate, SessionCookie, TokenReader, TokenSource};
 
 // Re-exported so adapters and users name one version of these.
 pub use serde;

@@ -8,7 +8,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::code::{CodeError, Codes, Phone};
-use crate::{Error, SessionManager, SessionUser, Token};
+use crate::error::Error;
+use crate::session::{SessionManager, SessionUser};
+use crate::token::Token;
 
 /// Where the app keeps its users.
 #[async_trait]
@@ -40,26 +42,6 @@ pub enum LoginError {
     /// Creating the session failed (503 when the backend is down).
     #[error(transparent)]
     Session(#[from] Error),
-}
-
-impl LoginError {
-    /// The HTTP status for this outcome.
-    pub fn status(&self) -> u16 {
-        match self {
-            LoginError::Code(e) => e.status(),
-            LoginError::Directory(_) => 500,
-            LoginError::Session(e) => e.status(),
-        }
-    }
-
-    /// The JSON envelope.
-    pub fn body(&self) -> String {
-        match self {
-            LoginError::Code(e) => e.body(),
-            LoginError::Directory(_) => crate::http::Envelope::error("internal error").to_json(),
-            LoginError::Session(e) => e.body(),
-        }
-    }
 }
 
 /// The login flow over a code service, a user directory and a session manager.

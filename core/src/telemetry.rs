@@ -44,7 +44,7 @@ use std::time::Instant;
 
 use tracing::Instrument;
 
-use crate::Result;
+use crate::error::Result;
 
 /// Metric names (the table in the [module docs](self)).
 pub mod names {

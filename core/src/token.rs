@@ -6,7 +6,7 @@ use rand::TryRngCore;
 use rand::rngs::OsRng;
 use sha2::{Digest, Sha256};
 
-use crate::Error;
+use crate::error::Error;
 
 /// Bytes of entropy in a generated token (128 bits).
 pub(crate) const TOKEN_BYTES: usize = 16;
@@ -37,23 +37,27 @@ impl Token {
     /// Generates a fresh token from the operating system's CSPRNG, in the seeds' form
     /// (32 lowercase hex characters).
     pub fn generate() -> Result<Self, Error> {
-        Self::generate_as(TokenEncoding::Hex)
+        Self::generate_as(TokenFormat::Hex32)
     }
 
-    /// Generates a fresh 128-bit token written in `encoding`.
-    pub fn generate_as(encoding: TokenEncoding) -> Result<Self, Error> {
+    /// Generates a fresh 128-bit token written in `format`: [`TokenFormat::Hex32`] or
+    /// [`TokenFormat::Base64Url22`]; other forms cannot carry 128 random bits
+    /// ([`Error::Config`]).
+    pub fn generate_as(format: TokenFormat) -> Result<Self, Error> {
+        check_issuable(format)?;
         let mut bytes = [0u8; TOKEN_BYTES];
         OsRng
             .try_fill_bytes(&mut bytes)
             .map_err(|e| Error::Random(e.to_string()))?;
-        Ok(Self::from_random_bytes(&bytes, encoding))
+        Ok(Self::from_random_bytes(&bytes, format))
     }
 
-    /// A token of these random bytes, written in `encoding`.
-    pub(crate) fn from_random_bytes(bytes: &[u8; TOKEN_BYTES], encoding: TokenEncoding) -> Self {
-        Self(match encoding {
-            TokenEncoding::Hex => to_hex(bytes),
-            TokenEncoding::Base64Url => to_base64url(bytes),
+    /// A token of these random bytes, written in `format` (checked by [`check_issuable`]
+    /// when the configuration was built; anything else is written as hex).
+    pub(crate) fn from_random_bytes(bytes: &[u8; TOKEN_BYTES], format: TokenFormat) -> Self {
+        Self(match format {
+            TokenFormat::Base64Url22 => to_base64url(bytes),
+            _ => to_hex(bytes),
         })
     }
 
@@ -96,20 +100,8 @@ impl fmt::Display for Token {
     }
 }
 
-/// How generated tokens are written. Both carry the same 128 random bits and both are
-/// accepted by [`Token::parse`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum TokenEncoding {
-    /// 32 lowercase hex characters: the seeds' form, for layouts shared with their services.
-    #[default]
-    Hex,
-    /// 22 URL-safe base64 characters without padding: 10 bytes shorter in every key, for
-    /// deployments that do not share sessions with services expecting hex tokens.
-    Base64Url,
-}
-
-/// A form of token text accepted from clients.
+/// A form of token text: what keygate issues ([`Hex32`](Self::Hex32), the default, or
+/// [`Base64Url22`](Self::Base64Url22)) and what it accepts from clients.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum TokenFormat {
@@ -117,8 +109,9 @@ pub enum TokenFormat {
     Hex32,
     /// A UUID with dashes, `8-4-4-4-12` hex characters (either case).
     Uuid,
-    /// 22 URL-safe base64 characters: keygate's compact tokens
-    /// ([`TokenEncoding::Base64Url`]).
+    /// 22 URL-safe base64 characters without padding: keygate's compact tokens, 10 bytes
+    /// shorter in every key, for deployments that do not share sessions with services
+    /// expecting hex tokens.
     Base64Url22,
     /// `min_len..=max_len` characters of `[A-Za-z0-9_-]`, for tokens another service mints
     /// in a form of its own. Opt-in: with a session prefix that also holds other keys, a
@@ -129,6 +122,17 @@ pub enum TokenFormat {
         /// Longest accepted length, at most [`MAX_TOKEN_LEN`].
         max_len: usize,
     },
+}
+
+/// Refuses a form keygate cannot issue tokens in: only [`TokenFormat::Hex32`] and
+/// [`TokenFormat::Base64Url22`] carry 128 random bits.
+pub(crate) fn check_issuable(format: TokenFormat) -> Result<(), Error> {
+    match format {
+        TokenFormat::Hex32 | TokenFormat::Base64Url22 => Ok(()),
+        other => Err(Error::Config(format!(
+            "tokens are issued as Hex32 or Base64Url22, not {other:?}"
+        ))),
+    }
 }
 
 /// The set of token forms accepted from clients (a small `Copy` value, checked on every
@@ -283,10 +287,10 @@ mod tests {
 
     #[test]
     fn compact_tokens_are_22_url_safe_characters_and_parse() {
-        let t = Token::generate_as(TokenEncoding::Base64Url).unwrap();
+        let t = Token::generate_as(TokenFormat::Base64Url22).unwrap();
         assert_eq!(t.expose().len(), 22);
         assert_eq!(Token::parse(t.expose()).unwrap(), t);
-        assert_ne!(t, Token::generate_as(TokenEncoding::Base64Url).unwrap());
+        assert_ne!(t, Token::generate_as(TokenFormat::Base64Url22).unwrap());
     }
 
     #[test]

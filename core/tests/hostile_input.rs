@@ -3,8 +3,8 @@
 //! they run in CI.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-use keygate::adapter::RequestParts;
 use keygate::backend::{NewExpiry, SessionKeyRef, SessionStore, StoredValue};
+use keygate::web::RequestParts;
 
 const EXPIRY: NewExpiry = NewExpiry {
     idle_ms: 60_000,
@@ -12,7 +12,7 @@ const EXPIRY: NewExpiry = NewExpiry {
     own_idle: false,
 };
 use keygate::{
-    Codec, MemoryStore, SessionConfig, SessionManager, Token, TokenReader, TokenSource, UserId,
+    Layout, MemoryStore, SessionConfig, SessionManager, Token, TokenReader, TokenSource, UserId,
 };
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -123,7 +123,7 @@ proptest! {
                 .await
                 .unwrap();
             assert!(planted);
-            let m = SessionManager::<User>::new(store, SessionConfig::new("s:", Codec::Json)).unwrap();
+            let m = SessionManager::<User>::new(store, SessionConfig::new("s:", Layout::Json)).unwrap();
             // Decoding garbage is `Ok(None)`, never a panic or an error.
             let _ = m.load(&token).await.unwrap();
         });

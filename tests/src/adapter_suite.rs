@@ -12,7 +12,7 @@
 //! (token in `authorization`, `?tokenid=` or the cookie [`COOKIE`], which nothing sets) or
 //! [`cookie_gate`](crate::fixtures::cookie_gate) (the same, and login sets the cookie
 //! [`COOKIE`], logout clears it), and [`JavaUser`] as the session data; successes are
-//! `keygate::http::Envelope`s:
+//! `keygate::web::Envelope`s:
 //!
 //! | route | handler |
 //! | --- | --- |
@@ -30,7 +30,7 @@
 
 use std::time::{Duration, Instant};
 
-use keygate::http::Rejection;
+use keygate::web::Rejection;
 use serde_json::{Value, json};
 
 use crate::fixtures::{

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use keygate::backend::{
     Fetched, NewExpiry, RenameOutcome, SessionKeyRef, SessionStore, SessionTtl, StoredValue,
 };
-use keygate::{Codec, UpdateOutcome};
+use keygate::{Layout, UpdateOutcome};
 
 /// A call about to reach the real store, with how many keys or members it covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,7 +76,7 @@ impl<O: StoreObserver> SessionStore for ObservedStore<O> {
     async fn load_and_touch(
         &self,
         keys: SessionKeyRef<'_>,
-        codec: Codec,
+        codec: Layout,
         idle_ms: u64,
     ) -> keygate::Result<Fetched> {
         self.observer.before(StoreCall::LoadAndTouch).await?;

@@ -19,7 +19,7 @@ const PASSWORD: &str = "hunter2-very-secret";
 
 struct Header(String);
 
-impl keygate::adapter::RequestParts for Header {
+impl keygate::web::RequestParts for Header {
     fn header(&self, name: &str) -> Option<&[u8]> {
         (name == "authorization").then_some(self.0.as_bytes())
     }

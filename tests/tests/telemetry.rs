@@ -6,13 +6,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use keygate::adapter::RequestParts;
 use keygate::code::{CodeConfig, Codes};
 use keygate::flash_sale::{FlashSale, OrderOutcome, SaleWindow};
-use keygate::http::Rejection;
 use keygate::lock::Locks;
 use keygate::rate_limit::{RateLimiter, Window};
 use keygate::telemetry::names;
+use keygate::web::Rejection;
+use keygate::web::RequestParts;
 use keygate::{Keygate, SessionConfig, SessionManager, SessionUser, Token};
 use keygate_tests::fixtures::{Backend, CapturingSender, JavaUser};
 use keygate_tests::log_capture::LogCapture;

@@ -6,7 +6,7 @@ use std::fmt;
 use actix_web::http::StatusCode;
 use actix_web::http::header::ContentType;
 use actix_web::{HttpResponse, ResponseError};
-use keygate::http::Rejection;
+use keygate::web::Rejection;
 
 /// Why an extractor did not give a session: 401 (no token, malformed token, unknown or
 /// expired session), 503 (session backend unavailable) or 500 (the middleware is not
@@ -59,7 +59,7 @@ impl ResponseError for KeygateRejection {
 ///
 /// ```
 /// use actix_web::web;
-/// use keygate_actix::keygate::http::Envelope;
+/// use keygate_actix::keygate::web::Envelope;
 /// use keygate_actix::{ApiError, Auth};
 /// # #[derive(serde::Serialize, serde::Deserialize)] struct User { id: u64 }
 /// # impl keygate_actix::SessionUser for User { fn user_id(&self) -> keygate_actix::UserId { keygate_actix::UserId::from(self.id) } }

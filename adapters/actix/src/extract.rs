@@ -5,7 +5,7 @@ use std::future::{Ready, ready};
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpMessage, HttpRequest};
 use keygate::adapter::Resolved;
-use keygate::http::Rejection;
+use keygate::web::Rejection;
 
 use crate::KeygateRejection;
 use crate::middleware::{GateHandle, Loaded};
@@ -25,7 +25,7 @@ keygate::extractor_types! {
     ///
     /// ```
     /// use actix_web::web;
-    /// use keygate_actix::keygate::http::Envelope;
+    /// use keygate_actix::keygate::web::Envelope;
     /// use keygate_actix::Auth;
     ///
     /// #[derive(Clone, serde::Serialize, serde::Deserialize)]
@@ -70,7 +70,7 @@ keygate::extractor_types! {
     ///
     /// ```
     /// use actix_web::web;
-    /// use keygate_actix::keygate::http::Envelope;
+    /// use keygate_actix::keygate::web::Envelope;
     /// use keygate_actix::{ApiError, Sessions, UserId};
     /// # #[derive(serde::Serialize, serde::Deserialize)] struct User { id: u64 }
     /// # impl keygate_actix::SessionUser for User { fn user_id(&self) -> keygate_actix::UserId { keygate_actix::UserId::from(self.id) } }

@@ -42,7 +42,7 @@
 //! ```
 //! use actix_web::http::StatusCode;
 //! use actix_web::{App, test, web};
-//! use keygate_actix::keygate::http::Envelope;
+//! use keygate_actix::keygate::web::Envelope;
 //! use keygate_actix::{
 //!     ApiError, Auth, Keygate, KeygateMiddleware, MaybeAuth, MemoryStore, SessionConfig,
 //!     SessionManager, Sessions, UserId,

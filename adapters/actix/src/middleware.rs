@@ -8,9 +8,9 @@ use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forwar
 use actix_web::http::header::{HeaderValue, SET_COOKIE};
 use futures_util::future::LocalBoxFuture;
 use keygate::Keygate;
-use keygate::adapter::{RequestParts, Resolved};
 use keygate::serde::Serialize;
 use keygate::serde::de::DeserializeOwned;
+use keygate::{adapter::Resolved, web::RequestParts};
 
 /// Loads the session of every request it wraps and leaves it in the request's extensions
 /// for the extractors ([`Auth`](crate::Auth), [`MaybeAuth`](crate::MaybeAuth),

@@ -12,7 +12,8 @@ use actix_web::http::StatusCode;
 use futures_util::future::LocalBoxFuture;
 
 use crate::middleware::Parts;
-use keygate::rate_limit::{RateLimitPolicy, RateLimiter, Refusal};
+use keygate::rate_limit::RateLimiter;
+use keygate::web::{RateLimitPolicy, RateLimitRejection};
 
 /// Applies a [`RateLimiter`] to every request it wraps, keyed by the client IP (the
 /// connection's peer address), or by a policy's key function. A request over the limit is
@@ -89,7 +90,7 @@ pub struct RateLimitService<S> {
 }
 
 /// The response of a refusal.
-pub(crate) fn refusal_response(refusal: Refusal) -> HttpResponse {
+pub(crate) fn refusal_response(refusal: RateLimitRejection) -> HttpResponse {
     let status = StatusCode::from_u16(refusal.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = HttpResponse::build(status);
     response.content_type("application/json");

@@ -10,7 +10,7 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::test::{self, TestRequest};
 use actix_web::{App, web};
-use keygate_actix::keygate::http::{Envelope, Rejection};
+use keygate_actix::keygate::web::{Envelope, Rejection};
 use keygate_actix::{ApiError, Auth, Keygate, KeygateMiddleware, MaybeAuth, Sessions};
 use keygate_tests::fixtures::{
     COOKIE, JavaUser, commands_since_reset, java_gate, malformed_tokens, one_hash_touch,

@@ -9,7 +9,7 @@ use actix_web::test::{self, TestRequest};
 use actix_web::{App, HttpResponse, web};
 use futures_util::future::LocalBoxFuture;
 use keygate_actix::Keygate;
-use keygate_actix::keygate::http::Envelope;
+use keygate_actix::keygate::web::Envelope;
 use keygate_actix::{ApiError, Auth, KeygateMiddleware, MaybeAuth, Sessions};
 use keygate_tests::adapter_suite::{Reply, TestApp};
 use keygate_tests::fixtures::JavaUser;

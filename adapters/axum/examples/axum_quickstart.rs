@@ -9,7 +9,7 @@
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use keygate_axum::keygate::backend::SessionStore;
-use keygate_axum::keygate::{self, http::Envelope};
+use keygate_axum::keygate::{self, web::Envelope};
 use keygate_axum::{ApiError, Auth, Keygate, KeygateLayer, MaybeAuth, Sessions};
 use keygate_axum::{MemoryStore, RedisStore, SessionConfig, SessionManager, UserId};
 use serde::{Deserialize, Serialize};

@@ -2,9 +2,9 @@
 
 use axum_core::extract::{FromRequestParts, OptionalFromRequestParts};
 use http::request::Parts;
-use keygate::http::Rejection;
 use keygate::serde::Serialize;
 use keygate::serde::de::DeserializeOwned;
+use keygate::web::Rejection;
 
 use crate::layer::Loaded;
 use crate::response::KeygateRejection;

@@ -7,9 +7,9 @@ use std::task::{Context, Poll};
 use http::header::SET_COOKIE;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, Uri};
 use keygate::Keygate;
-use keygate::adapter::{RequestParts, Resolved};
 use keygate::serde::Serialize;
 use keygate::serde::de::DeserializeOwned;
+use keygate::{adapter::Resolved, web::RequestParts};
 use tower_layer::Layer;
 use tower_service::Service;
 

@@ -13,7 +13,8 @@ use axum_core::response::Response;
 use http::{HeaderName, HeaderValue, Request, StatusCode, header};
 
 use crate::layer::Parts;
-use keygate::rate_limit::{RateLimitPolicy, RateLimiter, Refusal};
+use keygate::rate_limit::RateLimiter;
+use keygate::web::{RateLimitPolicy, RateLimitRejection};
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -85,7 +86,7 @@ pub struct RateLimitService<S> {
 }
 
 /// The response of a refusal.
-pub(crate) fn refusal_response(refusal: Refusal) -> Response {
+pub(crate) fn refusal_response(refusal: RateLimitRejection) -> Response {
     let mut response = Response::new(Body::from(refusal.body));
     *response.status_mut() =
         StatusCode::from_u16(refusal.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

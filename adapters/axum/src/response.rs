@@ -3,7 +3,7 @@
 use axum_core::body::Body;
 use axum_core::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
-use keygate::http::Rejection;
+use keygate::web::Rejection;
 
 fn json(status: u16, body: String) -> Response {
     let mut response = Response::new(Body::from(body));

@@ -8,7 +8,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use http::{HeaderValue, Request, StatusCode};
 use http_body_util::BodyExt;
-use keygate::http::Envelope;
+use keygate::web::Envelope;
 use keygate_axum::{ApiError, Auth, KeygateLayer, MaybeAuth, Sessions};
 use keygate_tests::fixtures::{
     COOKIE, JavaUser, commands_since_reset, java_gate, malformed_tokens, one_hash_touch,

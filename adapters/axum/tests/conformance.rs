@@ -9,7 +9,7 @@ use axum::{Json, Router};
 use http::Request;
 use http_body_util::BodyExt;
 use keygate::Keygate;
-use keygate::http::Envelope;
+use keygate::web::Envelope;
 use keygate_axum::{ApiError, Auth, KeygateLayer, MaybeAuth, Sessions};
 use keygate_tests::adapter_suite::{Reply, TestApp};
 use keygate_tests::fixtures::JavaUser;

@@ -1,6 +1,6 @@
 //! Turning keygate's failures into poem responses: the JSON envelope with the right status.
 
-use keygate::http::Rejection;
+use keygate::web::Rejection;
 use poem::Response;
 use poem::error::ResponseError;
 use poem::http::StatusCode;

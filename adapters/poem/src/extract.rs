@@ -2,7 +2,7 @@
 
 use keygate::Keygate;
 use keygate::adapter::Resolved;
-use keygate::http::Rejection;
+use keygate::web::Rejection;
 use poem::{FromRequest, Request, RequestBody, Result};
 
 use crate::error::rejection_error;

@@ -1,9 +1,9 @@
 //! The loading middleware: reads the token and loads the session once per request.
 
 use keygate::Keygate;
-use keygate::adapter::{RequestParts, Resolved};
 use keygate::serde::Serialize;
 use keygate::serde::de::DeserializeOwned;
+use keygate::{adapter::Resolved, web::RequestParts};
 use poem::http::header::SET_COOKIE;
 use poem::http::{HeaderMap, HeaderValue, Method, Uri};
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response, Result};

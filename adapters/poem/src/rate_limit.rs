@@ -4,7 +4,8 @@
 use std::net::IpAddr;
 
 use crate::middleware::Parts;
-use keygate::rate_limit::{RateLimitPolicy, RateLimiter, Refusal};
+use keygate::rate_limit::RateLimiter;
+use keygate::web::{RateLimitPolicy, RateLimitRejection};
 use poem::http::StatusCode;
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response, Result};
 
@@ -72,7 +73,7 @@ pub struct RateLimitEndpoint<E> {
 }
 
 /// The response of a refusal.
-pub(crate) fn refusal_response(refusal: Refusal) -> Response {
+pub(crate) fn refusal_response(refusal: RateLimitRejection) -> Response {
     let status = StatusCode::from_u16(refusal.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = Response::builder()
         .status(status)

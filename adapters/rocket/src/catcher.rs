@@ -5,7 +5,7 @@
 
 use std::sync::OnceLock;
 
-use keygate::http::{Envelope, Rejection};
+use keygate::web::{Envelope, Rejection};
 use rocket::http::Status;
 use rocket::response::content::RawJson;
 use rocket::{Catcher, Request, catch, catchers};

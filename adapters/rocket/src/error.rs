@@ -1,6 +1,6 @@
 //! Turning keygate's failures into rocket responses: the JSON envelope with the right status.
 
-use keygate::http::Rejection;
+use keygate::web::Rejection;
 use rocket::Request;
 use rocket::http::Status;
 use rocket::response::{self, Responder, content::RawJson};

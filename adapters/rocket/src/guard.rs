@@ -3,10 +3,10 @@
 use std::sync::OnceLock;
 
 use keygate::Keygate;
-use keygate::adapter::{RequestParts, Resolved};
-use keygate::http::Rejection;
 use keygate::serde::Serialize;
 use keygate::serde::de::DeserializeOwned;
+use keygate::web::Rejection;
+use keygate::{adapter::Resolved, web::RequestParts};
 use rocket::request::{FromRequest, Outcome};
 use rocket::{Ignite, Request, Rocket, Sentinel};
 

@@ -9,10 +9,8 @@
 use std::net::IpAddr;
 
 use crate::guard::Parts;
-use keygate::http::{Envelope, Rejection};
-use keygate::rate_limit::{
-    RateLimitDecision, RateLimitPolicy, RateLimiter, Refusal, TOO_MANY_REQUESTS,
-};
+use keygate::rate_limit::{RateLimitDecision, RateLimiter};
+use keygate::web::{Envelope, RateLimitPolicy, RateLimitRejection, Rejection, TOO_MANY_REQUESTS};
 use rocket::fairing::{self, Fairing, Info, Kind};
 use rocket::http::{ContentType, Header, Status};
 use rocket::request::{FromRequest, Outcome};
@@ -100,7 +98,7 @@ impl Fairing for RateLimitFairing {
 }
 
 /// The request's decision, taken once and cached for the request (and its catcher).
-struct Checked(Option<Result<Option<RateLimitDecision>, Refusal>>);
+struct Checked(Option<Result<Option<RateLimitDecision>, RateLimitRejection>>);
 
 /// A request guard that counts the request against the installed limiter
 /// ([`RateLimitFairing`]) and fails with 429 over the limit (or 503 when the store failed
@@ -146,7 +144,7 @@ impl<'r> FromRequest<'r> for RateLimited {
 }
 
 /// A refusal as a response.
-struct RefusalResponse(Refusal);
+struct RefusalResponse(RateLimitRejection);
 
 impl<'r> Responder<'r, 'static> for RefusalResponse {
     fn respond_to(self, _: &'r Request<'_>) -> response::Result<'static> {

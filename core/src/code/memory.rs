@@ -6,10 +6,10 @@ use async_trait::async_trait;
 use subtle::ConstantTimeEq;
 
 use crate::code::{CheckOutcome, CodeKeys, CodeStore, IssueLimits, IssueOutcome};
-use crate::config::millis;
 use crate::error::Result;
 use crate::memory_store::MemoryStore;
 use crate::memory_store::db::Value;
+use crate::ttl::millis;
 
 #[async_trait]
 impl CodeStore for MemoryStore {

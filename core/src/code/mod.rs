@@ -22,7 +22,7 @@ use std::fmt;
 
 use async_trait::async_trait;
 
-use crate::Result;
+use crate::error::Result;
 
 /// A verification code. `Debug` and `Display` redact it.
 #[derive(Clone, PartialEq, Eq)]

@@ -12,11 +12,10 @@ use super::{
     CheckOutcome, CodeConfig, CodeKeys, CodeSender, CodeStore, IssueLimits, IssueOutcome,
     MainlandMobile, Phone, PhoneRule, SendError, VerificationCode,
 };
-use crate::Error;
-use crate::config::millis;
-use crate::http::Envelope;
+use crate::error::Error;
 use crate::telemetry::{self, names};
 use crate::token::to_hex;
+use crate::ttl::millis;
 
 /// The window of the daily cap: a fixed window that starts with the phone's first send and
 /// lasts 24 hours (the count key's TTL); the next send after it starts a new window.
@@ -33,13 +32,13 @@ pub enum CodeError {
     #[error("invalid phone number")]
     InvalidPhone,
     /// A code was sent to this phone too recently (429).
-    #[error("a code was sent recently; retry in {} s", crate::http::retry_after_secs(*retry_after))]
+    #[error("a code was sent recently; retry in {} s", crate::ttl::retry_after_secs(*retry_after))]
     Cooldown {
         /// When a resend is allowed.
         retry_after: Duration,
     },
     /// Too many codes were sent to this phone in 24 hours (429).
-    #[error("too many codes today; retry in {} s", crate::http::retry_after_secs(*retry_after))]
+    #[error("too many codes today; retry in {} s", crate::ttl::retry_after_secs(*retry_after))]
     DailyLimit {
         /// When the window frees a send.
         retry_after: Duration,
@@ -65,19 +64,6 @@ pub enum CodeError {
 }
 
 impl CodeError {
-    /// The HTTP status for this outcome.
-    pub fn status(&self) -> u16 {
-        match self {
-            CodeError::InvalidPhone => 400,
-            CodeError::WrongCode { .. } | CodeError::NoCode => 401,
-            CodeError::Cooldown { .. } | CodeError::DailyLimit { .. } | CodeError::TooManyTries => {
-                429
-            }
-            CodeError::Send(_) => 503,
-            CodeError::Core(e) => e.status(),
-        }
-    }
-
     /// How long to wait before retrying, where waiting helps (for `Retry-After`).
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
@@ -85,17 +71,6 @@ impl CodeError {
                 Some(*retry_after)
             }
             _ => None,
-        }
-    }
-
-    /// The JSON envelope.
-    pub fn body(&self) -> String {
-        match self {
-            CodeError::Core(e) => e.body(),
-            CodeError::Send(_) => {
-                Envelope::error("the code could not be sent, try again").to_json()
-            }
-            other => Envelope::error(other.to_string()).to_json(),
         }
     }
 }
@@ -146,9 +121,9 @@ impl Codes {
         sender: Arc<dyn CodeSender>,
         config: CodeConfig,
     ) -> Result<Self, Error> {
-        crate::config::check_ttl("code TTL", config.ttl)?;
+        crate::ttl::check_ttl("code TTL", config.ttl)?;
         if !config.cooldown.is_zero() {
-            crate::config::check_ttl("code cooldown", config.cooldown)?;
+            crate::ttl::check_ttl("code cooldown", config.cooldown)?;
         }
         if config
             .prefix

@@ -8,7 +8,7 @@ use serde::{Deserializer, Serialize, forward_to_deserialize_any};
 use serde_json::Value;
 
 use super::CorruptData;
-use crate::Error;
+use crate::error::Error;
 
 /// Top-level fields as strings: strings as they are, numbers and booleans in their decimal
 /// or `true`/`false` form, nested values as JSON text, `null`s left out (as the Java seed's

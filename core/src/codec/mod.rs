@@ -1,19 +1,32 @@
-//! Turning session data into what Redis stores, and back.
+//! The layouts session data is stored in, and turning the data into them and back.
 
 mod fields;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::{Codec, Error};
+use crate::error::Error;
+
+/// How session data is stored under its key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Layout {
+    /// A JSON string of the user's data (the Node seed's layout). Load-and-touch is one
+    /// `GETEX`.
+    Json,
+    /// A Redis hash of string fields, one per top-level field of the data (the Java seed's
+    /// layout). Load-and-touch is one script call (one round trip) that checks the key's
+    /// type before `PEXPIRE` and `HGETALL`, so a key of another type is never touched.
+    Hash,
+}
 
 /// Session data in its stored form.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum StoredValue {
-    /// A JSON string (the [`Codec::Json`] layout).
+    /// A JSON string (the [`Layout::Json`] layout).
     Json(String),
-    /// The fields of a Redis hash (the [`Codec::Hash`] layout), in no particular order.
+    /// The fields of a Redis hash (the [`Layout::Hash`] layout), in no particular order.
     Hash(Vec<(String, String)>),
 }
 
@@ -22,12 +35,12 @@ pub enum StoredValue {
 #[error("corrupt session data: {0}")]
 pub struct CorruptData(pub(crate) String);
 
-pub(crate) fn encode<T: Serialize>(codec: Codec, data: &T) -> Result<StoredValue, Error> {
+pub(crate) fn encode<T: Serialize>(codec: Layout, data: &T) -> Result<StoredValue, Error> {
     match codec {
-        Codec::Json => serde_json::to_string(data)
+        Layout::Json => serde_json::to_string(data)
             .map(StoredValue::Json)
             .map_err(|e| Error::Encode(e.to_string())),
-        Codec::Hash => fields::to_fields(data).map(StoredValue::Hash),
+        Layout::Hash => fields::to_fields(data).map(StoredValue::Hash),
     }
 }
 
@@ -59,7 +72,7 @@ mod tests {
             mobile_phone: String::new(),
             openid: "oGrf0v4ov5ETTCNtW_A-Zq61kgsI".into(),
         };
-        let stored = encode(Codec::Json, &user).unwrap();
+        let stored = encode(Layout::Json, &user).unwrap();
         assert_eq!(
             stored,
             StoredValue::Json(

@@ -13,9 +13,9 @@ use tracing::Instrument;
 
 use super::sale::FlashSale;
 use super::{Entry, FlashSaleStore, Order, ShardKeys};
-use crate::Token;
-use crate::config::millis;
 use crate::telemetry::{self, names};
+use crate::token::Token;
+use crate::ttl::millis;
 
 /// Idle-claim passes per claim interval at most, when passes find nothing idle.
 const CLAIM_PASSES: usize = 32;
@@ -99,15 +99,15 @@ impl ConsumerOptions {
 
     /// Longest a read waits for new entries (also how fast shutdown is noticed at worst).
     pub fn with_block(mut self, block: Duration) -> Self {
-        self.block = block.clamp(Duration::from_millis(1), crate::config::MAX_TTL);
+        self.block = block.clamp(Duration::from_millis(1), crate::ttl::MAX_TTL);
         self
     }
 
     /// Entries pending this long are taken over (their consumer is presumed dead) and
     /// failed entries retried; checked every `every`.
     pub fn with_claim(mut self, idle: Duration, every: Duration) -> Self {
-        self.claim_idle = idle.min(crate::config::MAX_TTL);
-        self.claim_every = every.clamp(Duration::from_millis(1), crate::config::MAX_TTL);
+        self.claim_idle = idle.min(crate::ttl::MAX_TTL);
+        self.claim_every = every.clamp(Duration::from_millis(1), crate::ttl::MAX_TTL);
         self
     }
 

@@ -1,7 +1,7 @@
 //! Flash sales and a minimal stream with consumer groups, in memory, with the Redis
 //! scripts' semantics (for one process).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -13,20 +13,7 @@ use crate::flash_sale::{
 };
 use crate::memory_store::MemoryStore;
 use crate::memory_store::db::{Db, Value};
-
-/// A stream: entries by sequence number, and consumer groups.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct MemStream {
-    next: u64,
-    entries: BTreeMap<u64, Vec<(String, String)>>,
-    groups: HashMap<String, Group>,
-}
-
-#[derive(Debug, Clone, Default)]
-struct Group {
-    last_delivered: u64,
-    pending: BTreeMap<u64, Pending>,
-}
+use crate::memory_store::stream::{MemStream, Pending, entry_id, parse_id};
 
 /// What the dead-letter step adds to an order's fields.
 const DEAD_LETTER_FIELDS: [&str; 3] = ["entryId", "deliveries", "error"];
@@ -35,35 +22,13 @@ const DEAD_LETTER_FIELDS: [&str; 3] = ["entryId", "deliveries", "error"];
 fn dead_letter_of(db: &mut Db, keys: &ShardKeys, id: &str, voucher_id: u64) -> Option<u64> {
     // Exactly this id: `parse_id` alone would read `1-999` as entry 1.
     let seq = parse_id(id).filter(|seq| entry_id(*seq) == id)?;
-    let dead = existing_stream(db, &keys.dead)?;
+    let dead = db.existing_stream(&keys.dead)?;
     let voucher = voucher_id.to_string();
     dead.entries
         .get(&seq)?
         .iter()
         .any(|(name, value)| name == "voucherId" && *value == voucher)
         .then_some(seq)
-}
-
-#[derive(Debug, Clone)]
-struct Pending {
-    consumer: String,
-    deliveries: u64,
-    delivered_at: Instant,
-}
-
-fn entry_id(seq: u64) -> String {
-    format!("{seq}-0")
-}
-
-fn parse_id(id: &str) -> Option<u64> {
-    id.split('-').next()?.parse().ok()
-}
-
-impl MemStream {
-    fn add(&mut self, fields: Vec<(String, String)>) {
-        self.next += 1;
-        self.entries.insert(self.next, fields);
-    }
 }
 
 fn entry_of(
@@ -76,25 +41,6 @@ fn entry_of(
         fields: fields.clone(),
         deliveries,
     })
-}
-
-/// The stream at `key`, created if missing.
-fn stream<'a>(db: &'a mut Db, key: &str) -> Option<&'a mut MemStream> {
-    if !db.exists(key) {
-        db.set(key, Value::Stream(Box::default()), None);
-    }
-    match db.get(key).map(|e| &mut e.value) {
-        Some(Value::Stream(stream)) => Some(stream),
-        _ => None,
-    }
-}
-
-/// The stream at `key`, if there is one.
-fn existing_stream<'a>(db: &'a mut Db, key: &str) -> Option<&'a MemStream> {
-    match db.get(key).map(|e| &e.value) {
-        Some(Value::Stream(stream)) => Some(stream),
-        _ => None,
-    }
 }
 
 fn hash_field(db: &mut Db, key: &str, field: &str) -> Option<String> {
@@ -135,7 +81,7 @@ fn redeliver(
 ) -> Vec<Entry> {
     let Some(MemStream {
         entries, groups, ..
-    }) = stream(db, &keys.stream)
+    }) = db.stream(&keys.stream)
     else {
         return Vec::new();
     };
@@ -171,7 +117,7 @@ fn claim(
     };
     let Some(MemStream {
         entries, groups, ..
-    }) = stream(db, &keys.stream)
+    }) = db.stream(&keys.stream)
     else {
         return claimed;
     };
@@ -208,7 +154,7 @@ fn claim(
 
 /// `XACK`: the entry leaves the group's pending list.
 fn acknowledge(db: &mut Db, keys: &ShardKeys, group: &str, id: &str) {
-    if let (Some(stream), Some(seq)) = (stream(db, &keys.stream), parse_id(id))
+    if let (Some(stream), Some(seq)) = (db.stream(&keys.stream), parse_id(id))
         && let Some(g) = stream.groups.get_mut(group)
     {
         g.pending.remove(&seq);
@@ -301,7 +247,7 @@ impl FlashSaleStore for MemoryStore {
                 .unwrap_or(0);
             let order_id = next_order_id(last, now.as_secs(), shard, shards);
             db.set(&keys.seq, Value::Str(order_id.to_string()), None);
-            if let Some(stream) = stream(db, &keys.stream) {
+            if let Some(stream) = db.stream(&keys.stream) {
                 stream.add(vec![
                     ("orderId".into(), order_id.to_string()),
                     ("userId".into(), user_id.to_owned()),
@@ -318,7 +264,7 @@ impl FlashSaleStore for MemoryStore {
 
     async fn ensure_group(&self, keys: &ShardKeys, group: &str) -> Result<()> {
         self.with_db(|db| {
-            if let Some(stream) = stream(db, &keys.stream) {
+            if let Some(stream) = db.stream(&keys.stream) {
                 stream.groups.entry(group.to_owned()).or_default();
             }
         });
@@ -384,7 +330,7 @@ impl FlashSaleStore for MemoryStore {
                 ("error".to_owned(), error),
             ];
             fields.extend(entry.fields.iter().cloned());
-            if let Some(dead) = stream(db, &keys.dead) {
+            if let Some(dead) = db.stream(&keys.dead) {
                 dead.add(fields);
                 let cap = usize::try_from(cap.max(1)).unwrap_or(usize::MAX);
                 while dead.entries.len() > cap {
@@ -421,14 +367,18 @@ impl FlashSaleStore for MemoryStore {
 
     async fn lengths(&self, keys: &ShardKeys) -> Result<StreamLengths> {
         Ok(self.with_db(|db| StreamLengths {
-            orders: existing_stream(db, &keys.stream).map_or(0, |s| s.entries.len() as u64),
-            dead_letters: existing_stream(db, &keys.dead).map_or(0, |s| s.entries.len() as u64),
+            orders: db
+                .existing_stream(&keys.stream)
+                .map_or(0, |s| s.entries.len() as u64),
+            dead_letters: db
+                .existing_stream(&keys.dead)
+                .map_or(0, |s| s.entries.len() as u64),
         }))
     }
 
     async fn dead_letters(&self, keys: &ShardKeys, count: usize) -> Result<Vec<Entry>> {
         Ok(self.with_db(|db| {
-            let Some(dead) = existing_stream(db, &keys.dead) else {
+            let Some(dead) = db.existing_stream(&keys.dead) else {
                 return Vec::new();
             };
             dead.entries
@@ -458,7 +408,7 @@ impl FlashSaleStore for MemoryStore {
 
     async fn groups(&self, keys: &ShardKeys) -> Result<Vec<GroupInfo>> {
         Ok(self.with_db(|db| {
-            let Some(stream) = existing_stream(db, &keys.stream) else {
+            let Some(stream) = db.existing_stream(&keys.stream) else {
                 return Vec::new();
             };
             let mut groups: Vec<GroupInfo> = stream
@@ -512,7 +462,7 @@ impl FlashSaleStore for MemoryStore {
                 .into_iter()
                 .filter(|(name, _)| !DEAD_LETTER_FIELDS.contains(&name.as_str()))
                 .collect();
-            let orders = stream(db, &keys.stream)?;
+            let orders = db.stream(&keys.stream)?;
             orders.add(order);
             Some(entry_id(orders.next))
         });
@@ -541,7 +491,7 @@ impl MemoryReader {
     /// Delivers up to `count` undelivered entries to `consumer`.
     fn take_new(&self, keys: &ShardKeys, group: &str, consumer: &str, count: usize) -> Vec<Entry> {
         self.0.with_db(|db| {
-            let Some(stream) = stream(db, &keys.stream) else {
+            let Some(stream) = db.stream(&keys.stream) else {
                 return Vec::new();
             };
             let MemStream {

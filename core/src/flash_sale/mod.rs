@@ -47,7 +47,7 @@ pub use sale::{FlashSale, MAX_STOCK, OrderOutcome, SaleWindow};
 
 use async_trait::async_trait;
 
-use crate::Result;
+use crate::error::Result;
 
 /// Order ids count seconds from this instant: 2024-01-01T00:00:00Z, in unix seconds.
 pub const ORDER_ID_EPOCH: u64 = 1_704_067_200;

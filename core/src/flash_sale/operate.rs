@@ -3,7 +3,7 @@
 
 use super::sale::FlashSale;
 use super::{GroupInfo, ShardKeys, StreamLengths, is_entry_id};
-use crate::Result;
+use crate::error::Result;
 
 /// A sale as an operator sees it ([`FlashSale::status`]).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -144,7 +144,9 @@ impl FlashSaleStore for RedisStore {
             .arg("MKSTREAM");
         let mut conn = self.conn();
         match self.bounded(cmd.query_async::<()>(&mut conn)).await {
-            Err(crate::Error::Backend(BackendError::Redis(e))) if e.code() == Some("BUSYGROUP") => {
+            Err(crate::error::Error::Backend(BackendError::Redis(e)))
+                if e.code() == Some("BUSYGROUP") =>
+            {
                 Ok(())
             }
             other => other,

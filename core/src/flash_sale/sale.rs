@@ -4,8 +4,9 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::{Entry, FlashSaleStore, RawOrder, ShardKeys, StreamLengths};
+use crate::error::{Error, Result};
+use crate::session::UserId;
 use crate::telemetry::{self, names};
-use crate::{Error, Result, UserId};
 
 /// The largest stock [`FlashSale::load`] accepts: the order script keeps the stock as a
 /// Redis integer (signed 64-bit), so a larger one could be stored but never decremented.
@@ -42,19 +43,6 @@ pub enum OrderOutcome {
 }
 
 impl OrderOutcome {
-    /// The HTTP status for this outcome: 200 ordered, 404 unknown voucher, 409 for the
-    /// rest (sold out, already ordered, outside the sale window).
-    pub fn status(&self) -> u16 {
-        match self {
-            OrderOutcome::Ordered { .. } => 200,
-            OrderOutcome::UnknownVoucher => 404,
-            OrderOutcome::SoldOut
-            | OrderOutcome::AlreadyOrdered
-            | OrderOutcome::NotStarted
-            | OrderOutcome::Ended => 409,
-        }
-    }
-
     /// A message for the envelope.
     pub fn message(&self) -> &'static str {
         match self {

@@ -8,9 +8,10 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::locks::{LockError, Locks};
+use super::error::LockError;
+use super::options::LockOptions;
 use super::{LockKeys, LockStore};
-use crate::config::millis;
+use crate::ttl::millis;
 
 /// A fencing token: strictly larger for every successful acquisition of a lock name. Its
 /// value is the larger of the previous token plus one and the store's clock in microseconds
@@ -57,26 +58,26 @@ impl LockGuard {
     /// Starts guarding an acquisition whose request was sent at `sent` (the lease in the
     /// store started later than that).
     pub(super) fn start(
-        locks: &Locks,
+        store: &Arc<dyn LockStore>,
+        options: &LockOptions,
         keys: LockKeys,
         owner: String,
         fence: u64,
         sent: Instant,
     ) -> Self {
         let shared = Arc::new(Shared {
-            store: Arc::clone(&locks.store),
+            store: Arc::clone(store),
             keys,
             owner,
             fence,
             lost: AtomicBool::new(false),
         });
         let (lost_tx, lost_rx) = watch::channel(false);
-        let options = &locks.options;
         let watchdog = Watchdog {
             lease: options.lease(),
             valid: options
                 .lease()
-                .saturating_sub(options.effective_margin(locks.store.command_timeout())),
+                .saturating_sub(options.effective_margin(store.command_timeout())),
             renew: options.renews(),
         };
         let renewal = Some(tokio::spawn(watchdog.run(

@@ -7,190 +7,12 @@ use std::time::Duration;
 use rand::Rng;
 use tokio::time::Instant;
 
+use super::error::LockError;
 use super::guard::{Fence, LockGuard};
+use super::options::LockOptions;
 use super::{AcquireOutcome, LockKeys, LockStore};
-use crate::config::millis;
-use crate::{Error, Token};
-
-/// Lease and waiting behaviour. Defaults: 30 s lease, renewed about every 9.6 s while held,
-/// reported lost a safety margin (the store's command timeout plus 1 % of the lease plus
-/// 2 ms: 1.3 s on Redis with the default 1 s timeout) before it could end in Redis; waiters
-/// poll at most every 200 ms when no release message arrives; no replication wait; fencing
-/// counters expire 10 minutes after a name's last acquisition.
-#[derive(Debug, Clone, Copy)]
-pub struct LockOptions {
-    lease: Duration,
-    renew: bool,
-    poll_interval: Duration,
-    replication: Option<(u32, Duration)>,
-    /// `None`: derived from the store's command timeout and the lease.
-    safety_margin: Option<Duration>,
-    fence_ttl: Duration,
-}
-
-impl Default for LockOptions {
-    fn default() -> Self {
-        Self {
-            lease: Duration::from_secs(30),
-            renew: true,
-            poll_interval: Duration::from_millis(200),
-            replication: None,
-            safety_margin: None,
-            fence_ttl: Duration::from_secs(600),
-        }
-    }
-}
-
-impl LockOptions {
-    /// The defaults.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// How long the lock outlives a holder that stops renewing (crashed, paused).
-    pub fn with_lease(mut self, lease: Duration) -> Self {
-        // Beyond MAX_TTL Redis would refuse every acquisition; such a lease is a mistake.
-        self.lease = lease.clamp(Duration::from_millis(3), crate::config::MAX_TTL);
-        self
-    }
-
-    /// Whether the guard renews the lease while held (default yes). Without renewal the
-    /// lock ends after one lease however long the work takes; the guard reports it lost a
-    /// safety margin before that ([`LockGuard::lost`]).
-    pub fn with_renewal(mut self, renew: bool) -> Self {
-        self.renew = renew;
-        self
-    }
-
-    /// The longest a waiter sleeps between tries when no release message arrives.
-    pub fn with_poll_interval(mut self, interval: Duration) -> Self {
-        self.poll_interval = interval.max(Duration::from_millis(1));
-        self
-    }
-
-    /// Reports an acquisition only once `replicas` replicas of the lock's master have
-    /// acknowledged it (Redis `WAIT`, up to `timeout`), so that a failover right after
-    /// cannot lose it (see the module docs). When fewer acknowledge in time, the lock is
-    /// given back and the attempt fails with [`LockError::NotReplicated`]. Renewals are not
-    /// waited for. Costs one more round trip per acquisition, on a dedicated connection
-    /// that the acquisition has to itself (`WAIT` blocks the connection it runs on), so a
-    /// slow `WAIT` delays no other lock: acquisitions running at the same time use
-    /// connections of their own (up to 4 idle ones are kept for reuse). One attempt takes
-    /// at most `timeout` plus two command timeouts, connecting included. Stores without
-    /// replicas (the memory store) count as replicated. `replicas` 0 turns the wait off.
-    pub fn with_replication_wait(mut self, replicas: u32, timeout: Duration) -> Self {
-        self.replication =
-            (replicas > 0).then_some((replicas, timeout.min(crate::config::MAX_TTL)));
-        self
-    }
-
-    /// How long before the lease could end in Redis the guard reports the lock lost when
-    /// no renewal was confirmed. The guard counts the lease from when it *sent* the last
-    /// successful renewal (or the acquisition), which is never later than when Redis
-    /// started it; the margin covers what that count cannot see: a clock of this process
-    /// running slower than Redis's, and a write that the work under the lock sent just
-    /// before the loss was reported (it lands or times out within the command timeout).
-    ///
-    /// The default is the store's command timeout ([`LockStore::command_timeout`]) plus
-    /// 1 % of the lease plus 2 ms. The margin used is at most a third of the lease; the
-    /// guard renews three times per lease minus margin.
-    pub fn with_safety_margin(mut self, margin: Duration) -> Self {
-        self.safety_margin = Some(margin);
-        self
-    }
-
-    /// How long a lock name's fencing counter outlives its last acquisition (default 10
-    /// minutes; never less than the lease). Names that are no longer used leave no key
-    /// behind after it. Fences stay strictly increasing across the counter's expiry: a
-    /// fence is the larger of the stored counter plus one and the store's clock in
-    /// microseconds, so after an expiry the clock carries on where the counter was (see
-    /// [`Fence`]). Only a step of the store's clock back by more than this TTL could undo
-    /// that, so it is the tolerance against such steps.
-    pub fn with_fence_ttl(mut self, ttl: Duration) -> Self {
-        self.fence_ttl = ttl.min(crate::config::MAX_TTL);
-        self
-    }
-
-    pub(crate) fn lease(&self) -> Duration {
-        self.lease
-    }
-
-    /// The safety margin used with a store whose operations take at most
-    /// `command_timeout`.
-    pub(crate) fn effective_margin(&self, command_timeout: Duration) -> Duration {
-        let margin = self.safety_margin.unwrap_or_else(|| {
-            command_timeout
-                .saturating_add(self.lease / 100)
-                .saturating_add(Duration::from_millis(2))
-        });
-        margin.min(self.lease / 3)
-    }
-
-    pub(crate) fn renews(&self) -> bool {
-        self.renew
-    }
-}
-
-/// Why a lock was not obtained or not released cleanly.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum LockError {
-    /// Held by someone else (try once).
-    #[error("lock is held by another owner")]
-    Busy {
-        /// When the current lease ends at the latest, if known.
-        retry_after: Option<Duration>,
-    },
-    /// Still held by someone else when the wait ended.
-    #[error("timed out waiting for the lock")]
-    Timeout,
-    /// The lock was lost (lease expired, taken over) before release or during the work.
-    #[error("lock was lost: the lease ended or another owner took it")]
-    NotOwner,
-    /// Acquired, but fewer replicas than [`LockOptions::with_replication_wait`] asks for
-    /// acknowledged it in time; the lock was given back.
-    #[error("lock acquisition reached {acknowledged} of {wanted} replicas in time")]
-    NotReplicated {
-        /// Replicas that acknowledged.
-        acknowledged: u32,
-        /// Replicas asked for.
-        wanted: u32,
-    },
-    /// The backend is unreachable or failed: whether the lock is free is unknown.
-    #[error(transparent)]
-    Backend(#[from] Error),
-}
-
-impl LockError {
-    /// The HTTP status when a request could not be served under the lock: 503 (try again;
-    /// with [`retry_after`](Self::retry_after)), or the backend error's own status.
-    pub fn status(&self) -> u16 {
-        match self {
-            LockError::Backend(e) => e.status(),
-            _ => 503,
-        }
-    }
-
-    /// How long to wait before retrying (for `Retry-After`): the holder's remaining lease
-    /// when known, else one second; `None` for backend errors.
-    pub fn retry_after(&self) -> Option<Duration> {
-        match self {
-            LockError::Backend(_) => None,
-            LockError::Busy {
-                retry_after: Some(wait),
-            } => Some(*wait),
-            _ => Some(Duration::from_secs(1)),
-        }
-    }
-
-    /// The JSON envelope, with a message safe to show to clients.
-    pub fn body(&self) -> String {
-        match self {
-            LockError::Backend(e) => e.body(),
-            _ => crate::http::Envelope::error("busy, try again").to_json(),
-        }
-    }
-}
+use crate::token::Token;
+use crate::ttl::millis;
 
 /// Distributed locks over a [`LockStore`]. Cheap to clone.
 ///
@@ -262,7 +84,14 @@ impl Locks {
         match self.attempt(&keys, &owner).await? {
             AcquireOutcome::Acquired(fence) => {
                 acquired_after(sent);
-                Ok(LockGuard::start(self, keys, owner, fence, sent))
+                Ok(LockGuard::start(
+                    &self.store,
+                    &self.options,
+                    keys,
+                    owner,
+                    fence,
+                    sent,
+                ))
             }
             AcquireOutcome::Held(ms) => {
                 crate::telemetry::count_n(crate::telemetry::names::LOCK_BUSY, 1);
@@ -291,7 +120,14 @@ impl Locks {
             let held_ms = match self.attempt(&keys, &owner).await? {
                 AcquireOutcome::Acquired(fence) => {
                     acquired_after(asked);
-                    return Ok(LockGuard::start(self, keys, owner, fence, sent));
+                    return Ok(LockGuard::start(
+                        &self.store,
+                        &self.options,
+                        keys,
+                        owner,
+                        fence,
+                        sent,
+                    ));
                 }
                 AcquireOutcome::Held(ms) => ms,
             };
@@ -464,8 +300,8 @@ mod tests {
         let options = LockOptions::new()
             .with_lease(Duration::MAX)
             .with_fence_ttl(Duration::MAX);
-        assert_eq!(options.lease, crate::config::MAX_TTL);
-        assert_eq!(options.fence_ttl, crate::config::MAX_TTL);
+        assert_eq!(options.lease, crate::ttl::MAX_TTL);
+        assert_eq!(options.fence_ttl, crate::ttl::MAX_TTL);
     }
 
     #[test]

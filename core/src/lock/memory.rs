@@ -5,11 +5,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use tokio::sync::{broadcast, mpsc};
 
-use crate::config::millis;
 use crate::error::Result;
 use crate::lock::{AcquireOutcome, LockKeys, LockStatus, LockStore, ReleaseSignal};
 use crate::memory_store::MemoryStore;
 use crate::memory_store::db::Value;
+use crate::ttl::millis;
 
 /// The system clock in microseconds since the Unix epoch (0 before it), as Redis `TIME`.
 fn clock_micros() -> u64 {
@@ -71,7 +71,7 @@ impl LockStore for MemoryStore {
         });
         if released {
             // No receiver is not an error: nobody waits.
-            let _ = self.released.send(keys.lock.clone());
+            let _ = self.published.send(keys.lock.clone());
         }
         Ok(released)
     }
@@ -99,7 +99,7 @@ impl LockStore for MemoryStore {
     }
 
     async fn subscribe(&self, keys: &LockKeys) -> Result<ReleaseSignal> {
-        let mut released = self.released.subscribe();
+        let mut released = self.published.subscribe();
         let lock = keys.lock.clone();
         let (tx, rx) = mpsc::channel(1);
         let task = tokio::spawn(async move {

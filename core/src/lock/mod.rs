@@ -97,23 +97,27 @@
 //! double execution is unacceptable, the fencing check at the resource is what makes it
 //! safe.
 
+mod error;
 mod guard;
 mod locks;
 #[cfg(feature = "memory")]
 mod memory;
-pub(crate) mod redis;
+mod options;
+mod redis;
 mod status;
 
+pub use error::LockError;
 pub use guard::{Fence, LockGuard};
-pub use locks::{LockError, LockOptions, Locks};
+pub use locks::Locks;
+pub use options::LockOptions;
 pub use status::LockStatus;
 
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::Result;
-use crate::keys::escape;
+use crate::error::Result;
+use crate::key_escape::escape;
 
 /// The keys and channel of one lock name.
 #[derive(Debug, Clone)]

@@ -78,7 +78,7 @@ const IDLE_REPLICATION_CONNS: usize = 4;
 /// Idle dedicated connections for acquisitions followed by `WAIT`. An acquisition takes one
 /// for itself and puts it back when done; the lock on the list is held only to take or put.
 #[derive(Default)]
-pub(crate) struct ReplicationConns {
+struct ReplicationConns {
     idle: Mutex<Vec<BlockingConn>>,
 }
 
@@ -150,10 +150,10 @@ impl LockStore for RedisStore {
         // Everything, opening a connection included, is bounded by `limit`.
         let limit = self.command_timeout * 2 + Duration::from_millis(timeout_ms);
         let deadline = Instant::now() + limit;
-        let timed_out = || crate::Error::from(BackendError::Timeout(limit));
+        let timed_out = || crate::error::Error::from(BackendError::Timeout(limit));
         let acquire = acquire_invocation(keys, owner, lease_ms, fence_ttl_ms);
         loop {
-            let pooled = self.replication().take();
+            let pooled = self.local::<ReplicationConns>().take();
             let reused = pooled.is_some();
             let mut conn = match pooled {
                 Some(conn) => conn,
@@ -167,7 +167,7 @@ impl LockStore for RedisStore {
             let attempt = acquire_and_wait(&mut conn, &acquire, keys, replicas, timeout_ms);
             match tokio::time::timeout_at(deadline, attempt).await {
                 Ok(Ok(done)) => {
-                    self.replication().put(conn);
+                    self.local::<ReplicationConns>().put(conn);
                     return Ok(done);
                 }
                 Ok(Err(e)) => {
@@ -176,11 +176,11 @@ impl LockStore for RedisStore {
                     // idempotent for its owner.
                     let dropped = e.is_io_error() || e.is_connection_dropped();
                     if reused && dropped {
-                        self.replication().clear();
+                        self.local::<ReplicationConns>().clear();
                         continue;
                     }
                     self.give_back_on(conn, keys, owner);
-                    return Err(crate::Error::from(e));
+                    return Err(crate::error::Error::from(e));
                 }
                 Err(_) => {
                     self.give_back_on(conn, keys, owner);

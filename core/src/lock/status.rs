@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use super::{LockKeys, Locks};
-use crate::Result;
+use crate::error::Result;
 
 /// What [`Locks::status`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

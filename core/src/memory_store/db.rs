@@ -1,13 +1,9 @@
 //! A tiny keyspace with Redis-like expiry.
-// Shared infrastructure serves whichever capabilities are built; with some left out by
-// their cargo features, parts of it go unused.
-#![cfg_attr(
-    not(all(feature = "codes", feature = "locks", feature = "flash-sale")),
-    allow(dead_code, unused_imports)
-)]
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
+
+use super::stream::MemStream;
 
 /// How often (in writes) expired entries are swept, so memory stays bounded when keys are
 /// never read again.
@@ -20,8 +16,7 @@ pub(crate) enum Value {
     /// Members with their scores.
     ZSet(Vec<(String, i64)>),
     Set(std::collections::HashSet<String>),
-    #[cfg(feature = "flash-sale")]
-    Stream(Box<crate::flash_sale::memory::MemStream>),
+    Stream(Box<MemStream>),
 }
 
 #[derive(Debug)]
@@ -48,6 +43,25 @@ pub(crate) struct Db {
 }
 
 impl Db {
+    /// The stream at `key`, created if missing; `None` when the key holds another type.
+    pub fn stream(&mut self, key: &str) -> Option<&mut MemStream> {
+        if !self.exists(key) {
+            self.set(key, Value::Stream(Box::default()), None);
+        }
+        match self.get(key).map(|e| &mut e.value) {
+            Some(Value::Stream(stream)) => Some(stream),
+            _ => None,
+        }
+    }
+
+    /// The stream at `key`, if there is one.
+    pub fn existing_stream(&mut self, key: &str) -> Option<&MemStream> {
+        match self.get(key).map(|e| &e.value) {
+            Some(Value::Stream(stream)) => Some(stream),
+            _ => None,
+        }
+    }
+
     /// The live entry at `key`; an expired one is dropped first.
     pub fn get(&mut self, key: &str) -> Option<&mut Entry> {
         let now = Instant::now();

@@ -3,7 +3,15 @@
 //! that uses keygate. Data is lost when the process exits and is not shared between
 //! processes.
 
+// General means for whichever capabilities are built: with some left out by their cargo
+// features, parts of them go unused.
+#![cfg_attr(
+    not(all(feature = "codes", feature = "locks", feature = "flash-sale")),
+    allow(dead_code, unused_imports)
+)]
+
 pub(crate) mod db;
+pub(crate) mod stream;
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -13,25 +21,17 @@ use db::Db;
 #[derive(Clone)]
 pub struct MemoryStore {
     db: Arc<Mutex<Db>>,
-    /// Lock release notifications (the lock key), as Redis pub/sub carries them.
-    #[cfg(feature = "locks")]
-    pub(crate) released: tokio::sync::broadcast::Sender<String>,
+    /// Messages published on a channel (the channel's name), as Redis pub/sub carries them.
+    pub(crate) published: tokio::sync::broadcast::Sender<String>,
     /// Wakes blocked stream readers when an entry is added.
-    #[cfg(feature = "flash-sale")]
     pub(crate) stream_added: Arc<tokio::sync::Notify>,
 }
 
-#[allow(
-    clippy::derivable_impls,
-    reason = "derivable only when the features that add channels are off"
-)]
 impl Default for MemoryStore {
     fn default() -> Self {
         Self {
             db: Arc::default(),
-            #[cfg(feature = "locks")]
-            released: tokio::sync::broadcast::channel(64).0,
-            #[cfg(feature = "flash-sale")]
+            published: tokio::sync::broadcast::channel(64).0,
             stream_added: Arc::default(),
         }
     }

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use super::{LimitReply, micros};
-use crate::config::MAX_TTL;
 use crate::error::{Error, Result};
+use crate::ttl::MAX_TTL;
 
 /// How many requests a subject may make: `rate` per `period`, at most `burst` at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,7 +65,7 @@ impl Quota {
         if self.rate == 0 {
             return Err(Error::Config("rate limit: rate must be positive".into()));
         }
-        crate::config::check_ttl("rate limit period", self.period)?;
+        crate::ttl::check_ttl("rate limit period", self.period)?;
         if self.burst == 0 {
             return Err(Error::Config("rate limit: burst must be at least 1".into()));
         }

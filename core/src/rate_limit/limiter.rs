@@ -5,8 +5,9 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 
 use super::coalesce::Coalescer;
-use super::{Clock, FailureMode, Limit, RateLimitDecision, RateLimitStore, Refusal};
+use super::{Clock, FailureMode, Limit, RateLimitDecision, RateLimitStore};
 use crate::error::{Error, Result};
+use crate::log_throttle::LogThrottle;
 use crate::telemetry;
 
 /// Subjects longer than this (in bytes) are keyed by their SHA-256.
@@ -99,7 +100,7 @@ impl RateLimiter {
             shared: Arc::new(Shared {
                 store,
                 decisions: Decisions::register(name),
-                name: Arc::from(crate::keys::escape(name)),
+                name: Arc::from(crate::key_escape::escape(name)),
                 limit,
                 failure: FailureMode::default(),
                 clock: Clock::system(),
@@ -156,7 +157,7 @@ impl RateLimiter {
                 key.push(char::from(HEX[usize::from(b & 0xf)]));
             }
         } else {
-            crate::keys::escape_into(&mut key, subject);
+            crate::key_escape::escape_into(&mut key, subject);
         }
         key.push('}');
         key
@@ -198,8 +199,9 @@ impl RateLimiter {
                 (Ok(decision), counter)
             }
             Err(error) if error.is_backend() && self.shared.failure == FailureMode::Open => {
-                if crate::adapter::may_warn_now() {
-                    tracing::warn!(%error, limiter = %self.shared.name, "rate limit store failed; allowing (fail open, logged at most once a second)");
+                static FAILED_OPEN: LogThrottle = LogThrottle::new();
+                if let Some(suppressed) = FAILED_OPEN.allow() {
+                    tracing::warn!(%error, suppressed, limiter = %self.shared.name, "rate limit store failed; allowing (fail open, logged at most once a second)");
                 }
                 (
                     Ok(RateLimitDecision::degraded(self.shared.limit.at_once())),
@@ -210,16 +212,5 @@ impl RateLimiter {
         };
         counter.increment(1);
         decision
-    }
-
-    /// [`check`](Self::check) for a middleware: the allowed decision, or what to answer
-    /// instead of running the handler (429, or 503/500 when the store failed and the
-    /// limiter fails closed).
-    pub async fn admit(&self, subject: &str) -> std::result::Result<RateLimitDecision, Refusal> {
-        match self.check(subject).await {
-            Ok(decision) if decision.allowed => Ok(decision),
-            Ok(decision) => Err(Refusal::too_many(&decision)),
-            Err(error) => Err(Refusal::error(&error)),
-        }
     }
 }

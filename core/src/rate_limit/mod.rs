@@ -68,9 +68,9 @@
 //! # Ok(()) }
 //! ```
 //!
-//! The framework adapters wrap a limiter in a middleware keyed by the client's IP
-//! ([`client_ip`]); [`RateLimiter::admit`] and [`Refusal`] are the framework-neutral
-//! part they translate.
+//! The framework adapters wrap a limiter in a middleware keyed by the client's IP: the
+//! framework-neutral part they translate, which subject a request counts against and what
+//! a refusal answers, is [`RateLimitPolicy`](crate::web::RateLimitPolicy).
 
 mod coalesce;
 mod decision;
@@ -78,7 +78,6 @@ mod gcra;
 mod limiter;
 #[cfg(feature = "memory")]
 mod memory;
-mod policy;
 mod redis;
 mod window;
 
@@ -87,10 +86,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 
-pub use self::decision::{RateLimitDecision, Refusal, TOO_MANY_REQUESTS};
+pub use self::decision::RateLimitDecision;
 pub use self::gcra::{GcraParams, Quota, gcra};
 pub use self::limiter::RateLimiter;
-pub use self::policy::{KeyInput, RateLimitPolicy, client_ip};
 #[doc(hidden)]
 pub use self::redis::script_sources;
 pub use self::window::{MAX_WINDOW_LIMIT, Window, WindowParams, sliding_window};

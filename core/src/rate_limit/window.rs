@@ -60,7 +60,7 @@ impl Window {
                 "rate limit: a window's limit must be 1 to {MAX_WINDOW_LIMIT}"
             )));
         }
-        crate::config::check_ttl("rate limit window", self.period)?;
+        crate::ttl::check_ttl("rate limit window", self.period)?;
         if self.period < Duration::from_millis(1) {
             return Err(Error::Config(
                 "rate limit: a window must be at least 1 ms long".into(),

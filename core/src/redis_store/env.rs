@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use super::tls;
 use super::{RedisOptions, RedisStore};
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// The servers named by the environment: one server, a cluster or a Sentinel-managed master.
 #[derive(Clone, PartialEq, Eq)]

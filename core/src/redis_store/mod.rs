@@ -11,6 +11,7 @@
 mod cluster;
 pub(crate) mod connection;
 mod env;
+mod locals;
 mod scan;
 pub(crate) mod script;
 #[cfg(feature = "sentinel")]
@@ -27,7 +28,9 @@ use redis::{Cmd, FromRedisValue, RedisResult};
 pub use connection::RedisOptions;
 use connection::{Conn, Dedicated};
 pub use env::{RedisEnv, RedisTarget, RedisTlsFiles, SentinelSettings};
+use locals::Locals;
 pub use scan::ScanProgress;
+use script::LuaScript;
 
 use crate::error::{BackendError, Error};
 
@@ -55,9 +58,8 @@ pub struct RedisStore {
     conn: Conn,
     /// For dedicated connections (pub/sub waits, blocking stream reads).
     dedicated: Dedicated,
-    /// Idle dedicated connections for lock acquisitions followed by `WAIT`.
-    #[cfg(feature = "locks")]
-    replication: Arc<crate::lock::redis::ReplicationConns>,
+    /// State the capabilities keep per connection (see [`local`](Self::local)).
+    locals: Arc<Locals>,
     pub(crate) command_timeout: Duration,
     pub(crate) connect_timeout: Duration,
 }
@@ -84,28 +86,26 @@ impl RedisStore {
         let store = Self {
             conn,
             dedicated,
-            #[cfg(feature = "locks")]
-            replication: Arc::default(),
+            locals: Arc::default(),
             command_timeout: options.command_timeout(),
             connect_timeout: options.connect_timeout(),
         };
-        store.preload_hot_scripts().await;
         Ok(store)
     }
 
-    /// Loads the script of the request path (the hash/deadline touch) into the server's
-    /// script cache, so that the first authenticated request is one round trip too. Best
-    /// effort: on a cluster, or when it fails, the script is loaded by its first call
-    /// (`EVALSHA`, then `EVAL`), as after any restart or failover.
-    async fn preload_hot_scripts(&self) {
+    /// Loads `script` into the server's script cache, so that its first call is one round
+    /// trip too (a capability preloads the script of its request path). Best effort: on a
+    /// cluster, or when it fails, the script is loaded by its first call (`EVALSHA`, then
+    /// `EVAL`), as after any restart or failover.
+    pub(crate) async fn preload(&self, script: &LuaScript) {
         if self.conn.is_cluster() {
             return;
         }
         let mut cmd = redis::cmd("SCRIPT");
-        cmd.arg("LOAD").arg(crate::session::touch_script_source());
+        cmd.arg("LOAD").arg(script.source());
         let mut conn = self.conn();
         if let Err(error) = self.bounded(cmd.query_async::<String>(&mut conn)).await {
-            tracing::debug!(%error, "preloading the session touch script failed; it loads on first use");
+            tracing::debug!(%error, "preloading a script failed; it loads on first use");
         }
     }
 
@@ -114,8 +114,7 @@ impl RedisStore {
         Self {
             conn,
             dedicated: self.dedicated.clone(),
-            #[cfg(feature = "locks")]
-            replication: Arc::default(),
+            locals: Arc::default(),
             command_timeout: self.command_timeout,
             connect_timeout: self.connect_timeout,
         }
@@ -144,15 +143,15 @@ impl RedisStore {
     }
 
     /// Where dedicated connections come from.
-    #[cfg_attr(not(any(feature = "locks", feature = "flash-sale")), allow(dead_code))]
     pub(crate) fn dedicated(&self) -> &Dedicated {
         &self.dedicated
     }
 
-    /// Idle dedicated connections for lock acquisitions followed by `WAIT`.
-    #[cfg(feature = "locks")]
-    pub(crate) fn replication(&self) -> &crate::lock::redis::ReplicationConns {
-        &self.replication
+    /// The state of type `S` this store keeps for a capability (for example idle
+    /// dedicated connections), created on first use; a store over another connection
+    /// ([`on_connection`](Self::on_connection)) starts without any.
+    pub(crate) fn local<S: Default + Send + Sync + 'static>(&self) -> Arc<S> {
+        self.locals.get_or_default()
     }
 
     /// Runs independent commands and returns their replies in order: one pipeline on a

@@ -5,8 +5,8 @@ use redis::Value;
 
 use super::RedisStore;
 use super::connection::Conn;
-use crate::Result;
 use crate::error::BackendError;
+use crate::error::Result;
 
 /// Keys asked for per `SCAN` call (a hint to the server, which may return more or fewer).
 const SCAN_BATCH: usize = 1000;

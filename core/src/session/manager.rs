@@ -7,17 +7,21 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::config::SessionConfig;
 use super::index::{IndexEntry, SessionId};
+use super::keys::{SessionKeys, UserId, index_key};
 use super::near_cache::{NearCacheRuntime, NearCacheStats, NearCachedStore};
 use super::store::{
     Fetched, NewExpiry, RenameOutcome, SessionKeyRef, SessionStore, SessionTtl, UpdateOutcome,
 };
 use super::{LoginOptions, Session, SessionInfo, SessionUser};
+use crate::codec::Layout;
 use crate::codec::{self, StoredValue};
-use crate::config::{Codec, SessionConfig, check_ttl, millis};
-use crate::keys::{SessionKeys, UserId, index_key};
+use crate::error::{Error, Result};
 use crate::telemetry::{self, LoadMetrics, LoadOutcome, names};
-use crate::{Error, Result, Token};
+use crate::token::Token;
+use crate::token::TokenFormat;
+use crate::ttl::{check_ttl, millis};
 
 /// Token collisions at 128 bits do not happen; the retry guards against a broken RNG
 /// overwriting someone's session.
@@ -104,6 +108,9 @@ where
     /// one connection).
     pub fn from_shared_store(store: Arc<dyn SessionStore>, config: SessionConfig) -> Result<Self> {
         config.validate()?;
+        if let Some(redis) = store.redis_store() {
+            super::redis::preload_touch_script(redis);
+        }
         let near_cache = match (config.near_cache(), store.redis_store()) {
             (Some(settings), Some(redis)) => {
                 Some(NearCacheRuntime::new(*settings, config.prefix(), redis))
@@ -165,7 +172,7 @@ where
 
     /// Like [`login`](Self::login), with per-login choices: the device label shown in
     /// [`sessions`](Self::sessions) and, within the configured
-    /// [`LoginLimits`](crate::config::LoginLimits), the session's own idle TTL and lifetime
+    /// [`LoginLimits`](crate::session::LoginLimits), the session's own idle TTL and lifetime
     /// (remember-me). Choosing an expiry without limits configured, or beyond them, is an
     /// [`Error::Config`].
     pub async fn login_with(
@@ -180,7 +187,7 @@ where
             let value = self.encode(data)?;
             let index = index_key(&inner.config, user);
             for _ in 0..CREATE_ATTEMPTS {
-                let token = Token::generate_as(inner.config.token_encoding())?;
+                let token = Token::generate_as(inner.config.token_format())?;
                 let keys = self.keys(&token);
                 if !inner.store.insert(keys.key_ref(), &value, expiry).await? {
                     continue;
@@ -264,7 +271,7 @@ where
 
     /// Encodes session data; a hash needs at least one field (an empty hash is no key).
     fn encode(&self, data: &T) -> Result<StoredValue> {
-        let value = codec::encode(self.inner.config.codec(), data)?;
+        let value = codec::encode(self.inner.config.layout(), data)?;
         if matches!(&value, StoredValue::Hash(fields) if fields.is_empty()) {
             return Err(Error::Encode(
                 "the hash codec needs at least one non-null field".into(),
@@ -289,9 +296,9 @@ where
 
     /// The layout's name in spans.
     fn layout(&self) -> &'static str {
-        match self.inner.config.codec() {
-            Codec::Json => "json",
-            Codec::Hash => "hash",
+        match self.inner.config.layout() {
+            Layout::Json => "json",
+            Layout::Hash => "hash",
         }
     }
 
@@ -300,7 +307,7 @@ where
         let keys = self.keys(token);
         let fetched = inner
             .store
-            .load_and_touch(keys.key_ref(), inner.config.codec(), inner.idle_ms)
+            .load_and_touch(keys.key_ref(), inner.config.layout(), inner.idle_ms)
             .await;
         let stored = match fetched {
             Ok(Fetched::Found(stored)) => stored,
@@ -725,8 +732,8 @@ enum Prune {
 /// Up to `max` draws for a token whose session key `inner`'s store can rename `old_key` to
 /// (2^20 draws for one slot in 16,384: failing is a 1-in-e^64 event).
 fn find_token(inner: &Inner, old_key: &str, draws: &mut TokenDraws, max: usize) -> Option<Token> {
-    let encoding = inner.config.token_encoding();
-    (0..max).map(|_| draws.next(encoding)).find(|token| {
+    let format = inner.config.token_format();
+    (0..max).map(|_| draws.next(format)).find(|token| {
         let key = SessionKeys::for_token(&inner.config, token).session;
         inner.store.can_rename(old_key, &key)
     })
@@ -744,10 +751,10 @@ impl TokenDraws {
             .map_err(|e| Error::Random(e.to_string()))
     }
 
-    fn next(&mut self, encoding: crate::token::TokenEncoding) -> Token {
+    fn next(&mut self, format: TokenFormat) -> Token {
         use rand::RngCore;
         let mut bytes = [0u8; crate::token::TOKEN_BYTES];
         self.0.fill_bytes(&mut bytes);
-        Token::from_random_bytes(&bytes, encoding)
+        Token::from_random_bytes(&bytes, format)
     }
 }

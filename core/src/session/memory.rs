@@ -8,8 +8,8 @@ use super::store::{
     Fetched, NewExpiry, RenameOutcome, SessionKeyRef, SessionStore, SessionTtl, UpdateOutcome,
     field_changes,
 };
+use crate::codec::Layout;
 use crate::codec::StoredValue;
-use crate::config::Codec;
 use crate::error::Result;
 use crate::memory_store::MemoryStore;
 use crate::memory_store::db::Value;
@@ -72,7 +72,7 @@ impl SessionStore for MemoryStore {
     async fn load_and_touch(
         &self,
         keys: SessionKeyRef<'_>,
-        codec: Codec,
+        codec: Layout,
         idle_ms: u64,
     ) -> Result<Fetched> {
         Ok(self.with_db(|db| {
@@ -100,8 +100,8 @@ impl SessionStore for MemoryStore {
                 return Fetched::Missing;
             };
             let fetched = match (&entry.value, codec) {
-                (Value::Str(text), Codec::Json) => StoredValue::Json(text.clone()),
-                (Value::Hash(fields), Codec::Hash) => StoredValue::Hash(fields.clone()),
+                (Value::Str(text), Layout::Json) => StoredValue::Json(text.clone()),
+                (Value::Hash(fields), Layout::Hash) => StoredValue::Hash(fields.clone()),
                 _ => return Fetched::Corrupt("session key holds another type".into()),
             };
             entry.expires_at = Some(now + ttl);

@@ -1,6 +1,8 @@
 //! Sessions: the typed model handed to handlers and the manager that creates and loads them.
 
+mod config;
 mod index;
+pub(crate) mod keys;
 mod manager;
 #[cfg(feature = "memory")]
 mod memory;
@@ -9,19 +11,19 @@ mod options;
 mod redis;
 pub(crate) mod store;
 
-pub(crate) use redis::touch_script_source;
-
 use std::fmt;
 use std::ops::Deref;
 
+pub use config::{DEFAULT_IDLE_TTL, DEFAULT_INDEX_RETENTION, LoginLimits, SessionConfig};
 pub use index::SessionId;
+pub use keys::UserId;
 pub use manager::{INDEX_BATCH, Rotated, SessionManager};
 pub use near_cache::{NearCache, NearCacheStats};
 pub use options::{DEVICE_LABEL_MAX_CHARS, LoginOptions};
-pub use store::{RenameOutcome, UpdateOutcome};
+pub use store::UpdateOutcome;
 
 use crate::codec::StoredValue;
-use crate::{Token, UserId};
+use crate::token::Token;
 
 /// Session data that names its user, as axum-login's `AuthUser::id` does: it lets a handler
 /// log in (`sessions.login(&user)`), end every session of its user

@@ -36,14 +36,14 @@ impl LoginOptions {
     }
 
     /// This session's idle TTL instead of the configuration's; at most the configured
-    /// [`LoginLimits::max_idle_ttl`](crate::config::LoginLimits).
+    /// [`LoginLimits::max_idle_ttl`](crate::session::LoginLimits).
     pub fn with_idle_ttl(mut self, ttl: Duration) -> Self {
         self.idle_ttl = Some(ttl);
         self
     }
 
     /// This session's absolute lifetime; at most the configured
-    /// [`LoginLimits::max_lifetime`](crate::config::LoginLimits).
+    /// [`LoginLimits::max_lifetime`](crate::session::LoginLimits).
     pub fn with_lifetime(mut self, lifetime: Duration) -> Self {
         self.lifetime = Some(lifetime);
         self

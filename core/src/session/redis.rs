@@ -6,8 +6,8 @@ use super::store::{
     Fetched, NewExpiry, RenameOutcome, SessionKeyRef, SessionStore, SessionTtl, UpdateOutcome,
     field_changes,
 };
+use crate::codec::Layout;
 use crate::codec::StoredValue;
-use crate::config::Codec;
 use crate::error::{BackendError, Result};
 use crate::redis_store::{RedisStore, is_wrong_type, lua_script};
 
@@ -58,22 +58,26 @@ pub(super) fn own_idle(value: &redis::Value) -> Option<u64> {
     }
 }
 
-/// The text of the script on the request path, for preloading it at connect.
-pub(crate) fn touch_script_source() -> &'static str {
-    SESSION_TOUCH.source()
-}
-
-fn codec_arg(codec: Codec) -> &'static str {
-    match codec {
-        Codec::Json => "json",
-        Codec::Hash => "hash",
+/// Preloads the script of the request path (the hash/deadline touch) in the background,
+/// when a Tokio runtime is running: the first authenticated request is then one round
+/// trip too.
+pub(crate) fn preload_touch_script(store: RedisStore) {
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(async move { store.preload(&SESSION_TOUCH).await });
     }
 }
 
-fn codec_of(value: &StoredValue) -> Codec {
+fn codec_arg(codec: Layout) -> &'static str {
+    match codec {
+        Layout::Json => "json",
+        Layout::Hash => "hash",
+    }
+}
+
+fn codec_of(value: &StoredValue) -> Layout {
     match value {
-        StoredValue::Json(_) => Codec::Json,
-        StoredValue::Hash(_) => Codec::Hash,
+        StoredValue::Json(_) => Layout::Json,
+        StoredValue::Hash(_) => Layout::Hash,
     }
 }
 
@@ -104,7 +108,7 @@ pub(super) fn hash_fetched(pairs: Vec<(Vec<u8>, Vec<u8>)>) -> Fetched {
 }
 
 /// Decodes the touch script's reply (see `lua/session_touch.lua`).
-fn script_fetched(codec: Codec, mut reply: Vec<Vec<u8>>) -> Result<Fetched> {
+fn script_fetched(codec: Layout, mut reply: Vec<Vec<u8>>) -> Result<Fetched> {
     if reply.is_empty() {
         return Err(BackendError::Protocol("empty reply from the touch script").into());
     }
@@ -115,8 +119,8 @@ fn script_fetched(codec: Codec, mut reply: Vec<Vec<u8>>) -> Result<Fetched> {
             "session key holds a {}",
             String::from_utf8_lossy(reply.first().map_or(&b"?"[..], |t| t.as_slice()))
         ))),
-        (b"ok", Codec::Json) => Ok(json_fetched(reply.pop())),
-        (b"ok", Codec::Hash) => {
+        (b"ok", Layout::Json) => Ok(json_fetched(reply.pop())),
+        (b"ok", Layout::Hash) => {
             let mut pairs = Vec::with_capacity(reply.len() / 2);
             let mut items = reply.into_iter();
             while let (Some(k), Some(v)) = (items.next(), items.next()) {
@@ -135,7 +139,7 @@ pub(super) fn corrupt_on_wrong_type<T>(
 ) -> Result<Fetched> {
     match result {
         Ok(value) => Ok(found(value)),
-        Err(crate::Error::Backend(BackendError::Redis(e))) if is_wrong_type(&e) => Ok(
+        Err(crate::error::Error::Backend(BackendError::Redis(e))) if is_wrong_type(&e) => Ok(
             Fetched::Corrupt("session key holds another Redis type".into()),
         ),
         Err(e) => Err(e),
@@ -182,11 +186,11 @@ impl SessionStore for RedisStore {
     async fn load_and_touch(
         &self,
         keys: SessionKeyRef<'_>,
-        codec: Codec,
+        codec: Layout,
         idle_ms: u64,
     ) -> Result<Fetched> {
         let mut conn = self.conn();
-        if let (None, Codec::Json) = (keys.deadline, codec) {
+        if let (None, Layout::Json) = (keys.deadline, codec) {
             // GETEX checks the type before it touches: a key of another type answers
             // WRONGTYPE and keeps its TTL.
             let mut cmd = redis::cmd("GETEX");
@@ -263,7 +267,7 @@ impl SessionStore for RedisStore {
                 }
             }
             _ => {
-                return Err(crate::Error::Encode(
+                return Err(crate::error::Error::Encode(
                     "codec changed between load and update".into(),
                 ));
             }

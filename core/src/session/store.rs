@@ -4,9 +4,9 @@
 
 use async_trait::async_trait;
 
-use crate::Result;
+use crate::codec::Layout;
 use crate::codec::StoredValue;
-use crate::config::Codec;
+use crate::error::Result;
 
 /// What a session load found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,7 +110,7 @@ pub trait SessionStore: Send + Sync + 'static {
     async fn load_and_touch(
         &self,
         keys: SessionKeyRef<'_>,
-        codec: Codec,
+        codec: Layout,
         idle_ms: u64,
     ) -> Result<Fetched>;
 
@@ -185,7 +185,7 @@ pub trait SessionStore: Send + Sync + 'static {
     /// The Redis store underneath, for the near cache's tracking connections; `None` for
     /// other backends (the near cache is then off).
     #[doc(hidden)]
-    fn redis_store(&self) -> Option<crate::RedisStore> {
+    fn redis_store(&self) -> Option<crate::redis_store::RedisStore> {
         None
     }
 }

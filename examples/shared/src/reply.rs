@@ -1,8 +1,8 @@
 //! The framework-neutral response every shared handler returns.
 
 use keygate::code::CodeError;
-use keygate::http::Envelope;
 use keygate::login::LoginError;
+use keygate::web::Envelope;
 use serde::Serialize;
 
 /// The largest request body the examples read; larger ones are answered 400.
@@ -88,7 +88,7 @@ impl Reply {
         Self::with_retry(
             error.status(),
             error.body(),
-            error.retry_after().map(keygate::http::retry_after_secs),
+            error.retry_after().map(keygate::ttl::retry_after_secs),
         )
     }
 

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use keygate::{Codec, SessionConfig, SessionManager, Token, UserId};
+use keygate::{Layout, SessionConfig, SessionManager, Token, UserId};
 use keygate_tests::fixtures::JavaUser;
 use keygate_tests::{RedisServer, free_port};
 
@@ -45,7 +45,7 @@ async fn cached_sessions(
 /// Loads every session on `m` and compares each answer with what Redis holds right
 /// after: they must be equal.
 async fn check_all(m: &SessionManager<JavaUser>, admin: &mut Admin, sessions: &[(u64, Token)]) {
-    let codec = m.config().codec();
+    let codec = m.config().layout();
     for (id, token) in sessions {
         let loaded = m.load(token).await.unwrap().map(|s| s.into_data());
         let held = in_redis(admin, codec, &key_of(m, token)).await;
@@ -61,7 +61,7 @@ async fn settle(
     sessions: &[(u64, Token)],
     limit: Duration,
 ) -> Duration {
-    let codec = m.config().codec();
+    let codec = m.config().layout();
     let mut longest = Duration::ZERO;
     for (id, token) in sessions {
         let key = key_of(m, token);
@@ -137,7 +137,7 @@ async fn killing_the_tracking_connection_drops_the_cache() {
     for (id, token) in down {
         change_outside(
             &mut admin,
-            Codec::Json,
+            Layout::Json,
             &key_of(&b, token),
             &renamed(*id, "down"),
         )
@@ -166,7 +166,7 @@ async fn killing_the_tracking_connection_drops_the_cache() {
     for (id, token) in later {
         change_outside(
             &mut admin,
-            Codec::Json,
+            Layout::Json,
             &key_of(&b, token),
             &renamed(*id, "after"),
         )
@@ -247,7 +247,7 @@ async fn a_tiny_tracking_table_misses_no_change() {
     for (id, token) in &sessions {
         change_outside(
             &mut admin,
-            Codec::Hash,
+            Layout::Hash,
             &key_of(&b, token),
             &renamed(*id, "changed"),
         )
@@ -377,7 +377,7 @@ async fn a_change_just_before_bs_own_refresh_reaches_b() {
     let hset = tokio::spawn(async move {
         change_outside(
             &mut other,
-            Codec::Hash,
+            Layout::Hash,
             &outside_key,
             &renamed(1, "outside"),
         )
@@ -401,7 +401,7 @@ async fn a_change_just_before_bs_own_refresh_reaches_b() {
     .await;
     assert!(refreshed.is_some(), "{:?}", b.near_cache_stats());
     assert_eq!(
-        in_redis(&mut admin, Codec::Hash, &key).await,
+        in_redis(&mut admin, Layout::Hash, &key).await,
         Some(renamed(1, "outside"))
     );
     let seen = poll_until(Duration::from_secs(1), async || {

@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use keygate::{Codec, SessionConfig, SessionManager, Token, UpdateOutcome, UserId};
+use keygate::{Layout, SessionConfig, SessionManager, Token, UpdateOutcome, UserId};
 use keygate_tests::RedisServer;
 use keygate_tests::fixtures::JavaUser;
 
@@ -52,7 +52,7 @@ struct World {
     instances: [SessionManager<JavaUser>; 2],
     slots: Vec<Slot>,
     admin: redis::aio::MultiplexedConnection,
-    codec: Codec,
+    codec: Layout,
     log: Log,
 }
 
@@ -248,7 +248,7 @@ async fn interleave(config: SessionConfig) {
     let a = instance(&server, config.clone()).await;
     let b = instance(&server, config).await;
     let mut world = World {
-        codec: a.config().codec(),
+        codec: a.config().layout(),
         instances: [a, b],
         slots: vec![
             Slot {

@@ -97,7 +97,7 @@ async fn cached_on_b(p: &mut Pair, id: u64) -> Token {
 /// Runs `TRIALS` trials of `change` and returns the time from the change's completion to
 /// B's first load that reflects it.
 async fn measure(p: &mut Pair, change: Change) -> Vec<Duration> {
-    let codec = p.a.config().codec();
+    let codec = p.a.config().layout();
     let mut samples = Vec::new();
     for i in 0..TRIALS {
         let id = 1_000_000 + i;

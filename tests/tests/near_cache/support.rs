@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use keygate::session::NearCache;
-use keygate::{Codec, RedisOptions, RedisStore, SessionConfig, SessionManager, Token};
+use keygate::{Layout, RedisOptions, RedisStore, SessionConfig, SessionManager, Token};
 use keygate_tests::RedisServer;
 use keygate_tests::fixtures::JavaUser;
 use tokio::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -108,11 +108,11 @@ pub fn key_of(manager: &SessionManager<JavaUser>, token: &Token) -> String {
 /// What Redis holds under `key` right now, decoded as the layout `codec` stores it.
 pub async fn in_redis(
     admin: &mut redis::aio::MultiplexedConnection,
-    codec: Codec,
+    codec: Layout,
     key: &str,
 ) -> Option<JavaUser> {
     match codec {
-        Codec::Hash => {
+        Layout::Hash => {
             let fields: HashMap<String, String> = redis::cmd("HGETALL")
                 .arg(key)
                 .query_async(admin)
@@ -138,12 +138,12 @@ pub async fn in_redis(
 /// nickname for hashes, a `SET ... KEEPTTL` of the changed JSON otherwise.
 pub async fn change_outside(
     admin: &mut redis::aio::MultiplexedConnection,
-    codec: Codec,
+    codec: Layout,
     key: &str,
     user: &JavaUser,
 ) {
     match codec {
-        Codec::Hash => {
+        Layout::Hash => {
             let _: i64 = redis::cmd("HSET")
                 .arg(key)
                 .arg("nickName")

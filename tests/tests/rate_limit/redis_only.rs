@@ -3,6 +3,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use keygate::rate_limit::{Clock, FailureMode, Limit, Quota, RateLimitStore, RateLimiter, Window};
+use keygate::web::RateLimitPolicy;
 use keygate::{MemoryStore, RedisOptions, RedisStore};
 use keygate_tests::RedisServer;
 
@@ -202,9 +203,18 @@ async fn fails_open_or_closed(limit: Limit) {
     let error = closed.check("a").await.unwrap_err();
     assert!(error.is_backend(), "{error}");
     assert_eq!(error.status(), 503);
-    let refusal = closed.admit("a").await.unwrap_err();
-    assert_eq!(refusal.status, 503);
-    assert!(open.admit("a").await.is_ok());
+    let subject = Some("a".to_owned());
+    let rejection = RateLimitPolicy::new(closed.clone())
+        .admit(subject.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(rejection.status, 503);
+    assert!(
+        RateLimitPolicy::new(open.clone())
+            .admit(subject)
+            .await
+            .is_ok()
+    );
 
     server.restart();
     let back = keygate_tests::eventually(Duration::from_secs(5), async || {

@@ -4,9 +4,9 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use keygate::adapter::RequestParts;
-use keygate::http::Rejection;
-use keygate::{Codec, Keygate, SessionConfig, Token, UpdateOutcome, UserId};
+use keygate::web::Rejection;
+use keygate::web::RequestParts;
+use keygate::{Keygate, Layout, SessionConfig, Token, UpdateOutcome, UserId};
 
 use crate::support::{Backend, JavaUser, Managers, NodeUser};
 use keygate_tests::observed::{CallCount, ObservedStore};
@@ -38,7 +38,7 @@ pub async fn create_then_load(b: &Backend) {
 }
 
 pub async fn sliding_refresh_and_idle_expiry(b: &Backend) {
-    for codec in [Codec::Json, Codec::Hash] {
+    for codec in [Layout::Json, Layout::Hash] {
         let m = b.manager::<JavaUser>(
             SessionConfig::new("slide:", codec).with_idle_ttl(Duration::from_millis(1000)),
         );
@@ -61,7 +61,7 @@ pub async fn sliding_refresh_and_idle_expiry(b: &Backend) {
 }
 
 pub async fn absolute_lifetime_ends_an_active_session(b: &Backend) {
-    for codec in [Codec::Json, Codec::Hash] {
+    for codec in [Layout::Json, Layout::Hash] {
         let m = b.manager::<JavaUser>(
             SessionConfig::new("abs:", codec)
                 .with_idle_ttl(Duration::from_secs(60))
@@ -323,8 +323,8 @@ pub async fn malformed_tokens_are_rejected_before_the_store(b: &Backend) {
 
 pub async fn corrupt_data_is_no_session(b: &Backend) {
     // A JSON session read through the hash codec (same prefix): the key holds another type.
-    let json = b.manager::<JavaUser>(SessionConfig::new("shared:", Codec::Json));
-    let hash = b.manager::<JavaUser>(SessionConfig::new("shared:", Codec::Hash));
+    let json = b.manager::<JavaUser>(SessionConfig::new("shared:", Layout::Json));
+    let hash = b.manager::<JavaUser>(SessionConfig::new("shared:", Layout::Hash));
     let token = json.login(&uid(1), &JavaUser::new(1)).await.unwrap();
     assert!(hash.load(&token).await.unwrap().is_none());
     let token = hash.login(&uid(1), &JavaUser::new(1)).await.unwrap();
@@ -335,8 +335,8 @@ pub async fn corrupt_data_is_no_session(b: &Backend) {
     struct Other {
         name: String,
     }
-    let other = b.manager::<Other>(SessionConfig::new("shape:", Codec::Json));
-    let typed = b.manager::<JavaUser>(SessionConfig::new("shape:", Codec::Json));
+    let other = b.manager::<Other>(SessionConfig::new("shape:", Layout::Json));
+    let typed = b.manager::<JavaUser>(SessionConfig::new("shape:", Layout::Json));
     let token = other
         .login(&uid(1), &Other { name: "x".into() })
         .await

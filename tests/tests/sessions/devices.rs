@@ -347,7 +347,7 @@ struct Browser {
     method: &'static str,
 }
 
-impl keygate::adapter::RequestParts for Browser {
+impl keygate::web::RequestParts for Browser {
     fn header(&self, name: &str) -> Option<&[u8]> {
         match name {
             "cookie" => Some(self.cookie.as_bytes()),

@@ -403,7 +403,7 @@ async fn compact_tokens_make_smaller_sessions() {
     let hex = manager::<NodeUser>(&server, SessionConfig::node_seed("myapp")).await;
     let compact = manager::<NodeUser>(
         &server,
-        SessionConfig::node_seed("myapp").with_token_encoding(keygate::TokenEncoding::Base64Url),
+        SessionConfig::node_seed("myapp").with_token_format(keygate::TokenFormat::Base64Url22),
     )
     .await;
     let uid = UserId::from(598u64);
@@ -432,7 +432,7 @@ async fn compact_tokens_make_smaller_sessions() {
 #[tokio::test]
 async fn load_never_touches_a_key_that_is_not_a_session() {
     use keygate::Keygate;
-    use keygate::adapter::RequestParts;
+    use keygate::web::RequestParts;
 
     struct Query(String);
     impl RequestParts for Query {
@@ -455,7 +455,7 @@ async fn load_never_touches_a_key_that_is_not_a_session() {
         .resolve(&Query("tokenid=user_profile_598".into()))
         .await
         .unwrap_err();
-    assert_eq!(rejection, keygate::http::Rejection::MalformedToken);
+    assert_eq!(rejection, keygate::web::Rejection::MalformedToken);
     assert!(commands_since_reset(&server).is_empty(), "no command sent");
     assert_eq!(
         pttl(&server, "myapp_user_profile_598"),
@@ -488,7 +488,7 @@ async fn load_never_touches_a_key_that_is_not_a_session() {
         wide.resolve(&Query("tokenid=user_profile_598".into()))
             .await
             .unwrap_err(),
-        keygate::http::Rejection::NoSession,
+        keygate::web::Rejection::NoSession,
         "a custom form reaches Redis"
     );
 }

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use crate::Error;
-use crate::config::{MAX_TTL, check_ttl};
+use crate::error::Error;
+use crate::ttl::{MAX_TTL, check_ttl};
 
 /// Default bound on the memory the cached sessions take: 64 MiB.
 pub const DEFAULT_MAX_BYTES: usize = 64 << 20;

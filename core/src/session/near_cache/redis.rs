@@ -6,8 +6,8 @@
 //! instances serving one session in turn drop each other's entry on every load. A refresh
 //! is a pipeline of `PEXPIRE … GT`s, sent only when the TTL no longer covers the idle TTL.
 
+use crate::codec::Layout;
 use crate::codec::StoredValue;
-use crate::config::Codec;
 use crate::error::{BackendError, Result};
 use crate::redis_store::{RedisStore, is_wrong_type};
 use crate::session::redis::{hash_fetched, json_fetched, own_idle, pttl};
@@ -36,15 +36,15 @@ impl RedisStore {
     pub(super) async fn near_fill(
         &self,
         keys: SessionKeyRef<'_>,
-        codec: Codec,
+        codec: Layout,
         idle_ms: u64,
         slack_ms: u64,
     ) -> Result<(Fetched, Option<FillExpiry>)> {
         let mut conn = self.conn();
         let mut pipe = redis::pipe();
         match codec {
-            Codec::Json => pipe.cmd("GET").arg(keys.session),
-            Codec::Hash => pipe.cmd("HGETALL").arg(keys.session),
+            Layout::Json => pipe.cmd("GET").arg(keys.session),
+            Layout::Hash => pipe.cmd("HGETALL").arg(keys.session),
         };
         pipe.cmd("PTTL").arg(keys.session);
         if let Some(deadline) = keys.deadline {
@@ -61,7 +61,7 @@ impl RedisStore {
                     expiry.map(|e| e.with_refresh_due(idle_ms, slack_ms)),
                 ))
             }
-            Err(crate::Error::Backend(BackendError::Redis(e))) if is_wrong_type(&e) => Ok((
+            Err(crate::error::Error::Backend(BackendError::Redis(e))) if is_wrong_type(&e) => Ok((
                 Fetched::Corrupt("session key holds another Redis type".into()),
                 None,
             )),
@@ -73,15 +73,15 @@ impl RedisStore {
 /// Decodes a fill's read pipeline: data, `PTTL`, and with a companion its `PTTL` and value.
 fn judge(
     keys: SessionKeyRef<'_>,
-    codec: Codec,
+    codec: Layout,
     replies: Vec<redis::Value>,
 ) -> Result<(Fetched, Option<FillExpiry>)> {
     let mut replies = replies.into_iter();
     let data = replies.next();
     let fetched = match (codec, data) {
-        (Codec::Json, Some(redis::Value::Nil)) => Fetched::Missing,
-        (Codec::Json, Some(redis::Value::BulkString(bytes))) => json_fetched(Some(bytes)),
-        (Codec::Hash, Some(value)) => {
+        (Layout::Json, Some(redis::Value::Nil)) => Fetched::Missing,
+        (Layout::Json, Some(redis::Value::BulkString(bytes))) => json_fetched(Some(bytes)),
+        (Layout::Hash, Some(value)) => {
             let pairs: Vec<(Vec<u8>, Vec<u8>)> = redis::from_redis_value(value)
                 .map_err(|_| BackendError::Protocol("HGETALL did not answer pairs"))?;
             hash_fetched(pairs)
@@ -135,7 +135,7 @@ impl FillExpiry {
 }
 
 /// One key of a refresh: the key, the TTL to set (ms) and the layout to read it back in.
-pub(super) type RefreshKey<'a> = (&'a str, u64, Codec);
+pub(super) type RefreshKey<'a> = (&'a str, u64, Layout);
 
 /// What a refresh read back of one key: its data and the TTL it has left (ms).
 pub(super) type Held = Option<(StoredValue, u64)>;
@@ -165,8 +165,8 @@ impl RedisStore {
         for (key, ttl_ms, codec) in keys {
             pipe.cmd("PEXPIRE").arg(*key).arg(*ttl_ms).arg("GT");
             match codec {
-                Codec::Json => pipe.cmd("GET").arg(*key),
-                Codec::Hash => pipe.cmd("HGETALL").arg(*key),
+                Layout::Json => pipe.cmd("GET").arg(*key),
+                Layout::Hash => pipe.cmd("HGETALL").arg(*key),
             };
             pipe.cmd("PTTL").arg(*key);
         }
@@ -187,8 +187,8 @@ impl RedisStore {
                 continue;
             }
             let fetched = match (codec, data) {
-                (Codec::Json, redis::Value::BulkString(bytes)) => json_fetched(Some(bytes)),
-                (Codec::Hash, data @ (redis::Value::Array(_) | redis::Value::Map(_))) => {
+                (Layout::Json, redis::Value::BulkString(bytes)) => json_fetched(Some(bytes)),
+                (Layout::Hash, data @ (redis::Value::Array(_) | redis::Value::Map(_))) => {
                     match redis::from_redis_value::<Vec<(Vec<u8>, Vec<u8>)>>(data) {
                         Ok(pairs) => hash_fetched(pairs),
                         Err(_) => Fetched::Missing,

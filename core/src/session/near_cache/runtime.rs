@@ -11,11 +11,12 @@ use tokio::sync::{Notify, mpsc};
 use super::entries::{Entries, Lookup};
 use super::redis::RefreshKey;
 use super::{NearCache, NearCacheStats};
-use crate::config::{Codec, millis};
+use crate::codec::Layout;
 use crate::error::{BackendError, Error, Result};
 use crate::redis_store::RedisStore;
 use crate::redis_store::tracking::{PushHandler, TrackedNodes};
 use crate::session::store::{Fetched, SessionKeyRef};
+use crate::ttl::millis;
 
 /// Most refreshes sent together.
 const REFRESH_BATCH: usize = 512;
@@ -25,7 +26,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// A TTL refresh a hit made due.
 struct RefreshJob {
     key: String,
-    codec: Codec,
+    codec: Layout,
     idle_ms: u64,
 }
 
@@ -119,7 +120,7 @@ impl NearCacheRuntime {
     pub(crate) async fn load(
         self: &Arc<Self>,
         keys: SessionKeyRef<'_>,
-        codec: Codec,
+        codec: Layout,
         idle_ms: u64,
     ) -> Option<Result<Fetched>> {
         self.start();
@@ -153,7 +154,7 @@ impl NearCacheRuntime {
         &self,
         tracked: &Tracked,
         keys: SessionKeyRef<'_>,
-        codec: Codec,
+        codec: Layout,
         idle_ms: u64,
     ) -> Result<Fetched> {
         let Some(store) = tracked.nodes.store_for(keys.session) else {
@@ -195,7 +196,7 @@ impl NearCacheRuntime {
         millis(self.settings.touch_every())
     }
 
-    fn queue_refresh(&self, key: &str, codec: Codec, idle_ms: u64) {
+    fn queue_refresh(&self, key: &str, codec: Layout, idle_ms: u64) {
         let job = RefreshJob {
             key: key.to_owned(),
             codec,

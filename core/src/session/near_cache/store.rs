@@ -6,9 +6,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::runtime::NearCacheRuntime;
-use crate::Result;
+use crate::codec::Layout;
 use crate::codec::StoredValue;
-use crate::config::Codec;
+use crate::error::Result;
 use crate::session::store::{
     Fetched, NewExpiry, RenameOutcome, SessionKeyRef, SessionStore, SessionTtl, UpdateOutcome,
 };
@@ -32,7 +32,7 @@ impl SessionStore for NearCachedStore {
     async fn load_and_touch(
         &self,
         keys: SessionKeyRef<'_>,
-        codec: Codec,
+        codec: Layout,
         idle_ms: u64,
     ) -> Result<Fetched> {
         match self.cache.load(keys, codec, idle_ms).await {

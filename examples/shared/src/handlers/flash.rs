@@ -84,7 +84,7 @@ fn lock_failure(error: &LockError) -> Reply {
     Reply::with_retry(
         error.status(),
         error.body(),
-        error.retry_after().map(keygate::http::retry_after_secs),
+        error.retry_after().map(keygate::ttl::retry_after_secs),
     )
 }
 

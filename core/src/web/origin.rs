@@ -9,8 +9,8 @@
 //! neither, or with `Origin: null`, it is refused. Requests authenticated by a header or the
 //! query are exempt: a browser never adds those to a cross-site request by itself.
 
-use crate::Error;
-use crate::transport::RequestParts;
+use super::transport::RequestParts;
+use crate::error::Error;
 
 /// Which origins may send unsafe cookie-authenticated requests, set with
 /// [`Keygate::with_allowed_origins`](crate::Keygate::with_allowed_origins).
@@ -40,7 +40,7 @@ impl AllowedOrigins {
 
     /// Exactly these origins (`scheme://host[:port]`, `http` or `https`, no path); a
     /// malformed one is an [`Error::Config`].
-    pub fn list(origins: impl IntoIterator<Item = impl AsRef<str>>) -> crate::Result<Self> {
+    pub fn list(origins: impl IntoIterator<Item = impl AsRef<str>>) -> crate::error::Result<Self> {
         let list = origins
             .into_iter()
             .map(|text| {
@@ -48,7 +48,7 @@ impl AllowedOrigins {
                 Origin::parse(text)
                     .ok_or_else(|| Error::Config(format!("{text:?} is not an origin")))
             })
-            .collect::<crate::Result<Vec<_>>>()?;
+            .collect::<crate::error::Result<Vec<_>>>()?;
         Ok(Self { list: Some(list) })
     }
 
@@ -207,7 +207,7 @@ impl HostPort {
 mod tests {
     use super::*;
 
-    use crate::transport::TestRequest;
+    use crate::web::transport::TestRequest;
 
     fn req(headers: &[(&'static str, &'static str)]) -> TestRequest {
         headers

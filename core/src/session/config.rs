@@ -2,22 +2,11 @@
 
 use std::time::Duration;
 
-use crate::Error;
+use crate::codec::Layout;
+use crate::error::Error;
 use crate::session::NearCache;
-use crate::token::{TokenEncoding, TokenFormats};
-
-/// How session data is stored under its key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Codec {
-    /// A JSON string of the user's data (the Node seed's layout). Load-and-touch is one
-    /// `GETEX`.
-    Json,
-    /// A Redis hash of string fields, one per top-level field of the data (the Java seed's
-    /// layout). Load-and-touch is one script call (one round trip) that checks the key's
-    /// type before `PEXPIRE` and `HGETALL`, so a key of another type is never touched.
-    Hash,
-}
+use crate::token::{TokenFormat, TokenFormats, check_issuable};
+use crate::ttl::check_ttl;
 
 /// Default idle TTL: 30 minutes, the seeds' value.
 pub const DEFAULT_IDLE_TTL: Duration = Duration::from_secs(1800);
@@ -26,15 +15,11 @@ pub const DEFAULT_IDLE_TTL: Duration = Duration::from_secs(1800);
 /// absolute lifetime: 30 days.
 pub const DEFAULT_INDEX_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
 
-/// Longest TTL keygate accepts anywhere (100 years): beyond it Redis refuses the expiry and
-/// every command would fail.
-pub const MAX_TTL: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
-
 /// Configuration of a [`SessionManager`](crate::SessionManager).
 ///
 /// ```
 /// use std::time::Duration;
-/// use keygate::{Codec, SessionConfig};
+/// use keygate::{Layout, SessionConfig};
 ///
 /// // The Java seed's layout: `login:token:<token>` holding a hash, 30 minutes idle.
 /// let java = SessionConfig::java_seed();
@@ -43,19 +28,19 @@ pub const MAX_TTL: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 /// // The Node seed's layout: `<custom>_<token>` holding JSON.
 /// let node = SessionConfig::node_seed("myapp").with_absolute_lifetime(Duration::from_secs(86_400));
 /// assert_eq!(node.prefix(), "myapp_");
-/// assert_eq!(node.codec(), Codec::Json);
+/// assert_eq!(node.layout(), Layout::Json);
 /// ```
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
     prefix: String,
-    codec: Codec,
+    codec: Layout,
     idle_ttl: Duration,
     absolute_lifetime: Option<Duration>,
     hashed_keys: bool,
     max_sessions_per_user: Option<usize>,
     index_prefix: String,
     deadline_prefix: String,
-    token_encoding: TokenEncoding,
+    token_format: TokenFormat,
     token_formats: TokenFormats,
     index_retention: Duration,
     login_limits: Option<LoginLimits>,
@@ -90,7 +75,7 @@ impl LoginLimits {
 impl Default for SessionConfig {
     /// Prefix `keygate:session:`, JSON codec, 30 minutes idle, no absolute lifetime.
     fn default() -> Self {
-        Self::new("keygate:session:", Codec::Json)
+        Self::new("keygate:session:", Layout::Json)
     }
 }
 
@@ -99,7 +84,7 @@ impl SessionConfig {
     /// The prefix is free-form (`myapp_`, `login:token:`) but may not contain `{`, `}`,
     /// whitespace or control characters; [`SessionManager::new`](crate::SessionManager::new)
     /// checks that.
-    pub fn new(prefix: impl Into<String>, codec: Codec) -> Self {
+    pub fn new(prefix: impl Into<String>, codec: Layout) -> Self {
         Self {
             prefix: prefix.into(),
             codec,
@@ -109,7 +94,7 @@ impl SessionConfig {
             max_sessions_per_user: None,
             index_prefix: "keygate:user-sessions:".to_owned(),
             deadline_prefix: "keygate:deadline:".to_owned(),
-            token_encoding: TokenEncoding::Hex,
+            token_format: TokenFormat::Hex32,
             token_formats: TokenFormats::standard(),
             index_retention: DEFAULT_INDEX_RETENTION,
             login_limits: None,
@@ -121,18 +106,18 @@ impl SessionConfig {
     /// Node seed uses, with any prefix).
     ///
     /// ```
-    /// use keygate::{Codec, SessionConfig};
-    /// assert_eq!(SessionConfig::json("myapp_").codec(), Codec::Json);
+    /// use keygate::{Layout, SessionConfig};
+    /// assert_eq!(SessionConfig::json("myapp_").layout(), Layout::Json);
     /// assert_eq!(SessionConfig::hash("login:token:").prefix(), "login:token:");
     /// ```
     pub fn json(prefix: impl Into<String>) -> Self {
-        Self::new(prefix, Codec::Json)
+        Self::new(prefix, Layout::Json)
     }
 
     /// Sessions as a Redis hash of string fields under `<prefix><token>` (the layout the
     /// Java seed uses, with any prefix).
     pub fn hash(prefix: impl Into<String>) -> Self {
-        Self::new(prefix, Codec::Hash)
+        Self::new(prefix, Layout::Hash)
     }
 
     /// The Java seed's layout: `login:token:<token>` holding a hash of string fields
@@ -187,11 +172,12 @@ impl SessionConfig {
         self
     }
 
-    /// How new tokens are written (default hex, the seeds' form). `Base64Url` makes every
-    /// session key 10 bytes shorter; choose it only when no other service expects hex
-    /// tokens.
-    pub fn with_token_encoding(mut self, encoding: TokenEncoding) -> Self {
-        self.token_encoding = encoding;
+    /// The form new tokens are issued in (default [`TokenFormat::Hex32`], the seeds' form).
+    /// [`TokenFormat::Base64Url22`] makes every session key 10 bytes shorter; choose it only
+    /// when no other service expects hex tokens. Other forms cannot be issued: building a
+    /// manager with one is an [`Error::Config`].
+    pub fn with_token_format(mut self, format: TokenFormat) -> Self {
+        self.token_format = format;
         self
     }
 
@@ -233,9 +219,9 @@ impl SessionConfig {
         }
     }
 
-    /// How new tokens are written.
-    pub fn token_encoding(&self) -> TokenEncoding {
-        self.token_encoding
+    /// The form new tokens are issued in.
+    pub fn token_format(&self) -> TokenFormat {
+        self.token_format
     }
 
     /// The session key prefix.
@@ -244,7 +230,7 @@ impl SessionConfig {
     }
 
     /// The codec.
-    pub fn codec(&self) -> Codec {
+    pub fn layout(&self) -> Layout {
         self.codec
     }
 
@@ -337,6 +323,7 @@ impl SessionConfig {
             check_ttl("longest idle TTL a login may choose", limits.max_idle_ttl)?;
             check_ttl("longest lifetime a login may choose", limits.max_lifetime)?;
         }
+        check_issuable(self.token_format)?;
         self.token_formats.validate()?;
         if let Some(near_cache) = &self.near_cache {
             near_cache.validate(self.idle_ttl)?;
@@ -348,22 +335,4 @@ impl SessionConfig {
         }
         Ok(())
     }
-}
-
-/// Refuses a zero TTL and one above [`MAX_TTL`], when a configuration is built.
-pub(crate) fn check_ttl(what: &str, ttl: Duration) -> Result<(), Error> {
-    if ttl.is_zero() {
-        return Err(Error::Config(format!("{what} must be positive")));
-    }
-    if ttl > MAX_TTL {
-        return Err(Error::Config(format!(
-            "{what} of {ttl:?} is beyond the longest expiry keygate accepts ({MAX_TTL:?})"
-        )));
-    }
-    Ok(())
-}
-
-/// Milliseconds of a duration for `PX`/`PEXPIRE`, at least 1.
-pub(crate) fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
 }

@@ -4,7 +4,8 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use crate::{Error, Token};
+use crate::error::Error;
+use crate::token::Token;
 
 /// The cookie that carries the token of a browser's session, enabled per gate with
 /// [`Keygate::with_cookie`](crate::Keygate::with_cookie).
@@ -63,7 +64,7 @@ impl SessionCookie {
     /// A cookie of another name, with `Secure`. The name must be an RFC 6265 cookie name
     /// (visible ASCII without separators such as `=`, `;`, `,`, spaces or quotes);
     /// otherwise [`Error::Config`].
-    pub fn named(name: impl Into<String>) -> crate::Result<Self> {
+    pub fn named(name: impl Into<String>) -> crate::error::Result<Self> {
         let name = name.into();
         if !is_cookie_name(&name) {
             return Err(Error::Config(format!(

@@ -2,9 +2,10 @@
 
 use std::fmt;
 
-use crate::config::SessionConfig;
+use super::config::SessionConfig;
+use crate::error::Error;
 use crate::session::store::SessionKeyRef;
-use crate::{Error, Token};
+use crate::token::Token;
 
 /// A user's id as it appears in the per-user index key.
 ///
@@ -68,29 +69,6 @@ impl TryFrom<String> for UserId {
     type Error = Error;
     fn try_from(s: String) -> Result<Self, Error> {
         Self::new(s)
-    }
-}
-
-/// Percent-encodes everything but `[A-Za-z0-9:_.@/-]`, so a name can never close the hash
-/// tag, act as a glob, or collide with another name.
-#[cfg_attr(not(any(feature = "locks", feature = "rate-limit")), allow(dead_code))]
-pub(crate) fn escape(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    escape_into(&mut out, name);
-    out
-}
-
-/// [`escape`], appending to `out`.
-pub(crate) fn escape_into(out: &mut String, name: &str) {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    for b in name.bytes() {
-        if b.is_ascii_alphanumeric() || b":_.@/-".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            out.push('%');
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 0xf)]));
-        }
     }
 }
 
@@ -166,7 +144,7 @@ pub(crate) fn index_key(config: &SessionConfig, user: &UserId) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Codec;
+    use crate::codec::Layout;
     use std::time::Duration;
 
     #[test]
@@ -183,7 +161,7 @@ mod tests {
 
     #[test]
     fn deadline_key_shares_the_session_keys_hash_tag() {
-        let config = SessionConfig::new("myapp_", Codec::Json)
+        let config = SessionConfig::new("myapp_", Layout::Json)
             .with_absolute_lifetime(Duration::from_secs(60));
         let token = Token::parse("dd9b7511874889f4192fbda3d8b0881c").unwrap();
         let keys = SessionKeys::for_token(&config, &token);

@@ -1,72 +1,9 @@
-//! The framework-neutral HTTP side: the JSON envelope and what each failure answers.
-//! Adapters only translate these into their framework's types.
+//! Why a request is turned away before its handler runs, and what each failure answers:
+//! the status and the envelope. Adapters only translate these into their framework's
+//! types.
 
-use serde::{Deserialize, Serialize};
-
-/// The response body every keygate rejection (and the example apps) use:
-/// `{"success": true, "data": ...}` or `{"success": false, "errorMsg": "..."}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-#[non_exhaustive]
-pub struct Envelope<T> {
-    /// Whether the call succeeded.
-    pub success: bool,
-    /// The result, on success.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub data: Option<T>,
-    /// What went wrong, on failure.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error_msg: Option<String>,
-}
-
-impl<T: Serialize> Envelope<T> {
-    /// A success carrying `data`.
-    pub fn ok(data: T) -> Self {
-        Self {
-            success: true,
-            data: Some(data),
-            error_msg: None,
-        }
-    }
-}
-
-impl Envelope<()> {
-    /// A success without data.
-    pub fn done() -> Self {
-        Self {
-            success: true,
-            data: None,
-            error_msg: None,
-        }
-    }
-
-    /// A failure with a message.
-    pub fn error(message: impl Into<String>) -> Self {
-        Self {
-            success: false,
-            data: None,
-            error_msg: Some(message.into()),
-        }
-    }
-}
-
-impl<T: Serialize> Envelope<T> {
-    /// The JSON text.
-    pub fn to_json(&self) -> String {
-        // Serializing plain structs and strings to JSON cannot fail; the fallback keeps
-        // this infallible for data types whose `Serialize` can.
-        serde_json::to_string(self)
-            .unwrap_or_else(|_| r#"{"success":false,"errorMsg":"unserializable response"}"#.into())
-    }
-}
-
-/// The value of a `Retry-After` header for a wait: whole seconds, rounded up (a client
-/// that retries after the rounded-down value would be refused again), at least 1.
-pub fn retry_after_secs(wait: std::time::Duration) -> u64 {
-    u64::try_from(wait.as_millis().div_ceil(1000))
-        .unwrap_or(u64::MAX)
-        .max(1)
-}
+use super::envelope::Envelope;
+use crate::error::Error;
 
 /// Why a request did not get a session, and what to answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,7 +19,7 @@ pub enum Rejection {
     BackendUnavailable,
     /// An unsafe request (`POST`, `PUT`, `PATCH`, `DELETE`, ...) authenticated by the session
     /// cookie whose `Origin` (or, lacking one, `Referer`) is not an allowed origin, or that
-    /// has neither: 403, decided before any Redis command (see [`crate::origin`]).
+    /// has neither: 403, decided before any Redis command (see [`AllowedOrigins`](super::AllowedOrigins)).
     CrossOrigin,
     /// A handler asked for the session on a route without the loading layer: 500 naming
     /// the missing piece (a programming error, reported rather than panicking).
@@ -126,7 +63,7 @@ impl std::fmt::Display for Rejection {
 
 impl std::error::Error for Rejection {}
 
-impl crate::Error {
+impl Error {
     /// The HTTP status an adapter answers for this error: 503 for backend trouble, 500
     /// for everything else (those are programming or configuration errors, not the
     /// client's).
@@ -154,20 +91,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn retry_after_rounds_up_to_whole_seconds() {
-        use std::time::Duration;
-        for (ms, secs) in [(0, 1), (1, 1), (999, 1), (1000, 1), (1001, 2), (59_001, 60)] {
-            assert_eq!(retry_after_secs(Duration::from_millis(ms)), secs, "{ms} ms");
-        }
-    }
-
-    #[test]
-    fn envelopes_match_the_contract() {
-        assert_eq!(
-            Envelope::ok("t").to_json(),
-            r#"{"success":true,"data":"t"}"#
-        );
-        assert_eq!(Envelope::done().to_json(), r#"{"success":true}"#);
+    fn rejections_answer_as_the_contract_says() {
         assert_eq!(
             Rejection::BackendUnavailable.body(),
             r#"{"success":false,"errorMsg":"session backend unavailable, try again later"}"#

@@ -1,10 +1,16 @@
-//! Which subject a request counts against: the client IP by default, or a key function.
+//! The rate limiter as a middleware applies it: which subject a request counts against
+//! (the client IP by default, or a key function), and what is answered instead of the
+//! handler when the limiter refuses (429 with `Retry-After` and the `RateLimit-*` headers).
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use super::{RateLimitDecision, RateLimiter, Refusal};
-use crate::transport::RequestParts;
+use super::envelope::Envelope;
+use super::report::report_error;
+use super::transport::RequestParts;
+use crate::error::Error;
+use crate::rate_limit::{RateLimitDecision, RateLimiter};
+use crate::ttl::retry_after_secs;
 
 /// What a middleware's key function sees of a request.
 #[derive(Clone, Copy)]
@@ -102,14 +108,19 @@ impl RateLimitPolicy {
     }
 
     /// Decides for a request's subject: `Ok` to run the handler (with the decision, `None`
-    /// for an uncounted request), or the [`Refusal`] to answer instead.
+    /// for an uncounted request), or the [`RateLimitRejection`] to answer instead (429, or
+    /// 503/500 when the store failed and the limiter fails closed).
     pub async fn admit(
         &self,
         subject: Option<String>,
-    ) -> std::result::Result<Option<RateLimitDecision>, Refusal> {
-        match subject {
-            Some(subject) => self.shared.limiter.admit(&subject).await.map(Some),
-            None => Ok(None),
+    ) -> std::result::Result<Option<RateLimitDecision>, RateLimitRejection> {
+        let Some(subject) = subject else {
+            return Ok(None);
+        };
+        match self.shared.limiter.check(&subject).await {
+            Ok(decision) if decision.allowed => Ok(Some(decision)),
+            Ok(decision) => Err(RateLimitRejection::too_many(&decision)),
+            Err(error) => Err(RateLimitRejection::error(&error)),
         }
     }
 }
@@ -166,8 +177,73 @@ pub fn client_ip(peer: IpAddr, forwarded_for: Option<&str>, trusted: &[IpAddr]) 
     client
 }
 
+impl RateLimitDecision {
+    /// The IETF draft `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset`
+    /// headers (reset in whole seconds, rounded up), and for a refused request
+    /// `Retry-After` (whole seconds, rounded up, at least 1).
+    pub fn headers(&self) -> Vec<(&'static str, String)> {
+        let mut headers = vec![
+            ("RateLimit-Limit", self.limit.to_string()),
+            ("RateLimit-Remaining", self.remaining.to_string()),
+            (
+                "RateLimit-Reset",
+                u64::try_from(self.reset.as_millis().div_ceil(1000))
+                    .unwrap_or(u64::MAX)
+                    .to_string(),
+            ),
+        ];
+        if !self.allowed {
+            headers.push((
+                "Retry-After",
+                retry_after_secs(self.retry_after).to_string(),
+            ));
+        }
+        headers
+    }
+}
+
+/// The message of a refused request's envelope.
+pub const TOO_MANY_REQUESTS: &str = "too many requests";
+
+/// What an adapter answers instead of running the handler: the status, the headers and
+/// the JSON envelope body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RateLimitRejection {
+    /// 429 (over the limit) or 503 (the store failed and the limiter fails closed) or 500
+    /// (anything else).
+    pub status: u16,
+    /// Headers to set.
+    pub headers: Vec<(&'static str, String)>,
+    /// `{"success":false,"errorMsg":"..."}`.
+    pub body: String,
+}
+
+impl RateLimitRejection {
+    /// 429 for a refused decision.
+    pub fn too_many(decision: &RateLimitDecision) -> Self {
+        Self {
+            status: 429,
+            headers: decision.headers(),
+            body: Envelope::error(TOO_MANY_REQUESTS).to_json(),
+        }
+    }
+
+    /// 503 or 500 for an error (logged by the adapters' one policy).
+    pub fn error(error: &Error) -> Self {
+        report_error(error);
+        Self {
+            status: error.status(),
+            headers: Vec::new(),
+            body: error.body(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]
@@ -198,5 +274,26 @@ mod tests {
         );
         assert_eq!(client_ip(proxy, Some("junk"), &[proxy]), proxy);
         assert_eq!(client_ip(proxy, None, &[proxy]), proxy);
+    }
+
+    #[test]
+    fn rejections_carry_the_headers() {
+        let decision = RateLimitDecision {
+            allowed: false,
+            limit: 3,
+            remaining: 0,
+            retry_after: Duration::from_millis(19_001),
+            reset: Duration::from_millis(59_001),
+            degraded: false,
+        };
+        let refusal = RateLimitRejection::too_many(&decision);
+        assert_eq!(refusal.status, 429);
+        assert_eq!(
+            refusal.body,
+            r#"{"success":false,"errorMsg":"too many requests"}"#
+        );
+        assert!(refusal.headers.contains(&("Retry-After", "20".into())));
+        assert!(refusal.headers.contains(&("RateLimit-Reset", "60".into())));
+        assert!(refusal.headers.contains(&("RateLimit-Limit", "3".into())));
     }
 }
