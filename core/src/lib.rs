@@ -59,13 +59,13 @@
 //! request sets `token=<token>; Path=/; HttpOnly; SameSite=Lax; Secure` (with `Max-Age` the
 //! session's absolute lifetime, if any), logging out clears it, and the adapters put the
 //! `Set-Cookie` header on the response. Unsafe requests authenticated by a cookie must come
-//! from an allowed origin ([`origin`]), or they are refused with 403 before any Redis
+//! from an allowed origin ([`web::AllowedOrigins`]), or they are refused with 403 before any Redis
 //! command.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), keygate::Error> {
-//! use keygate::adapter::RequestParts;
+//! use keygate::web::RequestParts;
 //! use keygate::{Keygate, MemoryStore, SessionConfig, SessionCookie, SessionManager, UserId};
 //! # #[derive(serde::Serialize, serde::Deserialize)] struct User { id: u64 }
 //! # impl keygate::SessionUser for User { fn user_id(&self) -> UserId { UserId::from(self.id) } }
@@ -99,13 +99,11 @@
 //! | [`lock`] | a distributed lock for work only one instance may do: owner-checked release, lease renewal, fencing tokens ([`lock::Locks`]) |
 //! | [`flash_sale`] | flash sales (秒杀): one atomic script decides whether a user may buy, orders go through a Redis Stream to [`flash_sale::OrderConsumer`] |
 //! | [`rate_limit`] | a rate limiter shared by every instance, a GCRA quota or an exact sliding window (one script call per decision, on the Redis server's clock), fail open or closed; the adapters' per-IP middleware builds on it (feature `rate-limit`) |
-//! | [`transport`] | reading the token from a request (`authorization` header raw or `Bearer`, `tokenid` query parameter, a cookie): [`TokenReader`], and [`adapter::RequestParts`] for adapters |
-//! | [`cookie`] | the session cookie a gate sets at login and clears at logout ([`SessionCookie`], enabled with [`Keygate::with_cookie`]): `HttpOnly`, `SameSite=Lax`, `Path=/`, `Secure` by default, `Max-Age` the session's lifetime |
-//! | [`origin`] | CSRF protection for cookie-authenticated requests: an unsafe request must come from an allowed origin (`Origin`, else `Referer`), checked before any Redis command ([`origin::AllowedOrigins`]) |
-//! | [`http`] | the framework-neutral HTTP side: the JSON envelope ([`http::Envelope`]) and the status and body of each rejection ([`http::Rejection`]) |
-//! | [`backend`] | the store traits every backend implements ([`backend::SessionStore`], [`backend::CodeStore`], [`backend::LockStore`], [`backend::FlashSaleStore`]); the backends themselves are [`RedisStore`] (one server, Cluster or Sentinel) and [`MemoryStore`] (embedded, feature `memory`) |
-//! | [`config`] | [`SessionConfig`]: key prefix, [`Layout`], idle TTL, absolute lifetime, hashed keys, sessions per user, token form; the seeds' presets |
-//! | [`codec`] | how session data is stored: a JSON string or a hash of string fields ([`StoredValue`]) |
+//! | [`web`] | the framework-neutral HTTP side every adapter shares: reading the token from a request ([`TokenReader`]: `authorization` header raw or `Bearer`, `tokenid` query parameter, a cookie), the session cookie ([`SessionCookie`]: `HttpOnly`, `SameSite=Lax`, `Path=/`, `Secure` by default), CSRF protection for cookie-authenticated unsafe requests ([`web::AllowedOrigins`]), the JSON envelope ([`web::Envelope`]), each rejection's status and body ([`web::Rejection`]), and the rate limiter as a middleware applies it ([`web::RateLimitPolicy`], feature `rate-limit`) |
+//! | [`backend`] | the store traits every backend implements ([`backend::SessionStore`], [`backend::CodeStore`], [`backend::LockStore`], [`backend::FlashSaleStore`], [`backend::RateLimitStore`]); the backends themselves are [`RedisStore`] (one server, Cluster or Sentinel) and [`MemoryStore`] (embedded, feature `memory`) |
+//! | [`session`] | also [`SessionConfig`]: key prefix, [`Layout`], idle TTL, absolute lifetime, hashed keys, sessions per user, token form; the seeds' presets |
+//! | [`ttl`] | the longest expiry keygate accepts ([`ttl::MAX_TTL`]) and `Retry-After` rounding |
+//! | [`codec`] | how session data is stored: a JSON string or a hash of string fields ([`backend::StoredValue`]) |
 //! | [`adapter`] | for adapter authors: the one logging policy for failures ([`adapter::report_error`]), the missing-component report, the shared re-export list and extractor newtypes; handler authors do not need it |
 //!
 //! ## Layouts

@@ -45,6 +45,7 @@ use std::time::Instant;
 use tracing::Instrument;
 
 use crate::error::Result;
+pub use crate::log_throttle::LogThrottle;
 
 /// Metric names (the table in the [module docs](self)).
 pub mod names {

@@ -20,7 +20,7 @@ pub enum LockError {
     /// The lock was lost (lease expired, taken over) before release or during the work.
     #[error("lock was lost: the lease ended or another owner took it")]
     NotOwner,
-    /// Acquired, but fewer replicas than [`LockOptions::with_replication_wait`] asks for
+    /// Acquired, but fewer replicas than [`LockOptions::with_replication_wait`](super::LockOptions::with_replication_wait) asks for
     /// acknowledged it in time; the lock was given back.
     #[error("lock acquisition reached {acknowledged} of {wanted} replicas in time")]
     NotReplicated {

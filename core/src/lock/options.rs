@@ -46,7 +46,7 @@ impl LockOptions {
 
     /// Whether the guard renews the lease while held (default yes). Without renewal the
     /// lock ends after one lease however long the work takes; the guard reports it lost a
-    /// safety margin before that ([`LockGuard::lost`]).
+    /// safety margin before that ([`LockGuard::lost`](super::LockGuard::lost)).
     pub fn with_renewal(mut self, renew: bool) -> Self {
         self.renew = renew;
         self
@@ -61,7 +61,7 @@ impl LockOptions {
     /// Reports an acquisition only once `replicas` replicas of the lock's master have
     /// acknowledged it (Redis `WAIT`, up to `timeout`), so that a failover right after
     /// cannot lose it (see the module docs). When fewer acknowledge in time, the lock is
-    /// given back and the attempt fails with [`LockError::NotReplicated`]. Renewals are not
+    /// given back and the attempt fails with [`LockError::NotReplicated`](super::LockError::NotReplicated). Renewals are not
     /// waited for. Costs one more round trip per acquisition, on a dedicated connection
     /// that the acquisition has to itself (`WAIT` blocks the connection it runs on), so a
     /// slow `WAIT` delays no other lock: acquisitions running at the same time use
@@ -80,7 +80,7 @@ impl LockOptions {
     /// running slower than Redis's, and a write that the work under the lock sent just
     /// before the loss was reported (it lands or times out within the command timeout).
     ///
-    /// The default is the store's command timeout ([`LockStore::command_timeout`]) plus
+    /// The default is the store's command timeout ([`LockStore::command_timeout`](super::LockStore::command_timeout)) plus
     /// 1 % of the lease plus 2 ms. The margin used is at most a third of the lease; the
     /// guard renews three times per lease minus margin.
     pub fn with_safety_margin(mut self, margin: Duration) -> Self {
@@ -93,7 +93,7 @@ impl LockOptions {
     /// behind after it. Fences stay strictly increasing across the counter's expiry: a
     /// fence is the larger of the stored counter plus one and the store's clock in
     /// microseconds, so after an expiry the clock carries on where the counter was (see
-    /// [`Fence`]). Only a step of the store's clock back by more than this TTL could undo
+    /// [`Fence`](super::Fence)). Only a step of the store's clock back by more than this TTL could undo
     /// that, so it is the tolerance against such steps.
     pub fn with_fence_ttl(mut self, ttl: Duration) -> Self {
         self.fence_ttl = ttl.min(crate::ttl::MAX_TTL);

@@ -21,7 +21,7 @@ use crate::error::Error;
 /// rewrites `Host` or served on several names.
 ///
 /// ```
-/// use keygate::origin::AllowedOrigins;
+/// use keygate::web::AllowedOrigins;
 ///
 /// let origins = AllowedOrigins::list(["https://app.example", "http://localhost:8080"])?;
 /// assert!(AllowedOrigins::list(["https://app.example/path"]).is_err());

@@ -48,7 +48,7 @@ pub trait RequestParts {
 ///
 /// ```
 /// use keygate::{TokenReader, TokenSource};
-/// use keygate::adapter::RequestParts;
+/// use keygate::web::RequestParts;
 ///
 /// struct Req(&'static str);
 /// impl RequestParts for Req {
