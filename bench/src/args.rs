@@ -10,7 +10,7 @@ pub const USAGE: &str = "\
 keygate-bench: keygate against the session crates users would pick instead
 
 USAGE:
-    keygate-bench <all|http|core|lock|seckill|ratelimit|metrics|nearcache> [OPTIONS]
+    keygate-bench <all|http|core|lock|flash-sale|ratelimit|metrics|nearcache> [OPTIONS]
 
 OPTIONS:
     --rounds N          alternating rounds per measurement (default 5)
@@ -38,7 +38,7 @@ pub struct What {
     pub http: bool,
     pub core: bool,
     pub lock: bool,
-    pub seckill: bool,
+    pub flash_sale: bool,
     pub ratelimit: bool,
     pub metrics: bool,
     pub near_cache: bool,
@@ -115,7 +115,7 @@ pub fn parse(argv: &[String]) -> Result<Command> {
             http: true,
             core: true,
             lock: true,
-            seckill: true,
+            flash_sale: true,
             ratelimit: true,
             metrics: true,
             near_cache: true,
@@ -132,8 +132,8 @@ pub fn parse(argv: &[String]) -> Result<Command> {
             lock: true,
             ..What::default()
         },
-        "seckill" => What {
-            seckill: true,
+        "flash-sale" => What {
+            flash_sale: true,
             ..What::default()
         },
         "ratelimit" => What {

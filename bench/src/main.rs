@@ -6,7 +6,7 @@
 //! keygate-bench http      [options]   the four frameworks (bare, GETEX, keygate, incumbent)
 //! keygate-bench core      [options]   the session manager alone vs a raw GETEX loop
 //! keygate-bench lock      [options]   lock acquire+release and hand-over latency
-//! keygate-bench seckill   [options]   flash-sale orders, sold-out rejections, stream consumer
+//! keygate-bench flash-sale [options]   flash-sale orders, sold-out rejections, stream consumer
 //! keygate-bench ratelimit [options]   limiter decisions vs raw EVALSHA; axum route with/without the limiter
 //! keygate-bench metrics   [options]   the axum keygate route with and without a metrics recorder
 //! ```
@@ -18,6 +18,7 @@
 
 mod args;
 mod core_bench;
+mod flash_sale_bench;
 mod http_bench;
 mod loadgen;
 mod lock_bench;
@@ -25,7 +26,6 @@ mod near_cache_bench;
 mod ratelimit_bench;
 mod redis_admin;
 mod report;
-mod seckill_bench;
 mod servers;
 mod stats;
 mod user;
@@ -68,8 +68,8 @@ fn run(argv: &[String]) -> Result<()> {
             if what.lock {
                 report.lock = Some(lock_bench::run(&options)?);
             }
-            if what.seckill {
-                report.seckill = Some(seckill_bench::run(&options)?);
+            if what.flash_sale {
+                report.flash_sale = Some(flash_sale_bench::run(&options)?);
             }
             if what.ratelimit {
                 report.ratelimit = Some(ratelimit_bench::run(&options)?);

@@ -6,11 +6,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::Result;
 use crate::args::Options;
 use crate::core_bench::{CALLERS, CoreReport, Impl};
+use crate::flash_sale_bench::{CLIENTS, FlashSaleReport};
 use crate::http_bench::HttpReport;
 use crate::lock_bench::{CONTENDERS, LockReport};
 use crate::ratelimit_bench::RateLimitReport;
 use crate::redis_admin;
-use crate::seckill_bench::{CLIENTS, SeckillReport};
 use crate::servers::{Framework, Variant, WORKERS};
 
 mod chart;
@@ -31,7 +31,7 @@ pub struct Report {
     pub http: Option<HttpReport>,
     pub core: Option<CoreReport>,
     pub lock: Option<LockReport>,
-    pub seckill: Option<SeckillReport>,
+    pub flash_sale: Option<FlashSaleReport>,
     pub ratelimit: Option<RateLimitReport>,
     pub metrics: Option<crate::http_bench::FrameworkResult>,
     pub near_cache: Option<crate::near_cache_bench::NearCacheReport>,
@@ -47,7 +47,7 @@ impl Report {
             http: None,
             core: None,
             lock: None,
-            seckill: None,
+            flash_sale: None,
             ratelimit: None,
             metrics: None,
             near_cache: None,
@@ -122,8 +122,8 @@ impl Report {
         if let Some(lock) = &self.lock {
             lock_markdown(&mut md, lock);
         }
-        if let Some(seckill) = &self.seckill {
-            seckill_markdown(&mut md, seckill);
+        if let Some(flash_sale) = &self.flash_sale {
+            flash_sale_markdown(&mut md, flash_sale);
         }
         if let Some(ratelimit) = &self.ratelimit {
             ratelimit::markdown(&mut md, ratelimit);
@@ -474,7 +474,7 @@ fn lock_markdown(md: &mut String, lock: &LockReport) {
     let _ = writeln!(md);
 }
 
-fn seckill_markdown(md: &mut String, s: &SeckillReport) {
+fn flash_sale_markdown(md: &mut String, s: &FlashSaleReport) {
     let _ = writeln!(md, "## Flash sale\n");
     let _ = writeln!(
         md,

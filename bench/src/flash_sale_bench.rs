@@ -26,7 +26,7 @@ pub const CLIENTS: usize = 64;
 const DRAIN_LIMIT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Default)]
-pub struct SeckillReport {
+pub struct FlashSaleReport {
     pub duration: Duration,
     /// Orders taken per second (ample stock, a new user each attempt).
     pub orders_per_sec: f64,
@@ -45,7 +45,7 @@ pub struct SeckillReport {
     pub consumer_batch: usize,
 }
 
-impl SeckillReport {
+impl FlashSaleReport {
     pub fn consumed_per_sec(&self) -> f64 {
         if self.consume_secs > 0.0 {
             self.consumed as f64 / self.consume_secs
@@ -67,8 +67,8 @@ impl OrderHandler for Counting {
     }
 }
 
-pub fn run(options: &Options) -> Result<SeckillReport> {
-    eprintln!("seckill: orders, sold-out rejections, stream consumer ...");
+pub fn run(options: &Options) -> Result<FlashSaleReport> {
+    eprintln!("flash-sale: orders, sold-out rejections, stream consumer ...");
     let redis = redis_admin::start()?;
     let url = redis.url();
     let duration = options.duration;
@@ -78,10 +78,10 @@ pub fn run(options: &Options) -> Result<SeckillReport> {
         .build()?;
     let report = rt.block_on(async move {
         let sale = FlashSale::new(RedisStore::connect(&url).await?);
-        let mut report = SeckillReport {
+        let mut report = FlashSaleReport {
             duration,
             consumer_batch: 16,
-            ..SeckillReport::default()
+            ..FlashSaleReport::default()
         };
         const PLENTY: u64 = 100_000_000;
         const SOLD_OUT: u64 = 2;
@@ -97,7 +97,7 @@ pub fn run(options: &Options) -> Result<SeckillReport> {
         (report.order_p50_us, report.order_p99_us) = latency_percentiles(&mut latencies);
         report.errors += errors;
         report.stream_orders = ordered;
-        eprintln!("seckill:   {:.0} orders/s", report.orders_per_sec);
+        eprintln!("flash-sale:   {:.0} orders/s", report.orders_per_sec);
 
         let (rejected, mut latencies, errors) = attempts(&sale, SOLD_OUT, &users, duration, |o| {
             matches!(o, OrderOutcome::SoldOut)
@@ -107,7 +107,7 @@ pub fn run(options: &Options) -> Result<SeckillReport> {
         (report.rejection_p50_us, report.rejection_p99_us) = latency_percentiles(&mut latencies);
         report.errors += errors;
         eprintln!(
-            "seckill:   {:.0} sold-out rejections/s",
+            "flash-sale:   {:.0} sold-out rejections/s",
             report.rejections_per_sec
         );
 
@@ -124,7 +124,7 @@ pub fn run(options: &Options) -> Result<SeckillReport> {
         report.consumed = handled.load(Ordering::Relaxed);
         consumer.shutdown().await;
         eprintln!(
-            "seckill:   consumer: {} of {} orders in {:.2} s",
+            "flash-sale:   consumer: {} of {} orders in {:.2} s",
             report.consumed, ordered, report.consume_secs
         );
         Ok::<_, crate::Error>(report)
