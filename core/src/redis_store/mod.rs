@@ -90,6 +90,7 @@ impl RedisStore {
             command_timeout: options.command_timeout(),
             connect_timeout: options.connect_timeout(),
         };
+        store.preload_request_path_scripts().await;
         Ok(store)
     }
 

@@ -108,9 +108,6 @@ where
     /// one connection).
     pub fn from_shared_store(store: Arc<dyn SessionStore>, config: SessionConfig) -> Result<Self> {
         config.validate()?;
-        if let Some(redis) = store.redis_store() {
-            super::redis::preload_touch_script(redis);
-        }
         let near_cache = match (config.near_cache(), store.redis_store()) {
             (Some(settings), Some(redis)) => {
                 Some(NearCacheRuntime::new(*settings, config.prefix(), redis))

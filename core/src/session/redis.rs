@@ -58,12 +58,13 @@ pub(super) fn own_idle(value: &redis::Value) -> Option<u64> {
     }
 }
 
-/// Preloads the script of the request path (the hash/deadline touch) in the background,
-/// when a Tokio runtime is running: the first authenticated request is then one round
-/// trip too.
-pub(crate) fn preload_touch_script(store: RedisStore) {
-    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-        runtime.spawn(async move { store.preload(&SESSION_TOUCH).await });
+impl RedisStore {
+    /// Loads the session's request-path script (the hash/deadline touch) into the server's
+    /// script cache when the store connects, so that the first authenticated request is
+    /// one round trip too. The store calls it by name, knowing nothing of sessions; a
+    /// manager built later could not do it before its first request.
+    pub(crate) async fn preload_request_path_scripts(&self) {
+        self.preload(&SESSION_TOUCH).await;
     }
 }
 
