@@ -1,7 +1,8 @@
 //! What every framework adapter shares, decided once here and translated thinly by each:
 //! the logging policy for failures, the rejection of a route without the loading
-//! component, the re-exports, and the extractor newtypes. Handler authors do not need this
-//! module; adapter authors do.
+//! component, the rate-limit headers of an allowed answer, the re-exports, the extractor
+//! newtypes and the two error types. Handler authors do not need this module; adapter
+//! authors do.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -42,6 +43,22 @@ pub fn report_missing_component(what: &'static str) {
     tracing::error!(what, "a route asked for a session it cannot have");
 }
 
+/// The `RateLimit-*` headers an adapter adds to an allowed answer of a rate-limited route
+/// ([`RateLimitDecision::headers`](crate::rate_limit::RateLimitDecision::headers)): none
+/// for a request the policy's key function exempted (`None`), nor for one let through
+/// because the store failed and the limiter fails open (`degraded`: nothing was decided,
+/// so there is no budget to tell). A refusal carries its own headers
+/// ([`Refusal`](crate::rate_limit::Refusal)).
+#[cfg(feature = "rate-limit")]
+pub fn rate_limit_headers(
+    decision: Option<&crate::rate_limit::RateLimitDecision>,
+) -> Vec<(&'static str, String)> {
+    match decision {
+        Some(decision) if !decision.degraded => decision.headers(),
+        _ => Vec::new(),
+    }
+}
+
 /// Whether a rate-limited warning may be logged now: at most one a second per process.
 pub(crate) fn may_warn_now() -> bool {
     static LAST: AtomicU64 = AtomicU64::new(0);
@@ -57,7 +74,10 @@ pub(crate) fn may_warn_now() -> bool {
 
 /// The core types every adapter re-exports, so that one dependency is enough and the four
 /// adapters name the same things: invoke `keygate::adapter_reexports!();` at an adapter's
-/// crate root.
+/// crate root. The core's [`Rejection`](crate::http::Rejection) is not among them: an
+/// adapter's root `Rejection` is its own extractor rejection
+/// ([`error_types!`](crate::error_types)), and the core's enum stays at
+/// `keygate::http::Rejection`.
 #[doc(hidden)]
 #[macro_export]
 macro_rules! adapter_reexports {
@@ -66,7 +86,7 @@ macro_rules! adapter_reexports {
         /// The embedded in-memory backend (feature `memory`, on by default).
         #[cfg(feature = "memory")]
         pub use ::keygate::MemoryStore;
-        pub use ::keygate::http::{Envelope, Rejection};
+        pub use ::keygate::http::Envelope;
         pub use ::keygate::{
             Codec, CurrentSession, Error, Keygate, LoginOptions, RedisOptions, RedisStore,
             SessionConfig, SessionCookie, SessionManager, SessionUser, Token, TokenFormat,
@@ -167,6 +187,103 @@ macro_rules! extractor_types {
         impl<T> ::core::fmt::Debug for Sessions<T> {
             fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
                 f.debug_tuple("Sessions").field(&self.0).finish()
+            }
+        }
+    };
+}
+
+/// Defines an adapter's two error types with their framework-neutral parts, so that the
+/// four adapters offer the same names and accessors; the adapter adds its framework's
+/// response traits (and logs, when it renders them, through [`report_error`],
+/// [`report_rejection`] and [`report_missing_component`]). Invoke it in the module that
+/// renders them (the fields are private to it); doc comments given before each name are
+/// kept.
+///
+/// - `ApiError` wraps a [`crate::Error`] that a handler returns with `?`: `inner`,
+///   `into_inner`, `status` (503 for backend trouble, 500 otherwise).
+/// - `Rejection` is why an extractor refused the request, the framework's form of
+///   [`crate::http::Rejection`] (which is `Copy`): `inner`, `status`.
+///
+/// Both are `Debug`, `Display` (the core value's text), `std::error::Error` with the core
+/// value as `source()`, and `From` the core type.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! error_types {
+    (
+        $(#[$api:meta])* ApiError;
+        $(#[$rejection:meta])* Rejection;
+    ) => {
+        $(#[$api])*
+        #[derive(Debug)]
+        pub struct ApiError($crate::Error);
+
+        impl ApiError {
+            /// The core's error.
+            pub fn inner(&self) -> &$crate::Error {
+                &self.0
+            }
+
+            /// The core's error, by value.
+            pub fn into_inner(self) -> $crate::Error {
+                self.0
+            }
+
+            /// The HTTP status this error answers: 503 for backend trouble, 500 otherwise.
+            pub fn status(&self) -> u16 {
+                self.0.status()
+            }
+        }
+
+        impl ::core::convert::From<$crate::Error> for ApiError {
+            fn from(error: $crate::Error) -> Self {
+                Self(error)
+            }
+        }
+
+        impl ::core::fmt::Display for ApiError {
+            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                ::core::fmt::Display::fmt(&self.0, f)
+            }
+        }
+
+        impl ::std::error::Error for ApiError {
+            fn source(&self) -> ::core::option::Option<&(dyn ::std::error::Error + 'static)> {
+                ::core::option::Option::Some(&self.0)
+            }
+        }
+
+        $(#[$rejection])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub struct Rejection($crate::http::Rejection);
+
+        impl Rejection {
+            /// The core's rejection.
+            pub fn inner(&self) -> $crate::http::Rejection {
+                self.0
+            }
+
+            /// The HTTP status this rejection answers: 401, 403, 503, or 500 for a missing
+            /// component.
+            pub fn status(&self) -> u16 {
+                self.0.status()
+            }
+        }
+
+        impl ::core::convert::From<$crate::http::Rejection> for Rejection {
+            fn from(rejection: $crate::http::Rejection) -> Self {
+                Self(rejection)
+            }
+        }
+
+        impl ::core::fmt::Display for Rejection {
+            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                ::core::fmt::Display::fmt(&self.0, f)
+            }
+        }
+
+        impl ::std::error::Error for Rejection {
+            fn source(&self) -> ::core::option::Option<&(dyn ::std::error::Error + 'static)> {
+                ::core::option::Option::Some(&self.0)
             }
         }
     };
