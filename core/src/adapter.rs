@@ -1,15 +1,21 @@
 //! What adapter authors use, decided once in the core and translated thinly by each
 //! framework adapter (besides the request view they implement,
-//! [`RequestParts`](crate::web::RequestParts)): what loading a request's session gave ([`Resolved`], [`optional`]), the one reporting policy
-//! for what an adapter answers instead of the handler, the re-exports, and the extractor
-//! newtypes. Handler authors do not need this module.
+//! [`RequestParts`](crate::web::RequestParts)): what loading a request's session gave
+//! ([`Resolved`], [`optional`]), the one reporting policy for what an adapter answers
+//! instead of the handler, the rate-limit headers of an allowed answer, the re-exports,
+//! the extractor newtypes and the two error types. Handler authors do not need this module.
 
 pub use crate::web::gate::{Resolved, optional};
+#[cfg(feature = "rate-limit")]
+pub use crate::web::rate_limit::rate_limit_headers;
 pub use crate::web::report::{report_error, report_missing_component, report_rejection};
 
 /// The core types every adapter re-exports, so that one dependency is enough and the four
 /// adapters name the same things: invoke `keygate::adapter_reexports!();` at an adapter's
-/// crate root.
+/// crate root. The core's [`Rejection`](crate::web::Rejection) is not among them: an
+/// adapter's root `Rejection` is its own extractor rejection
+/// ([`error_types!`](crate::error_types)), and the core's enum stays at
+/// `keygate::web::Rejection`.
 #[doc(hidden)]
 #[macro_export]
 macro_rules! adapter_reexports {
@@ -18,7 +24,7 @@ macro_rules! adapter_reexports {
         /// The embedded in-memory backend (feature `memory`, on by default).
         #[cfg(feature = "memory")]
         pub use ::keygate::MemoryStore;
-        pub use ::keygate::web::{Envelope, Rejection};
+        pub use ::keygate::web::Envelope;
         pub use ::keygate::{
             CurrentSession, Error, Keygate, Layout, LoginOptions, RedisOptions, RedisStore,
             SessionConfig, SessionCookie, SessionManager, SessionUser, Token, TokenFormat,
@@ -119,6 +125,103 @@ macro_rules! extractor_types {
         impl<T> ::core::fmt::Debug for Sessions<T> {
             fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
                 f.debug_tuple("Sessions").field(&self.0).finish()
+            }
+        }
+    };
+}
+
+/// Defines an adapter's two error types with their framework-neutral parts, so that the
+/// four adapters offer the same names and accessors; the adapter adds its framework's
+/// response traits (and logs, when it renders them, through [`report_error`],
+/// [`report_rejection`] and [`report_missing_component`]). Invoke it in the module that
+/// renders them (the fields are private to it); doc comments given before each name are
+/// kept.
+///
+/// - `ApiError` wraps a [`crate::Error`] that a handler returns with `?`: `inner`,
+///   `into_inner`, `status` (503 for backend trouble, 500 otherwise).
+/// - `Rejection` is why an extractor refused the request, the framework's form of
+///   [`crate::web::Rejection`] (which is `Copy`): `inner`, `status`.
+///
+/// Both are `Debug`, `Display` (the core value's text), `std::error::Error` with the core
+/// value as `source()`, and `From` the core type.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! error_types {
+    (
+        $(#[$api:meta])* ApiError;
+        $(#[$rejection:meta])* Rejection;
+    ) => {
+        $(#[$api])*
+        #[derive(Debug)]
+        pub struct ApiError($crate::Error);
+
+        impl ApiError {
+            /// The core's error.
+            pub fn inner(&self) -> &$crate::Error {
+                &self.0
+            }
+
+            /// The core's error, by value.
+            pub fn into_inner(self) -> $crate::Error {
+                self.0
+            }
+
+            /// The HTTP status this error answers: 503 for backend trouble, 500 otherwise.
+            pub fn status(&self) -> u16 {
+                self.0.status()
+            }
+        }
+
+        impl ::core::convert::From<$crate::Error> for ApiError {
+            fn from(error: $crate::Error) -> Self {
+                Self(error)
+            }
+        }
+
+        impl ::core::fmt::Display for ApiError {
+            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                ::core::fmt::Display::fmt(&self.0, f)
+            }
+        }
+
+        impl ::std::error::Error for ApiError {
+            fn source(&self) -> ::core::option::Option<&(dyn ::std::error::Error + 'static)> {
+                ::core::option::Option::Some(&self.0)
+            }
+        }
+
+        $(#[$rejection])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub struct Rejection($crate::web::Rejection);
+
+        impl Rejection {
+            /// The core's rejection.
+            pub fn inner(&self) -> $crate::web::Rejection {
+                self.0
+            }
+
+            /// The HTTP status this rejection answers: 401, 403, 503, or 500 for a missing
+            /// component.
+            pub fn status(&self) -> u16 {
+                self.0.status()
+            }
+        }
+
+        impl ::core::convert::From<$crate::web::Rejection> for Rejection {
+            fn from(rejection: $crate::web::Rejection) -> Self {
+                Self(rejection)
+            }
+        }
+
+        impl ::core::fmt::Display for Rejection {
+            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                ::core::fmt::Display::fmt(&self.0, f)
+            }
+        }
+
+        impl ::std::error::Error for Rejection {
+            fn source(&self) -> ::core::option::Option<&(dyn ::std::error::Error + 'static)> {
+                ::core::option::Option::Some(&self.0)
             }
         }
     };

@@ -5,9 +5,8 @@ use std::future::{Ready, ready};
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpMessage, HttpRequest};
 use keygate::adapter::Resolved;
-use keygate::web::Rejection;
 
-use crate::KeygateRejection;
+use crate::Rejection;
 use crate::middleware::{GateHandle, Loaded};
 
 /// What a route without [`KeygateMiddleware`](crate::KeygateMiddleware) answers (500) when
@@ -85,33 +84,33 @@ keygate::extractor_types! {
 }
 
 impl<T: 'static> FromRequest for Auth<T> {
-    type Error = KeygateRejection;
+    type Error = Rejection;
     type Future = Ready<Result<Self, Self::Error>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         ready(
             read_loaded(req, |resolved: &Resolved<T>| resolved.clone())
                 .map(Auth)
-                .map_err(KeygateRejection),
+                .map_err(Rejection::from),
         )
     }
 }
 
 impl<T: 'static> FromRequest for MaybeAuth<T> {
-    type Error = KeygateRejection;
+    type Error = Rejection;
     type Future = Ready<Result<Self, Self::Error>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         ready(
             read_loaded(req, keygate::adapter::optional::<T>)
                 .map(|session| MaybeAuth(session.map(Auth)))
-                .map_err(KeygateRejection),
+                .map_err(Rejection::from),
         )
     }
 }
 
 impl<T: 'static> FromRequest for Sessions<T> {
-    type Error = KeygateRejection;
+    type Error = Rejection;
     type Future = Ready<Result<Self, Self::Error>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
@@ -119,19 +118,21 @@ impl<T: 'static> FromRequest for Sessions<T> {
             .extensions()
             .get::<GateHandle<T>>()
             .map(|handle| Sessions(handle.0.clone()));
-        ready(gate.ok_or(KeygateRejection(Rejection::MissingLayer(
-            MISSING_MIDDLEWARE,
-        ))))
+        ready(
+            gate.ok_or(Rejection::from(keygate::web::Rejection::MissingLayer(
+                MISSING_MIDDLEWARE,
+            ))),
+        )
     }
 }
 
 /// Applies `read` to what the middleware loaded for this request.
 fn read_loaded<T: 'static, R>(
     req: &HttpRequest,
-    read: impl FnOnce(&Resolved<T>) -> Result<R, Rejection>,
-) -> Result<R, Rejection> {
+    read: impl FnOnce(&Resolved<T>) -> Result<R, keygate::web::Rejection>,
+) -> Result<R, keygate::web::Rejection> {
     match req.extensions().get::<Loaded<T>>() {
         Some(Loaded(resolved)) => read(resolved),
-        None => Err(Rejection::MissingLayer(MISSING_MIDDLEWARE)),
+        None => Err(keygate::web::Rejection::MissingLayer(MISSING_MIDDLEWARE)),
     }
 }

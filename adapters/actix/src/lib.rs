@@ -16,7 +16,8 @@
 //!   - [`MaybeAuth<T>`]: `Some` session or `None`, but still 503 when the backend is down;
 //!   - [`Sessions<T>`]: the [`Keygate`] itself, to log users in.
 //! - [`ApiError`] turns the core's errors into responses (503 for backend trouble) in
-//!   handlers that call it (login, logout, listing).
+//!   handlers that call it (login, logout, listing); [`Rejection`] is the extractors'
+//!   error.
 //!
 //! Every rejection answers with the JSON envelope `{"success":false,"errorMsg":"..."}` and
 //! `content-type: application/json`. A route that asks for a session without the
@@ -185,22 +186,13 @@
 //! To also accept the token from a cookie, and set and clear it, see
 //! [Session cookie](#session-cookie-browsers) below.
 //!
-//! ## Features
-//!
-//! | feature | default | what |
-//! | --- | --- | --- |
-//! | `memory` | yes | re-exports the core's [`MemoryStore`], the embedded backend |
-//!
 //! ## Session cookie (browsers)
 //!
-//! Opt in per gate: login through [`Sessions`] then also sets the cookie `token=<token>;
-//! Path=/; HttpOnly; SameSite=Lax; Secure` (with `Max-Age` when sessions have an absolute
-//! lifetime), `logout()` and `logout_everywhere()` clear it, and the middleware appends
-//! that `Set-Cookie` header to the handler's response. Header and query tokens keep
-//! working. An unsafe request (`POST`, `PUT`, `PATCH`, `DELETE`, ...) authenticated by the
-//! cookie must carry an `Origin` (or `Referer`) on an allowed origin, by default the
-//! request's own host; otherwise [`Auth`] and [`MaybeAuth`] reject it with 403 before any
-//! Redis command.
+//! Opt in per gate with [`Keygate::with_cookie`]: login through [`Sessions`] then sets the
+//! session cookie, logout clears it (the middleware appends the `Set-Cookie` header), and
+//! an unsafe request authenticated by the cookie must come from an allowed origin (403
+//! otherwise). The cookie's attributes and the origin check are the core's, the same in
+//! every adapter: see [`keygate::SessionCookie`].
 //!
 //! ```
 //! use actix_web::App;
@@ -213,6 +205,20 @@
 //! let app = App::new().wrap(KeygateMiddleware::new(gate));
 //! # Ok::<(), keygate_actix::Error>(())
 //! ```
+//!
+//! ## Features
+//!
+//! | feature | default | what |
+//! | --- | --- | --- |
+//! | `memory` | yes | the core's embedded in-memory backend, [`MemoryStore`] (development, tests, demos) |
+//! | `rate-limit` | yes | the shared rate limiter ([`keygate::rate_limit`]) and [`RateLimitMiddleware`] |
+//! | `cluster` | yes | Redis Cluster connections (`RedisOptions::cluster`) |
+//! | `sentinel` | yes | Redis Sentinel connections (`RedisOptions::sentinel`) |
+//! | `tls-rustls` | yes | TLS to Redis (`rediss://`) with rustls (pure Rust, `ring`) |
+//! | `tls-native-tls` | no | TLS to Redis (`rediss://`) with the platform's TLS library (native-tls) |
+//! | `codes` | yes | phone + SMS-code login in the core (`keygate::code`, `keygate::login`) |
+//! | `locks` | yes | the core's distributed lock (`keygate::lock`) |
+//! | `flash-sale` | yes | the core's flash sales (`keygate::flash_sale`) |
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -223,7 +229,7 @@ mod middleware;
 #[cfg(feature = "rate-limit")]
 mod rate_limit;
 
-pub use error::{ApiError, KeygateRejection};
+pub use error::{ApiError, Rejection};
 pub use extract::{Auth, MaybeAuth, Sessions};
 pub use middleware::KeygateMiddleware;
 #[doc(hidden)]

@@ -9,6 +9,7 @@ use actix_web::HttpResponse;
 use actix_web::body::EitherBody;
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
 use actix_web::http::StatusCode;
+use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 use futures_util::future::LocalBoxFuture;
 
 use crate::middleware::Parts;
@@ -18,9 +19,10 @@ use keygate::web::{RateLimitPolicy, RateLimitRejection};
 /// Applies a [`RateLimiter`] to every request it wraps, keyed by the client IP (the
 /// connection's peer address), or by a policy's key function. A request over the limit is
 /// answered 429 with `Retry-After` and the `RateLimit-*` headers and the JSON envelope
-/// `{"success":false,"errorMsg":"too many requests"}`, and the handler does not run; when
-/// the limiter's store fails, fail-open limiters let it through and fail-closed ones
-/// answer 503.
+/// `{"success":false,"errorMsg":"too many requests"}`, and the handler does not run; an
+/// allowed request's answer carries the `RateLimit-*` headers too. When the limiter's
+/// store fails, fail-open limiters let the request through (without those headers:
+/// nothing was decided) and fail-closed ones answer 503.
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -92,12 +94,20 @@ pub struct RateLimitService<S> {
 /// The response of a refusal.
 pub(crate) fn refusal_response(refusal: RateLimitRejection) -> HttpResponse {
     let status = StatusCode::from_u16(refusal.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut response = HttpResponse::build(status);
-    response.content_type("application/json");
-    for (name, value) in refusal.headers {
-        response.insert_header((name, value));
+    let mut response = HttpResponse::build(status)
+        .content_type("application/json")
+        .body(refusal.body);
+    set_headers(response.headers_mut(), refusal.headers);
+    response
+}
+
+/// Sets the core's rate-limit headers (`RateLimit-Limit`, ...).
+fn set_headers(headers: &mut HeaderMap, list: Vec<(&'static str, String)>) {
+    for (name, value) in list {
+        if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
+            headers.insert(name, value);
+        }
     }
-    response.body(refusal.body)
 }
 
 impl<S, B> Service<ServiceRequest> for RateLimitService<S>
@@ -118,7 +128,12 @@ where
         let policy = self.policy.clone();
         Box::pin(async move {
             match policy.admit(subject).await {
-                Ok(_) => Ok(service.call(req).await?.map_into_left_body()),
+                Ok(decision) => {
+                    let mut response = service.call(req).await?;
+                    let headers = keygate::adapter::rate_limit_headers(decision.as_ref());
+                    set_headers(response.headers_mut(), headers);
+                    Ok(response.map_into_left_body())
+                }
                 Err(refusal) => Ok(req
                     .into_response(refusal_response(refusal))
                     .map_into_right_body()),

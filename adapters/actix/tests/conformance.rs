@@ -2,6 +2,7 @@
 //! `test::init_service`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -10,8 +11,9 @@ use actix_web::{App, HttpResponse, web};
 use futures_util::future::LocalBoxFuture;
 use keygate_actix::Keygate;
 use keygate_actix::keygate::web::Envelope;
-use keygate_actix::{ApiError, Auth, KeygateMiddleware, MaybeAuth, Sessions};
-use keygate_tests::adapter_suite::{Reply, TestApp};
+use keygate_actix::keygate::web::RateLimitPolicy;
+use keygate_actix::{ApiError, Auth, KeygateMiddleware, MaybeAuth, RateLimitMiddleware, Sessions};
+use keygate_tests::adapter_suite::{OptionOnOutage, Reply, Runs, TestApp};
 use keygate_tests::fixtures::JavaUser;
 
 async fn me(user: Auth<JavaUser>) -> web::Json<Envelope<JavaUser>> {
@@ -19,6 +21,10 @@ async fn me(user: Auth<JavaUser>) -> web::Json<Envelope<JavaUser>> {
 }
 
 async fn maybe(MaybeAuth(user): MaybeAuth<JavaUser>) -> web::Json<Envelope<Option<u64>>> {
+    web::Json(Envelope::ok(user.map(|u| u.id)))
+}
+
+async fn option(user: Option<Auth<JavaUser>>) -> web::Json<Envelope<Option<u64>>> {
     web::Json(Envelope::ok(user.map(|u| u.id)))
 }
 
@@ -41,6 +47,14 @@ async fn logout(user: Auth<JavaUser>) -> Result<web::Json<Envelope<bool>>, ApiEr
 
 async fn logout_all(user: Auth<JavaUser>) -> Result<web::Json<Envelope<u64>>, ApiError> {
     Ok(web::Json(Envelope::ok(user.logout_everywhere().await?)))
+}
+
+async fn public(runs: web::Data<Runs>) -> web::Json<Envelope<u64>> {
+    web::Json(Envelope::ok(runs.count()))
+}
+
+async fn limited(runs: web::Data<Runs>) -> web::Json<Envelope<u64>> {
+    web::Json(Envelope::ok(runs.ran()))
 }
 
 async fn backend_error() -> Result<HttpResponse, ApiError> {
@@ -86,16 +100,24 @@ macro_rules! sender {
     }};
 }
 
-async fn make_app(gate: Keygate<JavaUser>) -> ActixApp {
+async fn make_app(gate: Keygate<JavaUser>, limit: RateLimitPolicy) -> ActixApp {
     let app = sender!(
         App::new()
             .wrap(KeygateMiddleware::new(gate.clone()))
+            .app_data(web::Data::new(Runs::default()))
             .route("/me", web::get().to(me))
             .route("/maybe", web::get().to(maybe))
+            .route("/option", web::get().to(option))
             .route("/two", web::get().to(two))
             .route("/login", web::post().to(login))
             .route("/logout", web::post().to(logout))
             .route("/logout-all", web::post().to(logout_all))
+            .route("/public", web::get().to(public))
+            .service(
+                web::resource("/limited")
+                    .wrap(RateLimitMiddleware::with_policy(limit))
+                    .route(web::get().to(limited)),
+            )
             .route("/error/backend", web::get().to(backend_error))
             .route("/error/script", web::get().to(script_error))
             .route("/error/config", web::get().to(config_error))
@@ -105,7 +127,12 @@ async fn make_app(gate: Keygate<JavaUser>) -> ActixApp {
                     .route("/me", web::get().to(me)),
             )
     );
-    let unprotected = sender!(App::new().route("/unprotected/me", web::get().to(me)));
+    let unprotected = sender!(
+        App::new()
+            .route("/unprotected/me", web::get().to(me))
+            .route("/unprotected/maybe", web::get().to(maybe))
+            .route("/unprotected/login", web::post().to(login))
+    );
     ActixApp { app, unprotected }
 }
 
@@ -115,8 +142,14 @@ impl TestApp for ActixApp {
         "KeygateMiddleware"
     }
 
-    async fn send(
+    fn option_auth_on_outage(&self) -> OptionOnOutage {
+        // actix-web's `Option<T>` turns any error of `T`'s extractor into `None`.
+        OptionOnOutage::Anonymous
+    }
+
+    async fn send_from(
         &self,
+        peer: Option<IpAddr>,
         method: &str,
         path: &str,
         headers: &[(&str, &str)],
@@ -127,6 +160,9 @@ impl TestApp for ActixApp {
             .uri(path);
         for (name, value) in headers {
             request = request.append_header((*name, *value));
+        }
+        if let Some(peer) = peer {
+            request = request.peer_addr(SocketAddr::new(peer, 40000));
         }
         if let Some(body) = body {
             request = request

@@ -4,19 +4,19 @@ use axum_core::extract::{FromRequestParts, OptionalFromRequestParts};
 use http::request::Parts;
 use keygate::serde::Serialize;
 use keygate::serde::de::DeserializeOwned;
-use keygate::web::Rejection;
 
 use crate::layer::Loaded;
-use crate::response::KeygateRejection;
+use crate::response::Rejection;
 
-const MISSING_LAYER: Rejection =
-    Rejection::MissingLayer("keygate-axum: KeygateLayer is not installed on this route");
+const MISSING_LAYER: keygate::web::Rejection = keygate::web::Rejection::MissingLayer(
+    "keygate-axum: KeygateLayer is not installed on this route",
+);
 
-fn loaded<T: Send + Sync + 'static>(parts: &Parts) -> Result<&Loaded<T>, KeygateRejection> {
+fn loaded<T: Send + Sync + 'static>(parts: &Parts) -> Result<&Loaded<T>, Rejection> {
     parts
         .extensions
         .get::<Loaded<T>>()
-        .ok_or(KeygateRejection(MISSING_LAYER))
+        .ok_or(Rejection::from(MISSING_LAYER))
 }
 
 keygate::extractor_types! {
@@ -35,12 +35,12 @@ where
     T: Serialize + DeserializeOwned + Send + Sync + 'static,
     S: Send + Sync,
 {
-    type Rejection = KeygateRejection;
+    type Rejection = Rejection;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         match &loaded::<T>(parts)?.resolved {
             Ok(session) => Ok(Auth(session.clone())),
-            Err(rejection) => Err(KeygateRejection(*rejection)),
+            Err(rejection) => Err(Rejection::from(*rejection)),
         }
     }
 }
@@ -50,7 +50,7 @@ where
     T: Serialize + DeserializeOwned + Send + Sync + 'static,
     S: Send + Sync,
 {
-    type Rejection = KeygateRejection;
+    type Rejection = Rejection;
 
     async fn from_request_parts(
         parts: &mut Parts,
@@ -58,7 +58,7 @@ where
     ) -> Result<Option<Self>, Self::Rejection> {
         keygate::adapter::optional(&loaded::<T>(parts)?.resolved)
             .map(|session| session.map(Auth))
-            .map_err(KeygateRejection)
+            .map_err(Rejection::from)
     }
 }
 
@@ -67,7 +67,7 @@ where
     T: Serialize + DeserializeOwned + Send + Sync + 'static,
     S: Send + Sync,
 {
-    type Rejection = KeygateRejection;
+    type Rejection = Rejection;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         <Auth<T> as OptionalFromRequestParts<S>>::from_request_parts(parts, state)
@@ -81,7 +81,7 @@ where
     T: Serialize + DeserializeOwned + Send + Sync + 'static,
     S: Send + Sync,
 {
-    type Rejection = KeygateRejection;
+    type Rejection = Rejection;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         Ok(Sessions(loaded::<T>(parts)?.gate.clone()))

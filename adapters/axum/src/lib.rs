@@ -8,8 +8,9 @@
 //! - the extractors [`Auth`] (a session is required: 401 otherwise), `Option<Auth<T>>` or
 //!   [`MaybeAuth`] (optional) and [`Sessions`] (to log in) read what the layer stored and
 //!   never call Redis again;
-//! - rejections are the JSON envelope `{"success":false,"errorMsg":"..."}` with 401 for a
-//!   missing, malformed, unknown or expired token and 503 when Redis is unavailable.
+//! - rejections ([`Rejection`]) are the JSON envelope `{"success":false,"errorMsg":"..."}`
+//!   with 401 for a missing, malformed, unknown or expired token and 503 when Redis is
+//!   unavailable; [`ApiError`] lets handlers use `?` on keygate's calls.
 //!
 //! ## Runnable example
 //!
@@ -71,13 +72,11 @@
 //!
 //! ## Session cookie (browsers)
 //!
-//! Opt in per gate: login through [`Sessions`] then also sets the cookie `token=<token>;
-//! Path=/; HttpOnly; SameSite=Lax; Secure` (with `Max-Age` when sessions have an absolute
-//! lifetime), `logout()` and `logout_everywhere()` clear it, and the layer appends that
-//! `Set-Cookie` header to the handler's response. Header and query tokens keep working. An
-//! unsafe request (`POST`, `PUT`, `PATCH`, `DELETE`, ...) authenticated by the cookie must
-//! carry an `Origin` (or `Referer`) on an allowed origin, by default the request's own
-//! host; otherwise [`Auth`] and [`MaybeAuth`] reject it with 403 before any Redis command.
+//! Opt in per gate with [`Keygate::with_cookie`]: login through [`Sessions`] then sets the
+//! session cookie, logout clears it (the layer appends the `Set-Cookie` header), and an
+//! unsafe request authenticated by the cookie must come from an allowed origin (403
+//! otherwise). The cookie's attributes and the origin check are the core's, the same in
+//! every adapter: see [`keygate::SessionCookie`].
 //!
 //! ```
 //! use axum::Router;
@@ -90,6 +89,20 @@
 //! let app: Router = Router::new().layer(KeygateLayer::new(gate));
 //! # Ok::<(), keygate_axum::Error>(())
 //! ```
+//!
+//! ## Features
+//!
+//! | feature | default | what |
+//! | --- | --- | --- |
+//! | `memory` | yes | the core's embedded in-memory backend, [`MemoryStore`] (development, tests, demos) |
+//! | `rate-limit` | yes | the shared rate limiter ([`keygate::rate_limit`]) and [`RateLimitLayer`] |
+//! | `cluster` | yes | Redis Cluster connections (`RedisOptions::cluster`) |
+//! | `sentinel` | yes | Redis Sentinel connections (`RedisOptions::sentinel`) |
+//! | `tls-rustls` | yes | TLS to Redis (`rediss://`) with rustls (pure Rust, `ring`) |
+//! | `tls-native-tls` | no | TLS to Redis (`rediss://`) with the platform's TLS library (native-tls) |
+//! | `codes` | yes | phone + SMS-code login in the core (`keygate::code`, `keygate::login`) |
+//! | `locks` | yes | the core's distributed lock (`keygate::lock`) |
+//! | `flash-sale` | yes | the core's flash sales (`keygate::flash_sale`) |
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -105,4 +118,4 @@ keygate::adapter_reexports!();
 pub use layer::{KeygateLayer, KeygateService};
 #[cfg(feature = "rate-limit")]
 pub use rate_limit::{RateLimitLayer, RateLimitService};
-pub use response::{ApiError, KeygateRejection};
+pub use response::{ApiError, Rejection};

@@ -8,9 +8,8 @@ use std::task::{Context, Poll};
 
 use axum::extract::ConnectInfo;
 use axum::extract::connect_info::MockConnectInfo;
-use axum_core::body::Body;
 use axum_core::response::Response;
-use http::{HeaderName, HeaderValue, Request, StatusCode, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Request};
 
 use crate::layer::Parts;
 use keygate::rate_limit::RateLimiter;
@@ -23,8 +22,9 @@ use tower_service::Service;
 /// `into_make_service_with_connect_info::<SocketAddr>()`), or by a key function. A request
 /// over the limit is answered 429 with `Retry-After` and the `RateLimit-*` headers and the
 /// JSON envelope `{"success":false,"errorMsg":"too many requests"}`, and the handler does
-/// not run; when the limiter's store fails, fail-open limiters let it through and
-/// fail-closed ones answer 503.
+/// not run; an allowed request's answer carries the `RateLimit-*` headers too. When the
+/// limiter's store fails, fail-open limiters let the request through (without those
+/// headers: nothing was decided) and fail-closed ones answer 503.
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -87,30 +87,21 @@ pub struct RateLimitService<S> {
 
 /// The response of a refusal.
 pub(crate) fn refusal_response(refusal: RateLimitRejection) -> Response {
-    let mut response = Response::new(Body::from(refusal.body));
-    *response.status_mut() =
-        StatusCode::from_u16(refusal.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    for (name, value) in refusal.headers {
-        if let Ok(value) = HeaderValue::from_str(&value) {
-            headers.insert(HeaderName::from_static(name_lower(name)), value);
-        }
-    }
+    let mut response = crate::response::json(refusal.status, refusal.body);
+    set_headers(response.headers_mut(), refusal.headers);
     response
 }
 
-/// The lowercase form `http` wants for static header names.
-fn name_lower(name: &'static str) -> &'static str {
-    match name {
-        "RateLimit-Limit" => "ratelimit-limit",
-        "RateLimit-Remaining" => "ratelimit-remaining",
-        "RateLimit-Reset" => "ratelimit-reset",
-        "Retry-After" => "retry-after",
-        _ => "x-ratelimit-unknown",
+/// Sets the core's rate-limit headers (`RateLimit-Limit`, ...; `http` keeps names in
+/// lowercase, which `HeaderName::from_bytes` makes of them).
+fn set_headers(headers: &mut HeaderMap, list: Vec<(&'static str, String)>) {
+    for (name, value) in list {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::try_from(value),
+        ) {
+            headers.insert(name, value);
+        }
     }
 }
 
@@ -146,7 +137,12 @@ where
         let policy = self.policy.clone();
         Box::pin(async move {
             match policy.admit(subject).await {
-                Ok(_) => inner.call(request).await,
+                Ok(decision) => {
+                    let mut response = inner.call(request).await?;
+                    let headers = keygate::adapter::rate_limit_headers(decision.as_ref());
+                    set_headers(response.headers_mut(), headers);
+                    Ok(response)
+                }
                 Err(refusal) => Ok(refusal_response(refusal)),
             }
         })

@@ -1,55 +1,80 @@
-//! Turning keygate's failures into poem responses: the JSON envelope with the right status.
+//! The adapter's two error types and their poem responses: the JSON envelope with the
+//! status the core chose, logged by the core's one policy when rendered.
 
-use keygate::web::Rejection;
 use poem::Response;
 use poem::error::ResponseError;
 use poem::http::StatusCode;
 
-/// The error type for handlers that call keygate: `?` turns a [`keygate::Error`] into it,
-/// and it answers [`keygate::Error::status`] (503 for backend trouble, 500 otherwise) with
-/// the JSON envelope of [`keygate::Error::body`], which never shows internals.
-///
-/// ```
-/// use keygate_poem::{ApiError, Auth, Envelope};
-/// use poem::{handler, web::Json};
-/// # #[derive(serde::Serialize, serde::Deserialize)] struct User { id: u64 }
-/// # impl keygate_poem::SessionUser for User { fn user_id(&self) -> keygate_poem::UserId { keygate_poem::UserId::from(self.id) } }
-///
-/// #[handler]
-/// async fn logout(auth: Auth<User>) -> Result<Json<Envelope<()>>, ApiError> {
-///     auth.logout().await?;
-///     Ok(Json(Envelope::done()))
-/// }
-/// ```
-#[derive(Debug)]
-pub struct ApiError(pub keygate::Error);
-
-impl From<keygate::Error> for ApiError {
-    fn from(error: keygate::Error) -> Self {
-        Self(error)
-    }
-}
-
-impl std::fmt::Display for ApiError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl std::error::Error for ApiError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.0)
-    }
+keygate::error_types! {
+    /// The error type for handlers that call keygate: `?` turns a [`keygate::Error`] into it,
+    /// and it answers [`keygate::Error::status`] (503 for backend trouble, 500 otherwise) with
+    /// the JSON envelope of [`keygate::Error::body`], which never shows internals. The detail
+    /// goes to the log by the core's one policy ([`keygate::adapter::report_error`]: backend
+    /// trouble at WARN at most once a second, anything else at ERROR).
+    ///
+    /// ```
+    /// use keygate_poem::{ApiError, Auth, Envelope};
+    /// use poem::{handler, web::Json};
+    /// # #[derive(serde::Serialize, serde::Deserialize)] struct User { id: u64 }
+    /// # impl keygate_poem::SessionUser for User { fn user_id(&self) -> keygate_poem::UserId { keygate_poem::UserId::from(self.id) } }
+    ///
+    /// #[handler]
+    /// async fn logout(auth: Auth<User>) -> Result<Json<Envelope<()>>, ApiError> {
+    ///     auth.logout().await?;
+    ///     Ok(Json(Envelope::done()))
+    /// }
+    /// ```
+    ApiError;
+    /// Why an extractor refused the request, the poem form of the core's
+    /// [`keygate::web::Rejection`]: 401 (no valid session), 403 (a cross-origin
+    /// cookie-authenticated unsafe request), 503 (backend unavailable) or 500 naming
+    /// [`KeygateMiddleware`](crate::KeygateMiddleware) when it is missing, with the JSON
+    /// envelope.
+    ///
+    /// The extractors [`Auth`](crate::Auth), [`MaybeAuth`](crate::MaybeAuth) and
+    /// [`Sessions`](crate::Sessions) fail with a `poem::Error` made of it, so an
+    /// application that re-shapes errors in its own `catch_error` recognises keygate's
+    /// with `error.is::<Rejection>()` or `error.downcast_ref::<Rejection>()`.
+    ///
+    /// ```
+    /// use keygate_poem::Rejection;
+    /// use poem::{Response, http::StatusCode};
+    ///
+    /// async fn answer_error(error: poem::Error) -> Response {
+    ///     match error.downcast_ref::<Rejection>() {
+    ///         Some(rejection) if rejection.status() == 401 => Response::builder()
+    ///             .status(StatusCode::UNAUTHORIZED)
+    ///             .body("please log in"),
+    ///         _ => error.into_response(), // keygate's envelope, or poem's own answer
+    ///     }
+    /// }
+    /// ```
+    Rejection;
 }
 
 impl ResponseError for ApiError {
     fn status(&self) -> StatusCode {
-        status(self.0.status())
+        status(ApiError::status(self))
     }
 
     fn as_response(&self) -> Response {
-        keygate::adapter::report_error(&self.0);
-        json_response(self.status(), self.0.body())
+        keygate::adapter::report_error(self.inner());
+        json_response(ResponseError::status(self), self.inner().body())
+    }
+}
+
+impl ResponseError for Rejection {
+    fn status(&self) -> StatusCode {
+        status(Rejection::status(self))
+    }
+
+    fn as_response(&self) -> Response {
+        let rejection = self.inner();
+        if let keygate::web::Rejection::MissingLayer(what) = rejection {
+            keygate::adapter::report_missing_component(what);
+        }
+        keygate::adapter::report_rejection(rejection);
+        json_response(ResponseError::status(self), rejection.body())
     }
 }
 
@@ -62,16 +87,4 @@ fn json_response(status: StatusCode, body: String) -> Response {
         .status(status)
         .content_type("application/json")
         .body(body)
-}
-
-/// The error an extractor returns for `rejection`: its status and JSON envelope. The
-/// [`Rejection`] rides along as the error's data (`error.data::<Rejection>()`), for
-/// applications that re-shape errors in their own `catch_error`.
-pub(crate) fn rejection_error(rejection: Rejection) -> poem::Error {
-    keygate::adapter::report_rejection(rejection);
-    let response = json_response(status(rejection.status()), rejection.body());
-    let mut error = poem::Error::from_response(response);
-    error.set_error_message(rejection.message());
-    error.set_data(rejection);
-    error
 }

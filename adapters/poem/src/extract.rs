@@ -2,20 +2,23 @@
 
 use keygate::Keygate;
 use keygate::adapter::Resolved;
-use keygate::web::Rejection;
 use poem::{FromRequest, Request, RequestBody, Result};
 
-use crate::error::rejection_error;
+use crate::Rejection;
 
 const MISSING_MIDDLEWARE: &str = "keygate-poem: KeygateMiddleware is not installed on this route \
      (add `.with(KeygateMiddleware::new(gate))` around it)";
 
+/// The 500 that says the middleware is missing.
+fn missing_middleware() -> poem::Error {
+    Rejection::from(keygate::web::Rejection::MissingLayer(MISSING_MIDDLEWARE)).into()
+}
+
 /// What the middleware stored for this request, or the 500 that says it is missing.
 fn resolved<T: Send + Sync + 'static>(req: &Request) -> Result<&Resolved<T>> {
-    req.extensions().get::<Resolved<T>>().ok_or_else(|| {
-        keygate::adapter::report_missing_component(MISSING_MIDDLEWARE);
-        rejection_error(Rejection::MissingLayer(MISSING_MIDDLEWARE))
-    })
+    req.extensions()
+        .get::<Resolved<T>>()
+        .ok_or_else(missing_middleware)
 }
 
 keygate::extractor_types! {
@@ -100,7 +103,7 @@ where
     async fn from_request(req: &'a Request, _body: &mut RequestBody) -> Result<Self> {
         match resolved::<T>(req)? {
             Ok(session) => Ok(Self(session.clone())),
-            Err(rejection) => Err(rejection_error(*rejection)),
+            Err(rejection) => Err(Rejection::from(*rejection).into()),
         }
     }
 }
@@ -112,7 +115,7 @@ where
     async fn from_request(req: &'a Request, _body: &mut RequestBody) -> Result<Self> {
         keygate::adapter::optional(resolved::<T>(req)?)
             .map(|session| Self(session.map(Auth)))
-            .map_err(rejection_error)
+            .map_err(|rejection| Rejection::from(rejection).into())
     }
 }
 
@@ -124,9 +127,6 @@ where
         req.extensions()
             .get::<Keygate<T>>()
             .map(|gate| Self(gate.clone()))
-            .ok_or_else(|| {
-                keygate::adapter::report_missing_component(MISSING_MIDDLEWARE);
-                rejection_error(Rejection::MissingLayer(MISSING_MIDDLEWARE))
-            })
+            .ok_or_else(missing_middleware)
     }
 }

@@ -6,15 +6,16 @@ use std::net::IpAddr;
 use crate::middleware::Parts;
 use keygate::rate_limit::RateLimiter;
 use keygate::web::{RateLimitPolicy, RateLimitRejection};
-use poem::http::StatusCode;
+use poem::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response, Result};
 
 /// Applies a [`RateLimiter`] to every request passing through it, keyed by the client IP
 /// (the connection's peer address), or by a policy's key function. A request over the
 /// limit is answered 429 with `Retry-After` and the `RateLimit-*` headers and the JSON
 /// envelope `{"success":false,"errorMsg":"too many requests"}`, and the handler does not
-/// run; when the limiter's store fails, fail-open limiters let it through and fail-closed
-/// ones answer 503.
+/// run; an allowed request's answer carries the `RateLimit-*` headers too. When the
+/// limiter's store fails, fail-open limiters let the request through (without those
+/// headers: nothing was decided) and fail-closed ones answer 503.
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -77,11 +78,19 @@ pub(crate) fn refusal_response(refusal: RateLimitRejection) -> Response {
     let status = StatusCode::from_u16(refusal.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = Response::builder()
         .status(status)
-        .content_type("application/json");
-    for (name, value) in refusal.headers {
-        response = response.header(name, value);
+        .content_type("application/json")
+        .body(refusal.body);
+    set_headers(response.headers_mut(), refusal.headers);
+    response
+}
+
+/// Sets the core's rate-limit headers (`RateLimit-Limit`, ...).
+fn set_headers(headers: &mut HeaderMap, list: Vec<(&'static str, String)>) {
+    for (name, value) in list {
+        if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
+            headers.insert(name, value);
+        }
     }
-    response.body(refusal.body)
 }
 
 impl<E: Endpoint> Endpoint for RateLimitEndpoint<E> {
@@ -91,7 +100,12 @@ impl<E: Endpoint> Endpoint for RateLimitEndpoint<E> {
         let peer = req.remote_addr().as_socket_addr().map(|addr| addr.ip());
         let subject = self.policy.subject(peer, &Parts::of(&req));
         match self.policy.admit(subject).await {
-            Ok(_) => Ok(self.inner.call(req).await?.into_response()),
+            Ok(decision) => {
+                let mut response = self.inner.call(req).await?.into_response();
+                let headers = keygate::adapter::rate_limit_headers(decision.as_ref());
+                set_headers(response.headers_mut(), headers);
+                Ok(response)
+            }
             Err(refusal) => Ok(refusal_response(refusal)),
         }
     }

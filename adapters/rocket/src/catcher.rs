@@ -23,8 +23,8 @@ pub(crate) fn note(request: &Request<'_>, rejection: Rejection) {
         .set(rejection);
 }
 
-/// The rejection a keygate guard made in this request, if any: what a catcher of your own
-/// can answer (`rejection.body()` is the JSON envelope).
+/// The rejection a keygate guard made in this request, if any, as the core's enum: what a
+/// catcher of your own can answer (`rejection.body()` is the JSON envelope).
 ///
 /// ```
 /// use keygate_rocket::rejection;

@@ -5,13 +5,13 @@ use std::sync::OnceLock;
 use keygate::Keygate;
 use keygate::serde::Serialize;
 use keygate::serde::de::DeserializeOwned;
-use keygate::web::Rejection;
+use keygate::web::Rejection as CoreRejection;
 use keygate::{adapter::Resolved, web::RequestParts};
 use rocket::request::{FromRequest, Outcome};
 use rocket::{Ignite, Request, Rocket, Sentinel};
 
 use crate::catcher::note;
-use crate::error::KeygateRejection;
+use crate::error::Rejection;
 
 const MISSING_FAIRING: &str = "keygate-rocket: KeygateFairing is not installed \
      (attach `KeygateFairing::new(gate)` to the rocket)";
@@ -24,19 +24,19 @@ struct Loaded<T>(Resolved<T>);
 struct RequestGate<T>(Option<Keygate<T>>);
 
 /// The gate the fairing put in managed state, or the rejection saying it is missing.
-fn gate<'r, T>(request: &'r Request<'_>) -> Result<&'r Keygate<T>, Rejection>
+fn gate<'r, T>(request: &'r Request<'_>) -> Result<&'r Keygate<T>, CoreRejection>
 where
     T: Send + Sync + 'static,
 {
     request.rocket().state::<Keygate<T>>().ok_or_else(|| {
         keygate::adapter::report_missing_component(MISSING_FAIRING);
-        Rejection::MissingLayer(MISSING_FAIRING)
+        CoreRejection::MissingLayer(MISSING_FAIRING)
     })
 }
 
 /// The gate for this request ([`Keygate::for_request`]), made once and cached: the managed
 /// gate itself when it has no session cookie (nothing to carry, nothing cached).
-fn request_gate<'r, T>(request: &'r Request<'_>) -> Result<&'r Keygate<T>, Rejection>
+fn request_gate<'r, T>(request: &'r Request<'_>) -> Result<&'r Keygate<T>, CoreRejection>
 where
     T: Send + Sync + 'static,
 {
@@ -63,7 +63,7 @@ where
 
 /// Reads the token and loads-and-touches the session, once per request: every keygate guard
 /// of the request shares the result through the request-local cache.
-async fn resolve<'r, T>(request: &'r Request<'_>) -> Result<&'r Resolved<T>, Rejection>
+async fn resolve<'r, T>(request: &'r Request<'_>) -> Result<&'r Resolved<T>, CoreRejection>
 where
     T: Serialize + DeserializeOwned + Send + Sync + 'static,
 {
@@ -75,11 +75,11 @@ where
 }
 
 /// A failed guard: notes the rejection for the catchers and errors with its status.
-fn reject<S>(request: &Request<'_>, rejection: Rejection) -> Outcome<S, KeygateRejection> {
+fn reject<S>(request: &Request<'_>, rejection: CoreRejection) -> Outcome<S, Rejection> {
     note(request, rejection);
     keygate::adapter::report_rejection(rejection);
-    let rejection = KeygateRejection(rejection);
-    Outcome::Error((rejection.status(), rejection))
+    let status = crate::error::status(rejection.status());
+    Outcome::Error((status, Rejection::from(rejection)))
 }
 
 /// Whether the fairing's managed state is missing (the sentinels' test).
@@ -218,7 +218,7 @@ impl<'r, T> FromRequest<'r> for Auth<T>
 where
     T: Serialize + DeserializeOwned + Send + Sync + 'static,
 {
-    type Error = KeygateRejection;
+    type Error = Rejection;
 
     async fn from_request(request: &'r Request<'_>) -> Outcome<Self, Self::Error> {
         match resolve::<T>(request).await {
@@ -240,7 +240,7 @@ impl<'r, T> FromRequest<'r> for MaybeAuth<T>
 where
     T: Serialize + DeserializeOwned + Send + Sync + 'static,
 {
-    type Error = KeygateRejection;
+    type Error = Rejection;
 
     async fn from_request(request: &'r Request<'_>) -> Outcome<Self, Self::Error> {
         match resolve::<T>(request)
@@ -264,7 +264,7 @@ impl<'r, T> FromRequest<'r> for Sessions<T>
 where
     T: Send + Sync + 'static,
 {
-    type Error = KeygateRejection;
+    type Error = Rejection;
 
     async fn from_request(request: &'r Request<'_>) -> Outcome<Self, Self::Error> {
         match request_gate::<T>(request) {

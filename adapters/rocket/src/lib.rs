@@ -23,7 +23,8 @@
 //!   configure), loads the session **and** resets its idle TTL in one Redis round trip, and
 //!   caches the outcome in the request-local cache; every other keygate guard of the
 //!   request reuses it. A missing or malformed token costs no Redis call.
-//! - [`ApiError`] lets handlers use `?` on keygate's calls (logout, login, ...).
+//! - [`ApiError`] lets handlers use `?` on keygate's calls (logout, login, ...);
+//!   [`Rejection`] is the guards' error.
 //!
 //! A route using a keygate guard refuses to launch when the fairing is missing: the guards
 //! are [`Sentinel`](rocket::Sentinel)s, so the mistake shows at start-up, not as a 500 at
@@ -33,11 +34,12 @@
 //!
 //! Every failure carries the JSON envelope `{"success":false,"errorMsg":"..."}` with
 //! `content-type: application/json`. A failing guard reaches Rocket only as a status, so
-//! the guard notes its [`Rejection`] in the request-local cache and the fairing's catchers
-//! (401, 403, 503, 500 at `/`) answer its message. A catcher you registered yourself for one of
-//! these codes at `/` is kept; [`rejection`] gives it keygate's message. A handler can also
-//! take `Result<Auth<T>, KeygateRejection>` and decide itself; [`KeygateRejection`] is a
-//! responder giving the same envelope.
+//! the guard notes its rejection (the core's [`keygate::web::Rejection`]) in the
+//! request-local cache and the fairing's catchers (401, 403, 503, 500 at `/`) answer its
+//! message. A catcher you registered yourself for one of these codes at `/` is kept;
+//! [`rejection`] gives it keygate's message. A handler can also take
+//! `Result<Auth<T>, Rejection>` and decide itself; [`Rejection`] is a responder giving the
+//! same envelope.
 //!
 //! ## Typed data
 //!
@@ -169,14 +171,11 @@
 //!
 //! ## Session cookie (browsers)
 //!
-//! Opt in per gate: login through [`Sessions`] then also sets the cookie `token=<token>;
-//! Path=/; HttpOnly; SameSite=Lax; Secure` (with `Max-Age` when sessions have an absolute
-//! lifetime), `logout()` and `logout_everywhere()` clear it, and the fairing
-//! (`on_response`) appends that `Set-Cookie` header to the handler's response. Header and
-//! query tokens keep working. An unsafe request (`POST`, `PUT`, `PATCH`, `DELETE`, ...)
-//! authenticated by the cookie must carry an `Origin` (or `Referer`) on an allowed origin,
-//! by default the request's own host; otherwise [`Auth`] and [`MaybeAuth`] reject it with
-//! 403 before any Redis command.
+//! Opt in per gate with [`Keygate::with_cookie`]: login through [`Sessions`] then sets the
+//! session cookie, logout clears it (the fairing appends the `Set-Cookie` header in
+//! `on_response`), and an unsafe request authenticated by the cookie must come from an
+//! allowed origin (403 otherwise). The cookie's attributes and the origin check are the
+//! core's, the same in every adapter: see [`keygate::SessionCookie`].
 //!
 //! ```
 //! use keygate_rocket::{Keygate, KeygateFairing, MemoryStore, SessionConfig, SessionCookie, SessionManager};
@@ -188,6 +187,20 @@
 //! let rocket = rocket::build().attach(KeygateFairing::new(gate));
 //! # Ok::<(), keygate_rocket::Error>(())
 //! ```
+//!
+//! ## Features
+//!
+//! | feature | default | what |
+//! | --- | --- | --- |
+//! | `memory` | yes | the core's embedded in-memory backend, [`MemoryStore`] (development, tests, demos) |
+//! | `rate-limit` | yes | the shared rate limiter ([`keygate::rate_limit`]) and [`RateLimitFairing`] with the [`RateLimited`] guard |
+//! | `cluster` | yes | Redis Cluster connections (`RedisOptions::cluster`) |
+//! | `sentinel` | yes | Redis Sentinel connections (`RedisOptions::sentinel`) |
+//! | `tls-rustls` | yes | TLS to Redis (`rediss://`) with rustls (pure Rust, `ring`) |
+//! | `tls-native-tls` | no | TLS to Redis (`rediss://`) with the platform's TLS library (native-tls) |
+//! | `codes` | yes | phone + SMS-code login in the core (`keygate::code`, `keygate::login`) |
+//! | `locks` | yes | the core's distributed lock (`keygate::lock`) |
+//! | `flash-sale` | yes | the core's flash sales (`keygate::flash_sale`) |
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -200,7 +213,7 @@ mod guard;
 mod rate_limit;
 
 pub use catcher::{catchers, rejection};
-pub use error::{ApiError, KeygateRejection};
+pub use error::{ApiError, Rejection};
 pub use fairing::KeygateFairing;
 pub use guard::{Auth, MaybeAuth, Sessions};
 #[cfg(feature = "rate-limit")]

@@ -10,7 +10,8 @@ use std::net::IpAddr;
 
 use crate::guard::Parts;
 use keygate::rate_limit::{RateLimitDecision, RateLimiter};
-use keygate::web::{Envelope, RateLimitPolicy, RateLimitRejection, Rejection, TOO_MANY_REQUESTS};
+use keygate::web::{Envelope, Rejection};
+use keygate::web::{RateLimitPolicy, RateLimitRejection, TOO_MANY_REQUESTS};
 use rocket::fairing::{self, Fairing, Info, Kind};
 use rocket::http::{ContentType, Header, Status};
 use rocket::request::{FromRequest, Outcome};
@@ -25,11 +26,13 @@ const MISSING_FAIRING: &str = "keygate-rocket: RateLimitFairing is not installed
 /// connection's peer address, `Request::remote`), and registers at `/` a 429 catcher that
 /// answers a refusal with `Retry-After`, the `RateLimit-*` headers and the JSON envelope
 /// `{"success":false,"errorMsg":"too many requests"}` (unless a 429 catcher is registered
-/// there already). One limiter per rocket.
+/// there already), and adds the `RateLimit-*` headers to the answer of an allowed request
+/// (`on_response`). One limiter per rocket.
 ///
-/// When the limiter's store fails, fail-open limiters let the request through and
-/// fail-closed ones fail the guard with 503, answered by keygate's 503 catcher
-/// ([`KeygateFairing`](crate::KeygateFairing)) when it is installed.
+/// When the limiter's store fails, fail-open limiters let the request through (without the
+/// `RateLimit-*` headers: nothing was decided) and fail-closed ones fail the guard with
+/// 503, answered by keygate's 503 catcher ([`KeygateFairing`](crate::KeygateFairing)) when
+/// it is installed.
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -81,7 +84,17 @@ impl Fairing for RateLimitFairing {
     fn info(&self) -> Info {
         Info {
             name: "keygate rate limit",
-            kind: Kind::Ignite,
+            kind: Kind::Ignite | Kind::Response,
+        }
+    }
+
+    async fn on_response<'r>(&self, request: &'r Request<'_>, response: &mut Response<'r>) {
+        // An allowed request's answer carries the budget too; a refusal's come from the
+        // catcher.
+        if let Some(Ok(decision)) = &request.local_cache(|| Checked(None)).0 {
+            for (name, value) in keygate::adapter::rate_limit_headers(decision.as_ref()) {
+                response.set_header(Header::new(name, value));
+            }
         }
     }
 

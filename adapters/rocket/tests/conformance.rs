@@ -2,16 +2,21 @@
 //! asynchronous local `Client`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 use std::time::Duration;
 
-use keygate_rocket::{ApiError, Auth, Envelope, Keygate, KeygateFairing, MaybeAuth, Sessions};
-use keygate_tests::adapter_suite::{Reply, TestApp};
+use keygate_rocket::keygate::web::RateLimitPolicy;
+use keygate_rocket::{
+    ApiError, Auth, Envelope, Keygate, KeygateFairing, MaybeAuth, RateLimitFairing, RateLimited,
+    Sessions,
+};
+use keygate_tests::adapter_suite::{OptionOnOutage, Reply, Runs, TestApp};
 use keygate_tests::fixtures::JavaUser;
 use rocket::http::{ContentType, Header, Method};
 use rocket::local::asynchronous::Client;
 use rocket::serde::json::Json;
-use rocket::{get, post, routes};
+use rocket::{State, get, post, routes};
 
 #[get("/me")]
 fn me(user: Auth<JavaUser>) -> Json<Envelope<JavaUser>> {
@@ -21,6 +26,11 @@ fn me(user: Auth<JavaUser>) -> Json<Envelope<JavaUser>> {
 #[get("/maybe")]
 fn maybe(user: MaybeAuth<JavaUser>) -> Json<Envelope<Option<u64>>> {
     Json(Envelope::ok(user.0.map(|u| u.id)))
+}
+
+#[get("/option")]
+fn option(user: Option<Auth<JavaUser>>) -> Json<Envelope<Option<u64>>> {
+    Json(Envelope::ok(user.map(|u| u.id)))
 }
 
 #[get("/two")]
@@ -48,6 +58,17 @@ async fn logout_all(user: Auth<JavaUser>) -> Result<Json<Envelope<u64>>, ApiErro
     Ok(Json(Envelope::ok(user.logout_everywhere().await?)))
 }
 
+#[get("/public")]
+fn public(runs: &State<Runs>) -> Json<Envelope<u64>> {
+    Json(Envelope::ok(runs.count()))
+}
+
+/// The rate-limit guard first: a refused request reaches no other guard.
+#[get("/limited")]
+fn limited(_limit: RateLimited, runs: &State<Runs>) -> Json<Envelope<u64>> {
+    Json(Envelope::ok(runs.ran()))
+}
+
 #[get("/error/backend")]
 fn backend_error() -> Result<(), ApiError> {
     Err(keygate::Error::Backend(keygate::BackendError::Timeout(Duration::from_secs(1))).into())
@@ -65,29 +86,34 @@ fn config_error() -> Result<(), ApiError> {
 
 /// The rocket: the fairing is attached once and covers every mount, `/nested` included
 /// (Rocket has no per-mount fairings, and a second `KeygateFairing` for the same user type
-/// refuses to ignite). There is no `/unprotected/me`: a rocket whose route needs `Auth`
-/// without the fairing does not launch (the guards are `Sentinel`s), so that request
-/// reaches no route.
+/// refuses to ignite). There is no `/unprotected/...`: a rocket whose route needs `Auth`
+/// without the fairing does not launch (the guards are `Sentinel`s), so those requests
+/// reach no route.
 struct RocketApp(Client);
 
-async fn make_app(gate: Keygate<JavaUser>) -> RocketApp {
+async fn make_app(gate: Keygate<JavaUser>, limit: RateLimitPolicy) -> RocketApp {
     let rocket = rocket::custom(rocket::Config::figment().merge(("log_level", "off")))
         .mount(
             "/",
             routes![
                 me,
                 maybe,
+                option,
                 two,
                 login,
                 logout,
                 logout_all,
+                public,
+                limited,
                 backend_error,
                 script_error,
                 config_error
             ],
         )
         .mount("/nested", routes![me])
-        .attach(KeygateFairing::new(gate));
+        .attach(KeygateFairing::new(gate))
+        .attach(RateLimitFairing::with_policy(limit))
+        .manage(Runs::default());
     RocketApp(Client::untracked(rocket).await.unwrap())
 }
 
@@ -97,8 +123,14 @@ impl TestApp for RocketApp {
         "KeygateFairing"
     }
 
-    async fn send(
+    fn option_auth_on_outage(&self) -> OptionOnOutage {
+        // Rocket's `Option<T>` guard turns any failure of `T` into `None`.
+        OptionOnOutage::Anonymous
+    }
+
+    async fn send_from(
         &self,
+        peer: Option<IpAddr>,
         method: &str,
         path: &str,
         headers: &[(&str, &str)],
@@ -112,6 +144,9 @@ impl TestApp for RocketApp {
         }
         if let Some(body) = body {
             request = request.header(ContentType::JSON).body(body);
+        }
+        if let Some(peer) = peer {
+            request = request.remote(SocketAddr::new(peer, 40000));
         }
         let response = request.dispatch().await;
         let status = response.status().code;

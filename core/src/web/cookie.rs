@@ -37,6 +37,33 @@ use crate::token::Token;
 /// assert_eq!(dev.clear_value(), "sid=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0");
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+///
+/// # In every adapter (browsers)
+///
+/// Opt in per gate with [`Keygate::with_cookie`](crate::Keygate::with_cookie): login
+/// through the adapter's `Sessions` extractor then also sets the cookie `token=<token>;
+/// Path=/; HttpOnly; SameSite=Lax; Secure` (with `Max-Age` when sessions have an absolute
+/// lifetime), `logout()` and `logout_everywhere()` clear it, and the adapter's loading
+/// component appends that `Set-Cookie` header to the handler's response (axum's
+/// `KeygateLayer`, the actix-web and poem `KeygateMiddleware`, Rocket's `KeygateFairing` in
+/// its `on_response`). Header and query tokens keep working.
+///
+/// An unsafe request (`POST`, `PUT`, `PATCH`, `DELETE`, ...) authenticated by the cookie
+/// must carry an `Origin` (or `Referer`) on an allowed origin, by default the request's own
+/// host ([`Keygate::with_allowed_origins`](crate::Keygate::with_allowed_origins) names
+/// others, for an app behind a proxy that rewrites `Host`); otherwise the adapter's `Auth`
+/// and `MaybeAuth` reject it with 403 before any Redis command (see [`AllowedOrigins`](crate::web::AllowedOrigins)).
+///
+/// ```
+/// use keygate::{Keygate, MemoryStore, SessionConfig, SessionCookie, SessionManager};
+/// # #[derive(serde::Serialize, serde::Deserialize)] struct User { id: u64 }
+/// let manager = SessionManager::<User>::new(MemoryStore::new(), SessionConfig::java_seed())?;
+/// let gate = Keygate::new(manager)
+///     .with_cookie(SessionCookie::new()) // `.with_secure(false)` for plain-HTTP development only
+///     .with_allowed_origins(["https://app.example"])?; // only behind a proxy rewriting `Host`
+/// // Give `gate` to the adapter's loading component.
+/// # Ok::<(), keygate::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionCookie {
     name: String,

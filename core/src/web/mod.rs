@@ -16,7 +16,7 @@ mod envelope;
 pub(crate) mod gate;
 mod origin;
 #[cfg(feature = "rate-limit")]
-mod rate_limit;
+pub(crate) mod rate_limit;
 mod rejection;
 pub(crate) mod report;
 mod transport;

@@ -202,6 +202,19 @@ impl RateLimitDecision {
     }
 }
 
+/// The `RateLimit-*` headers an adapter adds to an allowed answer of a rate-limited route
+/// ([`RateLimitDecision::headers`]): none
+/// for a request the policy's key function exempted (`None`), nor for one let through
+/// because the store failed and the limiter fails open (`degraded`: nothing was decided,
+/// so there is no budget to tell). A refusal carries its own headers
+/// ([`RateLimitRejection`]).
+pub fn rate_limit_headers(decision: Option<&RateLimitDecision>) -> Vec<(&'static str, String)> {
+    match decision {
+        Some(decision) if !decision.degraded => decision.headers(),
+        _ => Vec::new(),
+    }
+}
+
 /// The message of a refused request's envelope.
 pub const TOO_MANY_REQUESTS: &str = "too many requests";
 

@@ -86,7 +86,7 @@ impl IntoResponse for Json {
 /// Errors poem raises itself (no route, wrong method, ...) get the envelope too;
 /// keygate's rejections already carry it.
 async fn answer_error(error: poem::Error) -> Response {
-    if error.data::<Rejection>().is_some() {
+    if error.is::<Rejection>() {
         return error.into_response();
     }
     let status = error.status();
