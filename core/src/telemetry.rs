@@ -201,7 +201,12 @@ impl OpMetrics {
             elapsed_us = tracing::field::Empty
         );
         let started = Instant::now();
-        let result = work.instrument(span.clone()).await;
+        // A disabled span (no subscriber wants it) is not entered on every poll.
+        let result = if span.is_disabled() {
+            work.await
+        } else {
+            work.instrument(span.clone()).await
+        };
         let elapsed = started.elapsed();
         self.seconds.record(elapsed.as_secs_f64());
         if failed(&result) {
@@ -231,7 +236,12 @@ pub(crate) async fn load<T>(
         elapsed_us = tracing::field::Empty
     );
     let started = Instant::now();
-    let (result, outcome) = work.instrument(span.clone()).await;
+    // A disabled span (no subscriber wants it) is not entered on every poll.
+    let (result, outcome) = if span.is_disabled() {
+        work.await
+    } else {
+        work.instrument(span.clone()).await
+    };
     let elapsed = started.elapsed();
     metrics.record(outcome, elapsed);
     if !span.is_disabled() {
