@@ -138,11 +138,37 @@ pub struct RateLimitReport {
     pub http_duration: Duration,
     pub generator: String,
     pub http: FrameworkResult,
+    /// One address flooding over its limit.
+    pub flood: Vec<FloodRow>,
+}
+
+/// One address over its limit that keeps sending: how many script calls its refusals
+/// cost Redis (counted by Redis, `INFO commandstats`).
+#[derive(Debug, Clone)]
+pub struct FloodRow {
+    pub kind: Kind,
+    /// Concurrent callers (one sequential caller, or many at once).
+    pub callers: usize,
+    /// Checks made, and how many of them were refused.
+    pub checks: u64,
+    pub refused: u64,
+    /// `EVALSHA` + `EVAL` calls Redis counted during the flood.
+    pub script_calls: u64,
+    /// Checks per second.
+    pub per_sec: f64,
+}
+
+impl FloodRow {
+    /// Script calls per refused check (target: at most 0.01).
+    pub fn per_refused(&self) -> f64 {
+        self.script_calls as f64 / self.refused.max(1) as f64
+    }
 }
 
 pub fn run(options: &Options) -> Result<RateLimitReport> {
     let duration = options.duration.min(MAX_ROUND);
     let direct = direct(options.rounds, duration)?;
+    let flood = flood(duration)?;
     eprintln!("ratelimit: axum route with and without the limiter layer ...");
     let generator = Generator::choose(options.loadgen)?;
     let describe = generator.describe(options.connections);
@@ -164,7 +190,104 @@ pub fn run(options: &Options) -> Result<RateLimitReport> {
         http_duration: options.duration,
         generator: describe,
         http: http?,
+        flood,
     })
+}
+
+/// The address that floods.
+pub const FLOODER: &str = "ip:203.0.113.7";
+
+/// For each limit, one caller and [`FLOOD_CALLERS`] callers checking [`FLOODER`] for
+/// `duration` once its budget is spent, on a private Redis.
+fn flood(duration: Duration) -> Result<Vec<FloodRow>> {
+    eprintln!("ratelimit: one address flooding over its limit ...");
+    let redis = redis_admin::start()?;
+    let url = redis.url();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(WORKERS)
+        .enable_all()
+        .build()?;
+    let store = rt.block_on(RedisStore::connect(&url))?;
+    let mut admin = redis_admin::Admin::connect(&url)?;
+    let mut rows = Vec::new();
+    for kind in Kind::ALL {
+        for callers in [1, FLOOD_CALLERS] {
+            redis::cmd("FLUSHALL")
+                .exec(&mut redis::Client::open(url.as_str())?.get_connection()?)?;
+            let limiter = Arc::new(RateLimiter::new(store.clone(), kind.name(), kind.limit())?);
+            // Spend the budget: the flood is refused from its first check on.
+            rt.block_on(async {
+                for _ in 0..1_000 {
+                    if !limiter.check(FLOODER).await?.allowed {
+                        break;
+                    }
+                }
+                Ok::<_, keygate::Error>(())
+            })?;
+            admin.reset_stats()?;
+            let started = Instant::now();
+            let (checks, refused) = rt.block_on(flood_round(&limiter, callers, duration));
+            let elapsed = started.elapsed().as_secs_f64();
+            let script_calls = admin
+                .command_calls()?
+                .iter()
+                .filter(|(name, _)| name == "evalsha" || name == "eval")
+                .map(|(_, calls)| calls)
+                .sum();
+            let row = FloodRow {
+                kind,
+                callers,
+                checks,
+                refused,
+                script_calls,
+                per_sec: checks as f64 / elapsed.max(f64::EPSILON),
+            };
+            eprintln!(
+                "ratelimit:   flood {:<42} {:>2} callers {:>9.0}/s  {} refused, {} script calls ({:.4} per refusal)",
+                kind.label(),
+                callers,
+                row.per_sec,
+                row.refused,
+                row.script_calls,
+                row.per_refused()
+            );
+            rows.push(row);
+        }
+    }
+    drop(rt);
+    drop(redis);
+    Ok(rows)
+}
+
+/// Concurrent callers of the flood.
+pub const FLOOD_CALLERS: usize = 32;
+
+/// `callers` tasks checking [`FLOODER`] for `duration`: (checks, refused).
+async fn flood_round(limiter: &Arc<RateLimiter>, callers: usize, duration: Duration) -> (u64, u64) {
+    let deadline = Instant::now() + duration;
+    let tasks: Vec<_> = (0..callers)
+        .map(|_| {
+            let limiter = Arc::clone(limiter);
+            tokio::spawn(async move {
+                let (mut checks, mut refused) = (0u64, 0u64);
+                while Instant::now() < deadline {
+                    checks += 1;
+                    if matches!(limiter.check(FLOODER).await, Ok(d) if !d.allowed) {
+                        refused += 1;
+                    }
+                }
+                (checks, refused)
+            })
+        })
+        .collect();
+    let mut total = (0, 0);
+    for task in tasks {
+        if let Ok((checks, refused)) = task.await {
+            total.0 += checks;
+            total.1 += refused;
+        }
+    }
+    total
 }
 
 /// `RateLimiter::check` against `redis-benchmark ... EVALSHA`, alternating, on one private

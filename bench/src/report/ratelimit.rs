@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use crate::ratelimit_bench::{CALLERS, RateLimitReport, SUBJECTS};
+use crate::ratelimit_bench::{CALLERS, FLOOD_CALLERS, FLOODER, RateLimitReport, SUBJECTS};
 use crate::servers::{RATE_LIMITED, Variant};
 use crate::stats::median;
 
@@ -15,6 +15,7 @@ const GETEX_TARGET: f64 = 0.9;
 
 pub fn markdown(md: &mut String, r: &RateLimitReport) {
     let _ = writeln!(md, "## Rate limiter\n");
+    flood_markdown(md, r);
     let _ = writeln!(
         md,
         "Decisions per second with {CALLERS} concurrent callers over {SUBJECTS} subjects \
@@ -110,6 +111,36 @@ pub fn markdown(md: &mut String, r: &RateLimitReport) {
             limited.label(fw.framework),
             ratio.map_or("–".to_owned(), |x| format!("{x:.2}×")),
             verdict(ratio.map(|x| x >= GETEX_TARGET))
+        );
+    }
+    let _ = writeln!(md);
+}
+
+/// One address flooding over its limit: script calls per refused check.
+fn flood_markdown(md: &mut String, r: &RateLimitReport) {
+    let _ = writeln!(
+        md,
+        "One address over its limit that keeps sending (`{FLOODER}`, budget spent first): \
+         `RateLimiter::check` from one sequential caller and from {FLOOD_CALLERS} at once for \
+         {:.1} s; script calls counted by Redis (`INFO commandstats`, `evalsha` + `eval`). \
+         Target: at most 0.01 script calls per refused check.\n",
+        r.duration.as_secs_f64()
+    );
+    let _ = writeln!(
+        md,
+        "| limit | callers | checks/s | refused | script calls | per refused check |"
+    );
+    let _ = writeln!(md, "| --- | ---: | ---: | ---: | ---: | ---: |");
+    for row in &r.flood {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {:.0} | {} | {} | {:.4} |",
+            row.kind.label(),
+            row.callers,
+            row.per_sec,
+            row.refused,
+            row.script_calls,
+            row.per_refused()
         );
     }
     let _ = writeln!(md);
