@@ -274,6 +274,11 @@ macro_rules! __adapter_scenarios {
             java_gate,
             ip_limit
         );
+        $callback!(
+            rate_limit_reads_every_forwarded_for_line,
+            java_gate,
+            ip_limit
+        );
         $callback!(rate_limit_fails_closed_with_503, java_gate, ip_limit);
         $callback!(rate_limit_fails_open, java_gate, open_ip_limit);
         $callback!(rate_limit_keys_by_a_key_function, java_gate, key_limit);
@@ -1333,6 +1338,30 @@ pub async fn rate_limit_honours_forwarded_for_only_from_a_trusted_proxy(
             "keygate:rate:{suite:ip:203.0.113.5}",
         ]
     );
+}
+
+/// `X-Forwarded-For` sent as several header lines is one list, the lines in order: behind a
+/// trusted proxy that appends a line of its own (HAProxy's `option forwardfor`), the
+/// client's own line cannot pick its subject; the address the proxy appended (the
+/// rightmost one that is not a trusted proxy, across all lines) is counted.
+pub async fn rate_limit_reads_every_forwarded_for_line(
+    app: &impl TestApp,
+    server: &mut RedisServer,
+) {
+    for (i, fake) in ["198.51.100.20", "198.51.100.21", "198.51.100.22"]
+        .into_iter()
+        .enumerate()
+    {
+        let headers = [
+            ("x-forwarded-for", fake),
+            ("x-forwarded-for", "203.0.113.77"),
+        ];
+        let reply = limited(app, PROXY, &headers).await;
+        let expected = if i < 2 { 200 } else { 429 };
+        assert_eq!(reply.status, expected, "claiming {fake}, {i}: {reply:?}");
+    }
+    assert_eq!(runs(app).await, 2);
+    assert_eq!(rate_keys(server), ["keygate:rate:{suite:ip:203.0.113.77}"]);
 }
 
 /// A fail-closed limiter whose Redis is down answers 503 with the core's envelope and

@@ -2,6 +2,7 @@
 //! (the client IP by default, or a key function), and what is answered instead of the
 //! handler when the limiter refuses (429 with `Retry-After` and the `RateLimit-*` headers).
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -65,9 +66,10 @@ impl RateLimitPolicy {
         }
     }
 
-    /// Trusts these proxies' `X-Forwarded-For` (its first header line): when the peer is
-    /// one of them, the client IP is the rightmost address of the header that is not one
-    /// of them ([`client_ip`]). Never list an address clients can connect from directly.
+    /// Trusts these proxies' `X-Forwarded-For` (all its header lines, in order, as one
+    /// list): when the peer is one of them, the client IP is the rightmost address of the
+    /// header that is not one of them ([`client_ip`]). Never list an address clients can
+    /// connect from directly.
     pub fn with_trusted_proxies(mut self, proxies: impl IntoIterator<Item = IpAddr>) -> Self {
         Arc::make_mut(&mut self.shared).trusted = proxies.into_iter().collect();
         self
@@ -90,10 +92,13 @@ impl RateLimitPolicy {
 
     /// The subject a request counts against (`None`: not counted).
     pub fn subject(&self, peer: Option<IpAddr>, request: &dyn RequestParts) -> Option<String> {
-        let forwarded = request
-            .header("x-forwarded-for")
-            .and_then(|v| std::str::from_utf8(v).ok());
-        let client = peer.map(|peer| client_ip(peer, forwarded, &self.shared.trusted));
+        let client = peer.map(|peer| {
+            if self.shared.trusted.is_empty() {
+                return peer;
+            }
+            let forwarded = forwarded_for(request);
+            client_ip(peer, forwarded.as_deref(), &self.shared.trusted)
+        });
         match &self.shared.key {
             Some(key) => key(&KeyInput {
                 peer,
@@ -123,6 +128,23 @@ impl RateLimitPolicy {
             Err(error) => Err(RateLimitRejection::error(&error)),
         }
     }
+}
+
+/// Every line of `X-Forwarded-For`, in order, joined by commas: one list, as a proxy that
+/// appends a line of its own (HAProxy's `option forwardfor`) means it. A line that is not
+/// UTF-8 becomes a hop that does not parse (the walk stops there).
+fn forwarded_for(request: &dyn RequestParts) -> Option<Cow<'_, str>> {
+    const NAME: &str = "x-forwarded-for";
+    let first = request.header_at(NAME, 0)?;
+    let Some(second) = request.header_at(NAME, 1) else {
+        return Some(String::from_utf8_lossy(first));
+    };
+    let mut joined = String::from_utf8_lossy(first).into_owned();
+    for line in [second].into_iter().chain((2..).map_while(|i| request.header_at(NAME, i))) {
+        joined.push(',');
+        joined.push_str(&String::from_utf8_lossy(line));
+    }
+    Some(Cow::Owned(joined))
 }
 
 /// `ip:<address>`, as `format!("ip:{ip}")` writes it; IPv4 without the formatting
@@ -287,6 +309,37 @@ mod tests {
         );
         assert_eq!(client_ip(proxy, Some("junk"), &[proxy]), proxy);
         assert_eq!(client_ip(proxy, None, &[proxy]), proxy);
+    }
+
+    /// A proxy that appends a header line of its own (HAProxy's `option forwardfor`): the
+    /// lines are one list, so the client's own line cannot pick the subject.
+    #[test]
+    #[cfg(feature = "memory")]
+    fn every_forwarded_for_line_is_read_in_order() {
+        use crate::web::transport::TestRequest;
+
+        let store = crate::MemoryStore::new();
+        let limiter = RateLimiter::new(store, "t", crate::rate_limit::Quota::per_minute(1));
+        let Ok(limiter) = limiter else {
+            panic!("a valid limiter");
+        };
+        let proxy = IpAddr::from([10, 0, 0, 1]);
+        let policy = RateLimitPolicy::new(limiter).with_trusted_proxies([proxy]);
+        let request = TestRequest::new("GET")
+            .header("x-forwarded-for", "6.6.6.6")
+            .header("x-forwarded-for", "198.51.100.7, 10.0.0.1");
+        assert_eq!(
+            policy.subject(Some(proxy), &request).as_deref(),
+            Some("ip:198.51.100.7")
+        );
+        let garbage = TestRequest::new("GET")
+            .header("x-forwarded-for", "198.51.100.7")
+            .header("x-forwarded-for", [0xff, 0xfe]);
+        assert_eq!(
+            policy.subject(Some(proxy), &garbage).as_deref(),
+            Some("ip:10.0.0.1"),
+            "a line that is not text stops the walk"
+        );
     }
 
     #[test]
