@@ -59,7 +59,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use keygate::rate_limit::{FailureMode, Quota, RateLimiter};
-use keygate::web::RateLimitPolicy;
+use keygate::web::{IpNet, RateLimitPolicy};
 use keygate::web::Rejection;
 use keygate::{RedisOptions, RedisStore};
 use serde_json::{Value, json};
@@ -351,8 +351,14 @@ macro_rules! __adapter_conformance {
 
 // ---- the rate-limit policies of `/limited` ----
 
-/// The proxy [`ip_limit`] and [`open_ip_limit`] trust.
+/// A proxy [`ip_limit`] and [`open_ip_limit`] trust: they trust the range `10.0.0.0/24`
+/// ([`trusted_proxies`]).
 pub const PROXY: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 1));
+
+/// The proxies [`ip_limit`] and [`open_ip_limit`] trust: `10.0.0.0/24`.
+pub fn trusted_proxies() -> IpNet {
+    "10.0.0.0/24".parse().expect("a CIDR range")
+}
 
 /// The rate limiter of the policies: 2 a minute (at most 2 at once, one more every 30 s),
 /// named `suite`, on a store of its own on the private Redis.
@@ -367,15 +373,17 @@ async fn limiter(server: &RedisServer, failure: FailureMode) -> RateLimiter {
         .with_failure_mode(failure)
 }
 
-/// Each client IP 2 a minute, trusting [`PROXY`]'s `X-Forwarded-For`; fails closed (503)
-/// when Redis is down.
+/// Each client IP 2 a minute, trusting the `X-Forwarded-For` of the proxies in
+/// [`trusted_proxies`]; fails closed (503) when Redis is down.
 pub async fn ip_limit(server: &RedisServer) -> RateLimitPolicy {
-    RateLimitPolicy::new(limiter(server, FailureMode::Closed).await).with_trusted_proxies([PROXY])
+    RateLimitPolicy::new(limiter(server, FailureMode::Closed).await)
+        .with_trusted_proxies([trusted_proxies()])
 }
 
 /// As [`ip_limit`], failing open: while Redis is down requests pass uncounted.
 pub async fn open_ip_limit(server: &RedisServer) -> RateLimitPolicy {
-    RateLimitPolicy::new(limiter(server, FailureMode::Open).await).with_trusted_proxies([PROXY])
+    RateLimitPolicy::new(limiter(server, FailureMode::Open).await)
+        .with_trusted_proxies([trusted_proxies()])
 }
 
 /// The header [`key_limit`] keys requests by.
@@ -1343,7 +1351,7 @@ pub async fn rate_limit_honours_forwarded_for_only_from_a_trusted_proxy(
 /// `X-Forwarded-For` sent as several header lines is one list, the lines in order: behind a
 /// trusted proxy that appends a line of its own (HAProxy's `option forwardfor`), the
 /// client's own line cannot pick its subject; the address the proxy appended (the
-/// rightmost one that is not a trusted proxy, across all lines) is counted.
+/// rightmost one that is not inside a trusted range, across all lines) is counted.
 pub async fn rate_limit_reads_every_forwarded_for_line(
     app: &impl TestApp,
     server: &mut RedisServer,
@@ -1354,7 +1362,7 @@ pub async fn rate_limit_reads_every_forwarded_for_line(
     {
         let headers = [
             ("x-forwarded-for", fake),
-            ("x-forwarded-for", "203.0.113.77"),
+            ("x-forwarded-for", "203.0.113.77, 10.0.0.2"),
         ];
         let reply = limited(app, PROXY, &headers).await;
         let expected = if i < 2 { 200 } else { 429 };

@@ -2,7 +2,6 @@
 //! handler runs.
 
 use std::future::{Ready, ready};
-use std::net::IpAddr;
 use std::rc::Rc;
 
 use actix_web::HttpResponse;
@@ -14,7 +13,7 @@ use futures_util::future::LocalBoxFuture;
 
 use crate::middleware::Parts;
 use keygate::rate_limit::RateLimiter;
-use keygate::web::{RateLimitPolicy, RateLimitRejection};
+use keygate::web::{IpNet, RateLimitPolicy, RateLimitRejection};
 
 /// Applies a [`RateLimiter`] to every request it wraps, keyed by the client IP (the
 /// connection's peer address), or by a policy's key function. A request over the limit is
@@ -56,9 +55,13 @@ impl RateLimitMiddleware {
         Self { policy }
     }
 
-    /// Trusts these proxies' `X-Forwarded-For` (see
+    /// Trusts the proxies in these CIDR ranges ([`IpNet`], or plain [`IpAddr`](std::net::IpAddr)s)
+    /// to tell the client's address in `X-Forwarded-For` (see
     /// [`RateLimitPolicy::with_trusted_proxies`]).
-    pub fn with_trusted_proxies(self, proxies: impl IntoIterator<Item = IpAddr>) -> Self {
+    pub fn with_trusted_proxies(
+        self,
+        proxies: impl IntoIterator<Item = impl Into<IpNet>>,
+    ) -> Self {
         Self {
             policy: self.policy.with_trusted_proxies(proxies),
         }

@@ -2,7 +2,7 @@
 //! runs.
 
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -13,7 +13,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Request};
 
 use crate::layer::Parts;
 use keygate::rate_limit::RateLimiter;
-use keygate::web::{RateLimitPolicy, RateLimitRejection};
+use keygate::web::{IpNet, RateLimitPolicy, RateLimitRejection};
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -32,12 +32,13 @@ use tower_service::Service;
 /// use keygate_axum::RateLimitLayer;
 /// use keygate_axum::keygate::RedisStore;
 /// use keygate_axum::keygate::rate_limit::{Quota, RateLimiter};
+/// use keygate_axum::keygate::web::IpNet;
 ///
 /// let store = RedisStore::connect("redis://127.0.0.1:6379/0").await?;
 /// let limiter = RateLimiter::new(store, "login", Quota::per_minute(30))?;
 /// let app: Router = Router::new()
 ///     .route("/user/code", post(|| async { "sent" }))
-///     .route_layer(RateLimitLayer::new(limiter).with_trusted_proxies(["10.0.0.1".parse()?]));
+///     .route_layer(RateLimitLayer::new(limiter).with_trusted_proxies(["10.0.0.0/24".parse::<IpNet>()?]));
 /// let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
 /// axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>()).await?;
 /// # Ok(()) }
@@ -58,9 +59,13 @@ impl RateLimitLayer {
         Self { policy }
     }
 
-    /// Trusts these proxies' `X-Forwarded-For` (see
+    /// Trusts the proxies in these CIDR ranges ([`IpNet`], or plain [`IpAddr`](std::net::IpAddr)s)
+    /// to tell the client's address in `X-Forwarded-For` (see
     /// [`RateLimitPolicy::with_trusted_proxies`]).
-    pub fn with_trusted_proxies(self, proxies: impl IntoIterator<Item = IpAddr>) -> Self {
+    pub fn with_trusted_proxies(
+        self,
+        proxies: impl IntoIterator<Item = impl Into<IpNet>>,
+    ) -> Self {
         Self {
             policy: self.policy.with_trusted_proxies(proxies),
         }

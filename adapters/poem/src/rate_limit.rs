@@ -1,11 +1,9 @@
 //! The rate-limit middleware: refuses requests over a [`RateLimiter`]'s quota before the
 //! handler runs.
 
-use std::net::IpAddr;
-
 use crate::middleware::Parts;
 use keygate::rate_limit::RateLimiter;
-use keygate::web::{RateLimitPolicy, RateLimitRejection};
+use keygate::web::{IpNet, RateLimitPolicy, RateLimitRejection};
 use poem::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response, Result};
 
@@ -46,9 +44,13 @@ impl RateLimitMiddleware {
         Self { policy }
     }
 
-    /// Trusts these proxies' `X-Forwarded-For` (see
+    /// Trusts the proxies in these CIDR ranges ([`IpNet`], or plain [`IpAddr`](std::net::IpAddr)s)
+    /// to tell the client's address in `X-Forwarded-For` (see
     /// [`RateLimitPolicy::with_trusted_proxies`]).
-    pub fn with_trusted_proxies(self, proxies: impl IntoIterator<Item = IpAddr>) -> Self {
+    pub fn with_trusted_proxies(
+        self,
+        proxies: impl IntoIterator<Item = impl Into<IpNet>>,
+    ) -> Self {
         Self {
             policy: self.policy.with_trusted_proxies(proxies),
         }

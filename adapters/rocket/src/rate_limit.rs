@@ -6,12 +6,10 @@
 //! to right, data guards after them), and a refused request reaches neither the other
 //! guards nor the body nor the handler.
 
-use std::net::IpAddr;
-
 use crate::guard::Parts;
 use keygate::rate_limit::{RateLimitDecision, RateLimiter};
 use keygate::web::{Envelope, Rejection};
-use keygate::web::{RateLimitPolicy, RateLimitRejection, TOO_MANY_REQUESTS};
+use keygate::web::{IpNet, RateLimitPolicy, RateLimitRejection, TOO_MANY_REQUESTS};
 use rocket::fairing::{self, Fairing, Info, Kind};
 use rocket::http::{ContentType, Header, Status};
 use rocket::request::{FromRequest, Outcome};
@@ -67,9 +65,13 @@ impl RateLimitFairing {
         Self { policy }
     }
 
-    /// Trusts these proxies' `X-Forwarded-For` (see
+    /// Trusts the proxies in these CIDR ranges ([`IpNet`], or plain [`IpAddr`](std::net::IpAddr)s)
+    /// to tell the client's address in `X-Forwarded-For` (see
     /// [`RateLimitPolicy::with_trusted_proxies`]).
-    pub fn with_trusted_proxies(self, proxies: impl IntoIterator<Item = IpAddr>) -> Self {
+    pub fn with_trusted_proxies(
+        self,
+        proxies: impl IntoIterator<Item = impl Into<IpNet>>,
+    ) -> Self {
         Self {
             policy: self.policy.with_trusted_proxies(proxies),
         }

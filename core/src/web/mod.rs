@@ -25,6 +25,10 @@ pub use self::cookie::{DEFAULT_COOKIE_NAME, SessionCookie};
 pub use self::envelope::Envelope;
 pub use self::gate::{CurrentSession, Keygate};
 pub use self::origin::{AllowedOrigins, is_unsafe_method};
+/// A CIDR range (or a single address) of trusted proxies, from the `ipnet` crate:
+/// `"10.0.0.0/8".parse::<IpNet>()`, or `IpNet::from(ip)`.
+#[cfg(feature = "rate-limit")]
+pub use ipnet::IpNet;
 #[cfg(feature = "rate-limit")]
 pub use self::rate_limit::{
     KeyInput, RateLimitPolicy, RateLimitRejection, TOO_MANY_REQUESTS, client_ip,

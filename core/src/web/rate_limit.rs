@@ -6,6 +6,8 @@ use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use ipnet::IpNet;
+
 use super::envelope::Envelope;
 use super::report::report_error;
 use super::transport::RequestParts;
@@ -39,7 +41,7 @@ pub struct RateLimitPolicy {
 #[derive(Clone)]
 struct Shared {
     limiter: RateLimiter,
-    trusted: Arc<[IpAddr]>,
+    trusted: Arc<[IpNet]>,
     key: Option<Arc<KeyFn>>,
 }
 
@@ -66,12 +68,17 @@ impl RateLimitPolicy {
         }
     }
 
-    /// Trusts these proxies' `X-Forwarded-For` (all its header lines, in order, as one
-    /// list): when the peer is one of them, the client IP is the rightmost address of the
-    /// header that is not one of them ([`client_ip`]). Never list an address clients can
-    /// connect from directly.
-    pub fn with_trusted_proxies(mut self, proxies: impl IntoIterator<Item = IpAddr>) -> Self {
-        Arc::make_mut(&mut self.shared).trusted = proxies.into_iter().collect();
+    /// Trusts the proxies in these CIDR ranges ([`IpNet`]; a plain [`IpAddr`] is a range of
+    /// one) to tell the client's address in `X-Forwarded-For` (all its header lines, in
+    /// order, as one list): when the peer is inside one of them, the client IP is the
+    /// rightmost address of the header that is not ([`client_ip`]). Never list a range
+    /// clients can connect from directly. Replaces the ranges given before.
+    pub fn with_trusted_proxies(
+        mut self,
+        proxies: impl IntoIterator<Item = impl Into<IpNet>>,
+    ) -> Self {
+        Arc::make_mut(&mut self.shared).trusted =
+            proxies.into_iter().map(|net| net.into().trunc()).collect();
         self
     }
 
@@ -175,13 +182,14 @@ fn ip_subject(ip: IpAddr) -> String {
     subject
 }
 
-/// The client's IP for rate limiting: the connection's `peer`, unless `peer` is one of the
-/// `trusted` proxies; then the rightmost address of `X-Forwarded-For` (`forwarded_for`,
-/// the header's values joined by commas) that is not a trusted proxy. A malformed hop
-/// stops the walk at the last trusted address seen, so a client cannot pick its key by
-/// sending garbage.
-pub fn client_ip(peer: IpAddr, forwarded_for: Option<&str>, trusted: &[IpAddr]) -> IpAddr {
-    if !trusted.contains(&peer) {
+/// The client's IP for rate limiting: the connection's `peer`, unless `peer` is inside one
+/// of the `trusted` proxy ranges; then the rightmost address of `X-Forwarded-For`
+/// (`forwarded_for`, the header's lines joined by commas) that is not inside one. A
+/// malformed hop stops the walk at the last trusted address seen, so a client cannot pick
+/// its key by sending garbage.
+pub fn client_ip(peer: IpAddr, forwarded_for: Option<&str>, trusted: &[IpNet]) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(&peer) {
         return peer;
     }
     let mut client = peer;
@@ -191,7 +199,7 @@ pub fn client_ip(peer: IpAddr, forwarded_for: Option<&str>, trusted: &[IpAddr]) 
                 break;
             };
             client = ip;
-            if !trusted.contains(&ip) {
+            if !is_trusted(&ip) {
                 break;
             }
         }
@@ -298,17 +306,18 @@ mod tests {
         let proxy: IpAddr = "10.0.0.1".parse().unwrap_or(IpAddr::from([0, 0, 0, 0]));
         let peer: IpAddr = "203.0.113.9".parse().unwrap_or(IpAddr::from([0, 0, 0, 0]));
         let xff = Some("1.1.1.1, 198.51.100.7");
-        assert_eq!(client_ip(peer, xff, &[proxy]), peer);
+        let trusted = [IpNet::from(proxy)];
+        assert_eq!(client_ip(peer, xff, &trusted), peer);
         assert_eq!(
-            client_ip(proxy, xff, &[proxy]),
+            client_ip(proxy, xff, &trusted),
             IpAddr::from([198, 51, 100, 7])
         );
         assert_eq!(
-            client_ip(proxy, Some("198.51.100.7, 10.0.0.1"), &[proxy]),
+            client_ip(proxy, Some("198.51.100.7, 10.0.0.1"), &trusted),
             IpAddr::from([198, 51, 100, 7])
         );
-        assert_eq!(client_ip(proxy, Some("junk"), &[proxy]), proxy);
-        assert_eq!(client_ip(proxy, None, &[proxy]), proxy);
+        assert_eq!(client_ip(proxy, Some("junk"), &trusted), proxy);
+        assert_eq!(client_ip(proxy, None, &trusted), proxy);
     }
 
     /// A proxy that appends a header line of its own (HAProxy's `option forwardfor`): the
@@ -340,6 +349,53 @@ mod tests {
             Some("ip:10.0.0.1"),
             "a line that is not text stops the walk"
         );
+    }
+
+    fn net(text: &str) -> IpNet {
+        text.parse().unwrap_or_else(|_| panic!("a CIDR range: {text}"))
+    }
+
+    /// Trusted proxies are CIDR ranges: the walk from the right skips every address inside
+    /// any of them, and a peer inside one is a proxy.
+    #[test]
+    fn trusted_proxies_are_ranges() {
+        let trusted = [net("10.0.0.0/8"), net("2001:db8:ffff::/48")];
+        let xff = "198.51.100.7, 10.1.2.3, 2001:db8:ffff:1::9, 10.200.0.1";
+        assert_eq!(
+            client_ip(IpAddr::from([10, 9, 9, 9]), Some(xff), &trusted),
+            IpAddr::from([198, 51, 100, 7])
+        );
+        let outside = IpAddr::from([11, 0, 0, 1]);
+        assert_eq!(client_ip(outside, Some(xff), &trusted), outside);
+    }
+
+    /// Plain addresses still name single proxies.
+    #[test]
+    #[cfg(feature = "memory")]
+    fn plain_addresses_and_ranges_are_both_accepted() {
+        let limiter =
+            RateLimiter::new(crate::MemoryStore::new(), "t", crate::rate_limit::Quota::per_minute(1));
+        let Ok(limiter) = limiter else {
+            panic!("a valid limiter");
+        };
+        let request = crate::web::transport::TestRequest::new("GET")
+            .header("x-forwarded-for", "198.51.100.7");
+        let single = RateLimitPolicy::new(limiter.clone())
+            .with_trusted_proxies([IpAddr::from([10, 0, 0, 1])]);
+        let range = RateLimitPolicy::new(limiter).with_trusted_proxies([net("10.0.0.0/24")]);
+        for peer in [[10, 0, 0, 1], [10, 0, 0, 2]] {
+            let peer = IpAddr::from(peer);
+            let expected = if peer == IpAddr::from([10, 0, 0, 1]) {
+                "ip:198.51.100.7".to_owned()
+            } else {
+                format!("ip:{peer}")
+            };
+            assert_eq!(single.subject(Some(peer), &request), Some(expected));
+            assert_eq!(
+                range.subject(Some(peer), &request).as_deref(),
+                Some("ip:198.51.100.7")
+            );
+        }
     }
 
     #[test]
