@@ -59,8 +59,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use keygate::rate_limit::{FailureMode, Quota, RateLimiter};
-use keygate::web::{IpNet, RateLimitPolicy};
 use keygate::web::Rejection;
+use keygate::web::{IpNet, RateLimitPolicy};
 use keygate::{RedisOptions, RedisStore};
 use serde_json::{Value, json};
 
@@ -276,6 +276,11 @@ macro_rules! __adapter_scenarios {
         );
         $callback!(
             rate_limit_reads_every_forwarded_for_line,
+            java_gate,
+            ip_limit
+        );
+        $callback!(
+            rate_limit_counts_ipv6_per_64_and_mapped_ipv4_as_ipv4,
             java_gate,
             ip_limit
         );
@@ -1370,6 +1375,44 @@ pub async fn rate_limit_reads_every_forwarded_for_line(
     }
     assert_eq!(runs(app).await, 2);
     assert_eq!(rate_keys(server), ["keygate:rate:{suite:ip:203.0.113.77}"]);
+}
+
+/// IPv6 clients count per /64 (the default prefix): two addresses of one /64 share a
+/// budget, another /64 has its own. An IPv4 client seen through a dual-stack socket
+/// (`::ffff:a.b.c.d`) is that IPv4 client, as a peer, as a trusted proxy and in
+/// `X-Forwarded-For`.
+pub async fn rate_limit_counts_ipv6_per_64_and_mapped_ipv4_as_ipv4(
+    app: &impl TestApp,
+    server: &mut RedisServer,
+) {
+    for (peer, expected) in [
+        ("2001:db8:1:2::a", 200),
+        ("2001:db8:1:2:ffff::b", 200),
+        ("2001:db8:1:2::c", 429),
+        ("2001:db8:1:3::1", 200),
+        ("::ffff:192.0.2.44", 200),
+        ("192.0.2.44", 200),
+        ("::ffff:192.0.2.44", 429),
+    ] {
+        let reply = limited(app, ip(peer), &[]).await;
+        assert_eq!(reply.status, expected, "{peer}: {reply:?}");
+    }
+    let mapped_proxy = ip("::ffff:10.0.0.1");
+    let headers = [("x-forwarded-for", "::ffff:198.51.100.9")];
+    for expected in [200, 200, 429] {
+        let reply = limited(app, mapped_proxy, &headers).await;
+        assert_eq!(reply.status, expected, "via the mapped proxy: {reply:?}");
+    }
+    assert_eq!(runs(app).await, 7);
+    assert_eq!(
+        rate_keys(server),
+        [
+            "keygate:rate:{suite:ip:192.0.2.44}",
+            "keygate:rate:{suite:ip:198.51.100.9}",
+            "keygate:rate:{suite:ip:2001:db8:1:2::/64}",
+            "keygate:rate:{suite:ip:2001:db8:1:3::/64}",
+        ]
+    );
 }
 
 /// A fail-closed limiter whose Redis is down answers 503 with the core's envelope and

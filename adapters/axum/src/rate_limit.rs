@@ -62,10 +62,7 @@ impl RateLimitLayer {
     /// Trusts the proxies in these CIDR ranges ([`IpNet`], or plain [`IpAddr`](std::net::IpAddr)s)
     /// to tell the client's address in `X-Forwarded-For` (see
     /// [`RateLimitPolicy::with_trusted_proxies`]).
-    pub fn with_trusted_proxies(
-        self,
-        proxies: impl IntoIterator<Item = impl Into<IpNet>>,
-    ) -> Self {
+    pub fn with_trusted_proxies(self, proxies: impl IntoIterator<Item = impl Into<IpNet>>) -> Self {
         Self {
             policy: self.policy.with_trusted_proxies(proxies),
         }

@@ -2,12 +2,14 @@
 //! (the client IP by default, or a key function), and what is answered instead of the
 //! handler when the limiter refuses (429 with `Retry-After` and the `RateLimit-*` headers).
 
-use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use ipnet::IpNet;
 
+use super::client_addr::{
+    PrefixLengths, canonical, canonical_net, client_ip, forwarded_for, ip_subject,
+};
 use super::envelope::Envelope;
 use super::report::report_error;
 use super::transport::RequestParts;
@@ -19,10 +21,11 @@ use crate::ttl::retry_after_secs;
 #[derive(Clone, Copy)]
 #[non_exhaustive]
 pub struct KeyInput<'a> {
-    /// The connection's peer address, when the framework knows it.
+    /// The connection's peer address, when the framework knows it (an IPv4-mapped IPv6
+    /// address as the IPv4 address it maps).
     pub peer: Option<IpAddr>,
     /// The client's IP: the peer, or from `X-Forwarded-For` when the peer is a trusted
-    /// proxy ([`client_ip`]).
+    /// proxy ([`client_ip`]); the whole address, not grouped by prefix.
     pub client_ip: Option<IpAddr>,
     /// The request's headers and query.
     pub request: &'a dyn RequestParts,
@@ -31,8 +34,9 @@ pub struct KeyInput<'a> {
 type KeyFn = dyn Fn(&KeyInput<'_>) -> Option<String> + Send + Sync;
 
 /// A limiter as the adapters' middleware applies it: which subject a request counts
-/// against (by default its client IP, `ip:<address>`), and which proxies are trusted to
-/// say who the client is. Cheap to clone.
+/// against (by default its client IP: `ip:<address>` for IPv4, `ip:<network>/64` for
+/// IPv6, see [`with_prefix_lengths`](Self::with_prefix_lengths)), and which proxies are
+/// trusted to say who the client is. Cheap to clone.
 #[derive(Clone)]
 pub struct RateLimitPolicy {
     shared: Arc<Shared>,
@@ -42,6 +46,7 @@ pub struct RateLimitPolicy {
 struct Shared {
     limiter: RateLimiter,
     trusted: Arc<[IpNet]>,
+    prefixes: PrefixLengths,
     key: Option<Arc<KeyFn>>,
 }
 
@@ -63,6 +68,7 @@ impl RateLimitPolicy {
             shared: Arc::new(Shared {
                 limiter,
                 trusted: Arc::from(Vec::new()),
+                prefixes: PrefixLengths::DEFAULT,
                 key: None,
             }),
         }
@@ -77,9 +83,24 @@ impl RateLimitPolicy {
         mut self,
         proxies: impl IntoIterator<Item = impl Into<IpNet>>,
     ) -> Self {
-        Arc::make_mut(&mut self.shared).trusted =
-            proxies.into_iter().map(|net| net.into().trunc()).collect();
+        Arc::make_mut(&mut self.shared).trusted = proxies
+            .into_iter()
+            .map(|net| canonical_net(net.into()))
+            .collect();
         self
+    }
+
+    /// Groups client addresses by prefix: clients whose addresses share the leading `v4`
+    /// (IPv4) or `v6` (IPv6) bits share a budget, with the subject `ip:<network>/<length>`
+    /// (`ip:2001:db8:1:2::/64`); a whole address stays `ip:<address>`. The default is 32
+    /// and 64: each IPv4 address alone, and IPv6 per /64, since one host is commonly given
+    /// a /64 and picks addresses from it at will. Fails with [`Error::Config`] for `v4`
+    /// above 32 or `v6` above 128 (nothing is clamped: a typo must not quietly count each
+    /// address alone). A key function ([`with_key`](Self::with_key)) sees the whole
+    /// address.
+    pub fn with_prefix_lengths(mut self, v4: u8, v6: u8) -> crate::error::Result<Self> {
+        Arc::make_mut(&mut self.shared).prefixes = PrefixLengths::new(v4, v6)?;
+        Ok(self)
     }
 
     /// Keys requests by `key` instead of the client IP; `None` lets a request through
@@ -99,6 +120,7 @@ impl RateLimitPolicy {
 
     /// The subject a request counts against (`None`: not counted).
     pub fn subject(&self, peer: Option<IpAddr>, request: &dyn RequestParts) -> Option<String> {
+        let peer = peer.map(canonical);
         let client = peer.map(|peer| {
             if self.shared.trusted.is_empty() {
                 return peer;
@@ -113,7 +135,7 @@ impl RateLimitPolicy {
                 request,
             }),
             None => Some(match client {
-                Some(ip) => ip_subject(ip),
+                Some(ip) => ip_subject(ip, self.shared.prefixes),
                 None => "ip:unknown".to_owned(),
             }),
         }
@@ -135,76 +157,6 @@ impl RateLimitPolicy {
             Err(error) => Err(RateLimitRejection::error(&error)),
         }
     }
-}
-
-/// Every line of `X-Forwarded-For`, in order, joined by commas: one list, as a proxy that
-/// appends a line of its own (HAProxy's `option forwardfor`) means it. A line that is not
-/// UTF-8 becomes a hop that does not parse (the walk stops there).
-fn forwarded_for(request: &dyn RequestParts) -> Option<Cow<'_, str>> {
-    const NAME: &str = "x-forwarded-for";
-    let first = request.header_at(NAME, 0)?;
-    let Some(second) = request.header_at(NAME, 1) else {
-        return Some(String::from_utf8_lossy(first));
-    };
-    let mut joined = String::from_utf8_lossy(first).into_owned();
-    for line in [second].into_iter().chain((2..).map_while(|i| request.header_at(NAME, i))) {
-        joined.push(',');
-        joined.push_str(&String::from_utf8_lossy(line));
-    }
-    Some(Cow::Owned(joined))
-}
-
-/// `ip:<address>`, as `format!("ip:{ip}")` writes it; IPv4 without the formatting
-/// machinery, which costs more than the rest of the subject on every request.
-fn ip_subject(ip: IpAddr) -> String {
-    let mut subject = String::with_capacity(42);
-    subject.push_str("ip:");
-    match ip {
-        IpAddr::V4(v4) => {
-            for (i, octet) in v4.octets().into_iter().enumerate() {
-                if i > 0 {
-                    subject.push('.');
-                }
-                if octet >= 100 {
-                    subject.push(char::from(b'0' + octet / 100));
-                }
-                if octet >= 10 {
-                    subject.push(char::from(b'0' + octet / 10 % 10));
-                }
-                subject.push(char::from(b'0' + octet % 10));
-            }
-        }
-        IpAddr::V6(_) => {
-            use std::fmt::Write;
-            let _ = write!(subject, "{ip}");
-        }
-    }
-    subject
-}
-
-/// The client's IP for rate limiting: the connection's `peer`, unless `peer` is inside one
-/// of the `trusted` proxy ranges; then the rightmost address of `X-Forwarded-For`
-/// (`forwarded_for`, the header's lines joined by commas) that is not inside one. A
-/// malformed hop stops the walk at the last trusted address seen, so a client cannot pick
-/// its key by sending garbage.
-pub fn client_ip(peer: IpAddr, forwarded_for: Option<&str>, trusted: &[IpNet]) -> IpAddr {
-    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
-    if !is_trusted(&peer) {
-        return peer;
-    }
-    let mut client = peer;
-    if let Some(header) = forwarded_for {
-        for hop in header.rsplit(',') {
-            let Ok(ip) = hop.trim().parse::<IpAddr>() else {
-                break;
-            };
-            client = ip;
-            if !is_trusted(&ip) {
-                break;
-            }
-        }
-    }
-    client
 }
 
 impl RateLimitDecision {
@@ -289,37 +241,6 @@ mod tests {
 
     use super::*;
 
-    #[test]
-    fn ip_subjects_read_as_the_address_displays() {
-        for octet in [0u8, 1, 9, 10, 42, 99, 100, 199, 200, 255] {
-            let ip = IpAddr::from([octet, 255 - octet, octet / 2, 7]);
-            assert_eq!(ip_subject(ip), format!("ip:{ip}"));
-        }
-        for text in ["::1", "2001:db8::7", "::ffff:192.0.2.1", "fe80::1:2:3:4"] {
-            let ip: IpAddr = text.parse().unwrap_or(IpAddr::from([0, 0, 0, 0]));
-            assert_eq!(ip_subject(ip), format!("ip:{ip}"));
-        }
-    }
-
-    #[test]
-    fn forwarded_for_is_read_only_from_trusted_peers() {
-        let proxy: IpAddr = "10.0.0.1".parse().unwrap_or(IpAddr::from([0, 0, 0, 0]));
-        let peer: IpAddr = "203.0.113.9".parse().unwrap_or(IpAddr::from([0, 0, 0, 0]));
-        let xff = Some("1.1.1.1, 198.51.100.7");
-        let trusted = [IpNet::from(proxy)];
-        assert_eq!(client_ip(peer, xff, &trusted), peer);
-        assert_eq!(
-            client_ip(proxy, xff, &trusted),
-            IpAddr::from([198, 51, 100, 7])
-        );
-        assert_eq!(
-            client_ip(proxy, Some("198.51.100.7, 10.0.0.1"), &trusted),
-            IpAddr::from([198, 51, 100, 7])
-        );
-        assert_eq!(client_ip(proxy, Some("junk"), &trusted), proxy);
-        assert_eq!(client_ip(proxy, None, &trusted), proxy);
-    }
-
     /// A proxy that appends a header line of its own (HAProxy's `option forwardfor`): the
     /// lines are one list, so the client's own line cannot pick the subject.
     #[test]
@@ -351,30 +272,110 @@ mod tests {
         );
     }
 
-    fn net(text: &str) -> IpNet {
-        text.parse().unwrap_or_else(|_| panic!("a CIDR range: {text}"))
+    fn policy(trusted: &[&str]) -> RateLimitPolicy {
+        let limiter = RateLimiter::new(
+            crate::MemoryStore::new(),
+            "t",
+            crate::rate_limit::Quota::per_minute(1),
+        );
+        let Ok(limiter) = limiter else {
+            panic!("a valid limiter");
+        };
+        RateLimitPolicy::new(limiter).with_trusted_proxies(trusted.iter().map(|t| net(t)))
     }
 
-    /// Trusted proxies are CIDR ranges: the walk from the right skips every address inside
-    /// any of them, and a peer inside one is a proxy.
+    fn addr(text: &str) -> IpAddr {
+        text.parse()
+            .unwrap_or_else(|_| panic!("an address: {text}"))
+    }
+
+    /// IPv6 clients count per /64 by default (one host gets a /64 to pick addresses
+    /// from); IPv4 per address, as before.
     #[test]
-    fn trusted_proxies_are_ranges() {
-        let trusted = [net("10.0.0.0/8"), net("2001:db8:ffff::/48")];
-        let xff = "198.51.100.7, 10.1.2.3, 2001:db8:ffff:1::9, 10.200.0.1";
+    #[cfg(feature = "memory")]
+    fn ipv6_clients_count_per_64_by_default() {
+        let policy = policy(&[]);
+        let request = crate::web::transport::TestRequest::new("GET");
+        for peer in ["2001:db8:1:2::1", "2001:db8:1:2:ffff:ffff:ffff:ffff"] {
+            assert_eq!(
+                policy.subject(Some(addr(peer)), &request).as_deref(),
+                Some("ip:2001:db8:1:2::/64"),
+                "{peer}"
+            );
+        }
         assert_eq!(
-            client_ip(IpAddr::from([10, 9, 9, 9]), Some(xff), &trusted),
-            IpAddr::from([198, 51, 100, 7])
+            policy.subject(Some(addr("192.0.2.7")), &request).as_deref(),
+            Some("ip:192.0.2.7")
         );
-        let outside = IpAddr::from([11, 0, 0, 1]);
-        assert_eq!(client_ip(outside, Some(xff), &trusted), outside);
+    }
+
+    /// The prefix lengths are the policy's: validated, and applied to the subject.
+    #[test]
+    #[cfg(feature = "memory")]
+    fn prefix_lengths_are_configured_on_the_policy() {
+        let request = crate::web::transport::TestRequest::new("GET");
+        let Ok(wide) = policy(&[]).with_prefix_lengths(24, 48) else {
+            panic!("valid prefix lengths");
+        };
+        assert_eq!(
+            wide.subject(Some(addr("192.0.2.7")), &request).as_deref(),
+            Some("ip:192.0.2.0/24")
+        );
+        assert_eq!(
+            wide.subject(Some(addr("2001:db8:1:2::1")), &request).as_deref(),
+            Some("ip:2001:db8:1::/48")
+        );
+        let Ok(whole) = policy(&[]).with_prefix_lengths(32, 128) else {
+            panic!("valid prefix lengths");
+        };
+        assert_eq!(
+            whole.subject(Some(addr("2001:db8:1:2::1")), &request).as_deref(),
+            Some("ip:2001:db8:1:2::1")
+        );
+        for (v4, v6) in [(33, 64), (32, 129)] {
+            let error = policy(&[]).with_prefix_lengths(v4, v6).err();
+            assert!(matches!(error, Some(Error::Config(_))), "{v4} {v6}");
+        }
+    }
+
+    /// An IPv4 client seen through a dual-stack socket (`::ffff:a.b.c.d`) is that IPv4
+    /// client: as the peer, as a hop of `X-Forwarded-For`, and as a trusted proxy.
+    #[test]
+    #[cfg(feature = "memory")]
+    fn ipv4_mapped_addresses_are_ipv4() {
+        let policy = policy(&["10.0.0.0/24", "::ffff:10.1.0.0/120"]);
+        let plain = crate::web::transport::TestRequest::new("GET");
+        assert_eq!(
+            policy
+                .subject(Some(addr("::ffff:192.0.2.1")), &plain)
+                .as_deref(),
+            Some("ip:192.0.2.1")
+        );
+        let forwarded = crate::web::transport::TestRequest::new("GET")
+            .header("x-forwarded-for", "::ffff:198.51.100.7, ::ffff:10.1.0.9");
+        for proxy in ["::ffff:10.0.0.1", "10.0.0.1", "10.1.0.3", "::ffff:10.1.0.3"] {
+            assert_eq!(
+                policy.subject(Some(addr(proxy)), &forwarded).as_deref(),
+                Some("ip:198.51.100.7"),
+                "through {proxy}"
+            );
+        }
+    }
+
+    fn net(text: &str) -> IpNet {
+        text.parse()
+            .unwrap_or_else(|_| panic!("a CIDR range: {text}"))
     }
 
     /// Plain addresses still name single proxies.
     #[test]
     #[cfg(feature = "memory")]
     fn plain_addresses_and_ranges_are_both_accepted() {
-        let limiter =
-            RateLimiter::new(crate::MemoryStore::new(), "t", crate::rate_limit::Quota::per_minute(1));
+        let limiter = RateLimiter::new(
+            crate::MemoryStore::new(),
+            "t",
+            crate::rate_limit::Quota::per_minute(1),
+        );
         let Ok(limiter) = limiter else {
             panic!("a valid limiter");
         };
