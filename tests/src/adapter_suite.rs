@@ -166,10 +166,15 @@ pub trait TestApp {
     /// framework's rule.
     fn option_auth_on_outage(&self) -> OptionOnOutage;
 
+    /// Words of the adapter's hint, logged when a rate-limited request has no peer address
+    /// (for axum, `into_make_service_with_connect_info`).
+    fn missing_peer_hint(&self) -> &'static str;
+
     /// Sends one request over a connection from `peer` (as the framework reports a
-    /// connection's peer address to the rate limit; `None`: the test client's default):
-    /// `headers` as given, `body` (JSON text) with `content-type: application/json`; the
-    /// reply carries every response header.
+    /// connection's peer address to the rate limit; `None`: a connection whose peer
+    /// address the framework does not know, as axum without `ConnectInfo` or a Unix
+    /// socket): `headers` as given, `body` (JSON text) with `content-type:
+    /// application/json`; the reply carries every response header.
     async fn send_from(
         &self,
         peer: Option<IpAddr>,
@@ -179,7 +184,7 @@ pub trait TestApp {
         body: Option<&str>,
     ) -> Reply;
 
-    /// [`send_from`](Self::send_from) the test client's default peer.
+    /// [`send_from`](Self::send_from) a connection without a peer address.
     async fn send(
         &self,
         method: &str,
@@ -281,6 +286,11 @@ macro_rules! __adapter_scenarios {
         );
         $callback!(
             rate_limit_counts_ipv6_per_64_and_mapped_ipv4_as_ipv4,
+            java_gate,
+            ip_limit
+        );
+        $callback!(
+            rate_limit_without_a_peer_address_is_500_logged_once,
             java_gate,
             ip_limit
         );
@@ -1413,6 +1423,52 @@ pub async fn rate_limit_counts_ipv6_per_64_and_mapped_ipv4_as_ipv4(
             "keygate:rate:{suite:ip:2001:db8:1:3::/64}",
         ]
     );
+}
+
+/// A request whose peer address the framework does not know, on a policy without a key
+/// function, is answered 500 with the envelope, without a Redis command and without
+/// running the handler (it used to share one budget, `ip:unknown`, with every other such
+/// request); the misconfiguration is logged once per process at ERROR, naming the fix.
+/// Every adapter's framework can report a connection without a peer address (axum
+/// without `ConnectInfo`, Unix-socket listeners of the others), and every test client can
+/// send one.
+pub async fn rate_limit_without_a_peer_address_is_500_logged_once(
+    app: &impl TestApp,
+    server: &mut RedisServer,
+) {
+    let log = LogCapture::default();
+    let writer = log.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter("keygate=trace,keygate_axum=trace,keygate_actix=trace,keygate_rocket=trace,keygate_poem=trace")
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .without_time()
+        .finish();
+    let _logging = tracing::subscriber::set_default(subscriber);
+    server.reset_stats();
+    for i in 0..3 {
+        let reply = app.send_from(None, "GET", "/limited", &[], None).await;
+        assert_reply(
+            &reply,
+            500,
+            &failure("rate limit: the client's address is unknown"),
+            &format!("no peer, {i}"),
+        );
+        assert_eq!(limit_headers(&reply), [None; 4], "{reply:?}");
+    }
+    assert_eq!(commands_since_reset(server), [], "no Redis command");
+    assert_eq!(runs(app).await, 0, "the handler did not run");
+    let (_, errors) = logged(&log);
+    assert_eq!(errors.len(), 1, "logged once: {errors:?}");
+    assert!(
+        errors[0].contains("no peer address") && errors[0].contains("with_key"),
+        "names the fix: {errors:?}"
+    );
+    assert!(
+        errors[0].contains(app.missing_peer_hint()),
+        "names the framework's fix: {errors:?}"
+    );
+    assert!(rate_keys(server).is_empty());
 }
 
 /// A fail-closed limiter whose Redis is down answers 503 with the core's envelope and

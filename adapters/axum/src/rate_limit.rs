@@ -17,6 +17,10 @@ use keygate::web::{IpNet, RateLimitPolicy, RateLimitRejection};
 use tower_layer::Layer;
 use tower_service::Service;
 
+/// What the framework needs to report a connection's peer address, logged (once) with the
+/// first rate-limited request that has none.
+const PEER_HINT: &str = "keygate-axum: axum reports the peer address only to an app served with `into_make_service_with_connect_info::<SocketAddr>()` (or given `MockConnectInfo` in tests).";
+
 /// Applies a [`RateLimiter`] to every request through it, keyed by the client IP (the
 /// socket's peer address from `ConnectInfo<SocketAddr>`: serve the app with
 /// `into_make_service_with_connect_info::<SocketAddr>()`), or by a key function. A request
@@ -24,7 +28,9 @@ use tower_service::Service;
 /// JSON envelope `{"success":false,"errorMsg":"too many requests"}`, and the handler does
 /// not run; an allowed request's answer carries the `RateLimit-*` headers too. When the
 /// limiter's store fails, fail-open limiters let the request through (without those
-/// headers: nothing was decided) and fail-closed ones answer 503.
+/// headers: nothing was decided) and fail-closed ones answer 503. A request without
+/// `ConnectInfo` (an app not served as above) is answered 500 unless the policy has a key
+/// function, and the first one is logged at ERROR.
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -56,7 +62,9 @@ impl RateLimitLayer {
 
     /// Limits by a policy (key function, trusted proxies).
     pub fn with_policy(policy: RateLimitPolicy) -> Self {
-        Self { policy }
+        Self {
+            policy: policy.with_peer_hint(PEER_HINT),
+        }
     }
 
     /// Trusts the proxies in these CIDR ranges ([`IpNet`], or plain [`IpAddr`](std::net::IpAddr)s)

@@ -30,7 +30,9 @@ pub use self::envelope::Envelope;
 pub use self::gate::{CurrentSession, Keygate};
 pub use self::origin::{AllowedOrigins, is_unsafe_method};
 #[cfg(feature = "rate-limit")]
-pub use self::rate_limit::{KeyInput, RateLimitPolicy, RateLimitRejection, TOO_MANY_REQUESTS};
+pub use self::rate_limit::{
+    KeyInput, NO_CLIENT_ADDRESS, RateLimitPolicy, RateLimitRejection, Subject, TOO_MANY_REQUESTS,
+};
 pub use self::rejection::Rejection;
 pub use self::transport::{RequestParts, TokenReader, TokenSource};
 pub use crate::ttl::retry_after_secs;

@@ -4,6 +4,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use ipnet::IpNet;
 
@@ -48,6 +49,7 @@ struct Shared {
     trusted: Arc<[IpNet]>,
     prefixes: PrefixLengths,
     key: Option<Arc<KeyFn>>,
+    peer_hint: &'static str,
 }
 
 impl std::fmt::Debug for RateLimitPolicy {
@@ -61,8 +63,9 @@ impl std::fmt::Debug for RateLimitPolicy {
 
 impl RateLimitPolicy {
     /// Every request counts against its client IP: the connection's peer address (no
-    /// proxy is trusted). A request whose peer address the framework does not know counts
-    /// against one shared subject, `ip:unknown`.
+    /// proxy is trusted). A request whose peer address the framework does not know is
+    /// answered 500 ([`Subject::NoPeerAddress`]), unless a key function
+    /// ([`with_key`](Self::with_key)) keys it.
     pub fn new(limiter: RateLimiter) -> Self {
         Self {
             shared: Arc::new(Shared {
@@ -70,8 +73,17 @@ impl RateLimitPolicy {
                 trusted: Arc::from(Vec::new()),
                 prefixes: PrefixLengths::DEFAULT,
                 key: None,
+                peer_hint: "",
             }),
         }
+    }
+
+    /// What the adapter's framework needs to report peer addresses, logged with a request
+    /// that has none ([`Subject::NoPeerAddress`]). Set by the adapters.
+    #[doc(hidden)]
+    pub fn with_peer_hint(mut self, hint: &'static str) -> Self {
+        Arc::make_mut(&mut self.shared).peer_hint = hint;
+        self
     }
 
     /// Trusts the proxies in these CIDR ranges ([`IpNet`]; a plain [`IpAddr`] is a range of
@@ -118,8 +130,10 @@ impl RateLimitPolicy {
         &self.shared.limiter
     }
 
-    /// The subject a request counts against (`None`: not counted).
-    pub fn subject(&self, peer: Option<IpAddr>, request: &dyn RequestParts) -> Option<String> {
+    /// The subject a request counts against: the key function's answer (`None` is
+    /// [`Subject::Exempt`]), or else the client IP's group; without a peer address and
+    /// without a key function, [`Subject::NoPeerAddress`].
+    pub fn subject(&self, peer: Option<IpAddr>, request: &dyn RequestParts) -> Subject {
         let peer = peer.map(canonical);
         let client = peer.map(|peer| {
             if self.shared.trusted.is_empty() {
@@ -128,34 +142,94 @@ impl RateLimitPolicy {
             let forwarded = forwarded_for(request);
             client_ip(peer, forwarded.as_deref(), &self.shared.trusted)
         });
-        match &self.shared.key {
-            Some(key) => key(&KeyInput {
+        match (&self.shared.key, client) {
+            (Some(key), _) => key(&KeyInput {
                 peer,
                 client_ip: client,
                 request,
-            }),
-            None => Some(match client {
-                Some(ip) => ip_subject(ip, self.shared.prefixes),
-                None => "ip:unknown".to_owned(),
-            }),
+            })
+            .into(),
+            (None, Some(ip)) => Subject::Counted(ip_subject(ip, self.shared.prefixes)),
+            (None, None) => Subject::NoPeerAddress,
         }
     }
 
     /// Decides for a request's subject: `Ok` to run the handler (with the decision, `None`
     /// for an uncounted request), or the [`RateLimitRejection`] to answer instead (429, or
-    /// 503/500 when the store failed and the limiter fails closed).
+    /// 503/500 when the store failed and the limiter fails closed, or 500 without a peer
+    /// address).
     pub async fn admit(
         &self,
-        subject: Option<String>,
+        subject: impl Into<Subject>,
     ) -> std::result::Result<Option<RateLimitDecision>, RateLimitRejection> {
-        let Some(subject) = subject else {
-            return Ok(None);
+        let subject = match subject.into() {
+            Subject::Counted(subject) => subject,
+            Subject::Exempt => return Ok(None),
+            Subject::NoPeerAddress => {
+                report_no_peer_address(self.shared.peer_hint);
+                return Err(RateLimitRejection::no_peer_address());
+            }
         };
         match self.shared.limiter.check(&subject).await {
             Ok(decision) if decision.allowed => Ok(Some(decision)),
             Ok(decision) => Err(RateLimitRejection::too_many(&decision)),
             Err(error) => Err(RateLimitRejection::error(&error)),
         }
+    }
+}
+
+/// Which budget a request counts against ([`RateLimitPolicy::subject`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Subject {
+    /// Counted against this subject (`ip:192.0.2.7`, a key function's answer).
+    Counted(String),
+    /// Not counted: the key function exempted the request.
+    Exempt,
+    /// The framework reported no peer address and the policy has no key function: the
+    /// request cannot be told apart from any other, so it is answered 500 rather than
+    /// share one budget with every such request (a deployment error, logged once).
+    NoPeerAddress,
+}
+
+impl Subject {
+    /// The subject a counted request counts against.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Self::Counted(subject) => Some(subject),
+            _ => None,
+        }
+    }
+}
+
+/// `Some` is counted, `None` exempt.
+impl From<Option<String>> for Subject {
+    fn from(subject: Option<String>) -> Self {
+        subject.map_or(Self::Exempt, Self::Counted)
+    }
+}
+
+impl From<String> for Subject {
+    fn from(subject: String) -> Self {
+        Self::Counted(subject)
+    }
+}
+
+/// The message of the 500 answered to a request without a peer address
+/// ([`Subject::NoPeerAddress`]).
+pub const NO_CLIENT_ADDRESS: &str = "rate limit: the client's address is unknown";
+
+/// Logs the first request without a peer address at ERROR, once per process: it is a
+/// deployment error, the same for every request until it is fixed.
+fn report_no_peer_address(hint: &str) {
+    static LOGGED: AtomicBool = AtomicBool::new(false);
+    if !LOGGED.swap(true, Ordering::Relaxed) {
+        tracing::error!(
+            "rate limit: a request has no peer address and the policy has no key function; \
+             answering 500 (logged once per process). Serve the app so that the framework \
+             reports each connection's peer address, or key requests by a key function \
+             (RateLimitPolicy::with_key). {hint}"
+        );
     }
 }
 
@@ -206,7 +280,7 @@ pub const TOO_MANY_REQUESTS: &str = "too many requests";
 #[non_exhaustive]
 pub struct RateLimitRejection {
     /// 429 (over the limit) or 503 (the store failed and the limiter fails closed) or 500
-    /// (anything else).
+    /// (no peer address, or anything else).
     pub status: u16,
     /// Headers to set.
     pub headers: Vec<(&'static str, String)>,
@@ -221,6 +295,15 @@ impl RateLimitRejection {
             status: 429,
             headers: decision.headers(),
             body: Envelope::error(TOO_MANY_REQUESTS).to_json(),
+        }
+    }
+
+    /// 500 for a request without a peer address ([`Subject::NoPeerAddress`]).
+    pub fn no_peer_address() -> Self {
+        Self {
+            status: 500,
+            headers: Vec::new(),
+            body: Envelope::error(NO_CLIENT_ADDRESS).to_json(),
         }
     }
 
@@ -259,14 +342,14 @@ mod tests {
             .header("x-forwarded-for", "6.6.6.6")
             .header("x-forwarded-for", "198.51.100.7, 10.0.0.1");
         assert_eq!(
-            policy.subject(Some(proxy), &request).as_deref(),
+            policy.subject(Some(proxy), &request).as_str(),
             Some("ip:198.51.100.7")
         );
         let garbage = TestRequest::new("GET")
             .header("x-forwarded-for", "198.51.100.7")
             .header("x-forwarded-for", [0xff, 0xfe]);
         assert_eq!(
-            policy.subject(Some(proxy), &garbage).as_deref(),
+            policy.subject(Some(proxy), &garbage).as_str(),
             Some("ip:10.0.0.1"),
             "a line that is not text stops the walk"
         );
@@ -298,13 +381,13 @@ mod tests {
         let request = crate::web::transport::TestRequest::new("GET");
         for peer in ["2001:db8:1:2::1", "2001:db8:1:2:ffff:ffff:ffff:ffff"] {
             assert_eq!(
-                policy.subject(Some(addr(peer)), &request).as_deref(),
+                policy.subject(Some(addr(peer)), &request).as_str(),
                 Some("ip:2001:db8:1:2::/64"),
                 "{peer}"
             );
         }
         assert_eq!(
-            policy.subject(Some(addr("192.0.2.7")), &request).as_deref(),
+            policy.subject(Some(addr("192.0.2.7")), &request).as_str(),
             Some("ip:192.0.2.7")
         );
     }
@@ -318,18 +401,21 @@ mod tests {
             panic!("valid prefix lengths");
         };
         assert_eq!(
-            wide.subject(Some(addr("192.0.2.7")), &request).as_deref(),
+            wide.subject(Some(addr("192.0.2.7")), &request).as_str(),
             Some("ip:192.0.2.0/24")
         );
         assert_eq!(
-            wide.subject(Some(addr("2001:db8:1:2::1")), &request).as_deref(),
+            wide.subject(Some(addr("2001:db8:1:2::1")), &request)
+                .as_str(),
             Some("ip:2001:db8:1::/48")
         );
         let Ok(whole) = policy(&[]).with_prefix_lengths(32, 128) else {
             panic!("valid prefix lengths");
         };
         assert_eq!(
-            whole.subject(Some(addr("2001:db8:1:2::1")), &request).as_deref(),
+            whole
+                .subject(Some(addr("2001:db8:1:2::1")), &request)
+                .as_str(),
             Some("ip:2001:db8:1:2::1")
         );
         for (v4, v6) in [(33, 64), (32, 129)] {
@@ -348,14 +434,14 @@ mod tests {
         assert_eq!(
             policy
                 .subject(Some(addr("::ffff:192.0.2.1")), &plain)
-                .as_deref(),
+                .as_str(),
             Some("ip:192.0.2.1")
         );
         let forwarded = crate::web::transport::TestRequest::new("GET")
             .header("x-forwarded-for", "::ffff:198.51.100.7, ::ffff:10.1.0.9");
         for proxy in ["::ffff:10.0.0.1", "10.0.0.1", "10.1.0.3", "::ffff:10.1.0.3"] {
             assert_eq!(
-                policy.subject(Some(addr(proxy)), &forwarded).as_deref(),
+                policy.subject(Some(addr(proxy)), &forwarded).as_str(),
                 Some("ip:198.51.100.7"),
                 "through {proxy}"
             );
@@ -391,12 +477,40 @@ mod tests {
             } else {
                 format!("ip:{peer}")
             };
-            assert_eq!(single.subject(Some(peer), &request), Some(expected));
             assert_eq!(
-                range.subject(Some(peer), &request).as_deref(),
+                single.subject(Some(peer), &request),
+                Subject::Counted(expected)
+            );
+            assert_eq!(
+                range.subject(Some(peer), &request).as_str(),
                 Some("ip:198.51.100.7")
             );
         }
+    }
+
+    /// Without a peer address and a key function a request is refused with 500 (it used
+    /// to share `ip:unknown` with every such request); a key function still keys it.
+    #[tokio::test]
+    #[cfg(feature = "memory")]
+    async fn a_request_without_a_peer_address_is_500_unless_a_key_function_keys_it() {
+        let request = crate::web::transport::TestRequest::new("GET");
+        let policy = policy(&[]);
+        assert_eq!(policy.subject(None, &request), Subject::NoPeerAddress);
+        let refusal = policy.admit(policy.subject(None, &request)).await.err();
+        let Some(refusal) = refusal else {
+            panic!("refused");
+        };
+        assert_eq!(refusal.status, 500);
+        assert_eq!(
+            refusal.body,
+            r#"{"success":false,"errorMsg":"rate limit: the client's address is unknown"}"#
+        );
+        assert!(refusal.headers.is_empty());
+        let keyed = policy.clone().with_key(|_| Some("k".to_owned()));
+        assert_eq!(keyed.subject(None, &request), Subject::Counted("k".into()));
+        let exempt = policy.with_key(|_| None);
+        assert_eq!(exempt.subject(None, &request), Subject::Exempt);
+        assert!(matches!(exempt.admit(Subject::Exempt).await, Ok(None)));
     }
 
     #[test]
