@@ -294,6 +294,11 @@ macro_rules! __adapter_scenarios {
             java_gate,
             ip_limit
         );
+        $callback!(
+            rate_limit_refusals_cost_no_redis_command_until_retry_after,
+            java_gate,
+            ip_limit
+        );
         $callback!(rate_limit_fails_closed_with_503, java_gate, ip_limit);
         $callback!(rate_limit_fails_open, java_gate, open_ip_limit);
         $callback!(rate_limit_keys_by_a_key_function, java_gate, key_limit);
@@ -1469,6 +1474,49 @@ pub async fn rate_limit_without_a_peer_address_is_500_logged_once(
         "names the framework's fix: {errors:?}"
     );
     assert!(rate_keys(server).is_empty());
+}
+
+/// A refusal holds until its retry-after: once the limiter has been told a client is over
+/// its limit, the client's further requests are refused by the instance itself, with the
+/// same 429 and headers (no budget left, the waits counting down), at no Redis command.
+pub async fn rate_limit_refusals_cost_no_redis_command_until_retry_after(
+    app: &impl TestApp,
+    server: &mut RedisServer,
+) {
+    let peer = ip("192.0.2.30");
+    for run in 1..=2 {
+        assert_ran(&limited(app, peer, &[]).await, run, "allowed");
+    }
+    let first = limited(app, peer, &[]).await;
+    assert_reply(&first, 429, &failure("too many requests"), "first refusal");
+    assert_eq!(
+        limit_headers(&first),
+        [Some("2"), Some("0"), Some("60"), Some("30")],
+        "{first:?}"
+    );
+    server.reset_stats();
+    for i in 0..4 {
+        let refused = limited(app, peer, &[]).await;
+        assert_reply(&refused, 429, &failure("too many requests"), "held refusal");
+        let [limit, remaining, reset, retry_after] = limit_headers(&refused);
+        assert_eq!((limit, remaining), (Some("2"), Some("0")), "{refused:?}");
+        let seconds = |value: Option<&str>| -> u64 {
+            value
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("whole seconds: {refused:?}"))
+        };
+        let (reset, retry_after) = (seconds(reset), seconds(retry_after));
+        assert!(
+            (1..=30).contains(&retry_after) && (retry_after..=60).contains(&reset),
+            "{i}: {refused:?}"
+        );
+    }
+    assert_eq!(
+        commands_since_reset(server),
+        [],
+        "the 2nd to 5th refusals cost no Redis command"
+    );
+    assert_eq!(runs(app).await, 2);
 }
 
 /// A fail-closed limiter whose Redis is down answers 503 with the core's envelope and
