@@ -1,6 +1,15 @@
 //! The rate limiter as a middleware applies it: which subject a request counts against
 //! (the client IP by default, or a key function), and what is answered instead of the
 //! handler when the limiter refuses (429 with `Retry-After` and the `RateLimit-*` headers).
+//!
+//! The client IP is the connection's peer address or, when the peer is inside a trusted
+//! proxy range, the rightmost address of `X-Forwarded-For` (every header line, in order)
+//! outside those ranges ([`client_ip`]). IPv4-mapped IPv6 addresses count as IPv4, and
+//! addresses are grouped by prefix (IPv4 /32, IPv6 /64 by default:
+//! [`RateLimitPolicy::with_prefix_lengths`]). A request without a peer address and
+//! without a key function is answered 500 ([`Subject::NoPeerAddress`]), logged once per
+//! process at ERROR. A refusal is held by the limiter until its retry-after
+//! ([`RateLimiter::with_refusal_cache`]): the same 429 without a Redis call.
 
 use std::net::IpAddr;
 use std::sync::Arc;
