@@ -364,6 +364,7 @@ mod tests {
         );
     }
 
+    #[cfg(feature = "memory")]
     fn policy(trusted: &[&str]) -> RateLimitPolicy {
         let limiter = RateLimiter::new(
             crate::MemoryStore::new(),
@@ -376,6 +377,7 @@ mod tests {
         RateLimitPolicy::new(limiter).with_trusted_proxies(trusted.iter().map(|t| net(t)))
     }
 
+    #[cfg(feature = "memory")]
     fn addr(text: &str) -> IpAddr {
         text.parse()
             .unwrap_or_else(|_| panic!("an address: {text}"))
@@ -457,6 +459,7 @@ mod tests {
         }
     }
 
+    #[cfg(feature = "memory")]
     fn net(text: &str) -> IpNet {
         text.parse()
             .unwrap_or_else(|_| panic!("a CIDR range: {text}"))
