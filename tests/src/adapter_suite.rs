@@ -59,8 +59,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use keygate::rate_limit::{FailureMode, Quota, RateLimiter};
-use keygate::web::RateLimitPolicy;
 use keygate::web::Rejection;
+use keygate::web::{IpNet, RateLimitPolicy};
 use keygate::{RedisOptions, RedisStore};
 use serde_json::{Value, json};
 
@@ -166,10 +166,15 @@ pub trait TestApp {
     /// framework's rule.
     fn option_auth_on_outage(&self) -> OptionOnOutage;
 
+    /// Words of the adapter's hint, logged when a rate-limited request has no peer address
+    /// (for axum, `into_make_service_with_connect_info`).
+    fn missing_peer_hint(&self) -> &'static str;
+
     /// Sends one request over a connection from `peer` (as the framework reports a
-    /// connection's peer address to the rate limit; `None`: the test client's default):
-    /// `headers` as given, `body` (JSON text) with `content-type: application/json`; the
-    /// reply carries every response header.
+    /// connection's peer address to the rate limit; `None`: a connection whose peer
+    /// address the framework does not know, as axum without `ConnectInfo` or a Unix
+    /// socket): `headers` as given, `body` (JSON text) with `content-type:
+    /// application/json`; the reply carries every response header.
     async fn send_from(
         &self,
         peer: Option<IpAddr>,
@@ -179,7 +184,7 @@ pub trait TestApp {
         body: Option<&str>,
     ) -> Reply;
 
-    /// [`send_from`](Self::send_from) the test client's default peer.
+    /// [`send_from`](Self::send_from) a connection without a peer address.
     async fn send(
         &self,
         method: &str,
@@ -274,6 +279,26 @@ macro_rules! __adapter_scenarios {
             java_gate,
             ip_limit
         );
+        $callback!(
+            rate_limit_reads_every_forwarded_for_line,
+            java_gate,
+            ip_limit
+        );
+        $callback!(
+            rate_limit_counts_ipv6_per_64_and_mapped_ipv4_as_ipv4,
+            java_gate,
+            ip_limit
+        );
+        $callback!(
+            rate_limit_without_a_peer_address_is_500_logged_once,
+            java_gate,
+            ip_limit
+        );
+        $callback!(
+            rate_limit_refusals_cost_no_redis_command_until_retry_after,
+            java_gate,
+            ip_limit
+        );
         $callback!(rate_limit_fails_closed_with_503, java_gate, ip_limit);
         $callback!(rate_limit_fails_open, java_gate, open_ip_limit);
         $callback!(rate_limit_keys_by_a_key_function, java_gate, key_limit);
@@ -346,8 +371,14 @@ macro_rules! __adapter_conformance {
 
 // ---- the rate-limit policies of `/limited` ----
 
-/// The proxy [`ip_limit`] and [`open_ip_limit`] trust.
+/// A proxy [`ip_limit`] and [`open_ip_limit`] trust: they trust the range `10.0.0.0/24`
+/// ([`trusted_proxies`]).
 pub const PROXY: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 1));
+
+/// The proxies [`ip_limit`] and [`open_ip_limit`] trust: `10.0.0.0/24`.
+pub fn trusted_proxies() -> IpNet {
+    "10.0.0.0/24".parse().expect("a CIDR range")
+}
 
 /// The rate limiter of the policies: 2 a minute (at most 2 at once, one more every 30 s),
 /// named `suite`, on a store of its own on the private Redis.
@@ -362,15 +393,17 @@ async fn limiter(server: &RedisServer, failure: FailureMode) -> RateLimiter {
         .with_failure_mode(failure)
 }
 
-/// Each client IP 2 a minute, trusting [`PROXY`]'s `X-Forwarded-For`; fails closed (503)
-/// when Redis is down.
+/// Each client IP 2 a minute, trusting the `X-Forwarded-For` of the proxies in
+/// [`trusted_proxies`]; fails closed (503) when Redis is down.
 pub async fn ip_limit(server: &RedisServer) -> RateLimitPolicy {
-    RateLimitPolicy::new(limiter(server, FailureMode::Closed).await).with_trusted_proxies([PROXY])
+    RateLimitPolicy::new(limiter(server, FailureMode::Closed).await)
+        .with_trusted_proxies([trusted_proxies()])
 }
 
 /// As [`ip_limit`], failing open: while Redis is down requests pass uncounted.
 pub async fn open_ip_limit(server: &RedisServer) -> RateLimitPolicy {
-    RateLimitPolicy::new(limiter(server, FailureMode::Open).await).with_trusted_proxies([PROXY])
+    RateLimitPolicy::new(limiter(server, FailureMode::Open).await)
+        .with_trusted_proxies([trusted_proxies()])
 }
 
 /// The header [`key_limit`] keys requests by.
@@ -1333,6 +1366,157 @@ pub async fn rate_limit_honours_forwarded_for_only_from_a_trusted_proxy(
             "keygate:rate:{suite:ip:203.0.113.5}",
         ]
     );
+}
+
+/// `X-Forwarded-For` sent as several header lines is one list, the lines in order: behind a
+/// trusted proxy that appends a line of its own (HAProxy's `option forwardfor`), the
+/// client's own line cannot pick its subject; the address the proxy appended (the
+/// rightmost one that is not inside a trusted range, across all lines) is counted.
+pub async fn rate_limit_reads_every_forwarded_for_line(
+    app: &impl TestApp,
+    server: &mut RedisServer,
+) {
+    for (i, fake) in ["198.51.100.20", "198.51.100.21", "198.51.100.22"]
+        .into_iter()
+        .enumerate()
+    {
+        let headers = [
+            ("x-forwarded-for", fake),
+            ("x-forwarded-for", "203.0.113.77, 10.0.0.2"),
+        ];
+        let reply = limited(app, PROXY, &headers).await;
+        let expected = if i < 2 { 200 } else { 429 };
+        assert_eq!(reply.status, expected, "claiming {fake}, {i}: {reply:?}");
+    }
+    assert_eq!(runs(app).await, 2);
+    assert_eq!(rate_keys(server), ["keygate:rate:{suite:ip:203.0.113.77}"]);
+}
+
+/// IPv6 clients count per /64 (the default prefix): two addresses of one /64 share a
+/// budget, another /64 has its own. An IPv4 client seen through a dual-stack socket
+/// (`::ffff:a.b.c.d`) is that IPv4 client, as a peer, as a trusted proxy and in
+/// `X-Forwarded-For`.
+pub async fn rate_limit_counts_ipv6_per_64_and_mapped_ipv4_as_ipv4(
+    app: &impl TestApp,
+    server: &mut RedisServer,
+) {
+    for (peer, expected) in [
+        ("2001:db8:1:2::a", 200),
+        ("2001:db8:1:2:ffff::b", 200),
+        ("2001:db8:1:2::c", 429),
+        ("2001:db8:1:3::1", 200),
+        ("::ffff:192.0.2.44", 200),
+        ("192.0.2.44", 200),
+        ("::ffff:192.0.2.44", 429),
+    ] {
+        let reply = limited(app, ip(peer), &[]).await;
+        assert_eq!(reply.status, expected, "{peer}: {reply:?}");
+    }
+    let mapped_proxy = ip("::ffff:10.0.0.1");
+    let headers = [("x-forwarded-for", "::ffff:198.51.100.9")];
+    for expected in [200, 200, 429] {
+        let reply = limited(app, mapped_proxy, &headers).await;
+        assert_eq!(reply.status, expected, "via the mapped proxy: {reply:?}");
+    }
+    assert_eq!(runs(app).await, 7);
+    assert_eq!(
+        rate_keys(server),
+        [
+            "keygate:rate:{suite:ip:192.0.2.44}",
+            "keygate:rate:{suite:ip:198.51.100.9}",
+            "keygate:rate:{suite:ip:2001:db8:1:2::/64}",
+            "keygate:rate:{suite:ip:2001:db8:1:3::/64}",
+        ]
+    );
+}
+
+/// A request whose peer address the framework does not know, on a policy without a key
+/// function, is answered 500 with the envelope, without a Redis command and without
+/// running the handler (it used to share one budget, `ip:unknown`, with every other such
+/// request); the misconfiguration is logged once per process at ERROR, naming the fix.
+/// Every adapter's framework can report a connection without a peer address (axum
+/// without `ConnectInfo`, Unix-socket listeners of the others), and every test client can
+/// send one.
+pub async fn rate_limit_without_a_peer_address_is_500_logged_once(
+    app: &impl TestApp,
+    server: &mut RedisServer,
+) {
+    let log = LogCapture::default();
+    let writer = log.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter("keygate=trace,keygate_axum=trace,keygate_actix=trace,keygate_rocket=trace,keygate_poem=trace")
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .without_time()
+        .finish();
+    let _logging = tracing::subscriber::set_default(subscriber);
+    server.reset_stats();
+    for i in 0..3 {
+        let reply = app.send_from(None, "GET", "/limited", &[], None).await;
+        assert_reply(
+            &reply,
+            500,
+            &failure("rate limit: the client's address is unknown"),
+            &format!("no peer, {i}"),
+        );
+        assert_eq!(limit_headers(&reply), [None; 4], "{reply:?}");
+    }
+    assert_eq!(commands_since_reset(server), [], "no Redis command");
+    assert_eq!(runs(app).await, 0, "the handler did not run");
+    let (_, errors) = logged(&log);
+    assert_eq!(errors.len(), 1, "logged once: {errors:?}");
+    assert!(
+        errors[0].contains("no peer address") && errors[0].contains("with_key"),
+        "names the fix: {errors:?}"
+    );
+    assert!(
+        errors[0].contains(app.missing_peer_hint()),
+        "names the framework's fix: {errors:?}"
+    );
+    assert!(rate_keys(server).is_empty());
+}
+
+/// A refusal holds until its retry-after: once the limiter has been told a client is over
+/// its limit, the client's further requests are refused by the instance itself, with the
+/// same 429 and headers (no budget left, the waits counting down), at no Redis command.
+pub async fn rate_limit_refusals_cost_no_redis_command_until_retry_after(
+    app: &impl TestApp,
+    server: &mut RedisServer,
+) {
+    let peer = ip("192.0.2.30");
+    for run in 1..=2 {
+        assert_ran(&limited(app, peer, &[]).await, run, "allowed");
+    }
+    let first = limited(app, peer, &[]).await;
+    assert_reply(&first, 429, &failure("too many requests"), "first refusal");
+    assert_eq!(
+        limit_headers(&first),
+        [Some("2"), Some("0"), Some("60"), Some("30")],
+        "{first:?}"
+    );
+    server.reset_stats();
+    for i in 0..4 {
+        let refused = limited(app, peer, &[]).await;
+        assert_reply(&refused, 429, &failure("too many requests"), "held refusal");
+        let [limit, remaining, reset, retry_after] = limit_headers(&refused);
+        assert_eq!((limit, remaining), (Some("2"), Some("0")), "{refused:?}");
+        let seconds = |value: Option<&str>| -> u64 {
+            value
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("whole seconds: {refused:?}"))
+        };
+        let (reset, retry_after) = (seconds(reset), seconds(retry_after));
+        assert!(
+            (1..=30).contains(&retry_after) && (retry_after..=60).contains(&reset),
+            "{i}: {refused:?}"
+        );
+    }
+    assert_eq!(
+        commands_since_reset(server),
+        [],
+        "the 2nd to 5th refusals cost no Redis command"
+    );
+    assert_eq!(runs(app).await, 2);
 }
 
 /// A fail-closed limiter whose Redis is down answers 503 with the core's envelope and

@@ -147,6 +147,10 @@ impl TestApp for ActixApp {
         OptionOnOutage::Anonymous
     }
 
+    fn missing_peer_hint(&self) -> &'static str {
+        "bind_uds"
+    }
+
     async fn send_from(
         &self,
         peer: Option<IpAddr>,

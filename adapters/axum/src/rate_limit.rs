@@ -2,7 +2,7 @@
 //! runs.
 
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -13,9 +13,13 @@ use http::{HeaderMap, HeaderName, HeaderValue, Request};
 
 use crate::layer::Parts;
 use keygate::rate_limit::RateLimiter;
-use keygate::web::{RateLimitPolicy, RateLimitRejection};
+use keygate::web::{IpNet, RateLimitPolicy, RateLimitRejection};
 use tower_layer::Layer;
 use tower_service::Service;
+
+/// What the framework needs to report a connection's peer address, logged (once) with the
+/// first rate-limited request that has none.
+const PEER_HINT: &str = "keygate-axum: axum reports the peer address only to an app served with `into_make_service_with_connect_info::<SocketAddr>()` (or given `MockConnectInfo` in tests).";
 
 /// Applies a [`RateLimiter`] to every request through it, keyed by the client IP (the
 /// socket's peer address from `ConnectInfo<SocketAddr>`: serve the app with
@@ -24,7 +28,9 @@ use tower_service::Service;
 /// JSON envelope `{"success":false,"errorMsg":"too many requests"}`, and the handler does
 /// not run; an allowed request's answer carries the `RateLimit-*` headers too. When the
 /// limiter's store fails, fail-open limiters let the request through (without those
-/// headers: nothing was decided) and fail-closed ones answer 503.
+/// headers: nothing was decided) and fail-closed ones answer 503. A request without
+/// `ConnectInfo` (an app not served as above) is answered 500 unless the policy has a key
+/// function, and the first one is logged at ERROR.
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -32,12 +38,13 @@ use tower_service::Service;
 /// use keygate_axum::RateLimitLayer;
 /// use keygate_axum::keygate::RedisStore;
 /// use keygate_axum::keygate::rate_limit::{Quota, RateLimiter};
+/// use keygate_axum::keygate::web::IpNet;
 ///
 /// let store = RedisStore::connect("redis://127.0.0.1:6379/0").await?;
 /// let limiter = RateLimiter::new(store, "login", Quota::per_minute(30))?;
 /// let app: Router = Router::new()
 ///     .route("/user/code", post(|| async { "sent" }))
-///     .route_layer(RateLimitLayer::new(limiter).with_trusted_proxies(["10.0.0.1".parse()?]));
+///     .route_layer(RateLimitLayer::new(limiter).with_trusted_proxies(["10.0.0.0/24".parse::<IpNet>()?]));
 /// let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
 /// axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>()).await?;
 /// # Ok(()) }
@@ -55,12 +62,15 @@ impl RateLimitLayer {
 
     /// Limits by a policy (key function, trusted proxies).
     pub fn with_policy(policy: RateLimitPolicy) -> Self {
-        Self { policy }
+        Self {
+            policy: policy.with_peer_hint(PEER_HINT),
+        }
     }
 
-    /// Trusts these proxies' `X-Forwarded-For` (see
+    /// Trusts the proxies in these CIDR ranges ([`IpNet`], or plain [`IpAddr`](std::net::IpAddr)s)
+    /// to tell the client's address in `X-Forwarded-For` (see
     /// [`RateLimitPolicy::with_trusted_proxies`]).
-    pub fn with_trusted_proxies(self, proxies: impl IntoIterator<Item = IpAddr>) -> Self {
+    pub fn with_trusted_proxies(self, proxies: impl IntoIterator<Item = impl Into<IpNet>>) -> Self {
         Self {
             policy: self.policy.with_trusted_proxies(proxies),
         }

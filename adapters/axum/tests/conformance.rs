@@ -113,6 +113,10 @@ impl TestApp for AxumApp {
         OptionOnOutage::Unavailable
     }
 
+    fn missing_peer_hint(&self) -> &'static str {
+        "into_make_service_with_connect_info::<SocketAddr>()"
+    }
+
     async fn send_from(
         &self,
         peer: Option<IpAddr>,

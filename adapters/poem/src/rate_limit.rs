@@ -1,13 +1,15 @@
 //! The rate-limit middleware: refuses requests over a [`RateLimiter`]'s quota before the
 //! handler runs.
 
-use std::net::IpAddr;
-
 use crate::middleware::Parts;
 use keygate::rate_limit::RateLimiter;
-use keygate::web::{RateLimitPolicy, RateLimitRejection};
+use keygate::web::{IpNet, RateLimitPolicy, RateLimitRejection};
 use poem::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response, Result};
+
+/// What the framework needs to report a connection's peer address, logged (once) with the
+/// first rate-limited request that has none.
+const PEER_HINT: &str = "keygate-poem: poem has no socket address for a Unix-socket or custom listener (the request's `RemoteAddr` is not `Addr::SocketAddr`).";
 
 /// Applies a [`RateLimiter`] to every request passing through it, keyed by the client IP
 /// (the connection's peer address), or by a policy's key function. A request over the
@@ -15,7 +17,9 @@ use poem::{Endpoint, IntoResponse, Middleware, Request, Response, Result};
 /// envelope `{"success":false,"errorMsg":"too many requests"}`, and the handler does not
 /// run; an allowed request's answer carries the `RateLimit-*` headers too. When the
 /// limiter's store fails, fail-open limiters let the request through (without those
-/// headers: nothing was decided) and fail-closed ones answer 503.
+/// headers: nothing was decided) and fail-closed ones answer 503. A request without a
+/// socket address (a Unix-socket listener) is answered 500 unless the policy has a key
+/// function, and the first one is logged at ERROR.
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -43,12 +47,15 @@ impl RateLimitMiddleware {
 
     /// Limits by a policy (key function, trusted proxies).
     pub fn with_policy(policy: RateLimitPolicy) -> Self {
-        Self { policy }
+        Self {
+            policy: policy.with_peer_hint(PEER_HINT),
+        }
     }
 
-    /// Trusts these proxies' `X-Forwarded-For` (see
+    /// Trusts the proxies in these CIDR ranges ([`IpNet`], or plain [`IpAddr`](std::net::IpAddr)s)
+    /// to tell the client's address in `X-Forwarded-For` (see
     /// [`RateLimitPolicy::with_trusted_proxies`]).
-    pub fn with_trusted_proxies(self, proxies: impl IntoIterator<Item = IpAddr>) -> Self {
+    pub fn with_trusted_proxies(self, proxies: impl IntoIterator<Item = impl Into<IpNet>>) -> Self {
         Self {
             policy: self.policy.with_trusted_proxies(proxies),
         }

@@ -131,6 +131,10 @@ impl TestApp for PoemApp {
         OptionOnOutage::Anonymous
     }
 
+    fn missing_peer_hint(&self) -> &'static str {
+        "RemoteAddr"
+    }
+
     async fn send_from(
         &self,
         peer: Option<IpAddr>,

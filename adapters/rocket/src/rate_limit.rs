@@ -6,12 +6,12 @@
 //! to right, data guards after them), and a refused request reaches neither the other
 //! guards nor the body nor the handler.
 
-use std::net::IpAddr;
-
 use crate::guard::Parts;
 use keygate::rate_limit::{RateLimitDecision, RateLimiter};
 use keygate::web::{Envelope, Rejection};
-use keygate::web::{RateLimitPolicy, RateLimitRejection, TOO_MANY_REQUESTS};
+use keygate::web::{
+    IpNet, NO_CLIENT_ADDRESS, RateLimitPolicy, RateLimitRejection, Subject, TOO_MANY_REQUESTS,
+};
 use rocket::fairing::{self, Fairing, Info, Kind};
 use rocket::http::{ContentType, Header, Status};
 use rocket::request::{FromRequest, Outcome};
@@ -21,6 +21,9 @@ use rocket::{Build, Request, Rocket, catch, catchers};
 
 const MISSING_FAIRING: &str = "keygate-rocket: RateLimitFairing is not installed \
      (attach `RateLimitFairing::new(limiter)` to the rocket)";
+/// What the framework needs to report a connection's peer address, logged (once) with the
+/// first rate-limited request that has none.
+const PEER_HINT: &str = "keygate-rocket: Rocket has no remote address for a Unix-socket listener, nor for a local client's request without `.remote(..)`.";
 
 /// Installs a [`RateLimiter`] for the [`RateLimited`] guard, keyed by the client IP (the
 /// connection's peer address, `Request::remote`), and registers at `/` a 429 catcher that
@@ -32,7 +35,9 @@ const MISSING_FAIRING: &str = "keygate-rocket: RateLimitFairing is not installed
 /// When the limiter's store fails, fail-open limiters let the request through (without the
 /// `RateLimit-*` headers: nothing was decided) and fail-closed ones fail the guard with
 /// 503, answered by keygate's 503 catcher ([`KeygateFairing`](crate::KeygateFairing)) when
-/// it is installed.
+/// it is installed. A request without a remote address (a Unix-socket listener), unless
+/// the policy has a key function, fails the guard with 500, answered by keygate's 500
+/// catcher likewise.
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -64,12 +69,15 @@ impl RateLimitFairing {
 
     /// Limits by a policy (key function, trusted proxies).
     pub fn with_policy(policy: RateLimitPolicy) -> Self {
-        Self { policy }
+        Self {
+            policy: policy.with_peer_hint(PEER_HINT),
+        }
     }
 
-    /// Trusts these proxies' `X-Forwarded-For` (see
+    /// Trusts the proxies in these CIDR ranges ([`IpNet`], or plain [`IpAddr`](std::net::IpAddr)s)
+    /// to tell the client's address in `X-Forwarded-For` (see
     /// [`RateLimitPolicy::with_trusted_proxies`]).
-    pub fn with_trusted_proxies(self, proxies: impl IntoIterator<Item = IpAddr>) -> Self {
+    pub fn with_trusted_proxies(self, proxies: impl IntoIterator<Item = impl Into<IpNet>>) -> Self {
         Self {
             policy: self.policy.with_trusted_proxies(proxies),
         }
@@ -136,6 +144,10 @@ impl<'r> FromRequest<'r> for RateLimited {
         let checked = request
             .local_cache_async(async {
                 let subject = policy.subject(request.remote().map(|a| a.ip()), &Parts::of(request));
+                if subject == Subject::NoPeerAddress {
+                    // Answered by keygate's 500 catcher with the core's message.
+                    crate::catcher::note(request, Rejection::MissingLayer(NO_CLIENT_ADDRESS));
+                }
                 Checked(Some(policy.admit(subject).await))
             })
             .await;

@@ -128,6 +128,10 @@ impl TestApp for RocketApp {
         OptionOnOutage::Anonymous
     }
 
+    fn missing_peer_hint(&self) -> &'static str {
+        "remote address"
+    }
+
     async fn send_from(
         &self,
         peer: Option<IpAddr>,

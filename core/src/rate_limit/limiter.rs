@@ -5,6 +5,7 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 
 use super::coalesce::Coalescer;
+use super::refusals::Refusals;
 use super::{Clock, FailureMode, Limit, RateLimitDecision, RateLimitStore};
 use crate::error::{Error, Result};
 use crate::log_throttle::LogThrottle;
@@ -33,6 +34,8 @@ struct Shared {
     decisions: Decisions,
     /// Shared by clones, so a subject's overlapping checks share a call.
     coalescer: Arc<Coalescer>,
+    /// Shared by clones: the refusals held until their waits are over.
+    refusals: Arc<Refusals>,
 }
 
 /// The limiter's decision counters, registered once when it is built (see
@@ -105,6 +108,7 @@ impl RateLimiter {
                 failure: FailureMode::default(),
                 clock: Clock::system(),
                 coalescer: Arc::default(),
+                refusals: Arc::default(),
             }),
         })
     }
@@ -115,19 +119,31 @@ impl RateLimiter {
         self
     }
 
-    /// The clock of stores without one of their own (the memory store); Redis uses the
-    /// server's clock whatever this is.
+    /// The clock of stores without one of their own (the memory store), and of the
+    /// refusals the limiter holds ([`with_refusal_cache`](Self::with_refusal_cache)); Redis
+    /// decides on the server's clock whatever this is.
     pub fn with_clock(mut self, clock: Clock) -> Self {
         self.own().clock = clock;
         self
     }
 
-    /// This limiter's settings, to change: its own copy, with calls of its own (a clone
-    /// taken earlier keeps the old settings and must not share calls decided with the
-    /// new ones).
+    /// Holds at most `capacity` refusals (default
+    /// [`DEFAULT_REFUSAL_CACHE`](super::DEFAULT_REFUSAL_CACHE), 10,000): a subject the store
+    /// refused is refused by the limiter itself until its wait is over, without a store
+    /// call (see the [module docs](super)). Past the capacity the least recently used is
+    /// forgotten (its next check asks the store). 0 holds none: every check asks.
+    pub fn with_refusal_cache(mut self, capacity: usize) -> Self {
+        self.own().refusals = Arc::new(Refusals::new(capacity));
+        self
+    }
+
+    /// This limiter's settings, to change: its own copy, with calls and held refusals of
+    /// its own (a clone taken earlier keeps the old settings and must not share calls or
+    /// refusals decided with the new ones).
     fn own(&mut self) -> &mut Shared {
         let shared = Arc::make_mut(&mut self.shared);
         shared.coalescer = Arc::default();
+        shared.refusals = Arc::new(Refusals::new(shared.refusals.capacity()));
         shared
     }
 
@@ -164,15 +180,26 @@ impl RateLimiter {
     }
 
     /// Decides whether `subject` may make one more request now, and counts it if so.
-    /// Checks of one subject that overlap on this instance share a store call (see the
+    /// Checks of one subject that overlap on this instance share a store call, and a
+    /// subject refused is refused without a call until its wait is over (see the
     /// [module docs](super)). A store failure is an error when failing closed, and an
     /// allowed, `degraded` decision when failing open.
     pub async fn check(&self, subject: &str) -> Result<RateLimitDecision> {
         let key = self.key(subject);
         let key = key.as_str();
         let shared = &*self.shared;
+        let counters = &shared.decisions;
+        if let Some(held) = shared.refusals.refused(key, shared.clock.now_us()) {
+            counters.refused.increment(1);
+            return Ok(RateLimitDecision::from_reply(held, shared.limit.at_once()));
+        }
         let decide = shared.coalescer.check(key, |arrivals| async move {
-            match shared.limit {
+            // Checks queued behind a call that was refused are refused with it.
+            let sent_us = shared.clock.now_us();
+            if let Some(held) = shared.refusals.refused(key, sent_us) {
+                return Ok(vec![held; arrivals as usize]);
+            }
+            let replies = match shared.limit {
                 Limit::Quota(quota) => {
                     let params = quota.params();
                     (shared.store)
@@ -185,9 +212,14 @@ impl RateLimiter {
                         .window_arrivals(key, params, &shared.clock, arrivals)
                         .await
                 }
+            }?;
+            // Arrivals are decided in order at one instant: the last one is the state after
+            // all of them.
+            if let Some(last) = replies.last() {
+                shared.refusals.hold(key, sent_us, last);
             }
+            Ok(replies)
         });
-        let counters = &self.shared.decisions;
         let (decision, counter) = match counters.op.timed(decide).await {
             Ok(reply) => {
                 let decision = RateLimitDecision::from_reply(reply, self.shared.limit.at_once());

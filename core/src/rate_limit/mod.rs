@@ -30,6 +30,18 @@
 //!   script call per round trip however many requests it sends; other subjects never wait
 //!   for it, and a lone check pays nothing for it. While Redis fails, the checks queued
 //!   behind a failed call fail with it rather than wait for a call of their own.
+//! - **A refusal costs Redis once.** A subject refused with "retry after R" stays refused
+//!   until R (refusals change no state, and admissions elsewhere only push R later), so
+//!   the limiter holds the refusal and answers the subject's checks itself until then,
+//!   without a script call: the same refusal, no budget left, `retry_after` and `reset`
+//!   counting down. A client that keeps sending over its limit costs Redis nothing until
+//!   its wait is over, then one call. The wait is timed on the limiter's clock from when
+//!   its call was sent, so the hold never outlasts the server's. Each limiter holds at
+//!   most [`DEFAULT_REFUSAL_CACHE`] refused subjects (its key and three numbers each), forgetting
+//!   the least recently used first ([`RateLimiter::with_refusal_cache`]; 0 holds none).
+//!   Decisions stay exact, with one exception: when an operator deletes a subject's key
+//!   to lift its limit early, the instances that hold its refusal keep refusing until
+//!   the wait they were told (at most one period).
 //! - **The server's clock.** The scripts take the time from Redis (`TIME`), not from the
 //!   application, so instances whose clocks disagree make the same decisions.
 //! - **Small, self-cleaning state.** One key per limited subject,
@@ -41,7 +53,7 @@
 //!   small whatever the subject. A quota and a window must not share a limiter name.
 //! - **Failure is a choice per limiter** ([`FailureMode`]): fail open (allow while Redis
 //!   is unreachable, logging at WARN at most once a second) or fail closed (an error:
-//!   adapters answer 503).
+//!   adapters answer 503). A refusal held from before the outage is still answered.
 //!
 //! The embedded [`MemoryStore`](crate::MemoryStore) makes the same decisions for the same
 //! arrivals (the same functions on the same integers, [`gcra`] and [`sliding_window`]), on
@@ -68,9 +80,10 @@
 //! # Ok(()) }
 //! ```
 //!
-//! The framework adapters wrap a limiter in a middleware keyed by the client's IP: the
-//! framework-neutral part they translate, which subject a request counts against and what
-//! a refusal answers, is [`RateLimitPolicy`](crate::web::RateLimitPolicy).
+//! The framework adapters wrap a limiter in a middleware keyed by the client's IP (IPv6 per
+//! /64 by default): the framework-neutral part they translate, which subject a request
+//! counts against and what a refusal answers, is
+//! [`RateLimitPolicy`](crate::web::RateLimitPolicy).
 
 mod coalesce;
 mod decision;
@@ -79,6 +92,7 @@ mod limiter;
 #[cfg(feature = "memory")]
 mod memory;
 mod redis;
+mod refusals;
 mod window;
 
 use std::sync::Arc;
@@ -91,6 +105,7 @@ pub use self::gcra::{GcraParams, Quota, gcra};
 pub use self::limiter::RateLimiter;
 #[doc(hidden)]
 pub use self::redis::script_sources;
+pub use self::refusals::DEFAULT_REFUSAL_CACHE;
 pub use self::window::{MAX_WINDOW_LIMIT, Window, WindowParams, sliding_window};
 use crate::error::Result;
 

@@ -11,6 +11,8 @@
 
 #[cfg(any(feature = "codes", feature = "locks", feature = "flash-sale"))]
 mod answer;
+#[cfg(feature = "rate-limit")]
+mod client_addr;
 mod cookie;
 mod envelope;
 pub(crate) mod gate;
@@ -21,14 +23,20 @@ mod rejection;
 pub(crate) mod report;
 mod transport;
 
+#[cfg(feature = "rate-limit")]
+pub use self::client_addr::client_ip;
 pub use self::cookie::{DEFAULT_COOKIE_NAME, SessionCookie};
 pub use self::envelope::Envelope;
 pub use self::gate::{CurrentSession, Keygate};
 pub use self::origin::{AllowedOrigins, is_unsafe_method};
 #[cfg(feature = "rate-limit")]
 pub use self::rate_limit::{
-    KeyInput, RateLimitPolicy, RateLimitRejection, TOO_MANY_REQUESTS, client_ip,
+    KeyInput, NO_CLIENT_ADDRESS, RateLimitPolicy, RateLimitRejection, Subject, TOO_MANY_REQUESTS,
 };
 pub use self::rejection::Rejection;
 pub use self::transport::{RequestParts, TokenReader, TokenSource};
 pub use crate::ttl::retry_after_secs;
+/// A CIDR range (or a single address) of trusted proxies, from the `ipnet` crate:
+/// `"10.0.0.0/8".parse::<IpNet>()`, or `IpNet::from(ip)`.
+#[cfg(feature = "rate-limit")]
+pub use ipnet::IpNet;

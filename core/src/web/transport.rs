@@ -33,9 +33,11 @@ pub trait RequestParts {
     fn authority(&self) -> Option<&str> {
         None
     }
-    /// The `index`-th value of a header (`name` is lowercase), for headers a client may send
-    /// several times: HTTP/2 clients split `cookie` over several fields. The default knows
-    /// only the first.
+    /// The `index`-th value of a header (`name` is lowercase), for headers sent several
+    /// times: HTTP/2 clients split `cookie` over several fields, and a proxy may append an
+    /// `X-Forwarded-For` line of its own. The default knows only the first: an
+    /// implementation for a real request must return every value, in order (the rate
+    /// limit reads the client's address from the last lines).
     fn header_at(&self, name: &str, index: usize) -> Option<&[u8]> {
         if index == 0 { self.header(name) } else { None }
     }

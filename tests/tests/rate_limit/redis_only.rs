@@ -200,10 +200,13 @@ async fn fails_open_or_closed(limit: Limit) {
     server.stop();
     let decision = open.check("a").await.unwrap();
     assert!(decision.allowed && decision.degraded);
-    let error = closed.check("a").await.unwrap_err();
+    // The refusal the closed limiter holds is still true: it needs no store.
+    let held = closed.check("a").await.unwrap();
+    assert!(!held.allowed && !held.degraded);
+    let error = closed.check("c").await.unwrap_err();
     assert!(error.is_backend(), "{error}");
     assert_eq!(error.status(), 503);
-    let subject = Some("a".to_owned());
+    let subject = Some("c".to_owned());
     let rejection = RateLimitPolicy::new(closed.clone())
         .admit(subject.clone())
         .await
@@ -240,11 +243,14 @@ async fn a_frozen_redis_is_bounded_by_the_command_timeout() {
     assert!(took < Duration::from_millis(1500), "{took:?}");
 }
 
-/// One script call (one round trip) per decision, and the keys are the documented ones.
+/// One script call (one round trip) per decision asked of the store (no refusal held), and
+/// the keys are the documented ones.
 #[tokio::test]
 async fn one_script_call_per_decision() {
     let server = RedisServer::start();
-    let limiter = RateLimiter::new(store(&server).await, "calls", Quota::per_minute(5)).unwrap();
+    let limiter = RateLimiter::new(store(&server).await, "calls", Quota::per_minute(5))
+        .unwrap()
+        .with_refusal_cache(0);
     limiter.check("warm").await.unwrap();
     server.reset_stats();
     for _ in 0..7 {
@@ -263,11 +269,14 @@ async fn one_script_call_per_decision() {
     );
 }
 
-/// The window's script: one call per decision; refusals read the log and write nothing.
+/// The window's script: one call per decision asked of the store (no refusal held);
+/// refusals read the log and write nothing.
 #[tokio::test]
 async fn one_script_call_per_window_decision() {
     let server = RedisServer::start();
-    let limiter = RateLimiter::new(store(&server).await, "calls", Window::per_minute(5)).unwrap();
+    let limiter = RateLimiter::new(store(&server).await, "calls", Window::per_minute(5))
+        .unwrap()
+        .with_refusal_cache(0);
     limiter.check("warm").await.unwrap();
     server.reset_stats();
     for _ in 0..7 {
@@ -433,4 +442,121 @@ async fn a_flood_from_one_subject_costs_one_call_per_round_trip() {
         // queue when the server thawed may make a third).
         assert!((2..=3).contains(&evalsha), "{limit:?}: {calls:?}");
     }
+}
+
+/// The script calls since the last reset.
+fn evalsha(server: &RedisServer) -> u64 {
+    keygate_tests::fixtures::commands_since_reset(server)
+        .iter()
+        .find(|(name, _)| name == "evalsha")
+        .map_or(0, |(_, n)| *n)
+}
+
+/// A refusal holds until its retry-after (a quota's and a window's state only grows
+/// until then): a subject that keeps sending over its limit costs no script call until
+/// the wait is over, and then one. The held refusals say what Redis would: no budget
+/// left, the wait and the reset counting down.
+#[tokio::test]
+async fn a_refused_subject_costs_no_script_call_until_its_retry_after() {
+    let server = RedisServer::start();
+    let period = Duration::from_millis(800);
+    for (name, limit) in [
+        ("held-quota", Limit::from(Quota::new(1, period))),
+        ("held-window", Limit::from(Window::new(1, period))),
+    ] {
+        let limiter = RateLimiter::new(store(&server).await, name, limit).unwrap();
+        assert!(limiter.check("s").await.unwrap().allowed);
+        let first = limiter.check("s").await.unwrap();
+        assert!(!first.allowed, "{name}");
+        server.reset_stats();
+        let mut last = first;
+        for _ in 0..50 {
+            let held = limiter.check("s").await.unwrap();
+            assert!(!held.allowed && !held.degraded, "{name}: {held:?}");
+            assert_eq!((held.limit, held.remaining), (1, 0), "{name}");
+            assert!(
+                held.retry_after > Duration::ZERO && held.retry_after <= last.retry_after,
+                "{name}: {held:?} after {last:?}"
+            );
+            assert!(
+                held.reset >= held.retry_after && held.reset <= last.reset,
+                "{name}: {held:?} after {last:?}"
+            );
+            last = held;
+        }
+        assert_eq!(evalsha(&server), 0, "{name}: held refusals cost no call");
+        // Sleeping here waits out the refusal the limiter holds (and the time Redis
+        // decided after the limiter sent the call, which it cannot know).
+        tokio::time::sleep(last.retry_after + Duration::from_millis(50)).await;
+        assert!(limiter.check("s").await.unwrap().allowed, "{name}");
+        assert_eq!(evalsha(&server), 1, "{name}: then one call");
+    }
+}
+
+/// The refusals a limiter holds are bounded (`with_refusal_cache`): past the bound the
+/// least recently used goes first, and a subject it forgot costs a call again.
+#[tokio::test]
+async fn refusals_held_are_bounded_the_least_recent_going_first() {
+    let server = RedisServer::start();
+    let limiter = RateLimiter::new(store(&server).await, "bounded", Quota::per_hour(1))
+        .unwrap()
+        .with_refusal_cache(2);
+    for subject in ["a", "b", "c"] {
+        assert!(limiter.check(subject).await.unwrap().allowed);
+        assert!(!limiter.check(subject).await.unwrap().allowed);
+    }
+    server.reset_stats();
+    for subject in ["c", "b"] {
+        assert!(!limiter.check(subject).await.unwrap().allowed);
+    }
+    assert_eq!(evalsha(&server), 0, "b and c are held");
+    assert!(!limiter.check("a").await.unwrap().allowed);
+    assert_eq!(evalsha(&server), 1, "a was forgotten");
+    // Holding a again forgot c, the least recently used.
+    assert!(!limiter.check("b").await.unwrap().allowed);
+    assert_eq!(evalsha(&server), 1);
+    assert!(!limiter.check("c").await.unwrap().allowed);
+    assert_eq!(evalsha(&server), 2);
+
+    let unheld = RateLimiter::new(store(&server).await, "unheld", Quota::per_hour(1))
+        .unwrap()
+        .with_refusal_cache(0);
+    assert!(unheld.check("a").await.unwrap().allowed);
+    server.reset_stats();
+    for _ in 0..3 {
+        assert!(!unheld.check("a").await.unwrap().allowed);
+    }
+    assert_eq!(evalsha(&server), 3, "0 holds nothing");
+    assert_eq!(keygate::rate_limit::DEFAULT_REFUSAL_CACHE, 10_000);
+}
+
+/// Checks of a subject queued behind a call that comes back refused are refused with it,
+/// without a call of their own: the held refusal answers them. The call is held (the
+/// server frozen) until every check has begun.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checks_queued_behind_a_refused_call_cost_no_call_of_their_own() {
+    let server = RedisServer::start();
+    let limiter = RateLimiter::new(store(&server).await, "queued", Quota::per_hour(1)).unwrap();
+    assert!(limiter.check("s").await.unwrap().allowed);
+    server.reset_stats();
+    server.pause();
+    let begun = Arc::new(AtomicU64::new(0));
+    let mut checks = Vec::new();
+    for _ in 0..32 {
+        let (limiter, begun) = (limiter.clone(), begun.clone());
+        checks.push(tokio::spawn(async move {
+            begun.fetch_add(1, Ordering::SeqCst);
+            limiter.check("s").await.unwrap()
+        }));
+    }
+    while begun.load(Ordering::SeqCst) < 32 {
+        tokio::task::yield_now().await;
+    }
+    server.resume();
+    for check in checks {
+        let decision = check.await.unwrap();
+        assert!(!decision.allowed && !decision.degraded);
+        assert!(decision.retry_after > Duration::from_secs(3590));
+    }
+    assert_eq!(evalsha(&server), 1);
 }
