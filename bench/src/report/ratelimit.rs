@@ -128,15 +128,16 @@ fn flood_markdown(md: &mut String, r: &RateLimitReport) {
     );
     let _ = writeln!(
         md,
-        "| limit | callers | checks/s | refused | script calls | per refused check |"
+        "| limit | callers | checks | checks/s | refused | script calls | per refused check |"
     );
-    let _ = writeln!(md, "| --- | ---: | ---: | ---: | ---: | ---: |");
+    let _ = writeln!(md, "| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
     for row in &r.flood {
         let _ = writeln!(
             md,
-            "| {} | {} | {:.0} | {} | {} | {:.4} |",
+            "| {} | {} | {} | {:.0} | {} | {} | {:.4} |",
             row.kind.label(),
             row.callers,
+            row.checks,
             row.per_sec,
             row.refused,
             row.script_calls,
