@@ -103,6 +103,16 @@ impl Reply {
         }
     }
 
+    /// 429 with `Retry-After` (`wait`, rounded up to whole seconds): a per-IP budget is
+    /// used up.
+    pub fn too_many_requests(wait: std::time::Duration) -> Self {
+        Self::with_retry(
+            429,
+            Envelope::error("too many requests").to_json(),
+            Some(keygate::ttl::retry_after_secs(wait)),
+        )
+    }
+
     /// 500 for an unexpected failure (logged; the client gets no detail).
     pub fn internal(detail: &dyn std::fmt::Display) -> Self {
         tracing::error!(%detail, "request failed");
