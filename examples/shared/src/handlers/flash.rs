@@ -81,7 +81,10 @@ enum Paid {
 /// What a lock failure answers: the core's mapping (503 with `Retry-After` while the
 /// order is busy; the payment provider retries and then sees the order's state).
 fn lock_failure(error: &LockError) -> Reply {
-    tracing::warn!(%error, "payment callback could not hold the order lock");
+    static LOCK_FAILED: keygate::telemetry::LogThrottle = keygate::telemetry::LogThrottle::new();
+    if let Some(suppressed) = LOCK_FAILED.allow() {
+        tracing::warn!(%error, suppressed, "payment callback could not hold the order lock");
+    }
     Reply::with_retry(
         error.status(),
         error.body(),
