@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::log_throttle::LogThrottle;
+
 /// Everything that can go wrong in keygate. "No session" is not an error: loads return
 /// `Option`.
 #[derive(Debug, thiserror::Error)]
@@ -27,7 +29,8 @@ pub enum Error {
     Config(String),
     /// A keygate script failed on what it found in Redis (data of another type or range
     /// under a keygate key, or a bug). Retrying cannot help, so adapters answer 500, not
-    /// 503, and the failure is logged.
+    /// 503, and the failure is logged at ERROR (at most once a second, with the number left
+    /// out since the last line).
     #[error("a Redis script failed: {0}")]
     Script(String),
 }
@@ -56,8 +59,16 @@ pub enum BackendError {
 impl From<redis::RedisError> for Error {
     fn from(e: redis::RedisError) -> Self {
         if is_script_failure(&e) {
+            // One a request could provoke on every request: at most once a second.
+            static SCRIPT_FAILURES: LogThrottle = LogThrottle::new();
             let error = Error::Script(e.to_string());
-            tracing::error!(%error, "deterministic script failure; answering 500");
+            if let Some(suppressed) = SCRIPT_FAILURES.allow() {
+                tracing::error!(
+                    %error,
+                    suppressed,
+                    "deterministic script failure; answering 500 (logged at most once a second)"
+                );
+            }
             return error;
         }
         Error::Backend(BackendError::Redis(e))

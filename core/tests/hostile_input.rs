@@ -119,7 +119,7 @@ proptest! {
             let token = Token::generate().unwrap();
             let key = format!("s:{}", token.expose());
             let planted = store
-                .insert(SessionKeyRef { session: &key, deadline: None, deadline_required: false, own_idle: false }, &StoredValue::Json(text), EXPIRY)
+                .insert(SessionKeyRef { session: &key, deadline: None, own_idle: false }, &StoredValue::Json(text), EXPIRY)
                 .await
                 .unwrap();
             assert!(planted);
@@ -141,7 +141,7 @@ proptest! {
             let token = Token::generate().unwrap();
             let key = format!("login:token:{}", token.expose());
             store
-                .insert(SessionKeyRef { session: &key, deadline: None, deadline_required: false, own_idle: false }, &StoredValue::Hash(fields), EXPIRY)
+                .insert(SessionKeyRef { session: &key, deadline: None, own_idle: false }, &StoredValue::Hash(fields), EXPIRY)
                 .await
                 .unwrap();
             let m = SessionManager::<User>::new(store, SessionConfig::java_seed()).unwrap();

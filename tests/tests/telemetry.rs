@@ -333,3 +333,53 @@ fn metrics_and_spans_on_the_memory_backend() {
 fn metrics_and_spans_on_redis() {
     run(true);
 }
+
+/// A script failure (a deterministic error inside one of keygate's scripts, answered 500)
+/// is logged at ERROR at most once a second, with the number left out since the last one:
+/// a client that provokes one on every request cannot flood the log.
+#[test]
+fn script_failures_are_logged_at_most_once_a_second() {
+    use keygate::backend::SessionStore;
+    let log = LogCapture::default();
+    let writer = log.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter("keygate=info")
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let failures = || {
+        log.text()
+            .lines()
+            .filter(|l| l.contains("script failure"))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    tracing::subscriber::with_default(subscriber, || {
+        runtime.block_on(async {
+            let Backend::Redis(store, server) = Backend::redis().await else {
+                unreachable!("a Redis backend")
+            };
+            // An index that is not a sorted set: the index script's ZREM fails inside it.
+            let _: () = server.query(redis::cmd("SET").arg("broken-index").arg("x"));
+            let fail = async || {
+                let reply = store
+                    .index_replace("broken-index", "a", "b", 1, 60_000)
+                    .await;
+                assert!(matches!(reply, Err(keygate::Error::Script(_))), "{reply:?}");
+            };
+            for _ in 0..50 {
+                fail().await;
+            }
+            assert_eq!(failures().len(), 1, "50 failures in a row: one line");
+            tokio::time::sleep(Duration::from_millis(1100)).await;
+            fail().await;
+            let logged = failures();
+            assert_eq!(logged.len(), 2, "{logged:?}");
+            assert!(logged[1].contains("suppressed=49"), "{logged:?}");
+        });
+    });
+}

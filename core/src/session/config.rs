@@ -54,6 +54,12 @@ pub struct SessionConfig {
 /// A session whose login chose an idle TTL but no lifetime gets the configuration's
 /// absolute lifetime, or else `max_lifetime`: a session with its own expiry always has an
 /// end.
+///
+/// With limits, every session has a companion key (its deadline as TTL; for a session
+/// without one, `0` and the session's own TTL, reset with it), and a session whose
+/// companion is missing, has lost its expiry or is in its last millisecond is over: an
+/// evicted or deleted deadline ends the session rather than letting it slide for ever.
+/// Sessions written by another service without a companion are not accepted then.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LoginLimits {
     /// The longest idle TTL a login may choose.
@@ -267,7 +273,8 @@ impl SessionConfig {
     /// Lets each login choose its session's idle TTL and lifetime within `limits`
     /// ([`SessionManager::login_with`](crate::SessionManager::login_with)). Every session
     /// then has a companion key in its hash slot holding its own expiry, and each load is
-    /// one script call (one round trip, as with the hash layout) instead of a `GETEX`.
+    /// one script call (one round trip, as with the hash layout) instead of a `GETEX`. A
+    /// session whose companion is gone is over (see [`LoginLimits`]).
     pub fn with_login_limits(mut self, limits: LoginLimits) -> Self {
         self.login_limits = Some(limits);
         self
@@ -293,7 +300,8 @@ impl SessionConfig {
     }
 
     /// Whether sessions have a companion key: with an absolute lifetime (its TTL is the
-    /// deadline) or with login limits (it holds a session's own idle TTL).
+    /// deadline) or with login limits (it holds a session's own idle TTL, or `0` for no
+    /// deadline). Every session then has one, and one without it is over.
     pub(crate) fn has_companion_key(&self) -> bool {
         self.absolute_lifetime.is_some() || self.login_limits.is_some()
     }

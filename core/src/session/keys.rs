@@ -80,10 +80,10 @@ pub(crate) struct SessionKeys {
     pub id: String,
     /// `<prefix><id>`.
     pub session: String,
-    /// The companion key (absolute deadline, own idle TTL), in the session key's hash slot.
+    /// The companion key (absolute deadline, own idle TTL), in the session key's hash slot;
+    /// every session has one when the configuration names it (see
+    /// [`SessionKeyRef::deadline`]).
     pub deadline: Option<String>,
-    /// Whether every session has a companion (see [`SessionKeyRef::deadline_required`]).
-    pub deadline_required: bool,
     /// Whether sessions may have their own idle TTL (see [`SessionKeyRef::own_idle`]).
     pub own_idle: bool,
 }
@@ -114,7 +114,6 @@ impl SessionKeys {
             id,
             session,
             deadline,
-            deadline_required: config.absolute_lifetime().is_some(),
             own_idle: config.login_limits().is_some(),
         }
     }
@@ -124,7 +123,6 @@ impl SessionKeys {
         SessionKeyRef {
             session: &self.session,
             deadline: self.deadline.as_deref(),
-            deadline_required: self.deadline_required,
             own_idle: self.own_idle,
         }
     }

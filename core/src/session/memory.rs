@@ -12,7 +12,7 @@ use crate::codec::Layout;
 use crate::codec::StoredValue;
 use crate::error::Result;
 use crate::memory_store::MemoryStore;
-use crate::memory_store::db::Value;
+use crate::memory_store::db::{Db, Value};
 
 fn to_value(stored: &StoredValue) -> Value {
     match stored {
@@ -27,6 +27,41 @@ fn own_idle_of(value: &Value) -> Option<u64> {
     match value {
         Value::Str(text) => text.parse::<u64>().ok().filter(|ms| *ms > 1),
         _ => None,
+    }
+}
+
+/// What a session's companion key says (see the touch script).
+enum Companion {
+    /// Missing, without expiry, or in its last instant: the session is over.
+    Over,
+    /// No deadline (value `0`): the companion follows the session's TTL.
+    Follows,
+    /// The time left to the absolute deadline, and the session's own idle TTL if any.
+    Deadline {
+        left: Duration,
+        own_idle_ms: Option<u64>,
+    },
+}
+
+/// Reads a companion as the touch script does: gone, without expiry or in its last
+/// instant, the session is over; its value counts only with login limits (`own_idle`).
+fn companion(db: &mut Db, key: &str, own_idle: bool, now: Instant) -> Companion {
+    let Some(entry) = db.get(key) else {
+        return Companion::Over;
+    };
+    match entry.ttl(now) {
+        Some(left) if !left.is_zero() => match &entry.value {
+            _ if !own_idle => Companion::Deadline {
+                left,
+                own_idle_ms: None,
+            },
+            Value::Str(text) if text == "0" => Companion::Follows,
+            value => Companion::Deadline {
+                left,
+                own_idle_ms: own_idle_of(value),
+            },
+        },
+        _ => Companion::Over,
     }
 }
 
@@ -47,18 +82,26 @@ impl SessionStore for MemoryStore {
                 return false;
             }
             let mut ttl = expiry.idle_ms;
-            if let (Some(deadline), Some(lifetime)) = (keys.deadline, expiry.lifetime_ms) {
-                ttl = ttl.min(lifetime);
-                let own = if expiry.own_idle {
-                    expiry.idle_ms.to_string()
-                } else {
-                    "1".to_owned()
-                };
-                db.set(
+            match (keys.deadline, expiry.lifetime_ms) {
+                (Some(deadline), Some(lifetime)) => {
+                    ttl = ttl.min(lifetime);
+                    let own = if expiry.own_idle {
+                        expiry.idle_ms.to_string()
+                    } else {
+                        "1".to_owned()
+                    };
+                    db.set(
+                        deadline,
+                        Value::Str(own),
+                        Some(Duration::from_millis(lifetime)),
+                    );
+                }
+                (Some(deadline), None) => db.set(
                     deadline,
-                    Value::Str(own),
-                    Some(Duration::from_millis(lifetime)),
-                );
+                    Value::Str("0".to_owned()),
+                    Some(Duration::from_millis(ttl)),
+                ),
+                (None, _) => {}
             }
             db.set(
                 keys.session,
@@ -78,24 +121,23 @@ impl SessionStore for MemoryStore {
         Ok(self.with_db(|db| {
             let now = Instant::now();
             let mut ttl = Duration::from_millis(idle_ms);
-            if let Some(deadline) = keys.deadline {
-                // A companion that is gone ends the session when every session has one;
-                // one without expiry or in its last instant always does.
-                match db.get(deadline) {
-                    None if !keys.deadline_required => {}
-                    None => return Fetched::Missing,
-                    Some(entry) => {
-                        let left = match entry.ttl(now) {
-                            Some(left) if !left.is_zero() => left,
-                            _ => return Fetched::Missing,
-                        };
-                        if let Some(own) = own_idle_of(&entry.value).filter(|_| keys.own_idle) {
-                            ttl = Duration::from_millis(own);
-                        }
-                        ttl = ttl.min(left);
+            // With a companion, every session has one: gone, without expiry or in its last
+            // instant, the session is over.
+            let follower = match keys
+                .deadline
+                .map(|key| (key, companion(db, key, keys.own_idle, now)))
+            {
+                Some((_, Companion::Over)) => return Fetched::Missing,
+                Some((key, Companion::Follows)) => Some(key),
+                Some((_, Companion::Deadline { left, own_idle_ms })) => {
+                    if let Some(own) = own_idle_ms {
+                        ttl = Duration::from_millis(own);
                     }
+                    ttl = ttl.min(left);
+                    None
                 }
-            }
+                None => None,
+            };
             let Some(entry) = db.get(keys.session) else {
                 return Fetched::Missing;
             };
@@ -105,6 +147,9 @@ impl SessionStore for MemoryStore {
                 _ => return Fetched::Corrupt("session key holds another type".into()),
             };
             entry.expires_at = Some(now + ttl);
+            if let Some(entry) = follower.and_then(|key| db.get(key)) {
+                entry.expires_at = Some(now + ttl);
+            }
             Fetched::Found(fetched)
         }))
     }
@@ -177,11 +222,20 @@ impl SessionStore for MemoryStore {
                 .iter()
                 .map(|keys| {
                     let ttl_ms = db.get(keys.session)?.ttl(now).map(duration_ms);
-                    let companion = keys.deadline.and_then(|key| db.get(key));
+                    let (deadline_ms, own_idle_ms) = match keys
+                        .deadline
+                        .map(|key| companion(db, key, keys.own_idle, now))
+                    {
+                        Some(Companion::Over) => return None,
+                        Some(Companion::Deadline { left, own_idle_ms }) => {
+                            (Some(duration_ms(left)), own_idle_ms)
+                        }
+                        Some(Companion::Follows) | None => (None, None),
+                    };
                     Some(SessionTtl {
                         ttl_ms,
-                        own_idle_ms: companion.as_ref().and_then(|e| own_idle_of(&e.value)),
-                        deadline_ms: companion.and_then(|e| e.ttl(now)).map(duration_ms),
+                        own_idle_ms,
+                        deadline_ms,
                     })
                 })
                 .collect()
@@ -197,8 +251,8 @@ impl SessionStore for MemoryStore {
             if !db.exists(from.session) {
                 return RenameOutcome::Gone;
             }
-            // A session whose required companion is gone is over.
-            if from.deadline_required && from.deadline.is_some_and(|key| !db.exists(key)) {
+            // A session whose companion is gone is over.
+            if from.deadline.is_some_and(|key| !db.exists(key)) {
                 return RenameOutcome::Gone;
             }
             if db.exists(to.session) {
@@ -208,6 +262,7 @@ impl SessionStore for MemoryStore {
             let mut deadline_ms = None;
             if let (Some(from), Some(to)) = (from.deadline, to.deadline)
                 && db.rename(from, to)
+                && db.get_str(to) != Some("0")
             {
                 deadline_ms = db.ttl(to).map(duration_ms);
             }

@@ -27,14 +27,6 @@ fn companion_value(expiry: NewExpiry) -> String {
     }
 }
 
-fn companion_mode(keys: SessionKeyRef<'_>) -> &'static str {
-    if keys.deadline_required {
-        "required"
-    } else {
-        "optional"
-    }
-}
-
 /// A `PTTL` reply: `None` for a missing key (-2), `Some(None)` for a key without expiry
 /// (-1), else the milliseconds left.
 pub(super) fn pttl(value: &redis::Value) -> Result<Option<Option<u64>>> {
@@ -46,9 +38,47 @@ pub(super) fn pttl(value: &redis::Value) -> Result<Option<Option<u64>>> {
     }
 }
 
+/// What a session's companion key says, read with `PTTL` and `GET`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Companion {
+    /// Missing, without expiry, or in its last millisecond: the session is over.
+    Over,
+    /// No deadline (value `0`): the companion follows the session's TTL.
+    Follows,
+    /// The time left to the session's absolute deadline, and its own idle TTL if its login
+    /// chose one.
+    Deadline {
+        left_ms: u64,
+        own_idle_ms: Option<u64>,
+    },
+}
+
+impl Companion {
+    /// Judges a companion from its `PTTL` and `GET` replies, as the touch script does: its
+    /// value counts only with login limits (`own_idle`).
+    pub(super) fn judge(
+        ttl: Option<&redis::Value>,
+        value: Option<&redis::Value>,
+        own_idle: bool,
+    ) -> Result<Self> {
+        let left = ttl.map(pttl).transpose()?.flatten().flatten();
+        let value = value.filter(|_| own_idle);
+        Ok(match left {
+            None | Some(0) => Self::Over,
+            Some(_) if matches!(value, Some(redis::Value::BulkString(v)) if v == b"0") => {
+                Self::Follows
+            }
+            Some(left_ms) => Self::Deadline {
+                left_ms,
+                own_idle_ms: value.and_then(self::own_idle),
+            },
+        })
+    }
+}
+
 /// The companion's value as the session's own idle TTL (values up to 1 mean "the
-/// configuration's").
-pub(super) fn own_idle(value: &redis::Value) -> Option<u64> {
+/// configuration's", or no deadline).
+fn own_idle(value: &redis::Value) -> Option<u64> {
     match value {
         redis::Value::BulkString(bytes) => std::str::from_utf8(bytes)
             .ok()
@@ -157,13 +187,13 @@ impl SessionStore for RedisStore {
     ) -> Result<bool> {
         let mut invocation = SESSION_INSERT.prepare_invoke();
         invocation.key(keys.session);
-        let lifetime = match (keys.deadline, expiry.lifetime_ms) {
-            (Some(deadline), Some(lifetime)) => {
-                invocation.key(deadline);
-                lifetime.to_string()
-            }
-            _ => String::new(),
-        };
+        if let Some(deadline) = keys.deadline {
+            invocation.key(deadline);
+        }
+        let lifetime = expiry
+            .lifetime_ms
+            .filter(|_| keys.deadline.is_some())
+            .map_or_else(String::new, |lifetime| lifetime.to_string());
         invocation
             .arg(codec_arg(codec_of(value)))
             .arg(expiry.idle_ms)
@@ -209,7 +239,6 @@ impl SessionStore for RedisStore {
         invocation
             .arg(codec_arg(codec))
             .arg(idle_ms)
-            .arg(companion_mode(keys))
             .arg(if keys.own_idle { "own" } else { "" });
         let reply = self.bounded(invocation.invoke_async(&mut conn)).await?;
         script_fetched(codec, reply)
@@ -336,12 +365,24 @@ impl SessionStore for RedisStore {
         let mut ttls = Vec::with_capacity(sessions.len());
         for keys in sessions {
             let session = replies.next().map(pttl).transpose()?.flatten();
-            let (deadline_ms, own_idle_ms) = match keys.deadline {
-                Some(_) => {
-                    let deadline = replies.next().map(pttl).transpose()?.flatten().flatten();
-                    (deadline, replies.next().and_then(own_idle))
+            let companion = match keys.deadline {
+                Some(_) => Some(Companion::judge(
+                    replies.next(),
+                    replies.next(),
+                    keys.own_idle,
+                )?),
+                None => None,
+            };
+            let (deadline_ms, own_idle_ms) = match companion {
+                Some(Companion::Over) => {
+                    ttls.push(None);
+                    continue;
                 }
-                None => (None, None),
+                Some(Companion::Deadline {
+                    left_ms,
+                    own_idle_ms,
+                }) => (Some(left_ms), own_idle_ms),
+                Some(Companion::Follows) | None => (None, None),
             };
             ttls.push(session.map(|ttl_ms| SessionTtl {
                 ttl_ms,
@@ -362,7 +403,6 @@ impl SessionStore for RedisStore {
         if let (Some(from), Some(to)) = (from.deadline, to.deadline) {
             invocation.key(from).key(to);
         }
-        invocation.arg(companion_mode(from));
         let mut conn = self.conn();
         let reply: redis::Value = self.bounded(invocation.invoke_async(&mut conn)).await?;
         match reply {

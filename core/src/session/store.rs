@@ -38,15 +38,15 @@ pub enum UpdateOutcome {
 pub struct SessionKeyRef<'a> {
     /// The session key, `<prefix><token or hash>`.
     pub session: &'a str,
-    /// The companion key, in the same hash slot: the absolute deadline as its TTL, and the
-    /// session's own idle TTL (when its login chose one) as its value.
+    /// The companion key, in the same hash slot, when sessions have one (an absolute
+    /// lifetime or login limits configured): every session then has it, and a session
+    /// whose companion is missing, has no expiry or is in its last millisecond is over.
+    /// Its TTL is the absolute deadline; its value the session's own idle TTL (when its
+    /// login chose one), `1` (the configuration's idle TTL), or `0` when the session has
+    /// no deadline: the companion's TTL then follows the session's.
     pub deadline: Option<&'a str>,
-    /// Whether every session has a companion (the configuration sets an absolute lifetime),
-    /// so that a missing one means the session is over; otherwise only sessions whose login
-    /// chose their expiry have one, and without it the configuration's idle TTL applies.
-    pub deadline_required: bool,
-    /// Whether a session's companion may hold its own idle TTL (the configuration has
-    /// login limits), so a load must read the companion's value.
+    /// Whether a session's companion may hold its own idle TTL or `0` (the configuration
+    /// has login limits), so a load must read the companion's value.
     pub own_idle: bool,
 }
 
@@ -55,7 +55,8 @@ pub struct SessionKeyRef<'a> {
 pub struct NewExpiry {
     /// Its idle TTL.
     pub idle_ms: u64,
-    /// Its absolute lifetime; with one, the companion key is written.
+    /// Its absolute lifetime, the companion key's TTL. Without one, a companion key (when
+    /// the keys name one) is written with the value `0` and follows the session's TTL.
     pub lifetime_ms: Option<u64>,
     /// Whether the idle TTL is the session's own (chosen at login) rather than the
     /// configuration's; only then does the companion remember it.
@@ -95,8 +96,9 @@ pub enum RenameOutcome {
 #[async_trait]
 pub trait SessionStore: Send + Sync + 'static {
     /// Writes a new session with the idle TTL if the key does not exist yet (returns
-    /// `false` if it does). With a lifetime, also writes the companion key with the
-    /// lifetime as its TTL and, as its value, the session's own idle TTL or `1`.
+    /// `false` if it does). When the keys name a companion, also writes it: with a
+    /// lifetime, the lifetime as its TTL and, as its value, the session's own idle TTL or
+    /// `1`; without, the session's TTL and `0`.
     async fn insert(
         &self,
         keys: SessionKeyRef<'_>,
@@ -105,8 +107,10 @@ pub trait SessionStore: Send + Sync + 'static {
     ) -> Result<bool>;
 
     /// Reads the session and resets its TTL to its idle TTL (the companion's value when the
-    /// login chose one, else `idle_ms`), capped by the companion key's remaining TTL when
-    /// there is one, in one round trip.
+    /// login chose one, else `idle_ms`), capped by the companion key's remaining TTL (or,
+    /// for a companion without deadline, resetting the companion's TTL alike), in one
+    /// round trip. A session whose companion is missing, has no expiry or is in its last
+    /// millisecond is [`Fetched::Missing`].
     async fn load_and_touch(
         &self,
         keys: SessionKeyRef<'_>,
@@ -132,7 +136,8 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Which of these keys exist.
     async fn exists(&self, keys: &[&str]) -> Result<Vec<bool>>;
 
-    /// The remaining expiry of each session, `None` for a session that is gone; without
+    /// The remaining expiry of each session, `None` for a session that is gone (which
+    /// includes one whose companion is missing, without expiry or at 0 ms); without
     /// touching anything, in one pipeline (on a cluster, one batch per node).
     async fn ttls(&self, sessions: &[SessionKeyRef<'_>]) -> Result<Vec<Option<SessionTtl>>>;
 

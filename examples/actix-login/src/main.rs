@@ -134,7 +134,8 @@ async fn metrics(app: Shared, request: HttpRequest) -> HttpResponse {
         .headers()
         .get(ADMIN_TOKEN_HEADER)
         .map(|v| v.as_bytes());
-    match app.operator(presented) {
+    let peer = request.peer_addr().map(|addr| addr.ip());
+    match app.operator(peer, presented).await {
         Ok(operator) => respond(app.metrics(&operator)),
         Err(refused) => respond(refused),
     }

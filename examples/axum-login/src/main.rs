@@ -15,7 +15,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{ConnectInfo, Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use axum::routing::{delete, get, post};
@@ -28,6 +28,8 @@ const FRAMEWORK: &str = "axum";
 
 type Shared = State<Arc<App>>;
 type Segment = Result<Path<String>, PathRejection>;
+/// The connection's peer: the client IP of the operator routes' budget.
+type Peer = ConnectInfo<std::net::SocketAddr>;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -190,16 +192,18 @@ async fn logout_all(State(app): Shared, session: Auth<UserDto>) -> Response {
     respond(app.logout_all(&session).await)
 }
 
-async fn metrics(State(app): Shared, headers: HeaderMap) -> Response {
-    match app.operator(header_bytes(&headers, ADMIN_TOKEN_HEADER)) {
+async fn metrics(State(app): Shared, peer: Peer, headers: HeaderMap) -> Response {
+    let presented = header_bytes(&headers, ADMIN_TOKEN_HEADER);
+    match app.operator(Some(peer.0.ip()), presented).await {
         Ok(operator) => respond(app.metrics(&operator)),
         Err(refused) => respond(refused),
     }
 }
 
-async fn load_voucher(State(app): Shared, headers: HeaderMap, body: Body) -> Response {
-    // The operator token is checked before the body is read.
-    let operator = match app.operator(header_bytes(&headers, ADMIN_TOKEN_HEADER)) {
+async fn load_voucher(State(app): Shared, peer: Peer, headers: HeaderMap, body: Body) -> Response {
+    // The operator's budget and token are checked before the body is read.
+    let presented = header_bytes(&headers, ADMIN_TOKEN_HEADER);
+    let operator = match app.operator(Some(peer.0.ip()), presented).await {
         Ok(operator) => operator,
         Err(refused) => return respond(refused),
     };

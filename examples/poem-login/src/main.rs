@@ -151,12 +151,13 @@ async fn login(Data(app): Shared<'_>, gate: Sessions<UserDto>, body: Body) -> Js
 }
 
 #[handler]
-fn metrics(Data(app): Shared<'_>, request: &Request) -> Json {
+async fn metrics(Data(app): Shared<'_>, request: &Request) -> Json {
     let presented = request
         .headers()
         .get(ADMIN_TOKEN_HEADER)
         .map(|v| v.as_bytes());
-    Json(match app.operator(presented) {
+    let peer = request.remote_addr().as_socket_addr().map(|addr| addr.ip());
+    Json(match app.operator(peer, presented).await {
         Ok(operator) => app.metrics(&operator),
         Err(refused) => refused,
     })

@@ -192,24 +192,30 @@ async fn login(
     }
 }
 
-/// The operator's `x-admin-token`, as presented (or absent).
-struct AdminToken<'r>(Option<&'r str>);
+/// The operator's `x-admin-token`, as presented (or absent), and the connection's peer
+/// (the client IP of the operator routes' budget).
+struct AdminToken<'r>(Option<&'r str>, Option<std::net::IpAddr>);
 
 #[rocket::async_trait]
 impl<'r> FromRequest<'r> for AdminToken<'r> {
     type Error = std::convert::Infallible;
 
     async fn from_request(request: &'r Request<'_>) -> request::Outcome<Self, Self::Error> {
-        request::Outcome::Success(Self(request.headers().get_one(ADMIN_TOKEN_HEADER)))
+        request::Outcome::Success(Self(
+            request.headers().get_one(ADMIN_TOKEN_HEADER),
+            request.remote().map(|addr| addr.ip()),
+        ))
     }
 }
 
 #[get("/metrics")]
-fn metrics(admin: AdminToken<'_>, app: &Shared) -> Json {
-    Json(match app.operator(admin.0.map(str::as_bytes)) {
-        Ok(operator) => app.metrics(&operator),
-        Err(refused) => refused,
-    })
+async fn metrics(admin: AdminToken<'_>, app: &Shared) -> Json {
+    Json(
+        match app.operator(admin.1, admin.0.map(str::as_bytes)).await {
+            Ok(operator) => app.metrics(&operator),
+            Err(refused) => refused,
+        },
+    )
 }
 
 #[get("/user/me")]

@@ -1,5 +1,6 @@
 //! The application state, built once at start and shared by every request.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use keygate::code::{CodeConfig, Codes, LogCodeSender};
@@ -10,6 +11,7 @@ use keygate::rate_limit::{FailureMode, RateLimiter, Window};
 use keygate::{Keygate, SessionCookie, SessionManager};
 use metrics_exporter_prometheus::PrometheusHandle;
 
+use crate::Reply;
 use crate::StartError;
 use crate::backend::Backend;
 use crate::config::Config;
@@ -20,6 +22,14 @@ use crate::user::{SqliteUsers, UserDto};
 
 /// The name of the login limiter: its keys are `keygate:rate:{login-ip:ip:<address>}`.
 pub const LOGIN_LIMITER: &str = "login-ip";
+
+/// The name of the operator routes' limiter: its keys are
+/// `keygate:rate:{operator-ip:ip:<address>}`.
+pub const OPERATOR_LIMITER: &str = "operator-ip";
+
+/// Requests to the operator routes (`GET /metrics`, `POST /voucher/seckill`) one client IP
+/// may make per rolling minute, whatever their token.
+pub const OPERATOR_REQUESTS_PER_MINUTE: u32 = 60;
 
 /// Whether the session near cache (`SESSION_NEAR_CACHE=1`) is in use, as the ready line
 /// tells it.
@@ -74,6 +84,8 @@ pub struct App {
     pub(crate) pay_key: Option<CallbackKey>,
     /// The per-IP budget shared by `POST /user/code` and `POST /user/login`.
     login_limiter: RateLimiter,
+    /// The per-IP budget of the operator routes, counted before the token is checked.
+    operator_limiter: RateLimiter,
     backend: Backend,
     near_cache: NearCacheState,
     /// What `GET /metrics` renders; `None` when the process could not install the recorder.
@@ -127,6 +139,15 @@ impl App {
         )
         .map_err(invalid)?
         .with_failure_mode(FailureMode::Closed);
+        // Fail open: the token still guards these routes, and `GET /metrics` is most
+        // wanted while Redis is in trouble (the core warns, at most once a second).
+        let operator_limiter = RateLimiter::from_shared(
+            backend.rate_limit(),
+            OPERATOR_LIMITER,
+            Window::per_minute(OPERATOR_REQUESTS_PER_MINUTE),
+        )
+        .map_err(invalid)?
+        .with_failure_mode(FailureMode::Open);
         Ok(Arc::new(Self {
             login,
             // The page authenticates by the cookie, which login sets; header and query tokens
@@ -139,6 +160,7 @@ impl App {
             admin: config.admin_token.as_ref().map(AdminKey::new),
             pay_key,
             login_limiter,
+            operator_limiter,
             backend,
             near_cache,
             metrics,
@@ -155,6 +177,21 @@ impl App {
     /// the adapter's rate-limit middleware on those two routes.
     pub fn login_limiter(&self) -> RateLimiter {
         self.login_limiter.clone()
+    }
+
+    /// Counts a request to an operator route against its client's budget
+    /// ([`OPERATOR_REQUESTS_PER_MINUTE`] per rolling minute per IP, the connection's peer):
+    /// `Err` with 429 and `Retry-After` beyond it. Every request counts, whatever its token.
+    pub(crate) async fn admit_operator_request(&self, peer: Option<IpAddr>) -> Result<(), Reply> {
+        let subject = match peer {
+            Some(ip) => format!("ip:{ip}"),
+            None => "ip:unknown".to_owned(),
+        };
+        match self.operator_limiter.check(&subject).await {
+            Ok(decision) if decision.allowed => Ok(()),
+            Ok(decision) => Err(Reply::too_many_requests(decision.retry_after)),
+            Err(error) => Err(Reply::core(&error)),
+        }
     }
 
     /// `memory`, `redis` or `redis-cluster`, for the ready line.

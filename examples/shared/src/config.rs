@@ -35,6 +35,9 @@ pub enum Database {
 /// `RATE_LIMIT_PER_IP` is unset.
 pub const DEFAULT_RATE_LIMIT_PER_IP: u32 = 30;
 
+/// The shortest `ADMIN_TOKEN` an example starts with: shorter ones could be guessed.
+pub const MIN_ADMIN_TOKEN_CHARS: usize = 32;
+
 /// The most sessions one process keeps in its near cache when `SESSION_NEAR_CACHE=1`.
 pub const NEAR_CACHE_SESSIONS: usize = 100_000;
 
@@ -58,8 +61,9 @@ pub struct Config {
     pub database: Database,
     /// `RUST_LOG`: the log filter.
     pub log_filter: String,
-    /// `ADMIN_TOKEN`: what operator routes require in `x-admin-token`; unset, they answer
-    /// 403.
+    /// `ADMIN_TOKEN`: what operator routes require in `x-admin-token`, at least
+    /// [`MIN_ADMIN_TOKEN_CHARS`] characters (a shorter one refuses the start); unset, they
+    /// answer 403.
     pub admin_token: Option<Secret>,
     /// `PAY_CALLBACK_SECRET`: the key of the payment provider's callback signatures;
     /// unset, provider callbacks answer 403.
@@ -108,13 +112,23 @@ impl Config {
                     ))
                 })?,
         };
+        let admin_token = var("ADMIN_TOKEN").map(Secret::new);
+        if admin_token
+            .as_ref()
+            .is_some_and(|token| token.expose().chars().count() < MIN_ADMIN_TOKEN_CHARS)
+        {
+            return Err(StartError::new(format!(
+                "ADMIN_TOKEN must be at least {MIN_ADMIN_TOKEN_CHARS} characters \
+                 (generate one with `openssl rand -hex 32`)"
+            )));
+        }
         let log_filter = var("RUST_LOG").unwrap_or_else(|| DEFAULT_LOG_FILTER.to_owned());
         Ok(Self {
             bind,
             redis,
             database,
             log_filter,
-            admin_token: var("ADMIN_TOKEN").map(Secret::new),
+            admin_token,
             pay_callback_secret: var("PAY_CALLBACK_SECRET").map(Secret::new),
             rate_limit_per_ip,
             cookie_secure: var("COOKIE_SECURE").is_some_and(|v| v.trim() == "1"),
@@ -245,17 +259,34 @@ mod tests {
 
     #[test]
     fn operator_and_callback_secrets_are_read_but_never_printed() {
+        let admin = "operator-s3cret-0123456789abcdef";
         let c = config(&[
-            ("ADMIN_TOKEN", "operator-s3cret"),
+            ("ADMIN_TOKEN", admin),
             ("PAY_CALLBACK_SECRET", "pay-s3cret"),
         ])
         .unwrap();
-        assert_eq!(c.admin_token, Some(Secret::new("operator-s3cret")));
+        assert_eq!(c.admin_token, Some(Secret::new(admin)));
         assert_eq!(c.pay_callback_secret, Some(Secret::new("pay-s3cret")));
         let printed = format!("{c:?}");
         assert!(!printed.contains("s3cret"), "{printed}");
         let blank = config(&[("ADMIN_TOKEN", " "), ("PAY_CALLBACK_SECRET", "")]).unwrap();
         assert_eq!((blank.admin_token, blank.pay_callback_secret), (None, None));
+    }
+
+    #[test]
+    fn admin_tokens_under_32_characters_are_refused() {
+        for short in ["Q", "s3cret", &"é".repeat(31)] {
+            let error = config(&[("ADMIN_TOKEN", short)]).unwrap_err();
+            let line = error.to_string();
+            assert!(
+                line.contains("ADMIN_TOKEN") && line.contains("32"),
+                "{line}"
+            );
+            assert!(!line.contains(short), "{line}");
+        }
+        // Characters, not bytes.
+        let c = config(&[("ADMIN_TOKEN", &"é".repeat(32))]).unwrap();
+        assert!(c.admin_token.is_some());
     }
 
     /// The Redis variables are keygate's `RedisEnv` (tested in the core): the examples read

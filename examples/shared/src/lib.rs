@@ -47,7 +47,7 @@ mod secrets;
 pub mod startup;
 mod user;
 
-pub use app::{App, LOGIN_LIMITER, NearCacheState};
+pub use app::{App, LOGIN_LIMITER, NearCacheState, OPERATOR_LIMITER, OPERATOR_REQUESTS_PER_MINUTE};
 pub use backend::Backend;
 pub use config::{Config, Database};
 pub use orders::SqliteOrders;

@@ -2,6 +2,7 @@
 
 use keygate::code::CodeError;
 use keygate::login::LoginError;
+use keygate::telemetry::LogThrottle;
 use keygate::web::Envelope;
 use serde::Serialize;
 
@@ -70,20 +71,29 @@ impl Reply {
         Self::error(404, format!("{what} not found"))
     }
 
-    /// What a core error answers (503 for backend trouble, 500 otherwise).
+    /// What a core error answers (503 for backend trouble, 500 otherwise). Logged like
+    /// every failure here: at most once a second per kind, with the number left out since
+    /// the last line (`suppressed`), so an outage or a flood cannot flood the log.
     pub fn core(error: &keygate::Error) -> Self {
+        static BACKEND: LogThrottle = LogThrottle::new();
+        static FAILED: LogThrottle = LogThrottle::new();
         if error.is_backend() {
-            tracing::warn!(%error, "backend failed; answering 503");
-        } else {
-            tracing::error!(%error, "request failed");
+            if let Some(suppressed) = BACKEND.allow() {
+                tracing::warn!(%error, suppressed, "backend failed; answering 503");
+            }
+        } else if let Some(suppressed) = FAILED.allow() {
+            tracing::error!(%error, suppressed, "request failed");
         }
         Self::with(error.status(), error.body())
     }
 
     /// What a code error answers (400, 401, 429 with `Retry-After`, 503).
     pub fn code(error: &CodeError) -> Self {
-        if error.status() >= 500 {
-            tracing::warn!(%error, "sending a code failed");
+        static SEND_FAILED: LogThrottle = LogThrottle::new();
+        if error.status() >= 500
+            && let Some(suppressed) = SEND_FAILED.allow()
+        {
+            tracing::warn!(%error, suppressed, "sending a code failed");
         }
         Self::with_retry(
             error.status(),
@@ -97,15 +107,32 @@ impl Reply {
         match error {
             LoginError::Code(e) => Self::code(e),
             other => {
-                tracing::warn!(error = %other, "login failed");
+                static LOGIN_FAILED: LogThrottle = LogThrottle::new();
+                if let Some(suppressed) = LOGIN_FAILED.allow() {
+                    tracing::warn!(error = %other, suppressed, "login failed");
+                }
                 Self::with(other.status(), other.body())
             }
         }
     }
 
-    /// 500 for an unexpected failure (logged; the client gets no detail).
+    /// 429 with `Retry-After` (`wait`, rounded up to whole seconds): a per-IP budget is
+    /// used up.
+    pub fn too_many_requests(wait: std::time::Duration) -> Self {
+        Self::with_retry(
+            429,
+            Envelope::error("too many requests").to_json(),
+            Some(keygate::ttl::retry_after_secs(wait)),
+        )
+    }
+
+    /// 500 for an unexpected failure (logged at most once a second; the client gets no
+    /// detail).
     pub fn internal(detail: &dyn std::fmt::Display) -> Self {
-        tracing::error!(%detail, "request failed");
+        static INTERNAL: LogThrottle = LogThrottle::new();
+        if let Some(suppressed) = INTERNAL.allow() {
+            tracing::error!(%detail, suppressed, "request failed");
+        }
         Self::error(500, "internal error")
     }
 
@@ -151,5 +178,41 @@ mod tests {
             "59.5 s rounds up"
         );
         assert_eq!(Reply::route_not_found().status, 404);
+    }
+
+    /// Requests that fail the same way over and over (an outage, a flood) log one line a
+    /// second per kind, the next one with the number left out meanwhile.
+    #[test]
+    fn failing_requests_log_at_most_once_a_second_per_kind() {
+        let log = keygate_tests::log_capture::LogCapture::default();
+        let writer = log.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let lines = |needle: &str| -> Vec<String> {
+            log.text()
+                .lines()
+                .filter(|l| l.contains(needle))
+                .map(str::to_owned)
+                .collect()
+        };
+        let outage =
+            keygate::Error::Backend(keygate::BackendError::Timeout(Duration::from_millis(1)));
+        tracing::subscriber::with_default(subscriber, || {
+            for _ in 0..100 {
+                assert_eq!(Reply::core(&outage).status, 503);
+                assert_eq!(Reply::internal(&"disk full").status, 500);
+            }
+            let (backend, internal) = (lines("answering 503"), lines("disk full"));
+            assert_eq!((backend.len(), internal.len()), (1, 1), "{}", log.text());
+            std::thread::sleep(Duration::from_millis(1100));
+            Reply::core(&outage);
+            Reply::internal(&"disk full");
+            let (backend, internal) = (lines("answering 503"), lines("disk full"));
+            assert_eq!((backend.len(), internal.len()), (2, 2), "{}", log.text());
+            assert!(backend[1].contains("suppressed=99"), "{backend:?}");
+            assert!(internal[1].contains("suppressed=99"), "{internal:?}");
+        });
     }
 }

@@ -16,8 +16,9 @@ use crate::http::Client;
 /// The example packages; each has one binary of the same name.
 pub const EXAMPLES: [&str; 4] = ["axum-login", "actix-login", "rocket-login", "poem-login"];
 
-/// The `ADMIN_TOKEN` the suite starts examples with.
-pub const ADMIN_TOKEN: &str = "suite-operator-token-7f3a9c";
+/// The `ADMIN_TOKEN` the suite starts examples with (at least 32 characters, or an
+/// example refuses to start).
+pub const ADMIN_TOKEN: &str = "suite-operator-token-7f3a9c-5e81d04b";
 
 /// The `PAY_CALLBACK_SECRET` the suite starts examples with.
 pub const PAY_CALLBACK_SECRET: &str = "suite-pay-callback-secret-41d2";

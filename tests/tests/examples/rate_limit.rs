@@ -1,10 +1,12 @@
 //! docs/http-api.md § Rate limit: `POST /user/code` and `POST /user/login` share one
 //! per-IP limit of `RATE_LIMIT_PER_IP` requests per rolling minute, kept in Redis; a
-//! refused request is 429 with `Retry-After` and changes nothing else.
+//! refused request is 429 with `Retry-After` and changes nothing else. The operator routes
+//! have a budget of their own: 60 requests per IP per rolling minute, refused and accepted
+//! alike.
 
 use serde_json::json;
 
-use crate::launcher::Example;
+use crate::launcher::{ADMIN_TOKEN, Example};
 
 fn phone(n: u32) -> String {
     format!("1390013{:04}", 8000 + n)
@@ -106,4 +108,58 @@ pub async fn the_fourth_request_of_a_minute_is_429(example: &'static str) {
     assert_eq!(admitted, 3);
     // Other routes are not limited.
     http.get("/user/me").send().await.envelope(401);
+}
+
+/// docs/http-api.md § Operator route: every request to an operator route (`GET /metrics`,
+/// and on the flagship `POST /voucher/seckill`) counts against one per-IP budget of 60 per
+/// rolling minute, whether its token was right, wrong or missing; the 61st is 429 with
+/// `Retry-After`, even with the right token. The login routes' budget is another.
+pub async fn the_61st_operator_request_of_a_minute_is_429(example: &'static str) {
+    let example_name = example;
+    let example = Example::start(example).await;
+    let http = &example.http;
+    for n in 0..60 {
+        let (token, status) = match n % 3 {
+            0 => (Some(ADMIN_TOKEN), 200),
+            1 => (Some("wrong"), 401),
+            _ => (None, 401),
+        };
+        let mut request = if example_name == "axum-login" && n % 2 == 1 {
+            http.post("/voucher/seckill")
+                .json(&json!({"voucherId": 1, "stock": 10}))
+        } else {
+            http.get("/metrics")
+        };
+        if let Some(token) = token {
+            request = request.header("x-admin-token", token);
+        }
+        let response = request.send().await;
+        assert_eq!(response.status, status, "request {n}: {}", response.text());
+    }
+    for request in [
+        http.get("/metrics").header("x-admin-token", ADMIN_TOKEN),
+        http.get("/metrics"),
+    ] {
+        let refused = request.send().await;
+        let envelope = refused.envelope(429);
+        assert_eq!(envelope["errorMsg"], "too many requests");
+        let retry: u64 = refused.header("retry-after").unwrap().parse().unwrap();
+        assert!((1..=60).contains(&retry), "Retry-After {retry}");
+    }
+    if example_name == "axum-login" {
+        http.post("/voucher/seckill")
+            .header("x-admin-token", ADMIN_TOKEN)
+            .json(&json!({"voucherId": 1, "stock": 10}))
+            .send()
+            .await
+            .envelope(429);
+    }
+    // Kept in Redis per client IP, apart from the login routes' budget.
+    let key = "keygate:rate:{operator-ip:ip:127.0.0.1}";
+    let admitted: u64 = example.redis.query(redis::cmd("ZCARD").arg(key));
+    assert_eq!(admitted, 60);
+    http.post(&format!("/user/code?phone={}", phone(0)))
+        .send()
+        .await
+        .envelope(200);
 }

@@ -157,6 +157,32 @@ pub async fn startup_failures_are_one_line(example: &'static str) {
     drop(taken);
 }
 
+/// docs/http-api.md § Start-up: an `ADMIN_TOKEN` under 32 characters is refused at start
+/// (non-zero exit, one line naming the variable, never the token); 32 characters start.
+pub async fn a_short_admin_token_refuses_to_start(example: &'static str) {
+    let any_port = || ("BIND_ADDR", "127.0.0.1:0".to_owned());
+    for short in ["Q", "0123456789abcdef0123456789abcde"] {
+        let env = [any_port(), ("ADMIN_TOKEN", short.to_owned())];
+        fails_to_start(example, &env, "ADMIN_TOKEN").await;
+        let mut process = Process::spawn(example, &env);
+        process.exit_status().await;
+        let stderr = process.stderr.all().concat();
+        assert!(
+            stderr.contains("at least 32 characters"),
+            "the line says why: {stderr}"
+        );
+        assert!(!stderr.contains(short), "the token is never printed");
+    }
+    let mut process = Process::spawn(
+        example,
+        &[
+            any_port(),
+            ("ADMIN_TOKEN", "0123456789abcdef0123456789abcdef".to_owned()),
+        ],
+    );
+    process.ready().await;
+}
+
 /// Redis over TLS: a wrong CA, a plain-text server behind `rediss://` and a missing client
 /// certificate each make the example exit with status 1 and one line naming the cause,
 /// within the connect timeout; with the right CA and client certificate (mutual TLS) it

@@ -5,7 +5,8 @@
 
 use std::time::{Duration, Instant};
 
-use keygate::{SessionConfig, UserId};
+use keygate::session::LoginOptions;
+use keygate::{LoginLimits, SessionConfig, UserId};
 use keygate_tests::RedisServer;
 use keygate_tests::fixtures::JavaUser;
 
@@ -156,4 +157,72 @@ async fn the_absolute_lifetime_ends_a_cached_session() {
     }
     assert!(a.load(&token).await.unwrap().is_none());
     assert!(b.load(&token).await.unwrap().is_none());
+}
+
+/// Login limits: a session whose login chose nothing has a companion key that follows its
+/// TTL; the cache's refreshes extend both, so it lives while used and ends as any other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_expiry_with_the_cache_under_login_limits() {
+    ends_between_idle_and_idle_plus_touch(SessionConfig::java_seed().with_login_limits(
+        LoginLimits::new(Duration::from_secs(600), Duration::from_secs(3600)),
+    ))
+    .await;
+}
+
+/// A remember-me session served from memory ends once its companion key (its deadline)
+/// is gone: the next refresh finds it gone and drops the entry, and no fill takes the
+/// session for one without a deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cached_session_ends_when_its_companion_is_gone() {
+    let _turn = shared().await;
+    let server = RedisServer::start();
+    let config = SessionConfig::java_seed()
+        .with_idle_ttl(IDLE)
+        .with_login_limits(LoginLimits::new(
+            Duration::from_secs(600),
+            Duration::from_secs(3600),
+        ))
+        .with_near_cache(near(TOUCH_EVERY));
+    let a = instance(&server, config.clone()).await;
+    let mut admin = admin(&server).await;
+    for options in [
+        LoginOptions::new().with_lifetime(Duration::from_secs(1800)),
+        LoginOptions::new().with_idle_ttl(Duration::from_secs(300)),
+        LoginOptions::new(),
+    ] {
+        let token = a
+            .login_with(&UserId::from(7u64), &JavaUser::new(7), &options)
+            .await
+            .unwrap();
+        crate::support::make_hit(&a, &token).await;
+        let companion = format!("keygate:deadline:{{{}}}", key_of(&a, &token));
+        let removed: i64 = redis::cmd("DEL")
+            .arg(&companion)
+            .query_async(&mut admin)
+            .await
+            .unwrap();
+        assert_eq!(removed, 1, "{options:?}: the companion existed");
+        let removed_at = Instant::now();
+        let ended_after = loop {
+            if a.load(&token).await.unwrap().is_none() {
+                break removed_at.elapsed();
+            }
+            assert!(
+                removed_at.elapsed() <= TOUCH_EVERY + MARGIN,
+                "{options:?}: still served {:?} after its companion went",
+                removed_at.elapsed()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        eprintln!("near cache | companion gone: {options:?} ended after {ended_after:?}");
+        // Nothing brings it back: a fill (after an outside change) finds it over too.
+        let _: i64 = redis::cmd("PEXPIRE")
+            .arg(key_of(&a, &token))
+            .arg(60_000)
+            .query_async(&mut admin)
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(a.load(&token).await.unwrap().is_none(), "{options:?}");
+    }
 }

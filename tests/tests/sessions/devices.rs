@@ -238,7 +238,6 @@ async fn ttl_of(b: &Backend, config: &SessionConfig, token: &Token) -> Option<(u
         .ttls(&[SessionKeyRef {
             session: &session,
             deadline: Some(&companion),
-            deadline_required: false,
             own_idle: true,
         }])
         .await

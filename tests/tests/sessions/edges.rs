@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use keygate::backend::SessionKeyRef;
-use keygate::{Error, SessionConfig, SessionManager, SessionUser, UserId};
+use keygate::session::LoginOptions;
+use keygate::{Error, LoginLimits, SessionConfig, SessionManager, SessionUser, UserId};
 use keygate_tests::fixtures::{Backend, JavaUser};
 use keygate_tests::observed::{ObservedStore, StoreCall, StoreObserver};
 
@@ -31,7 +32,6 @@ async fn remove_deadline_key(b: &Backend, token: &keygate::Token) {
         .remove(&[SessionKeyRef {
             session: &deadline,
             deadline: None,
-            deadline_required: false,
             own_idle: false,
         }])
         .await
@@ -306,4 +306,75 @@ pub async fn rotating_a_session_without_its_deadline_key_gives_nothing(b: &Backe
     let session = m.load(&token).await.unwrap().unwrap();
     remove_deadline_key(b, &token).await;
     assert_eq!(m.rotate(&session).await.unwrap(), None);
+}
+
+/// Login limits and no configured lifetime: logins may choose their expiry, and other
+/// sessions have none.
+fn remember_me() -> SessionConfig {
+    SessionConfig::java_seed()
+        .with_idle_ttl(Duration::from_secs(60))
+        .with_login_limits(LoginLimits::new(
+            Duration::from_secs(600),
+            Duration::from_secs(3600),
+        ))
+}
+
+/// With login limits and no configured lifetime, a session whose companion key is gone
+/// (evicted, deleted) is over, whether its login chose a lifetime (the deadline went with
+/// the companion) or not: it is not served, not renewed, not rotated and not listed. It
+/// used to slide on the configuration's idle TTL for ever.
+pub async fn missing_companion_ends_a_session_under_login_limits(b: &Backend) {
+    let m = b.manager::<JavaUser>(remember_me());
+    let choices = [
+        LoginOptions::new().with_lifetime(Duration::from_secs(1800)),
+        LoginOptions::new().with_idle_ttl(Duration::from_secs(300)),
+        LoginOptions::new()
+            .with_idle_ttl(Duration::from_secs(300))
+            .with_lifetime(Duration::from_secs(1800)),
+        LoginOptions::new(),
+    ];
+    for options in choices {
+        let token = m
+            .login_with(&alice(), &JavaUser::new(1), &options)
+            .await
+            .unwrap();
+        let session = m.load(&token).await.unwrap().expect("live");
+        let listed = m.sessions(&alice(), None).await.unwrap().len();
+        remove_deadline_key(b, &token).await;
+        assert!(
+            m.load(&token).await.unwrap().is_none(),
+            "{options:?}: no companion, no session"
+        );
+        assert_eq!(m.rotate(&session).await.unwrap(), None, "{options:?}");
+        assert_eq!(
+            m.sessions(&alice(), None).await.unwrap().len(),
+            listed - 1,
+            "{options:?}: not listed"
+        );
+    }
+}
+
+/// Under login limits a session whose login chose nothing still slides on the
+/// configuration's idle TTL for as long as it is used, and has no deadline: its companion
+/// follows it.
+pub async fn plain_sessions_under_login_limits_slide_without_end(b: &Backend) {
+    let config = remember_me().with_idle_ttl(Duration::from_millis(400));
+    let m = b.manager::<JavaUser>(config);
+    // Rotation indexes under the user the data names.
+    let user = JavaUser::new(1).user_id();
+    let token = m.login(&user, &JavaUser::new(1)).await.unwrap();
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_millis(1500) {
+        assert!(m.load(&token).await.unwrap().is_some(), "used, so alive");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let session = m.load(&token).await.unwrap().unwrap();
+    let rotated = m.rotate(&session).await.unwrap().expect("live");
+    assert_eq!(rotated.lifetime_left, None, "no deadline");
+    let list = m.sessions(&user, Some(&rotated.token)).await.unwrap();
+    assert!(list.len() == 1 && list[0].current, "{list:?}");
+    // Left alone, it ends after the idle TTL, companion and all.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(m.load(&rotated.token).await.unwrap().is_none());
+    assert!(m.sessions(&user, None).await.unwrap().is_empty());
 }

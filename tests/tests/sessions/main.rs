@@ -36,6 +36,8 @@ mod edge_cases {
         logout_everywhere_during_rotation_ends_the_session,
         listing_during_rotation_never_hides_a_live_session,
         rotating_a_session_without_its_deadline_key_gives_nothing,
+        missing_companion_ends_a_session_under_login_limits,
+        plain_sessions_under_login_limits_slide_without_end,
     );
 }
 

@@ -32,6 +32,8 @@ struct Entry {
     deadline_at: Option<Instant>,
     /// The session's own idle TTL, when its login chose one.
     own_idle_ms: Option<u64>,
+    /// Whether the companion key follows the session's TTL (a refresh extends both).
+    companion_follows: bool,
     /// Whether a refresh is queued or in flight.
     refreshing: bool,
     bytes: usize,
@@ -297,6 +299,7 @@ impl Entries {
                     .deadline_ms
                     .map(|ms| ticket.sent + Duration::from_millis(ms)),
                 own_idle_ms: expiry.own_idle_ms,
+                companion_follows: expiry.companion_follows,
                 refreshing: refresh,
                 bytes,
             },
@@ -310,8 +313,9 @@ impl Entries {
     }
 
     /// The TTL a refresh of `key` sets now: its idle TTL (its own, or `idle_ms`) plus
-    /// `slack_ms`, capped at its deadline; `None` when it is not cached in `epoch` or its
-    /// deadline has passed (the entry is then dropped).
+    /// `slack_ms`, capped at its deadline, and whether its companion key follows it (is
+    /// refreshed alike); `None` when it is not cached in `epoch` or its deadline has passed
+    /// (the entry is then dropped).
     pub(super) fn refresh_ttl(
         &self,
         key: &str,
@@ -319,7 +323,7 @@ impl Entries {
         idle_ms: u64,
         slack_ms: u64,
         now: Instant,
-    ) -> Option<u64> {
+    ) -> Option<(u64, bool)> {
         let mut shard = lock(self.shard(key));
         let ttl = shard
             .entries
@@ -330,14 +334,15 @@ impl Entries {
                     .own_idle_ms
                     .unwrap_or(idle_ms)
                     .saturating_add(slack_ms);
-                match entry.deadline_at {
+                let ttl = match entry.deadline_at {
                     None => Some(ttl),
                     Some(deadline) => {
                         let left = deadline.saturating_duration_since(now);
                         let left = u64::try_from(left.as_millis()).unwrap_or(u64::MAX);
                         (left > 0).then(|| ttl.min(left))
                     }
-                }
+                };
+                ttl.map(|ttl| (ttl, entry.companion_follows))
             });
         if ttl.is_none() {
             shard.remove(key);
@@ -414,6 +419,7 @@ mod tests {
             ttl_ms,
             deadline_ms: None,
             own_idle_ms: None,
+            companion_follows: false,
             since_refresh_ms: Some(0),
         }
     }
@@ -523,14 +529,18 @@ mod tests {
             ttl_ms: 1_000,
             deadline_ms: Some(5_000),
             own_idle_ms: Some(2_000),
+            companion_follows: false,
             since_refresh_ms: None,
         };
         let filled = entries.finish_fill(ticket, Some((json("v"), expiry)), 1);
         assert!(filled.cached && filled.refresh);
         let now = Instant::now();
-        assert_eq!(entries.refresh_ttl("k", 1, 1_000, 500, now), Some(2_500));
+        assert_eq!(
+            entries.refresh_ttl("k", 1, 1_000, 500, now),
+            Some((2_500, false))
+        );
         let late = now + Duration::from_millis(4_000);
-        let capped = entries.refresh_ttl("k", 1, 1_000, 500, late).unwrap();
+        let (capped, _) = entries.refresh_ttl("k", 1, 1_000, 500, late).unwrap();
         assert!(capped <= 1_000, "{capped}");
         let past = now + Duration::from_millis(6_000);
         assert_eq!(entries.refresh_ttl("k", 1, 1_000, 500, past), None);
@@ -551,6 +561,7 @@ mod tests {
             ttl_ms: 1_070,
             deadline_ms: None,
             own_idle_ms: None,
+            companion_follows: false,
             since_refresh_ms: Some(30),
         };
         let filled = entries.finish_fill(ticket, Some((json("v"), expiry)), 1);

@@ -45,8 +45,10 @@
 //!   changes made by this process drop the entry at once. Fills that were in flight when
 //!   their key was invalidated are not cached. The companion key (absolute deadline, own
 //!   idle TTL) is outside the session prefix: a change to it alone (another service
-//!   deleting or shortening only the companion) is seen when the entry is next read from
-//!   Redis, at the latest at its TTL or deadline as cached. `SWAPDB` of the sessions'
+//!   deleting or shortening only the companion, an eviction) is seen when the entry is
+//!   next read from Redis or refreshed (each refresh reads the companion's `PTTL`), at the
+//!   latest `touch_every` after the next use or at the deadline as cached; a companion
+//!   found gone ends the session, as without the cache. `SWAPDB` of the sessions'
 //!   database announces nothing and is not supported with the cache.
 //! - **When an invalidation could have been missed, everything is dropped**: the tracking
 //!   connection closed or failed a command, the server flushed (`FLUSHALL`, and the null

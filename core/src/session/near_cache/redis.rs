@@ -4,13 +4,14 @@
 //! pipeline of reads and never writes: every write under the prefix is announced to every
 //! other instance and drops their entry, so fills that wrote (a `GETEX`) would make two
 //! instances serving one session in turn drop each other's entry on every load. A refresh
-//! is a pipeline of `PEXPIRE … GT`s, sent only when the TTL no longer covers the idle TTL.
+//! is a pipeline of `PEXPIRE … GT`s (and reads), sent only when the TTL no longer covers
+//! the idle TTL.
 
 use crate::codec::Layout;
 use crate::codec::StoredValue;
 use crate::error::{BackendError, Result};
 use crate::redis_store::{RedisStore, is_wrong_type};
-use crate::session::redis::{hash_fetched, json_fetched, own_idle, pttl};
+use crate::session::redis::{Companion, hash_fetched, json_fetched, pttl};
 use crate::session::store::{Fetched, SessionKeyRef};
 
 /// What a fill learned about the session's expiry, besides its data.
@@ -22,6 +23,9 @@ pub(super) struct FillExpiry {
     pub deadline_ms: Option<u64>,
     /// The session's own idle TTL, when its login chose one.
     pub own_idle_ms: Option<u64>,
+    /// Whether the session's companion key has no deadline and follows the session's TTL:
+    /// a refresh then extends it too.
+    pub companion_follows: bool,
     /// When the TTL left still covers the idle TTL from now: how long ago a refresh would
     /// have set it (idle TTL plus slack, less the TTL left), so that the next refresh falls
     /// due when it would have. `None`: a refresh is due now.
@@ -98,25 +102,24 @@ fn judge(
     let Some(key_ttl) = key_ttl else {
         return Ok((Fetched::Missing, None));
     };
-    let (deadline_ms, own_idle_ms) = match keys.deadline {
-        None => (None, None),
-        Some(_) => {
-            let left = replies.next().as_ref().map(pttl).transpose()?;
-            let own = replies.next().as_ref().and_then(own_idle);
-            match left.flatten() {
-                // The companion is gone: the session is over when every session has one.
-                None if keys.deadline_required => return Ok((Fetched::Missing, None)),
-                None => (None, None),
-                // It lost its expiry or is in its last millisecond: over, as the script says.
-                Some(None | Some(0)) => return Ok((Fetched::Missing, None)),
-                Some(Some(ms)) => (Some(ms), own.filter(|_| keys.own_idle)),
-            }
-        }
+    let (left, held) = (replies.next(), replies.next());
+    let (deadline_ms, own_idle_ms, companion_follows) = match keys.deadline {
+        None => (None, None, false),
+        // Gone, without expiry or in its last millisecond: over, as the script says.
+        Some(_) => match Companion::judge(left.as_ref(), held.as_ref(), keys.own_idle)? {
+            Companion::Over => return Ok((Fetched::Missing, None)),
+            Companion::Follows => (None, None, true),
+            Companion::Deadline {
+                left_ms,
+                own_idle_ms,
+            } => (Some(left_ms), own_idle_ms, false),
+        },
     };
     let expiry = FillExpiry {
         ttl_ms: key_ttl.unwrap_or(0),
         deadline_ms,
         own_idle_ms,
+        companion_follows,
         since_refresh_ms: None,
     };
     Ok((Fetched::Found(value), Some(expiry)))
@@ -134,8 +137,20 @@ impl FillExpiry {
     }
 }
 
-/// One key of a refresh: the key, the TTL to set (ms) and the layout to read it back in.
-pub(super) type RefreshKey<'a> = (&'a str, u64, Layout);
+/// One key of a refresh.
+pub(super) struct RefreshKey<'a> {
+    /// The session key.
+    pub key: &'a str,
+    /// The TTL to set (ms).
+    pub ttl_ms: u64,
+    /// The layout to read it back in.
+    pub codec: Layout,
+    /// The session's companion key, checked (and extended alike when it follows the
+    /// session's TTL): a refresh that finds it gone ends the entry.
+    pub companion: Option<&'a str>,
+    /// Whether the companion follows the session's TTL.
+    pub companion_follows: bool,
+}
 
 /// What a refresh read back of one key: its data and the TTL it has left (ms).
 pub(super) type Held = Option<(StoredValue, u64)>;
@@ -159,34 +174,64 @@ impl RedisStore {
     /// (`NOLOOP`): a change by someone else that Redis runs in the same turn just before
     /// this `PEXPIRE` is announced to everyone but this connection. The read, which Redis
     /// runs right after the `PEXPIRE`, sees it; a change after it is announced.
+    ///
+    /// A session's companion key is read too (its `PTTL`, after the same `PEXPIRE … GT`
+    /// when it follows the session's TTL): one gone, without expiry or at 0 ms ends the
+    /// session, as the touch script says, and its entry is dropped.
     pub(super) async fn near_refresh(&self, keys: &[RefreshKey<'_>]) -> Result<Vec<Held>> {
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
-        for (key, ttl_ms, codec) in keys {
-            pipe.cmd("PEXPIRE").arg(*key).arg(*ttl_ms).arg("GT");
-            match codec {
-                Layout::Json => pipe.cmd("GET").arg(*key),
-                Layout::Hash => pipe.cmd("HGETALL").arg(*key),
+        for refresh in keys {
+            let (key, ttl_ms) = (refresh.key, refresh.ttl_ms);
+            if let Some(companion) = refresh.companion {
+                // Outside the tracked prefix: the write announces nothing.
+                if refresh.companion_follows {
+                    pipe.cmd("PEXPIRE").arg(companion).arg(ttl_ms).arg("GT");
+                }
+                pipe.cmd("PTTL").arg(companion);
+            }
+            pipe.cmd("PEXPIRE").arg(key).arg(ttl_ms).arg("GT");
+            match refresh.codec {
+                Layout::Json => pipe.cmd("GET").arg(key),
+                Layout::Hash => pipe.cmd("HGETALL").arg(key),
             };
-            pipe.cmd("PTTL").arg(*key);
+            pipe.cmd("PTTL").arg(key);
         }
         let mut conn = self.conn();
         let replies: Vec<redis::Value> = self.bounded(pipe.query_async(&mut conn)).await?;
         let mut replies = replies.into_iter();
         let mut held = Vec::with_capacity(keys.len());
-        for (_, _, codec) in keys {
+        for refresh in keys {
+            // A companion that is gone (or lost its expiry) ends the session: its entry is
+            // dropped, and the next load finds nothing.
+            let companion_over = match refresh.companion {
+                None => false,
+                Some(_) => {
+                    if refresh.companion_follows {
+                        replies.next();
+                    }
+                    let Some(left) = replies.next() else {
+                        return Err(BackendError::Protocol("missing reply to a refresh").into());
+                    };
+                    !matches!(pttl(&left), Ok(Some(Some(ms))) if ms > 0)
+                }
+            };
             let (Some(extended), Some(data), Some(ttl)) =
                 (replies.next(), replies.next(), replies.next())
             else {
                 return Err(BackendError::Protocol("missing reply to a refresh").into());
             };
+            if companion_over {
+                held.push(None);
+                continue;
+            }
             // The key's refresh failed (a node turned replica, an expiry out of range):
             // its entry is dropped, the others stand.
             if let redis::Value::ServerError(_) = extended {
                 held.push(None);
                 continue;
             }
-            let fetched = match (codec, data) {
+            let fetched = match (refresh.codec, data) {
                 (Layout::Json, redis::Value::BulkString(bytes)) => json_fetched(Some(bytes)),
                 (Layout::Hash, data @ (redis::Value::Array(_) | redis::Value::Map(_))) => {
                     match redis::from_redis_value::<Vec<(Vec<u8>, Vec<u8>)>>(data) {

@@ -26,6 +26,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// A TTL refresh a hit made due.
 struct RefreshJob {
     key: String,
+    /// The session's companion key, if sessions have one.
+    companion: Option<String>,
     codec: Layout,
     idle_ms: u64,
 }
@@ -133,7 +135,7 @@ impl NearCacheRuntime {
         {
             self.counters.hits.fetch_add(1, Ordering::Relaxed);
             if refresh {
-                self.queue_refresh(keys.session, codec, idle_ms);
+                self.queue_refresh(keys, codec, idle_ms);
             }
             return Some(Ok(Fetched::Found(value)));
         }
@@ -176,7 +178,7 @@ impl NearCacheRuntime {
                     .evictions
                     .fetch_add(filled.evicted, Ordering::Relaxed);
                 if filled.refresh {
-                    self.queue_refresh(keys.session, codec, idle_ms);
+                    self.queue_refresh(keys, codec, idle_ms);
                 }
                 Ok(Fetched::Found(value))
             }
@@ -196,9 +198,11 @@ impl NearCacheRuntime {
         millis(self.settings.touch_every())
     }
 
-    fn queue_refresh(&self, key: &str, codec: Layout, idle_ms: u64) {
+    fn queue_refresh(&self, keys: SessionKeyRef<'_>, codec: Layout, idle_ms: u64) {
+        let key = keys.session;
         let job = RefreshJob {
             key: key.to_owned(),
+            companion: keys.deadline.map(str::to_owned),
             codec,
             idle_ms,
         };
@@ -228,7 +232,7 @@ impl NearCacheRuntime {
         let now = Instant::now();
         let mut per_node: Vec<(usize, Vec<RefreshKey<'_>>)> = Vec::new();
         for job in batch {
-            let Some(ttl) =
+            let Some((ttl_ms, follows)) =
                 self.entries
                     .refresh_ttl(&job.key, epoch, job.idle_ms, self.slack_ms(), now)
             else {
@@ -238,9 +242,17 @@ impl NearCacheRuntime {
                 self.entries.invalidate(&job.key);
                 continue;
             };
+            let key = RefreshKey {
+                key: &job.key,
+                ttl_ms,
+                codec: job.codec,
+                // In the session key's hash slot, so on its node.
+                companion: job.companion.as_deref(),
+                companion_follows: follows,
+            };
             match per_node.iter_mut().find(|(n, _)| *n == node) {
-                Some((_, keys)) => keys.push((job.key.as_str(), ttl, job.codec)),
-                None => per_node.push((node, vec![(job.key.as_str(), ttl, job.codec)])),
+                Some((_, keys)) => keys.push(key),
+                None => per_node.push((node, vec![key])),
             }
         }
         let sends = per_node.iter().filter_map(|(node, keys)| {
@@ -253,7 +265,8 @@ impl NearCacheRuntime {
                 .fetch_add(keys.len() as u64, Ordering::Relaxed);
             match outcome {
                 Ok(held) => {
-                    for ((key, _, _), held) in keys.iter().zip(held) {
+                    for (refreshed, held) in keys.iter().zip(held) {
+                        let key = refreshed.key;
                         let kept = held.is_some_and(|(value, left_ms)| {
                             self.entries.refreshed(key, epoch, now, left_ms, &value)
                         });

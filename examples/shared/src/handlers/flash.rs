@@ -1,6 +1,7 @@
 //! The flagship's routes: loading a flash sale (an operator route), ordering, reading an
 //! order, and the payment callbacks under a distributed lock.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use keygate::flash_sale::{OrderOutcome, SaleWindow};
@@ -80,7 +81,10 @@ enum Paid {
 /// What a lock failure answers: the core's mapping (503 with `Retry-After` while the
 /// order is busy; the payment provider retries and then sees the order's state).
 fn lock_failure(error: &LockError) -> Reply {
-    tracing::warn!(%error, "payment callback could not hold the order lock");
+    static LOCK_FAILED: keygate::telemetry::LogThrottle = keygate::telemetry::LogThrottle::new();
+    if let Some(suppressed) = LOCK_FAILED.allow() {
+        tracing::warn!(%error, suppressed, "payment callback could not hold the order lock");
+    }
     Reply::with_retry(
         error.status(),
         error.body(),
@@ -96,11 +100,19 @@ fn db_failure(error: &DbError) -> Reply {
 pub const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 impl App {
-    /// Checks the operator token of `POST /voucher/seckill` and `GET /metrics` (the header
-    /// [`ADMIN_TOKEN_HEADER`]) against `ADMIN_TOKEN`, in constant time: 403 while no
-    /// `ADMIN_TOKEN` is configured, 401 when the header is missing or wrong. Call it
-    /// before reading the body.
-    pub fn operator(&self, admin_token: Option<&[u8]>) -> Result<Operator, Reply> {
+    /// Admits a request to `POST /voucher/seckill` or `GET /metrics` from the client at
+    /// `peer` (the connection's peer address): first it counts against the client's
+    /// budget of the operator routes ([`OPERATOR_REQUESTS_PER_MINUTE`](crate::OPERATOR_REQUESTS_PER_MINUTE)
+    /// per rolling minute, every request whatever its token; 429 with `Retry-After`
+    /// beyond), then its token (the header [`ADMIN_TOKEN_HEADER`]) is checked against
+    /// `ADMIN_TOKEN`, in constant time: 403 while no `ADMIN_TOKEN` is configured, 401 when
+    /// the header is missing or wrong. Call it before reading the body.
+    pub async fn operator(
+        &self,
+        peer: Option<IpAddr>,
+        admin_token: Option<&[u8]>,
+    ) -> Result<Operator, Reply> {
+        self.admit_operator_request(peer).await?;
         let Some(key) = &self.admin else {
             return Err(Reply::error(
                 403,
