@@ -15,7 +15,7 @@ use actix_web::{HttpRequest, HttpResponse, HttpServer, Resource, Route, web};
 use keygate_actix::{Auth, KeygateMiddleware, RateLimitMiddleware, Sessions};
 use keygate_example::handlers::ADMIN_TOKEN_HEADER;
 use keygate_example::page::{self, Asset};
-use keygate_example::{App, MAX_BODY_BYTES, Reply, StartError, UserDto, startup};
+use keygate_example::{App, Caller, MAX_BODY_BYTES, Reply, StartError, UserDto, startup};
 
 const FRAMEWORK: &str = "actix";
 
@@ -37,14 +37,14 @@ async fn run() -> Result<(), StartError> {
     let addr = listener.local_addr().map_err(cannot_listen)?;
     let state = web::Data::from(std::sync::Arc::clone(&app));
     let gate = app.gate();
-    let limiter = app.login_limiter();
+    let policy = app.login_policy();
     let server = HttpServer::new(move || {
         // The session is loaded only on the routes that need it.
         let authenticated =
             |path: &str, route: Route| open(path, route).wrap(KeygateMiddleware::new(gate.clone()));
         // One per-IP budget for both, checked before the handler reads anything.
         let limited = |path: &str, route: Route| {
-            open(path, route).wrap(RateLimitMiddleware::new(limiter.clone()))
+            open(path, route).wrap(RateLimitMiddleware::with_policy(policy.clone()))
         };
         actix_web::App::new()
             .app_data(state.clone())
@@ -67,7 +67,7 @@ async fn run() -> Result<(), StartError> {
             .service(
                 open("/user/login", web::post().to(login))
                     .wrap(KeygateMiddleware::new(gate.clone()))
-                    .wrap(RateLimitMiddleware::new(limiter.clone())),
+                    .wrap(RateLimitMiddleware::with_policy(policy.clone())),
             )
             .service(authenticated("/user/me", web::get().to(me)))
             .service(authenticated("/user/logout", web::post().to(logout)))
@@ -134,8 +134,14 @@ async fn metrics(app: Shared, request: HttpRequest) -> HttpResponse {
         .headers()
         .get(ADMIN_TOKEN_HEADER)
         .map(|v| v.as_bytes());
-    let peer = request.peer_addr().map(|addr| addr.ip());
-    match app.operator(peer, presented).await {
+    let caller = Caller::new(
+        request.peer_addr().map(|addr| addr.ip()),
+        request
+            .headers()
+            .get_all("x-forwarded-for")
+            .map(|v| v.as_bytes()),
+    );
+    match app.operator(&caller, presented).await {
         Ok(operator) => respond(app.metrics(&operator)),
         Err(refused) => respond(refused),
     }

@@ -22,7 +22,7 @@ use axum::routing::{delete, get, post};
 use keygate_axum::{Auth, KeygateLayer, RateLimitLayer, Sessions};
 use keygate_example::handlers::{ADMIN_TOKEN_HEADER, PAY_SIGNATURE_HEADER};
 use keygate_example::page::{self, Asset};
-use keygate_example::{App, MAX_BODY_BYTES, Reply, StartError, UserDto, startup};
+use keygate_example::{App, Caller, MAX_BODY_BYTES, Reply, StartError, UserDto, startup};
 
 const FRAMEWORK: &str = "axum";
 
@@ -88,7 +88,7 @@ fn routes(app: Arc<App>) -> Router {
                     "/user/login",
                     post(login).layer(KeygateLayer::new(app.gate())),
                 )
-                .route_layer(RateLimitLayer::new(app.login_limiter())),
+                .route_layer(RateLimitLayer::with_policy(app.login_policy())),
         )
         .route("/voucher/seckill", post(load_voucher))
         .route("/metrics", get(metrics))
@@ -192,9 +192,20 @@ async fn logout_all(State(app): Shared, session: Auth<UserDto>) -> Response {
     respond(app.logout_all(&session).await)
 }
 
+/// The client as the operator routes' budget sees it: the peer and `X-Forwarded-For`.
+fn caller<'a>(peer: &Peer, headers: &'a HeaderMap) -> Caller<'a> {
+    Caller::new(
+        Some(peer.0.ip()),
+        headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .map(|v| v.as_bytes()),
+    )
+}
+
 async fn metrics(State(app): Shared, peer: Peer, headers: HeaderMap) -> Response {
     let presented = header_bytes(&headers, ADMIN_TOKEN_HEADER);
-    match app.operator(Some(peer.0.ip()), presented).await {
+    match app.operator(&caller(&peer, &headers), presented).await {
         Ok(operator) => respond(app.metrics(&operator)),
         Err(refused) => respond(refused),
     }
@@ -203,7 +214,7 @@ async fn metrics(State(app): Shared, peer: Peer, headers: HeaderMap) -> Response
 async fn load_voucher(State(app): Shared, peer: Peer, headers: HeaderMap, body: Body) -> Response {
     // The operator's budget and token are checked before the body is read.
     let presented = header_bytes(&headers, ADMIN_TOKEN_HEADER);
-    let operator = match app.operator(Some(peer.0.ip()), presented).await {
+    let operator = match app.operator(&caller(&peer, &headers), presented).await {
         Ok(operator) => operator,
         Err(refused) => return respond(refused),
     };

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use keygate_example::handlers::ADMIN_TOKEN_HEADER;
 use keygate_example::page::{self, Asset};
-use keygate_example::{App, MAX_BODY_BYTES, Reply, StartError, UserDto, startup};
+use keygate_example::{App, Caller, MAX_BODY_BYTES, Reply, StartError, UserDto, startup};
 use keygate_poem::{Auth, KeygateMiddleware, RateLimitMiddleware, Rejection, Sessions};
 use poem::error::ReadBodyError;
 use poem::http::StatusCode;
@@ -43,7 +43,7 @@ async fn run() -> Result<(), StartError> {
     let acceptor = TcpAcceptor::from_std(listener).map_err(cannot_listen)?;
     // The session is loaded only on the routes that need it.
     let auth = || KeygateMiddleware::new(app.gate());
-    let limit = || RateLimitMiddleware::new(app.login_limiter());
+    let limit = || RateLimitMiddleware::with_policy(app.login_policy());
     let routes = Route::new()
         .at(page::INDEX.path, get(index))
         .at(page::SCRIPT.path, get(script))
@@ -156,8 +156,15 @@ async fn metrics(Data(app): Shared<'_>, request: &Request) -> Json {
         .headers()
         .get(ADMIN_TOKEN_HEADER)
         .map(|v| v.as_bytes());
-    let peer = request.remote_addr().as_socket_addr().map(|addr| addr.ip());
-    Json(match app.operator(peer, presented).await {
+    let caller = Caller::new(
+        request.remote_addr().as_socket_addr().map(|addr| addr.ip()),
+        request
+            .headers()
+            .get_all("x-forwarded-for")
+            .iter()
+            .map(|v| v.as_bytes()),
+    );
+    Json(match app.operator(&caller, presented).await {
         Ok(operator) => app.metrics(&operator),
         Err(refused) => refused,
     })

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use keygate_example::handlers::ADMIN_TOKEN_HEADER;
 use keygate_example::page::{self, Asset};
-use keygate_example::{App, MAX_BODY_BYTES, Reply, StartError, UserDto, startup};
+use keygate_example::{App, Caller, MAX_BODY_BYTES, Reply, StartError, UserDto, startup};
 use keygate_rocket::{Auth, KeygateFairing, RateLimitFairing, RateLimited, Sessions};
 use rocket::config::LogLevel;
 use rocket::data::{Data, ToByteUnit};
@@ -52,7 +52,7 @@ async fn run() -> Result<(), StartError> {
         .attach(KeygateFairing::new(app.gate()))
         // The per-IP budget of `send_code` and `login` (their `RateLimited` guard); its
         // catcher answers 429 with `Retry-After`.
-        .attach(RateLimitFairing::new(app.login_limiter()))
+        .attach(RateLimitFairing::with_policy(app.login_policy()))
         .attach(AdHoc::on_liftoff("ready line", move |rocket| {
             Box::pin(async move {
                 let c = rocket.config();
@@ -192,9 +192,9 @@ async fn login(
     }
 }
 
-/// The operator's `x-admin-token`, as presented (or absent), and the connection's peer
-/// (the client IP of the operator routes' budget).
-struct AdminToken<'r>(Option<&'r str>, Option<std::net::IpAddr>);
+/// The operator's `x-admin-token`, as presented (or absent), and who sent it (the client IP
+/// of the operator routes' budget).
+struct AdminToken<'r>(Option<&'r str>, Caller<'r>);
 
 #[rocket::async_trait]
 impl<'r> FromRequest<'r> for AdminToken<'r> {
@@ -203,7 +203,10 @@ impl<'r> FromRequest<'r> for AdminToken<'r> {
     async fn from_request(request: &'r Request<'_>) -> request::Outcome<Self, Self::Error> {
         request::Outcome::Success(Self(
             request.headers().get_one(ADMIN_TOKEN_HEADER),
-            request.remote().map(|addr| addr.ip()),
+            Caller::new(
+                request.remote().map(|addr| addr.ip()),
+                request.headers().get("x-forwarded-for").map(str::as_bytes),
+            ),
         ))
     }
 }
@@ -211,7 +214,7 @@ impl<'r> FromRequest<'r> for AdminToken<'r> {
 #[get("/metrics")]
 async fn metrics(admin: AdminToken<'_>, app: &Shared) -> Json {
     Json(
-        match app.operator(admin.1, admin.0.map(str::as_bytes)).await {
+        match app.operator(&admin.1, admin.0.map(str::as_bytes)).await {
             Ok(operator) => app.metrics(&operator),
             Err(refused) => refused,
         },

@@ -1,6 +1,5 @@
 //! The application state, built once at start and shared by every request.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 
 use keygate::code::{CodeConfig, Codes, LogCodeSender};
@@ -8,10 +7,10 @@ use keygate::flash_sale::{ConsumerHandle, ConsumerOptions, FlashSale, OrderConsu
 use keygate::lock::Locks;
 use keygate::login::PhoneLogin;
 use keygate::rate_limit::{FailureMode, RateLimiter, Window};
+use keygate::web::RateLimitPolicy;
 use keygate::{Keygate, SessionCookie, SessionManager};
 use metrics_exporter_prometheus::PrometheusHandle;
 
-use crate::Reply;
 use crate::StartError;
 use crate::backend::Backend;
 use crate::config::Config;
@@ -19,6 +18,7 @@ use crate::db::Db;
 use crate::orders::SqliteOrders;
 use crate::secrets::{AdminKey, CallbackKey};
 use crate::user::{SqliteUsers, UserDto};
+use crate::{Caller, Reply};
 
 /// The name of the login limiter: its keys are `keygate:rate:{login-ip:ip:<address>}`.
 pub const LOGIN_LIMITER: &str = "login-ip";
@@ -83,9 +83,9 @@ pub struct App {
     /// `PAY_CALLBACK_SECRET`; `None`: provider callbacks answer 403.
     pub(crate) pay_key: Option<CallbackKey>,
     /// The per-IP budget shared by `POST /user/code` and `POST /user/login`.
-    login_limiter: RateLimiter,
+    login_policy: RateLimitPolicy,
     /// The per-IP budget of the operator routes, counted before the token is checked.
-    operator_limiter: RateLimiter,
+    operator_policy: RateLimitPolicy,
     backend: Backend,
     near_cache: NearCacheState,
     /// What `GET /metrics` renders; `None` when the process could not install the recorder.
@@ -132,22 +132,28 @@ impl App {
         };
         // Fail closed: while Redis is unreachable nothing can be sent or checked anyway,
         // and an SMS budget must not open up during an outage.
-        let login_limiter = RateLimiter::from_shared(
-            backend.rate_limit(),
-            LOGIN_LIMITER,
-            Window::per_minute(config.rate_limit_per_ip),
+        let login_policy = RateLimitPolicy::new(
+            RateLimiter::from_shared(
+                backend.rate_limit(),
+                LOGIN_LIMITER,
+                Window::per_minute(config.rate_limit_per_ip),
+            )
+            .map_err(invalid)?
+            .with_failure_mode(FailureMode::Closed),
         )
-        .map_err(invalid)?
-        .with_failure_mode(FailureMode::Closed);
+        .with_trusted_proxies(config.trusted_proxies.iter().copied());
         // Fail open: the token still guards these routes, and `GET /metrics` is most
         // wanted while Redis is in trouble (the core warns, at most once a second).
-        let operator_limiter = RateLimiter::from_shared(
-            backend.rate_limit(),
-            OPERATOR_LIMITER,
-            Window::per_minute(OPERATOR_REQUESTS_PER_MINUTE),
+        let operator_policy = RateLimitPolicy::new(
+            RateLimiter::from_shared(
+                backend.rate_limit(),
+                OPERATOR_LIMITER,
+                Window::per_minute(OPERATOR_REQUESTS_PER_MINUTE),
+            )
+            .map_err(invalid)?
+            .with_failure_mode(FailureMode::Open),
         )
-        .map_err(invalid)?
-        .with_failure_mode(FailureMode::Open);
+        .with_trusted_proxies(config.trusted_proxies.iter().copied());
         Ok(Arc::new(Self {
             login,
             // The page authenticates by the cookie, which login sets; header and query tokens
@@ -159,8 +165,8 @@ impl App {
             db,
             admin: config.admin_token.as_ref().map(AdminKey::new),
             pay_key,
-            login_limiter,
-            operator_limiter,
+            login_policy,
+            operator_policy,
             backend,
             near_cache,
             metrics,
@@ -172,25 +178,23 @@ impl App {
         self.gate.clone()
     }
 
-    /// The per-client-IP limiter of `POST /user/code` and `POST /user/login` (one budget
-    /// for both: at most `RATE_LIMIT_PER_IP` in any rolling minute, a sliding window), for
-    /// the adapter's rate-limit middleware on those two routes.
-    pub fn login_limiter(&self) -> RateLimiter {
-        self.login_limiter.clone()
+    /// The per-client-IP budget of `POST /user/code` and `POST /user/login` (one budget
+    /// for both: at most `RATE_LIMIT_PER_IP` in any rolling minute, a sliding window; the
+    /// client IP read through `TRUSTED_PROXIES`), for the adapter's rate-limit middleware
+    /// on those two routes.
+    pub fn login_policy(&self) -> RateLimitPolicy {
+        self.login_policy.clone()
     }
 
     /// Counts a request to an operator route against its client's budget
-    /// ([`OPERATOR_REQUESTS_PER_MINUTE`] per rolling minute per IP, the connection's peer):
-    /// `Err` with 429 and `Retry-After` beyond it. Every request counts, whatever its token.
-    pub(crate) async fn admit_operator_request(&self, peer: Option<IpAddr>) -> Result<(), Reply> {
-        let subject = match peer {
-            Some(ip) => format!("ip:{ip}"),
-            None => "ip:unknown".to_owned(),
-        };
-        match self.operator_limiter.check(&subject).await {
-            Ok(decision) if decision.allowed => Ok(()),
-            Ok(decision) => Err(Reply::too_many_requests(decision.retry_after)),
-            Err(error) => Err(Reply::core(&error)),
+    /// ([`OPERATOR_REQUESTS_PER_MINUTE`] per rolling minute per client IP, read as the
+    /// login routes' is): `Err` with 429 and `Retry-After` beyond it. Every request counts,
+    /// whatever its token.
+    pub(crate) async fn admit_operator_request(&self, caller: &Caller<'_>) -> Result<(), Reply> {
+        let subject = self.operator_policy.subject(caller.peer, caller);
+        match self.operator_policy.admit(subject).await {
+            Ok(_) => Ok(()),
+            Err(rejection) => Err(Reply::from_rate_limit(rejection)),
         }
     }
 

@@ -1,12 +1,13 @@
 //! Start-up settings, read from the environment (the contract: `docs/http-api.md`,
 //! § Start-up).
 
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use keygate::rate_limit::MAX_WINDOW_LIMIT;
 use keygate::session::NearCache;
+use keygate::web::IpNet;
 use keygate::{RedisEnv, SessionConfig};
 
 use crate::StartError;
@@ -72,6 +73,10 @@ pub struct Config {
     /// together, one client IP may make per rolling minute (default 30, at most
     /// `MAX_WINDOW_LIMIT`).
     pub rate_limit_per_ip: u32,
+    /// `TRUSTED_PROXIES`: the reverse proxies (addresses or CIDR ranges) whose
+    /// `X-Forwarded-For` names the client IP of the per-IP budgets; empty, that header is
+    /// ignored and the client IP is the connection's peer.
+    pub trusted_proxies: Vec<IpNet>,
     /// `COOKIE_SECURE=1`: the session cookie carries `Secure` (the app is served over
     /// HTTPS); otherwise it does not, so the examples work over plain HTTP on localhost.
     pub cookie_secure: bool,
@@ -112,6 +117,10 @@ impl Config {
                     ))
                 })?,
         };
+        let trusted_proxies = match var("TRUSTED_PROXIES") {
+            None => Vec::new(),
+            Some(text) => parse_trusted_proxies(&text)?,
+        };
         let admin_token = var("ADMIN_TOKEN").map(Secret::new);
         if admin_token
             .as_ref()
@@ -131,6 +140,7 @@ impl Config {
             admin_token,
             pay_callback_secret: var("PAY_CALLBACK_SECRET").map(Secret::new),
             rate_limit_per_ip,
+            trusted_proxies,
             cookie_secure: var("COOKIE_SECURE").is_some_and(|v| v.trim() == "1"),
             session_near_cache: var("SESSION_NEAR_CACHE").is_some_and(|v| v.trim() == "1"),
         })
@@ -191,6 +201,23 @@ fn parse_database_url(url: &str) -> Result<Database, StartError> {
     Ok(Database::File(PathBuf::from(path)))
 }
 
+/// `TRUSTED_PROXIES`: comma-separated addresses (`::1`) or CIDR ranges (`10.0.0.0/8`).
+fn parse_trusted_proxies(text: &str) -> Result<Vec<IpNet>, StartError> {
+    text.split(',')
+        .map(str::trim)
+        .map(|item| {
+            item.parse::<IpNet>()
+                .or_else(|_| item.parse::<IpAddr>().map(IpNet::from))
+                .map_err(|_| {
+                    StartError::new(format!(
+                        "TRUSTED_PROXIES {item:?} is not an address or a CIDR range \
+                         (e.g. 10.0.0.0/8, ::1)"
+                    ))
+                })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, reason = "tests")]
 mod tests {
@@ -217,6 +244,24 @@ mod tests {
         );
         assert_eq!(c.log_filter, "info");
         assert_eq!((c.admin_token, c.pay_callback_secret), (None, None));
+    }
+
+    #[test]
+    fn trusted_proxies_are_addresses_or_ranges() {
+        assert!(config(&[]).unwrap().trusted_proxies.is_empty());
+        let c = config(&[("TRUSTED_PROXIES", " 10.0.0.0/8, ::1 ,192.0.2.7")]).unwrap();
+        let expected: Vec<IpNet> = ["10.0.0.0/8", "::1/128", "192.0.2.7/32"]
+            .iter()
+            .map(|text| text.parse().unwrap())
+            .collect();
+        assert_eq!(c.trusted_proxies, expected);
+        for bad in ["10.0.0.0/33", "proxy.local", "10.0.0.1,", "::1/129"] {
+            let error = config(&[("TRUSTED_PROXIES", bad)]).unwrap_err();
+            assert!(
+                error.to_string().contains("TRUSTED_PROXIES"),
+                "{bad}: {error}"
+            );
+        }
     }
 
     #[test]

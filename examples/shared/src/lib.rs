@@ -6,7 +6,7 @@
 //!
 //! - [`Config`]: the start-up settings from the environment (`BIND_ADDR`, `REDIS_URL`,
 //!   `REDIS_CLUSTER_URLS`, `DATABASE_URL`, `RUST_LOG`, `ADMIN_TOKEN`,
-//!   `PAY_CALLBACK_SECRET`, `RATE_LIMIT_PER_IP`, `COOKIE_SECURE`, `SESSION_NEAR_CACHE`);
+//!   `PAY_CALLBACK_SECRET`, `RATE_LIMIT_PER_IP`, `TRUSTED_PROXIES`, `COOKIE_SECURE`, `SESSION_NEAR_CACHE`);
 //! - [`App`]: the services, built once ([`App::build`]): phone + SMS-code login over the
 //!   SQLite users table, sessions in the Java seed's Redis layout (`login:token:<token>`, a
 //!   hash of `id`, `nickName`, `icon`), flash sales, distributed locks;
@@ -37,6 +37,7 @@
 
 mod app;
 mod backend;
+mod caller;
 pub mod config;
 pub mod db;
 pub mod handlers;
@@ -49,6 +50,7 @@ mod user;
 
 pub use app::{App, LOGIN_LIMITER, NearCacheState, OPERATOR_LIMITER, OPERATOR_REQUESTS_PER_MINUTE};
 pub use backend::Backend;
+pub use caller::Caller;
 pub use config::{Config, Database};
 pub use orders::SqliteOrders;
 pub use reply::{JSON, MAX_BODY_BYTES, Reply};

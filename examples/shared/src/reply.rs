@@ -148,6 +148,17 @@ impl Reply {
         }
     }
 
+    /// What a rate limiter answered instead of the handler: 429 with its `Retry-After`, or
+    /// the 503/500 of a failed store (already logged by keygate's one policy).
+    pub fn from_rate_limit(rejection: keygate::web::RateLimitRejection) -> Self {
+        let retry_after = rejection
+            .headers
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case("retry-after"))
+            .and_then(|(_, value)| value.parse().ok());
+        Self::with_retry(rejection.status, rejection.body, retry_after)
+    }
+
     /// A reply with a `Retry-After` of `retry_after` seconds.
     pub fn with_retry(status: u16, body: String, retry_after: Option<u64>) -> Self {
         Self {

@@ -163,3 +163,76 @@ pub async fn the_61st_operator_request_of_a_minute_is_429(example: &'static str)
         .await
         .envelope(200);
 }
+
+/// A `POST /user/code` for the `n`th phone, with these `X-Forwarded-For` lines.
+async fn code_from(example: &Example, n: u32, forwarded_for: &[&str]) -> u16 {
+    let mut request = example.http.post(&format!("/user/code?phone={}", phone(n)));
+    for line in forwarded_for {
+        request = request.header("x-forwarded-for", line);
+    }
+    request.send().await.status
+}
+
+/// Behind a trusted proxy (`TRUSTED_PROXIES`, here the loopback range the tests connect
+/// from), the client IP is the rightmost untrusted address of every `X-Forwarded-For`
+/// line: a client's own first line cannot pick its budget.
+pub async fn trusted_proxies_name_the_client(example: &'static str) {
+    let example = Example::start_with(
+        example,
+        &[],
+        &[
+            ("RATE_LIMIT_PER_IP", "2".to_owned()),
+            ("TRUSTED_PROXIES", "127.0.0.0/8, ::1".to_owned()),
+        ],
+    )
+    .await;
+    // The client wrote the first line; the proxy appended the second.
+    assert_eq!(
+        code_from(&example, 0, &["198.51.100.1", "203.0.113.5"]).await,
+        200
+    );
+    assert_eq!(
+        code_from(&example, 1, &["198.51.100.2", "203.0.113.5"]).await,
+        200
+    );
+    assert_eq!(
+        code_from(&example, 2, &["198.51.100.3", "203.0.113.5"]).await,
+        429
+    );
+    // Another client behind the same proxy has a budget of its own.
+    assert_eq!(code_from(&example, 3, &["203.0.113.6"]).await, 200);
+    let key = "keygate:rate:{login-ip:ip:203.0.113.5}";
+    let admitted: u64 = example.redis.query(redis::cmd("ZCARD").arg(key));
+    assert_eq!(admitted, 2);
+    assert!(keys(&example, "keygate:rate:*198.51.100*").is_empty());
+}
+
+/// Without `TRUSTED_PROXIES`, `X-Forwarded-For` is ignored: the peer is the client.
+pub async fn an_untrusted_peer_cannot_name_the_client(example: &'static str) {
+    let example = Example::start_with(example, &[], &[("RATE_LIMIT_PER_IP", "2".to_owned())]).await;
+    assert_eq!(code_from(&example, 0, &["203.0.113.1"]).await, 200);
+    assert_eq!(code_from(&example, 1, &["203.0.113.2"]).await, 200);
+    assert_eq!(code_from(&example, 2, &["203.0.113.3"]).await, 429);
+    let admitted: u64 = example
+        .redis
+        .query(redis::cmd("ZCARD").arg("keygate:rate:{login-ip:ip:127.0.0.1}"));
+    assert_eq!(admitted, 2);
+}
+
+/// IPv6 clients are counted per /64: two addresses of one /64 share one budget, an
+/// address of another /64 has its own.
+pub async fn ipv6_clients_of_one_64_share_a_budget(example: &'static str) {
+    let example = Example::start_with(
+        example,
+        &[],
+        &[
+            ("RATE_LIMIT_PER_IP", "2".to_owned()),
+            ("TRUSTED_PROXIES", "127.0.0.1".to_owned()),
+        ],
+    )
+    .await;
+    assert_eq!(code_from(&example, 0, &["2001:db8:1:2::1"]).await, 200);
+    assert_eq!(code_from(&example, 1, &["2001:db8:1:2::ffff"]).await, 200);
+    assert_eq!(code_from(&example, 2, &["2001:db8:1:2:aaaa::1"]).await, 429);
+    assert_eq!(code_from(&example, 3, &["2001:db8:1:3::1"]).await, 200);
+}

@@ -1,7 +1,6 @@
 //! The flagship's routes: loading a flash sale (an operator route), ordering, reading an
 //! order, and the payment callbacks under a distributed lock.
 
-use std::net::IpAddr;
 use std::time::Duration;
 
 use keygate::flash_sale::{OrderOutcome, SaleWindow};
@@ -12,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::form_field;
 use crate::db::{DbError, PAID};
 use crate::user::UserDto;
-use crate::{App, Reply};
+use crate::{App, Caller, Reply};
 
 /// How long a payment callback waits for the order's lock before answering 503.
 pub const PAY_LOCK_WAIT: Duration = Duration::from_secs(10);
@@ -100,8 +99,7 @@ fn db_failure(error: &DbError) -> Reply {
 pub const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 impl App {
-    /// Admits a request to `POST /voucher/seckill` or `GET /metrics` from the client at
-    /// `peer` (the connection's peer address): first it counts against the client's
+    /// Admits a request to `POST /voucher/seckill` or `GET /metrics` from `caller`: first it counts against the client's
     /// budget of the operator routes ([`OPERATOR_REQUESTS_PER_MINUTE`](crate::OPERATOR_REQUESTS_PER_MINUTE)
     /// per rolling minute, every request whatever its token; 429 with `Retry-After`
     /// beyond), then its token (the header [`ADMIN_TOKEN_HEADER`]) is checked against
@@ -109,10 +107,10 @@ impl App {
     /// the header is missing or wrong. Call it before reading the body.
     pub async fn operator(
         &self,
-        peer: Option<IpAddr>,
+        caller: &Caller<'_>,
         admin_token: Option<&[u8]>,
     ) -> Result<Operator, Reply> {
-        self.admit_operator_request(peer).await?;
+        self.admit_operator_request(caller).await?;
         let Some(key) = &self.admin else {
             return Err(Reply::error(
                 403,
