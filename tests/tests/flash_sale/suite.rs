@@ -569,5 +569,8 @@ pub async fn shutdown_during_a_blocking_read_is_prompt(b: &Backend) {
     }
     sale.order(13, &UserId::from(1u64)).await.unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(recorder.ids().await.is_empty(), "a stopped consumer took an order");
+    assert!(
+        recorder.ids().await.is_empty(),
+        "a stopped consumer took an order"
+    );
 }

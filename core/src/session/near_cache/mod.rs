@@ -78,7 +78,9 @@
 //! logouts, and at most one refresh per session per `touch_every` per instance). On a
 //! cluster, a key is filled on the connection to the master of its slot, which tracks it;
 //! a slot map that changes (resharding, failover) drops the cache, as does a `MOVED` on a
-//! fill.
+//! fill. A key of a slot that no master served when tracking began (a cluster running
+//! without full coverage) is not cached, its loads go to Redis, and nothing else is
+//! dropped.
 //!
 //! The redis crate's own experimental client-side cache (`cache-aio`) is not used: it
 //! caches command replies by command, does not know a session's deadlines, and keygate

@@ -140,6 +140,14 @@ impl NearCacheRuntime {
             return Some(Ok(Fetched::Found(value)));
         }
         let tracked = self.current().filter(|t| t.epoch == epoch)?;
+        if tracked.nodes.store_for(keys.session).is_none() {
+            // A cluster slot no master served when tracking began (a cluster running
+            // without full coverage): nothing tracks its keys, so none is cached, and the
+            // load goes to Redis as without the cache. Entries of other slots are tracked
+            // and stay; a changed slot map is the periodic check's to notice.
+            self.invalidate(keys.session);
+            return None;
+        }
         self.counters.misses.fetch_add(1, Ordering::Relaxed);
         match self.fill(&tracked, keys, codec, idle_ms).await {
             Ok(fetched) => Some(Ok(fetched)),
@@ -160,10 +168,7 @@ impl NearCacheRuntime {
         idle_ms: u64,
     ) -> Result<Fetched> {
         let Some(store) = tracked.nodes.store_for(keys.session) else {
-            self.lose_tracking(
-                tracked.epoch,
-                "no tracking connection serves the key's slot",
-            );
+            // Checked by the caller; nothing else is at fault, so tracking stays up.
             return Err(BackendError::Protocol("no tracking connection for the key").into());
         };
         let ticket = self.entries.begin_fill(keys.session, tracked.epoch);
