@@ -59,7 +59,9 @@
 //!   served from memory again until tracking is re-established on new connections; in
 //!   between, loads go to Redis exactly as without the cache.
 //! - **Memory is bounded**: at most [`max_entries`](NearCache::max_entries) sessions and
-//!   [`max_bytes`](NearCache::max_bytes), least recently used out first;
+//!   [`max_bytes`](NearCache::max_bytes), least recently used out first. The bounds are
+//!   split over up to 16 shards; a session larger than its shard's share of `max_bytes`
+//!   is not cached and evicts nothing (its loads go to Redis as without the cache);
 //!   [`SessionManager::near_cache_stats`](crate::SessionManager::near_cache_stats)
 //!   reports entries, bytes, hits, misses, invalidations, flushes, refreshes and evictions.
 //!
