@@ -16,6 +16,9 @@ use rcgen::{
 
 use crate::cluster::TempDir;
 
+/// The common name of the test CA.
+const CA_NAME: &str = "keygate test CA";
+
 /// A certificate and its key, in PEM, and where they are written.
 #[derive(Clone)]
 pub struct CertFiles {
@@ -41,6 +44,9 @@ pub struct Pki {
     pub expired_server: CertFiles,
     /// The client certificate for mutual TLS.
     pub client: CertFiles,
+    /// A client certificate of the same CA in X.509 v1 (no extensions), which rustls
+    /// refuses to present ([`v1_certificate`]).
+    pub v1_client: CertFiles,
     /// Another CA that signed none of the above.
     pub other_ca_pem: String,
     /// Where the other CA's certificate is written.
@@ -102,7 +108,7 @@ impl Pki {
     /// Makes a CA and its certificates in a fresh temp directory.
     pub fn generate() -> Self {
         let dir = TempDir::new("pki");
-        let authority = ca("keygate test CA");
+        let authority = ca(CA_NAME);
         let other = ca("some other CA");
         let ca_path = dir.path.join("ca.crt");
         write(&ca_path, &authority.pem());
@@ -133,12 +139,25 @@ impl Pki {
             false,
             &dir.path,
         );
+        let v1_client = {
+            let key = KeyPair::generate().expect("v1 client key");
+            let files = CertFiles {
+                cert_pem: v1_certificate("v1-client", &key, CA_NAME, authority.key()),
+                key_pem: key.serialize_pem(),
+                cert_path: dir.path.join("v1-client.crt"),
+                key_path: dir.path.join("v1-client.key"),
+            };
+            write(&files.cert_path, &files.cert_pem);
+            write(&files.key_path, &files.key_pem);
+            files
+        };
         Self {
             ca_pem: authority.pem(),
             ca_path,
             server,
             expired_server,
             client,
+            v1_client,
             other_ca_pem: other.pem(),
             other_ca_path,
             _dir: dir,
@@ -186,6 +205,116 @@ impl Pki {
             if require_client_cert { "yes" } else { "no" }.to_owned(),
         ]
     }
+}
+
+/// An X.509 **v1** certificate for `name` (no version field, no extensions: what
+/// `openssl x509 -req` writes without an extension file), for `key`, issued under the
+/// name `issuer_cn` and signed with `issuer_key` (the certificate's own key for a
+/// self-signed one), valid from yesterday for 30 days; in PEM. rcgen writes v3 only, so
+/// the DER is put together here: ECDSA P-256 with SHA-256, which is what
+/// [`KeyPair::generate`] makes.
+pub fn v1_certificate(name: &str, key: &KeyPair, issuer_cn: &str, issuer_key: &KeyPair) -> String {
+    use rcgen::{PublicKeyData, SigningKey};
+    const ECDSA_SHA256: &[u8] = &[
+        0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02,
+    ];
+    let common_name = |cn: &str| {
+        let attribute = der(
+            0x30,
+            &[der(0x06, &[0x55, 0x04, 0x03]), der(0x0c, cn.as_bytes())].concat(),
+        );
+        der(0x30, &der(0x31, &attribute))
+    };
+    let utc = |t: time::OffsetDateTime| {
+        let text = format!(
+            "{:02}{:02}{:02}{:02}{:02}{:02}Z",
+            t.year() % 100,
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        );
+        der(0x17, text.as_bytes())
+    };
+    let now = time::OffsetDateTime::now_utc();
+    let serial = now.unix_timestamp_nanos().to_be_bytes();
+    let tbs = der(
+        0x30,
+        &[
+            // No `[0] version`: v1.
+            der(0x02, &[&[0x00][..], &serial[8..]].concat()),
+            ECDSA_SHA256.to_vec(),
+            common_name(issuer_cn),
+            der(
+                0x30,
+                &[
+                    utc(now - time::Duration::days(1)),
+                    utc(now + time::Duration::days(30)),
+                ]
+                .concat(),
+            ),
+            common_name(name),
+            key.subject_public_key_info(),
+        ]
+        .concat(),
+    );
+    let signature = issuer_key.sign(&tbs).expect("sign the certificate");
+    let certificate = der(
+        0x30,
+        &[
+            tbs,
+            ECDSA_SHA256.to_vec(),
+            der(0x03, &[&[0x00][..], &signature].concat()),
+        ]
+        .concat(),
+    );
+    pem("CERTIFICATE", &certificate)
+}
+
+/// One DER element: `tag`, its length, `content`.
+fn der(tag: u8, content: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    let len = content.len();
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes: Vec<u8> = len
+            .to_be_bytes()
+            .into_iter()
+            .skip_while(|b| *b == 0)
+            .collect();
+        out.push(0x80 | bytes.len() as u8);
+        out.extend(bytes);
+    }
+    out.extend_from_slice(content);
+    out
+}
+
+/// `der` as a PEM block labelled `label`.
+fn pem(label: &str, der: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut text = String::new();
+    for chunk in der.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                text.push(char::from(ALPHABET[(n >> (18 - 6 * i) & 63) as usize]));
+            } else {
+                text.push('=');
+            }
+        }
+    }
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for line in text.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
 }
 
 /// Installs rustls's `ring` provider for the harness's own connections, once.

@@ -97,7 +97,9 @@ impl ConsumerOptions {
         self
     }
 
-    /// Longest a read waits for new entries (also how fast shutdown is noticed at worst).
+    /// Longest a read waits for new entries. A [`ConsumerHandle::shutdown`] does not wait
+    /// for it: the read in flight is dropped with its connection, so nothing more is
+    /// delivered to the stopped consumer.
     pub fn with_block(mut self, block: Duration) -> Self {
         self.block = block.clamp(Duration::from_millis(1), crate::ttl::MAX_TTL);
         self
@@ -175,7 +177,8 @@ impl ConsumerHandle {
         }
     }
 
-    /// Stops reading, lets the order being handled finish, and waits for that.
+    /// Stops reading, lets the order being handled finish, and waits for that. A blocking
+    /// read in flight is abandoned at once, not waited out.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         for task in self.tasks {

@@ -183,10 +183,18 @@ impl RedisEnv {
             .map(|path| read_pem("REDIS_CA_CERT", path))
             .transpose()?;
         let client = match (&self.tls.client_cert, &self.tls.client_key) {
-            (Some(cert), Some(key)) => Some((
-                read_pem("REDIS_CLIENT_CERT", cert)?,
-                read_pem("REDIS_CLIENT_KEY", key)?,
-            )),
+            (Some(cert_path), Some(key)) => {
+                let cert = read_pem("REDIS_CLIENT_CERT", cert_path)?;
+                // Named by its variable and file: the TLS stack's own words would blame
+                // the server ("invalid peer certificate").
+                if let Some(problem) = tls::client_certificate_problem(&cert) {
+                    return Err(Error::Config(format!(
+                        "REDIS_CLIENT_CERT {} {problem}",
+                        cert_path.display()
+                    )));
+                }
+                Some((cert, read_pem("REDIS_CLIENT_KEY", key)?))
+            }
             _ => None,
         };
         #[cfg(any(feature = "tls-rustls", feature = "tls-native-tls"))]

@@ -66,11 +66,80 @@ impl TlsFiles {
                     "the Redis client key is not a PEM private key".into(),
                 ));
             }
+            if let Some(problem) = client_certificate_problem(cert) {
+                return Err(Error::Config(format!(
+                    "the Redis client certificate {problem}"
+                )));
+            }
         }
         if self.is_set() && !TLS_BUILT_IN {
             return Err(no_tls_feature());
         }
         Ok(())
+    }
+}
+
+/// Why the TLS stack cannot present this client certificate (the first of the PEM
+/// chain), as the end of a sentence naming the file; `None` when nothing is known against
+/// it. rustls (webpki) takes only X.509 v3 end-entity certificates and would otherwise say
+/// "invalid peer certificate: UnsupportedCertVersion", as if the server's were at fault.
+/// CA certificates may be v1: rustls takes them as trust anchors.
+pub(crate) fn client_certificate_problem(pem: &[u8]) -> Option<String> {
+    #[cfg(feature = "tls-rustls")]
+    {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+        let first = CertificateDer::pem_slice_iter(pem).next()?.ok()?;
+        match x509_version(&first)? {
+            3 => None,
+            version => Some(format!(
+                "is an X.509 v{version} certificate, which rustls refuses to present (it needs \
+                 v3): issue it with extensions, e.g. `openssl x509 -req ... -extfile` with \
+                 `extendedKeyUsage=clientAuth`"
+            )),
+        }
+    }
+    #[cfg(not(feature = "tls-rustls"))]
+    {
+        let _ = pem;
+        None
+    }
+}
+
+/// The X.509 version (1 to 3) of a DER certificate, from its `tbsCertificate`'s explicit
+/// `[0] version` (absent: v1); `None` when the DER does not have that shape.
+#[cfg_attr(not(feature = "tls-rustls"), allow(dead_code))]
+fn x509_version(der: &[u8]) -> Option<u8> {
+    /// The content of the DER element at the start of `input` if its tag is `tag`, and
+    /// what follows it.
+    fn element(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
+        let (&found, rest) = input.split_first()?;
+        let (&first, rest) = rest.split_first()?;
+        if found != tag {
+            return None;
+        }
+        let (len, rest) = if first < 0x80 {
+            (usize::from(first), rest)
+        } else {
+            let count = usize::from(first & 0x7f);
+            if count == 0 || count > 4 || rest.len() < count {
+                return None;
+            }
+            let len = rest[..count]
+                .iter()
+                .fold(0usize, |len, b| len << 8 | usize::from(*b));
+            (len, &rest[count..])
+        };
+        (rest.len() >= len).then(|| rest.split_at(len))
+    }
+    let (certificate, _) = element(der, 0x30)?;
+    let (tbs, _) = element(certificate, 0x30)?;
+    match element(tbs, 0xa0) {
+        None => Some(1),
+        Some((explicit, _)) => match element(explicit, 0x02)? {
+            ([version @ 0..=2], _) => Some(version + 1),
+            _ => None,
+        },
     }
 }
 
@@ -202,6 +271,21 @@ mod tests {
             client: None,
         };
         assert!(matches!(tls.check(), Err(Error::Config(m)) if m.contains("CA certificate")));
+    }
+
+    #[test]
+    fn x509_versions_are_read_from_the_der() {
+        // SEQUENCE { SEQUENCE { [0] { INTEGER 2 }, INTEGER 1 } }: v3.
+        let v3 = [
+            0x30, 0x09, 0x30, 0x07, 0xa0, 0x03, 0x02, 0x01, 0x02, 0x02, 0x01,
+        ];
+        assert_eq!(x509_version(&v3), Some(3));
+        assert_eq!(x509_version(&v3[..6]), None, "truncated");
+        // No `[0] version`: v1.
+        let v1 = [0x30, 0x05, 0x30, 0x03, 0x02, 0x01, 0x01];
+        assert_eq!(x509_version(&v1), Some(1));
+        assert_eq!(x509_version(b"not DER"), None);
+        assert_eq!(x509_version(&[0x30, 0x84, 0xff, 0xff, 0xff, 0xff]), None);
     }
 
     #[test]

@@ -6,22 +6,18 @@ use crate::error::Error;
 use crate::log_throttle::LogThrottle;
 
 /// Logs a failure an adapter is about to answer, by one policy for all frameworks: backend
-/// trouble (503) at WARN; a script failure (500) was logged at ERROR where it was
-/// recognised; anything else (500, a programming or configuration error) at ERROR. Each
-/// kind at most once a second per process, with the count left out since the last line
-/// (an outage or a flooding client must not flood the log). Never logs tokens: keygate's
-/// errors do not carry them.
+/// trouble (503) at WARN, at most once a second per process with the count left out (an
+/// outage must not flood the log); a script failure (500) was logged at ERROR where it was
+/// recognised, at most once a second too; anything else (500, a programming or
+/// configuration error) at ERROR. Never logs tokens: keygate's errors do not carry them.
 pub fn report_error(error: &Error) {
     static BACKEND: LogThrottle = LogThrottle::new();
-    static OTHER: LogThrottle = LogThrottle::new();
     if error.is_backend() {
         if let Some(suppressed) = BACKEND.allow() {
             tracing::warn!(%error, suppressed, "session backend failed; answering 503 (logged at most once a second)");
         }
-    } else if !matches!(error, Error::Script(_))
-        && let Some(suppressed) = OTHER.allow()
-    {
-        tracing::error!(%error, suppressed, "keygate call failed; answering 500 (logged at most once a second)");
+    } else if !matches!(error, Error::Script(_)) {
+        tracing::error!(%error, "keygate call failed; answering 500");
     }
 }
 

@@ -220,6 +220,21 @@ impl RedisCluster {
             .collect()
     }
 
+    /// Runs a command on every running node, masters and replicas, each with its own
+    /// outcome (e.g. `CONFIG SET`, or `CLUSTER DELSLOTS` to take a slot out of every node's
+    /// view of the slot map).
+    pub fn query_every_node<T: redis::FromRedisValue>(
+        &self,
+        cmd: &redis::Cmd,
+    ) -> Vec<redis::RedisResult<T>> {
+        let nodes = lock(&self.nodes);
+        nodes
+            .iter()
+            .filter(|n| n.is_running())
+            .map(|n| n.try_query(cmd))
+            .collect()
+    }
+
     /// `CLUSTER KEYSLOT key`.
     pub fn keyslot(&self, key: &str) -> u16 {
         self.query(redis::cmd("CLUSTER").arg("KEYSLOT").arg(key))

@@ -139,6 +139,7 @@ on_cluster!(flash_sale => crate::flash_sale_suite:
     the_sale_window_is_respected,
     unknown_vouchers_are_reported_not_errors,
     shutdown_finishes_the_order_in_hand,
+    shutdown_during_a_blocking_read_is_prompt,
     a_stock_the_script_cannot_hold_is_refused,
     status_reports_stock_buyers_streams_and_groups,
     dead_letters_are_replayed_exactly_once_or_dropped,

@@ -183,8 +183,9 @@ pub async fn a_short_admin_token_refuses_to_start(example: &'static str) {
     process.ready().await;
 }
 
-/// Redis over TLS: a wrong CA, a plain-text server behind `rediss://` and a missing client
-/// certificate each make the example exit with status 1 and one line naming the cause,
+/// Redis over TLS: a wrong CA, a plain-text server behind `rediss://`, a missing client
+/// certificate and an X.509 v1 one each make the example exit with status 1 and one line
+/// naming the cause,
 /// within the connect timeout; with the right CA and client certificate (mutual TLS) it
 /// serves.
 pub async fn tls_redis_failures_are_one_line(example: &'static str) {
@@ -223,6 +224,21 @@ pub async fn tls_redis_failures_are_one_line(example: &'static str) {
         ("REDIS_CA_CERT", path(&pki.ca_path)),
     ];
     fails_to_start_with_1(example, &no_client_cert, "CertificateRequired").await;
+
+    // An X.509 v1 client certificate: the file and the reason, not "invalid peer
+    // certificate" as if the server's were at fault.
+    let v1_client = [
+        any_port(),
+        ("REDIS_URL", server.url()),
+        ("REDIS_CA_CERT", path(&pki.ca_path)),
+        ("REDIS_CLIENT_CERT", path(&pki.v1_client.cert_path)),
+        ("REDIS_CLIENT_KEY", path(&pki.v1_client.key_path)),
+    ];
+    let expected = format!(
+        "REDIS_CLIENT_CERT {} is an X.509 v1 certificate",
+        path(&pki.v1_client.cert_path)
+    );
+    fails_to_start_with_1(example, &v1_client, &expected).await;
 
     let plain = keygate_tests::RedisServer::start();
     let plain_url = plain.url().replace("redis://", "rediss://");

@@ -524,3 +524,53 @@ pub async fn dead_letters_are_replayed_exactly_once_or_dropped(b: &Backend) {
     assert!(!sale.drop_dead_letter(9, &dead[1].id).await.unwrap());
     assert_eq!(sale.stream_lengths(shard).await.unwrap().dead_letters, 0);
 }
+
+/// A shutdown while the consumer waits in a blocking read (XREADGROUP … BLOCK, here 30 s)
+/// ends within a second, far before the block would, and on Redis leaves no blocked client
+/// behind (an order arriving later is not taken by the stopped consumer).
+pub async fn shutdown_during_a_blocking_read_is_prompt(b: &Backend) {
+    const BLOCK: Duration = Duration::from_secs(30);
+    let sale = sale(b);
+    sale.load(13, 5, SaleWindow::default()).await.unwrap();
+    let options = ConsumerOptions::new()
+        .with_block(BLOCK)
+        .with_claim(Duration::from_secs(60), Duration::from_secs(60));
+    let recorder = Recorder::default();
+    let consumer = OrderConsumer::new(&sale, recorder.clone(), options).spawn();
+    let blocked_readers = || -> usize {
+        let Some(server) = b.server() else { return 0 };
+        let clients: String = server.query(redis::cmd("CLIENT").arg("LIST"));
+        clients
+            .lines()
+            .filter(|l| l.contains("cmd=xreadgroup") && l.contains("flags=b"))
+            .count()
+    };
+    match b.server() {
+        // The read is in flight: Redis holds the consumer's connection blocked.
+        Some(_) => assert!(
+            eventually(Duration::from_secs(5), async || blocked_readers() == 1).await,
+            "the consumer blocks in XREADGROUP"
+        ),
+        None => tokio::time::sleep(Duration::from_millis(300)).await,
+    }
+    let started = std::time::Instant::now();
+    consumer.shutdown().await;
+    let took = started.elapsed();
+    eprintln!("shutdown during a {BLOCK:?} blocking read took {took:?}");
+    assert!(
+        took < Duration::from_secs(1),
+        "shutdown took {took:?} with a read blocking for {BLOCK:?}"
+    );
+    if b.server().is_some() {
+        assert!(
+            eventually(Duration::from_secs(1), async || blocked_readers() == 0).await,
+            "a blocked read outlived the consumer"
+        );
+    }
+    sale.order(13, &UserId::from(1u64)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        recorder.ids().await.is_empty(),
+        "a stopped consumer took an order"
+    );
+}

@@ -226,3 +226,47 @@ async fn a_cached_session_ends_when_its_companion_is_gone() {
         assert!(a.load(&token).await.unwrap().is_none(), "{options:?}");
     }
 }
+
+/// A session too large for the cache (larger than a shard's share of `max_bytes`) is not
+/// cached and evicts nothing, and its loads still reset its idle TTL: used every 200 ms
+/// for twice the idle TTL, it lives; the small session cached beside it (used alike) stays
+/// cached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_too_large_to_cache_is_still_kept_alive() {
+    let _turn = shared().await;
+    let server = RedisServer::start();
+    // 16 shards of 1 KiB each.
+    let config = SessionConfig::java_seed()
+        .with_idle_ttl(IDLE)
+        .with_near_cache(near(TOUCH_EVERY).with_max_bytes(16 * 1024));
+    let a = instance(&server, config).await;
+    let small = a
+        .login(&UserId::from(1u64), &JavaUser::new(1))
+        .await
+        .unwrap();
+    crate::support::make_hit(&a, &small).await;
+    let mut large_user = JavaUser::new(2);
+    large_user.icon = "x".repeat(4096);
+    let large = a.login(&UserId::from(2u64), &large_user).await.unwrap();
+    let started = Instant::now();
+    while started.elapsed() < 2 * IDLE {
+        let loaded = a.load(&large).await.unwrap().map(|s| s.into_data());
+        assert!(
+            loaded.as_ref() == Some(&large_user),
+            "used {:?} after login: {}",
+            started.elapsed(),
+            if loaded.is_some() {
+                "other data"
+            } else {
+                "gone"
+            }
+        );
+        assert!(a.load(&small).await.unwrap().is_some());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let stats = a.near_cache_stats().unwrap();
+    assert_eq!((stats.entries, stats.evictions), (1, 0), "{stats:?}");
+    let hits = stats.hits;
+    assert!(a.load(&small).await.unwrap().is_some());
+    assert_eq!(a.near_cache_stats().unwrap().hits, hits + 1, "still cached");
+}

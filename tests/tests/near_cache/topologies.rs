@@ -395,3 +395,97 @@ async fn behind_sentinel_tracking_comes_back_without_traffic() {
         b.near_cache_stats()
     );
 }
+
+/// Whether a `CLUSTER NODES` view assigns `slot` to some node.
+fn serves(nodes: &str, slot: u16) -> bool {
+    nodes.lines().any(|line| {
+        line.split_whitespace()
+            .skip(8)
+            .filter(|range| !range.starts_with('['))
+            .any(|range| {
+                let (start, end) = range.split_once('-').unwrap_or((range, range));
+                match (start.parse::<u16>(), end.parse::<u16>()) {
+                    (Ok(start), Ok(end)) => (start..=end).contains(&slot),
+                    _ => false,
+                }
+            })
+    })
+}
+
+/// A slot that no master serves (the cluster runs with `cluster-require-full-coverage no`
+/// and the slot was deleted from every node's map) takes nothing else from the cache: a
+/// load of a key in that slot goes to Redis as without the cache, while the sessions of
+/// every other slot stay cached and served from memory, and nothing is flushed. It used to
+/// drop the whole cache (and re-establish tracking) at every such load.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_cluster_a_slot_no_master_serves_drops_nothing_else() {
+    let _turn = shared().await;
+    let cluster = tokio::task::spawn_blocking(RedisCluster::start)
+        .await
+        .unwrap();
+    let unserved = Token::generate().unwrap();
+    let unserved_key = format!("login:token:{}", unserved.expose());
+    let slot = cluster.keyslot(&unserved_key);
+    let every_node = |cmd: &redis::Cmd| {
+        for outcome in cluster.query_every_node::<()>(cmd) {
+            outcome.unwrap();
+        }
+    };
+    every_node(
+        redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("cluster-require-full-coverage")
+            .arg("no"),
+    );
+    // Deleted from every node's map until no node claims it any more: a node that still
+    // claims it (or whose replica reports it) gossips it back to the others.
+    let unassigned_everywhere = || {
+        cluster
+            .query_every_node::<String>(redis::cmd("CLUSTER").arg("NODES"))
+            .into_iter()
+            .all(|view| view.is_ok_and(|text| !serves(&text, slot)))
+    };
+    let mut rounds = 0;
+    loop {
+        // A node that no longer has the slot answers an error: expected.
+        let _ = cluster.query_every_node::<()>(redis::cmd("CLUSTER").arg("DELSLOTS").arg(slot));
+        std::thread::sleep(Duration::from_millis(1500));
+        if unassigned_everywhere() {
+            break;
+        }
+        rounds += 1;
+        assert!(rounds < 10, "slot {slot} keeps coming back");
+    }
+    let options =
+        RedisOptions::cluster(cluster.urls()).with_command_timeout(Duration::from_secs(2));
+    let a = instance_with(options, java()).await;
+    let mut sessions = Vec::new();
+    for id in 1..=10u64 {
+        let token = a
+            .login(&UserId::from(id), &JavaUser::new(id))
+            .await
+            .unwrap();
+        assert_ne!(cluster.keyslot(&key_of(&a, &token)), slot, "a served slot");
+        make_hit(&a, &token).await;
+        sessions.push(token);
+    }
+    let before = a.near_cache_stats().unwrap();
+    for _ in 0..3 {
+        // Whatever Redis answers for the unserved slot (it serves no such key).
+        let loaded = a.load(&unserved).await;
+        assert!(!matches!(loaded, Ok(Some(_))), "{loaded:?}");
+    }
+    let after = a.near_cache_stats().unwrap();
+    assert!(after.tracking, "{after:?}");
+    assert_eq!(after.flushes, before.flushes, "nothing flushed: {after:?}");
+    assert_eq!(after.entries, before.entries, "nothing dropped: {after:?}");
+    for token in &sessions {
+        let hits = a.near_cache_stats().unwrap().hits;
+        assert!(a.load(token).await.unwrap().is_some());
+        assert_eq!(
+            a.near_cache_stats().unwrap().hits,
+            hits + 1,
+            "served from memory"
+        );
+    }
+}

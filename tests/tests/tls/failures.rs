@@ -147,3 +147,29 @@ async fn insecure_connects_to_anything_and_warns() {
         "{logs}"
     );
 }
+
+/// An X.509 v1 client certificate (what `openssl x509 -req` writes without an extension
+/// file), which rustls refuses to present: the error names the client certificate and the
+/// version, in one line, before any connection is tried, where it used to be the
+/// misleading "invalid peer certificate: UnsupportedCertVersion".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_v1_client_certificate_is_named() {
+    let pki = Pki::shared();
+    let server = tls_server(true, false);
+    let options = RedisOptions::new(server.url())
+        .with_ca_cert_pem(pki.ca_pem.clone())
+        .with_client_cert_pem(
+            pki.v1_client.cert_pem.clone(),
+            pki.v1_client.key_pem.clone(),
+        )
+        .with_connect_timeout(CONNECT_TIMEOUT);
+    let error = RedisStore::connect_with(options).await.err().unwrap();
+    let line = error.to_string();
+    eprintln!("v1 client certificate: {line}");
+    assert!(matches!(error, Error::Config(_)), "{error:?}");
+    assert!(
+        line.contains("client certificate") && line.contains("X.509 v1"),
+        "{line}"
+    );
+    assert_eq!(line.lines().count(), 1, "{line}");
+}

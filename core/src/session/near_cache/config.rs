@@ -46,7 +46,8 @@ impl NearCache {
     }
 
     /// Bounds the memory of the cached sessions (keys, data and bookkeeping, as estimated
-    /// by [`NearCacheStats::bytes`](super::NearCacheStats::bytes)).
+    /// by [`NearCacheStats::bytes`](super::NearCacheStats::bytes)). The bound is split over
+    /// the cache's shards (up to 16); a session larger than one shard's share is not cached.
     pub fn with_max_bytes(mut self, max_bytes: usize) -> Self {
         self.max_bytes = max_bytes;
         self

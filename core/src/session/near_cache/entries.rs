@@ -125,6 +125,9 @@ impl Drop for FillTicket<'_> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Filled {
     pub cached: bool,
+    /// Not cached because it is larger than its shard's share of the byte budget: its
+    /// loads must touch it in Redis themselves.
+    pub too_large: bool,
     /// Whether the entry's TTL must be refreshed now (the fill only read it).
     pub refresh: bool,
     pub evicted: u64,
@@ -251,8 +254,9 @@ impl Entries {
     }
 
     /// Ends a fill: with what Redis answered (the data and its expiry), cached if nothing
-    /// invalidated the key since the fill began and `epoch` is still the ticket's; without
-    /// (the key is gone, or the fill failed), the entry is dropped. An entry whose TTL left
+    /// invalidated the key since the fill began, `epoch` is still the ticket's and it fits
+    /// in its shard's share of the byte budget (a larger one is not cached and evicts
+    /// nothing); without (the key is gone, or the fill failed), the entry is dropped. An entry whose TTL left
     /// does not cover the idle TTL is cached with its refresh due (`Filled::refresh`).
     pub(super) fn finish_fill(
         &self,
@@ -271,6 +275,7 @@ impl Entries {
         shard.remove(&key);
         let not_cached = Filled {
             cached: false,
+            too_large: false,
             refresh: false,
             evicted: 0,
         };
@@ -287,6 +292,14 @@ impl Entries {
             .and_then(|ms| ticket.sent.checked_sub(Duration::from_millis(ms)));
         let refresh = due_since.is_none();
         let bytes = size_of(&key, &value);
+        if bytes > shard.max_bytes {
+            // Larger than the shard's whole share of the byte budget: caching it would
+            // push every other entry of the shard out, then itself. Loads of it go to Redis.
+            return Filled {
+                too_large: true,
+                ..not_cached
+            };
+        }
         shard.bytes += bytes;
         shard.entries.push(
             key,
@@ -307,6 +320,7 @@ impl Entries {
         let evicted = shard.shrink();
         Filled {
             cached: true,
+            too_large: false,
             refresh,
             evicted,
         }
@@ -619,6 +633,36 @@ mod tests {
             entries.lookup("k", due, 1),
             Lookup::Hit { refresh: false, .. }
         ));
+    }
+
+    /// A session larger than its shard's share of the byte budget is not cached, and
+    /// evicts nothing: it used to push every other entry of its shard out, then itself.
+    #[test]
+    fn an_entry_larger_than_its_shard_is_not_cached_and_evicts_nothing() {
+        let budget = 2 * (ENTRY_OVERHEAD + 100);
+        let one = Entries::with_shards(1, 100, budget, Duration::from_secs(60));
+        fill(&one, "a", "1", 1);
+        fill(&one, "b", "2", 1);
+        let (count, bytes) = one.size();
+        let huge = "x".repeat(budget);
+        let filled = fill(&one, "huge", &huge, 1);
+        assert_eq!(
+            filled,
+            Filled {
+                cached: false,
+                too_large: true,
+                refresh: false,
+                evicted: 0
+            }
+        );
+        assert_eq!(one.size(), (count, bytes), "nothing evicted");
+        assert!(hit(&one, "a", 1).is_some() && hit(&one, "b", 1).is_some());
+        assert_eq!(hit(&one, "huge", 1), None);
+        // One that fits exactly is cached (and evicts the least recently used to make room).
+        let fits = "y".repeat(budget - ENTRY_OVERHEAD - "fits".len());
+        let filled = fill(&one, "fits", &fits, 1);
+        assert!(filled.cached && filled.evicted == 2, "{filled:?}");
+        assert_eq!(hit(&one, "fits", 1).as_deref(), Some(fits.as_str()));
     }
 
     #[test]

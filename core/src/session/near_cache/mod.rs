@@ -59,7 +59,9 @@
 //!   served from memory again until tracking is re-established on new connections; in
 //!   between, loads go to Redis exactly as without the cache.
 //! - **Memory is bounded**: at most [`max_entries`](NearCache::max_entries) sessions and
-//!   [`max_bytes`](NearCache::max_bytes), least recently used out first;
+//!   [`max_bytes`](NearCache::max_bytes), least recently used out first. The bounds are
+//!   split over up to 16 shards; a session larger than its shard's share of `max_bytes`
+//!   is not cached and evicts nothing (its loads go to Redis as without the cache);
 //!   [`SessionManager::near_cache_stats`](crate::SessionManager::near_cache_stats)
 //!   reports entries, bytes, hits, misses, invalidations, flushes, refreshes and evictions.
 //!
@@ -78,7 +80,9 @@
 //! logouts, and at most one refresh per session per `touch_every` per instance). On a
 //! cluster, a key is filled on the connection to the master of its slot, which tracks it;
 //! a slot map that changes (resharding, failover) drops the cache, as does a `MOVED` on a
-//! fill.
+//! fill. A key of a slot that no master served when tracking began (a cluster running
+//! without full coverage) is not cached, its loads go to Redis, and nothing else is
+//! dropped.
 //!
 //! The redis crate's own experimental client-side cache (`cache-aio`) is not used: it
 //! caches command replies by command, does not know a session's deadlines, and keygate

@@ -140,9 +140,19 @@ impl NearCacheRuntime {
             return Some(Ok(Fetched::Found(value)));
         }
         let tracked = self.current().filter(|t| t.epoch == epoch)?;
+        if tracked.nodes.store_for(keys.session).is_none() {
+            // A cluster slot no master served when tracking began (a cluster running
+            // without full coverage): nothing tracks its keys, so none is cached, and the
+            // load goes to Redis as without the cache. Entries of other slots are tracked
+            // and stay; a changed slot map is the periodic check's to notice.
+            self.invalidate(keys.session);
+            return None;
+        }
         self.counters.misses.fetch_add(1, Ordering::Relaxed);
         match self.fill(&tracked, keys, codec, idle_ms).await {
-            Ok(fetched) => Some(Ok(fetched)),
+            Ok(Some(fetched)) => Some(Ok(fetched)),
+            // Too large to cache: loaded (and touched) as without the cache.
+            Ok(None) => None,
             // Past the command timeout already: failing now keeps the request within it.
             Err(error @ Error::Backend(BackendError::Timeout(_))) => Some(Err(error)),
             Err(_) => None,
@@ -151,19 +161,18 @@ impl NearCacheRuntime {
 
     /// Reads the session on the tracking connection of its node and caches it unless
     /// something invalidated it meanwhile; a fill whose TTL left does not cover the idle
-    /// TTL queues the refresh. An error loses tracking (the connection is suspect).
+    /// TTL queues the refresh. `None` for a session too large to cache: a fill never
+    /// writes, so its load must go to Redis as without the cache to reset its TTL. An
+    /// error loses tracking (the connection is suspect).
     async fn fill(
         &self,
         tracked: &Tracked,
         keys: SessionKeyRef<'_>,
         codec: Layout,
         idle_ms: u64,
-    ) -> Result<Fetched> {
+    ) -> Result<Option<Fetched>> {
         let Some(store) = tracked.nodes.store_for(keys.session) else {
-            self.lose_tracking(
-                tracked.epoch,
-                "no tracking connection serves the key's slot",
-            );
+            // Checked by the caller; nothing else is at fault, so tracking stays up.
             return Err(BackendError::Protocol("no tracking connection for the key").into());
         };
         let ticket = self.entries.begin_fill(keys.session, tracked.epoch);
@@ -177,14 +186,17 @@ impl NearCacheRuntime {
                 self.counters
                     .evictions
                     .fetch_add(filled.evicted, Ordering::Relaxed);
+                if filled.too_large {
+                    return Ok(None);
+                }
                 if filled.refresh {
                     self.queue_refresh(keys, codec, idle_ms);
                 }
-                Ok(Fetched::Found(value))
+                Ok(Some(Fetched::Found(value)))
             }
             Ok((fetched, _)) => {
                 self.entries.finish_fill(ticket, None, epoch);
-                Ok(fetched)
+                Ok(Some(fetched))
             }
             Err(error) => {
                 self.entries.finish_fill(ticket, None, epoch);
