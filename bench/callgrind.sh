@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Instructions per `GET /me` request, counted by callgrind: they do not swing with the
-# machine's load the way requests per second do (issue 20). Each server of keygate-bench
+# machine's load the way requests per second do. Each server of keygate-bench
 # runs under `valgrind --tool=callgrind` on a private redis-server; after a warm-up the
 # counters are zeroed, REQUESTS requests are sent on one keep-alive connection, the
 # counters are dumped, and the total is divided by REQUESTS. Background work during the

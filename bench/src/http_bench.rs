@@ -158,7 +158,7 @@ pub fn run(options: &Options) -> Result<HttpReport> {
 
 /// One framework's `variants`, each in a child process on one private Redis, driven in
 /// alternating rounds.
-/// The axum keygate route with and without a Prometheus recorder (issue 19).
+/// The axum keygate route with and without a Prometheus recorder.
 pub fn run_metrics(options: &Options) -> Result<FrameworkResult> {
     let generator = Generator::choose(options.loadgen)?;
     let log_dir =
@@ -175,7 +175,7 @@ pub fn run_metrics(options: &Options) -> Result<FrameworkResult> {
     result
 }
 
-/// The near cache (issue 20) on axum: one hot session, and 10,000 sessions round-robin.
+/// The near cache on axum: one hot session, and 10,000 sessions round-robin.
 pub fn run_near_cache(options: &Options) -> Result<(FrameworkResult, FrameworkResult)> {
     let generator = Generator::choose(options.loadgen)?;
     let log_dir = std::env::temp_dir().join(format!("keygate-bench-near-{}", std::process::id()));

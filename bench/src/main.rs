@@ -1,5 +1,5 @@
 //! `keygate-bench`: keygate side by side with the session crates users would pick instead,
-//! on the same machine, in the same run (issue 10).
+//! on the same machine, in the same run.
 //!
 //! ```text
 //! keygate-bench all       [options]   every benchmark below, then the report

@@ -1,4 +1,4 @@
-//! The session near cache (issue 20): axum's `GET /me` with the cache against the same
+//! The session near cache: axum's `GET /me` with the cache against the same
 //! route without it and the hand-written one-`GETEX` route, with one hot session and with
 //! 10,000 sessions round-robin; and the memory one cached session takes.
 

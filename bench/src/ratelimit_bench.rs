@@ -1,4 +1,4 @@
-//! The rate limiter (issue 18): decisions per second through `RateLimiter::check` against
+//! The rate limiter: decisions per second through `RateLimiter::check` against
 //! `redis-benchmark` running the same script with `EVALSHA` on the same private Redis, and
 //! an axum route behind the limiter layer against the same route without it and the
 //! hand-written one-`GETEX` route.

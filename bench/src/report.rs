@@ -17,7 +17,7 @@ mod chart;
 mod near_cache;
 mod ratelimit;
 
-/// keygate's targets (issue 10).
+/// keygate's targets.
 const AXUM_TARGET: f64 = 1.5;
 const ACTIX_TARGET: f64 = 1.3;
 const GETEX_TARGET: f64 = 0.9;
@@ -188,7 +188,7 @@ fn server_table(
     }
 }
 
-/// The metrics section (issue 19): keygate's axum route with every metric recorded by a
+/// The metrics section: keygate's axum route with every metric recorded by a
 /// real exporter, against the same route without a recorder (target ≥ 0.97×).
 fn metrics_markdown(md: &mut String, result: &crate::http_bench::FrameworkResult) {
     use crate::servers::{Framework, Variant};
@@ -338,7 +338,7 @@ fn verdict(met: Option<bool>) -> &'static str {
 }
 
 fn targets_markdown(md: &mut String, http: &HttpReport) {
-    let _ = writeln!(md, "### Targets (issue 10)\n");
+    let _ = writeln!(md, "### Targets\n");
     let _ = writeln!(md, "| target | measured | |");
     let _ = writeln!(md, "| --- | --- | --- |");
     for fw in &http.frameworks {

@@ -1,4 +1,4 @@
-//! The near cache section of the report (issue 20), and its chart.
+//! The near cache section of the report, and its chart.
 
 use std::fmt::Write as _;
 
@@ -9,9 +9,9 @@ use crate::servers::Variant;
 use super::chart::{color, escape};
 use super::verdict;
 
-/// The near cache's route ÷ the hand-written GETEX route (issue 20).
+/// The near cache's route ÷ the hand-written GETEX route.
 const GETEX_TARGET: f64 = 1.5;
-/// Redis commands per request with the cache, steady state (issue 20).
+/// Redis commands per request with the cache, steady state.
 const COMMANDS_TARGET: f64 = 0.02;
 
 fn table(md: &mut String, fw: &FrameworkResult) {
@@ -53,7 +53,7 @@ pub fn markdown(md: &mut String, r: &NearCacheReport) {
         m.resident
             .map_or("–".to_owned(), |b| format!("{b:.0} bytes"))
     );
-    let _ = writeln!(md, "### Targets (issue 20)\n");
+    let _ = writeln!(md, "### Targets\n");
     let _ = writeln!(md, "| target | measured | |");
     let _ = writeln!(md, "| --- | --- | --- |");
     for (scenario, fw) in [("one hot session", &r.hot), ("10,000 sessions", &r.spread)] {

@@ -1,4 +1,4 @@
-//! The rate-limit section of the report (issue 18).
+//! The rate-limit section of the report.
 
 use std::fmt::Write as _;
 
@@ -8,9 +8,9 @@ use crate::stats::median;
 
 use super::{us, verdict};
 
-/// `RateLimiter::check` ÷ raw `EVALSHA` (issue 18).
+/// `RateLimiter::check` ÷ raw `EVALSHA`.
 const DIRECT_TARGET: f64 = 0.8;
-/// The axum route behind the limiter ÷ the hand-written GETEX route (issue 18).
+/// The axum route behind the limiter ÷ the hand-written GETEX route.
 const GETEX_TARGET: f64 = 0.9;
 
 pub fn markdown(md: &mut String, r: &RateLimitReport) {
@@ -91,7 +91,7 @@ pub fn markdown(md: &mut String, r: &RateLimitReport) {
         r.http_duration.as_secs_f64()
     );
     super::server_table(md, fw, Variant::Bare, 2);
-    let _ = writeln!(md, "\n### Targets (issue 18)\n");
+    let _ = writeln!(md, "\n### Targets\n");
     let _ = writeln!(md, "| target | measured | |");
     let _ = writeln!(md, "| --- | --- | --- |");
     for row in &r.direct {

@@ -263,11 +263,11 @@ impl Variant {
 }
 
 /// The metrics benchmark's servers: keygate without and with a recorder, and the
-/// one-round-trip floor (issue 19).
+/// one-round-trip floor.
 pub const METRICS: [Variant; 3] = [Variant::Getex, Variant::Keygate, Variant::KeygateMetrics];
 
 /// The near cache benchmark's servers: the one-round-trip floor, keygate without and with
-/// the cache, and with a cache too small for the sessions in use (issue 20).
+/// the cache, and with a cache too small for the sessions in use.
 pub const NEAR_CACHE: [Variant; 4] = [
     Variant::Getex,
     Variant::Keygate,
