@@ -1,4 +1,4 @@
-//! A day in fast motion against a private Redis (issue 14): many users logging in and out,
+//! A day in fast motion against a private Redis: many users logging in and out,
 //! sessions idling out, many distinct lock names, many flash-sale orders through the
 //! consumer. While it runs the keyspace grows with the load; once everything has expired
 //! or been processed, what remains is bounded by configuration, not by history. The

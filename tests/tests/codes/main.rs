@@ -18,7 +18,7 @@ keygate_tests::on_both_backends!(crate::suite:
 
 /// A script that fails on what it finds (here a daily counter that is not a number, as a
 /// stock above `i64::MAX` did for flash sales) is not an outage: 500 and a log line, not
-/// 503 "backend unavailable" (issue 14).
+/// 503 "backend unavailable".
 #[tokio::test]
 async fn a_deterministic_script_failure_is_500_not_503() {
     use keygate::code::{CodeConfig, Codes};

@@ -1,4 +1,4 @@
-//! The session near cache end to end (issue 20; docs/http-api.md § Start-up,
+//! The session near cache end to end (docs/http-api.md § Start-up,
 //! `SESSION_NEAR_CACHE`): two processes of one example on one private Redis, both with
 //! `SESSION_NEAR_CACHE=1`. A warm instance answers `GET /user/me` from memory; a logout on
 //! one instance, or a `DEL` from an outside connection (what `redis-cli` sends), is a 401
@@ -22,7 +22,7 @@ use crate::login::{login, phone};
 const LOAD_FOR: Duration = Duration::from_secs(3);
 /// The fewest requests the load must send for the count to mean something.
 const MIN_REQUESTS: usize = 1_000;
-/// The most Redis commands a warm instance may send per `GET /user/me` (issue 20).
+/// The most Redis commands a warm instance may send per `GET /user/me`.
 const MOST_COMMANDS_PER_REQUEST: f64 = 0.02;
 /// Sessions ended per kind of change in the invalidation scenario.
 const TRIALS: usize = 20;
@@ -176,7 +176,7 @@ fn summary(times: &mut [Duration]) -> (Duration, Duration) {
     (p50, max)
 }
 
-/// Issue 20, black box: a warm instance sends at most 0.02 Redis commands per
+/// Black box: a warm instance sends at most 0.02 Redis commands per
 /// `GET /user/me`. A's session is loaded from 4 keep-alive connections for 3 s (at least
 /// 1,000 requests); everything Redis runs meanwhile is counted, from both instances (their
 /// tracking checks, `CLIENT TRACKINGINFO` and `ROLE` every second, included), except the
@@ -222,7 +222,7 @@ pub async fn warm_instance_sends_almost_no_commands(example: &'static str) {
     );
 }
 
-/// Issue 20, black box: a logout on one instance (`POST /user/logout`) is a 401 on the
+/// Black box: a logout on one instance (`POST /user/logout`) is a 401 on the
 /// other, and a session key deleted from an outside connection (`DEL`, as `redis-cli`
 /// sends it) is a 401 on both, within milliseconds, although both served the session
 /// from memory just before.
@@ -292,7 +292,7 @@ pub async fn changes_elsewhere_are_401_within_milliseconds(example: &'static str
     );
 }
 
-/// Issue 20, black box: Redis restarts empty while both instances hold sessions in their
+/// Black box: Redis restarts empty while both instances hold sessions in their
 /// near caches. From the moment it is back, no instance answers 200 for a lost session:
 /// 503 while the instances reconnect, then 401 for good. A new login then works on both.
 pub async fn no_200_for_sessions_lost_in_a_restart(example: &'static str) {
@@ -387,7 +387,7 @@ pub async fn near_cache_has_no_effect_on_the_embedded_backend(example: &'static 
     );
 }
 
-/// Issue 20, black box, as a round-robin load balancer sends it: the two instances serve
+/// Black box, as a round-robin load balancer sends it: the two instances serve
 /// one session alternately. Each should answer from memory, refreshing the TTL at most
 /// once per 60 s, so the pair should send at most 0.02 commands per request.
 ///

@@ -1,5 +1,5 @@
 //! Order ids over shards, and how the consumer survives panics, crash loops, busy pending
-//! lists and streams that would otherwise grow forever (review, issue 14, items 9–13).
+//! lists and streams that would otherwise grow forever (found by review).
 
 use std::collections::HashSet;
 use std::ops::Range;

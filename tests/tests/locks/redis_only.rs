@@ -170,7 +170,7 @@ async fn a_replication_wait_without_replicas_gives_the_lock_back() {
     );
 }
 
-/// Issue 14, item 5: a holder cut off from Redis must learn that its lock may be gone
+/// A holder cut off from Redis must learn that its lock may be gone
 /// before the lease ends in Redis, i.e. before another instance could take it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_holder_cut_off_from_redis_learns_of_the_loss_before_the_lease_ends() {
@@ -210,7 +210,7 @@ async fn a_holder_cut_off_from_redis_learns_of_the_loss_before_the_lease_ends() 
     other.release().await.unwrap();
 }
 
-/// Issue 14, item 6: an acquisition that timed out may still have run (its reply was
+/// An acquisition that timed out may still have run (its reply was
 /// lost); it must not leave a lock that nobody holds blocking others for a whole lease.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_timed_out_acquisition_leaves_no_orphaned_lock() {
@@ -253,7 +253,7 @@ async fn a_timed_out_acquisition_leaves_no_orphaned_lock() {
     guard.release().await.unwrap();
 }
 
-/// Issue 14, item 7: acquisitions that wait for replication must not queue behind each
+/// Acquisitions that wait for replication must not queue behind each
 /// other: a `WAIT` still blocked for lock A does not delay lock B.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_blocked_replication_wait_does_not_delay_other_locks() {

@@ -427,7 +427,7 @@ async fn compact_tokens_make_smaller_sessions() {
 }
 
 /// With the Node layout's prefix, a persistent key `myapp_user_profile_598` could be named
-/// as a token and got a 30-minute TTL (issue 14). Tokens come in the forms that are issued,
+/// as a token and got a 30-minute TTL. Tokens come in the forms that are issued,
 /// and a key of the wrong type is never touched.
 #[tokio::test]
 async fn load_never_touches_a_key_that_is_not_a_session() {
