@@ -194,12 +194,14 @@ impl OpMetrics {
         work: impl Future<Output = std::result::Result<T, E>>,
         failed: impl Fn(&std::result::Result<T, E>) -> bool,
     ) -> std::result::Result<T, E> {
-        let span = tracing::debug_span!(
-            target: "keygate",
-            "keygate.op",
-            op = self.op,
-            elapsed_us = tracing::field::Empty
-        );
+        let span = debug_span_if_wanted(|| {
+            tracing::debug_span!(
+                target: "keygate",
+                "keygate.op",
+                op = self.op,
+                elapsed_us = tracing::field::Empty
+            )
+        });
         let started = Instant::now();
         // A disabled span (no subscriber wants it) is not entered on every poll.
         let result = if span.is_disabled() {
@@ -222,19 +224,33 @@ impl OpMetrics {
     }
 }
 
+/// The span `make` builds when some subscriber may want debug spans, else a disabled one
+/// without building it: with no subscriber (or none at debug level) a span costs a branch
+/// (building even a disabled span costs its metadata checks and, with `tracing`'s `log`
+/// feature on, a log record check).
+fn debug_span_if_wanted(make: impl FnOnce() -> tracing::Span) -> tracing::Span {
+    if tracing::level_enabled!(tracing::Level::DEBUG) {
+        make()
+    } else {
+        tracing::Span::none()
+    }
+}
+
 /// Runs one session load inside a `keygate.load` span; `work` says how it ended.
 pub(crate) async fn load<T>(
     metrics: &LoadMetrics,
     layout: &'static str,
     work: impl Future<Output = (Result<T>, LoadOutcome)>,
 ) -> Result<T> {
-    let span = tracing::debug_span!(
-        target: "keygate",
-        "keygate.load",
-        layout,
-        outcome = tracing::field::Empty,
-        elapsed_us = tracing::field::Empty
-    );
+    let span = debug_span_if_wanted(|| {
+        tracing::debug_span!(
+            target: "keygate",
+            "keygate.load",
+            layout,
+            outcome = tracing::field::Empty,
+            elapsed_us = tracing::field::Empty
+        )
+    });
     let started = Instant::now();
     // A disabled span (no subscriber wants it) is not entered on every poll.
     let (result, outcome) = if span.is_disabled() {

@@ -142,16 +142,14 @@ where
         // The service that was polled ready is the one to call; leave a fresh clone behind.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let gate = self.gate.clone();
+        // Applied twice (router and nested router), the outer layer's load serves: one
+        // load-and-touch per request, as in every adapter.
+        if request.extensions().get::<Loaded<T>>().is_some() {
+            return Box::pin(inner.call(request));
+        }
+        let gate = self.gate.for_request(&Parts::of(&request));
         Box::pin(async move {
-            // Applied twice (router and nested router), the outer layer's load serves: one
-            // load-and-touch per request, as in every adapter.
-            if request.extensions().get::<Loaded<T>>().is_some() {
-                return inner.call(request).await;
-            }
-            let parts = Parts::of(&request);
-            let gate = gate.for_request(&parts);
-            let resolved = gate.resolve(&parts).await;
+            let resolved = gate.resolve(&Parts::of(&request)).await;
             request.extensions_mut().insert(Loaded {
                 gate: gate.clone(),
                 resolved,

@@ -553,7 +553,11 @@ async fn connect_single(url: &str, options: &RedisOptions) -> Result<(Conn, Dedi
     let client = tls::client(url, &options.tls)?;
     let config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(options.connect_timeout))
-        .set_response_timeout(Some(options.command_timeout))
+        // No response timeout of its own: every command on the shared connection runs
+        // under `RedisStore::bounded`, whose one timer also covers the wait for a
+        // reconnect (which the manager's would not); a second timer per command would only
+        // cost time on the request path.
+        .set_response_timeout(None)
         // Reconnects run in the background; a request never waits longer than the command
         // timeout for one, so a short backoff suffices.
         .set_number_of_retries(3)

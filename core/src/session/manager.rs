@@ -18,6 +18,7 @@ use super::{LoginOptions, Session, SessionInfo, SessionUser};
 use crate::codec::Layout;
 use crate::codec::{self, StoredValue};
 use crate::error::{Error, Result};
+use crate::redis_store::RedisStore;
 use crate::telemetry::{self, LoadMetrics, LoadOutcome, names};
 use crate::token::Token;
 use crate::token::TokenFormat;
@@ -63,6 +64,9 @@ pub struct SessionManager<T> {
 struct Inner {
     config: SessionConfig,
     store: Arc<dyn SessionStore>,
+    /// The store itself when it is Redis without a near cache: loads call it directly,
+    /// without the trait's boxed future.
+    redis: Option<RedisStore>,
     idle_ms: u64,
     lifetime_ms: Option<u64>,
     index_ttl_ms: u64,
@@ -118,6 +122,10 @@ where
             }
             _ => None,
         };
+        let redis = match &near_cache {
+            Some(_) => None,
+            None => store.redis_store(),
+        };
         let store: Arc<dyn SessionStore> = match &near_cache {
             Some(cache) => Arc::new(NearCachedStore {
                 inner: store,
@@ -134,6 +142,7 @@ where
                 index_ttl_ms: millis(config.index_ttl()),
                 config,
                 store,
+                redis,
             }),
             _data: PhantomData,
         })
@@ -156,7 +165,7 @@ where
 
     /// The public id of the session of `token` (what [`sessions`](Self::sessions) lists).
     pub fn session_id(&self, token: &Token) -> SessionId {
-        SessionId::for_key_id(&self.keys(token).id)
+        SessionId::for_key_id(self.keys(token).id())
     }
 
     /// Creates a session for `user` holding `data` and returns its new token. The session
@@ -193,7 +202,7 @@ where
                 // between cannot prune an entry whose session does not exist yet (the entry
                 // would be lost and the session invisible to "log out everywhere" for good).
                 // If indexing fails, the token is never handed out and the session idles away.
-                let member = IndexEntry::member_for(&keys.id, options.device());
+                let member = IndexEntry::member_for(keys.id(), options.device());
                 inner
                     .store
                     .index_add(&index, &member, now_micros(), inner.index_ttl_ms)
@@ -283,6 +292,12 @@ where
     /// lifetime, destroyed) and when the stored data cannot be decoded into `T` (logged as
     /// a warning, without the token).
     pub async fn load(&self, token: &Token) -> Result<Option<Session<T>>> {
+        self.load_owned(token.clone()).await
+    }
+
+    /// [`load`](Self::load) for a caller that hands over its token: the session keeps it
+    /// (the request path, which must not copy it).
+    pub(crate) async fn load_owned(&self, token: Token) -> Result<Option<Session<T>>> {
         telemetry::load(
             &self.inner.load_metrics,
             self.layout(),
@@ -299,13 +314,23 @@ where
         }
     }
 
-    async fn load_untimed(&self, token: &Token) -> (Result<Option<Session<T>>>, LoadOutcome) {
+    async fn load_untimed(&self, token: Token) -> (Result<Option<Session<T>>>, LoadOutcome) {
         let inner = &*self.inner;
-        let keys = self.keys(token);
-        let fetched = inner
-            .store
-            .load_and_touch(keys.key_ref(), inner.config.layout(), inner.idle_ms)
-            .await;
+        let keys = self.keys(&token);
+        let (layout, idle_ms) = (inner.config.layout(), inner.idle_ms);
+        let fetched = match &inner.redis {
+            Some(redis) => {
+                redis
+                    .load_and_touch_inline(keys.key_ref(), layout, idle_ms)
+                    .await
+            }
+            None => {
+                inner
+                    .store
+                    .load_and_touch(keys.key_ref(), layout, idle_ms)
+                    .await
+            }
+        };
         let stored = match fetched {
             Ok(Fetched::Found(stored)) => stored,
             Ok(Fetched::Missing) => return (Ok(None), LoadOutcome::Miss),
@@ -318,7 +343,7 @@ where
         match codec::decode::<T>(&stored) {
             Ok(data) => (
                 Ok(Some(Session {
-                    token: token.clone(),
+                    token,
                     data,
                     stored,
                 })),
@@ -412,7 +437,7 @@ where
     ) -> Result<Vec<SessionInfo>> {
         let index = index_key(&self.inner.config, user);
         let live = self.live_members(&index, prune).await?;
-        let current_id = current.map(|t| self.keys(t).id);
+        let current_id = current.map(|t| self.keys(t).id().to_owned());
         let now_ms = now_micros() / 1000;
         Ok(live
             .into_iter()
@@ -490,7 +515,7 @@ where
             let index = index_key(&inner.config, &session.data().user_id());
             // The entry is looked up before the session moves: once it has moved, an entry
             // that is gone can only mean that something ended or pruned it meanwhile.
-            let entry = self.find_entry(&index, |e| e.key_id() == old.id).await?;
+            let entry = self.find_entry(&index, |e| e.key_id() == old.id()).await?;
             for _ in 0..CREATE_ATTEMPTS {
                 let token = self.token_in_slot_of(&old.session).await?;
                 let new = self.keys(&token);
@@ -499,7 +524,7 @@ where
                     RenameOutcome::Gone => return Ok(None),
                     RenameOutcome::TargetExists => continue,
                 };
-                if !self.move_entry(&index, entry.as_ref(), &new.id).await? {
+                if !self.move_entry(&index, entry.as_ref(), new.id()).await? {
                     // A "log out everywhere" (or a listing that saw the old key gone) ran
                     // while the session moved: end it rather than leave it live where
                     // "log out everywhere" cannot find it.
@@ -678,7 +703,7 @@ where
     fn keys_of(&self, entries: &[IndexEntry]) -> Vec<SessionKeys> {
         entries
             .iter()
-            .map(|entry| SessionKeys::for_id(&self.inner.config, entry.key_id().to_owned()))
+            .map(|entry| SessionKeys::for_id(&self.inner.config, entry.key_id()))
             .collect()
     }
 

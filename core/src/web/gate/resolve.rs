@@ -41,7 +41,7 @@ where
                 return Err(Rejection::MalformedToken);
             }
         };
-        match self.manager.load(&token).await {
+        match self.manager.load_owned(token).await {
             Ok(Some(session)) => Ok(CurrentSession {
                 session: Arc::new(session),
                 gate: self.clone(),
