@@ -99,6 +99,7 @@ for server in "${SERVERS[@]}"; do
   kill "$SERVER_PID" 2>/dev/null || true
   wait "$SERVER_PID" 2>/dev/null || true
   SERVER_PID=
+  if [ -n "${KEEP_DIR:-}" ]; then mkdir -p "$KEEP_DIR"; cat "$out".* > "$KEEP_DIR/$framework.$variant.out"; fi
   rm -f "$out".*
   printf '| %s %s | %s |\n' "$framework" "$variant" "$(( total / REQUESTS ))"
 done

@@ -11,6 +11,8 @@ keygate-bench: keygate against the session crates users would pick instead
 
 USAGE:
     keygate-bench <all|http|core|lock|flash-sale|ratelimit|metrics|nearcache> [OPTIONS]
+    keygate-bench gate [--budget FILE]   instructions per GET /me under callgrind vs the
+                                         hand-written routes (default bench/gate.budget)
 
 OPTIONS:
     --rounds N          alternating rounds per measurement (default 5)
@@ -30,6 +32,8 @@ pub enum Command {
     Bench(What, Options),
     /// Internal: run one server in this (child) process until killed.
     Serve(ServeSpec),
+    /// The performance gate, with this budget file.
+    Gate(PathBuf),
 }
 
 /// Which benchmarks.
@@ -111,6 +115,15 @@ pub fn parse(argv: &[String]) -> Result<Command> {
     let what = match first.as_str() {
         "-h" | "--help" | "help" => return Ok(Command::Help),
         "serve" => return parse_serve(&argv[1..]),
+        "gate" => {
+            return match &argv[1..] {
+                [] => Ok(Command::Gate(
+                    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("gate.budget"),
+                )),
+                [flag, path] if flag == "--budget" => Ok(Command::Gate(PathBuf::from(path))),
+                _ => Err("usage: keygate-bench gate [--budget FILE]".into()),
+            };
+        }
         "all" => What {
             http: true,
             core: true,

@@ -9,6 +9,8 @@
 //! keygate-bench flash-sale [options]   flash-sale orders, sold-out rejections, stream consumer
 //! keygate-bench ratelimit [options]   limiter decisions vs raw EVALSHA; axum route with/without the limiter
 //! keygate-bench metrics   [options]   the axum keygate route with and without a metrics recorder
+//! keygate-bench gate      [--budget F] the performance gate: instructions per request vs the
+//!                                      hand-written routes, under callgrind (bench/gate.budget)
 //! ```
 //!
 //! Every server, Redis included, is private: started by this process on a free loopback
@@ -19,6 +21,7 @@
 mod args;
 mod core_bench;
 mod flash_sale_bench;
+mod gate;
 mod http_bench;
 mod loadgen;
 mod lock_bench;
@@ -56,6 +59,10 @@ fn run(argv: &[String]) -> Result<()> {
             Ok(())
         }
         args::Command::Serve(spec) => servers::serve(&spec),
+        args::Command::Gate(budget) => {
+            redis_admin::check_redis_server()?;
+            gate::run(&budget)
+        }
         args::Command::Bench(what, options) => {
             redis_admin::check_redis_server()?;
             let mut report = report::Report::new(&options);

@@ -19,6 +19,10 @@ pub(super) fn color(variant: Variant) -> &'static str {
     match variant {
         Variant::Bare => "#b0b7c3",
         Variant::Getex => "#6c7a89",
+        Variant::GetexVerbatim => "#8c96a3",
+        Variant::HashScript => "#9aa5b1",
+        Variant::GcraGetexSpread => "#7f8c8d",
+        Variant::KeygateLimitedSpread => "#9467bd",
         Variant::Keygate => "#1f77b4",
         Variant::KeygateHash => "#6baed6",
         Variant::Incumbent => "#e6862e",

@@ -9,7 +9,10 @@
 
 mod actix;
 mod axum;
+#[cfg(feature = "incumbents")]
+mod incumbent;
 mod poem;
+pub mod reference;
 mod rocket;
 
 use std::path::{Path, PathBuf};
@@ -19,10 +22,9 @@ use std::time::{Duration, Instant};
 use keygate::rate_limit::{MAX_WINDOW_LIMIT, Quota, RateLimiter, Window};
 use keygate::session::NearCache;
 use keygate::{Keygate, RedisStore, SessionConfig, SessionManager};
-use redis::aio::ConnectionManager;
 
 use crate::Result;
-use crate::user::{IDLE_SECS, NODE_CUSTOM, NodeUser};
+use crate::user::{NODE_CUSTOM, NodeUser};
 
 /// The near cache variants' TTL refresh interval (the examples' `SESSION_NEAR_CACHE=1`).
 pub const NEAR_CACHE_TOUCH_EVERY: Duration = Duration::from_secs(60);
@@ -108,8 +110,17 @@ impl Framework {
 pub enum Variant {
     /// `GET /me` without any session: the framework's ceiling.
     Bare,
-    /// A hand-written handler doing one `GETEX key PX ttl` on a `ConnectionManager`.
+    /// A hand-written handler doing one `GETEX key PX ttl` on a `ConnectionManager`, the
+    /// user decoded and encoded again (`reference`).
     Getex,
+    /// The same `GETEX`, the stored JSON answered as it is (`reference`).
+    GetexVerbatim,
+    /// The Java seed's hash session through keygate's touch script by `EVALSHA`, the
+    /// fields answered as JSON (`reference`; axum only).
+    HashScript,
+    /// keygate's GCRA script by `EVALSHA` for the `X-Forwarded-For` address, then the
+    /// `GETEX` (`reference`; axum only).
+    GcraGetexSpread,
     /// keygate's adapter, JSON codec (`SessionConfig::node_seed("myapp")`).
     Keygate,
     /// keygate's adapter, hash codec (`SessionConfig::java_seed()`).
@@ -130,11 +141,15 @@ pub enum Variant {
     /// [`Keygate`](Variant::Keygate) with a Prometheus recorder installed, so every
     /// metric keygate records is recorded for real (axum only).
     KeygateMetrics,
-    /// [`Keygate`](Variant::Keygate) with the near cache on (100,000 sessions; axum only).
+    /// [`Keygate`](Variant::Keygate) with the near cache on (100,000 sessions).
     KeygateNear,
     /// The near cache with room for 1,000 sessions only: with 10,000 sessions in use
-    /// round-robin nearly every load misses (axum only).
+    /// round-robin nearly every load misses.
     KeygateNearSmall,
+    /// [`Keygate`](Variant::Keygate) behind the GCRA limiter, clients spread over
+    /// [`SPREAD_ADDRESSES`] addresses as [`LimitedQuotaSpread`](Variant::LimitedQuotaSpread)'s
+    /// (axum only).
+    KeygateLimitedSpread,
 }
 
 impl Variant {
@@ -151,6 +166,10 @@ impl Variant {
         Ok(match text {
             "bare" => Self::Bare,
             "getex" => Self::Getex,
+            "getex-verbatim" => Self::GetexVerbatim,
+            "hash-script" => Self::HashScript,
+            "gcra-getex-spread" => Self::GcraGetexSpread,
+            "keygate-limited-spread" => Self::KeygateLimitedSpread,
             "keygate" => Self::Keygate,
             "keygate-hash" => Self::KeygateHash,
             "incumbent" => Self::Incumbent,
@@ -168,6 +187,10 @@ impl Variant {
         match self {
             Self::Bare => "bare",
             Self::Getex => "getex",
+            Self::GetexVerbatim => "getex-verbatim",
+            Self::HashScript => "hash-script",
+            Self::GcraGetexSpread => "gcra-getex-spread",
+            Self::KeygateLimitedSpread => "keygate-limited-spread",
             Self::Keygate => "keygate",
             Self::KeygateHash => "keygate-hash",
             Self::Incumbent => "incumbent",
@@ -185,6 +208,10 @@ impl Variant {
         match self {
             Self::Bare => "bare (no session)",
             Self::Getex => "hand-written GETEX",
+            Self::GetexVerbatim => "hand-written GETEX, JSON verbatim",
+            Self::HashScript => "hand-written hash script (EVALSHA)",
+            Self::GcraGetexSpread => "hand-written GCRA (EVALSHA) + GETEX, 10,000 addresses",
+            Self::KeygateLimitedSpread => "keygate (JSON) + rate limit (GCRA, 10,000 addresses)",
             Self::Keygate => "keygate (JSON)",
             Self::KeygateHash => "keygate (hash)",
             Self::LimitedQuota => "bare + rate limit (GCRA)",
@@ -207,6 +234,10 @@ impl Variant {
         matches!(
             self,
             Self::Getex
+                | Self::GetexVerbatim
+                | Self::HashScript
+                | Self::GcraGetexSpread
+                | Self::KeygateLimitedSpread
                 | Self::Keygate
                 | Self::KeygateHash
                 | Self::KeygateMetrics
@@ -217,21 +248,38 @@ impl Variant {
 
     /// Whether the variant keeps a session in Redis.
     pub fn has_session(self) -> bool {
-        !matches!(self, Self::Bare) && !self.is_limited()
+        !matches!(
+            self,
+            Self::Bare | Self::LimitedQuota | Self::LimitedQuotaSpread | Self::LimitedWindow
+        )
     }
 
-    /// Whether the variant is one of the rate-limit benchmark's (axum only).
+    /// Whether the variant runs keygate's rate-limit layer (axum only), which keys
+    /// requests by the peer address.
     pub fn is_limited(self) -> bool {
         matches!(
             self,
-            Self::LimitedQuota | Self::LimitedQuotaSpread | Self::LimitedWindow
+            Self::LimitedQuota
+                | Self::LimitedQuotaSpread
+                | Self::LimitedWindow
+                | Self::KeygateLimitedSpread
         )
+    }
+
+    /// The key prefix of the variant's sessions: the Java seed's hash sessions, or the
+    /// Node seed's JSON ones.
+    pub fn is_hash(self) -> bool {
+        matches!(self, Self::KeygateHash | Self::HashScript)
     }
 
     /// The header sets a load generator cycles through for this variant, when it needs
     /// its own: the spread limiter's `X-Forwarded-For` addresses.
     pub fn header_cycle(self) -> Option<Vec<Vec<(String, String)>>> {
-        (self == Self::LimitedQuotaSpread).then(|| {
+        matches!(
+            self,
+            Self::LimitedQuotaSpread | Self::KeygateLimitedSpread | Self::GcraGetexSpread
+        )
+        .then(|| {
             (0..SPREAD_ADDRESSES)
                 .map(|i| {
                     let address = format!("10.{}.{}.{}", i >> 16 & 255, i >> 8 & 255, i & 255);
@@ -257,7 +305,7 @@ impl Variant {
         self.is_limited()
             || matches!(
                 self,
-                Self::KeygateMetrics | Self::KeygateNear | Self::KeygateNearSmall
+                Self::KeygateMetrics | Self::HashScript | Self::GcraGetexSpread
             )
     }
 }
@@ -365,49 +413,12 @@ pub async fn limiter(url: &str, variant: Variant) -> Result<RateLimiter> {
     })
 }
 
-/// The hand-written handlers' connection: one multiplexed `ConnectionManager`, as keygate's.
-pub async fn getex_connection(url: &str) -> Result<ConnectionManager> {
-    let client = redis::Client::open(url)?;
-    Ok(ConnectionManager::new(client).await?)
-}
-
-/// The hand-written `GET /me`: one `GETEX myapp_<token> PX <30 min>`, the user decoded
-/// into its type (as keygate hands it to handlers). `Ok(None)`: no session (401).
-pub async fn getex_me(
-    conn: &mut ConnectionManager,
-    token: &[u8],
-) -> redis::RedisResult<Option<NodeUser>> {
-    if token.is_empty() {
-        return Ok(None);
-    }
-    let mut key = Vec::with_capacity(NODE_CUSTOM.len() + 1 + token.len());
-    key.extend_from_slice(NODE_CUSTOM.as_bytes());
-    key.push(b'_');
-    key.extend_from_slice(token);
-    let value: Option<Vec<u8>> = redis::cmd("GETEX")
-        .arg(key)
-        .arg("PX")
-        .arg(IDLE_SECS * 1000)
-        .query_async(conn)
-        .await?;
-    Ok(value.and_then(|bytes| serde_json::from_slice(&bytes).ok()))
-}
-
-/// The hand-written `POST /login`: a fresh 128-bit token, `SET myapp_<token> <json> PX ttl NX`.
-pub async fn getex_login(conn: &mut ConnectionManager) -> Result<String> {
-    let token = keygate::Token::generate()?;
-    let json = serde_json::to_string(&NodeUser::seed())?;
-    let stored: Option<String> = redis::cmd("SET")
-        .arg(format!("{NODE_CUSTOM}_{}", token.expose()))
-        .arg(json)
-        .arg("PX")
-        .arg(IDLE_SECS * 1000)
-        .arg("NX")
-        .query_async(conn)
-        .await?;
-    match stored {
-        Some(_) => Ok(token.expose().to_owned()),
-        None => Err("token collision".into()),
+/// The error of a variant this framework (or this build) does not serve.
+pub fn not_built(variant: Variant) -> crate::Error {
+    if variant == Variant::Incumbent {
+        "the incumbents are not in this build (feature `incumbents`)".into()
+    } else {
+        format!("{} is not served by this framework", variant.id()).into()
     }
 }
 

@@ -1,21 +1,16 @@
-//! rocket 0.5: bare, hand-written GETEX, keygate-rocket, rocket-session-store.
+//! Rocket 0.5: keygate-rocket's servers; the hand-written ones are in `reference`, the
+//! incumbent in `incumbent`.
 
 use std::net::Ipv4Addr;
-use std::time::Duration;
 
 use keygate_rocket::{ApiError, Auth, KeygateFairing, Sessions};
-use redis::aio::ConnectionManager;
 use rocket::config::LogLevel;
-use rocket::http::Status;
-use rocket::http::private::cookie::CookieBuilder;
-use rocket::request::{FromRequest, Outcome};
-use rocket::serde::json::Json;
-use rocket::{Build, Request, Rocket, State, get, post, routes};
-use rocket_session_store::SessionStore;
+use rocket::http::{ContentType, Status};
+use rocket::{Build, Rocket, get, post, routes};
 
-use super::{ServeSpec, Variant, getex_connection, getex_login, getex_me, keygate_gate, runtime};
+use super::{ServeSpec, Variant, keygate_gate, reference, runtime};
 use crate::Result;
-use crate::user::{IDLE_SECS, NodeUser};
+use crate::user::NodeUser;
 
 pub fn serve(spec: &ServeSpec) -> Result<()> {
     runtime()?.block_on(async {
@@ -28,91 +23,33 @@ pub fn serve(spec: &ServeSpec) -> Result<()> {
             cli_colors: false,
             ..rocket::Config::release_default()
         };
-        let base = rocket::custom(config);
-        let rocket: Rocket<Build> = match spec.variant {
-            Variant::Bare => base.mount("/", routes![bare_me, bare_login]),
-            Variant::Getex => base
-                .manage(getex_connection(&spec.redis_url).await?)
-                .mount("/", routes![getex_me_route, getex_login_route]),
-            Variant::Keygate | Variant::KeygateHash => base
-                .attach(KeygateFairing::new(
-                    keygate_gate(&spec.redis_url, spec.variant).await?,
-                ))
-                .mount("/", routes![keygate_me, keygate_login]),
-            Variant::LimitedQuota
-            | Variant::LimitedQuotaSpread
-            | Variant::LimitedWindow
-            | Variant::KeygateMetrics
-            | Variant::KeygateNear
-            | Variant::KeygateNearSmall => {
-                return Err("axum only".into());
-            }
-            Variant::Incumbent => {
-                // rocket-session-store's Redis store is built on the redis crate 0.29.
-                let client = redis_0_29::Client::open(spec.redis_url.as_str())?;
-                let store: SessionStore<NodeUser> = SessionStore {
-                    store: Box::new(rocket_session_store::redis::RedisStore::new(client)),
-                    name: "token".into(),
-                    duration: Duration::from_secs(IDLE_SECS),
-                    cookie_builder: CookieBuilder::new("", "").path("/"),
-                };
-                base.attach(store.fairing())
-                    .mount("/", routes![store_me, store_login])
-            }
-        };
+        let rocket: Rocket<Build> =
+            match reference::rocket::mount(rocket::custom(config), spec).await? {
+                Ok(rocket) => rocket,
+                Err(base) => match spec.variant {
+                    Variant::Keygate
+                    | Variant::KeygateHash
+                    | Variant::KeygateNear
+                    | Variant::KeygateNearSmall => base
+                        .attach(KeygateFairing::new(
+                            keygate_gate(&spec.redis_url, spec.variant).await?,
+                        ))
+                        .mount("/", routes![keygate_me, keygate_login]),
+                    #[cfg(feature = "incumbents")]
+                    Variant::Incumbent => super::incumbent::rocket::mount(base, spec)?,
+                    other => return Err(super::not_built(other)),
+                },
+            };
         rocket.launch().await.map_err(|e| e.to_string())?;
         Ok(())
     })
 }
 
+/// The user as JSON, serialized from the session (no copy of it).
 #[get("/me")]
-fn bare_me() -> Json<NodeUser> {
-    Json(NodeUser::seed())
-}
-
-#[post("/login")]
-fn bare_login() -> &'static str {
-    "bare"
-}
-
-/// The raw `authorization` header, empty when absent: what the hand-written handler reads.
-struct RawToken<'r>(&'r str);
-
-#[rocket::async_trait]
-impl<'r> FromRequest<'r> for RawToken<'r> {
-    type Error = ();
-
-    async fn from_request(request: &'r Request<'_>) -> Outcome<Self, ()> {
-        Outcome::Success(RawToken(
-            request.headers().get_one("authorization").unwrap_or(""),
-        ))
-    }
-}
-
-#[get("/me")]
-async fn getex_me_route(
-    token: RawToken<'_>,
-    conn: &State<ConnectionManager>,
-) -> std::result::Result<Json<NodeUser>, Status> {
-    let mut conn = conn.inner().clone();
-    match getex_me(&mut conn, token.0.as_bytes()).await {
-        Ok(Some(user)) => Ok(Json(user)),
-        Ok(None) => Err(Status::Unauthorized),
-        Err(_) => Err(Status::ServiceUnavailable),
-    }
-}
-
-#[post("/login")]
-async fn getex_login_route(conn: &State<ConnectionManager>) -> std::result::Result<String, Status> {
-    let mut conn = conn.inner().clone();
-    getex_login(&mut conn)
-        .await
-        .map_err(|_| Status::ServiceUnavailable)
-}
-
-#[get("/me")]
-fn keygate_me(user: Auth<NodeUser>) -> Json<NodeUser> {
-    Json(user.data().clone())
+fn keygate_me(user: Auth<NodeUser>) -> std::result::Result<(ContentType, Vec<u8>), Status> {
+    let body = serde_json::to_vec(user.data()).map_err(|_| Status::InternalServerError)?;
+    Ok((ContentType::JSON, body))
 }
 
 #[post("/login")]
@@ -120,33 +57,4 @@ async fn keygate_login(sessions: Sessions<NodeUser>) -> std::result::Result<Stri
     let user = NodeUser::seed();
     let token = sessions.login(&user).await?;
     Ok(token.expose().to_owned())
-}
-
-#[get("/me")]
-async fn store_me(
-    session: rocket_session_store::Session<'_, NodeUser>,
-) -> std::result::Result<Json<NodeUser>, Status> {
-    match session.get().await {
-        Ok(Some(user)) => {
-            // The store's `get` does not extend the expiry; `touch` does (`EXPIRE`).
-            session
-                .touch()
-                .await
-                .map_err(|_| Status::ServiceUnavailable)?;
-            Ok(Json(user))
-        }
-        Ok(None) => Err(Status::Unauthorized),
-        Err(_) => Err(Status::ServiceUnavailable),
-    }
-}
-
-#[post("/login")]
-async fn store_login(
-    session: rocket_session_store::Session<'_, NodeUser>,
-) -> std::result::Result<&'static str, Status> {
-    session
-        .set(NodeUser::seed())
-        .await
-        .map_err(|_| Status::ServiceUnavailable)?;
-    Ok("ok")
 }
