@@ -85,7 +85,10 @@ fn the_translation_has_the_same_headings_and_code_blocks() {
     for (i, (en, zh)) in english.blocks.iter().zip(&chinese.blocks).enumerate() {
         assert_eq!(en, zh, "code block {} differs", i + 1);
     }
-    assert!(english.blocks.len() >= 3, "the READMEs lost their code blocks");
+    assert!(
+        english.blocks.len() >= 3,
+        "the READMEs lost their code blocks"
+    );
 }
 
 #[test]
