@@ -41,7 +41,7 @@ fn outline(text: &str) -> Outline {
         }
         let level = line.chars().take_while(|c| *c == '#').count();
         if level > 0 && line[level..].starts_with(' ') {
-            out.headings.push((level, line.to_owned()));
+            out.headings.push((level, (*line).to_owned()));
             continue;
         }
         let next = lines.get(i + 1).copied().unwrap_or("");
