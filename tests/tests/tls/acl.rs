@@ -401,7 +401,7 @@ async fn seckill_flow(store: RedisStore, admin: Admin) -> Result<(), String> {
             // Trimmed: of the two handled orders, only the last delivered one is kept.
             && admin.query_key::<i64>(stream, redis::cmd("XLEN").arg(stream)) == 1
             // Handled orders leave no error record behind.
-            && admin.query_key::<i64>(stream, redis::cmd("HLEN").arg(&errors)) == 0;
+            && admin.query_key::<i64>(stream, redis::cmd("HLEN").arg(errors)) == 0;
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     consumer.shutdown().await;
