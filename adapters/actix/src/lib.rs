@@ -23,7 +23,8 @@
 //! `content-type: application/json`. A route that asks for a session without the
 //! middleware answers 500 saying so, rather than panicking.
 //!
-//! `T` is your user type, any `Serialize + DeserializeOwned` struct; the
+//! `T` is your user type: `Serialize + DeserializeOwned`, and [`SessionUser`] (it names the
+//! user) for logging in, logging out everywhere, listing, ending and rotating sessions. The
 //! [`SessionConfig`] decides how it is stored (a Redis hash in the Java seed's layout, a
 //! JSON string in the Node seed's).
 //!
@@ -56,7 +57,13 @@
 //!     id: u64,
 //!     nick_name: String,
 //! }
-//! # impl keygate_actix::SessionUser for User { fn user_id(&self) -> keygate_actix::UserId { keygate_actix::UserId::from(self.id) } }
+//!
+//! // The session names its user: login, logout everywhere and the session list need it.
+//! impl keygate_actix::SessionUser for User {
+//!     fn user_id(&self) -> keygate_actix::UserId {
+//!         keygate_actix::UserId::from(self.id)
+//!     }
+//! }
 //!
 //! async fn login(
 //!     sessions: Sessions<User>,
@@ -161,9 +168,20 @@
 //! ```no_run
 //! use actix_web::{App, HttpServer, web};
 //! use keygate_actix::{Auth, Keygate, KeygateMiddleware, RedisStore, SessionConfig, SessionManager};
-//! # #[derive(serde::Serialize, serde::Deserialize)] struct User { id: u64 }
-//! # impl keygate_actix::SessionUser for User { fn user_id(&self) -> keygate_actix::UserId { keygate_actix::UserId::from(self.id) } }
-//! # async fn me(user: Auth<User>) -> String { user.id.to_string() }
+//!
+//! #[derive(serde::Serialize, serde::Deserialize)]
+//! struct User { id: u64 }
+//!
+//! // The session names its user: login, logout everywhere and the session list need it.
+//! impl keygate_actix::SessionUser for User {
+//!     fn user_id(&self) -> keygate_actix::UserId {
+//!         keygate_actix::UserId::from(self.id)
+//!     }
+//! }
+//!
+//! async fn me(user: Auth<User>) -> String {
+//!     user.id.to_string()
+//! }
 //!
 //! #[actix_web::main]
 //! async fn main() -> std::io::Result<()> {

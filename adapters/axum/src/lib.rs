@@ -31,7 +31,13 @@
 //! #[derive(Clone, Serialize, Deserialize)]
 //! #[serde(rename_all = "camelCase")]
 //! struct User { id: u64, nick_name: String }
-//! # impl keygate_axum::SessionUser for User { fn user_id(&self) -> keygate_axum::UserId { keygate_axum::UserId::from(self.id) } }
+//!
+//! // The session names its user: login, logout everywhere and the session list need it.
+//! impl keygate_axum::SessionUser for User {
+//!     fn user_id(&self) -> keygate_axum::UserId {
+//!         keygate_axum::UserId::from(self.id)
+//!     }
+//! }
 //!
 //! async fn login(sessions: Sessions<User>) -> Result<String, ApiError> {
 //!     let user = User { id: 598, nick_name: "user_a1b2c3".into() };

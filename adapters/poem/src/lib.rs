@@ -29,7 +29,8 @@
 //!
 //! ## Typed data
 //!
-//! `T` is your user type, anything `Serialize + DeserializeOwned`. With
+//! `T` is your user type: `Serialize + DeserializeOwned`, and [`SessionUser`] (it names the
+//! user) for logging in, logging out everywhere, listing, ending and rotating sessions. With
 //! [`SessionConfig::java_seed`] it is stored as a Redis hash of string fields at
 //! `login:token:<token>` (what a Spring service of the Java seed writes and reads), with
 //! [`SessionConfig::node_seed`] as a JSON string. [`Auth<T>`] dereferences to
@@ -63,7 +64,13 @@
 //!     nick_name: String,
 //!     icon: String,
 //! }
-//! # impl keygate_poem::SessionUser for User { fn user_id(&self) -> keygate_poem::UserId { keygate_poem::UserId::from(self.id) } }
+//!
+//! // The session names its user: login, logout everywhere and the session list need it.
+//! impl keygate_poem::SessionUser for User {
+//!     fn user_id(&self) -> keygate_poem::UserId {
+//!         keygate_poem::UserId::from(self.id)
+//!     }
+//! }
 //!
 //! #[derive(Deserialize)]
 //! struct LoginForm {
@@ -118,9 +125,15 @@
 //! use keygate_poem::{Auth, Envelope, Keygate, KeygateMiddleware, MemoryStore, SessionConfig,
 //!     SessionManager, UserId};
 //! use poem::{EndpointExt, Route, get, handler, http::StatusCode, test::TestClient, web::Json};
-//! # #[derive(Clone, serde::Serialize, serde::Deserialize)]
-//! # struct User { id: u64 }
-//! # impl keygate_poem::SessionUser for User { fn user_id(&self) -> keygate_poem::UserId { keygate_poem::UserId::from(self.id) } }
+//! #[derive(Clone, serde::Serialize, serde::Deserialize)]
+//! struct User { id: u64 }
+//!
+//! // The session names its user: login, logout everywhere and the session list need it.
+//! impl keygate_poem::SessionUser for User {
+//!     fn user_id(&self) -> keygate_poem::UserId {
+//!         keygate_poem::UserId::from(self.id)
+//!     }
+//! }
 //!
 //! #[handler]
 //! fn me(user: Auth<User>) -> Json<Envelope<u64>> {

@@ -43,7 +43,8 @@
 //!
 //! ## Typed data
 //!
-//! `T` is your user type, anything `Serialize + DeserializeOwned`. With
+//! `T` is your user type: `Serialize + DeserializeOwned`, and [`SessionUser`] (it names the
+//! user) for logging in, logging out everywhere, listing, ending and rotating sessions. With
 //! [`SessionConfig::java_seed`] it is stored as a Redis hash of string fields at
 //! `login:token:<token>` (what a Spring service of the Java seed writes and reads), with
 //! [`SessionConfig::node_seed`] as a JSON string. [`Auth<T>`] dereferences to
@@ -78,7 +79,13 @@
 //!     nick_name: String,
 //!     icon: String,
 //! }
-//! # impl keygate_rocket::SessionUser for User { fn user_id(&self) -> keygate_rocket::UserId { keygate_rocket::UserId::from(self.id) } }
+//!
+//! // The session names its user: login, logout everywhere and the session list need it.
+//! impl keygate_rocket::SessionUser for User {
+//!     fn user_id(&self) -> keygate_rocket::UserId {
+//!         keygate_rocket::UserId::from(self.id)
+//!     }
+//! }
 //!
 //! #[derive(Deserialize)]
 //! struct LoginForm {
@@ -133,9 +140,15 @@
 //! use rocket::http::{Header, Status};
 //! use rocket::local::asynchronous::Client;
 //! use rocket::{get, routes, serde::json::Json};
-//! # #[derive(Clone, serde::Serialize, serde::Deserialize)]
-//! # struct User { id: u64 }
-//! # impl keygate_rocket::SessionUser for User { fn user_id(&self) -> keygate_rocket::UserId { keygate_rocket::UserId::from(self.id) } }
+//! #[derive(Clone, serde::Serialize, serde::Deserialize)]
+//! struct User { id: u64 }
+//!
+//! // The session names its user: login, logout everywhere and the session list need it.
+//! impl keygate_rocket::SessionUser for User {
+//!     fn user_id(&self) -> keygate_rocket::UserId {
+//!         keygate_rocket::UserId::from(self.id)
+//!     }
+//! }
 //!
 //! #[get("/me")]
 //! fn me(user: Auth<User>) -> Json<Envelope<u64>> {

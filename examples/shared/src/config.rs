@@ -366,10 +366,10 @@ mod tests {
         assert!(config(&[("BIND_ADDR", "nonsense")]).is_err());
         assert!(config(&[("DATABASE_URL", "postgres://db/users")]).is_err());
         assert_eq!(
-            config(&[("DATABASE_URL", "sqlite:///tmp/x.db")])
+            config(&[("DATABASE_URL", "sqlite:///srv/app/x.db")])
                 .unwrap()
                 .database,
-            Database::File(PathBuf::from("/tmp/x.db"))
+            Database::File(PathBuf::from("/srv/app/x.db"))
         );
         assert_eq!(
             config(&[("DATABASE_URL", "sqlite::memory:")])

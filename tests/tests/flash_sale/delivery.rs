@@ -1,5 +1,5 @@
 //! Order ids over shards, and how the consumer survives panics, crash loops, busy pending
-//! lists and streams that would otherwise grow forever (found by review).
+//! lists and streams that would otherwise grow forever.
 
 use std::collections::HashSet;
 use std::ops::Range;

@@ -1,4 +1,4 @@
-//! Edges found by review: each case failed before its fix.
+//! Edge cases of sessions: each one failed before its fix.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
