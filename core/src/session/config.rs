@@ -5,7 +5,7 @@ use std::time::Duration;
 use crate::codec::Layout;
 use crate::error::Error;
 use crate::session::NearCache;
-use crate::session::events::EventLog;
+use crate::session::event_log::EventLog;
 use crate::token::{TokenFormat, TokenFormats, check_issuable};
 use crate::ttl::check_ttl;
 

@@ -4,8 +4,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
+use super::event_log::{EventFields, EventReader, EventStreams, RawEvent};
 use super::events::memory::{MemoryEventReader, read_last, record};
-use super::events::{EventFields, EventReader, EventStreams, RawEvent};
 use super::store::{
     Fetched, NewExpiry, RenameOutcome, SessionKeyRef, SessionStore, SessionTtl, UpdateOutcome,
     field_changes,

@@ -1,6 +1,7 @@
 //! Sessions: the typed model handed to handlers and the manager that creates and loads them.
 
 mod config;
+mod event_log;
 pub mod events;
 mod index;
 pub(crate) mod keys;

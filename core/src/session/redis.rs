@@ -2,8 +2,8 @@
 
 use async_trait::async_trait;
 
+use super::event_log::{EventFields, EventReader, EventStreams, RawEvent};
 use super::events::redis::{IndexChange, change_index, read_last, reader};
-use super::events::{EventFields, EventReader, EventStreams, RawEvent};
 use super::store::{
     Fetched, NewExpiry, RenameOutcome, SessionKeyRef, SessionStore, SessionTtl, UpdateOutcome,
     field_changes,

@@ -4,7 +4,7 @@
 
 use async_trait::async_trait;
 
-use super::events::{EventFields, EventReader, EventStreams, RawEvent};
+use super::event_log::{EventFields, EventReader, EventStreams, RawEvent};
 use crate::codec::Layout;
 use crate::codec::StoredValue;
 use crate::error::{Error, Result};

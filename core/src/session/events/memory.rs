@@ -5,11 +5,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 
-use super::{EventFields, EventReader, EventStreams, RawEvent};
 use crate::error::Result;
 use crate::memory_store::MemoryStore;
 use crate::memory_store::db::Db;
 use crate::memory_store::stream::{entry_id, parse_id};
+use crate::session::event_log::{EventFields, EventReader, EventStreams, RawEvent};
 
 fn now_ms() -> i64 {
     SystemTime::now()

@@ -6,11 +6,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use redis::streams::{StreamId, StreamRangeReply, StreamReadReply};
 
-use super::{EventFields, EventReader, EventStreams, RawEvent};
 use crate::error::{BackendError, Result};
 use crate::redis_store::connection::BlockingConn;
 use crate::redis_store::script::Invocation;
 use crate::redis_store::{RedisStore, lua_script};
+use crate::session::event_log::{EventFields, EventReader, EventStreams, RawEvent};
 use crate::telemetry::{self, names};
 
 lua_script!(SESSION_INDEX_LOGGED, "session_index_logged.lua");

@@ -9,7 +9,7 @@ use super::runtime::NearCacheRuntime;
 use crate::codec::Layout;
 use crate::codec::StoredValue;
 use crate::error::Result;
-use crate::session::events::{EventFields, EventReader, EventStreams, RawEvent};
+use crate::session::event_log::{EventFields, EventReader, EventStreams, RawEvent};
 use crate::session::store::{
     Fetched, NewExpiry, RenameOutcome, SessionKeyRef, SessionStore, SessionTtl, UpdateOutcome,
 };
