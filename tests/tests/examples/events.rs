@@ -121,3 +121,29 @@ pub async fn the_event_stream_follows_the_session(example: &'static str) {
         );
     }
 }
+
+/// The server's graceful shutdown does not wait for open event streams: on `SIGINT` the
+/// stream closes and the process exits at once.
+pub async fn shutdown_does_not_wait_for_open_streams(example: &'static str) {
+    let mut app = Example::start(example).await;
+    let token = login_from(&app.http, &app.redis, "13800000124", "Browser").await;
+    let mut stream = EventStream::open(&app, &token).await;
+    let pid = app.process.pid().to_string();
+    let signalled = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap();
+    assert!(signalled.success());
+    let at = tokio::time::Instant::now();
+    stream.closed(Duration::from_secs(2)).await;
+    let closed_after = at.elapsed();
+    assert!(
+        closed_after < Duration::from_secs(1),
+        "closed {closed_after:?} after the signal"
+    );
+    // A shutdown that waited for the stream would never end (axum, poem) or take the
+    // framework's grace period (30 s for actix-web).
+    let status = app.process.exit_status().await;
+    assert!(status.success(), "{status:?}");
+    assert!(!stream.seen.contains("event: ended"), "closed, not ended");
+}
