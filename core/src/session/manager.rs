@@ -148,11 +148,11 @@ where
     }
 
     /// Lets this manager name the user of a loaded session from its data
-    /// ([`SessionUser`]), so that a logout through the web layer
+    /// ([`SessionUser`]), so that with the event log on a logout through the web layer
     /// ([`CurrentSession::logout`](crate::CurrentSession::logout), the adapters'
-    /// `auth.logout()`) removes the session's index entry at once and, with the event log
-    /// on, records a `logout` event for its user. Without it such a logout is recorded
-    /// when the user's index is next pruned, as `expired`.
+    /// `auth.logout()`) removes the session's index entry at once and records a `logout`
+    /// event for its user. Without it such a logout is recorded when the user's index is
+    /// next pruned, as `expired`. With the event log off it changes nothing.
     ///
     /// ```
     /// use keygate::{MemoryStore, SessionConfig, SessionManager, SessionUser, UserId};
@@ -450,8 +450,8 @@ where
         .await
     }
 
-    /// Ends `session` at once (logout), as [`logout`](Self::logout) does; knowing its user,
-    /// it also removes the session's index entry and, with the event log on, records a
+    /// Ends `session` at once (logout), as [`logout`](Self::logout) does. With the event
+    /// log on, knowing its user, it also removes the session's index entry and records a
     /// `logout` event. `false` if the session had ended already.
     pub async fn logout_session(&self, session: &Session<T>) -> Result<bool>
     where
