@@ -40,6 +40,35 @@ pub enum Command {
     /// Distributed locks.
     #[command(subcommand)]
     Lock(LockCommand),
+    /// The session event log: logins and ends of sessions, as recorded.
+    #[command(subcommand)]
+    Events(EventsCommand),
+}
+
+/// `events ...`
+#[derive(Debug, Subcommand)]
+pub enum EventsCommand {
+    /// The last events (of one user, or of all users), oldest first; with --follow, then
+    /// every new one as it is recorded, until interrupted. Sessions appear by public id,
+    /// never by token. With --json: one JSON object per event, one per line.
+    Tail {
+        /// Only this user's events (as the application indexes the user).
+        #[arg(long, value_parser = parse_user)]
+        user: Option<UserId>,
+        /// Keep printing new events as they are recorded.
+        #[arg(long, short = 'f')]
+        follow: bool,
+        /// How many of the last events to print first.
+        #[arg(long, short = 'n', default_value_t = 20)]
+        lines: usize,
+        /// The event log's key prefix (default: keygate's, keygate:events:).
+        #[arg(long)]
+        prefix: Option<String>,
+        /// The per-user index prefix (default: keygate's, keygate:user-sessions:), which
+        /// names a user's stream.
+        #[arg(long)]
+        index_prefix: Option<String>,
+    },
 }
 
 /// Where sessions live.
@@ -68,7 +97,9 @@ pub enum SessionsCommand {
         #[command(flatten)]
         options: SessionOptions,
     },
-    /// End one session of a user (by its public id), or all of them (destructive).
+    /// End one session of a user (by its public id), or all of them (destructive). Where
+    /// the session event log is in use (keygate:events:all holds events), each end is
+    /// recorded there as operator-ended.
     End {
         /// The user id.
         #[arg(value_parser = parse_user)]

@@ -1,7 +1,7 @@
 //! # keygate-cli
 //!
 //! The operator's tool for a Redis that keygate services use: look at and end a user's
-//! login sessions, count sessions, look at a flash sale (stock, buyers, streams, consumer
+//! login sessions, follow the session event log, count sessions, look at a flash sale (stock, buyers, streams, consumer
 //! lag and pending orders) and replay or drop its dead letters, look at a lock.
 //!
 //! It reaches Redis as the example applications do, through the same environment
@@ -17,9 +17,11 @@
 //! keygate-cli flash-sale dead-letters list 7
 //! keygate-cli flash-sale dead-letters replay 7 1733130000000-0
 //! keygate-cli lock status order:42
+//! keygate-cli events tail --user 598 --follow     # logins and ends of sessions, live
 //! ```
 //!
-//! - Every command prints a table, or with `--json` one JSON document on stdout.
+//! - Every command prints a table, or with `--json` one JSON document on stdout
+//!   (`events tail`: one per event, one per line).
 //! - Destructive commands (`sessions end`, `dead-letters replay`, `dead-letters drop`) ask
 //!   on the terminal, and without a terminal refuse unless `--yes` is given. They also
 //!   refuse when the server holds nothing of keygate's for them (no live session of the
@@ -38,6 +40,7 @@ mod args;
 mod confirm;
 mod connect;
 mod error;
+mod events;
 mod flash_sale;
 mod layout;
 mod lock;
@@ -79,5 +82,6 @@ async fn run(cli: Cli) -> CliResult {
         Command::Sessions(command) => sessions::run(command, cli.json, cli.yes).await,
         Command::FlashSale(command) => flash_sale::run(command, cli.json, cli.yes).await,
         Command::Lock(command) => lock::run(command, cli.json).await,
+        Command::Events(command) => events::run(command, cli.json).await,
     }
 }

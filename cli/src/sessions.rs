@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use indicatif::ProgressBar;
+use keygate::session::EventLog;
 use keygate::{SessionConfig, SessionId, SessionInfo, SessionManager, UserId};
 use serde::Serialize;
 
@@ -112,7 +113,7 @@ async fn end(
     yes: bool,
 ) -> CliResult {
     let target = connect().await?;
-    let sessions = manager(&target, options)?;
+    let sessions = with_event_log_if_used(&target, options).await?;
     let live = sessions.peek_sessions(user).await?;
     // Nothing of keygate's for this user here: the wrong server, layout or user.
     if live.is_empty() {
@@ -138,7 +139,7 @@ async fn end(
                 ),
                 yes,
             )?;
-            if !sessions.end_session(user, id).await? {
+            if sessions.operator_end(user, Some(id)).await? == 0 {
                 return Err(CliError::new(format!(
                     "session {id} of user {user} ended meanwhile"
                 )));
@@ -154,7 +155,7 @@ async fn end(
                 ),
                 yes,
             )?;
-            sessions.logout_everywhere(user).await?
+            sessions.operator_end(user, None).await?
         }
     };
     if json {
@@ -170,6 +171,23 @@ async fn end(
     }
     println!("ended {ended} session(s) of user {user}");
     Ok(())
+}
+
+/// The manager for `sessions end`: when the Redis holds keygate's session event log (its
+/// stream of all users has an entry), one that records the end there, as
+/// `operator-ended`; otherwise one that writes no event key.
+async fn with_event_log_if_used(
+    target: &Target,
+    options: &SessionOptions,
+) -> CliResult<SessionManager<serde_json::Value>> {
+    let plain = manager(target, options)?;
+    let config = plain.config().clone().with_event_log(EventLog::new());
+    let logged = SessionManager::new(target.store.clone(), config)?;
+    if logged.recent_events(1).await?.is_empty() {
+        Ok(plain)
+    } else {
+        Ok(logged)
+    }
 }
 
 fn index_prefix(options: &SessionOptions) -> String {

@@ -483,3 +483,100 @@ async fn usage_errors_exit_2_and_operation_errors_exit_1() {
     );
     assert!(!leaked.stderr.contains("s3cret"), "{leaked:?}");
 }
+
+/// `events tail` prints a user's (or everyone's) last events, never a token; `--follow`
+/// then prints new ones as they are recorded; `sessions end` records `operator-ended`
+/// where the log is in use.
+#[tokio::test]
+async fn events_tail_prints_and_follows_the_log() {
+    use keygate::session::EventLog;
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let s = Server::start().await;
+    let sessions = s.sessions(SessionConfig::java_seed().with_event_log(EventLog::new()));
+    let user = UserId::from(598u64);
+    let data = json!({"id": "598"});
+    let phone = sessions
+        .login_with(&user, &data, &LoginOptions::new().with_device("Phone"))
+        .await
+        .unwrap();
+    let other = sessions.login(&UserId::from(7u64), &data).await.unwrap();
+
+    let mine = s.run(&["events", "tail", "--user", "598", "--json"]);
+    assert_eq!(mine.code, 0, "{mine:?}");
+    let rows: Vec<Value> = mine
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["kind"], "login");
+    assert_eq!(rows[0]["user"], "598");
+    assert_eq!(rows[0]["device"], "Phone");
+    assert_eq!(
+        rows[0]["sessionId"],
+        sessions.session_id(&phone).to_string()
+    );
+    let all = s.run(&["events", "tail"]);
+    assert_eq!(all.code, 0, "{all:?}");
+    assert_eq!(
+        all.stdout.lines().count(),
+        3,
+        "a header and two events: {all:?}"
+    );
+    for token in [&phone, &other] {
+        assert!(!all.stdout.contains(token.expose()));
+        assert!(!mine.stdout.contains(token.expose()));
+    }
+
+    // Follow: the process prints new events as they come.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_keygate-cli"))
+        .env("REDIS_URL", s.server.url())
+        .args([
+            "events", "tail", "--user", "598", "--follow", "--json", "-n", "0",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if lines_tx.send(line.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    // The follower starts from the stream's end: a login after it has connected shows.
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while seen.is_empty() && std::time::Instant::now() < deadline {
+        let laptop = sessions
+            .login_with(&user, &data, &LoginOptions::new().with_device("Laptop"))
+            .await
+            .unwrap();
+        if let Ok(line) = lines_rx.recv_timeout(Duration::from_millis(500)) {
+            seen.push((line, laptop));
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let (line, _laptop) = seen.pop().expect("a followed event within 10 s");
+    let event: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(event["kind"], "login");
+    assert_eq!(event["device"], "Laptop");
+
+    // An operator's end is recorded as such.
+    let phone_id = sessions.session_id(&phone).to_string();
+    let ended = s.run(&["sessions", "end", "598", &phone_id, "--yes", "--json"]);
+    assert_eq!(ended.json()["ended"], 1);
+    let last = sessions.events(&user, 1).await.unwrap();
+    assert_eq!(
+        last[0].kind,
+        keygate::session::SessionEventKind::OperatorEnded
+    );
+    assert_eq!(last[0].session, sessions.session_id(&phone));
+}

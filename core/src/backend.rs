@@ -13,6 +13,7 @@ pub use crate::flash_sale::{
 pub use crate::lock::{AcquireOutcome, LockKeys, LockStore, ReleaseSignal};
 #[cfg(feature = "rate-limit")]
 pub use crate::rate_limit::{LimitReply, RateLimitStore};
+pub use crate::session::events::{EventFields, EventReader, EventStreams, RawEvent};
 pub use crate::session::store::{
     Fetched, NewExpiry, RenameOutcome, SessionKeyRef, SessionStore, SessionTtl,
 };

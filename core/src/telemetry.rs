@@ -12,12 +12,14 @@
 //! | metric | type | labels | what |
 //! | --- | --- | --- | --- |
 //! | `keygate_session_loads_total` | counter | `outcome` = `hit`, `miss`, `malformed`, `corrupt`, `backend_error` | session loads (one per request that carries a token, or none) |
-//! | `keygate_backend_seconds` | histogram | `op` (`load`, `login`, `logout`, `logout_everywhere`, `end_session`, `rotate`, `sessions`, `update`, `replace`, `code_send`, `code_verify`, `flash_sale_order`, `rate_limit`) | time of one backend operation, errors included |
+//! | `keygate_backend_seconds` | histogram | `op` (`load`, `login`, `logout`, `logout_everywhere`, `end_session`, `operator_end`, `rotate`, `sessions`, `update`, `replace`, `code_send`, `code_verify`, `flash_sale_order`, `rate_limit`) | time of one backend operation, errors included |
 //! | `keygate_backend_errors_total` | counter | `op` | backend operations that failed (unreachable, timeout, script error) |
 //! | `keygate_rejections_total` | counter | `status` = `401`, `403`, `429`, `503` | requests an adapter refused before the handler |
 //! | `keygate_logins_total` | counter | | sessions created |
-//! | `keygate_logouts_total` | counter | `kind` = `one`, `everywhere`, `session` | sessions ended on request (`session`: one by id) |
+//! | `keygate_logouts_total` | counter | `kind` = `one`, `everywhere`, `session`, `operator` | sessions ended on request (`session`: one by id) |
 //! | `keygate_rotations_total` | counter | | tokens rotated |
+//! | `keygate_session_events_total` | counter | `kind` = `login`, `logout`, `session-ended`, `logout-all`, `rotated`, `expired`, `evicted`, `operator-ended` | events recorded in the session event log (off unless configured) |
+//! | `keygate_session_events_dropped_total` | counter | | events recorded for their user but not copied to the stream of all users (on a Redis Cluster, when that write failed) |
 //! | `keygate_code_issued_total` | counter | `outcome` = `sent`, `cooldown`, `daily_limit`, `send_failed` | verification code requests |
 //! | `keygate_code_verified_total` | counter | `outcome` = `ok`, `wrong`, `burned`, `missing` | verification attempts |
 //! | `keygate_lock_acquired_total` | counter | | locks taken |
@@ -63,6 +65,10 @@ pub mod names {
     pub const LOGOUTS: &str = "keygate_logouts_total";
     /// Tokens rotated.
     pub const ROTATIONS: &str = "keygate_rotations_total";
+    /// Session events recorded, by kind.
+    pub const SESSION_EVENTS: &str = "keygate_session_events_total";
+    /// Session events not copied to the stream of all users.
+    pub const SESSION_EVENTS_DROPPED: &str = "keygate_session_events_dropped_total";
     /// Verification code requests.
     pub const CODE_ISSUED: &str = "keygate_code_issued_total";
     /// Verification attempts.

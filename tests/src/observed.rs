@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use keygate::backend::{
     Fetched, NewExpiry, RenameOutcome, SessionKeyRef, SessionStore, SessionTtl, StoredValue,
 };
+use keygate::session::events::{EventFields, EventReader, EventStreams, RawEvent};
 use keygate::{Layout, UpdateOutcome};
 
 /// A call about to reach the real store, with how many keys or members it covers.
@@ -175,6 +176,67 @@ impl<O: StoreObserver> SessionStore for ObservedStore<O> {
             .before(StoreCall::IndexRemove(members.len()))
             .await?;
         self.inner.index_remove(index, members).await
+    }
+
+    async fn remove_each(&self, sessions: &[SessionKeyRef<'_>]) -> keygate::Result<Vec<bool>> {
+        self.observer
+            .before(StoreCall::Remove(sessions.len()))
+            .await?;
+        self.inner.remove_each(sessions).await
+    }
+
+    async fn index_add_logged(
+        &self,
+        index: &str,
+        member: &str,
+        created_us: i64,
+        ttl_ms: u64,
+        streams: &EventStreams<'_>,
+        event: &EventFields,
+    ) -> keygate::Result<()> {
+        self.observer.before(StoreCall::IndexAdd).await?;
+        self.inner
+            .index_add_logged(index, member, created_us, ttl_ms, streams, event)
+            .await
+    }
+
+    async fn index_replace_logged(
+        &self,
+        index: &str,
+        old: &str,
+        new: &str,
+        created_us: i64,
+        ttl_ms: u64,
+        streams: &EventStreams<'_>,
+        event: &EventFields,
+    ) -> keygate::Result<bool> {
+        self.observer.before(StoreCall::IndexReplace).await?;
+        self.inner
+            .index_replace_logged(index, old, new, created_us, ttl_ms, streams, event)
+            .await
+    }
+
+    async fn index_remove_logged(
+        &self,
+        index: &str,
+        members: &[&str],
+        streams: &EventStreams<'_>,
+        events: &[EventFields],
+    ) -> keygate::Result<Vec<bool>> {
+        self.observer
+            .before(StoreCall::IndexRemove(members.len()))
+            .await?;
+        self.inner
+            .index_remove_logged(index, members, streams, events)
+            .await
+    }
+
+    async fn read_events(&self, stream: &str, count: usize) -> keygate::Result<Vec<RawEvent>> {
+        self.inner.read_events(stream, count).await
+    }
+
+    async fn event_reader(&self) -> keygate::Result<Box<dyn EventReader>> {
+        self.inner.event_reader().await
     }
 }
 

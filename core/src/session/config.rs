@@ -5,6 +5,7 @@ use std::time::Duration;
 use crate::codec::Layout;
 use crate::error::Error;
 use crate::session::NearCache;
+use crate::session::event_log::EventLog;
 use crate::token::{TokenFormat, TokenFormats, check_issuable};
 use crate::ttl::check_ttl;
 
@@ -45,6 +46,7 @@ pub struct SessionConfig {
     index_retention: Duration,
     login_limits: Option<LoginLimits>,
     near_cache: Option<NearCache>,
+    event_log: Option<EventLog>,
 }
 
 /// How far a login may choose its own session expiry
@@ -105,6 +107,7 @@ impl SessionConfig {
             index_retention: DEFAULT_INDEX_RETENTION,
             login_limits: None,
             near_cache: None,
+            event_log: None,
         }
     }
 
@@ -299,6 +302,20 @@ impl SessionConfig {
         self.near_cache.as_ref()
     }
 
+    /// Records every login and every end of a session in capped Redis streams, per user
+    /// and for all users ([`session::events`](crate::session::events) says what is recorded
+    /// and what is atomic where). Off by default; when off it costs nothing. A load never
+    /// records anything, so requests cost what they cost without it.
+    pub fn with_event_log(mut self, log: EventLog) -> Self {
+        self.event_log = Some(log);
+        self
+    }
+
+    /// The event log's settings, when it is on.
+    pub fn event_log(&self) -> Option<&EventLog> {
+        self.event_log.as_ref()
+    }
+
     /// Whether sessions have a companion key: with an absolute lifetime (its TTL is the
     /// deadline) or with login limits (it holds a session's own idle TTL, or `0` for no
     /// deadline). Every session then has one, and one without it is over.
@@ -335,6 +352,9 @@ impl SessionConfig {
         self.token_formats.validate()?;
         if let Some(near_cache) = &self.near_cache {
             near_cache.validate(self.idle_ttl)?;
+        }
+        if let Some(log) = &self.event_log {
+            log.validate()?;
         }
         if self.max_sessions_per_user == Some(0) {
             return Err(Error::Config(

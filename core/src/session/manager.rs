@@ -8,6 +8,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::config::SessionConfig;
+use super::events::{
+    self, EventFields, EventFollower, NewEvent, SessionEvent, SessionEventKind, StreamKeys,
+};
 use super::index::{IndexEntry, SessionId};
 use super::keys::{SessionKeys, UserId, index_key};
 use super::near_cache::{NearCacheRuntime, NearCacheStats, NearCachedStore};
@@ -58,6 +61,9 @@ pub const INDEX_BATCH: usize = 256;
 /// ```
 pub struct SessionManager<T> {
     inner: Arc<Inner>,
+    /// How to name the user of loaded session data, once
+    /// [`with_session_users`](SessionManager::with_session_users) said so.
+    user_of: Option<fn(&T) -> UserId>,
     _data: PhantomData<fn() -> T>,
 }
 
@@ -78,6 +84,7 @@ impl<T> Clone for SessionManager<T> {
     fn clone(&self) -> Self {
         Self {
             inner: Arc::clone(&self.inner),
+            user_of: self.user_of,
             _data: PhantomData,
         }
     }
@@ -144,8 +151,33 @@ where
                 store,
                 redis,
             }),
+            user_of: None,
             _data: PhantomData,
         })
+    }
+
+    /// Lets this manager name the user of a loaded session from its data
+    /// ([`SessionUser`]), so that with the event log on a logout through the web layer
+    /// ([`CurrentSession::logout`](crate::CurrentSession::logout), the adapters'
+    /// `auth.logout()`) removes the session's index entry at once and records a `logout`
+    /// event for its user. Without it such a logout is recorded when the user's index is
+    /// next pruned, as `expired`. With the event log off it changes nothing.
+    ///
+    /// ```
+    /// use keygate::{MemoryStore, SessionConfig, SessionManager, SessionUser, UserId};
+    /// # #[derive(serde::Serialize, serde::Deserialize)] struct User { id: u64 }
+    /// # impl SessionUser for User { fn user_id(&self) -> UserId { UserId::from(self.id) } }
+    /// let sessions = SessionManager::<User>::new(MemoryStore::new(), SessionConfig::java_seed())?
+    ///     .with_session_users();
+    /// # Ok::<(), keygate::Error>(())
+    /// ```
+    #[must_use]
+    pub fn with_session_users(mut self) -> Self
+    where
+        T: SessionUser,
+    {
+        self.user_of = Some(|data: &T| data.user_id());
+        self
     }
 
     /// The configuration.
@@ -157,6 +189,14 @@ where
     /// backend).
     pub fn near_cache_stats(&self) -> Option<NearCacheStats> {
         self.inner.near_cache.as_ref().map(|cache| cache.stats())
+    }
+
+    /// The event streams of the user whose index key is `index`, when the log is on.
+    fn streams(&self, index: &str) -> Option<StreamKeys> {
+        self.inner
+            .config
+            .event_log()
+            .map(|log| StreamKeys::new(log, index))
     }
 
     fn keys(&self, token: &Token) -> SessionKeys {
@@ -203,13 +243,45 @@ where
                 // would be lost and the session invisible to "log out everywhere" for good).
                 // If indexing fails, the token is never handed out and the session idles away.
                 let member = IndexEntry::member_for(keys.id(), options.device());
-                inner
-                    .store
-                    .index_add(&index, &member, now_micros(), inner.index_ttl_ms)
-                    .await?;
+                match self.streams(&index) {
+                    Some(streams) => {
+                        let chosen = options.idle_ttl().is_some() || options.lifetime().is_some();
+                        let event = NewEvent {
+                            kind: SessionEventKind::Login,
+                            user,
+                            session: SessionId::for_key_id(keys.id()),
+                            new_session: None,
+                            device: options.device(),
+                            at_ms: now_micros() / 1000,
+                            idle_ms: chosen.then_some(expiry.idle_ms),
+                            lifetime_ms: expiry.lifetime_ms.filter(|_| chosen),
+                        };
+                        inner
+                            .store
+                            .index_add_logged(
+                                &index,
+                                &member,
+                                now_micros(),
+                                inner.index_ttl_ms,
+                                &streams.streams(),
+                                &event.fields(),
+                            )
+                            .await?;
+                        count_event(SessionEventKind::Login);
+                    }
+                    None => {
+                        inner
+                            .store
+                            .index_add(&index, &member, now_micros(), inner.index_ttl_ms)
+                            .await?;
+                    }
+                }
                 match inner.config.max_sessions_per_user() {
-                    Some(cap) => self.evict_beyond(&index, cap).await?,
-                    None => self.prune_page(&index, 0, Prune::Yes).await.map(|_| ())?,
+                    Some(cap) => self.evict_beyond(user, &index, cap).await?,
+                    None => self
+                        .prune_page(user, &index, 0, Prune::Yes)
+                        .await
+                        .map(|_| ())?,
                 }
                 telemetry::count_n(names::LOGINS, 1);
                 return Ok(token);
@@ -403,6 +475,58 @@ where
         .await
     }
 
+    /// Ends `session` at once (logout), as [`logout`](Self::logout) does. With the event
+    /// log on, knowing its user, it also removes the session's index entry and records a
+    /// `logout` event. `false` if the session had ended already.
+    pub async fn logout_session(&self, session: &Session<T>) -> Result<bool>
+    where
+        T: SessionUser,
+    {
+        self.logout_of(&session.data().user_id(), session.token())
+            .await
+    }
+
+    /// The logout of a loaded session through the web layer: by its user when this manager
+    /// knows how to name it ([`with_session_users`](Self::with_session_users)).
+    pub(crate) async fn logout_loaded(&self, session: &Session<T>) -> Result<bool> {
+        match self.user_of {
+            Some(user_of) => {
+                self.logout_of(&user_of(session.data()), session.token())
+                    .await
+            }
+            None => self.logout(session.token()).await,
+        }
+    }
+
+    async fn logout_of(&self, user: &UserId, token: &Token) -> Result<bool> {
+        let index = index_key(&self.inner.config, user);
+        let Some(streams) = self.streams(&index) else {
+            return self.logout(token).await;
+        };
+        telemetry::timed("logout", async {
+            let keys = self.keys(token);
+            let store = &self.inner.store;
+            let existed = store
+                .remove_each(&[keys.key_ref()])
+                .await?
+                .first()
+                .copied()
+                .unwrap_or(false);
+            telemetry::count_label_n(names::LOGOUTS, "kind", "one", u64::from(existed));
+            if let Some(entry) = self.find_entry(&index, |e| e.key_id() == keys.id()).await? {
+                let kind = if existed {
+                    SessionEventKind::Logout
+                } else {
+                    SessionEventKind::Expired
+                };
+                self.record_removals(user, &index, &streams, &[entry], &[kind])
+                    .await?;
+            }
+            Ok(existed)
+        })
+        .await
+    }
+
     /// The user's live sessions, oldest first, each with its public id, creation and
     /// last-use times and device label; `current` marks the session of `current`. Entries
     /// of ended sessions are pruned on the way.
@@ -436,7 +560,7 @@ where
         prune: Prune,
     ) -> Result<Vec<SessionInfo>> {
         let index = index_key(&self.inner.config, user);
-        let live = self.live_members(&index, prune).await?;
+        let live = self.live_members(user, &index, prune).await?;
         let current_id = current.map(|t| self.keys(t).id().to_owned());
         let now_ms = now_micros() / 1000;
         Ok(live
@@ -481,17 +605,41 @@ where
     /// session of another user.
     pub async fn end_session(&self, user: &UserId, id: &SessionId) -> Result<bool> {
         telemetry::timed("end_session", async {
-            let index = index_key(&self.inner.config, user);
-            let Some(entry) = self.find_entry(&index, |e| &e.session_id() == id).await? else {
-                return Ok(false);
-            };
             let removed = self
-                .remove_members(&index, std::slice::from_ref(&entry))
+                .end_one(user, id, SessionEventKind::SessionEnded)
                 .await?;
             telemetry::count_label_n(names::LOGOUTS, "kind", "session", removed);
             Ok(removed > 0)
         })
         .await
+    }
+
+    /// An operator ends one session of `user` (by id) or, with `None`, all of them, as
+    /// [`end_session`](Self::end_session) and [`logout_everywhere`](Self::logout_everywhere)
+    /// do, recorded in the event log as `operator-ended` (what `keygate-cli sessions end`
+    /// uses). Returns how many sessions were live.
+    pub async fn operator_end(&self, user: &UserId, id: Option<&SessionId>) -> Result<u64> {
+        telemetry::timed("operator_end", async {
+            let removed = match id {
+                Some(id) => {
+                    self.end_one(user, id, SessionEventKind::OperatorEnded)
+                        .await?
+                }
+                None => self.end_all(user, SessionEventKind::OperatorEnded).await?,
+            };
+            telemetry::count_label_n(names::LOGOUTS, "kind", "operator", removed);
+            Ok(removed)
+        })
+        .await
+    }
+
+    async fn end_one(&self, user: &UserId, id: &SessionId, kind: SessionEventKind) -> Result<u64> {
+        let index = index_key(&self.inner.config, user);
+        let Some(entry) = self.find_entry(&index, |e| &e.session_id() == id).await? else {
+            return Ok(0);
+        };
+        self.remove_members(user, &index, std::slice::from_ref(&entry), kind)
+            .await
     }
 
     /// Gives the session a new token and ends the old one, atomically: a concurrent request
@@ -524,7 +672,11 @@ where
                     RenameOutcome::Gone => return Ok(None),
                     RenameOutcome::TargetExists => continue,
                 };
-                if !self.move_entry(&index, entry.as_ref(), new.id()).await? {
+                let user = session.data().user_id();
+                if !self
+                    .move_entry(&user, &index, entry.as_ref(), old.id(), new.id())
+                    .await?
+                {
                     // A "log out everywhere" (or a listing that saw the old key gone) ran
                     // while the session moved: end it rather than leave it live where
                     // "log out everywhere" cannot find it.
@@ -547,11 +699,63 @@ where
     /// never indexed (created by another service) is indexed now.
     async fn move_entry(
         &self,
+        user: &UserId,
         index: &str,
         entry: Option<&IndexEntry>,
+        old_id: &str,
         new_id: &str,
     ) -> Result<bool> {
         let inner = &*self.inner;
+        if let Some(streams) = self.streams(index) {
+            let event = NewEvent {
+                kind: SessionEventKind::Rotated,
+                user,
+                session: SessionId::for_key_id(old_id),
+                new_session: Some(SessionId::for_key_id(new_id)),
+                device: entry.and_then(IndexEntry::device),
+                at_ms: now_micros() / 1000,
+                idle_ms: None,
+                lifetime_ms: None,
+            }
+            .fields();
+            let streams = streams.streams();
+            let moved = match entry {
+                Some(entry) => {
+                    let member = IndexEntry::member_for(new_id, entry.device());
+                    inner
+                        .store
+                        .index_replace_logged(
+                            index,
+                            &entry.member,
+                            &member,
+                            entry.created_us,
+                            inner.index_ttl_ms,
+                            &streams,
+                            &event,
+                        )
+                        .await?
+                }
+                None => {
+                    let member = IndexEntry::member_for(new_id, None);
+                    inner
+                        .store
+                        .index_add_logged(
+                            index,
+                            &member,
+                            now_micros(),
+                            inner.index_ttl_ms,
+                            &streams,
+                            &event,
+                        )
+                        .await?;
+                    true
+                }
+            };
+            if moved {
+                count_event(SessionEventKind::Rotated);
+            }
+            return Ok(moved);
+        }
         match entry {
             Some(entry) => {
                 let member = IndexEntry::member_for(new_id, entry.device());
@@ -617,20 +821,94 @@ where
     /// Ends every session of `user`; returns how many were live.
     pub async fn logout_everywhere(&self, user: &UserId) -> Result<u64> {
         telemetry::timed("logout_everywhere", async {
-            let index = index_key(&self.inner.config, user);
-            let mut removed = 0;
-            loop {
-                // Each page is removed from the index, so the next one starts at rank 0 again.
-                let page = self.index_page(&index, 0).await?;
-                let full = page.len() == INDEX_BATCH;
-                removed += self.remove_members(&index, &page).await?;
-                if !full {
-                    telemetry::count_label_n(names::LOGOUTS, "kind", "everywhere", removed);
-                    return Ok(removed);
-                }
-            }
+            let removed = self.end_all(user, SessionEventKind::LogoutAll).await?;
+            telemetry::count_label_n(names::LOGOUTS, "kind", "everywhere", removed);
+            Ok(removed)
         })
         .await
+    }
+
+    async fn end_all(&self, user: &UserId, kind: SessionEventKind) -> Result<u64> {
+        let index = index_key(&self.inner.config, user);
+        let mut removed = 0;
+        loop {
+            // Each page is removed from the index, so the next one starts at rank 0 again.
+            let page = self.index_page(&index, 0).await?;
+            let full = page.len() == INDEX_BATCH;
+            removed += self.remove_members(user, &index, &page, kind).await?;
+            if !full {
+                return Ok(removed);
+            }
+        }
+    }
+
+    /// The last `count` events of `user`, oldest first (see
+    /// [`session::events`](crate::session::events)). An [`Error::Config`] when the event
+    /// log is off.
+    pub async fn events(&self, user: &UserId, count: usize) -> Result<Vec<SessionEvent>> {
+        let stream = self
+            .event_log()?
+            .user_stream(&index_key(&self.inner.config, user));
+        self.read_events(&stream, count).await
+    }
+
+    /// The last `count` events of all users, oldest first.
+    pub async fn recent_events(&self, count: usize) -> Result<Vec<SessionEvent>> {
+        let stream = self.event_log()?.global_stream();
+        self.read_events(&stream, count).await
+    }
+
+    /// Follows the events of `user` (or, with `None`, of all users) recorded from now on:
+    /// see [`EventFollower`]. Each follower reads on a Redis connection of its own.
+    pub async fn follow_events(&self, user: Option<&UserId>) -> Result<EventFollower> {
+        let stream = self.stream_of(user)?;
+        let last = self.inner.store.read_events(&stream, 1).await?;
+        let after = last
+            .last()
+            .map_or_else(|| "0-0".to_owned(), |e| e.id.clone());
+        let reader = self.inner.store.event_reader().await?;
+        Ok(EventFollower::new(reader, stream, after))
+    }
+
+    /// Like [`follow_events`](Self::follow_events), from the event after `position` (an
+    /// event's [`position`](SessionEvent::position) in the same stream, or `0-0` for the
+    /// oldest kept), so a consumer that stopped resumes without a gap (as long as the
+    /// stream still holds it).
+    pub async fn follow_events_after(
+        &self,
+        user: Option<&UserId>,
+        position: &str,
+    ) -> Result<EventFollower> {
+        let stream = self.stream_of(user)?;
+        if !is_entry_id(position) {
+            return Err(Error::Config(format!(
+                "{position:?} is not a stream position (<ms>-<seq>)"
+            )));
+        }
+        let reader = self.inner.store.event_reader().await?;
+        Ok(EventFollower::new(reader, stream, position.to_owned()))
+    }
+
+    fn event_log(&self) -> Result<&events::EventLog> {
+        self.inner.config.event_log().ok_or_else(|| {
+            Error::Config("the event log is off: see SessionConfig::with_event_log".into())
+        })
+    }
+
+    fn stream_of(&self, user: Option<&UserId>) -> Result<String> {
+        let log = self.event_log()?;
+        Ok(match user {
+            Some(user) => log.user_stream(&index_key(&self.inner.config, user)),
+            None => log.global_stream(),
+        })
+    }
+
+    async fn read_events(&self, stream: &str, count: usize) -> Result<Vec<SessionEvent>> {
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        let raw = self.inner.store.read_events(stream, count).await?;
+        Ok(raw.into_iter().filter_map(events::parse).collect())
     }
 
     /// One page of the index from rank `offset`.
@@ -650,13 +928,14 @@ where
     /// expiry; prunes the others.
     async fn live_members(
         &self,
+        user: &UserId,
         index: &str,
         prune: Prune,
     ) -> Result<Vec<(IndexEntry, SessionTtl)>> {
         let mut live = Vec::new();
         let mut offset = 0;
         loop {
-            let (alive, seen, full) = self.prune_page(index, offset, prune).await?;
+            let (alive, seen, full) = self.prune_page(user, index, offset, prune).await?;
             // Pruned entries left the index: the next page starts after the live ones.
             offset += match prune {
                 Prune::Yes => alive.len(),
@@ -674,6 +953,7 @@ where
     /// page had and whether it was full.
     async fn prune_page(
         &self,
+        user: &UserId,
         index: &str,
         offset: usize,
         prune: Prune,
@@ -690,12 +970,21 @@ where
         for (entry, ttl) in entries.into_iter().zip(ttls) {
             match ttl {
                 Some(ttl) => live.push((entry, ttl)),
-                None => dead.push(entry.member),
+                None => dead.push(entry),
             }
         }
-        if prune == Prune::Yes {
-            let dead: Vec<&str> = dead.iter().map(String::as_str).collect();
-            store.index_remove(index, &dead).await?;
+        if prune == Prune::Yes && !dead.is_empty() {
+            match self.streams(index) {
+                Some(streams) => {
+                    let kinds = vec![SessionEventKind::Expired; dead.len()];
+                    self.record_removals(user, index, &streams, &dead, &kinds)
+                        .await?;
+                }
+                None => {
+                    let dead: Vec<&str> = dead.iter().map(|e| e.member.as_str()).collect();
+                    store.index_remove(index, &dead).await?;
+                }
+            }
         }
         Ok((live, seen, full))
     }
@@ -708,29 +997,110 @@ where
     }
 
     /// Ends the oldest live sessions beyond `cap`.
-    async fn evict_beyond(&self, index: &str, cap: usize) -> Result<()> {
-        let live = self.live_members(index, Prune::Yes).await?;
+    async fn evict_beyond(&self, user: &UserId, index: &str, cap: usize) -> Result<()> {
+        let live = self.live_members(user, index, Prune::Yes).await?;
         let excess = live.len().saturating_sub(cap);
         let oldest: Vec<IndexEntry> = live.into_iter().take(excess).map(|(e, _)| e).collect();
         for batch in oldest.chunks(INDEX_BATCH) {
-            self.remove_members(index, batch).await?;
+            self.remove_members(user, index, batch, SessionEventKind::Evicted)
+                .await?;
         }
         Ok(())
     }
 
-    /// Ends the sessions of these index entries and removes the entries.
-    async fn remove_members(&self, index: &str, entries: &[IndexEntry]) -> Result<u64> {
+    /// Ends the sessions of these index entries and removes the entries; with the event
+    /// log on, records `kind` for each session this call ended (`expired` for one found
+    /// gone) with the removal of its entry.
+    async fn remove_members(
+        &self,
+        user: &UserId,
+        index: &str,
+        entries: &[IndexEntry],
+        kind: SessionEventKind,
+    ) -> Result<u64> {
         if entries.is_empty() {
             return Ok(0);
         }
         let store = &self.inner.store;
         let keys = self.keys_of(entries);
         let refs: Vec<SessionKeyRef<'_>> = keys.iter().map(SessionKeys::key_ref).collect();
-        let removed = store.remove(&refs).await?;
-        let members: Vec<&str> = entries.iter().map(|e| e.member.as_str()).collect();
-        store.index_remove(index, &members).await?;
-        Ok(removed)
+        let Some(streams) = self.streams(index) else {
+            let removed = store.remove(&refs).await?;
+            let members: Vec<&str> = entries.iter().map(|e| e.member.as_str()).collect();
+            store.index_remove(index, &members).await?;
+            return Ok(removed);
+        };
+        let existed = store.remove_each(&refs).await?;
+        let kinds: Vec<SessionEventKind> = existed
+            .iter()
+            .map(|&found| {
+                if found {
+                    kind
+                } else {
+                    SessionEventKind::Expired
+                }
+            })
+            .collect();
+        self.record_removals(user, index, &streams, entries, &kinds)
+            .await?;
+        Ok(existed.iter().filter(|&&found| found).count() as u64)
     }
+
+    /// Removes index entries, recording `kinds[i]` for `entries[i]` if and only if this
+    /// call removed it (one script: see [`session::events`](crate::session::events)).
+    async fn record_removals(
+        &self,
+        user: &UserId,
+        index: &str,
+        streams: &StreamKeys,
+        entries: &[IndexEntry],
+        kinds: &[SessionEventKind],
+    ) -> Result<()> {
+        let at_ms = now_micros() / 1000;
+        let events: Vec<EventFields> = entries
+            .iter()
+            .zip(kinds)
+            .map(|(entry, &kind)| {
+                NewEvent {
+                    kind,
+                    user,
+                    session: entry.session_id(),
+                    new_session: None,
+                    device: entry.device(),
+                    at_ms,
+                    idle_ms: None,
+                    lifetime_ms: None,
+                }
+                .fields()
+            })
+            .collect();
+        let members: Vec<&str> = entries.iter().map(|e| e.member.as_str()).collect();
+        let done = self
+            .inner
+            .store
+            .index_remove_logged(index, &members, &streams.streams(), &events)
+            .await?;
+        for (&kind, recorded) in kinds.iter().zip(done) {
+            if recorded {
+                count_event(kind);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Counts one recorded event by kind.
+fn count_event(kind: SessionEventKind) {
+    telemetry::count(names::SESSION_EVENTS, "kind", kind.as_str());
+}
+
+/// Whether `id` has the form of a stream entry id (`<ms>-<seq>`).
+fn is_entry_id(id: &str) -> bool {
+    id.split_once('-').is_some_and(|(ms, seq)| {
+        [ms, seq].iter().all(|part| {
+            !part.is_empty() && part.len() <= 20 && part.bytes().all(|b| b.is_ascii_digit())
+        })
+    })
 }
 
 /// A rotated session: its new token, and what is left of its absolute lifetime (for the

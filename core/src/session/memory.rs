@@ -4,6 +4,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
+use super::event_log::{EventFields, EventReader, EventStreams, RawEvent};
+use super::events::memory::{MemoryEventReader, read_last, record};
 use super::store::{
     Fetched, NewExpiry, RenameOutcome, SessionKeyRef, SessionStore, SessionTtl, UpdateOutcome,
     field_changes,
@@ -63,6 +65,52 @@ fn companion(db: &mut Db, key: &str, own_idle: bool, now: Instant) -> Companion 
         },
         _ => Companion::Over,
     }
+}
+
+/// `ZADD` + `PEXPIRE` of an index.
+fn zadd(db: &mut Db, index: &str, member: &str, created_us: i64, ttl_ms: u64) {
+    let mut members = match db.get(index).map(|e| &e.value) {
+        Some(Value::ZSet(members)) => members.clone(),
+        _ => Vec::new(),
+    };
+    members.retain(|(m, _)| m != member);
+    members.push((member.to_owned(), created_us));
+    db.set(
+        index,
+        Value::ZSet(members),
+        Some(Duration::from_millis(ttl_ms)),
+    );
+}
+
+/// `ZREM` of one member: whether it was there.
+fn zrem(db: &mut Db, index: &str, member: &str) -> bool {
+    let Some(Value::ZSet(current)) = db.get(index).map(|e| &mut e.value) else {
+        return false;
+    };
+    let before = current.len();
+    current.retain(|(m, _)| m != member);
+    let removed = current.len() < before;
+    if current.is_empty() {
+        db.remove(index);
+    }
+    removed
+}
+
+/// Replaces `old` by `new` if `old` is a member (the index-replace script).
+fn zreplace(db: &mut Db, index: &str, old: &str, new: &str, created_us: i64, ttl_ms: u64) -> bool {
+    let Some(Value::ZSet(members)) = db.get(index).map(|e| &mut e.value) else {
+        return false;
+    };
+    let Some(at) = members.iter().position(|(m, _)| m == old) else {
+        return false;
+    };
+    members.remove(at);
+    members.retain(|(m, _)| m != new);
+    members.push((new.to_owned(), created_us));
+    if let Some(entry) = db.get(index) {
+        entry.expires_at = Some(Instant::now() + Duration::from_millis(ttl_ms));
+    }
+    true
 }
 
 fn duration_ms(d: Duration) -> u64 {
@@ -277,19 +325,7 @@ impl SessionStore for MemoryStore {
         created_us: i64,
         ttl_ms: u64,
     ) -> Result<()> {
-        self.with_db(|db| {
-            let mut members = match db.get(index).map(|e| &e.value) {
-                Some(Value::ZSet(members)) => members.clone(),
-                _ => Vec::new(),
-            };
-            members.retain(|(m, _)| m != member);
-            members.push((member.to_owned(), created_us));
-            db.set(
-                index,
-                Value::ZSet(members),
-                Some(Duration::from_millis(ttl_ms)),
-            );
-        });
+        self.with_db(|db| zadd(db, index, member, created_us, ttl_ms));
         Ok(())
     }
 
@@ -317,21 +353,95 @@ impl SessionStore for MemoryStore {
         created_us: i64,
         ttl_ms: u64,
     ) -> Result<bool> {
+        Ok(self.with_db(|db| zreplace(db, index, old, new, created_us, ttl_ms)))
+    }
+
+    async fn remove_each(&self, sessions: &[SessionKeyRef<'_>]) -> Result<Vec<bool>> {
         Ok(self.with_db(|db| {
-            let Some(Value::ZSet(members)) = db.get(index).map(|e| &mut e.value) else {
-                return false;
-            };
-            let Some(at) = members.iter().position(|(m, _)| m == old) else {
-                return false;
-            };
-            members.remove(at);
-            members.retain(|(m, _)| m != new);
-            members.push((new.to_owned(), created_us));
-            if let Some(entry) = db.get(index) {
-                entry.expires_at = Some(Instant::now() + Duration::from_millis(ttl_ms));
-            }
-            true
+            sessions
+                .iter()
+                .map(|keys| {
+                    if let Some(deadline) = keys.deadline {
+                        db.remove(deadline);
+                    }
+                    db.remove(keys.session)
+                })
+                .collect()
         }))
+    }
+
+    async fn index_add_logged(
+        &self,
+        index: &str,
+        member: &str,
+        created_us: i64,
+        ttl_ms: u64,
+        streams: &EventStreams<'_>,
+        event: &EventFields,
+    ) -> Result<()> {
+        self.with_db(|db| {
+            zadd(db, index, member, created_us, ttl_ms);
+            record(db, streams, event);
+        });
+        self.stream_added.notify_waiters();
+        Ok(())
+    }
+
+    async fn index_replace_logged(
+        &self,
+        index: &str,
+        old: &str,
+        new: &str,
+        created_us: i64,
+        ttl_ms: u64,
+        streams: &EventStreams<'_>,
+        event: &EventFields,
+    ) -> Result<bool> {
+        let moved = self.with_db(|db| {
+            let moved = zreplace(db, index, old, new, created_us, ttl_ms);
+            if moved {
+                record(db, streams, event);
+            }
+            moved
+        });
+        if moved {
+            self.stream_added.notify_waiters();
+        }
+        Ok(moved)
+    }
+
+    async fn index_remove_logged(
+        &self,
+        index: &str,
+        members: &[&str],
+        streams: &EventStreams<'_>,
+        events: &[EventFields],
+    ) -> Result<Vec<bool>> {
+        let done: Vec<bool> = self.with_db(|db| {
+            members
+                .iter()
+                .enumerate()
+                .map(|(i, member)| {
+                    let removed = zrem(db, index, member);
+                    if let (true, Some(event)) = (removed, events.get(i)) {
+                        record(db, streams, event);
+                    }
+                    removed
+                })
+                .collect()
+        });
+        if done.contains(&true) {
+            self.stream_added.notify_waiters();
+        }
+        Ok(done)
+    }
+
+    async fn read_events(&self, stream: &str, count: usize) -> Result<Vec<RawEvent>> {
+        Ok(self.with_db(|db| read_last(db, stream, count)))
+    }
+
+    async fn event_reader(&self) -> Result<Box<dyn EventReader>> {
+        Ok(Box::new(MemoryEventReader(self.clone())))
     }
 
     async fn index_remove(&self, index: &str, members: &[&str]) -> Result<()> {

@@ -1,6 +1,8 @@
 //! Sessions: the typed model handed to handlers and the manager that creates and loads them.
 
 mod config;
+mod event_log;
+pub mod events;
 mod index;
 pub(crate) mod keys;
 mod manager;
@@ -15,6 +17,7 @@ use std::fmt;
 use std::ops::Deref;
 
 pub use config::{DEFAULT_IDLE_TTL, DEFAULT_INDEX_RETENTION, LoginLimits, SessionConfig};
+pub use events::{EventFollower, EventLog, SessionEvent, SessionEventKind};
 pub use index::SessionId;
 pub use keys::UserId;
 pub use manager::{INDEX_BATCH, Rotated, SessionManager};

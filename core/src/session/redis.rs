@@ -2,6 +2,8 @@
 
 use async_trait::async_trait;
 
+use super::event_log::{EventFields, EventReader, EventStreams, RawEvent};
+use super::events::redis::{IndexChange, change_index, read_last, reader};
 use super::store::{
     Fetched, NewExpiry, RenameOutcome, SessionKeyRef, SessionStore, SessionTtl, UpdateOutcome,
     field_changes,
@@ -498,6 +500,111 @@ impl SessionStore for RedisStore {
         let mut conn = self.conn();
         let moved: i64 = self.bounded(invocation.invoke_async(&mut conn)).await?;
         Ok(moved == 1)
+    }
+
+    async fn remove_each(&self, sessions: &[SessionKeyRef<'_>]) -> Result<Vec<bool>> {
+        // As `remove`: one DEL per key, the session keys' replies kept.
+        let mut cmds = Vec::with_capacity(sessions.len() * 2);
+        let mut counted = Vec::with_capacity(sessions.len() * 2);
+        for keys in sessions {
+            cmds.push(redis::cmd("DEL").arg(keys.session).to_owned());
+            counted.push(true);
+            if let Some(deadline) = keys.deadline {
+                cmds.push(redis::cmd("DEL").arg(deadline).to_owned());
+                counted.push(false);
+            }
+        }
+        if cmds.is_empty() {
+            return Ok(Vec::new());
+        }
+        let removed: Vec<u64> = self.query_each(&cmds).await?;
+        Ok(removed
+            .iter()
+            .zip(counted)
+            .filter(|(_, counts)| *counts)
+            .map(|(n, _)| *n > 0)
+            .collect())
+    }
+
+    async fn index_add_logged(
+        &self,
+        index: &str,
+        member: &str,
+        created_us: i64,
+        ttl_ms: u64,
+        streams: &EventStreams<'_>,
+        event: &EventFields,
+    ) -> Result<()> {
+        let change = IndexChange::Add {
+            score: created_us,
+            member,
+        };
+        change_index(
+            self,
+            index,
+            ttl_ms,
+            change,
+            streams,
+            std::slice::from_ref(event),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn index_replace_logged(
+        &self,
+        index: &str,
+        old: &str,
+        new: &str,
+        created_us: i64,
+        ttl_ms: u64,
+        streams: &EventStreams<'_>,
+        event: &EventFields,
+    ) -> Result<bool> {
+        let change = IndexChange::Replace {
+            score: created_us,
+            old,
+            new,
+        };
+        let done = change_index(
+            self,
+            index,
+            ttl_ms,
+            change,
+            streams,
+            std::slice::from_ref(event),
+        )
+        .await?;
+        Ok(done.first() == Some(&true))
+    }
+
+    async fn index_remove_logged(
+        &self,
+        index: &str,
+        members: &[&str],
+        streams: &EventStreams<'_>,
+        events: &[EventFields],
+    ) -> Result<Vec<bool>> {
+        if members.is_empty() {
+            return Ok(Vec::new());
+        }
+        change_index(
+            self,
+            index,
+            0,
+            IndexChange::Remove(members),
+            streams,
+            events,
+        )
+        .await
+    }
+
+    async fn read_events(&self, stream: &str, count: usize) -> Result<Vec<RawEvent>> {
+        read_last(self, stream, count).await
+    }
+
+    async fn event_reader(&self) -> Result<Box<dyn EventReader>> {
+        reader(self).await
     }
 
     async fn index_remove(&self, index: &str, members: &[&str]) -> Result<()> {

@@ -4,9 +4,17 @@
 
 use async_trait::async_trait;
 
+use super::event_log::{EventFields, EventReader, EventStreams, RawEvent};
 use crate::codec::Layout;
 use crate::codec::StoredValue;
-use crate::error::Result;
+use crate::error::{Error, Result};
+
+/// What a backend without an event log answers to the event log's operations.
+fn no_event_log<T>() -> Result<T> {
+    Err(Error::Config(
+        "this session backend keeps no event log".into(),
+    ))
+}
 
 /// What a session load found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -186,6 +194,72 @@ pub trait SessionStore: Send + Sync + 'static {
 
     /// Removes members from an index.
     async fn index_remove(&self, index: &str, members: &[&str]) -> Result<()>;
+
+    /// Deletes sessions as [`remove`](Self::remove) does, saying for each whether its
+    /// session key existed.
+    async fn remove_each(&self, sessions: &[SessionKeyRef<'_>]) -> Result<Vec<bool>> {
+        let mut existed = Vec::with_capacity(sessions.len());
+        for keys in sessions {
+            existed.push(self.remove(std::slice::from_ref(keys)).await? > 0);
+        }
+        Ok(existed)
+    }
+
+    /// [`index_add`](Self::index_add), recording `event` in `streams` in the same atomic
+    /// step (see [`session::events`](crate::session::events) for what is atomic where).
+    async fn index_add_logged(
+        &self,
+        index: &str,
+        member: &str,
+        created_us: i64,
+        ttl_ms: u64,
+        streams: &EventStreams<'_>,
+        event: &EventFields,
+    ) -> Result<()> {
+        let _ = (index, member, created_us, ttl_ms, streams, event);
+        no_event_log()
+    }
+
+    /// [`index_replace`](Self::index_replace), recording `event` if and only if the entry
+    /// moved, in the same atomic step.
+    #[allow(clippy::too_many_arguments)]
+    async fn index_replace_logged(
+        &self,
+        index: &str,
+        old: &str,
+        new: &str,
+        created_us: i64,
+        ttl_ms: u64,
+        streams: &EventStreams<'_>,
+        event: &EventFields,
+    ) -> Result<bool> {
+        let _ = (index, old, new, created_us, ttl_ms, streams, event);
+        no_event_log()
+    }
+
+    /// Removes members from an index, recording `events[i]` if and only if `members[i]`
+    /// was there, in the same atomic step; says which were.
+    async fn index_remove_logged(
+        &self,
+        index: &str,
+        members: &[&str],
+        streams: &EventStreams<'_>,
+        events: &[EventFields],
+    ) -> Result<Vec<bool>> {
+        let _ = (index, members, streams, events);
+        no_event_log()
+    }
+
+    /// The last `count` entries of an event stream, oldest first.
+    async fn read_events(&self, stream: &str, count: usize) -> Result<Vec<RawEvent>> {
+        let _ = (stream, count);
+        no_event_log()
+    }
+
+    /// A reader that waits for new entries of an event stream.
+    async fn event_reader(&self) -> Result<Box<dyn EventReader>> {
+        no_event_log()
+    }
 
     /// The Redis store underneath, for the near cache's tracking connections; `None` for
     /// other backends (the near cache is then off).

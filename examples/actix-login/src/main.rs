@@ -13,7 +13,7 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{CONTENT_TYPE, RETRY_AFTER};
 use actix_web::{HttpRequest, HttpResponse, HttpServer, Resource, Route, web};
 use keygate_actix::{Auth, KeygateMiddleware, RateLimitMiddleware, Sessions};
-use keygate_example::handlers::ADMIN_TOKEN_HEADER;
+use keygate_example::handlers::{ADMIN_TOKEN_HEADER, EVENT_STREAM, body_chunks};
 use keygate_example::page::{self, Asset};
 use keygate_example::{App, Caller, MAX_BODY_BYTES, Reply, StartError, UserDto, startup};
 
@@ -80,6 +80,7 @@ async fn run() -> Result<(), StartError> {
                 "/user/logout-all",
                 web::post().to(logout_all),
             ))
+            .service(authenticated("/user/events", web::get().to(events)))
             .service(open("/metrics", web::get().to(metrics)))
             .default_service(web::to(not_found))
     })
@@ -183,4 +184,19 @@ async fn end_session(app: Shared, session: Auth<UserDto>, id: web::Path<String>)
 
 async fn logout_all(app: Shared, session: Auth<UserDto>) -> HttpResponse {
     respond(app.logout_all(&session).await)
+}
+
+/// `GET /user/events`: Server-Sent Events until the session ends (or the server stops).
+async fn events(app: Shared, session: Auth<UserDto>) -> HttpResponse {
+    match app.session_events(&session).await {
+        Ok(stream) => {
+            let mut response = HttpResponse::Ok();
+            response.insert_header((CONTENT_TYPE, EVENT_STREAM));
+            for header in App::EVENT_STREAM_HEADERS {
+                response.insert_header(header);
+            }
+            response.streaming(body_chunks::<web::Bytes, std::convert::Infallible>(stream))
+        }
+        Err(reply) => respond(reply),
+    }
 }

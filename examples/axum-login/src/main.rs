@@ -20,7 +20,9 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use axum::routing::{delete, get, post};
 use keygate_axum::{Auth, KeygateLayer, RateLimitLayer, Sessions};
-use keygate_example::handlers::{ADMIN_TOKEN_HEADER, PAY_SIGNATURE_HEADER};
+use keygate_example::handlers::{
+    ADMIN_TOKEN_HEADER, EVENT_STREAM, PAY_SIGNATURE_HEADER, body_chunks,
+};
 use keygate_example::page::{self, Asset};
 use keygate_example::{App, Caller, MAX_BODY_BYTES, Reply, StartError, UserDto, startup};
 
@@ -54,9 +56,7 @@ async fn run() -> Result<(), StartError> {
         listener,
         router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
-    .with_graceful_shutdown(async {
-        let _ = tokio::signal::ctrl_c().await;
-    })
+    .with_graceful_shutdown(startup::shutdown_signal())
     .await;
     consumer.shutdown().await;
     served.map_err(|e| StartError::new(format!("server failed: {e}")))
@@ -70,6 +70,7 @@ fn routes(app: Arc<App>) -> Router {
         .route("/user/sessions", get(sessions))
         .route("/user/sessions/{id}", delete(end_session))
         .route("/user/logout-all", post(logout_all))
+        .route("/user/events", get(events))
         .route("/voucher-order/seckill/{voucher_id}", post(order_voucher))
         .route("/voucher-order/{order_id}", get(order))
         // The session is optional here: the buyer's browser sends one, the provider does not.
@@ -190,6 +191,25 @@ async fn end_session(State(app): Shared, session: Auth<UserDto>, id: Segment) ->
 
 async fn logout_all(State(app): Shared, session: Auth<UserDto>) -> Response {
     respond(app.logout_all(&session).await)
+}
+
+/// `GET /user/events`: Server-Sent Events until the session ends (or the server stops).
+async fn events(State(app): Shared, session: Auth<UserDto>) -> Response {
+    let stream = match app.session_events(&session).await {
+        Ok(stream) => stream,
+        Err(reply) => return respond(reply),
+    };
+    let body = body_chunks::<String, std::convert::Infallible>(stream);
+    let mut response = Response::new(Body::from_stream(body));
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(EVENT_STREAM));
+    for (name, value) in App::EVENT_STREAM_HEADERS {
+        headers.insert(
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        );
+    }
+    response
 }
 
 /// The client as the operator routes' budget sees it: the peer and `X-Forwarded-For`.

@@ -10,7 +10,7 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use keygate_example::handlers::ADMIN_TOKEN_HEADER;
+use keygate_example::handlers::{ADMIN_TOKEN_HEADER, EVENT_STREAM, body_chunks};
 use keygate_example::page::{self, Asset};
 use keygate_example::{App, Caller, MAX_BODY_BYTES, Reply, StartError, UserDto, startup};
 use keygate_poem::{Auth, KeygateMiddleware, RateLimitMiddleware, Rejection, Sessions};
@@ -56,12 +56,14 @@ async fn run() -> Result<(), StartError> {
         .at("/user/sessions", get(sessions).with(auth()))
         .at("/user/sessions/:id", delete(end_session).with(auth()))
         .at("/user/logout-all", post(logout_all).with(auth()))
+        .at("/user/events", get(events).with(auth()))
         .at("/metrics", get(metrics))
         .data(Arc::clone(&app))
         .catch_all_error(answer_error);
     startup::announce_ready(FRAMEWORK, addr, app.backend_name(), app.near_cache());
+    // Open event streams close when the shutdown starts: it does not wait for them.
     Server::new_with_acceptor(acceptor)
-        .run(routes)
+        .run_with_graceful_shutdown(routes, startup::shutdown_signal(), None)
         .await
         .map_err(|e| StartError::new(format!("server failed: {e}")))
 }
@@ -197,4 +199,21 @@ async fn end_session(
 #[handler]
 async fn logout_all(Data(app): Shared<'_>, session: Auth<UserDto>) -> Json {
     Json(app.logout_all(&session).await)
+}
+
+/// `GET /user/events`: Server-Sent Events until the session ends (or the server stops).
+#[handler]
+async fn events(Data(app): Shared<'_>, session: Auth<UserDto>) -> Response {
+    match app.session_events(&session).await {
+        Ok(stream) => {
+            let mut response = Response::builder().content_type(EVENT_STREAM);
+            for (name, value) in App::EVENT_STREAM_HEADERS {
+                response = response.header(name, value);
+            }
+            response.body(Body::from_bytes_stream(
+                body_chunks::<String, std::io::Error>(stream),
+            ))
+        }
+        Err(reply) => Json(reply).into_response(),
+    }
 }

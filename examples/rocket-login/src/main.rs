@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use keygate_example::handlers::ADMIN_TOKEN_HEADER;
+use keygate_example::handlers::{ADMIN_TOKEN_HEADER, EVENT_STREAM, EventStream};
 use keygate_example::page::{self, Asset};
 use keygate_example::{App, Caller, MAX_BODY_BYTES, Reply, StartError, UserDto, startup};
 use keygate_rocket::{Auth, KeygateFairing, RateLimitFairing, RateLimited, Sessions};
@@ -74,6 +74,7 @@ async fn run() -> Result<(), StartError> {
                 sessions,
                 end_session,
                 logout_all,
+                events,
                 metrics
             ],
         )
@@ -244,4 +245,29 @@ async fn end_session(id: &str, session: Auth<UserDto>, app: &Shared) -> Json {
 #[post("/user/logout-all")]
 async fn logout_all(session: Auth<UserDto>, app: &Shared) -> Json {
     Json(app.logout_all(&session).await)
+}
+
+/// `GET /user/events`: Server-Sent Events until the session ends (or the server stops).
+#[get("/user/events")]
+async fn events(session: Auth<UserDto>, app: &Shared) -> Events {
+    Events(app.session_events(&session).await)
+}
+
+/// The event stream as a Rocket response, or the envelope when it cannot start.
+struct Events(Result<EventStream, Reply>);
+
+impl<'r> Responder<'r, 'r> for Events {
+    fn respond_to(self, request: &'r Request<'_>) -> response::Result<'r> {
+        let stream = match self.0 {
+            Ok(stream) => stream,
+            Err(reply) => return Json(reply).respond_to(request),
+        };
+        let mut response =
+            rocket::response::stream::TextStream::from(stream).respond_to(request)?;
+        response.set_raw_header("content-type", EVENT_STREAM);
+        for (name, value) in App::EVENT_STREAM_HEADERS {
+            response.set_raw_header(name, value);
+        }
+        Ok(response)
+    }
 }

@@ -90,6 +90,8 @@ pub struct App {
     near_cache: NearCacheState,
     /// What `GET /metrics` renders; `None` when the process could not install the recorder.
     pub(crate) metrics: Option<PrometheusHandle>,
+    /// `true` once the server shuts down: open event streams close.
+    pub(crate) shutdown: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl std::fmt::Debug for App {
@@ -115,9 +117,11 @@ impl App {
         let db = Db::open(&config.database).await?;
         let backend = Backend::connect(&config.redis).await?;
         let invalid = |e: keygate::Error| StartError::new(format!("invalid configuration: {e}"));
+        // Knowing its users, a logout removes the session's index entry and records it.
         let sessions =
             SessionManager::from_shared_store(backend.sessions(), config.session_config())
-                .map_err(invalid)?;
+                .map_err(invalid)?
+                .with_session_users();
         let near_cache = NearCacheState::of(config, &backend);
         let codes = Codes::from_shared(
             backend.codes(),
@@ -154,7 +158,10 @@ impl App {
             .with_failure_mode(FailureMode::Open),
         )
         .with_trusted_proxies(config.trusted_proxies.iter().copied());
+        let shutdown = Arc::new(tokio::sync::watch::Sender::new(false));
+        tokio::spawn(close_streams_on_signal(Arc::clone(&shutdown)));
         Ok(Arc::new(Self {
+            shutdown,
             login,
             // The page authenticates by the cookie, which login sets; header and query tokens
             // keep working for API clients.
@@ -218,4 +225,11 @@ impl App {
         )
         .spawn()
     }
+}
+
+/// Closes the open event streams once the server's graceful shutdown starts, so that it
+/// does not wait for them.
+async fn close_streams_on_signal(shutdown: Arc<tokio::sync::watch::Sender<bool>>) {
+    crate::startup::shutdown_signal().await;
+    shutdown.send_replace(true);
 }

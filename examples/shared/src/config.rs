@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use keygate::rate_limit::MAX_WINDOW_LIMIT;
-use keygate::session::NearCache;
+use keygate::session::{EventLog, NearCache};
 use keygate::web::IpNet;
 use keygate::{RedisEnv, SessionConfig};
 
@@ -150,7 +150,8 @@ impl Config {
     /// ([`NEAR_CACHE_SESSIONS`] sessions, [`NEAR_CACHE_TOUCH_EVERY`]) when
     /// `SESSION_NEAR_CACHE=1`. The one place all four examples take it from.
     pub fn session_config(&self) -> SessionConfig {
-        let config = SessionConfig::java_seed();
+        // The event log feeds `GET /user/events`.
+        let config = SessionConfig::java_seed().with_event_log(EventLog::new());
         if self.session_near_cache {
             config.with_near_cache(NearCache::new(NEAR_CACHE_SESSIONS, NEAR_CACHE_TOUCH_EVERY))
         } else {

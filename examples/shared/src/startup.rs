@@ -97,6 +97,23 @@ pub fn announce_ready(
     );
 }
 
+/// Completes when the process is asked to stop: Ctrl-C (`SIGINT`), or `SIGTERM` on Unix.
+/// Every example shuts down gracefully on it, and open event streams close on it.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut terminate) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminate.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
 /// Prints `error` as one line to stderr and returns the failure exit code.
 pub fn fail(framework: &str, error: &StartError) -> ExitCode {
     eprintln!("keygate example ({framework}): {error}");

@@ -105,6 +105,44 @@
     $("profile").hidden = false;
   }
 
+  // The account's sign-ins and sign-outs as they happen: GET /user/events (Server-Sent
+  // Events). The stream ends with an "ended" event when this session ends anywhere; the
+  // page then closes it instead of letting EventSource reconnect.
+  const ENDED_BECAUSE = {
+    "logout": "logged out",
+    "session-ended": "ended from another device",
+    "logout-all": "logged out everywhere",
+    "rotated": "its token was renewed",
+    "expired": "it expired",
+  };
+  let events = null;
+  function stopEvents() {
+    if (events) {
+      events.close();
+      events = null;
+    }
+  }
+  function watchEvents() {
+    stopEvents();
+    const source = new EventSource("/user/events");
+    events = source;
+    source.addEventListener("login", (e) => {
+      const data = JSON.parse(e.data);
+      notice("Signed in on another device: " + (data.device || "unknown device") + ".");
+      showProfile().catch(() => {});
+    });
+    for (const kind of ["logout", "session-ended", "logout-all", "rotated", "expired"]) {
+      source.addEventListener(kind, () => { showProfile().catch(() => {}); });
+    }
+    source.addEventListener("ended", (e) => {
+      source.close();
+      if (events === source) events = null;
+      let reason = "";
+      try { reason = JSON.parse(e.data).reason; } catch (err) { /* no reason */ }
+      showLoggedOut("Signed out: " + (ENDED_BECAUSE[reason] || "the session ended") + ".");
+    });
+  }
+
   // Runs an action with its button disabled; shows its failure in the page.
   function action(buttonId, run) {
     $(buttonId).addEventListener("click", async () => {
@@ -114,6 +152,7 @@
         await run();
       } catch (e) {
         if (e.status === 401 && buttonId !== "login") {
+          stopEvents();
           showLoggedOut();
         }
         showError(e.message);
@@ -134,14 +173,17 @@
     await api("POST", "/user/login", { phone: $("phone").value.trim(), code: $("code").value.trim() });
     notice("Logged in.");
     await showProfile();
+    watchEvents();
   });
 
   action("logout", async () => {
+    stopEvents();
     await api("POST", "/user/logout");
     showLoggedOut("Logged out.");
   });
 
   action("logout-all", async () => {
+    stopEvents();
     const ended = await api("POST", "/user/logout-all");
     showLoggedOut("Logged out everywhere (" + ended + (ended === 1 ? " session" : " sessions") + " ended).");
   });
@@ -150,7 +192,7 @@
   $("phone").addEventListener("keydown", (e) => { if (e.key === "Enter") $("send-code").click(); });
 
   // A session cookie from an earlier visit logs the page straight in.
-  showProfile().catch((e) => {
+  showProfile().then(watchEvents, (e) => {
     if (e.status === 401) showLoggedOut(); else showError(e.message);
   });
 })();

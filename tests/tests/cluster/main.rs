@@ -12,6 +12,8 @@ mod codes_suite;
 mod conformance;
 #[path = "../sessions/devices.rs"]
 mod devices;
+#[path = "../sessions/events.rs"]
+mod events;
 mod failover;
 #[path = "../flash_sale/suite.rs"]
 mod flash_sale_suite;
@@ -90,6 +92,15 @@ on_cluster!(session_devices => crate::devices:
     rotation_through_the_gate_sets_the_new_cookie,
     remember_me_cookie_lasts_the_chosen_lifetime,
     peek_sessions_lists_without_pruning,
+);
+
+on_cluster!(session_events => crate::events:
+    each_change_records_one_event,
+    expiry_is_recorded_once_when_the_index_prunes_it,
+    the_caps_hold,
+    a_crash_between_the_two_steps_loses_at_most_the_event_in_progress,
+    followers_see_new_events,
+    four_instances_record_exactly_one_event_per_change,
 );
 
 on_cluster!(rate_limit => crate::rate_limit_suite:

@@ -600,7 +600,7 @@ pub async fn redis_outage_answers_503_and_recovers(example: &'static str) {
 }
 
 /// Logs in with a `User-Agent` of its own: another "device".
-async fn login_from(http: &Client, redis: &RedisServer, phone: &str, device: &str) -> String {
+pub async fn login_from(http: &Client, redis: &RedisServer, phone: &str, device: &str) -> String {
     let _: () = redis.query(
         redis::cmd("SET")
             .arg(code_key(phone))

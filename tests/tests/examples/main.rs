@@ -9,6 +9,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod browser;
+mod events;
 mod faults;
 mod flagship;
 mod http;
@@ -46,6 +47,8 @@ on_every_example!(
     login::token_transports_and_malformed_tokens,
     login::java_session_and_ttl_reset,
     login::logout_sessions_and_logout_all,
+    events::the_event_stream_follows_the_session,
+    events::shutdown_does_not_wait_for_open_streams,
     login::sessions_name_devices_and_end_one,
     login::cookie_transport_and_origin_check,
     login::secure_cookie_when_configured,

@@ -5,6 +5,7 @@
 mod conformance;
 mod devices;
 mod edges;
+mod events;
 mod redis_only;
 mod support;
 
@@ -52,5 +53,16 @@ mod devices_and_rotation {
         rotation_through_the_gate_sets_the_new_cookie,
     remember_me_cookie_lasts_the_chosen_lifetime,
         peek_sessions_lists_without_pruning,
+    );
+}
+
+mod event_log {
+    keygate_tests::on_both_backends!(crate::events:
+        each_change_records_one_event,
+        expiry_is_recorded_once_when_the_index_prunes_it,
+        the_caps_hold,
+        a_crash_between_the_two_steps_loses_at_most_the_event_in_progress,
+        followers_see_new_events,
+        four_instances_record_exactly_one_event_per_change,
     );
 }

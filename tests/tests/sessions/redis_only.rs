@@ -605,3 +605,113 @@ async fn devices_and_rotation_fail_as_backend_errors_while_redis_is_down() {
     );
     assert!(m.load(&token).await.unwrap().is_none());
 }
+
+/// The event log costs nothing when off (no stream key, no stream command, whatever the
+/// sessions do) and nothing per request when on: a load, hit or miss, is the same one
+/// round trip with the same commands either way, and writes no event.
+#[tokio::test]
+async fn the_event_log_is_free_when_off_and_loads_never_record() {
+    use keygate::session::EventLog;
+    let server = RedisServer::start();
+    let user = JavaUser::new(5);
+    let off = manager::<JavaUser>(&server, SessionConfig::java_seed())
+        .await
+        .with_session_users();
+    let on = manager::<JavaUser>(
+        &server,
+        SessionConfig::java_seed().with_event_log(EventLog::new()),
+    )
+    .await
+    .with_session_users();
+    let json_off = manager::<NodeUser>(&server, SessionConfig::node_seed("app")).await;
+    let json_on = manager::<NodeUser>(
+        &server,
+        SessionConfig::node_seed("app").with_event_log(EventLog::new()),
+    )
+    .await;
+
+    // Everything a session goes through, with the log off: no stream command at all.
+    server.reset_stats();
+    let a = off.login(&user.user_id(), &user).await.unwrap();
+    let b = off.login(&user.user_id(), &user).await.unwrap();
+    let loaded = off.load(&a).await.unwrap().unwrap();
+    let rotated = off.rotate(&loaded).await.unwrap().unwrap();
+    off.end_session(&user.user_id(), &off.session_id(&rotated.token))
+        .await
+        .unwrap();
+    off.logout_session(&off.load(&b).await.unwrap().unwrap())
+        .await
+        .unwrap();
+    off.logout_everywhere(&user.user_id()).await.unwrap();
+    off.sessions(&user.user_id(), None).await.unwrap();
+    let streamed: Vec<_> = commands_since_reset(&server)
+        .into_iter()
+        .filter(|(name, _)| name.starts_with('x'))
+        .collect();
+    assert!(
+        streamed.is_empty(),
+        "stream commands with the log off: {streamed:?}"
+    );
+    let keys: Vec<String> = server.query(redis::cmd("KEYS").arg("keygate:events:*"));
+    assert!(keys.is_empty(), "no event key: {keys:?}");
+
+    // A request costs the same with the log on as off: one round trip, same commands.
+    let hash_on = on.login(&user.user_id(), &user).await.unwrap();
+    let hash_off = off.login(&user.user_id(), &user).await.unwrap();
+    let node = NodeUser::seed();
+    let node_id = keygate::UserId::from(node.user_id);
+    let json_token_on = json_on.login(&node_id, &node).await.unwrap();
+    let json_token_off = json_off.login(&node_id, &node).await.unwrap();
+    on.load(&hash_on).await.unwrap().unwrap(); // the touch script is cached now
+    let unknown = Token::generate().unwrap();
+    let events_before = on.recent_events(1000).await.unwrap().len();
+    let mut costs = Vec::new();
+    for (with_log, load) in [
+        (
+            true,
+            Box::pin(async { on.load(&hash_on).await.unwrap().is_some() })
+                as std::pin::Pin<Box<dyn Future<Output = bool>>>,
+        ),
+        (
+            false,
+            Box::pin(async { off.load(&hash_off).await.unwrap().is_some() }),
+        ),
+        (
+            true,
+            Box::pin(async { on.load(&unknown).await.unwrap().is_none() }),
+        ),
+        (
+            false,
+            Box::pin(async { off.load(&unknown).await.unwrap().is_none() }),
+        ),
+        (
+            true,
+            Box::pin(async { json_on.load(&json_token_on).await.unwrap().is_some() }),
+        ),
+        (
+            false,
+            Box::pin(async { json_off.load(&json_token_off).await.unwrap().is_some() }),
+        ),
+    ] {
+        server.reset_stats();
+        let mut ok = false;
+        let trips = round_trips(&server, async {
+            ok = load.await;
+        })
+        .await;
+        assert!(ok);
+        assert_eq!(trips, 1, "one round trip (log on: {with_log})");
+        costs.push(commands_since_reset(&server));
+    }
+    for pair in costs.chunks(2) {
+        assert_eq!(
+            pair[0], pair[1],
+            "the same commands with the log on and off"
+        );
+    }
+    assert_eq!(
+        on.recent_events(1000).await.unwrap().len(),
+        events_before,
+        "loads record nothing"
+    );
+}

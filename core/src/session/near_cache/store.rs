@@ -9,6 +9,7 @@ use super::runtime::NearCacheRuntime;
 use crate::codec::Layout;
 use crate::codec::StoredValue;
 use crate::error::Result;
+use crate::session::event_log::{EventFields, EventReader, EventStreams, RawEvent};
 use crate::session::store::{
     Fetched, NewExpiry, RenameOutcome, SessionKeyRef, SessionStore, SessionTtl, UpdateOutcome,
 };
@@ -125,5 +126,62 @@ impl SessionStore for NearCachedStore {
 
     async fn index_remove(&self, index: &str, members: &[&str]) -> Result<()> {
         self.inner.index_remove(index, members).await
+    }
+
+    async fn remove_each(&self, sessions: &[SessionKeyRef<'_>]) -> Result<Vec<bool>> {
+        let result = self.inner.remove_each(sessions).await;
+        for keys in sessions {
+            self.cache.invalidate(keys.session);
+        }
+        result
+    }
+
+    async fn index_add_logged(
+        &self,
+        index: &str,
+        member: &str,
+        created_us: i64,
+        ttl_ms: u64,
+        streams: &EventStreams<'_>,
+        event: &EventFields,
+    ) -> Result<()> {
+        self.inner
+            .index_add_logged(index, member, created_us, ttl_ms, streams, event)
+            .await
+    }
+
+    async fn index_replace_logged(
+        &self,
+        index: &str,
+        old: &str,
+        new: &str,
+        created_us: i64,
+        ttl_ms: u64,
+        streams: &EventStreams<'_>,
+        event: &EventFields,
+    ) -> Result<bool> {
+        self.inner
+            .index_replace_logged(index, old, new, created_us, ttl_ms, streams, event)
+            .await
+    }
+
+    async fn index_remove_logged(
+        &self,
+        index: &str,
+        members: &[&str],
+        streams: &EventStreams<'_>,
+        events: &[EventFields],
+    ) -> Result<Vec<bool>> {
+        self.inner
+            .index_remove_logged(index, members, streams, events)
+            .await
+    }
+
+    async fn read_events(&self, stream: &str, count: usize) -> Result<Vec<RawEvent>> {
+        self.inner.read_events(stream, count).await
+    }
+
+    async fn event_reader(&self) -> Result<Box<dyn EventReader>> {
+        self.inner.event_reader().await
     }
 }

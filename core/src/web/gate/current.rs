@@ -62,9 +62,11 @@ where
     }
 
     /// Ends this session at once (logout). With a session cookie on the gate, the response
-    /// clears it.
+    /// clears it. With the event log on and a manager that knows its users
+    /// ([`SessionManager::with_session_users`]), the session's index entry goes too and a
+    /// `logout` event is recorded.
     pub async fn logout(&self) -> Result<bool> {
-        let ended = self.gate.manager().logout(self.session.token()).await?;
+        let ended = self.gate.manager().logout_loaded(&self.session).await?;
         self.gate.clear_cookie();
         Ok(ended)
     }

@@ -2,9 +2,11 @@
 //! (`docs/http-api.md`), as methods of [`App`](crate::App). Each takes what its request
 //! carried and returns a [`Reply`](crate::Reply).
 
+mod events;
 mod flash;
 mod login;
 
+pub use events::{EVENT_STREAM, EventStream, body_chunks};
 pub use flash::{
     ADMIN_TOKEN_HEADER, MAX_VOUCHER_ID, MAX_VOUCHER_STOCK, Operator, PAY_LOCK_WAIT,
     PAY_SIGNATURE_HEADER,
