@@ -138,7 +138,7 @@ async fn end(
                 ),
                 yes,
             )?;
-            if !sessions.end_session(user, id).await? {
+            if !sessions.operator_end_session(user, id).await? {
                 return Err(CliError::new(format!(
                     "session {id} of user {user} ended meanwhile"
                 )));
@@ -154,7 +154,7 @@ async fn end(
                 ),
                 yes,
             )?;
-            sessions.logout_everywhere(user).await?
+            sessions.operator_end_all(user).await?
         }
     };
     if json {

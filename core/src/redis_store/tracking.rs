@@ -23,6 +23,36 @@ use crate::error::{BackendError, Error};
 /// `Disconnection` when the connection closes), synchronously on its reader.
 pub(crate) type PushHandler = Arc<dyn Fn(PushInfo) + Send + Sync>;
 
+/// A second user of tracking connections that someone else keeps up (the session watchers
+/// on the near cache's connections): told what the owner hears and when tracking comes and
+/// goes. Called synchronously on the connection's reader or the owner's task: keep it short.
+pub(crate) trait TrackingListener: Send + Sync {
+    /// Redis announced changes to these keys.
+    fn changed(&self, keys: &[&str]);
+    /// Any key may have changed (the server flushed).
+    fn all_changed(&self);
+    /// Tracking is up on new connections; changes before may have gone unannounced.
+    fn up(&self);
+    /// Tracking is lost: changes may go unannounced until it is up again.
+    fn lost(&self);
+}
+
+/// The keys of an invalidation push, or `None` for a null list (the server flushed).
+pub(crate) fn invalidated_keys(push: &PushInfo) -> Option<Vec<&str>> {
+    match push.data.first() {
+        Some(redis::Value::Array(keys)) => Some(
+            keys.iter()
+                .filter_map(|key| match key {
+                    redis::Value::BulkString(bytes) => std::str::from_utf8(bytes).ok(),
+                    redis::Value::SimpleString(text) => Some(text.as_str()),
+                    _ => None,
+                })
+                .collect(),
+        ),
+        _ => None,
+    }
+}
+
 /// The tracking connections of one moment of the topology: one store per master.
 pub(crate) struct TrackedNodes {
     nodes: Vec<TrackedNode>,

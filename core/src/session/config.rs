@@ -15,6 +15,15 @@ pub const DEFAULT_IDLE_TTL: Duration = Duration::from_secs(1800);
 /// absolute lifetime: 30 days.
 pub const DEFAULT_INDEX_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
 
+/// Default interval of the session watchers' re-checks while changes cannot be relied on,
+/// and of the check of their own tracking connections
+/// ([`SessionConfig::with_watch_recheck`]).
+pub const DEFAULT_WATCH_RECHECK: Duration = Duration::from_secs(1);
+/// How long an end mark stays ([`SessionConfig::with_end_mark_prefix`]): a watcher that
+/// learns of an end later (after a longer outage) reports
+/// [`EndReason::Unknown`](crate::session::EndReason::Unknown).
+pub const END_MARK_TTL: Duration = Duration::from_secs(60);
+
 /// Configuration of a [`SessionManager`](crate::SessionManager).
 ///
 /// ```
@@ -45,6 +54,8 @@ pub struct SessionConfig {
     index_retention: Duration,
     login_limits: Option<LoginLimits>,
     near_cache: Option<NearCache>,
+    end_mark_prefix: String,
+    watch_recheck: Duration,
 }
 
 /// How far a login may choose its own session expiry
@@ -105,6 +116,8 @@ impl SessionConfig {
             index_retention: DEFAULT_INDEX_RETENTION,
             login_limits: None,
             near_cache: None,
+            end_mark_prefix: "keygate:ended:".to_owned(),
+            watch_recheck: DEFAULT_WATCH_RECHECK,
         }
     }
 
@@ -176,6 +189,38 @@ impl SessionConfig {
     pub fn with_deadline_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.deadline_prefix = prefix.into();
         self
+    }
+
+    /// Prefix of the end marks (default `keygate:ended:`): when keygate ends a session
+    /// (logout, an end by id, "log out everywhere", rotation, the per-user cap, an operator)
+    /// it writes `<prefix>{<session key>}` holding the reason's wire name
+    /// ([`EndReason`](crate::session::EndReason)), for [`END_MARK_TTL`](crate::session::END_MARK_TTL),
+    /// in the same atomic step, so that watchers in other processes
+    /// ([`SessionManager::ended`](crate::SessionManager::ended)) learn why. It must not start
+    /// with the session prefix.
+    pub fn with_end_mark_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.end_mark_prefix = prefix.into();
+        self
+    }
+
+    /// How often watched sessions are re-checked while Redis's announcements of changes
+    /// cannot be relied on (tracking lost or unavailable), and how often the watchers' own
+    /// tracking connections are checked (default
+    /// [`DEFAULT_WATCH_RECHECK`](crate::session::DEFAULT_WATCH_RECHECK), 1 s): the longest a
+    /// session that ends during such an outage stays unnoticed once Redis answers again.
+    pub fn with_watch_recheck(mut self, every: Duration) -> Self {
+        self.watch_recheck = every;
+        self
+    }
+
+    /// The end marks' prefix.
+    pub fn end_mark_prefix(&self) -> &str {
+        &self.end_mark_prefix
+    }
+
+    /// The watchers' re-check interval.
+    pub fn watch_recheck(&self) -> Duration {
+        self.watch_recheck
     }
 
     /// The form new tokens are issued in (default [`TokenFormat::Hex32`], the seeds' form).
@@ -312,6 +357,7 @@ impl SessionConfig {
             ("session prefix", &self.prefix),
             ("index prefix", &self.index_prefix),
             ("deadline prefix", &self.deadline_prefix),
+            ("end mark prefix", &self.end_mark_prefix),
         ] {
             if prefix
                 .chars()
@@ -327,6 +373,13 @@ impl SessionConfig {
             check_ttl("absolute lifetime", lifetime)?;
         }
         check_ttl("index retention", self.index_retention)?;
+        check_ttl("watch re-check interval", self.watch_recheck)?;
+        if self.end_mark_prefix.starts_with(&self.prefix) {
+            return Err(Error::Config(format!(
+                "end mark prefix {:?} may not start with the session prefix {:?}",
+                self.end_mark_prefix, self.prefix
+            )));
+        }
         if let Some(limits) = self.login_limits {
             check_ttl("longest idle TTL a login may choose", limits.max_idle_ttl)?;
             check_ttl("longest lifetime a login may choose", limits.max_lifetime)?;

@@ -12,8 +12,11 @@ use super::index::{IndexEntry, SessionId};
 use super::keys::{SessionKeys, UserId, index_key};
 use super::near_cache::{NearCacheRuntime, NearCacheStats, NearCachedStore};
 use super::store::{
-    Fetched, NewExpiry, RenameOutcome, SessionKeyRef, SessionStore, SessionTtl, UpdateOutcome,
+    EndMark, Fetched, NewExpiry, RenameOutcome, SessionKeyRef, SessionStore, SessionTtl,
+    UpdateOutcome,
 };
+use super::watch::{EndReason, Ended, Watchers};
+use super::config::END_MARK_TTL;
 use super::{LoginOptions, Session, SessionInfo, SessionUser};
 use crate::codec::Layout;
 use crate::codec::{self, StoredValue};
@@ -68,6 +71,7 @@ struct Inner {
     index_ttl_ms: u64,
     load_metrics: LoadMetrics,
     near_cache: Option<Arc<NearCacheRuntime>>,
+    watchers: Arc<Watchers>,
 }
 
 impl<T> Clone for SessionManager<T> {
@@ -125,8 +129,16 @@ where
             }),
             None => store,
         };
+        let watchers = Arc::new(Watchers::new(
+            Arc::clone(&store),
+            near_cache.clone(),
+            config.prefix(),
+            config.end_mark_prefix(),
+            config.watch_recheck(),
+        ));
         Ok(Self {
             inner: Arc::new(Inner {
+                watchers,
                 near_cache,
                 idle_ms: millis(config.idle_ttl()),
                 lifetime_ms: config.absolute_lifetime().map(millis),
@@ -369,7 +381,11 @@ where
     pub async fn logout(&self, token: &Token) -> Result<bool> {
         telemetry::timed("logout", async {
             let keys = self.keys(token);
-            let removed = self.inner.store.remove(&[keys.key_ref()]).await?;
+            let removed = self
+                .inner
+                .store
+                .remove_marked(&[keys.key_ref()], self.mark(EndReason::LoggedOut))
+                .await?;
             telemetry::count_label_n(names::LOGOUTS, "kind", "one", removed);
             // The user's index entry goes at the user's next login, `sessions` or `logout_everywhere` (the
             // token does not tell whose it is).
@@ -453,15 +469,72 @@ where
 
     /// Ends one session of `user`, named by its public id (for "log out that device");
     /// `false` when the user has no live session with that id, which includes every
-    /// session of another user.
+    /// session of another user. Its watchers see [`EndReason::EndedFromAnotherDevice`].
     pub async fn end_session(&self, user: &UserId, id: &SessionId) -> Result<bool> {
+        self.end_one(user, id, EndReason::EndedFromAnotherDevice)
+            .await
+    }
+
+    /// [`end_session`](Self::end_session) for operator tools (`keygate-cli sessions end`):
+    /// the session's watchers see [`EndReason::EndedByOperator`].
+    pub async fn operator_end_session(&self, user: &UserId, id: &SessionId) -> Result<bool> {
+        self.end_one(user, id, EndReason::EndedByOperator).await
+    }
+
+    /// [`logout_everywhere`](Self::logout_everywhere) for operator tools (`keygate-cli
+    /// sessions end --all`): the sessions' watchers see [`EndReason::EndedByOperator`].
+    pub async fn operator_end_all(&self, user: &UserId) -> Result<u64> {
+        self.end_all(user, EndReason::EndedByOperator).await
+    }
+
+    /// A future that completes when the session of `token` ends, anywhere, with why: its
+    /// logout, an end by id, "log out everywhere", rotation, the per-user cap, an
+    /// operator, expiry, or its key deleted by another program. It watches without touching
+    /// the session (an open stream does not keep it alive) and costs no Redis command while
+    /// nothing changes; see [the watch's promises](crate::session::Ended) and
+    /// [`EndReason`]. A token with no live session completes at once (with the reason its
+    /// end left, when it ended within [`END_MARK_TTL`]).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), keygate::Error> {
+    /// use keygate::{MemoryStore, SessionConfig, SessionManager, UserId};
+    /// use keygate::session::EndReason;
+    ///
+    /// let sessions = SessionManager::<String>::new(MemoryStore::new(), SessionConfig::default())?;
+    /// let token = sessions.login(&UserId::from(7u64), &"alice".to_owned()).await?;
+    /// let ended = tokio::spawn(sessions.ended(&token));
+    /// sessions.logout(&token).await?;
+    /// assert_eq!(ended.await.unwrap(), EndReason::LoggedOut);
+    /// # Ok(()) }
+    /// ```
+    pub fn ended(&self, token: &Token) -> Ended {
+        self.inner.watchers.ended(&self.keys(token))
+    }
+
+    /// How many sessions this manager watches now ([`ended`](Self::ended) futures alive,
+    /// one per session however many futures watch it).
+    pub fn watched_sessions(&self) -> usize {
+        self.inner.watchers.watched()
+    }
+
+    /// The end mark of `reason` (see [`EndMark`]).
+    fn mark(&self, reason: EndReason) -> EndMark<'_> {
+        EndMark {
+            prefix: self.inner.config.end_mark_prefix(),
+            reason: reason.as_str(),
+            ttl_ms: millis(END_MARK_TTL),
+        }
+    }
+
+    async fn end_one(&self, user: &UserId, id: &SessionId, reason: EndReason) -> Result<bool> {
         telemetry::timed("end_session", async {
             let index = index_key(&self.inner.config, user);
             let Some(entry) = self.find_entry(&index, |e| &e.session_id() == id).await? else {
                 return Ok(false);
             };
             let removed = self
-                .remove_members(&index, std::slice::from_ref(&entry))
+                .remove_members(&index, std::slice::from_ref(&entry), reason)
                 .await?;
             telemetry::count_label_n(names::LOGOUTS, "kind", "session", removed);
             Ok(removed > 0)
@@ -494,7 +567,11 @@ where
             for _ in 0..CREATE_ATTEMPTS {
                 let token = self.token_in_slot_of(&old.session).await?;
                 let new = self.keys(&token);
-                let deadline_ms = match inner.store.rename(old.key_ref(), new.key_ref()).await? {
+                let deadline_ms = match inner
+                    .store
+                    .rename_marked(old.key_ref(), new.key_ref(), self.mark(EndReason::Rotated))
+                    .await?
+                {
                     RenameOutcome::Renamed { deadline_ms } => deadline_ms,
                     RenameOutcome::Gone => return Ok(None),
                     RenameOutcome::TargetExists => continue,
@@ -589,8 +666,13 @@ where
             .ok_or_else(|| Error::Random("no token found for the session's hash slot".into()))
     }
 
-    /// Ends every session of `user`; returns how many were live.
+    /// Ends every session of `user`; returns how many were live. Their watchers see
+    /// [`EndReason::LoggedOutEverywhere`].
     pub async fn logout_everywhere(&self, user: &UserId) -> Result<u64> {
+        self.end_all(user, EndReason::LoggedOutEverywhere).await
+    }
+
+    async fn end_all(&self, user: &UserId, reason: EndReason) -> Result<u64> {
         telemetry::timed("logout_everywhere", async {
             let index = index_key(&self.inner.config, user);
             let mut removed = 0;
@@ -598,7 +680,7 @@ where
                 // Each page is removed from the index, so the next one starts at rank 0 again.
                 let page = self.index_page(&index, 0).await?;
                 let full = page.len() == INDEX_BATCH;
-                removed += self.remove_members(&index, &page).await?;
+                removed += self.remove_members(&index, &page, reason).await?;
                 if !full {
                     telemetry::count_label_n(names::LOGOUTS, "kind", "everywhere", removed);
                     return Ok(removed);
@@ -688,20 +770,26 @@ where
         let excess = live.len().saturating_sub(cap);
         let oldest: Vec<IndexEntry> = live.into_iter().take(excess).map(|(e, _)| e).collect();
         for batch in oldest.chunks(INDEX_BATCH) {
-            self.remove_members(index, batch).await?;
+            self.remove_members(index, batch, EndReason::SessionLimit)
+                .await?;
         }
         Ok(())
     }
 
-    /// Ends the sessions of these index entries and removes the entries.
-    async fn remove_members(&self, index: &str, entries: &[IndexEntry]) -> Result<u64> {
+    /// Ends the sessions of these index entries for `reason` and removes the entries.
+    async fn remove_members(
+        &self,
+        index: &str,
+        entries: &[IndexEntry],
+        reason: EndReason,
+    ) -> Result<u64> {
         if entries.is_empty() {
             return Ok(0);
         }
         let store = &self.inner.store;
         let keys = self.keys_of(entries);
         let refs: Vec<SessionKeyRef<'_>> = keys.iter().map(SessionKeys::key_ref).collect();
-        let removed = store.remove(&refs).await?;
+        let removed = store.remove_marked(&refs, self.mark(reason)).await?;
         let members: Vec<&str> = entries.iter().map(|e| e.member.as_str()).collect();
         store.index_remove(index, &members).await?;
         Ok(removed)
