@@ -15,7 +15,7 @@ use super::store::{
     EndMark, Fetched, NewExpiry, RenameOutcome, SessionKeyRef, SessionStore, SessionTtl,
     UpdateOutcome,
 };
-use super::watch::{EndReason, Ended, Watchers};
+use super::watch::{EndReason, Ended, WatchStats, Watchers};
 use super::config::END_MARK_TTL;
 use super::{LoginOptions, Session, SessionInfo, SessionUser};
 use crate::codec::Layout;
@@ -512,10 +512,9 @@ where
         self.inner.watchers.ended(&self.keys(token))
     }
 
-    /// How many sessions this manager watches now ([`ended`](Self::ended) futures alive,
-    /// one per session however many futures watch it).
-    pub fn watched_sessions(&self) -> usize {
-        self.inner.watchers.watched()
+    /// What this manager's session watchers hold and did ([`ended`](Self::ended)).
+    pub fn watch_stats(&self) -> WatchStats {
+        self.inner.watchers.stats()
     }
 
     /// The end mark of `reason` (see [`EndMark`]).

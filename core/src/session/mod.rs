@@ -25,7 +25,7 @@ pub use manager::{INDEX_BATCH, Rotated, SessionManager};
 pub use near_cache::{NearCache, NearCacheStats};
 pub use options::{DEVICE_LABEL_MAX_CHARS, LoginOptions};
 pub use store::UpdateOutcome;
-pub use watch::{EndReason, Ended};
+pub use watch::{EndReason, Ended, WatchStats};
 
 use crate::codec::StoredValue;
 use crate::token::Token;

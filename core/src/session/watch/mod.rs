@@ -91,6 +91,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 pub use reason::EndReason;
+pub use registry::WatchStats;
 use registry::{Registry, WatchKeys, run_checks};
 
 use super::keys::SessionKeys;
@@ -172,9 +173,9 @@ impl Watchers {
         }
     }
 
-    /// How many sessions are watched now.
-    pub(crate) fn watched(&self) -> usize {
-        self.registry.get().map_or(0, |r| r.len())
+    /// What the watchers hold and did; all zero before the first watch.
+    pub(crate) fn stats(&self) -> WatchStats {
+        self.registry.get().map(|r| r.stats()).unwrap_or_default()
     }
 
     /// The registry, made and started on first use.

@@ -3,6 +3,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
@@ -88,6 +89,25 @@ pub(crate) struct Registry {
     recheck: Duration,
     state: Mutex<State>,
     wake: Arc<Notify>,
+    /// Checks sent so far.
+    checks: AtomicU64,
+}
+
+/// What a manager's session watchers hold and did
+/// ([`SessionManager::watch_stats`](crate::SessionManager::watch_stats)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct WatchStats {
+    /// Sessions watched (one however many futures watch it).
+    pub watched: usize,
+    /// Whether Redis's announcements of changes are relied on now (tracking up, or a
+    /// backend that announces its changes itself); while not, watched sessions are
+    /// re-checked at the re-check interval.
+    pub tracking: bool,
+    /// Watched sessions waiting for a check or being checked.
+    pub pending: usize,
+    /// Checks sent so far (one read-only script call each on Redis).
+    pub checks: u64,
 }
 
 /// One `Ended` future's claim on an entry; dropping it lets the entry go.
@@ -123,6 +143,7 @@ impl Registry {
                 all_dirty: false,
             }),
             wake: Arc::new(Notify::new()),
+            checks: AtomicU64::new(0),
         }
     }
 
@@ -174,9 +195,20 @@ impl Registry {
         (rx, claim)
     }
 
-    /// How many sessions are watched.
-    pub(crate) fn len(&self) -> usize {
-        self.state().watched.len()
+    /// What the registry watches and did.
+    pub(crate) fn stats(&self) -> WatchStats {
+        let state = self.state();
+        WatchStats {
+            watched: state.watched.len(),
+            tracking: state.healthy,
+            pending: state
+                .watched
+                .values()
+                .filter(|e| e.dirty || e.probing)
+                .count()
+                + usize::from(state.all_dirty),
+            checks: self.checks.load(Ordering::Relaxed),
+        }
     }
 
     /// Announcements can be relied on from now: every watched session is checked once
@@ -333,6 +365,7 @@ impl Registry {
         let mut answers = futures_util::stream::iter(checks.into_iter().map(|(keys, changes)| {
             let store = Arc::clone(&self.store);
             let prefix = Arc::clone(&self.mark_prefix);
+            self.checks.fetch_add(1, Ordering::Relaxed);
             async move {
                 let sent = Instant::now();
                 let found = store.probe(keys.key_ref(), &prefix).await;
