@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::config::END_MARK_TTL;
 use super::config::SessionConfig;
 use super::index::{IndexEntry, SessionId};
 use super::keys::{SessionKeys, UserId, index_key};
@@ -16,7 +17,6 @@ use super::store::{
     UpdateOutcome,
 };
 use super::watch::{EndReason, Ended, WatchStats, Watchers};
-use super::config::END_MARK_TTL;
 use super::{LoginOptions, Session, SessionInfo, SessionUser};
 use crate::codec::Layout;
 use crate::codec::{self, StoredValue};

@@ -498,7 +498,9 @@ impl SessionStore for RedisStore {
             let mut conn = self.conn();
             async move { invocation.invoke_async::<u64>(&mut conn).await }
         });
-        let ended = self.bounded(futures_util::future::try_join_all(ends)).await?;
+        let ended = self
+            .bounded(futures_util::future::try_join_all(ends))
+            .await?;
         Ok(ended.iter().sum())
     }
 

@@ -180,7 +180,11 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Like [`remove`](Self::remove), and leaves `mark` for each session that existed, in
     /// the same atomic step as its end. The default removes without marks (watchers then
     /// learn of the end without its reason).
-    async fn remove_marked(&self, sessions: &[SessionKeyRef<'_>], mark: EndMark<'_>) -> Result<u64> {
+    async fn remove_marked(
+        &self,
+        sessions: &[SessionKeyRef<'_>],
+        mark: EndMark<'_>,
+    ) -> Result<u64> {
         let _ = mark;
         self.remove(sessions).await
     }

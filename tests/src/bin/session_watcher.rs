@@ -11,7 +11,10 @@
 //!         stats                prints `stats <watched> <tracking> <pending> <checks>`
 //!         rss                  prints `rss <kB>` (VmRSS)
 //! ```
-#![allow(clippy::expect_used, reason = "a test helper: a failed set-up must stop it")]
+#![allow(
+    clippy::expect_used,
+    reason = "a test helper: a failed set-up must stop it"
+)]
 
 use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -25,7 +28,9 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 type Out = Arc<Mutex<std::io::Stdout>>;
 
 fn say(out: &Out, line: &str) {
-    let mut out = out.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut out = out
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let _ = writeln!(out, "{line}");
     let _ = out.flush();
 }
@@ -148,7 +153,10 @@ async fn main() {
                 let s = sessions.watch_stats();
                 say(
                     &out,
-                    &format!("stats {} {} {} {}", s.watched, s.tracking, s.pending, s.checks),
+                    &format!(
+                        "stats {} {} {} {}",
+                        s.watched, s.tracking, s.pending, s.checks
+                    ),
                 );
             }
             ["rss"] => say(&out, &format!("rss {}", rss_kb())),

@@ -32,7 +32,11 @@ fn count(calls: &[(String, u64)], name: &str) -> u64 {
     calls.iter().find(|(n, _)| n == name).map_or(0, |(_, n)| *n)
 }
 
-async fn idle_commands(server: &RedisServer, watcher: &mut Watcher, window: Duration) -> Vec<(String, u64)> {
+async fn idle_commands(
+    server: &RedisServer,
+    watcher: &mut Watcher,
+    window: Duration,
+) -> Vec<(String, u64)> {
     watcher.armed().await;
     server.reset_stats();
     watcher.drain(window).await;
@@ -42,17 +46,25 @@ async fn idle_commands(server: &RedisServer, watcher: &mut Watcher, window: Dura
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_watches_cost_no_command_and_a_touch_costs_one_check() {
     let server = RedisServer::start();
-    let store = RedisStore::connect_with(RedisOptions::new(server.url())).await.unwrap();
+    let store = RedisStore::connect_with(RedisOptions::new(server.url()))
+        .await
+        .unwrap();
     let m = SessionManager::<JavaUser>::new(store, SessionConfig::java_seed()).unwrap();
     let mut watcher = Watcher::start(&Target::Single(server.url()), &[]).await;
     let window = Duration::from_secs(3);
 
-    let first = m.login(&UserId::from(0u64), &JavaUser::new(0)).await.unwrap();
+    let first = m
+        .login(&UserId::from(0u64), &JavaUser::new(0))
+        .await
+        .unwrap();
     let first_id = watcher.watch(&first).await;
     let one = idle_commands(&server, &mut watcher, window).await;
 
     for user in 1..1000u64 {
-        let token = m.login(&UserId::from(user), &JavaUser::new(user)).await.unwrap();
+        let token = m
+            .login(&UserId::from(user), &JavaUser::new(user))
+            .await
+            .unwrap();
         watcher.watch(&token).await;
     }
     assert_eq!(watcher.armed().await, 1000);
@@ -60,7 +72,10 @@ async fn idle_watches_cost_no_command_and_a_touch_costs_one_check() {
     // The tracking check only (CLIENT TRACKINGINFO and ROLE, once a second), whatever the
     // number watched.
     assert!(total(&one) <= 2 * 4, "1 watched: {one:?}");
-    assert!(total(&thousand) <= total(&one) + 2, "1,000 watched: {thousand:?} vs {one:?}");
+    assert!(
+        total(&thousand) <= total(&one) + 2,
+        "1,000 watched: {thousand:?} vs {one:?}"
+    );
     assert_eq!(count(&thousand, "evalsha"), 0);
 
     // Another instance's request touches a watched session: one check, no end.

@@ -37,8 +37,10 @@ fn tracking_clients(server: &RedisServer) -> Vec<String> {
     let list: String = server.query(redis::cmd("CLIENT").arg("LIST"));
     list.lines()
         .filter(|line| {
-            line.split_whitespace()
-                .any(|f| f.strip_prefix("flags=").is_some_and(|flags| flags.contains('t')))
+            line.split_whitespace().any(|f| {
+                f.strip_prefix("flags=")
+                    .is_some_and(|flags| flags.contains('t'))
+            })
         })
         .filter_map(|line| {
             line.split_whitespace()
@@ -57,7 +59,8 @@ async fn a_killed_tracking_connection_hides_no_end_and_ends_no_live_session() {
     let server = RedisServer::start();
     let (m, tokens) = sessions(&server, 20).await;
     let recheck = RECHECK.as_millis().to_string();
-    let mut watcher = Watcher::start(&Target::Single(server.url()), &["--recheck-ms", &recheck]).await;
+    let mut watcher =
+        Watcher::start(&Target::Single(server.url()), &["--recheck-ms", &recheck]).await;
     let mut ids = Vec::new();
     for token in &tokens {
         ids.push(watcher.watch(token).await);
@@ -82,13 +85,18 @@ async fn a_killed_tracking_connection_hides_no_end_and_ends_no_live_session() {
     // Tracking comes back on a new connection; the live sessions never end.
     assert!(
         keygate_tests::eventually(Duration::from_secs(5), async || {
-            tracking_clients(&server).iter().any(|id| !killed.contains(id))
+            tracking_clients(&server)
+                .iter()
+                .any(|id| !killed.contains(id))
         })
         .await
     );
     watcher.drain(RECHECK * 3).await;
     for id in &ids[10..] {
-        assert!(watcher.ended(id, Duration::ZERO).await.is_none(), "live {id} ended");
+        assert!(
+            watcher.ended(id, Duration::ZERO).await.is_none(),
+            "live {id} ended"
+        );
     }
     for token in &tokens[10..] {
         assert!(m.load(token).await.unwrap().is_some());
@@ -101,13 +109,20 @@ async fn a_killed_tracking_connection_hides_no_end_and_ends_no_live_session() {
     server.resume();
     watcher.drain(RECHECK * 3).await;
     for id in &ids[10..] {
-        assert!(watcher.ended(id, Duration::ZERO).await.is_none(), "live {id} ended");
+        assert!(
+            watcher.ended(id, Duration::ZERO).await.is_none(),
+            "live {id} ended"
+        );
     }
     assert!(watcher.armed().await == 10);
 
     // A session deleted now is announced again as usual.
-    let _: i64 = server.query(redis::cmd("DEL").arg(format!("login:token:{}", tokens[10].expose())));
-    let (reason, _) = watcher.ended(&ids[10], Duration::from_secs(2)).await.unwrap();
+    let _: i64 =
+        server.query(redis::cmd("DEL").arg(format!("login:token:{}", tokens[10].expose())));
+    let (reason, _) = watcher
+        .ended(&ids[10], Duration::from_secs(2))
+        .await
+        .unwrap();
     assert_eq!(reason, keygate::EndReason::Deleted);
 }
 
@@ -116,7 +131,8 @@ async fn a_server_restarted_empty_ends_every_watch_within_the_recheck_interval()
     let mut server = RedisServer::start();
     let (_m, tokens) = sessions(&server, 20).await;
     let recheck = RECHECK.as_millis().to_string();
-    let mut watcher = Watcher::start(&Target::Single(server.url()), &["--recheck-ms", &recheck]).await;
+    let mut watcher =
+        Watcher::start(&Target::Single(server.url()), &["--recheck-ms", &recheck]).await;
     let mut ids = Vec::new();
     for token in &tokens {
         ids.push(watcher.watch(token).await);

@@ -9,7 +9,9 @@ use keygate_tests::fixtures::JavaUser;
 const WITHIN: Duration = Duration::from_secs(2);
 
 async fn ends_with(ended: keygate::Ended, want: EndReason) {
-    let reason = tokio::time::timeout(WITHIN, ended).await.expect("ended in time");
+    let reason = tokio::time::timeout(WITHIN, ended)
+        .await
+        .expect("ended in time");
     assert_eq!(reason, want);
 }
 
@@ -28,7 +30,9 @@ async fn every_end_is_seen_on_the_memory_backend() {
     )
     .unwrap();
     let login = async |m: &SessionManager<JavaUser>, user: u64| {
-        m.login(&UserId::from(user), &JavaUser::new(user)).await.unwrap()
+        m.login(&UserId::from(user), &JavaUser::new(user))
+            .await
+            .unwrap()
     };
 
     let stays = login(&m, 1).await;
@@ -41,7 +45,9 @@ async fn every_end_is_seen_on_the_memory_backend() {
 
     let token = login(&m, 3).await;
     let ended = m.ended(&token);
-    m.end_session(&UserId::from(3u64), &m.session_id(&token)).await.unwrap();
+    m.end_session(&UserId::from(3u64), &m.session_id(&token))
+        .await
+        .unwrap();
     ends_with(ended, EndReason::EndedFromAnotherDevice).await;
 
     let token = login(&m, 4).await;

@@ -47,7 +47,10 @@ async fn expect_end(watcher: &mut Watcher, id: &str, want: EndReason, since: u12
 pub async fn every_way_a_session_ends(place: &Place, extra: &[&str], base: u64) {
     let mut watcher = Watcher::start(&place.target, extra).await;
     let m = manager(place, SessionConfig::java_seed());
-    let capped = manager(place, SessionConfig::java_seed().with_max_sessions_per_user(1));
+    let capped = manager(
+        place,
+        SessionConfig::java_seed().with_max_sessions_per_user(1),
+    );
     let short = manager(
         place,
         SessionConfig::java_seed().with_idle_ttl(Duration::from_millis(1500)),
@@ -82,7 +85,13 @@ pub async fn every_way_a_session_ends(place: &Place, extra: &[&str], base: u64) 
     let since = unix_us();
     assert_eq!(m.logout_everywhere(&user).await.unwrap(), 2);
     expect_end(&mut watcher, &other, EndReason::LoggedOutEverywhere, since).await;
-    expect_end(&mut watcher, &third_id, EndReason::LoggedOutEverywhere, since).await;
+    expect_end(
+        &mut watcher,
+        &third_id,
+        EndReason::LoggedOutEverywhere,
+        since,
+    )
+    .await;
 
     // Rotation: the old token's watch ends; the new token lives.
     let token = login(&m, base + 3).await;
@@ -116,7 +125,10 @@ pub async fn every_way_a_session_ends(place: &Place, extra: &[&str], base: u64) 
     );
     expect_end(&mut watcher, &id, EndReason::EndedByOperator, since).await;
     let since = unix_us();
-    assert_eq!(m.operator_end_all(&UserId::from(base + 6)).await.unwrap(), 1);
+    assert_eq!(
+        m.operator_end_all(&UserId::from(base + 6)).await.unwrap(),
+        1
+    );
     expect_end(&mut watcher, &all_id, EndReason::EndedByOperator, since).await;
 
     // Deleted by another program.

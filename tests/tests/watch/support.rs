@@ -37,9 +37,7 @@ impl Watcher {
         match target {
             Target::Single(url) => command.args(["--single", url]),
             Target::Cluster(urls) => command.args(["--cluster", &urls.join(",")]),
-            Target::Sentinel(master, urls) => {
-                command.args(["--sentinel", master, &urls.join(",")])
-            }
+            Target::Sentinel(master, urls) => command.args(["--sentinel", master, &urls.join(",")]),
         };
         let mut child = command
             .args(extra)
@@ -169,9 +167,7 @@ impl Watcher {
 
     /// Reads `ended` reports that are already there, waiting at most `wait`.
     pub async fn drain(&mut self, wait: Duration) {
-        while let Ok(Ok(Some(line))) =
-            tokio::time::timeout(wait, self.lines.next_line()).await
-        {
+        while let Ok(Ok(Some(line))) = tokio::time::timeout(wait, self.lines.next_line()).await {
             if !self.keep_ended(&line) {
                 panic!("unexpected line from the watcher: {line}");
             }

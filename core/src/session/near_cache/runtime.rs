@@ -14,9 +14,7 @@ use super::{NearCache, NearCacheStats};
 use crate::codec::Layout;
 use crate::error::{BackendError, Error, Result};
 use crate::redis_store::RedisStore;
-use crate::redis_store::tracking::{
-    PushHandler, TrackedNodes, TrackingListener, invalidated_keys,
-};
+use crate::redis_store::tracking::{PushHandler, TrackedNodes, TrackingListener, invalidated_keys};
 use crate::session::store::{Fetched, SessionKeyRef};
 use crate::ttl::millis;
 

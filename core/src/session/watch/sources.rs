@@ -81,7 +81,9 @@ pub(super) async fn track_on_own_connections(
                 break;
             }
         }
-        tracing::info!("session watch: tracking lost; re-checking watched sessions until it is back");
+        tracing::info!(
+            "session watch: tracking lost; re-checking watched sessions until it is back"
+        );
         match weak.upgrade() {
             Some(registry) => registry.tracking_lost(),
             None => return,
@@ -107,7 +109,10 @@ fn on_push(weak: &Weak<Registry>, lost: &Notify, push: &PushInfo) {
 
 /// Relays the embedded backend's announcements to the registry. Ends when the registry is
 /// dropped or the backend is gone.
-pub(super) async fn relay_announcements(weak: Weak<Registry>, mut changes: broadcast::Receiver<String>) {
+pub(super) async fn relay_announcements(
+    weak: Weak<Registry>,
+    mut changes: broadcast::Receiver<String>,
+) {
     loop {
         let change = changes.recv().await;
         let Some(registry) = weak.upgrade() else {
