@@ -22,7 +22,7 @@ pub const DEFAULT_WATCH_RECHECK: Duration = Duration::from_secs(1);
 /// How long an end mark stays ([`SessionConfig::with_end_mark_prefix`]): a watcher that
 /// learns of an end later (after a longer outage) reports
 /// [`EndReason::Unknown`](crate::session::EndReason::Unknown).
-pub const END_MARK_TTL: Duration = Duration::from_secs(60);
+pub const END_MARK_TTL: Duration = Duration::from_secs(10);
 
 /// Configuration of a [`SessionManager`](crate::SessionManager).
 ///
@@ -208,6 +208,7 @@ impl SessionConfig {
     /// tracking connections are checked (default
     /// [`DEFAULT_WATCH_RECHECK`](crate::session::DEFAULT_WATCH_RECHECK), 1 s): the longest a
     /// session that ends during such an outage stays unnoticed once Redis answers again.
+    /// It must be shorter than [`END_MARK_TTL`](crate::session::END_MARK_TTL).
     pub fn with_watch_recheck(mut self, every: Duration) -> Self {
         self.watch_recheck = every;
         self
@@ -374,6 +375,11 @@ impl SessionConfig {
         }
         check_ttl("index retention", self.index_retention)?;
         check_ttl("watch re-check interval", self.watch_recheck)?;
+        if self.watch_recheck >= END_MARK_TTL {
+            return Err(Error::Config(format!(
+                "the watch re-check interval must be shorter than the end marks' life ({END_MARK_TTL:?})"
+            )));
+        }
         if self.end_mark_prefix.starts_with(&self.prefix) {
             return Err(Error::Config(format!(
                 "end mark prefix {:?} may not start with the session prefix {:?}",

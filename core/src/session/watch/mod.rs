@@ -31,7 +31,7 @@
 //!   an end by its id, "log out everywhere", rotation, the per-user cap, an operator's
 //!   end, expiry (idle or absolute), and its key deleted by anything else. The reasons
 //!   keygate causes itself are told to watchers elsewhere by an *end mark*, a small key
-//!   (`keygate:ended:{<session key>}`, in the session key's hash slot, kept for a minute)
+//!   (`keygate:ended:{<session key>}`, in the session key's hash slot, kept for 10 s)
 //!   written in the same atomic step as the end; the seed layouts are unchanged.
 //! - **A watch never keeps a session alive, and never ends a live one.** It reads, never
 //!   touches: an open stream is not a request. It completes only once a check found the
