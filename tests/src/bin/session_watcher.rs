@@ -13,7 +13,7 @@
 //! ```
 #![allow(
     clippy::expect_used,
-    reason = "a test helper: a failed set-up must stop it"
+    reason = "a test program: a failed set-up must stop it"
 )]
 
 use std::io::Write;

@@ -16,7 +16,7 @@ use crate::session::store::{Probe, SessionKeyRef, SessionStore};
 
 /// Most checks in flight at once.
 const CONCURRENT_PROBES: usize = 256;
-/// Most checks taken in one round of the checking task.
+/// Most checks the checking task takes at once.
 const PROBE_BATCH: usize = 4096;
 /// A session found gone at most this long before the expiry last read counts as expired
 /// (the expiry read is a lower bound; this covers clock granularity).
@@ -76,7 +76,7 @@ struct State {
     all_dirty: bool,
 }
 
-/// The checks one round takes, and when the next round is due without news.
+/// The checks due now, and when more fall due without news.
 struct Work {
     checks: Vec<(WatchKeys, u64)>,
     next: Option<Instant>,
@@ -360,7 +360,7 @@ impl Registry {
         }
     }
 
-    /// Runs a round of checks, `CONCURRENT_PROBES` at a time.
+    /// Runs these checks, `CONCURRENT_PROBES` at a time.
     async fn check(&self, checks: Vec<(WatchKeys, u64)>) {
         let mut answers = futures_util::stream::iter(checks.into_iter().map(|(keys, changes)| {
             let store = Arc::clone(&self.store);
