@@ -132,7 +132,6 @@ where
         let watchers = Arc::new(Watchers::new(
             Arc::clone(&store),
             near_cache.clone(),
-            config.prefix(),
             config.end_mark_prefix(),
             config.watch_recheck(),
         ));

@@ -77,6 +77,15 @@ async fn idle_watches_cost_no_command_and_a_touch_costs_one_check() {
         "1,000 watched: {thousand:?} vs {one:?}"
     );
     assert_eq!(count(&thousand, "evalsha"), 0);
+    // Only watched keys are tracked (each check reads the session key and its end mark on
+    // the watcher's tracking connection): the other sessions' changes are announced to no
+    // one.
+    for user in 1000..1100u64 {
+        m.login(&UserId::from(user), &JavaUser::new(user))
+            .await
+            .unwrap();
+    }
+    assert_eq!(server.info_stat("tracking_total_keys"), 2 * 1000);
 
     // Another instance's request touches a watched session: one check, no end.
     let (_, _, _, checks_before) = watcher.stats().await;

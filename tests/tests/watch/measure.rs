@@ -232,6 +232,7 @@ async fn measure_watch_delays_and_costs() {
         checks_after - checks_before
     );
     drop(watcher);
+    drop(cached);
 
     // 10,000 idle watches in a fresh watcher.
     let mut watcher = Watcher::start(&target, &[]).await;

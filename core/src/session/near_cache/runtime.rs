@@ -14,7 +14,9 @@ use super::{NearCache, NearCacheStats};
 use crate::codec::Layout;
 use crate::error::{BackendError, Error, Result};
 use crate::redis_store::RedisStore;
-use crate::redis_store::tracking::{PushHandler, TrackedNodes, TrackingListener, invalidated_keys};
+use crate::redis_store::tracking::{
+    PushHandler, TrackedNodes, TrackingListener, TrackingMode, invalidated_keys,
+};
 use crate::session::store::{Fetched, SessionKeyRef};
 use crate::ttl::millis;
 
@@ -399,7 +401,10 @@ impl NearCacheRuntime {
                 runtime.on_push(epoch, &push);
             }
         });
-        let nodes = self.backend.track(&self.prefix, handler).await?;
+        let nodes = self
+            .backend
+            .track(TrackingMode::Broadcast(&self.prefix), handler)
+            .await?;
         // Entries of older epochs are dead already (their epoch is not live); clear them
         // to return their memory.
         self.entries.clear();

@@ -47,11 +47,18 @@
 //!
 //! # How
 //!
-//! Built on Redis client tracking (RESP3 push): with the near cache on, its tracking
+//! Built on Redis client tracking (RESP3 push). With the near cache on, its tracking
 //! connections are shared (one per master, `CLIENT TRACKING ON BCAST PREFIX <session
-//! prefix> NOLOOP`); without it, the first `ended()` opens connections of the watchers'
-//! own, kept and checked (`CLIENT TRACKINGINFO`, `ROLE`, on a cluster the slot map, behind
-//! Sentinel the master) the same way. One registry per manager holds the watched sessions:
+//! prefix> NOLOOP`: every change under the prefix is announced, and the watchers pick the
+//! watched keys). Without it, the first `ended()` opens connections of the watchers' own,
+//! one per master, in the default mode (`CLIENT TRACKING ON NOLOOP`): Redis announces a
+//! change only for keys read on that connection, once per read, and the watchers' checks
+//! run there, so each check (re)arms its session's key and only watched sessions are
+//! announced (at most `tracking-table-max-keys`, default one million, per master: beyond,
+//! Redis drops keys from its table with an announcement, and each is checked and armed
+//! again). Both kinds are checked (`CLIENT TRACKINGINFO`, `ROLE`, on a cluster the slot
+//! map, behind Sentinel the master) the same way. One registry per manager holds the
+//! watched sessions:
 //!
 //! - **While nothing changes, no command per watched session**: only the tracking check,
 //!   every `with_watch_recheck` interval per master, whatever the number watched.
@@ -126,7 +133,6 @@ impl fmt::Debug for Ended {
 pub(crate) struct Watchers {
     store: Arc<dyn SessionStore>,
     near_cache: Option<Arc<NearCacheRuntime>>,
-    prefix: String,
     mark_prefix: String,
     recheck: Duration,
     registry: OnceLock<Arc<Registry>>,
@@ -136,14 +142,12 @@ impl Watchers {
     pub(crate) fn new(
         store: Arc<dyn SessionStore>,
         near_cache: Option<Arc<NearCacheRuntime>>,
-        prefix: &str,
         mark_prefix: &str,
         recheck: Duration,
     ) -> Self {
         Self {
             store,
             near_cache,
-            prefix: prefix.to_owned(),
             mark_prefix: mark_prefix.to_owned(),
             recheck,
             registry: OnceLock::new(),
@@ -210,11 +214,7 @@ impl Watchers {
                 registry.tracking_up();
             }
         } else if let Some(redis) = registry.store().redis_store() {
-            tokio::spawn(sources::track_on_own_connections(
-                weak,
-                redis,
-                self.prefix.clone(),
-            ));
+            tokio::spawn(sources::track_on_own_connections(weak, redis));
         } else {
             tracing::warn!(
                 every = ?self.recheck,

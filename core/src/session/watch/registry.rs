@@ -11,7 +11,7 @@ use futures_util::StreamExt;
 use tokio::sync::{Notify, watch};
 
 use super::reason::EndReason;
-use crate::redis_store::tracking::TrackingListener;
+use crate::redis_store::tracking::{TrackedNodes, TrackingListener};
 use crate::session::store::{Probe, SessionKeyRef, SessionStore};
 
 /// Most checks in flight at once.
@@ -74,11 +74,15 @@ struct State {
     next_recheck: Option<Instant>,
     /// Whether a check of every watched session is due (a flush, tracking back up).
     all_dirty: bool,
+    /// The registry's own tracking connections while they are up, when they track the
+    /// keys read on them: checks go there, and each check re-arms its key's tracking.
+    arming: Option<Arc<TrackedNodes>>,
 }
 
-/// The checks due now, and when more fall due without news.
+/// The checks due now, where to send them, and when more fall due without news.
 struct Work {
     checks: Vec<(WatchKeys, u64)>,
+    arming: Option<Arc<TrackedNodes>>,
     next: Option<Instant>,
 }
 
@@ -89,6 +93,8 @@ pub(crate) struct Registry {
     recheck: Duration,
     state: Mutex<State>,
     wake: Arc<Notify>,
+    /// Told when a check on an arming connection failed: the connections are suspect.
+    suspect: Arc<Notify>,
     /// Checks sent so far.
     checks: AtomicU64,
 }
@@ -141,8 +147,10 @@ impl Registry {
                 losses: 0,
                 next_recheck: Some(Instant::now()),
                 all_dirty: false,
+                arming: None,
             }),
             wake: Arc::new(Notify::new()),
+            suspect: Arc::new(Notify::new()),
             checks: AtomicU64::new(0),
         }
     }
@@ -211,6 +219,19 @@ impl Registry {
         }
     }
 
+    /// Like [`tracking_up`](Self::tracking_up), on connections that track the keys read on
+    /// them: every check goes there (and arms its key).
+    pub(super) fn tracking_up_arming(&self, nodes: Arc<TrackedNodes>) {
+        self.state().arming = Some(nodes);
+        self.tracking_up();
+    }
+
+    /// What the own connections' keeper waits on besides their check: a check on them
+    /// failed.
+    pub(super) fn suspicion(&self) -> Arc<Notify> {
+        Arc::clone(&self.suspect)
+    }
+
     /// Announcements can be relied on from now: every watched session is checked once
     /// (changes before may have gone unannounced).
     pub(super) fn tracking_up(&self) {
@@ -232,6 +253,7 @@ impl Registry {
                 state.losses += 1;
             }
             state.healthy = false;
+            state.arming = None;
             state.next_recheck = Some(Instant::now());
         }
         self.wake.notify_one();
@@ -312,11 +334,22 @@ impl Registry {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        Work { checks, next }
+        Work {
+            checks,
+            arming: state.arming.clone(),
+            next,
+        }
     }
 
     /// Applies what a check found.
-    fn apply(&self, keys: &WatchKeys, changes: u64, sent: Instant, found: crate::Result<Probe>) {
+    fn apply(&self, checked: Checked, found: crate::Result<Probe>) {
+        let Checked {
+            keys,
+            changes,
+            sent,
+            route,
+        } = checked;
+        let keys = &keys;
         let mut state = self.state();
         let state = &mut *state;
         let (healthy, losses) = (state.healthy, state.losses);
@@ -346,13 +379,24 @@ impl Registry {
                 }
                 entry.expires = left_ms.map(|ms| sent + Duration::from_millis(ms));
                 entry.retry_at = None;
-                entry.tracked_since = healthy.then_some(losses);
+                entry.tracked_since = (healthy && route != Route::Unarmed).then_some(losses);
                 if let Some(at) = entry.expires {
+                    state.timers.push(Reverse((at, Arc::clone(&keys.session))));
+                }
+                if route == Route::Unarmed {
+                    // Its changes are not announced (no tracking connection serves its
+                    // slot): checked again after `recheck`.
+                    let at = Instant::now() + self.recheck;
+                    entry.retry_at = Some(at);
                     state.timers.push(Reverse((at, Arc::clone(&keys.session))));
                 }
             }
             Err(error) => {
                 tracing::debug!(%error, "session watch: a check failed; trying again");
+                if route == Route::Arming {
+                    // The tracking connection failed a command: it may miss changes.
+                    self.suspect.notify_one();
+                }
                 let at = Instant::now() + self.recheck;
                 entry.retry_at = Some(at);
                 state.timers.push(Reverse((at, Arc::clone(&keys.session))));
@@ -360,23 +404,59 @@ impl Registry {
         }
     }
 
-    /// Runs these checks, `CONCURRENT_PROBES` at a time.
-    async fn check(&self, checks: Vec<(WatchKeys, u64)>) {
+    /// Runs these checks, `CONCURRENT_PROBES` at a time: on the arming connection of each
+    /// key's node when there are such connections, else on the store.
+    async fn check(&self, checks: Vec<(WatchKeys, u64)>, arming: Option<Arc<TrackedNodes>>) {
         let mut answers = futures_util::stream::iter(checks.into_iter().map(|(keys, changes)| {
-            let store = Arc::clone(&self.store);
-            let prefix = Arc::clone(&self.mark_prefix);
             self.checks.fetch_add(1, Ordering::Relaxed);
+            let store = Arc::clone(&self.store);
+            let arming = arming.clone();
+            let prefix = Arc::clone(&self.mark_prefix);
             async move {
                 let sent = Instant::now();
-                let found = store.probe(keys.key_ref(), &prefix).await;
-                (keys, changes, sent, found)
+                let node = arming
+                    .as_ref()
+                    .and_then(|nodes| nodes.store_for(&keys.session));
+                let (route, found) = match (node, &arming) {
+                    (Some(node), _) => (Route::Arming, node.probe(keys.key_ref(), &prefix).await),
+                    (None, Some(_)) => (Route::Unarmed, store.probe(keys.key_ref(), &prefix).await),
+                    (None, None) => (Route::Store, store.probe(keys.key_ref(), &prefix).await),
+                };
+                let checked = Checked {
+                    keys,
+                    changes,
+                    sent,
+                    route,
+                };
+                (checked, found)
             }
         }))
         .buffer_unordered(CONCURRENT_PROBES);
-        while let Some((keys, changes, sent, found)) = answers.next().await {
-            self.apply(&keys, changes, sent, found);
+        while let Some((checked, found)) = answers.next().await {
+            self.apply(checked, found);
         }
     }
+}
+
+/// Where a check went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    /// The store (announcements, if any, need no reads).
+    Store,
+    /// The tracking connection of the key's node, which it arms.
+    Arming,
+    /// The store, although the key's announcements need a read on a tracking connection
+    /// that does not exist (a cluster slot that no master served when tracking began).
+    Unarmed,
+}
+
+/// A check on its way back.
+struct Checked {
+    keys: WatchKeys,
+    /// The key's announced changes when the check was taken.
+    changes: u64,
+    sent: Instant,
+    route: Route,
 }
 
 impl TrackingListener for Registry {
@@ -410,7 +490,7 @@ pub(super) async fn run_checks(weak: Weak<Registry>, wake: Arc<Notify>) {
         };
         let work = registry.take_work(Instant::now());
         if !work.checks.is_empty() {
-            registry.check(work.checks).await;
+            registry.check(work.checks, work.arming).await;
             continue;
         }
         drop(registry);

@@ -11,26 +11,23 @@ use tokio::sync::{Notify, broadcast};
 use super::registry::Registry;
 use crate::error::Error;
 use crate::redis_store::RedisStore;
-use crate::redis_store::tracking::{PushHandler, invalidated_keys};
+use crate::redis_store::tracking::{PushHandler, TrackingMode, invalidated_keys};
 
 /// Longest wait between two attempts to establish tracking after a failure.
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// Wait before asking again a server that cannot track (older than 7.0).
 const UNSUPPORTED_RETRY: Duration = Duration::from_secs(60);
 
-/// Keeps tracking connections of the registry's own up (one per master, `BCAST PREFIX
-/// <session prefix> NOLOOP`), checks them every `recheck` as the near cache does, and
-/// tells the registry when it can rely on them and when not. Ends when the registry is
-/// dropped.
-pub(super) async fn track_on_own_connections(
-    weak: Weak<Registry>,
-    backend: RedisStore,
-    prefix: String,
-) {
+/// Keeps tracking connections of the registry's own up (one per master, in the default
+/// mode with `NOLOOP`: each announces changes to the keys read on it, and the registry's
+/// checks read the watched keys there, so only watched sessions are announced), checks them
+/// every `recheck` as the near cache does, and tells the registry when it can rely on them
+/// and when not. Ends when the registry is dropped.
+pub(super) async fn track_on_own_connections(weak: Weak<Registry>, backend: RedisStore) {
     let mut backoff = Duration::from_millis(50);
     let mut warned = false;
     loop {
-        let Some(recheck) = weak.upgrade().map(|r| r.recheck()) else {
+        let Some((recheck, suspect)) = weak.upgrade().map(|r| (r.recheck(), r.suspicion())) else {
             return;
         };
         // Per set of connections: a push of an older set (its close) must not touch the next.
@@ -39,7 +36,7 @@ pub(super) async fn track_on_own_connections(
             let (weak, lost) = (weak.clone(), Arc::clone(&lost));
             Arc::new(move |push: PushInfo| on_push(&weak, &lost, &push))
         };
-        let nodes = match backend.track(&prefix, handler).await {
+        let nodes = match backend.track(TrackingMode::Reads, handler).await {
             Ok(nodes) => nodes,
             Err(error) => {
                 if !warned {
@@ -65,13 +62,15 @@ pub(super) async fn track_on_own_connections(
             tracing::info!("session watch: Redis client tracking is on");
             warned = false;
         }
+        let nodes = Arc::new(nodes);
         match weak.upgrade() {
-            Some(registry) => registry.tracking_up(),
+            Some(registry) => registry.tracking_up_arming(Arc::clone(&nodes)),
             None => return,
         }
         loop {
             tokio::select! {
                 () = lost.notified() => break,
+                () = suspect.notified() => break,
                 () = tokio::time::sleep(recheck) => {}
             }
             if weak.strong_count() == 0 {
