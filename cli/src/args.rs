@@ -68,7 +68,8 @@ pub enum SessionsCommand {
         #[command(flatten)]
         options: SessionOptions,
     },
-    /// End one session of a user (by its public id), or all of them (destructive).
+    /// End one session of a user (by its public id), or all of them (destructive). Their
+    /// watchers (`ended()`) see the reason `ended-by-operator`.
     End {
         /// The user id.
         #[arg(value_parser = parse_user)]
