@@ -42,6 +42,10 @@ async fn every_end_is_seen_on_the_memory_backend() {
     let ended = tokio::spawn(m.ended(&token));
     m.logout(&token).await.unwrap();
     assert_eq!(ended.await.unwrap(), EndReason::LoggedOut);
+    // A watch of a session that ended already completes at once, with the end mark's
+    // reason, however many watch it.
+    let (again, twice) = tokio::join!(m.ended(&token), m.ended(&token));
+    assert_eq!((again, twice), (EndReason::LoggedOut, EndReason::LoggedOut));
 
     let token = login(&m, 3).await;
     let ended = m.ended(&token);

@@ -41,6 +41,8 @@ impl WatchKeys {
 
 /// One watched session.
 struct Watched {
+    /// Tells this entry from a later one of the same key (a watch started after an end).
+    serial: u64,
     deadline: Option<Box<str>>,
     own_idle: bool,
     tx: watch::Sender<Option<EndReason>>,
@@ -74,6 +76,8 @@ struct State {
     next_recheck: Option<Instant>,
     /// Whether a check of every watched session is due (a flush, tracking back up).
     all_dirty: bool,
+    /// The serial of the last entry made.
+    serials: u64,
     /// The registry's own tracking connections while they are up, when they track the
     /// keys read on them: checks go there, and each check re-arms its key's tracking.
     arming: Option<Arc<TrackedNodes>>,
@@ -120,12 +124,15 @@ pub struct WatchStats {
 pub(super) struct Claim {
     registry: Arc<Registry>,
     key: Arc<str>,
+    serial: u64,
 }
 
 impl Drop for Claim {
     fn drop(&mut self) {
         let mut state = self.registry.state();
-        if let Some(entry) = state.watched.get_mut(&self.key) {
+        if let Some(entry) = state.watched.get_mut(&self.key)
+            && entry.serial == self.serial
+        {
             entry.watchers = entry.watchers.saturating_sub(1);
             if entry.watchers == 0 {
                 state.watched.remove(&self.key);
@@ -147,6 +154,7 @@ impl Registry {
                 losses: 0,
                 next_recheck: Some(Instant::now()),
                 all_dirty: false,
+                serials: 0,
                 arming: None,
             }),
             wake: Arc::new(Notify::new()),
@@ -174,12 +182,18 @@ impl Registry {
         self: &Arc<Self>,
         keys: WatchKeys,
     ) -> (watch::Receiver<Option<EndReason>>, Claim) {
-        let rx = {
+        let (rx, serial) = {
             let mut state = self.state();
+            let state = &mut *state;
+            let serials = &mut state.serials;
             let entry = state
                 .watched
                 .entry(Arc::clone(&keys.session))
                 .or_insert_with(|| Watched {
+                    serial: {
+                        *serials += 1;
+                        *serials
+                    },
                     deadline: keys.deadline,
                     own_idle: keys.own_idle,
                     tx: watch::channel(None).0,
@@ -193,12 +207,13 @@ impl Registry {
                     tracked_since: None,
                 });
             entry.watchers += 1;
-            entry.tx.subscribe()
+            (entry.tx.subscribe(), entry.serial)
         };
         self.wake.notify_one();
         let claim = Claim {
             registry: Arc::clone(self),
             key: keys.session,
+            serial,
         };
         (rx, claim)
     }
