@@ -97,9 +97,10 @@ pub enum SessionsCommand {
         #[command(flatten)]
         options: SessionOptions,
     },
-    /// End one session of a user (by its public id), or all of them (destructive). Where
-    /// the session event log is in use (keygate:events:all holds events), each end is
-    /// recorded there as operator-ended.
+    /// End one session of a user (by its public id), or all of them (destructive). Their
+    /// watchers (`ended()`) see the reason `ended-by-operator`; where the session event log
+    /// is in use (keygate:events:all holds events), each end is recorded there as
+    /// operator-ended.
     End {
         /// The user id.
         #[arg(value_parser = parse_user)]

@@ -160,6 +160,37 @@ async fn sessions_end_asks_refuses_without_a_terminal_and_ends_one_or_all() {
         .assert_error("no live session");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_end_is_seen_by_watchers_elsewhere_as_ended_by_operator() {
+    let s = Server::start().await;
+    let (sessions, phone, laptop) = two_sessions(&s).await;
+    let phone_id = sessions.session_id(&phone).to_string();
+    let phone_ended = tokio::spawn(sessions.ended(&phone));
+    let laptop_ended = tokio::spawn(sessions.ended(&laptop));
+    assert!(
+        keygate_tests::eventually(Duration::from_secs(10), async || {
+            let stats = sessions.watch_stats();
+            stats.watched == 2 && stats.tracking && stats.pending == 0
+        })
+        .await,
+        "the watches are armed"
+    );
+    let within = Duration::from_secs(5);
+    s.run(&["sessions", "end", "598", &phone_id, "--yes"]);
+    let reason = tokio::time::timeout(within, phone_ended)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(reason, keygate::EndReason::EndedByOperator);
+    assert!(!laptop_ended.is_finished());
+    s.run(&["sessions", "end", "598", "--all", "--yes"]);
+    let reason = tokio::time::timeout(within, laptop_ended)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(reason, keygate::EndReason::EndedByOperator);
+}
+
 #[tokio::test]
 async fn destructive_commands_refuse_a_server_without_keygates_keys() {
     let s = Server::start().await;

@@ -26,9 +26,9 @@ macro_rules! adapter_reexports {
         pub use ::keygate::MemoryStore;
         pub use ::keygate::web::Envelope;
         pub use ::keygate::{
-            CurrentSession, Error, Keygate, Layout, LoginOptions, RedisOptions, RedisStore,
-            SessionConfig, SessionCookie, SessionManager, SessionUser, Token, TokenFormat,
-            TokenFormats, TokenReader, TokenSource, UpdateOutcome, UserId,
+            CurrentSession, EndReason, Error, Keygate, Layout, LoginOptions, RedisOptions,
+            RedisStore, SessionConfig, SessionCookie, SessionManager, SessionUser, Token,
+            TokenFormat, TokenFormats, TokenReader, TokenSource, UpdateOutcome, UserId,
         };
     };
 }

@@ -15,5 +15,6 @@ pub use crate::lock::{AcquireOutcome, LockKeys, LockStore, ReleaseSignal};
 pub use crate::rate_limit::{LimitReply, RateLimitStore};
 pub use crate::session::events::{EventFields, EventReader, EventStreams, RawEvent};
 pub use crate::session::store::{
-    Fetched, NewExpiry, RenameOutcome, SessionKeyRef, SessionStore, SessionTtl,
+    EndMark, Fetched, NewExpiry, Probe, RenameOutcome, SessionKeyRef, SessionStore, SessionTtl,
+    end_mark_key,
 };

@@ -191,8 +191,8 @@ pub use redis_store::{
     RedisEnv, RedisOptions, RedisStore, RedisTarget, RedisTlsFiles, ScanProgress, SentinelSettings,
 };
 pub use session::{
-    LoginLimits, LoginOptions, Session, SessionConfig, SessionId, SessionInfo, SessionManager,
-    SessionUser, UpdateOutcome, UserId,
+    EndReason, Ended, LoginLimits, LoginOptions, Session, SessionConfig, SessionId, SessionInfo,
+    SessionManager, SessionUser, UpdateOutcome, UserId,
 };
 pub use token::{MAX_TOKEN_LEN, MIN_TOKEN_LEN, MalformedToken, Token, TokenFormat, TokenFormats};
 pub use web::{CurrentSession, Keygate, SessionCookie, TokenReader, TokenSource};

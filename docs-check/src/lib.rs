@@ -50,3 +50,7 @@ mod benchmarks {}
 #[cfg(doctest)]
 #[doc = include_str!("../../docs/http-api.md")]
 mod http_api {}
+
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/events.md")]
+mod events {}

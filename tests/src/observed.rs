@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use keygate::backend::{
-    Fetched, NewExpiry, RenameOutcome, SessionKeyRef, SessionStore, SessionTtl, StoredValue,
+    EndMark, Fetched, NewExpiry, RenameOutcome, SessionKeyRef, SessionStore, SessionTtl,
+    StoredValue,
 };
 use keygate::session::events::{EventFields, EventReader, EventStreams, RawEvent};
 use keygate::{Layout, UpdateOutcome};
@@ -128,6 +129,27 @@ impl<O: StoreObserver> SessionStore for ObservedStore<O> {
     ) -> keygate::Result<RenameOutcome> {
         self.observer.before(StoreCall::Rename).await?;
         self.inner.rename(from, to).await
+    }
+
+    async fn rename_marked(
+        &self,
+        from: SessionKeyRef<'_>,
+        to: SessionKeyRef<'_>,
+        mark: EndMark<'_>,
+    ) -> keygate::Result<RenameOutcome> {
+        self.observer.before(StoreCall::Rename).await?;
+        self.inner.rename_marked(from, to, mark).await
+    }
+
+    async fn remove_marked(
+        &self,
+        sessions: &[SessionKeyRef<'_>],
+        mark: EndMark<'_>,
+    ) -> keygate::Result<Vec<bool>> {
+        self.observer
+            .before(StoreCall::Remove(sessions.len()))
+            .await?;
+        self.inner.remove_marked(sessions, mark).await
     }
 
     fn can_rename(&self, from: &str, to: &str) -> bool {

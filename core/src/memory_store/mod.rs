@@ -17,6 +17,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use db::Db;
 
+/// Announced key changes a slow receiver may fall behind by before it is told it lagged
+/// (it then checks everything it watches).
+const CHANGED_KEYS_BUFFER: usize = 1024;
+
 /// An in-process backend. Cheap to clone; clones share the data.
 #[derive(Clone)]
 pub struct MemoryStore {
@@ -25,6 +29,9 @@ pub struct MemoryStore {
     pub(crate) published: tokio::sync::broadcast::Sender<String>,
     /// Wakes blocked stream readers when an entry is added.
     pub(crate) stream_added: Arc<tokio::sync::Notify>,
+    /// Keys a capability announces as changed, as Redis client tracking announces them
+    /// (sessions: the keys of ended and moved sessions, for their watchers).
+    pub(crate) changed_keys: tokio::sync::broadcast::Sender<String>,
 }
 
 impl Default for MemoryStore {
@@ -33,6 +40,7 @@ impl Default for MemoryStore {
             db: Arc::default(),
             published: tokio::sync::broadcast::channel(64).0,
             stream_added: Arc::default(),
+            changed_keys: tokio::sync::broadcast::channel(CHANGED_KEYS_BUFFER).0,
         }
     }
 }

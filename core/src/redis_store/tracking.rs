@@ -1,5 +1,7 @@
 //! Connections with server-assisted client-side caching (`CLIENT TRACKING` over RESP3), for
-//! the session near cache: one per master, each told about every change under a prefix.
+//! the session near cache and the session watchers: one per master, each told about every
+//! change under a prefix ([`TrackingMode::Broadcast`], the near cache) or about changes to
+//! the keys read on it ([`TrackingMode::Reads`], the watchers' own connections).
 //!
 //! Broadcasting mode (`BCAST PREFIX`) with `NOLOOP`: the server announces each change to a
 //! key under the prefix, whoever makes it, except changes made on the tracking connection
@@ -23,9 +25,51 @@ use crate::error::{BackendError, Error};
 /// `Disconnection` when the connection closes), synchronously on its reader.
 pub(crate) type PushHandler = Arc<dyn Fn(PushInfo) + Send + Sync>;
 
+/// A second user of tracking connections that someone else keeps up (the session watchers
+/// on the near cache's connections): told what the owner hears and when tracking comes and
+/// goes. Called synchronously on the connection's reader or the owner's task: keep it short.
+pub(crate) trait TrackingListener: Send + Sync {
+    /// Redis announced changes to these keys.
+    fn changed(&self, keys: &[&str]);
+    /// Any key may have changed (the server flushed).
+    fn all_changed(&self);
+    /// Tracking is up on new connections; changes before may have gone unannounced.
+    fn up(&self);
+    /// Tracking is lost: changes may go unannounced until it is up again.
+    fn lost(&self);
+}
+
+/// The keys of an invalidation push, or `None` for a null list (the server flushed).
+pub(crate) fn invalidated_keys(push: &PushInfo) -> Option<Vec<&str>> {
+    match push.data.first() {
+        Some(redis::Value::Array(keys)) => Some(
+            keys.iter()
+                .filter_map(|key| match key {
+                    redis::Value::BulkString(bytes) => std::str::from_utf8(bytes).ok(),
+                    redis::Value::SimpleString(text) => Some(text.as_str()),
+                    _ => None,
+                })
+                .collect(),
+        ),
+        _ => None,
+    }
+}
+
+/// What a tracking connection is told about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TrackingMode<'a> {
+    /// Every change to a key under this prefix (`BCAST PREFIX`), whoever reads it.
+    Broadcast(&'a str),
+    /// Changes to the keys read on the connection, each once after each read (the default
+    /// mode): a key is tracked again by reading it again.
+    Reads,
+}
+
 /// The tracking connections of one moment of the topology: one store per master.
 pub(crate) struct TrackedNodes {
     nodes: Vec<TrackedNode>,
+    /// Whether they broadcast (see [`TrackingMode`]).
+    broadcast: bool,
     /// Cluster only: slot ranges (sorted by start) and the index of their node.
     slots: Vec<(u16, u16, usize)>,
 }
@@ -77,7 +121,7 @@ impl TrackedNodes {
             let mut conn = node.store.conn();
             let (info, role): (redis::Value, redis::Value) =
                 node.store.bounded(pipe.query_async(&mut conn)).await?;
-            if !tracking_is_on(&info) || !is_master(&role) {
+            if !tracking_is_on(&info, self.broadcast) || !is_master(&role) {
                 tracing::info!(node = %node.addr, "near cache: tracking is off or the node is no longer a master");
                 return Ok(false);
             }
@@ -127,16 +171,18 @@ fn slot_of(key: &str) -> u16 {
     crc16::State::<crc16::XMODEM>::calculate(tagged.unwrap_or(bytes)) % 16384
 }
 
-/// Whether a `CLIENT TRACKINGINFO` reply says tracking is on in broadcast mode.
-fn tracking_is_on(info: &redis::Value) -> bool {
+/// Whether a `CLIENT TRACKINGINFO` reply says tracking is on with `NOLOOP`, in broadcast
+/// mode when `broadcast`.
+fn tracking_is_on(info: &redis::Value, broadcast: bool) -> bool {
     let redis::Value::Map(fields) = info else {
         return false;
     };
     fields.iter().any(|(name, value)| {
         text(name).as_deref() == Some("flags")
             && matches!(value, redis::Value::Array(flags) | redis::Value::Set(flags)
-                if ["on", "bcast", "noloop"]
+                if ["on", "noloop"]
                     .iter()
+                    .chain(broadcast.then_some(&"bcast"))
                     .all(|want| flags.iter().any(|f| text(f).as_deref() == Some(want))))
     })
 }
@@ -191,11 +237,11 @@ fn describe(info: &ConnectionInfo) -> String {
 }
 
 impl RedisStore {
-    /// Opens one tracking connection per master, each announcing changes under `prefix` to
-    /// `on_push`.
+    /// Opens one tracking connection per master, each announcing the changes `mode` says
+    /// to `on_push`.
     pub(crate) async fn track(
         &self,
-        prefix: &str,
+        mode: TrackingMode<'_>,
         on_push: PushHandler,
     ) -> Result<TrackedNodes, Error> {
         let mut targets: Vec<ConnectionInfo> = Vec::new();
@@ -244,20 +290,24 @@ impl RedisStore {
         for info in targets {
             let addr = describe(&info);
             let conn = self
-                .tracking_connection(info, prefix, Arc::clone(&on_push))
+                .tracking_connection(info, mode, Arc::clone(&on_push))
                 .await?;
             nodes.push(TrackedNode {
                 store: self.on_connection(Conn::Node(conn)),
                 addr,
             });
         }
-        Ok(TrackedNodes { nodes, slots })
+        Ok(TrackedNodes {
+            nodes,
+            broadcast: matches!(mode, TrackingMode::Broadcast(_)),
+            slots,
+        })
     }
 
     async fn tracking_connection(
         &self,
         info: ConnectionInfo,
-        prefix: &str,
+        mode: TrackingMode<'_>,
         on_push: PushHandler,
     ) -> Result<MultiplexedConnection, Error> {
         let client = redis::Client::open(info)?;
@@ -285,7 +335,7 @@ impl RedisStore {
                     format!("{major}.{minor}")
                 });
                 return Err(Error::Config(format!(
-                    "the session near cache needs Redis {}.{} or newer (for `PEXPIRE … GT`); \
+                    "client tracking for sessions needs Redis {}.{} or newer (`CLIENT TRACKINGINFO`, and `PEXPIRE … GT` for the near cache); \
                      {} runs {found}",
                     MIN_VERSION.0,
                     MIN_VERSION.1,
@@ -294,12 +344,11 @@ impl RedisStore {
             }
         }
         let mut cmd = redis::cmd("CLIENT");
-        cmd.arg("TRACKING")
-            .arg("ON")
-            .arg("BCAST")
-            .arg("PREFIX")
-            .arg(prefix)
-            .arg("NOLOOP");
+        cmd.arg("TRACKING").arg("ON");
+        if let TrackingMode::Broadcast(prefix) = mode {
+            cmd.arg("BCAST").arg("PREFIX").arg(prefix);
+        }
+        cmd.arg("NOLOOP");
         self.bounded(cmd.query_async::<()>(&mut conn)).await?;
         Ok(conn)
     }
@@ -332,7 +381,7 @@ mod tests {
     }
 
     #[test]
-    fn trackinginfo_needs_on_bcast_and_noloop() {
+    fn trackinginfo_needs_on_noloop_and_the_mode() {
         let info = |flags: &[&str]| {
             Value::Map(vec![
                 (
@@ -342,10 +391,12 @@ mod tests {
                 (bulk("redirect"), Value::Int(-1)),
             ])
         };
-        assert!(tracking_is_on(&info(&["on", "bcast", "noloop"])));
-        assert!(!tracking_is_on(&info(&["off"])));
-        assert!(!tracking_is_on(&info(&["on", "noloop"])));
-        assert!(!tracking_is_on(&Value::Nil));
+        assert!(tracking_is_on(&info(&["on", "bcast", "noloop"]), true));
+        assert!(!tracking_is_on(&info(&["off"]), true));
+        assert!(!tracking_is_on(&info(&["on", "noloop"]), true));
+        assert!(tracking_is_on(&info(&["on", "noloop"]), false));
+        assert!(!tracking_is_on(&info(&["on"]), false));
+        assert!(!tracking_is_on(&Value::Nil, false));
     }
 
     #[cfg(feature = "cluster")]

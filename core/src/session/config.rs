@@ -16,6 +16,15 @@ pub const DEFAULT_IDLE_TTL: Duration = Duration::from_secs(1800);
 /// absolute lifetime: 30 days.
 pub const DEFAULT_INDEX_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
 
+/// Default interval of the session watchers' re-checks while changes cannot be relied on,
+/// and of the check of their own tracking connections
+/// ([`SessionConfig::with_watch_recheck`]).
+pub const DEFAULT_WATCH_RECHECK: Duration = Duration::from_secs(1);
+/// How long an end mark stays ([`SessionConfig::with_end_mark_prefix`]): a watcher that
+/// learns of an end later (after a longer outage) reports
+/// [`EndReason::Unknown`](crate::session::EndReason::Unknown).
+pub const END_MARK_TTL: Duration = Duration::from_secs(10);
+
 /// Configuration of a [`SessionManager`](crate::SessionManager).
 ///
 /// ```
@@ -47,6 +56,8 @@ pub struct SessionConfig {
     login_limits: Option<LoginLimits>,
     near_cache: Option<NearCache>,
     event_log: Option<EventLog>,
+    end_mark_prefix: String,
+    watch_recheck: Duration,
 }
 
 /// How far a login may choose its own session expiry
@@ -108,6 +119,8 @@ impl SessionConfig {
             login_limits: None,
             near_cache: None,
             event_log: None,
+            end_mark_prefix: "keygate:ended:".to_owned(),
+            watch_recheck: DEFAULT_WATCH_RECHECK,
         }
     }
 
@@ -179,6 +192,39 @@ impl SessionConfig {
     pub fn with_deadline_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.deadline_prefix = prefix.into();
         self
+    }
+
+    /// Prefix of the end marks (default `keygate:ended:`): when keygate ends a session
+    /// (logout, an end by id, "log out everywhere", rotation, the per-user cap, an operator)
+    /// it writes `<prefix>{<session key>}` holding the reason's wire name
+    /// ([`EndReason`](crate::session::EndReason)), for [`END_MARK_TTL`](crate::session::END_MARK_TTL),
+    /// in the same atomic step, so that watchers in other processes
+    /// ([`SessionManager::ended`](crate::SessionManager::ended)) learn why. It must not start
+    /// with the session prefix.
+    pub fn with_end_mark_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.end_mark_prefix = prefix.into();
+        self
+    }
+
+    /// How often watched sessions are re-checked while Redis's announcements of changes
+    /// cannot be relied on (tracking lost or unavailable), and how often the watchers' own
+    /// tracking connections are checked (default
+    /// [`DEFAULT_WATCH_RECHECK`](crate::session::DEFAULT_WATCH_RECHECK), 1 s): the longest a
+    /// session that ends during such an outage stays unnoticed once Redis answers again.
+    /// It must be shorter than [`END_MARK_TTL`](crate::session::END_MARK_TTL).
+    pub fn with_watch_recheck(mut self, every: Duration) -> Self {
+        self.watch_recheck = every;
+        self
+    }
+
+    /// The end marks' prefix.
+    pub fn end_mark_prefix(&self) -> &str {
+        &self.end_mark_prefix
+    }
+
+    /// The watchers' re-check interval.
+    pub fn watch_recheck(&self) -> Duration {
+        self.watch_recheck
     }
 
     /// The form new tokens are issued in (default [`TokenFormat::Hex32`], the seeds' form).
@@ -329,6 +375,7 @@ impl SessionConfig {
             ("session prefix", &self.prefix),
             ("index prefix", &self.index_prefix),
             ("deadline prefix", &self.deadline_prefix),
+            ("end mark prefix", &self.end_mark_prefix),
         ] {
             if prefix
                 .chars()
@@ -344,6 +391,18 @@ impl SessionConfig {
             check_ttl("absolute lifetime", lifetime)?;
         }
         check_ttl("index retention", self.index_retention)?;
+        check_ttl("watch re-check interval", self.watch_recheck)?;
+        if self.watch_recheck >= END_MARK_TTL {
+            return Err(Error::Config(format!(
+                "the watch re-check interval must be shorter than the end marks' life ({END_MARK_TTL:?})"
+            )));
+        }
+        if self.end_mark_prefix.starts_with(&self.prefix) {
+            return Err(Error::Config(format!(
+                "end mark prefix {:?} may not start with the session prefix {:?}",
+                self.end_mark_prefix, self.prefix
+            )));
+        }
         if let Some(limits) = self.login_limits {
             check_ttl("longest idle TTL a login may choose", limits.max_idle_ttl)?;
             check_ttl("longest lifetime a login may choose", limits.max_lifetime)?;

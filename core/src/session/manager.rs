@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::config::END_MARK_TTL;
 use super::config::SessionConfig;
 use super::events::{
     self, EventFields, EventFollower, NewEvent, SessionEvent, SessionEventKind, StreamKeys,
@@ -15,8 +16,10 @@ use super::index::{IndexEntry, SessionId};
 use super::keys::{SessionKeys, UserId, index_key};
 use super::near_cache::{NearCacheRuntime, NearCacheStats, NearCachedStore};
 use super::store::{
-    Fetched, NewExpiry, RenameOutcome, SessionKeyRef, SessionStore, SessionTtl, UpdateOutcome,
+    EndMark, Fetched, NewExpiry, RenameOutcome, SessionKeyRef, SessionStore, SessionTtl,
+    UpdateOutcome,
 };
+use super::watch::{EndReason, Ended, WatchStats, Watchers};
 use super::{LoginOptions, Session, SessionInfo, SessionUser};
 use crate::codec::Layout;
 use crate::codec::{self, StoredValue};
@@ -78,6 +81,7 @@ struct Inner {
     index_ttl_ms: u64,
     load_metrics: LoadMetrics,
     near_cache: Option<Arc<NearCacheRuntime>>,
+    watchers: Arc<Watchers>,
 }
 
 impl<T> Clone for SessionManager<T> {
@@ -104,6 +108,19 @@ fn now_micros() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
+/// How a session ends: what the event log records and what its watchers are told.
+#[derive(Debug, Clone, Copy)]
+struct Ending {
+    kind: SessionEventKind,
+    reason: EndReason,
+}
+
+impl Ending {
+    fn new(kind: SessionEventKind, reason: EndReason) -> Self {
+        Self { kind, reason }
+    }
 }
 
 impl<T> SessionManager<T>
@@ -140,8 +157,15 @@ where
             }),
             None => store,
         };
+        let watchers = Arc::new(Watchers::new(
+            Arc::clone(&store),
+            near_cache.clone(),
+            config.end_mark_prefix(),
+            config.watch_recheck(),
+        ));
         Ok(Self {
             inner: Arc::new(Inner {
+                watchers,
                 near_cache,
                 idle_ms: millis(config.idle_ttl()),
                 lifetime_ms: config.absolute_lifetime().map(millis),
@@ -466,7 +490,12 @@ where
     pub async fn logout(&self, token: &Token) -> Result<bool> {
         telemetry::timed("logout", async {
             let keys = self.keys(token);
-            let removed = self.inner.store.remove(&[keys.key_ref()]).await?;
+            let existed = self
+                .inner
+                .store
+                .remove_marked(&[keys.key_ref()], self.mark(EndReason::LoggedOut))
+                .await?;
+            let removed = existed.iter().filter(|&&found| found).count() as u64;
             telemetry::count_label_n(names::LOGOUTS, "kind", "one", removed);
             // The user's index entry goes at the user's next login, `sessions` or `logout_everywhere` (the
             // token does not tell whose it is).
@@ -507,7 +536,7 @@ where
             let keys = self.keys(token);
             let store = &self.inner.store;
             let existed = store
-                .remove_each(&[keys.key_ref()])
+                .remove_marked(&[keys.key_ref()], self.mark(EndReason::LoggedOut))
                 .await?
                 .first()
                 .copied()
@@ -602,12 +631,15 @@ where
 
     /// Ends one session of `user`, named by its public id (for "log out that device");
     /// `false` when the user has no live session with that id, which includes every
-    /// session of another user.
+    /// session of another user. Its watchers see [`EndReason::EndedFromAnotherDevice`];
+    /// the event log records `session-ended`.
     pub async fn end_session(&self, user: &UserId, id: &SessionId) -> Result<bool> {
         telemetry::timed("end_session", async {
-            let removed = self
-                .end_one(user, id, SessionEventKind::SessionEnded)
-                .await?;
+            let ending = Ending::new(
+                SessionEventKind::SessionEnded,
+                EndReason::EndedFromAnotherDevice,
+            );
+            let removed = self.end_one(user, id, ending).await?;
             telemetry::count_label_n(names::LOGOUTS, "kind", "session", removed);
             Ok(removed > 0)
         })
@@ -616,16 +648,15 @@ where
 
     /// An operator ends one session of `user` (by id) or, with `None`, all of them, as
     /// [`end_session`](Self::end_session) and [`logout_everywhere`](Self::logout_everywhere)
-    /// do, recorded in the event log as `operator-ended` (what `keygate-cli sessions end`
-    /// uses). Returns how many sessions were live.
+    /// do (what `keygate-cli sessions end` uses): their watchers see
+    /// [`EndReason::EndedByOperator`], the event log records `operator-ended`. Returns how
+    /// many sessions were live.
     pub async fn operator_end(&self, user: &UserId, id: Option<&SessionId>) -> Result<u64> {
         telemetry::timed("operator_end", async {
+            let ending = Ending::new(SessionEventKind::OperatorEnded, EndReason::EndedByOperator);
             let removed = match id {
-                Some(id) => {
-                    self.end_one(user, id, SessionEventKind::OperatorEnded)
-                        .await?
-                }
-                None => self.end_all(user, SessionEventKind::OperatorEnded).await?,
+                Some(id) => self.end_one(user, id, ending).await?,
+                None => self.end_all(user, ending).await?,
             };
             telemetry::count_label_n(names::LOGOUTS, "kind", "operator", removed);
             Ok(removed)
@@ -633,12 +664,51 @@ where
         .await
     }
 
-    async fn end_one(&self, user: &UserId, id: &SessionId, kind: SessionEventKind) -> Result<u64> {
+    /// A future that completes when the session of `token` ends, anywhere, with why: its
+    /// logout, an end by id, "log out everywhere", rotation, the per-user cap, an
+    /// operator, expiry, or its key deleted by another program. It watches without touching
+    /// the session (an open stream does not keep it alive) and costs no Redis command while
+    /// nothing changes; see [the watch's promises](crate::session::Ended) and
+    /// [`EndReason`]. A token with no live session completes at once (with the reason its
+    /// end left, when it ended within [`END_MARK_TTL`]).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), keygate::Error> {
+    /// use keygate::{MemoryStore, SessionConfig, SessionManager, UserId};
+    /// use keygate::session::EndReason;
+    ///
+    /// let sessions = SessionManager::<String>::new(MemoryStore::new(), SessionConfig::default())?;
+    /// let token = sessions.login(&UserId::from(7u64), &"alice".to_owned()).await?;
+    /// let ended = tokio::spawn(sessions.ended(&token));
+    /// sessions.logout(&token).await?;
+    /// assert_eq!(ended.await.unwrap(), EndReason::LoggedOut);
+    /// # Ok(()) }
+    /// ```
+    pub fn ended(&self, token: &Token) -> Ended {
+        self.inner.watchers.ended(&self.keys(token))
+    }
+
+    /// What this manager's session watchers hold and did ([`ended`](Self::ended)).
+    pub fn watch_stats(&self) -> WatchStats {
+        self.inner.watchers.stats()
+    }
+
+    /// The end mark of `reason` (see [`EndMark`]).
+    fn mark(&self, reason: EndReason) -> EndMark<'_> {
+        EndMark {
+            prefix: self.inner.config.end_mark_prefix(),
+            reason: reason.as_str(),
+            ttl_ms: millis(END_MARK_TTL),
+        }
+    }
+
+    async fn end_one(&self, user: &UserId, id: &SessionId, ending: Ending) -> Result<u64> {
         let index = index_key(&self.inner.config, user);
         let Some(entry) = self.find_entry(&index, |e| &e.session_id() == id).await? else {
             return Ok(0);
         };
-        self.remove_members(user, &index, std::slice::from_ref(&entry), kind)
+        self.remove_members(user, &index, std::slice::from_ref(&entry), ending)
             .await
     }
 
@@ -667,7 +737,11 @@ where
             for _ in 0..CREATE_ATTEMPTS {
                 let token = self.token_in_slot_of(&old.session).await?;
                 let new = self.keys(&token);
-                let deadline_ms = match inner.store.rename(old.key_ref(), new.key_ref()).await? {
+                let deadline_ms = match inner
+                    .store
+                    .rename_marked(old.key_ref(), new.key_ref(), self.mark(EndReason::Rotated))
+                    .await?
+                {
                     RenameOutcome::Renamed { deadline_ms } => deadline_ms,
                     RenameOutcome::Gone => return Ok(None),
                     RenameOutcome::TargetExists => continue,
@@ -818,24 +892,26 @@ where
             .ok_or_else(|| Error::Random("no token found for the session's hash slot".into()))
     }
 
-    /// Ends every session of `user`; returns how many were live.
+    /// Ends every session of `user`; returns how many were live. Their watchers see
+    /// [`EndReason::LoggedOutEverywhere`].
     pub async fn logout_everywhere(&self, user: &UserId) -> Result<u64> {
         telemetry::timed("logout_everywhere", async {
-            let removed = self.end_all(user, SessionEventKind::LogoutAll).await?;
+            let ending = Ending::new(SessionEventKind::LogoutAll, EndReason::LoggedOutEverywhere);
+            let removed = self.end_all(user, ending).await?;
             telemetry::count_label_n(names::LOGOUTS, "kind", "everywhere", removed);
             Ok(removed)
         })
         .await
     }
 
-    async fn end_all(&self, user: &UserId, kind: SessionEventKind) -> Result<u64> {
+    async fn end_all(&self, user: &UserId, ending: Ending) -> Result<u64> {
         let index = index_key(&self.inner.config, user);
         let mut removed = 0;
         loop {
             // Each page is removed from the index, so the next one starts at rank 0 again.
             let page = self.index_page(&index, 0).await?;
             let full = page.len() == INDEX_BATCH;
-            removed += self.remove_members(user, &index, &page, kind).await?;
+            removed += self.remove_members(user, &index, &page, ending).await?;
             if !full {
                 return Ok(removed);
             }
@@ -1002,21 +1078,21 @@ where
         let excess = live.len().saturating_sub(cap);
         let oldest: Vec<IndexEntry> = live.into_iter().take(excess).map(|(e, _)| e).collect();
         for batch in oldest.chunks(INDEX_BATCH) {
-            self.remove_members(user, index, batch, SessionEventKind::Evicted)
-                .await?;
+            let ending = Ending::new(SessionEventKind::Evicted, EndReason::SessionLimit);
+            self.remove_members(user, index, batch, ending).await?;
         }
         Ok(())
     }
 
-    /// Ends the sessions of these index entries and removes the entries; with the event
-    /// log on, records `kind` for each session this call ended (`expired` for one found
-    /// gone) with the removal of its entry.
+    /// Ends the sessions of these index entries (leaving their watchers `ending`'s reason)
+    /// and removes the entries; with the event log on, records `ending`'s kind for each
+    /// session this call ended (`expired` for one found gone) with the removal of its entry.
     async fn remove_members(
         &self,
         user: &UserId,
         index: &str,
         entries: &[IndexEntry],
-        kind: SessionEventKind,
+        ending: Ending,
     ) -> Result<u64> {
         if entries.is_empty() {
             return Ok(0);
@@ -1024,18 +1100,18 @@ where
         let store = &self.inner.store;
         let keys = self.keys_of(entries);
         let refs: Vec<SessionKeyRef<'_>> = keys.iter().map(SessionKeys::key_ref).collect();
+        let existed = store.remove_marked(&refs, self.mark(ending.reason)).await?;
+        let removed = existed.iter().filter(|&&found| found).count() as u64;
         let Some(streams) = self.streams(index) else {
-            let removed = store.remove(&refs).await?;
             let members: Vec<&str> = entries.iter().map(|e| e.member.as_str()).collect();
             store.index_remove(index, &members).await?;
             return Ok(removed);
         };
-        let existed = store.remove_each(&refs).await?;
         let kinds: Vec<SessionEventKind> = existed
             .iter()
             .map(|&found| {
                 if found {
-                    kind
+                    ending.kind
                 } else {
                     SessionEventKind::Expired
                 }
@@ -1043,7 +1119,7 @@ where
             .collect();
         self.record_removals(user, index, &streams, entries, &kinds)
             .await?;
-        Ok(existed.iter().filter(|&&found| found).count() as u64)
+        Ok(removed)
     }
 
     /// Removes index entries, recording `kinds[i]` for `entries[i]` if and only if this

@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use super::event_log::{EventFields, EventReader, EventStreams, RawEvent};
 use super::events::memory::{MemoryEventReader, read_last, record};
 use super::store::{
-    Fetched, NewExpiry, RenameOutcome, SessionKeyRef, SessionStore, SessionTtl, UpdateOutcome,
-    field_changes,
+    EndMark, Fetched, NewExpiry, Probe, RenameOutcome, SessionKeyRef, SessionStore, SessionTtl,
+    UpdateOutcome, end_mark_key, field_changes,
 };
 use crate::codec::Layout;
 use crate::codec::StoredValue;
@@ -115,6 +115,81 @@ fn zreplace(db: &mut Db, index: &str, old: &str, new: &str, created_us: i64, ttl
 
 fn duration_ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Writes an end mark with the reason for `session`.
+fn write_mark(db: &mut Db, mark: EndMark<'_>, session: &str) {
+    db.set(
+        &end_mark_key(mark.prefix, session),
+        Value::Str(mark.reason.to_owned()),
+        Some(Duration::from_millis(mark.ttl_ms)),
+    );
+}
+
+impl MemoryStore {
+    /// Removes sessions (with their companions), leaving `mark` for each that existed, and
+    /// announces their keys to watchers.
+    fn end_sessions(&self, sessions: &[SessionKeyRef<'_>], mark: Option<EndMark<'_>>) -> Vec<bool> {
+        let ended = self.with_db(|db| {
+            sessions
+                .iter()
+                .map(|keys| {
+                    if let Some(deadline) = keys.deadline {
+                        db.remove(deadline);
+                    }
+                    let existed = db.remove(keys.session);
+                    if let (true, Some(mark)) = (existed, mark) {
+                        write_mark(db, mark, keys.session);
+                    }
+                    existed
+                })
+                .collect()
+        });
+        for keys in sessions {
+            // No receiver is no watcher: nothing to tell.
+            let _ = self.changed_keys.send(keys.session.to_owned());
+        }
+        ended
+    }
+
+    /// Moves a session (see the rename script), leaving `mark` for the old key if given,
+    /// and announces both keys to watchers.
+    fn rename_session(
+        &self,
+        from: SessionKeyRef<'_>,
+        to: SessionKeyRef<'_>,
+        mark: Option<EndMark<'_>>,
+    ) -> RenameOutcome {
+        let outcome = self.with_db(|db| {
+            if !db.exists(from.session) {
+                return RenameOutcome::Gone;
+            }
+            // A session whose companion is gone is over.
+            if from.deadline.is_some_and(|key| !db.exists(key)) {
+                return RenameOutcome::Gone;
+            }
+            if db.exists(to.session) {
+                return RenameOutcome::TargetExists;
+            }
+            db.rename(from.session, to.session);
+            let mut deadline_ms = None;
+            if let (Some(from), Some(to)) = (from.deadline, to.deadline)
+                && db.rename(from, to)
+                && db.get_str(to) != Some("0")
+            {
+                deadline_ms = db.ttl(to).map(duration_ms);
+            }
+            if let Some(mark) = mark {
+                write_mark(db, mark, from.session);
+            }
+            RenameOutcome::Renamed { deadline_ms }
+        });
+        if matches!(outcome, RenameOutcome::Renamed { .. }) {
+            let _ = self.changed_keys.send(from.session.to_owned());
+            let _ = self.changed_keys.send(to.session.to_owned());
+        }
+        outcome
+    }
 }
 
 #[async_trait]
@@ -246,17 +321,48 @@ impl SessionStore for MemoryStore {
     }
 
     async fn remove(&self, sessions: &[SessionKeyRef<'_>]) -> Result<u64> {
+        Ok(self
+            .end_sessions(sessions, None)
+            .iter()
+            .filter(|&&e| e)
+            .count() as u64)
+    }
+
+    async fn remove_marked(
+        &self,
+        sessions: &[SessionKeyRef<'_>],
+        mark: EndMark<'_>,
+    ) -> Result<Vec<bool>> {
+        Ok(self.end_sessions(sessions, Some(mark)))
+    }
+
+    async fn probe(&self, keys: SessionKeyRef<'_>, mark_prefix: &str) -> Result<Probe> {
+        let now = Instant::now();
         Ok(self.with_db(|db| {
-            sessions
-                .iter()
-                .map(|keys| {
-                    if let Some(deadline) = keys.deadline {
-                        db.remove(deadline);
-                    }
-                    u64::from(db.remove(keys.session))
-                })
-                .sum()
+            let mark = |db: &mut Db| {
+                let key = end_mark_key(mark_prefix, keys.session);
+                db.get_str(&key).map(str::to_owned)
+            };
+            let companion_left = match keys.deadline.map(|key| db.get(key).map(|e| e.ttl(now))) {
+                None => None,
+                Some(Some(Some(left))) if !left.is_zero() => Some(duration_ms(left)),
+                Some(_) => return Probe::Gone { mark: mark(db) },
+            };
+            let Some(entry) = db.get(keys.session) else {
+                return Probe::Gone { mark: mark(db) };
+            };
+            let left = entry.ttl(now).map(duration_ms);
+            Probe::Live {
+                left_ms: match (left, companion_left) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                },
+            }
         }))
+    }
+
+    fn key_changes(&self) -> Option<tokio::sync::broadcast::Receiver<String>> {
+        Some(self.changed_keys.subscribe())
     }
 
     async fn exists(&self, keys: &[&str]) -> Result<Vec<bool>> {
@@ -295,27 +401,16 @@ impl SessionStore for MemoryStore {
         from: SessionKeyRef<'_>,
         to: SessionKeyRef<'_>,
     ) -> Result<RenameOutcome> {
-        Ok(self.with_db(|db| {
-            if !db.exists(from.session) {
-                return RenameOutcome::Gone;
-            }
-            // A session whose companion is gone is over.
-            if from.deadline.is_some_and(|key| !db.exists(key)) {
-                return RenameOutcome::Gone;
-            }
-            if db.exists(to.session) {
-                return RenameOutcome::TargetExists;
-            }
-            db.rename(from.session, to.session);
-            let mut deadline_ms = None;
-            if let (Some(from), Some(to)) = (from.deadline, to.deadline)
-                && db.rename(from, to)
-                && db.get_str(to) != Some("0")
-            {
-                deadline_ms = db.ttl(to).map(duration_ms);
-            }
-            RenameOutcome::Renamed { deadline_ms }
-        }))
+        Ok(self.rename_session(from, to, None))
+    }
+
+    async fn rename_marked(
+        &self,
+        from: SessionKeyRef<'_>,
+        to: SessionKeyRef<'_>,
+        mark: EndMark<'_>,
+    ) -> Result<RenameOutcome> {
+        Ok(self.rename_session(from, to, Some(mark)))
     }
 
     async fn index_add(
@@ -357,17 +452,7 @@ impl SessionStore for MemoryStore {
     }
 
     async fn remove_each(&self, sessions: &[SessionKeyRef<'_>]) -> Result<Vec<bool>> {
-        Ok(self.with_db(|db| {
-            sessions
-                .iter()
-                .map(|keys| {
-                    if let Some(deadline) = keys.deadline {
-                        db.remove(deadline);
-                    }
-                    db.remove(keys.session)
-                })
-                .collect()
-        }))
+        Ok(self.end_sessions(sessions, None))
     }
 
     async fn index_add_logged(

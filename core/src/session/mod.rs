@@ -12,11 +12,15 @@ pub mod near_cache;
 mod options;
 mod redis;
 pub(crate) mod store;
+mod watch;
 
 use std::fmt;
 use std::ops::Deref;
 
-pub use config::{DEFAULT_IDLE_TTL, DEFAULT_INDEX_RETENTION, LoginLimits, SessionConfig};
+pub use config::{
+    DEFAULT_IDLE_TTL, DEFAULT_INDEX_RETENTION, DEFAULT_WATCH_RECHECK, END_MARK_TTL, LoginLimits,
+    SessionConfig,
+};
 pub use events::{EventFollower, EventLog, SessionEvent, SessionEventKind};
 pub use index::SessionId;
 pub use keys::UserId;
@@ -24,6 +28,7 @@ pub use manager::{INDEX_BATCH, Rotated, SessionManager};
 pub use near_cache::{NearCache, NearCacheStats};
 pub use options::{DEVICE_LABEL_MAX_CHARS, LoginOptions};
 pub use store::UpdateOutcome;
+pub use watch::{EndReason, Ended, WatchStats};
 
 use crate::codec::StoredValue;
 use crate::token::Token;

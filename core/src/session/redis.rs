@@ -5,8 +5,8 @@ use async_trait::async_trait;
 use super::event_log::{EventFields, EventReader, EventStreams, RawEvent};
 use super::events::redis::{IndexChange, change_index, read_last, reader};
 use super::store::{
-    Fetched, NewExpiry, RenameOutcome, SessionKeyRef, SessionStore, SessionTtl, UpdateOutcome,
-    field_changes,
+    EndMark, Fetched, NewExpiry, Probe, RenameOutcome, SessionKeyRef, SessionStore, SessionTtl,
+    UpdateOutcome, end_mark_key, field_changes,
 };
 use crate::codec::Layout;
 use crate::codec::StoredValue;
@@ -19,6 +19,8 @@ lua_script!(SESSION_REPLACE_HASH, "session_replace_hash.lua");
 lua_script!(SESSION_UPDATE, "session_update.lua");
 lua_script!(SESSION_RENAME, "session_rename.lua");
 lua_script!(SESSION_INDEX_REPLACE, "session_index_replace.lua");
+lua_script!(SESSION_END, "session_end.lua");
+lua_script!(SESSION_PROBE, "session_probe.lua");
 
 /// The companion's value: the session's own idle TTL, or `1` for "the configuration's".
 fn companion_value(expiry: NewExpiry) -> String {
@@ -194,6 +196,73 @@ fn script_fetched(codec: Layout, mut reply: Vec<Vec<u8>>) -> Result<Fetched> {
             Ok(hash_fetched(pairs))
         }
         _ => Err(BackendError::Protocol("unknown status from the touch script").into()),
+    }
+}
+
+/// Decodes the probe script's reply (see `lua/session_probe.lua`).
+fn probed(reply: &[redis::Value]) -> Result<Probe> {
+    let [session, mark, companion] = reply else {
+        return Err(BackendError::Protocol("unexpected reply from the probe script").into());
+    };
+    let mark = match mark {
+        redis::Value::BulkString(bytes) => Some(String::from_utf8_lossy(bytes).into_owned()),
+        _ => None,
+    };
+    // A companion that is gone, without expiry or at 0 ms ends the session (-3: none).
+    let companion_left = match companion {
+        redis::Value::Int(-3) => None,
+        redis::Value::Int(ms) if *ms > 0 => u64::try_from(*ms).ok(),
+        _ => return Ok(Probe::Gone { mark }),
+    };
+    match pttl(session)? {
+        None => Ok(Probe::Gone { mark }),
+        Some(left) => Ok(Probe::Live {
+            left_ms: match (left, companion_left) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            },
+        }),
+    }
+}
+
+impl RedisStore {
+    /// Moves a session with the rename script, leaving `mark` for the old key if given.
+    async fn rename_session(
+        &self,
+        from: SessionKeyRef<'_>,
+        to: SessionKeyRef<'_>,
+        mark: Option<EndMark<'_>>,
+    ) -> Result<RenameOutcome> {
+        let mut invocation = SESSION_RENAME.prepare_invoke();
+        invocation.key(from.session).key(to.session);
+        match mark {
+            Some(mark) => {
+                invocation
+                    .key(end_mark_key(mark.prefix, from.session))
+                    .arg(mark.reason)
+                    .arg(mark.ttl_ms);
+            }
+            None => {
+                invocation.arg("").arg(0);
+            }
+        }
+        if let (Some(from), Some(to)) = (from.deadline, to.deadline) {
+            invocation.key(from).key(to);
+        }
+        let mut conn = self.conn();
+        let reply: redis::Value = self.bounded(invocation.invoke_async(&mut conn)).await?;
+        match reply {
+            redis::Value::Int(0) => Ok(RenameOutcome::Gone),
+            redis::Value::Int(2) => Ok(RenameOutcome::TargetExists),
+            redis::Value::Array(items) if items.first() == Some(&redis::Value::Int(1)) => {
+                let deadline_ms = match items.get(1) {
+                    Some(redis::Value::Int(ms)) => u64::try_from(*ms).ok(),
+                    _ => None,
+                };
+                Ok(RenameOutcome::Renamed { deadline_ms })
+            }
+            _ => Err(BackendError::Protocol("unknown reply from the rename script").into()),
+        }
     }
 }
 
@@ -411,25 +480,54 @@ impl SessionStore for RedisStore {
         from: SessionKeyRef<'_>,
         to: SessionKeyRef<'_>,
     ) -> Result<RenameOutcome> {
-        let mut invocation = SESSION_RENAME.prepare_invoke();
-        invocation.key(from.session).key(to.session);
-        if let (Some(from), Some(to)) = (from.deadline, to.deadline) {
-            invocation.key(from).key(to);
+        self.rename_session(from, to, None).await
+    }
+
+    async fn rename_marked(
+        &self,
+        from: SessionKeyRef<'_>,
+        to: SessionKeyRef<'_>,
+        mark: EndMark<'_>,
+    ) -> Result<RenameOutcome> {
+        self.rename_session(from, to, Some(mark)).await
+    }
+
+    async fn remove_marked(
+        &self,
+        sessions: &[SessionKeyRef<'_>],
+        mark: EndMark<'_>,
+    ) -> Result<Vec<bool>> {
+        // One script per session (sessions may live in different cluster slots), sent
+        // together: the multiplexed connection pipelines them.
+        let ends = sessions.iter().map(|keys| {
+            let mut invocation = SESSION_END.prepare_invoke();
+            invocation
+                .key(keys.session)
+                .key(end_mark_key(mark.prefix, keys.session));
+            if let Some(deadline) = keys.deadline {
+                invocation.key(deadline);
+            }
+            invocation.arg(mark.reason).arg(mark.ttl_ms);
+            let mut conn = self.conn();
+            async move { invocation.invoke_async::<u64>(&mut conn).await }
+        });
+        let ended = self
+            .bounded(futures_util::future::try_join_all(ends))
+            .await?;
+        Ok(ended.iter().map(|&n| n > 0).collect())
+    }
+
+    async fn probe(&self, keys: SessionKeyRef<'_>, mark_prefix: &str) -> Result<Probe> {
+        let mut invocation = SESSION_PROBE.prepare_invoke();
+        invocation
+            .key(keys.session)
+            .key(end_mark_key(mark_prefix, keys.session));
+        if let Some(deadline) = keys.deadline {
+            invocation.key(deadline);
         }
         let mut conn = self.conn();
-        let reply: redis::Value = self.bounded(invocation.invoke_async(&mut conn)).await?;
-        match reply {
-            redis::Value::Int(0) => Ok(RenameOutcome::Gone),
-            redis::Value::Int(2) => Ok(RenameOutcome::TargetExists),
-            redis::Value::Array(items) if items.first() == Some(&redis::Value::Int(1)) => {
-                let deadline_ms = match items.get(1) {
-                    Some(redis::Value::Int(ms)) => u64::try_from(*ms).ok(),
-                    _ => None,
-                };
-                Ok(RenameOutcome::Renamed { deadline_ms })
-            }
-            _ => Err(BackendError::Protocol("unknown reply from the rename script").into()),
-        }
+        let reply: Vec<redis::Value> = self.bounded(invocation.invoke_async(&mut conn)).await?;
+        probed(&reply)
     }
 
     fn can_rename(&self, from: &str, to: &str) -> bool {

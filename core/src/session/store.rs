@@ -98,6 +98,50 @@ pub enum RenameOutcome {
     TargetExists,
 }
 
+/// Why keygate ends sessions, left next to each one it ends (the "end mark"): a key
+/// `<prefix>{<session key>}` in the session key's hash slot holding the reason's wire name
+/// for `ttl_ms`, written in the same atomic step as the end, so that a watcher in another
+/// process ([`SessionManager::ended`](crate::SessionManager::ended)) can tell why when Redis
+/// announces the change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EndMark<'a> {
+    /// The mark keys' prefix ([`SessionConfig::with_end_mark_prefix`](crate::SessionConfig::with_end_mark_prefix)).
+    pub prefix: &'a str,
+    /// The reason's wire name ([`EndReason::as_str`](crate::session::EndReason::as_str)).
+    pub reason: &'a str,
+    /// How long the mark stays.
+    pub ttl_ms: u64,
+}
+
+/// The end mark key of `session` under `prefix`: `<prefix>{<session>}`, which hashes like
+/// the session key (neither may contain braces).
+pub fn end_mark_key(prefix: &str, session: &str) -> String {
+    let mut key = String::with_capacity(prefix.len() + session.len() + 2);
+    key.push_str(prefix);
+    key.push('{');
+    key.push_str(session);
+    key.push('}');
+    key
+}
+
+/// What a watcher's check of one session found ([`SessionStore::probe`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Probe {
+    /// The session exists; the time left to its end (the sooner of its TTL and its
+    /// absolute deadline), `None` when it has no expiry.
+    Live {
+        /// Milliseconds left, if it expires.
+        left_ms: Option<u64>,
+    },
+    /// The session is over (its key or its companion is gone, or the companion lost its
+    /// expiry); with the end mark's text when keygate left one.
+    Gone {
+        /// The end mark, if any.
+        mark: Option<String>,
+    },
+}
+
 /// A session backend. Implemented by [`RedisStore`](crate::RedisStore) and
 /// [`MemoryStore`](crate::MemoryStore); every operation is atomic where it says so on
 /// both.
@@ -141,6 +185,18 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Deletes sessions (each with its deadline key); returns how many session keys existed.
     async fn remove(&self, sessions: &[SessionKeyRef<'_>]) -> Result<u64>;
 
+    /// Like [`remove_each`](Self::remove_each), and leaves `mark` for each session that
+    /// existed, in the same atomic step as its end. The default removes without marks
+    /// (watchers then learn of the end without its reason).
+    async fn remove_marked(
+        &self,
+        sessions: &[SessionKeyRef<'_>],
+        mark: EndMark<'_>,
+    ) -> Result<Vec<bool>> {
+        let _ = mark;
+        self.remove_each(sessions).await
+    }
+
     /// Which of these keys exist.
     async fn exists(&self, keys: &[&str]) -> Result<Vec<bool>>;
 
@@ -153,6 +209,44 @@ pub trait SessionStore: Send + Sync + 'static {
     /// no concurrent load finds it under both names or under neither.
     async fn rename(&self, from: SessionKeyRef<'_>, to: SessionKeyRef<'_>)
     -> Result<RenameOutcome>;
+
+    /// Like [`rename`](Self::rename), and leaves `mark` for the old key in the same atomic
+    /// step when the session moved. The default renames without a mark.
+    async fn rename_marked(
+        &self,
+        from: SessionKeyRef<'_>,
+        to: SessionKeyRef<'_>,
+        mark: EndMark<'_>,
+    ) -> Result<RenameOutcome> {
+        let _ = mark;
+        self.rename(from, to).await
+    }
+
+    /// What a watcher needs to know of one session, without touching it, in one round trip
+    /// (on Redis one read-only script): whether it is live and for how long, or the end
+    /// mark under `mark_prefix` when it is gone. The default reads [`ttls`](Self::ttls)
+    /// and knows no marks.
+    async fn probe(&self, keys: SessionKeyRef<'_>, mark_prefix: &str) -> Result<Probe> {
+        let _ = mark_prefix;
+        let ttl = self.ttls(&[keys]).await?.into_iter().next().flatten();
+        Ok(match ttl {
+            Some(ttl) => Probe::Live {
+                left_ms: match (ttl.ttl_ms, ttl.deadline_ms) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                },
+            },
+            None => Probe::Gone { mark: None },
+        })
+    }
+
+    /// The session keys this backend itself announces as changed (the embedded backend:
+    /// ended and renamed sessions), for watchers; `None` when it announces nothing here
+    /// (Redis announces through client tracking instead).
+    #[doc(hidden)]
+    fn key_changes(&self) -> Option<tokio::sync::broadcast::Receiver<String>> {
+        None
+    }
 
     /// Whether [`rename`](Self::rename) can move a session between these two keys. Always
     /// on one server; on a cluster only within one hash slot, so a rotation picks a new

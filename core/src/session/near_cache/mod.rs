@@ -84,6 +84,10 @@
 //! without full coverage) is not cached, its loads go to Redis, and nothing else is
 //! dropped.
 //!
+//! The session watchers ([`SessionManager::ended`](crate::SessionManager::ended)) of the
+//! same manager share these connections: they hear the same announcements, and learn when
+//! tracking is lost and back.
+//!
 //! The redis crate's own experimental client-side cache (`cache-aio`) is not used: it
 //! caches command replies by command, does not know a session's deadlines, and keygate
 //! needs the refresh bookkeeping and the flush rules above to be its own.

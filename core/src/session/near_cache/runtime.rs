@@ -2,10 +2,10 @@
 //! connections, the background refreshes and the supervisor that keeps tracking up.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
-use redis::{PushInfo, PushKind, Value};
+use redis::{PushInfo, PushKind};
 use tokio::sync::{Notify, mpsc};
 
 use super::entries::{Entries, Lookup};
@@ -14,7 +14,9 @@ use super::{NearCache, NearCacheStats};
 use crate::codec::Layout;
 use crate::error::{BackendError, Error, Result};
 use crate::redis_store::RedisStore;
-use crate::redis_store::tracking::{PushHandler, TrackedNodes};
+use crate::redis_store::tracking::{
+    PushHandler, TrackedNodes, TrackingListener, TrackingMode, invalidated_keys,
+};
 use crate::session::store::{Fetched, SessionKeyRef};
 use crate::ttl::millis;
 
@@ -63,6 +65,8 @@ pub(crate) struct NearCacheRuntime {
     started: AtomicBool,
     refresh_tx: Mutex<Option<mpsc::UnboundedSender<RefreshJob>>>,
     counters: Counters,
+    /// Who else hears this cache's tracking connections (the session watchers), if anyone.
+    listener: OnceLock<Weak<dyn TrackingListener>>,
 }
 
 impl NearCacheRuntime {
@@ -83,6 +87,7 @@ impl NearCacheRuntime {
             started: AtomicBool::new(false),
             refresh_tx: Mutex::new(None),
             counters: Counters::default(),
+            listener: OnceLock::new(),
         });
         // Start at once inside a runtime; otherwise at the first load.
         if tokio::runtime::Handle::try_current().is_ok() {
@@ -104,6 +109,23 @@ impl NearCacheRuntime {
             .unwrap_or_else(PoisonError::into_inner) = Some(tx);
         tokio::spawn(supervise(Arc::downgrade(self)));
         tokio::spawn(refresh_loop(Arc::downgrade(self), rx));
+    }
+
+    /// Lets `listener` hear what the tracking connections announce (one listener per cache;
+    /// `false` when one is set already). Starts tracking if it is not started yet.
+    pub(crate) fn listen(self: &Arc<Self>, listener: Weak<dyn TrackingListener>) -> bool {
+        let set = self.listener.set(listener).is_ok();
+        self.start();
+        set
+    }
+
+    /// Whether tracking is up now.
+    pub(crate) fn tracking(&self) -> bool {
+        self.live_epoch() != 0
+    }
+
+    fn listener(&self) -> Option<Arc<dyn TrackingListener>> {
+        self.listener.get().and_then(Weak::upgrade)
     }
 
     fn live_epoch(&self) -> u64 {
@@ -307,23 +329,26 @@ impl NearCacheRuntime {
     /// A push from a tracking connection of `epoch`.
     fn on_push(&self, epoch: u64, push: &PushInfo) {
         match push.kind {
-            PushKind::Invalidate => match push.data.first() {
-                Some(Value::Array(keys)) => {
+            PushKind::Invalidate => match invalidated_keys(push) {
+                Some(keys) => {
+                    if let Some(listener) = self.listener() {
+                        listener.changed(&keys);
+                    }
                     if self.live_epoch() != epoch {
                         return;
                     }
                     for key in keys {
-                        let key = match key {
-                            Value::BulkString(bytes) => String::from_utf8_lossy(bytes),
-                            Value::SimpleString(text) => text.as_str().into(),
-                            _ => continue,
-                        };
-                        self.invalidate(&key);
+                        self.invalidate(key);
                     }
                 }
                 // A null list: the server flushed (FLUSHALL, FLUSHDB) and tells every
                 // client to drop everything.
-                _ => self.flush(epoch),
+                None => {
+                    if let Some(listener) = self.listener() {
+                        listener.all_changed();
+                    }
+                    self.flush(epoch);
+                }
             },
             PushKind::Disconnection => {
                 self.lose_tracking(epoch, "the tracking connection closed");
@@ -361,6 +386,9 @@ impl NearCacheRuntime {
         self.entries.clear();
         self.counters.flushes.fetch_add(1, Ordering::Relaxed);
         tracing::info!(reason = why, "near cache: tracking lost, cache dropped");
+        if let Some(listener) = self.listener() {
+            listener.lost();
+        }
         self.lost.notify_one();
     }
 
@@ -373,13 +401,19 @@ impl NearCacheRuntime {
                 runtime.on_push(epoch, &push);
             }
         });
-        let nodes = self.backend.track(&self.prefix, handler).await?;
+        let nodes = self
+            .backend
+            .track(TrackingMode::Broadcast(&self.prefix), handler)
+            .await?;
         // Entries of older epochs are dead already (their epoch is not live); clear them
         // to return their memory.
         self.entries.clear();
         *self.tracked.lock().unwrap_or_else(PoisonError::into_inner) =
             Some(Arc::new(Tracked { epoch, nodes }));
         self.live_epoch.store(epoch, Ordering::Release);
+        if let Some(listener) = self.listener() {
+            listener.up();
+        }
         tracing::info!("near cache: tracking is on");
         Ok(())
     }

@@ -11,7 +11,8 @@ use crate::codec::StoredValue;
 use crate::error::Result;
 use crate::session::event_log::{EventFields, EventReader, EventStreams, RawEvent};
 use crate::session::store::{
-    Fetched, NewExpiry, RenameOutcome, SessionKeyRef, SessionStore, SessionTtl, UpdateOutcome,
+    EndMark, Fetched, NewExpiry, Probe, RenameOutcome, SessionKeyRef, SessionStore, SessionTtl,
+    UpdateOutcome,
 };
 
 pub(crate) struct NearCachedStore {
@@ -65,6 +66,42 @@ impl SessionStore for NearCachedStore {
             self.cache.invalidate(keys.session);
         }
         result
+    }
+
+    async fn remove_marked(
+        &self,
+        sessions: &[SessionKeyRef<'_>],
+        mark: EndMark<'_>,
+    ) -> Result<Vec<bool>> {
+        let result = self.inner.remove_marked(sessions, mark).await;
+        for keys in sessions {
+            self.cache.invalidate(keys.session);
+        }
+        result
+    }
+
+    async fn rename_marked(
+        &self,
+        from: SessionKeyRef<'_>,
+        to: SessionKeyRef<'_>,
+        mark: EndMark<'_>,
+    ) -> Result<RenameOutcome> {
+        let result = self.inner.rename_marked(from, to, mark).await;
+        self.cache.invalidate(from.session);
+        self.cache.invalidate(to.session);
+        result
+    }
+
+    async fn probe(&self, keys: SessionKeyRef<'_>, mark_prefix: &str) -> Result<Probe> {
+        self.inner.probe(keys, mark_prefix).await
+    }
+
+    fn key_changes(&self) -> Option<tokio::sync::broadcast::Receiver<String>> {
+        self.inner.key_changes()
+    }
+
+    fn redis_store(&self) -> Option<crate::redis_store::RedisStore> {
+        self.inner.redis_store()
     }
 
     async fn exists(&self, keys: &[&str]) -> Result<Vec<bool>> {

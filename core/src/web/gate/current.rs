@@ -9,7 +9,9 @@ use serde::de::DeserializeOwned;
 
 use super::Keygate;
 use crate::error::Result;
-use crate::session::{Session, SessionId, SessionInfo, SessionManager, SessionUser, UpdateOutcome};
+use crate::session::{
+    Ended, Session, SessionId, SessionInfo, SessionManager, SessionUser, UpdateOutcome,
+};
 use crate::token::Token;
 
 /// The session of the current request, with what a handler needs to end it. Cheap to
@@ -130,6 +132,31 @@ where
         self.gate
             .set_cookie_for(&rotated.token, rotated.lifetime_left);
         Ok(Some(rotated.token))
+    }
+
+    /// A future that completes when this session ends, anywhere, with the
+    /// [`EndReason`](crate::session::EndReason) (see [`SessionManager::ended`]): `'static`
+    /// and `Send`, so a WebSocket or Server-Sent-Events handler keeps it beyond the request
+    /// and closes its stream with the session. Watching does not keep the session alive.
+    ///
+    /// ```no_run
+    /// # async fn events(auth: keygate::CurrentSession<String>,
+    /// #     mut updates: tokio::sync::broadcast::Receiver<String>) {
+    /// let ended = auth.ended();
+    /// tokio::pin!(ended);
+    /// loop {
+    ///     tokio::select! {
+    ///         reason = &mut ended => {
+    ///             println!("event: ended\ndata: {reason}\n");
+    ///             return;
+    ///         }
+    ///         Ok(update) = updates.recv() => println!("data: {update}\n"),
+    ///     }
+    /// }
+    /// # }
+    /// ```
+    pub fn ended(&self) -> Ended {
+        self.gate.manager().ended(self.session.token())
     }
 
     /// Writes new data over this session (see [`SessionManager::update`]).
