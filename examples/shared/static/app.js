@@ -109,11 +109,14 @@
   // Events). The stream ends with an "ended" event when this session ends anywhere; the
   // page then closes it instead of letting EventSource reconnect.
   const ENDED_BECAUSE = {
-    "logout": "logged out",
-    "session-ended": "ended from another device",
-    "logout-all": "logged out everywhere",
+    "logged-out": "logged out",
+    "ended-from-another-device": "ended from another device",
+    "logged-out-everywhere": "logged out everywhere",
     "rotated": "its token was renewed",
+    "session-limit": "too many sessions of this account",
+    "ended-by-operator": "ended by an operator",
     "expired": "it expired",
+    "deleted": "it was deleted",
   };
   let events = null;
   function stopEvents() {

@@ -451,3 +451,100 @@ async fn serve_cross_origin_form(target: &str) -> SocketAddr {
     });
     addr
 }
+
+/// Wraps the page's `EventSource` so that the test can read every stream the page opened
+/// (`window.keygateStreams`) and count their `error` events (`window.keygateStreamErrors`:
+/// an `EventSource` whose stream the server closed fires one as it starts to reconnect);
+/// installed before the page logs in.
+const RECORD_STREAMS: &str = r#"
+    window.keygateStreams = [];
+    window.keygateStreamErrors = 0;
+    const Original = window.EventSource;
+    window.EventSource = function (url) {
+        const source = new Original(url);
+        source.addEventListener("error", () => { window.keygateStreamErrors += 1; });
+        window.keygateStreams.push(source);
+        return source;
+    };
+    return true;"#;
+
+/// Logs the page in as [`PHONE`] with a code planted in Redis.
+async fn log_in(browser: &Browser, redis: &keygate_tests::RedisServer, code: &str) {
+    let _: () = redis.query(
+        redis::cmd("SET")
+            .arg(format!("login:code:{PHONE}"))
+            .arg(code)
+            .arg("EX")
+            .arg(120),
+    );
+    browser.type_into("#phone", PHONE).await;
+    browser.type_into("#code", code).await;
+    browser.click("#login").await;
+    browser.wait_for_text("#profile", "user_").await;
+}
+
+/// docs/http-api.md § Session events: two browsers (two profiles, so two cookies and two
+/// sessions) logged in as one user; the first hears of the second's login, and "log out
+/// everywhere" in the first closes the second's event stream: its page says so and closes
+/// its `EventSource` for good instead of reconnecting.
+pub async fn log_out_everywhere_reaches_the_other_browser_live() {
+    let Example {
+        process: _app,
+        redis,
+        http,
+    } = Example::start("axum-login").await;
+    let page = format!("http://{}/", http.addr());
+    let first = Browser::start().await;
+    let second = Browser::start().await;
+    for browser in [&first, &second] {
+        browser.goto(&page).await;
+        assert_eq!(browser.execute(RECORD_STREAMS).await, json!(true));
+    }
+    log_in(&first, &redis, "111111").await;
+    log_in(&second, &redis, "222222").await;
+    let sessions: Vec<String> = redis.query(redis::cmd("KEYS").arg("login:token:*"));
+    assert_eq!(sessions.len(), 2, "two browsers, two sessions");
+    // The first page hears of the second login on its open stream.
+    first
+        .wait_for_text("#notice", "Signed in on another device")
+        .await;
+    // Both pages hold one open stream (EventSource.OPEN is 1).
+    for browser in [&first, &second] {
+        let open = browser
+            .execute("return window.keygateStreams.map(s => s.readyState);")
+            .await;
+        assert_eq!(open, json!([1]), "one open event stream per page");
+    }
+
+    first.click("#logout-all").await;
+    second
+        .wait_for_text("#notice", "Signed out: logged out everywhere")
+        .await;
+    // The second page closed its stream itself on `ended` (EventSource.CLOSED is 2) and
+    // opened no other. Had it left the stream to the browser, the server's close would
+    // have fired `error` and a reconnection. The absence of that error is checked a
+    // second later: it fires as soon as the connection drops.
+    let mut states = Value::Null;
+    assert!(
+        eventually(Duration::from_secs(3), async || {
+            states = second
+                .execute("return window.keygateStreams.map(s => s.readyState);")
+                .await;
+            states == json!([2])
+        })
+        .await,
+        "the second page's streams: {states}"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let errors = second.execute("return window.keygateStreamErrors;").await;
+    assert_eq!(
+        errors,
+        json!(0),
+        "the page closed its stream on `ended`, no reconnection"
+    );
+    let sessions: Vec<String> = redis.query(redis::cmd("KEYS").arg("login:token:*"));
+    assert!(
+        sessions.is_empty(),
+        "log out everywhere ended both sessions"
+    );
+}

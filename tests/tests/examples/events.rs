@@ -106,7 +106,7 @@ pub async fn the_event_stream_follows_the_session(example: &'static str) {
     assert_eq!(ended, 3);
     let at = tokio::time::Instant::now();
     stream
-        .until("event: ended\ndata: {\"reason\":\"logout-all\"}\n\n")
+        .until("event: ended\ndata: {\"reason\":\"logged-out-everywhere\"}\n\n")
         .await;
     stream.closed(Duration::from_secs(1)).await;
     assert!(at.elapsed() < Duration::from_secs(2));

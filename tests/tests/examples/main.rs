@@ -152,4 +152,9 @@ mod axum_browser {
     async fn the_login_page_works_in_a_real_browser() {
         crate::browser::the_login_page_works_in_a_real_browser().await;
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn log_out_everywhere_reaches_the_other_browser_live() {
+        crate::browser::log_out_everywhere_reaches_the_other_browser_live().await;
+    }
 }

@@ -3,18 +3,17 @@
 //!
 //! The stream is not a request: after the one load that authenticated it, it never touches
 //! its session, so an open stream does not keep the session alive. It waits on the event
-//! log's follower (a connection of its own), and closes when the server shuts down, so a
-//! graceful shutdown does not wait for it.
+//! log's follower (a connection of its own) and on the session's `ended()` watch, and
+//! closes when the server shuts down, so a graceful shutdown does not wait for it.
 
-use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
 use futures_util::Stream;
-use keygate::session::{EventFollower, SessionEvent, SessionEventKind};
+use keygate::session::{EndReason, Ended, EventFollower, SessionEvent, SessionEventKind};
 use keygate::{CurrentSession, SessionId, SessionUser};
 use serde::Serialize;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 
 use crate::user::UserDto;
 use crate::{App, Reply};
@@ -25,15 +24,16 @@ pub const EVENT_STREAM: &str = "text/event-stream";
 /// A comment line sent this often keeps proxies from closing a quiet stream.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
+/// How long a stream whose session ended waits for that end's own event from the log
+/// (written by the same call, right after): the contract sends it before `event: ended`.
+const OWN_END_EVENT_WAIT: Duration = Duration::from_millis(300);
+
 /// After a failed read of the log, wait this long before the next.
 const RETRY_AFTER_ERROR: Duration = Duration::from_millis(500);
 
 /// The body of `GET /user/events`: one chunk of SSE text at a time, ending after
 /// `event: ended` (or at shutdown).
 pub type EventStream = Pin<Box<dyn Stream<Item = String> + Send>>;
-
-/// Completes with the reason (a wire name) when the stream's session has ended anywhere.
-pub type Ended = Pin<Box<dyn Future<Output = String> + Send>>;
 
 /// An event's `data:` as the contract gives it: never a token.
 #[derive(Serialize)]
@@ -83,34 +83,19 @@ fn ended_frame(reason: &str) -> String {
 /// What the stream's loop holds.
 struct State {
     follower: EventFollower,
+    /// Completes with the reason when this session ends anywhere (its logout, another
+    /// device, log out everywhere, rotation, the cap, an operator, expiry, deletion by
+    /// another program); the stream then sends `event: ended` and closes.
+    ended: Ended,
     /// This stream's session.
     own: SessionId,
-    /// ============ THE END OF THE STREAM: the one place that decides it. ============
-    /// Completes with the reason when this session ends anywhere; the stream then sends
-    /// `event: ended` and closes. It is driven from the event log for now ([`from_log`]):
-    /// a session-scoped `ended()` future that also notices expiry and deletion by another
-    /// program belongs here instead, unchanged otherwise.
-    ended: Ended,
-    /// Feeds `ended` from the log: fired by the first event that ends this session.
-    log_end: Option<oneshot::Sender<String>>,
+    /// Set once `ended` completed: the reason, and until when the end's own event may
+    /// still come from the log.
+    ending: Option<(EndReason, tokio::time::Instant)>,
     /// Flips to `true` when the server shuts down.
     shutdown: watch::Receiver<bool>,
     keep_alive: tokio::time::Interval,
     closed: bool,
-}
-
-/// An [`Ended`] fed by the event log: completes when the stream sees an event that ends its
-/// own session (logout, ended from another device, logout everywhere, rotation, expiry
-/// found by the index). Never completes if the sender is dropped without firing.
-fn from_log() -> (oneshot::Sender<String>, Ended) {
-    let (tx, rx) = oneshot::channel();
-    let ended: Ended = Box::pin(async move {
-        match rx.await {
-            Ok(reason) => reason,
-            Err(_) => std::future::pending().await,
-        }
-    });
-    (tx, ended)
 }
 
 impl State {
@@ -118,6 +103,9 @@ impl State {
     async fn next(&mut self) -> Option<String> {
         if self.closed {
             return None;
+        }
+        if let Some((reason, until)) = self.ending {
+            return Some(self.finish(reason, until).await);
         }
         loop {
             let shutdown = &mut self.shutdown;
@@ -128,20 +116,13 @@ impl State {
             tokio::select! {
                 biased;
                 reason = &mut self.ended => {
-                    self.closed = true;
-                    return Some(ended_frame(&reason));
+                    let until = tokio::time::Instant::now() + OWN_END_EVENT_WAIT;
+                    self.ending = Some((reason, until));
+                    return Some(self.finish(reason, until).await);
                 }
                 () = shut_down => return None,
                 event = self.follower.next() => match event {
-                    Ok(event) => {
-                        if event.session == self.own
-                            && event.kind.ends_session()
-                            && let Some(tx) = self.log_end.take()
-                        {
-                            let _ = tx.send(event_name(event.kind).to_owned());
-                        }
-                        return Some(event_frame(&event));
-                    }
+                    Ok(event) => return Some(event_frame(&event)),
                     Err(error) => {
                         tracing::warn!(%error, "session events unavailable; retrying");
                         tokio::time::sleep(RETRY_AFTER_ERROR).await;
@@ -150,6 +131,27 @@ impl State {
                 _ = self.keep_alive.tick() => return Some(": keep-alive\n\n".to_owned()),
             }
         }
+    }
+}
+
+impl State {
+    /// After the session ended: its own ending event if the log brings it in time (then
+    /// `event: ended` on the next call), else `event: ended` now.
+    async fn finish(&mut self, reason: EndReason, until: tokio::time::Instant) -> String {
+        tokio::select! {
+            event = self.follower.next() => {
+                if let Ok(event) = event {
+                    if event.session == self.own && event.kind.ends_session() {
+                        // The next call sends `event: ended` at once.
+                        self.ending = Some((reason, tokio::time::Instant::now()));
+                    }
+                    return event_frame(&event);
+                }
+            }
+            () = tokio::time::sleep_until(until) => {}
+        }
+        self.closed = true;
+        ended_frame(reason.as_str())
     }
 }
 
@@ -162,19 +164,20 @@ impl App {
         session: &CurrentSession<UserDto>,
     ) -> Result<EventStream, Reply> {
         let manager = session.manager();
+        // Watched before the log is followed: an end between the two is not missed.
+        let ended = session.ended();
         let own = manager.session_id(session.session().token());
         let follower = match manager.follow_events(Some(&session.data().user_id())).await {
             Ok(follower) => follower,
             Err(e) => return Err(Reply::core(&e)),
         };
-        let (log_end, ended) = from_log();
         let mut keep_alive = tokio::time::interval(KEEP_ALIVE);
         keep_alive.reset();
         let state = State {
             follower,
-            own,
             ended,
-            log_end: Some(log_end),
+            own,
+            ending: None,
             shutdown: self.shutdown.subscribe(),
             keep_alive,
             closed: false,
@@ -215,8 +218,8 @@ mod tests {
     #[test]
     fn frames_are_one_event_each() {
         assert_eq!(
-            ended_frame("logout-all"),
-            "event: ended\ndata: {\"reason\":\"logout-all\"}\n\n"
+            ended_frame("logged-out-everywhere"),
+            "event: ended\ndata: {\"reason\":\"logged-out-everywhere\"}\n\n"
         );
         assert_eq!(event_name(SessionEventKind::Evicted), "session-ended");
         assert_eq!(event_name(SessionEventKind::OperatorEnded), "session-ended");
