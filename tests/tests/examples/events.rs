@@ -122,6 +122,34 @@ pub async fn the_event_stream_follows_the_session(example: &'static str) {
     }
 }
 
+/// A session deleted by another program (no log event, no end mark) still closes its
+/// stream: `event: ended` with the reason `deleted`, within a second.
+pub async fn the_event_stream_ends_when_another_program_deletes_the_session(example: &'static str) {
+    let app = Example::start(example).await;
+    let token = login_from(&app.http, &app.redis, "13800000125", "Browser").await;
+    let mut stream = EventStream::open(&app, &token).await;
+    // The stream's watch is armed once Redis tracks the session key and its end mark
+    // for the watcher (before that, a deletion is seen at arming, and why is unknown).
+    let tracked = keygate_tests::eventually(Duration::from_secs(5), async || {
+        let info: String = app.redis.query(redis::cmd("INFO").arg("stats"));
+        info.lines()
+            .find_map(|line| line.strip_prefix("tracking_total_keys:"))
+            .and_then(|n| n.trim().parse::<u64>().ok())
+            .is_some_and(|n| n >= 2)
+    })
+    .await;
+    assert!(tracked, "the stream's session is watched");
+    let _: () = app
+        .redis
+        .query(redis::cmd("DEL").arg(format!("login:token:{token}")));
+    let at = tokio::time::Instant::now();
+    stream
+        .until("event: ended\ndata: {\"reason\":\"deleted\"}\n\n")
+        .await;
+    stream.closed(Duration::from_secs(1)).await;
+    assert!(at.elapsed() < Duration::from_secs(2), "{:?}", at.elapsed());
+}
+
 /// The server's graceful shutdown does not wait for open event streams: on `SIGINT` the
 /// stream closes and the process exits at once.
 pub async fn shutdown_does_not_wait_for_open_streams(example: &'static str) {

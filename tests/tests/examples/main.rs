@@ -49,6 +49,7 @@ on_every_example!(
     login::logout_sessions_and_logout_all,
     events::the_event_stream_follows_the_session,
     events::shutdown_does_not_wait_for_open_streams,
+    events::the_event_stream_ends_when_another_program_deletes_the_session,
     login::sessions_name_devices_and_end_one,
     login::cookie_transport_and_origin_check,
     login::secure_cookie_when_configured,
