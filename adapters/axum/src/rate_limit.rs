@@ -102,16 +102,27 @@ pub(crate) fn refusal_response(refusal: RateLimitRejection) -> Response {
     response
 }
 
-/// Sets the core's rate-limit headers (`RateLimit-Limit`, ...; `http` keeps names in
-/// lowercase, which `HeaderName::from_bytes` makes of them).
+/// Sets the core's rate-limit headers (`RateLimit-Limit`, ...).
 fn set_headers(headers: &mut HeaderMap, list: Vec<(&'static str, String)>) {
     for (name, value) in list {
-        if let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::try_from(value),
-        ) {
+        if let (Some(name), Ok(value)) = (header_name(name), HeaderValue::try_from(value)) {
             headers.insert(name, value);
         }
+    }
+}
+
+/// `http` keeps names in lowercase: the core's names as constants (no parsing and no
+/// allocation on every allowed request), any other name parsed.
+fn header_name(name: &'static str) -> Option<HeaderName> {
+    const LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
+    const REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
+    const RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
+    match name {
+        "RateLimit-Limit" => Some(LIMIT),
+        "RateLimit-Remaining" => Some(REMAINING),
+        "RateLimit-Reset" => Some(RESET),
+        "Retry-After" => Some(http::header::RETRY_AFTER),
+        other => HeaderName::from_bytes(other.as_bytes()).ok(),
     }
 }
 

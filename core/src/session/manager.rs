@@ -73,8 +73,8 @@ pub struct SessionManager<T> {
 struct Inner {
     config: SessionConfig,
     store: Arc<dyn SessionStore>,
-    /// The store itself when it is Redis without a near cache: loads call it directly,
-    /// without the trait's boxed future.
+    /// The store itself when it is Redis (below the near cache, if any): loads call it
+    /// directly, without the trait's boxed future.
     redis: Option<RedisStore>,
     idle_ms: u64,
     lifetime_ms: Option<u64>,
@@ -146,10 +146,7 @@ where
             }
             _ => None,
         };
-        let redis = match &near_cache {
-            Some(_) => None,
-            None => store.redis_store(),
-        };
+        let redis = store.redis_store();
         let store: Arc<dyn SessionStore> = match &near_cache {
             Some(cache) => Arc::new(NearCachedStore {
                 inner: store,
@@ -414,13 +411,20 @@ where
         let inner = &*self.inner;
         let keys = self.keys(&token);
         let (layout, idle_ms) = (inner.config.layout(), inner.idle_ms);
-        let fetched = match &inner.redis {
-            Some(redis) => {
+        // The near cache and a Redis store are called directly, without the store trait's
+        // boxed future; the cache answers `None` when it cannot serve the load.
+        let cached = match &inner.near_cache {
+            Some(cache) => cache.load(keys.key_ref(), layout, idle_ms).await,
+            None => None,
+        };
+        let fetched = match (cached, &inner.redis) {
+            (Some(fetched), _) => fetched,
+            (None, Some(redis)) => {
                 redis
                     .load_and_touch_inline(keys.key_ref(), layout, idle_ms)
                     .await
             }
-            None => {
+            (None, None) => {
                 inner
                     .store
                     .load_and_touch(keys.key_ref(), layout, idle_ms)

@@ -355,8 +355,9 @@ pub trait SessionStore: Send + Sync + 'static {
         no_event_log()
     }
 
-    /// The Redis store underneath, for the near cache's tracking connections; `None` for
-    /// other backends (the near cache is then off).
+    /// The Redis store underneath, for the near cache's tracking connections and for
+    /// session loads, which call it directly (so a wrapper that answers it sees no
+    /// `load_and_touch`); `None` for other backends (the near cache is then off).
     #[doc(hidden)]
     fn redis_store(&self) -> Option<crate::redis_store::RedisStore> {
         None
