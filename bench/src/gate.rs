@@ -219,7 +219,8 @@ struct Sessions {
     hash: Vec<String>,
 }
 
-/// Writes [`SESSIONS`] sessions of each layout: the Node seed's JSON under `myapp_`, the
+/// Writes [`SESSIONS`] sessions of each layout: the Node seed's JSON under `myapp_` (and
+/// the near cache variant's prefix), the
 /// Java seed's hash under `login:token:`, each with the 30-minute idle TTL.
 fn plant(url: &str) -> Result<Sessions> {
     let client = redis::Client::open(url)?;
@@ -233,12 +234,15 @@ fn plant(url: &str) -> Result<Sessions> {
     let mut pipe = redis::pipe();
     for _ in 0..SESSIONS {
         let token = keygate::Token::generate()?.expose().to_owned();
-        pipe.cmd("SET")
-            .arg(format!("{NODE_CUSTOM}_{token}"))
-            .arg(&json)
-            .arg("PX")
-            .arg(IDLE_SECS * 1000)
-            .ignore();
+        // The near cache variants keep their sessions under prefixes of their own.
+        for prefix in [NODE_CUSTOM, Variant::KeygateNear.node_custom()] {
+            pipe.cmd("SET")
+                .arg(format!("{prefix}_{token}"))
+                .arg(&json)
+                .arg("PX")
+                .arg(IDLE_SECS * 1000)
+                .ignore();
+        }
         sessions.json.push(token);
         let token = keygate::Token::generate()?.expose().to_owned();
         let key = format!("{JAVA_PREFIX}{token}");
