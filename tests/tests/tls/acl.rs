@@ -19,7 +19,7 @@ use keygate::flash_sale::{
 };
 use keygate::lock::{LockOptions, Locks};
 use keygate::rate_limit::{Quota, RateLimiter, Window};
-use keygate::session::NearCache;
+use keygate::session::{EndReason, Ended, EventFollower, EventLog, NearCache, SessionEventKind};
 use keygate::{
     LoginLimits, LoginOptions, RedisOptions, RedisStore, SessionConfig, SessionManager, UserId,
 };
@@ -73,9 +73,17 @@ fn capabilities() -> Vec<(&'static str, &'static [&'static str], Flow)> {
         ("near cache", &["sessions"], |s, a| {
             Box::pin(near_cache_flow(s, a))
         }),
-        ("CLI", &["sessions", "locks", "flash sales"], |s, a| {
-            Box::pin(cli_flow(s, a))
+        ("live sessions (`ended()`)", &["sessions"], |s, a| {
+            Box::pin(live_sessions_flow(s, a))
         }),
+        ("event log", &["sessions"], |s, a| {
+            Box::pin(event_log_flow(s, a))
+        }),
+        (
+            "CLI",
+            &["sessions", "locks", "flash sales", "event log"],
+            |s, a| Box::pin(cli_flow(s, a)),
+        ),
     ]
 }
 
@@ -467,8 +475,133 @@ async fn near_cache_flow(store: RedisStore, _admin: Admin) -> Result<(), String>
     Ok(())
 }
 
+/// `ended()` with the near cache off: the watchers' own tracking connection comes up and
+/// passes its periodic check (`CLIENT TRACKINGINFO`, `ROLE`) without ever falling back to
+/// re-checking the watched session, and Redis's announcement of a logout made by another
+/// instance ends the watch with the reason its end mark holds.
+async fn live_sessions_flow(store: RedisStore, _admin: Admin) -> Result<(), String> {
+    let config = SessionConfig::default().with_watch_recheck(Duration::from_millis(50));
+    let sessions = SessionManager::<JavaUser>::new(store.clone(), config.clone()).map_err(err)?;
+    let elsewhere = SessionManager::<JavaUser>::new(store, config).map_err(err)?;
+    let user = JavaUser::new(10);
+    let token = sessions.login(&user.user_id(), &user).await.map_err(err)?;
+    let mut ended = sessions.ended(&token);
+    // Tracking up, and the session checked on the tracking connection (which arms it).
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let now = sessions.watch_stats();
+        if now.tracking && now.watched == 1 && now.pending == 0 && now.checks > 0 {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(format!("the watch never relied on tracking: {now:?}"));
+        }
+        still_live(&mut ended, 10).await?;
+    }
+    // Several tracking checks later, tracking was never lost: a loss re-checks every
+    // watched session.
+    let before = sessions.watch_stats();
+    let until = Instant::now() + Duration::from_millis(400);
+    while Instant::now() < until {
+        still_live(&mut ended, 10).await?;
+        if !sessions.watch_stats().tracking {
+            return Err("the tracking check failed".into());
+        }
+    }
+    let after = sessions.watch_stats();
+    if after.checks != before.checks {
+        return Err(format!(
+            "the tracking check failed: {after:?} (before: {before:?})"
+        ));
+    }
+    elsewhere.logout(&token).await.map_err(err)?;
+    match tokio::time::timeout(Duration::from_secs(2), ended).await {
+        Ok(EndReason::LoggedOut) => Ok(()),
+        other => Err(format!("the logout was seen as {other:?}")),
+    }
+}
+
+/// Waits `ms` while driving `ended` (its first poll starts the watch), which must not
+/// complete meanwhile.
+async fn still_live(ended: &mut Ended, ms: u64) -> Result<(), String> {
+    match tokio::time::timeout(Duration::from_millis(ms), ended).await {
+        Ok(reason) => Err(format!("the watch ended early: {reason}")),
+        Err(_) => Ok(()),
+    }
+}
+
+/// The next followed event, within a few seconds.
+async fn next_event(follower: &mut EventFollower) -> Result<SessionEventKind, String> {
+    tokio::time::timeout(Duration::from_secs(3), follower.next())
+        .await
+        .map_err(|_| "no event followed".to_owned())?
+        .map(|event| event.kind)
+        .map_err(err)
+}
+
+/// The event log: logins, a rotation, a logout, an eviction by the cap and a "log out
+/// everywhere" are recorded (by the index scripts, in the user's stream and in the stream
+/// of all users), read back, and followed (a blocking `XREAD` on a connection of its own).
+async fn event_log_flow(store: RedisStore, _admin: Admin) -> Result<(), String> {
+    use SessionEventKind::{Evicted, Login, Logout, LogoutAll, Rotated};
+    let sessions = SessionManager::<JavaUser>::new(
+        store,
+        SessionConfig::java_seed()
+            .with_max_sessions_per_user(2)
+            .with_event_log(EventLog::new()),
+    )
+    .map_err(err)?;
+    let user = JavaUser::new(11);
+    let uid = user.user_id();
+    let mut mine = sessions.follow_events(Some(&uid)).await.map_err(err)?;
+    let mut everyone = sessions.follow_events(None).await.map_err(err)?;
+    let first = sessions.login(&uid, &user).await.map_err(err)?;
+    for follower in [&mut mine, &mut everyone] {
+        let kind = next_event(follower).await?;
+        if kind != Login {
+            return Err(format!("followed {kind} instead of the login"));
+        }
+    }
+    let session = sessions
+        .load(&first)
+        .await
+        .map_err(err)?
+        .ok_or("no session")?;
+    let rotated = sessions
+        .rotate(&session)
+        .await
+        .map_err(err)?
+        .ok_or("not rotated")?;
+    let session = sessions
+        .load(&rotated.token)
+        .await
+        .map_err(err)?
+        .ok_or("no rotated session")?;
+    sessions.logout_session(&session).await.map_err(err)?;
+    // The third login ends the oldest of the two before it.
+    for _ in 0..3 {
+        sessions.login(&uid, &user).await.map_err(err)?;
+    }
+    sessions.logout_everywhere(&uid).await.map_err(err)?;
+    let mut expected = vec![
+        Login, Rotated, Logout, Login, Login, Login, Evicted, LogoutAll, LogoutAll,
+    ];
+    expected.sort_by_key(|k| k.as_str());
+    let user_events = sessions.events(&uid, 20).await.map_err(err)?;
+    let all_events = sessions.recent_events(20).await.map_err(err)?;
+    for (stream, events) in [("the user's", user_events), ("all users'", all_events)] {
+        let mut kinds: Vec<SessionEventKind> = events.iter().map(|e| e.kind).collect();
+        kinds.sort_by_key(|k| k.as_str());
+        if kinds != expected {
+            return Err(format!("{stream} stream holds {kinds:?}"));
+        }
+    }
+    Ok(())
+}
+
 /// What `keygate-cli` does, through the library calls it makes: list and end sessions,
-/// count keys, a sale's status, list, replay and drop dead letters, a lock's status.
+/// tail and follow the event log, count keys, a sale's status, list, replay and drop dead
+/// letters, a lock's status.
 async fn cli_flow(store: RedisStore, admin: Admin) -> Result<(), String> {
     // A sale with a dead letter, a consumer group and consumers.
     seckill_flow(store.clone(), admin).await?;
@@ -490,17 +623,45 @@ async fn cli_flow(store: RedisStore, admin: Admin) -> Result<(), String> {
     if sale.drop_dead_letter(9, &letter.id).await.map_err(err)? {
         return Err("a replayed dead letter was dropped".into());
     }
-    let sessions =
-        SessionManager::<JavaUser>::new(store.clone(), SessionConfig::java_seed()).map_err(err)?;
+    // `sessions end`, where the event log is in use: it finds an event in the stream of
+    // all users, and records the end there.
+    let sessions = SessionManager::<JavaUser>::new(
+        store.clone(),
+        SessionConfig::java_seed().with_event_log(EventLog::new()),
+    )
+    .map_err(err)?;
     let user = JavaUser::new(9);
     let uid = user.user_id();
     sessions.login(&uid, &user).await.map_err(err)?;
+    if sessions.recent_events(1).await.map_err(err)?.is_empty() {
+        return Err("no event recorded".into());
+    }
     let listed = sessions.peek_sessions(&uid).await.map_err(err)?;
     let one = listed.first().ok_or("no session listed")?;
-    if !sessions.end_session(&uid, &one.id).await.map_err(err)? {
+    if sessions
+        .operator_end(&uid, Some(&one.id))
+        .await
+        .map_err(err)?
+        != 1
+    {
         return Err("the session was not ended".into());
     }
+    // `events tail --user 9 --follow`: the last events, then the next from the last one's
+    // position.
+    let tail = sessions.events(&uid, 20).await.map_err(err)?;
+    let last = tail.last().ok_or("no events")?;
+    if last.kind != SessionEventKind::OperatorEnded {
+        return Err(format!("the last event is {}", last.kind));
+    }
+    let mut follower = sessions
+        .follow_events_after(Some(&uid), &last.position)
+        .await
+        .map_err(err)?;
     sessions.login(&uid, &user).await.map_err(err)?;
+    let kind = next_event(&mut follower).await?;
+    if kind != SessionEventKind::Login {
+        return Err(format!("followed {kind} instead of the login"));
+    }
     if store
         .count_keys("login:token:", Some("hash"), |_| {})
         .await
@@ -555,8 +716,13 @@ async fn each_capability_needs_exactly_its_rules(admin: Admin, extra: &str) {
     }
 }
 
+/// The ACL user of a capability: its name's words joined by `-` (`live-sessions-ended`).
 fn acl_user(capability: &str) -> String {
-    capability.replace(' ', "-")
+    capability
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|word| !word.is_empty())
+        .collect::<Vec<_>>()
+        .join("-")
 }
 
 fn tls_server() -> Admin {
