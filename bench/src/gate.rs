@@ -70,7 +70,9 @@ fn parse_budget(text: &str) -> Result<Budget> {
                     .map_err(|_| format!("gate.budget line {}: bad ratio {ratio:?}", number + 1))?,
             }),
             _ => {
-                return Err(format!("gate.budget line {}: cannot read {line:?}", number + 1).into());
+                return Err(
+                    format!("gate.budget line {}: cannot read {line:?}", number + 1).into(),
+                );
             }
         }
     }
