@@ -117,6 +117,7 @@ pub fn run(settings: &Settings<'_>) -> Result<ClusterReport> {
         command: "getex",
     };
     let http = http::measure(
+        http::KEYGATE,
         "Cluster, uniform",
         settings.sessions,
         &server,
@@ -128,6 +129,7 @@ pub fn run(settings: &Settings<'_>) -> Result<ClusterReport> {
     )?;
     let count = match operator::count_under_load(
         "Cluster",
+        &mut *side.admins,
         ("REDIS_CLUSTER_URLS", &urls.join(",")),
         &format!("node:{NODE_CUSTOM}"),
         server.port,

@@ -21,9 +21,16 @@ pub const DRAWS: usize = 1 << 18;
 /// Zipf exponent of the skewed draws (web traffic: a few users make most requests).
 pub const ZIPF_EXPONENT: f64 = 1.0;
 
+/// The servers and clients of the measured points.
+pub const KEYGATE: &str = "keygate (axum)";
+pub const HAND_WRITTEN: &str = "hand-written GETEX route (axum)";
+pub const RAW: &str = "GETEX loop, no HTTP";
+
 /// One measured point.
 #[derive(Debug, Clone, Default)]
 pub struct HttpPoint {
+    /// Which route or client served the requests.
+    pub server: &'static str,
     pub label: String,
     /// Sessions in Redis.
     pub sessions: usize,
@@ -108,6 +115,7 @@ impl RedisSide<'_> {
 /// Loads the server with `cycle` for a warm-up and `rounds` rounds of `duration`.
 #[allow(clippy::too_many_arguments)]
 pub fn measure(
+    server_name: &'static str,
     label: &str,
     sessions: usize,
     server: &ServerProcess,
@@ -149,6 +157,7 @@ pub fn measure(
         usec += u;
     }
     let point = HttpPoint {
+        server: server_name,
         label: label.to_owned(),
         sessions,
         rps: median(&rps),
@@ -160,7 +169,7 @@ pub fn measure(
         redis_cpu_us: redis_ns as f64 / 1e3 / requests.max(1) as f64,
     };
     eprintln!(
-        "scale:   GET /me {label}: {:.0} req/s, p99 {:.0} us, {:.2} us/{} in Redis, server {:.1} us CPU/req, errors {}",
+        "scale:   GET /me {server_name}, {label}: {:.0} req/s, p99 {:.0} us, {:.2} us/{} in Redis, server {:.1} us CPU/req, errors {}",
         point.rps,
         point.p99_us,
         point.redis_us_per_call,
@@ -222,6 +231,7 @@ pub async fn raw_getex(
     let done = next.load(Ordering::Relaxed) - before;
     let (calls, usec) = admin.command_usec("getex")?;
     let point = HttpPoint {
+        server: RAW,
         label: label.to_owned(),
         sessions,
         rps: done as f64 / duration.as_secs_f64(),

@@ -99,23 +99,40 @@ pub fn run(options: &ScaleOptions) -> Result<()> {
         redis_url: url.clone(),
     };
     let server = ServerProcess::start(&spec, &log_dir)?;
+    // The floor beside it: one GETEX and the user decoded, on the same keys.
+    let reference = ServerProcess::start(
+        &ServeSpec {
+            variant: Variant::Getex,
+            port: keygate_tests::free_port(),
+            ..spec.clone()
+        },
+        &log_dir,
+    )?;
     let mut http_admins = vec![Admin::connect(&url)?];
     let mut side = RedisSide {
         admins: &mut http_admins,
         pids: vec![pid],
         command: "getex",
     };
+    // keygate's route and the hand-written one, each over the same draws.
     let measure = |label: &str, sessions: usize, side: &mut RedisSide<'_>, tokens: &[&str]| {
-        http::measure(
-            label,
-            sessions,
-            &server,
-            side,
-            &http::headers(tokens),
-            options.connections,
-            options.rounds,
-            options.duration,
-        )
+        let cycle = http::headers(tokens);
+        [(http::KEYGATE, &server), (http::HAND_WRITTEN, &reference)]
+            .into_iter()
+            .map(|(name, srv)| {
+                http::measure(
+                    name,
+                    label,
+                    sessions,
+                    srv,
+                    side,
+                    &cycle,
+                    options.connections,
+                    options.rounds,
+                    options.duration,
+                )
+            })
+            .collect::<Result<Vec<_>>>()
     };
 
     // JSON, the Node seed: memory, and GET /me at 1, 10k and the full population.
@@ -123,7 +140,7 @@ pub fn run(options: &ScaleOptions) -> Result<()> {
     let hot = rt.block_on(node.login_range("hot", 0, 1, true))?.0;
     report
         .http
-        .push(measure("1 session", 1, &mut side, &[hot[0].as_str()])?);
+        .extend(measure("1 session", 1, &mut side, &[hot[0].as_str()])?);
     admin.flush()?;
     let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(3);
     let mut full: Vec<String> = Vec::new();
@@ -139,11 +156,11 @@ pub fn run(options: &ScaleOptions) -> Result<()> {
             if n == 10_000 || n == options.sessions {
                 let label = format!("{n} sessions, uniform");
                 let draws = http::uniform(tokens, &mut rng);
-                report.http.push(measure(&label, n, &mut side, &draws)?);
+                report.http.extend(measure(&label, n, &mut side, &draws)?);
                 let keys = draws.iter().map(|t| format!("{NODE_CUSTOM}_{t}")).collect();
                 let raw = tokio::task::block_in_place(|| {
                     tokio::runtime::Handle::current().block_on(http::raw_getex(
-                        &format!("{n} sessions, uniform, hand-written GETEX without HTTP"),
+                        &format!("{n} sessions, uniform"),
                         n,
                         &url,
                         raw_admin,
@@ -155,7 +172,7 @@ pub fn run(options: &ScaleOptions) -> Result<()> {
             }
             if n == options.sessions {
                 let label = format!("{n} sessions, Zipf");
-                report.http.push(measure(
+                report.http.extend(measure(
                     &label,
                     n,
                     &mut side,
@@ -171,6 +188,7 @@ pub fn run(options: &ScaleOptions) -> Result<()> {
     drop(full);
     report.counts.push(operator::count_under_load(
         "one server",
+        std::slice::from_mut(&mut admin),
         ("REDIS_URL", &url),
         &format!("node:{NODE_CUSTOM}"),
         server.port,
@@ -202,6 +220,7 @@ pub fn run(options: &ScaleOptions) -> Result<()> {
         options.connections,
     ))?);
     drop(server);
+    drop(reference);
 
     eprintln!("scale: the Java seed's hash sessions and the options ...");
     admin.flush()?;

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::Result;
 use crate::loadgen;
+use crate::redis_admin::Admin;
 
 /// Load before the count starts: the "before" p99.
 const BEFORE: Duration = Duration::from_secs(3);
@@ -26,6 +27,10 @@ pub struct CountPoint {
     pub p99_during_us: f64,
     pub requests_during: usize,
     pub errors: u64,
+    /// `SCAN` calls the count made, and Redis µs per call (`INFO commandstats`, summed
+    /// over the masters): how long each call held a server.
+    pub scan_calls: u64,
+    pub scan_us_per_call: f64,
 }
 
 /// `keygate-cli`, built beside this binary (`cargo build --release -p keygate-cli`).
@@ -45,8 +50,10 @@ pub fn cli_binary() -> Result<PathBuf> {
 
 /// Runs `keygate-cli sessions count --layout <layout>` against `env` (`REDIS_URL` or
 /// `REDIS_CLUSTER_URLS`) while `cycle` loads the server on `port`.
+#[allow(clippy::too_many_arguments)]
 pub fn count_under_load(
     label: &str,
+    admins: &mut [Admin],
     env: (&str, &str),
     layout: &str,
     port: u16,
@@ -64,6 +71,9 @@ pub fn count_under_load(
         })
     };
     std::thread::sleep(BEFORE);
+    for admin in admins.iter_mut() {
+        admin.reset_stats()?;
+    }
     let from = started.elapsed();
     let output = Command::new(&cli)
         .args(["sessions", "count", "--layout", layout])
@@ -72,6 +82,12 @@ pub fn count_under_load(
         .env(env.0, env.1)
         .output();
     let to = started.elapsed();
+    let (mut scan_calls, mut scan_usec) = (0, 0);
+    for admin in admins.iter_mut() {
+        let (calls, usec) = admin.command_usec("scan")?;
+        scan_calls += calls;
+        scan_usec += usec;
+    }
     std::thread::sleep(Duration::from_millis(500));
     stop.store(true, Ordering::Relaxed);
     let timed = load.join().map_err(|_| "the load thread panicked")??;
@@ -95,6 +111,8 @@ pub fn count_under_load(
         p99_during_us,
         requests_during,
         errors: timed.errors,
+        scan_calls,
+        scan_us_per_call: scan_usec as f64 / scan_calls.max(1) as f64,
     };
     eprintln!(
         "scale:   sessions count ({label}): {:.2} s; GET /me p99 {:.0} us before, {:.0} us during ({} requests), errors {}",
