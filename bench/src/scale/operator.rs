@@ -115,8 +115,10 @@ pub fn count_under_load(
         scan_us_per_call: scan_usec as f64 / scan_calls.max(1) as f64,
     };
     eprintln!(
-        "scale:   sessions count ({label}): {:.2} s; GET /me p99 {:.0} us before, {:.0} us during ({} requests), errors {}",
+        "scale:   sessions count ({label}): {:.2} s, {} SCAN calls of {:.0} us; GET /me p99 {:.0} us before, {:.0} us during ({} requests), errors {}",
         point.seconds,
+        point.scan_calls,
+        point.scan_us_per_call,
         point.p99_before_us,
         point.p99_during_us,
         point.requests_during,
