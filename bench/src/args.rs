@@ -11,6 +11,12 @@ keygate-bench: keygate against the session crates users would pick instead
 
 USAGE:
     keygate-bench <all|http|core|lock|flash-sale|ratelimit|metrics|nearcache> [OPTIONS]
+    keygate-bench scale [--sessions N] [--cluster-sessions N] [--churn-sessions N]
+                        [--rounds N] [--duration SECS] [--connections N] [--out DIR] [--quick]
+                                         sessions at a million: memory, cost per request,
+                                         per-user and operator work, expiry churn, the Cluster
+                                         (default 1,000,000 sessions; results in
+                                         bench/results/scale)
     keygate-bench gate [--budget FILE]   instructions per GET /me under callgrind vs the
                                          hand-written routes (default bench/gate.budget)
 
@@ -34,6 +40,8 @@ pub enum Command {
     Serve(ServeSpec),
     /// The performance gate, with this budget file.
     Gate(PathBuf),
+    /// Sessions at a million: memory, request cost, operator work, the Cluster.
+    Scale(crate::scale::ScaleOptions),
 }
 
 /// Which benchmarks.
@@ -124,6 +132,7 @@ pub fn parse(argv: &[String]) -> Result<Command> {
                 _ => Err("usage: keygate-bench gate [--budget FILE]".into()),
             };
         }
+        "scale" => return parse_scale(argv),
         "all" => What {
             http: true,
             core: true,
@@ -220,4 +229,45 @@ fn parse_serve(rest: &[String]) -> Result<Command> {
         port: number(port, "port")?,
         redis_url: redis.clone(),
     }))
+}
+
+/// `scale [OPTIONS]`.
+fn parse_scale(argv: &[String]) -> Result<Command> {
+    let mut options = crate::scale::ScaleOptions {
+        command_line: argv[1..].join(" "),
+        ..crate::scale::ScaleOptions::default()
+    };
+    let mut it = argv[1..].iter();
+    while let Some(flag) = it.next() {
+        match flag.as_str() {
+            "--sessions" => options.sessions = number(value(&mut it, flag)?, flag)?,
+            "--cluster-sessions" => options.cluster_sessions = number(value(&mut it, flag)?, flag)?,
+            "--churn-sessions" => options.churn_sessions = number(value(&mut it, flag)?, flag)?,
+            "--rounds" => options.rounds = number(value(&mut it, flag)?, flag)?,
+            "--duration" => options.duration = seconds(value(&mut it, flag)?, flag)?,
+            "--connections" => options.connections = number(value(&mut it, flag)?, flag)?,
+            "--out" => options.out = PathBuf::from(value(&mut it, flag)?),
+            "--quick" => {
+                options.sessions = 20_000;
+                options.cluster_sessions = 20_000;
+                options.churn_sessions = 10_000;
+                options.rounds = 1;
+                options.duration = Duration::from_secs(1);
+            }
+            other => return Err(format!("unknown option {other:?}\n\n{USAGE}").into()),
+        }
+    }
+    if options.sessions < 10_000 || options.sessions > 10_000_000 {
+        return Err("--sessions: between 10,000 and 10,000,000".into());
+    }
+    if options.cluster_sessions > 10_000_000 || options.churn_sessions == 0 {
+        return Err("--cluster-sessions: at most 10,000,000; --churn-sessions: positive".into());
+    }
+    if options.rounds == 0 || options.rounds > 20 || options.connections == 0 {
+        return Err("--rounds: 1..=20; --connections: positive".into());
+    }
+    if options.connections > 1024 || options.duration.is_zero() {
+        return Err("--connections: at most 1024; --duration: positive".into());
+    }
+    Ok(Command::Scale(options))
 }

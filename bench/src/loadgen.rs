@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -235,13 +236,67 @@ fn run_builtin(
     connections: usize,
     duration: Duration,
 ) -> Result<LoadResult> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut timed = run_timed(port, cycle, connections, duration, stop)?;
+    Ok(timed.summary(duration))
+}
+
+/// What the built-in generator saw, each request with the time it was sent.
+#[derive(Debug, Clone, Default)]
+pub struct TimedLoad {
+    /// Responses with status 200.
+    pub ok: u64,
+    /// Other statuses, connect/read/write errors and timeouts.
+    pub errors: u64,
+    /// `(sent, latency)` of every answered request: milliseconds since the start of the
+    /// run, microseconds.
+    pub samples: Vec<(u32, u32)>,
+}
+
+impl TimedLoad {
+    /// The run as a [`LoadResult`] over `elapsed`.
+    pub fn summary(&mut self, elapsed: Duration) -> LoadResult {
+        let mut latencies: Vec<u32> = self.samples.iter().map(|(_, us)| *us).collect();
+        LoadResult {
+            ok: self.ok,
+            errors: self.errors,
+            elapsed,
+            p50_us: stats::percentile_u32(&mut latencies, 0.50),
+            p99_us: stats::percentile_u32(&mut latencies, 0.99),
+        }
+    }
+
+    /// The `q` quantile of the latencies of requests sent within `from_ms..to_ms`, and
+    /// how many there were.
+    pub fn quantile_within(&self, from_ms: u32, to_ms: u32, q: f64) -> (f64, usize) {
+        let mut latencies: Vec<u32> = self
+            .samples
+            .iter()
+            .filter(|(at, _)| (from_ms..to_ms).contains(at))
+            .map(|(_, us)| *us)
+            .collect();
+        let n = latencies.len();
+        (stats::percentile_u32(&mut latencies, q), n)
+    }
+}
+
+/// Loads `GET /me` with the built-in generator as [`Generator::run_cycle`] does, keeping
+/// when each request was sent: for latencies while something else happens meanwhile. Runs
+/// for `duration` at most, or until `stop` is set.
+pub fn run_timed(
+    port: u16,
+    cycle: &[Vec<(String, String)>],
+    connections: usize,
+    duration: Duration,
+    stop: Arc<AtomicBool>,
+) -> Result<TimedLoad> {
     let requests: Arc<[Vec<u8>]> = cycle
         .iter()
         .map(|headers| request_bytes("GET", "/me", port, headers))
         .collect();
     // Its own thread and single-threaded runtime, so that nothing else of this process
     // competes with it and it takes at most one core.
-    let handle = std::thread::spawn(move || -> Result<LoadResult> {
+    let handle = std::thread::spawn(move || -> Result<TimedLoad> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
@@ -250,25 +305,24 @@ fn run_builtin(
             let deadline = start + duration;
             let spread = requests.len() / connections.max(1);
             let tasks: Vec<_> = (0..connections)
-                .map(|i| tokio::spawn(drive(port, Arc::clone(&requests), i * spread, deadline)))
+                .map(|i| {
+                    tokio::spawn(drive(
+                        port,
+                        Arc::clone(&requests),
+                        i * spread,
+                        (start, deadline),
+                        Arc::clone(&stop),
+                    ))
+                })
                 .collect();
-            let mut ok = 0;
-            let mut errors = 0;
-            let mut latencies = Vec::new();
+            let mut timed = TimedLoad::default();
             for task in tasks {
                 let conn = task.await?;
-                ok += conn.ok;
-                errors += conn.errors;
-                latencies.extend(conn.latencies_us);
+                timed.ok += conn.ok;
+                timed.errors += conn.errors;
+                timed.samples.extend(conn.samples);
             }
-            let elapsed = duration;
-            Ok(LoadResult {
-                ok,
-                errors,
-                elapsed,
-                p50_us: stats::percentile_u32(&mut latencies, 0.50),
-                p99_us: stats::percentile_u32(&mut latencies, 0.99),
-            })
+            Ok(timed)
         })
     });
     handle
@@ -280,15 +334,22 @@ fn run_builtin(
 struct ConnStats {
     ok: u64,
     errors: u64,
-    latencies_us: Vec<u32>,
+    /// `(sent, latency)`: ms since the run's start, µs.
+    samples: Vec<(u32, u32)>,
 }
 
 /// One keep-alive connection sending `requests` in turn (from `start`) until `deadline`;
 /// reconnects after errors.
-async fn drive(port: u16, requests: Arc<[Vec<u8>]>, start: usize, deadline: Instant) -> ConnStats {
-    let mut next = start;
+async fn drive(
+    port: u16,
+    requests: Arc<[Vec<u8>]>,
+    first: usize,
+    (start, deadline): (Instant, Instant),
+    stop: Arc<AtomicBool>,
+) -> ConnStats {
+    let mut next = first;
     let mut stats = ConnStats {
-        latencies_us: Vec::with_capacity(1 << 16),
+        samples: Vec::with_capacity(1 << 16),
         ..ConnStats::default()
     };
     let mut buf = Vec::with_capacity(4096);
@@ -302,7 +363,7 @@ async fn drive(port: u16, requests: Arc<[Vec<u8>]>, start: usize, deadline: Inst
         buf.clear();
         loop {
             let sent = Instant::now();
-            if sent >= deadline {
+            if sent >= deadline || stop.load(Ordering::Relaxed) {
                 break 'connect;
             }
             let Some(request) = requests.get(next % requests.len().max(1)) else {
@@ -327,7 +388,8 @@ async fn drive(port: u16, requests: Arc<[Vec<u8>]>, start: usize, deadline: Inst
                 break 'connect;
             }
             let us = u32::try_from(done.duration_since(sent).as_micros()).unwrap_or(u32::MAX);
-            stats.latencies_us.push(us);
+            let at = u32::try_from(sent.duration_since(start).as_millis()).unwrap_or(u32::MAX);
+            stats.samples.push((at, us));
             if response.status == 200 {
                 stats.ok += 1;
             } else {

@@ -9,6 +9,8 @@
 //! keygate-bench flash-sale [options]   flash-sale orders, sold-out rejections, stream consumer
 //! keygate-bench ratelimit [options]   limiter decisions vs raw EVALSHA; axum route with/without the limiter
 //! keygate-bench metrics   [options]   the axum keygate route with and without a metrics recorder
+//! keygate-bench scale     [options]   sessions at a million: memory, cost per request,
+//!                                      per-user and operator work, the Cluster
 //! keygate-bench gate      [--budget F] the performance gate: instructions per request vs the
 //!                                      hand-written routes, under callgrind (bench/gate.budget)
 //! ```
@@ -29,6 +31,7 @@ mod near_cache_bench;
 mod ratelimit_bench;
 mod redis_admin;
 mod report;
+mod scale;
 mod servers;
 mod stats;
 mod user;
@@ -59,6 +62,7 @@ fn run(argv: &[String]) -> Result<()> {
             Ok(())
         }
         args::Command::Serve(spec) => servers::serve(&spec),
+        args::Command::Scale(options) => scale::run(&options),
         args::Command::Gate(budget) => {
             redis_admin::check_redis_server()?;
             gate::run(&budget)

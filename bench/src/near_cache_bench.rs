@@ -36,7 +36,7 @@ pub struct NearCacheReport {
 pub fn run(options: &Options) -> Result<NearCacheReport> {
     let generator = crate::loadgen::Generator::choose(options.loadgen)?;
     let (hot, spread) = http_bench::run_near_cache(options)?;
-    let memory = memory()?;
+    let memory = memory(NEAR_CACHE_SESSIONS)?;
     Ok(NearCacheReport {
         generator: generator.describe(options.connections),
         rounds: options.rounds,
@@ -54,21 +54,20 @@ fn resident_bytes() -> Option<u64> {
     Some(pages * 4096)
 }
 
-/// Fills a cache with 10,000 sessions of the Node seed's user and reads what it holds.
-fn memory() -> Result<Memory> {
+/// Fills a cache with `count` sessions of the Node seed's user and reads what it holds.
+pub fn memory(count: usize) -> Result<Memory> {
     let redis = redis_admin::start()?;
     let mut admin = Admin::connect(&redis.url())?;
-    let tokens = admin.plant_node_sessions(NEAR_CACHE_SESSIONS, &[NODE_CUSTOM])?;
+    let tokens = admin.plant_node_sessions(count, &[NODE_CUSTOM])?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
     rt.block_on(async {
         let store = RedisStore::connect(&redis.url()).await?;
-        let config = SessionConfig::node_seed(NODE_CUSTOM).with_near_cache(NearCache::new(
-            NEAR_CACHE_SESSIONS * 2,
-            NEAR_CACHE_TOUCH_EVERY,
-        ));
+        let config = SessionConfig::node_seed(NODE_CUSTOM).with_near_cache(
+            NearCache::new(count * 2, NEAR_CACHE_TOUCH_EVERY).with_max_bytes(usize::MAX / 2),
+        );
         let sessions = SessionManager::<NodeUser>::new(store, config)?;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         while !sessions.near_cache_stats().is_some_and(|s| s.tracking) {

@@ -57,7 +57,7 @@ pub fn start() -> Result<RedisServer> {
 fn is_admin_command(name: &str) -> bool {
     [
         "config", "info", "keys", "memory", "pttl", "ping", "client", "hello", "select", "command",
-        "flushall", "type",
+        "flushall", "type", "object", "dbsize",
     ]
     .iter()
     .any(|admin| name == *admin || name.starts_with(&format!("{admin}|")))
@@ -100,6 +100,30 @@ impl Admin {
             .collect();
         calls.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         Ok(calls)
+    }
+
+    /// Calls of every command since the last reset, summed, leaving out only the
+    /// `CONFIG` and `INFO` calls that reset and read them (unlike
+    /// [`command_calls`](Self::command_calls), `PTTL`, `DEL`, `SCAN` count).
+    pub fn all_command_calls(&mut self) -> Result<u64> {
+        let info: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query(&mut self.conn)?;
+        Ok(info
+            .lines()
+            .filter_map(|line| {
+                let rest = line.strip_prefix("cmdstat_")?;
+                let (name, stats) = rest.split_once(':')?;
+                if name == "info" || name.starts_with("config") {
+                    return None;
+                }
+                stats
+                    .split(',')
+                    .find_map(|kv| kv.strip_prefix("calls="))?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .sum())
     }
 
     /// Every key (the private servers hold a handful).
@@ -156,6 +180,89 @@ impl Admin {
             .ok_or_else(|| "no process_id in INFO server".into())
     }
 
+    /// A field of `INFO <section>` as a number.
+    pub fn info_number(&mut self, section: &str, field: &str) -> Result<f64> {
+        let info: String = redis::cmd("INFO").arg(section).query(&mut self.conn)?;
+        info_field(&info, field)
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| format!("no {field} in INFO {section}").into())
+    }
+
+    /// `used_memory` of `INFO memory`: bytes the allocator holds for data and overhead.
+    pub fn used_memory(&mut self) -> Result<u64> {
+        Ok(self.info_number("memory", "used_memory")? as u64)
+    }
+
+    /// `DBSIZE`.
+    pub fn dbsize(&mut self) -> Result<u64> {
+        Ok(redis::cmd("DBSIZE").query(&mut self.conn)?)
+    }
+
+    /// `(calls, usec)` of one command since the last reset (`INFO commandstats`), zeros when
+    /// it did not run.
+    pub fn command_usec(&mut self, command: &str) -> Result<(u64, u64)> {
+        let info: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query(&mut self.conn)?;
+        Ok(parse_command_usec(&info, command))
+    }
+
+    /// Counts the keys matching `pattern` (`SCAN` in batches of 10,000).
+    pub fn count_matching(&mut self, pattern: &str) -> Result<u64> {
+        let mut cursor = 0u64;
+        let mut count = 0u64;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(10_000)
+                .query(&mut self.conn)?;
+            count += keys.len() as u64;
+            cursor = next;
+            if cursor == 0 {
+                return Ok(count);
+            }
+        }
+    }
+
+    /// Deletes the keys matching `pattern` (`SCAN` and `DEL` in batches); returns how many.
+    pub fn delete_matching(&mut self, pattern: &str) -> Result<u64> {
+        let mut cursor = 0u64;
+        let mut deleted = 0u64;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(10_000)
+                .query(&mut self.conn)?;
+            if !keys.is_empty() {
+                deleted += redis::cmd("DEL").arg(&keys).query::<u64>(&mut self.conn)?;
+            }
+            cursor = next;
+            if cursor == 0 {
+                return Ok(deleted);
+            }
+        }
+    }
+
+    /// `OBJECT ENCODING key`.
+    pub fn object_encoding(&mut self, key: &str) -> Result<String> {
+        Ok(redis::cmd("OBJECT")
+            .arg("ENCODING")
+            .arg(key)
+            .query(&mut self.conn)?)
+    }
+
+    /// `FLUSHALL` (private servers only: everything here is).
+    pub fn flush(&mut self) -> Result<()> {
+        redis::cmd("FLUSHALL").query::<()>(&mut self.conn)?;
+        Ok(())
+    }
+
     /// `ZCARD key`.
     pub fn zcard(&mut self, key: &str) -> Result<u64> {
         Ok(redis::cmd("ZCARD").arg(key).query(&mut self.conn)?)
@@ -165,6 +272,28 @@ impl Admin {
     pub fn key_type(&mut self, key: &str) -> Result<String> {
         Ok(redis::cmd("TYPE").arg(key).query(&mut self.conn)?)
     }
+}
+
+/// A field of an `INFO` reply.
+pub fn info_field<'a>(info: &'a str, field: &str) -> Option<&'a str> {
+    info.lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .map(str::trim)
+}
+
+/// `(calls, usec)` of `command` in an `INFO commandstats` reply.
+pub fn parse_command_usec(info: &str, command: &str) -> (u64, u64) {
+    let Some(stats) = info_field(info, &format!("cmdstat_{command}")) else {
+        return (0, 0);
+    };
+    let get = |name: &str| {
+        stats
+            .split(',')
+            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (get("calls"), get("usec"))
 }
 
 #[cfg(test)]
@@ -178,5 +307,12 @@ mod tests {
         assert!(!is_admin_command("getex"));
         assert!(!is_admin_command("evalsha"));
         assert!(!is_admin_command("zcard"));
+    }
+
+    #[test]
+    fn reads_command_usec() {
+        let info = "# Commandstats\r\ncmdstat_getex:calls=10,usec=25,usec_per_call=2.50,rejected_calls=0\r\n";
+        assert_eq!(parse_command_usec(info, "getex"), (10, 25));
+        assert_eq!(parse_command_usec(info, "get"), (0, 0));
     }
 }

@@ -512,7 +512,7 @@ fn flash_sale_markdown(md: &mut String, s: &FlashSaleReport) {
 }
 
 /// Microseconds for a table: `850 µs`, `1.23 ms`.
-fn us(value: f64) -> String {
+pub(crate) fn us(value: f64) -> String {
     if value >= 1000.0 {
         format!("{:.2} ms", value / 1000.0)
     } else {
@@ -520,14 +520,14 @@ fn us(value: f64) -> String {
     }
 }
 
-fn load_average() -> String {
+pub(crate) fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .ok()
         .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(", "))
         .unwrap_or_else(|| "unknown".to_owned())
 }
 
-fn machine() -> String {
+pub(crate) fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|info| {
@@ -552,7 +552,7 @@ fn machine() -> String {
 }
 
 /// `YYYY-MM-DD HH:MM UTC` from unix seconds (civil-from-days, proleptic Gregorian).
-fn utc_date_time(secs: u64) -> String {
+pub(crate) fn utc_date_time(secs: u64) -> String {
     let days = i64::try_from(secs / 86_400).unwrap_or(0);
     let rem = secs % 86_400;
     let z = days + 719_468;

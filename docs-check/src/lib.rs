@@ -44,6 +44,10 @@ mod near_cache {}
 mod operations {}
 
 #[cfg(doctest)]
+#[doc = include_str!("../../docs/capacity.md")]
+mod capacity {}
+
+#[cfg(doctest)]
 #[doc = include_str!("../../docs/benchmarks.md")]
 mod benchmarks {}
 

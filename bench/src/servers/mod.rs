@@ -382,6 +382,16 @@ pub fn runtime() -> Result<tokio::runtime::Runtime> {
     Ok(builder.enable_all().build()?)
 }
 
+/// Connects to `url`, or to the Redis Cluster whose seed URLs `url` lists separated by
+/// commas (the scale benchmark's Cluster runs).
+pub async fn connect(url: &str) -> Result<RedisStore> {
+    if url.contains(',') {
+        let seeds: Vec<&str> = url.split(',').collect();
+        return Ok(RedisStore::connect_with(keygate::RedisOptions::cluster(seeds)).await?);
+    }
+    Ok(RedisStore::connect(url).await?)
+}
+
 /// keygate's gate for the JSON (`node_seed("myapp")`) or the hash (`java_seed()`) layout.
 pub async fn keygate_gate(url: &str, variant: Variant) -> Result<Keygate<NodeUser>> {
     let config = match variant {
@@ -392,7 +402,7 @@ pub async fn keygate_gate(url: &str, variant: Variant) -> Result<Keygate<NodeUse
             .with_near_cache(NearCache::new(1_000, NEAR_CACHE_TOUCH_EVERY)),
         _ => SessionConfig::node_seed(NODE_CUSTOM),
     };
-    let store = RedisStore::connect(url).await?;
+    let store = connect(url).await?;
     Ok(Keygate::new(SessionManager::new(store, config)?))
 }
 
@@ -402,7 +412,7 @@ pub async fn keygate_gate(url: &str, variant: Variant) -> Result<Keygate<NodeUse
 /// ([`MAX_WINDOW_LIMIT`]) in 100 ms, whose log then holds thousands of entries (the
 /// window's worst case: one hot subject).
 pub async fn limiter(url: &str, variant: Variant) -> Result<RateLimiter> {
-    let store = RedisStore::connect(url).await?;
+    let store = connect(url).await?;
     Ok(match variant {
         Variant::LimitedWindow => RateLimiter::new(
             store,

@@ -6,6 +6,7 @@ mod conformance;
 mod devices;
 mod edges;
 mod events;
+mod population;
 mod redis_only;
 mod support;
 
