@@ -200,13 +200,6 @@ impl<O: StoreObserver> SessionStore for ObservedStore<O> {
         self.inner.index_remove(index, members).await
     }
 
-    async fn remove_each(&self, sessions: &[SessionKeyRef<'_>]) -> keygate::Result<Vec<bool>> {
-        self.observer
-            .before(StoreCall::Remove(sessions.len()))
-            .await?;
-        self.inner.remove_each(sessions).await
-    }
-
     async fn index_add_logged(
         &self,
         index: &str,

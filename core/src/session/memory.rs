@@ -451,10 +451,6 @@ impl SessionStore for MemoryStore {
         Ok(self.with_db(|db| zreplace(db, index, old, new, created_us, ttl_ms)))
     }
 
-    async fn remove_each(&self, sessions: &[SessionKeyRef<'_>]) -> Result<Vec<bool>> {
-        Ok(self.end_sessions(sessions, None))
-    }
-
     async fn index_add_logged(
         &self,
         index: &str,

@@ -600,30 +600,6 @@ impl SessionStore for RedisStore {
         Ok(moved == 1)
     }
 
-    async fn remove_each(&self, sessions: &[SessionKeyRef<'_>]) -> Result<Vec<bool>> {
-        // As `remove`: one DEL per key, the session keys' replies kept.
-        let mut cmds = Vec::with_capacity(sessions.len() * 2);
-        let mut counted = Vec::with_capacity(sessions.len() * 2);
-        for keys in sessions {
-            cmds.push(redis::cmd("DEL").arg(keys.session).to_owned());
-            counted.push(true);
-            if let Some(deadline) = keys.deadline {
-                cmds.push(redis::cmd("DEL").arg(deadline).to_owned());
-                counted.push(false);
-            }
-        }
-        if cmds.is_empty() {
-            return Ok(Vec::new());
-        }
-        let removed: Vec<u64> = self.query_each(&cmds).await?;
-        Ok(removed
-            .iter()
-            .zip(counted)
-            .filter(|(_, counts)| *counts)
-            .map(|(n, _)| *n > 0)
-            .collect())
-    }
-
     async fn index_add_logged(
         &self,
         index: &str,

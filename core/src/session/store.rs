@@ -185,8 +185,9 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Deletes sessions (each with its deadline key); returns how many session keys existed.
     async fn remove(&self, sessions: &[SessionKeyRef<'_>]) -> Result<u64>;
 
-    /// Like [`remove_each`](Self::remove_each), and leaves `mark` for each session that
-    /// existed, in the same atomic step as its end. The default removes without marks
+    /// Deletes sessions as [`remove`](Self::remove) does, saying for each whether its
+    /// session key existed, and leaves `mark` for each that existed, in the same atomic
+    /// step as its end. The default removes one session at a time without marks
     /// (watchers then learn of the end without its reason).
     async fn remove_marked(
         &self,
@@ -194,7 +195,11 @@ pub trait SessionStore: Send + Sync + 'static {
         mark: EndMark<'_>,
     ) -> Result<Vec<bool>> {
         let _ = mark;
-        self.remove_each(sessions).await
+        let mut existed = Vec::with_capacity(sessions.len());
+        for keys in sessions {
+            existed.push(self.remove(std::slice::from_ref(keys)).await? > 0);
+        }
+        Ok(existed)
     }
 
     /// Which of these keys exist.
@@ -288,16 +293,6 @@ pub trait SessionStore: Send + Sync + 'static {
 
     /// Removes members from an index.
     async fn index_remove(&self, index: &str, members: &[&str]) -> Result<()>;
-
-    /// Deletes sessions as [`remove`](Self::remove) does, saying for each whether its
-    /// session key existed.
-    async fn remove_each(&self, sessions: &[SessionKeyRef<'_>]) -> Result<Vec<bool>> {
-        let mut existed = Vec::with_capacity(sessions.len());
-        for keys in sessions {
-            existed.push(self.remove(std::slice::from_ref(keys)).await? > 0);
-        }
-        Ok(existed)
-    }
 
     /// [`index_add`](Self::index_add), recording `event` in `streams` in the same atomic
     /// step (see [`session::events`](crate::session::events) for what is atomic where).

@@ -165,14 +165,6 @@ impl SessionStore for NearCachedStore {
         self.inner.index_remove(index, members).await
     }
 
-    async fn remove_each(&self, sessions: &[SessionKeyRef<'_>]) -> Result<Vec<bool>> {
-        let result = self.inner.remove_each(sessions).await;
-        for keys in sessions {
-            self.cache.invalidate(keys.session);
-        }
-        result
-    }
-
     async fn index_add_logged(
         &self,
         index: &str,
