@@ -242,38 +242,49 @@ fn debug_span_if_wanted(make: impl FnOnce() -> tracing::Span) -> tracing::Span {
     }
 }
 
-/// Runs one session load inside a `keygate.load` span; `work` says how it ended.
-pub(crate) async fn load<T>(
-    metrics: &LoadMetrics,
-    layout: &'static str,
-    work: impl Future<Output = (Result<T>, LoadOutcome)>,
-) -> Result<T> {
-    let span = debug_span_if_wanted(|| {
-        tracing::debug_span!(
-            target: "keygate",
-            "keygate.load",
-            layout,
-            outcome = tracing::field::Empty,
-            elapsed_us = tracing::field::Empty
-        )
-    });
-    let started = Instant::now();
-    // A disabled span (no subscriber wants it) is not entered on every poll.
-    let (result, outcome) = if span.is_disabled() {
-        work.await
-    } else {
-        work.instrument(span.clone()).await
-    };
-    let elapsed = started.elapsed();
-    metrics.record(outcome, elapsed);
-    if !span.is_disabled() {
-        span.record("outcome", outcome.label());
-        span.record(
-            "elapsed_us",
-            u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
-        );
+/// One session load's `keygate.load` span and clock, started before the load and finished
+/// with its outcome. The caller awaits the load itself (inside [`span`](Self::span) when a
+/// subscriber wants it): a wrapper future taking the load by value would copy it twice.
+pub(crate) struct LoadTiming {
+    span: tracing::Span,
+    started: Instant,
+}
+
+impl LoadTiming {
+    pub(crate) fn start(layout: &'static str) -> Self {
+        let span = debug_span_if_wanted(|| {
+            tracing::debug_span!(
+                target: "keygate",
+                "keygate.load",
+                layout,
+                outcome = tracing::field::Empty,
+                elapsed_us = tracing::field::Empty
+            )
+        });
+        Self {
+            span,
+            started: Instant::now(),
+        }
     }
-    result
+
+    /// The span to run the load in; `None` when no subscriber wants it (a disabled span is
+    /// not entered on every poll).
+    pub(crate) fn span(&self) -> Option<&tracing::Span> {
+        (!self.span.is_disabled()).then_some(&self.span)
+    }
+
+    /// Records the load's outcome and time.
+    pub(crate) fn finish(self, metrics: &LoadMetrics, outcome: LoadOutcome) {
+        let elapsed = self.started.elapsed();
+        metrics.record(outcome, elapsed);
+        if !self.span.is_disabled() {
+            self.span.record("outcome", outcome.label());
+            self.span.record(
+                "elapsed_us",
+                u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+            );
+        }
+    }
 }
 
 /// Counts a refusal an adapter answers before the handler, by status.

@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tracing::Instrument;
 
 use super::config::END_MARK_TTL;
 use super::config::SessionConfig;
@@ -14,7 +15,7 @@ use super::events::{
 };
 use super::index::{IndexEntry, SessionId};
 use super::keys::{SessionKeys, UserId, index_key};
-use super::near_cache::{NearCacheRuntime, NearCacheStats, NearCachedStore};
+use super::near_cache::{Decoded, NearCacheRuntime, NearCacheStats, NearCachedStore, Served};
 use super::store::{
     EndMark, Fetched, NewExpiry, RenameOutcome, SessionKeyRef, SessionStore, SessionTtl,
     UpdateOutcome,
@@ -385,18 +386,21 @@ where
     /// lifetime, destroyed) and when the stored data cannot be decoded into `T` (logged as
     /// a warning, without the token).
     pub async fn load(&self, token: &Token) -> Result<Option<Session<T>>> {
-        self.load_owned(token.clone()).await
+        let shared = self.load_shared(token.clone()).await?;
+        Ok(shared.and_then(unshare))
     }
 
-    /// [`load`](Self::load) for a caller that hands over its token: the session keeps it
-    /// (the request path, which must not copy it).
-    pub(crate) async fn load_owned(&self, token: Token) -> Result<Option<Session<T>>> {
-        telemetry::load(
-            &self.inner.load_metrics,
-            self.layout(),
-            self.load_untimed(token),
-        )
-        .await
+    /// [`load`](Self::load) for the request path: the session keeps the token handed over
+    /// (never copied), and with the near cache a hit shares the session an earlier load
+    /// decoded instead of decoding it again.
+    pub(crate) async fn load_shared(&self, token: Token) -> Result<Option<Arc<Session<T>>>> {
+        let timing = telemetry::LoadTiming::start(self.layout());
+        let (result, outcome) = match timing.span() {
+            None => self.load_untimed(token).await,
+            Some(span) => self.load_untimed(token).instrument(span.clone()).await,
+        };
+        timing.finish(&self.inner.load_metrics, outcome);
+        result
     }
 
     /// The layout's name in spans.
@@ -407,29 +411,33 @@ where
         }
     }
 
-    async fn load_untimed(&self, token: Token) -> (Result<Option<Session<T>>>, LoadOutcome) {
+    async fn load_untimed(&self, token: Token) -> (Result<Option<Arc<Session<T>>>>, LoadOutcome) {
         let inner = &*self.inner;
         let keys = self.keys(&token);
         let (layout, idle_ms) = (inner.config.layout(), inner.idle_ms);
         // The near cache and a Redis store are called directly, without the store trait's
         // boxed future; the cache answers `None` when it cannot serve the load.
         let cached = match &inner.near_cache {
-            Some(cache) => cache.load(keys.key_ref(), layout, idle_ms).await,
+            Some(cache) => {
+                cache
+                    .load_shared(keys.key_ref(), layout, idle_ms, true)
+                    .await
+            }
             None => None,
         };
-        let fetched = match (cached, &inner.redis) {
-            (Some(fetched), _) => fetched,
-            (None, Some(redis)) => {
-                redis
-                    .load_and_touch_inline(keys.key_ref(), layout, idle_ms)
-                    .await
-            }
-            (None, None) => {
-                inner
-                    .store
-                    .load_and_touch(keys.key_ref(), layout, idle_ms)
-                    .await
-            }
+        let (fetched, stamp) = match (cached, &inner.redis) {
+            (Some(Ok(Served::Decoded(decoded))), _) => match decoded.downcast::<Session<T>>() {
+                Ok(session) => return (Ok(Some(session)), LoadOutcome::Hit),
+                // One cache per manager, so never another type; were it one, Redis answers.
+                Err(_) => (self.load_uncached(keys.key_ref()).await, None),
+            },
+            (Some(Ok(Served::Fetched(fetched, stamp))), _) => (Ok(fetched), stamp),
+            (Some(Err(error)), _) => (Err(error), None),
+            (None, Some(redis)) => (
+                Box::pin(redis.load_and_touch_inline(keys.key_ref(), layout, idle_ms)).await,
+                None,
+            ),
+            (None, None) => (self.load_uncached(keys.key_ref()).await, None),
         };
         let stored = match fetched {
             Ok(Fetched::Found(stored)) => stored,
@@ -441,19 +449,31 @@ where
             Err(error) => return (Err(error), LoadOutcome::BackendError),
         };
         match codec::decode::<T>(&stored) {
-            Ok(data) => (
-                Ok(Some(Session {
+            Ok(data) => {
+                let session = Arc::new(Session {
                     token,
                     data,
                     stored,
-                })),
-                LoadOutcome::Hit,
-            ),
+                });
+                if let (Some(cache), Some(stamp)) = (&inner.near_cache, stamp) {
+                    cache.keep_decoded(&keys.session, stamp, Arc::clone(&session) as Decoded);
+                }
+                (Ok(Some(session)), LoadOutcome::Hit)
+            }
             Err(reason) => {
                 tracing::warn!(%reason, "undecodable session data treated as no session");
                 (Ok(None), LoadOutcome::Corrupt)
             }
         }
+    }
+
+    /// A load by the store, without the near cache's shortcuts.
+    async fn load_uncached(&self, keys: SessionKeyRef<'_>) -> Result<Fetched> {
+        let inner = &*self.inner;
+        inner
+            .store
+            .load_and_touch(keys, inner.config.layout(), inner.idle_ms)
+            .await
     }
 
     /// Replaces the whole session data, keeping the expiry. Writes nothing and returns
@@ -1229,4 +1249,21 @@ impl TokenDraws {
         self.0.fill_bytes(&mut bytes);
         Token::from_random_bytes(&bytes, format)
     }
+}
+
+/// A session of the caller's own from a loaded one: the same one when nothing else holds
+/// it, else decoded again from its data (a near cache hit shares the session with later
+/// hits).
+fn unshare<T: DeserializeOwned>(shared: Arc<Session<T>>) -> Option<Session<T>> {
+    let shared = match Arc::try_unwrap(shared) {
+        Ok(session) => return Some(session),
+        Err(shared) => shared,
+    };
+    // It decoded once, so it decodes again.
+    let data = codec::decode::<T>(&shared.stored).ok()?;
+    Some(Session {
+        token: shared.token.clone(),
+        data,
+        stored: shared.stored.clone(),
+    })
 }

@@ -95,3 +95,62 @@ async fn loads_alternating_between_instances_are_hits_hash() {
     )
     .await;
 }
+
+/// A request carrying its token in the `authorization` header.
+struct Bearer(String);
+
+impl keygate::web::RequestParts for Bearer {
+    fn header(&self, name: &str) -> Option<&[u8]> {
+        (name == "authorization").then_some(self.0.as_bytes())
+    }
+    fn query(&self) -> Option<&str> {
+        None
+    }
+    fn method(&self) -> &str {
+        "GET"
+    }
+}
+
+/// Requests that hit share the session the first one decoded, and a change made anywhere
+/// is never served from what was decoded before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hits_share_one_decoded_session_until_it_changes() {
+    let _turn = crate::support::shared().await;
+    let server = RedisServer::start();
+    let config = SessionConfig::java_seed().with_near_cache(near(Duration::from_secs(60)));
+    let a = instance(&server, config.clone()).await;
+    let b = instance(&server, config).await;
+    let token = a
+        .login(&UserId::from(7u64), &JavaUser::new(7))
+        .await
+        .unwrap();
+    let gate = keygate::Keygate::new(b.clone());
+    let request = Bearer(token.expose().to_owned());
+    let shared = crate::support::poll_until(Duration::from_secs(5), async || {
+        let first = gate.resolve(&request).await.unwrap();
+        let second = gate.resolve(&request).await.unwrap();
+        std::ptr::eq(first.session(), second.session())
+    })
+    .await;
+    assert!(shared.is_some(), "{:?}", b.near_cache_stats());
+    // A caller of `load` gets a session of its own, with the same data.
+    let owned = b.load(&token).await.unwrap().unwrap();
+    assert_eq!(*owned.data(), JavaUser::new(7));
+    let before = gate.resolve(&request).await.unwrap();
+    // Changed by the other instance: the push drops the entry, and with it what was
+    // decoded from it.
+    let renamed = JavaUser {
+        nick_name: "renamed".into(),
+        ..JavaUser::new(7)
+    };
+    assert!(a.replace(&token, &renamed).await.unwrap());
+    let seen = crate::support::poll_until(Duration::from_secs(1), async || {
+        gate.resolve(&request).await.unwrap().nick_name == "renamed"
+    })
+    .await;
+    assert!(seen.is_some());
+    assert_eq!(before.nick_name, JavaUser::new(7).nick_name);
+    let after = gate.resolve(&request).await.unwrap();
+    assert!(!std::ptr::eq(before.session(), after.session()));
+    assert_eq!(*after.data(), renamed);
+}

@@ -1,11 +1,13 @@
 //! The cached sessions: sharded LRU maps bounded by count and bytes, and the bookkeeping
 //! that keeps a fill from putting back what an invalidation removed while it was in flight.
 
+use std::any::Any;
 use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::hash::BuildHasher;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use foldhash::fast::RandomState;
 use lru::LruCache;
 
 use super::redis::FillExpiry;
@@ -19,8 +21,16 @@ const ENTRY_OVERHEAD: usize = 160;
 /// Bytes a hash field takes beyond its name and value (two `String`s).
 const FIELD_OVERHEAD: usize = 48;
 
+/// A session decoded from an entry's data, shared by the loads that hit it (the cache
+/// does not know the session type; its manager does).
+pub(crate) type Decoded = Arc<dyn Any + Send + Sync>;
+
 struct Entry {
     value: StoredValue,
+    /// The session decoded from `value`, once a load kept it.
+    decoded: Option<Decoded>,
+    /// Tells this entry from an earlier or later one of the same key.
+    stamp: u64,
     /// The tracking epoch the entry was read in; another epoch means it may have missed an
     /// invalidation.
     epoch: u64,
@@ -48,11 +58,12 @@ struct Pending {
 }
 
 struct Shard {
-    entries: LruCache<String, Entry>,
+    entries: LruCache<String, Entry, RandomState>,
     bytes: usize,
     max_entries: usize,
     max_bytes: usize,
     pending: HashMap<String, Pending>,
+    next_stamp: u64,
 }
 
 impl Shard {
@@ -93,10 +104,19 @@ impl Shard {
     }
 }
 
+/// What a hit serves.
+pub(super) enum Held {
+    /// The session a load decoded from the entry before.
+    Decoded(Decoded),
+    /// The data, with the entry's stamp: what the caller decodes from it may be kept
+    /// ([`Entries::keep_decoded`]).
+    Stored { value: StoredValue, stamp: u64 },
+}
+
 /// What a lookup found.
 pub(super) enum Lookup {
     /// Served from memory; `refresh` when this hit is the one that must refresh the TTL.
-    Hit { value: StoredValue, refresh: bool },
+    Hit { held: Held, refresh: bool },
     /// Not cached, or not usable any more (read in an older epoch, past its TTL).
     Miss,
 }
@@ -131,6 +151,8 @@ pub(super) struct Filled {
     /// Whether the entry's TTL must be refreshed now (the fill only read it).
     pub refresh: bool,
     pub evicted: u64,
+    /// The cached entry's stamp.
+    pub stamp: u64,
 }
 
 pub(super) struct Entries {
@@ -186,17 +208,18 @@ impl Entries {
                 // Split the bounds exactly: the shards' sum is the configured bound.
                 let share = |total: usize| total / count + usize::from(i < total % count);
                 Mutex::new(Shard {
-                    entries: LruCache::unbounded(),
+                    entries: LruCache::unbounded_with_hasher(RandomState::default()),
                     bytes: 0,
                     max_entries: share(max_entries),
                     max_bytes: share(max_bytes),
                     pending: HashMap::new(),
+                    next_stamp: 0,
                 })
             })
             .collect();
         Self {
             shards,
-            hasher: RandomState::new(),
+            hasher: RandomState::default(),
             touch_every,
         }
     }
@@ -207,9 +230,10 @@ impl Entries {
         &self.shards[index]
     }
 
-    /// Looks `key` up for a load in `epoch` at `now`. At most one hit per `touch_every`
-    /// gets `refresh: true`, and until that refresh is done no other does.
-    pub(super) fn lookup(&self, key: &str, now: Instant, epoch: u64) -> Lookup {
+    /// Looks `key` up for a load in `epoch` at `now`; `decoded` when the caller takes a
+    /// decoded session. At most one hit per `touch_every` gets `refresh: true`, and until
+    /// that refresh is done no other does.
+    pub(super) fn lookup(&self, key: &str, now: Instant, epoch: u64, decoded: bool) -> Lookup {
         let mut shard = lock(self.shard(key));
         let usable = match shard.entries.get_mut(key) {
             None => return Lookup::Miss,
@@ -221,12 +245,19 @@ impl Entries {
                 let refresh = !entry.refreshing
                     && now.saturating_duration_since(entry.refreshed_at) >= self.touch_every;
                 entry.refreshing |= refresh;
-                Some((entry.value.clone(), refresh))
+                let held = match &entry.decoded {
+                    Some(session) if decoded => Held::Decoded(Arc::clone(session)),
+                    _ => Held::Stored {
+                        value: entry.value.clone(),
+                        stamp: entry.stamp,
+                    },
+                };
+                Some((held, refresh))
             }
             Some(_) => None,
         };
         match usable {
-            Some((value, refresh)) => Lookup::Hit { value, refresh },
+            Some((held, refresh)) => Lookup::Hit { held, refresh },
             None => {
                 shard.remove(key);
                 Lookup::Miss
@@ -278,6 +309,7 @@ impl Entries {
             too_large: false,
             refresh: false,
             evicted: 0,
+            stamp: 0,
         };
         let Some((value, expiry)) = found else {
             return not_cached;
@@ -301,10 +333,14 @@ impl Entries {
             };
         }
         shard.bytes += bytes;
+        shard.next_stamp += 1;
+        let stamp = shard.next_stamp;
         shard.entries.push(
             key,
             Entry {
                 value,
+                decoded: None,
+                stamp,
                 epoch,
                 expires_at: ticket.sent + Duration::from_millis(expiry.ttl_ms),
                 refreshed_at: due_since.unwrap_or(ticket.sent),
@@ -323,7 +359,27 @@ impl Entries {
             too_large: false,
             refresh,
             evicted,
+            stamp,
         }
+    }
+
+    /// Keeps `session`, decoded from the data of `key`'s entry with `stamp`, for the next
+    /// hits to share; nothing when that entry is gone (or replaced) meanwhile. The decoded
+    /// session counts as one more copy of the key and data in the byte budget. Returns
+    /// how many entries that evicted.
+    pub(super) fn keep_decoded(&self, key: &str, stamp: u64, session: Decoded) -> u64 {
+        let mut shard = lock(self.shard(key));
+        let Some(entry) = shard.entries.peek_mut(key) else {
+            return 0;
+        };
+        if entry.stamp != stamp || entry.decoded.is_some() {
+            return 0;
+        }
+        let extra = entry.bytes - ENTRY_OVERHEAD;
+        entry.decoded = Some(session);
+        entry.bytes += extra;
+        shard.bytes += extra;
+        shard.shrink()
     }
 
     /// The TTL a refresh of `key` sets now: its idle TTL (its own, or `idle_ms`) plus
@@ -444,13 +500,51 @@ mod tests {
     }
 
     fn hit(entries: &Entries, key: &str, epoch: u64) -> Option<String> {
-        match entries.lookup(key, Instant::now(), epoch) {
+        match entries.lookup(key, Instant::now(), epoch, false) {
             Lookup::Hit {
-                value: StoredValue::Json(text),
+                held:
+                    Held::Stored {
+                        value: StoredValue::Json(text),
+                        ..
+                    },
                 ..
             } => Some(text),
             _ => None,
         }
+    }
+
+    fn decoded_hit(entries: &Entries, key: &str) -> Option<Decoded> {
+        match entries.lookup(key, Instant::now(), 1, true) {
+            Lookup::Hit {
+                held: Held::Decoded(session),
+                ..
+            } => Some(session),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn a_kept_decoded_session_is_shared_until_its_entry_changes() {
+        let entries = Entries::with_shards(1, 100, 1 << 20, Duration::from_secs(60));
+        let filled = fill(&entries, "k", "old", 1);
+        let (_, bytes) = entries.size();
+        // Until a load keeps what it decoded, hits serve the data.
+        assert!(decoded_hit(&entries, "k").is_none());
+        assert_eq!(entries.keep_decoded("k", filled.stamp, Arc::new(1_u32)), 0);
+        let shared = decoded_hit(&entries, "k").and_then(|d| d.downcast::<u32>().ok());
+        assert_eq!(shared.as_deref(), Some(&1));
+        // Counted as one more copy of key and data; a caller that decodes itself still
+        // gets the data.
+        assert_eq!(entries.size().1, bytes + "k".len() + "old".len());
+        assert_eq!(hit(&entries, "k", 1).as_deref(), Some("old"));
+        // A later fill is another entry: what was decoded from the earlier one is not kept
+        // for it, nor served.
+        entries.invalidate("k");
+        let refilled = fill(&entries, "k", "new", 1);
+        assert_ne!(refilled.stamp, filled.stamp);
+        entries.keep_decoded("k", filled.stamp, Arc::new(1_u32));
+        assert!(decoded_hit(&entries, "k").is_none());
+        assert_eq!(hit(&entries, "k", 1).as_deref(), Some("new"));
     }
 
     #[test]
@@ -532,7 +626,7 @@ mod tests {
         let ticket = entries.begin_fill("k", 1);
         entries.finish_fill(ticket, Some((json("v"), touched(1))), 1);
         let later = Instant::now() + Duration::from_millis(5);
-        assert!(matches!(entries.lookup("k", later, 1), Lookup::Miss));
+        assert!(matches!(entries.lookup("k", later, 1, false), Lookup::Miss));
     }
 
     #[test]
@@ -582,12 +676,12 @@ mod tests {
         assert!(filled.cached && !filled.refresh);
         let early = sent + Duration::from_millis(60);
         assert!(matches!(
-            entries.lookup("k", early, 1),
+            entries.lookup("k", early, 1, false),
             Lookup::Hit { refresh: false, .. }
         ));
         let due = sent + Duration::from_millis(75);
         assert!(matches!(
-            entries.lookup("k", due, 1),
+            entries.lookup("k", due, 1, false),
             Lookup::Hit { refresh: true, .. }
         ));
     }
@@ -621,16 +715,16 @@ mod tests {
         fill(&entries, "k", "v", 1);
         let now = Instant::now();
         assert!(matches!(
-            entries.lookup("k", now, 1),
+            entries.lookup("k", now, 1, false),
             Lookup::Hit { refresh: false, .. }
         ));
         let due = now + Duration::from_millis(20);
         assert!(matches!(
-            entries.lookup("k", due, 1),
+            entries.lookup("k", due, 1, false),
             Lookup::Hit { refresh: true, .. }
         ));
         assert!(matches!(
-            entries.lookup("k", due, 1),
+            entries.lookup("k", due, 1, false),
             Lookup::Hit { refresh: false, .. }
         ));
     }
@@ -652,7 +746,8 @@ mod tests {
                 cached: false,
                 too_large: true,
                 refresh: false,
-                evicted: 0
+                evicted: 0,
+                stamp: 0,
             }
         );
         assert_eq!(one.size(), (count, bytes), "nothing evicted");

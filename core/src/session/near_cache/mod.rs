@@ -111,7 +111,8 @@ mod runtime;
 mod store;
 
 pub use config::{DEFAULT_MAX_BYTES, DEFAULT_TRACKING_CHECK, NearCache};
-pub(crate) use runtime::NearCacheRuntime;
+pub(crate) use entries::Decoded;
+pub(crate) use runtime::{NearCacheRuntime, Served};
 pub(crate) use store::NearCachedStore;
 
 /// What a near cache holds and has done since it was built.

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use redis::{PushInfo, PushKind};
 use tokio::sync::{Notify, mpsc};
 
-use super::entries::{Entries, Lookup};
+use super::entries::{Decoded, Entries, Held, Lookup};
 use super::redis::RefreshKey;
 use super::{NearCache, NearCacheStats};
 use crate::codec::Layout;
@@ -24,6 +24,15 @@ use crate::ttl::millis;
 const REFRESH_BATCH: usize = 512;
 /// Longest wait between two attempts to (re)establish tracking.
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// What the cache served a load.
+pub(crate) enum Served {
+    /// The session an earlier load decoded and kept.
+    Decoded(Decoded),
+    /// What the store would have answered, and the stamp of the entry now holding it
+    /// (`None` when it is not cached).
+    Fetched(Fetched, Option<u64>),
+}
 
 /// A TTL refresh a hit made due.
 struct RefreshJob {
@@ -147,19 +156,43 @@ impl NearCacheRuntime {
         codec: Layout,
         idle_ms: u64,
     ) -> Option<Result<Fetched>> {
+        match self.load_shared(keys, codec, idle_ms, false).await? {
+            Ok(Served::Fetched(fetched, _)) => Some(Ok(fetched)),
+            // Not asked for: never served.
+            Ok(Served::Decoded(_)) => None,
+            Err(error) => Some(Err(error)),
+        }
+    }
+
+    /// [`load`](Self::load) for a caller that decodes sessions and shares them (`decoded`):
+    /// a hit serves the session an earlier load kept ([`keep_decoded`](Self::keep_decoded))
+    /// when there is one.
+    pub(crate) async fn load_shared(
+        self: &Arc<Self>,
+        keys: SessionKeyRef<'_>,
+        codec: Layout,
+        idle_ms: u64,
+        decoded: bool,
+    ) -> Option<Result<Served>> {
         self.start();
         let epoch = self.live_epoch();
         if epoch == 0 {
             return None;
         }
-        if let Lookup::Hit { value, refresh } =
-            self.entries.lookup(keys.session, Instant::now(), epoch)
+        if let Lookup::Hit { held, refresh } =
+            self.entries
+                .lookup(keys.session, Instant::now(), epoch, decoded)
         {
             self.counters.hits.fetch_add(1, Ordering::Relaxed);
             if refresh {
                 self.queue_refresh(keys, codec, idle_ms);
             }
-            return Some(Ok(Fetched::Found(value)));
+            return Some(Ok(match held {
+                Held::Decoded(session) => Served::Decoded(session),
+                Held::Stored { value, stamp } => {
+                    Served::Fetched(Fetched::Found(value), Some(stamp))
+                }
+            }));
         }
         let tracked = self.current().filter(|t| t.epoch == epoch)?;
         if tracked.nodes.store_for(keys.session).is_none() {
@@ -171,14 +204,25 @@ impl NearCacheRuntime {
             return None;
         }
         self.counters.misses.fetch_add(1, Ordering::Relaxed);
-        match self.fill(&tracked, keys, codec, idle_ms).await {
-            Ok(Some(fetched)) => Some(Ok(fetched)),
+        // Boxed: a miss pays a round trip anyway, and unboxed, the fill's future would make
+        // every hit's future (which the request path moves) as large as a Redis command's.
+        match Box::pin(self.fill(&tracked, keys, codec, idle_ms)).await {
+            Ok(Some((fetched, stamp))) => Some(Ok(Served::Fetched(fetched, stamp))),
             // Too large to cache: loaded (and touched) as without the cache.
             Ok(None) => None,
             // Past the command timeout already: failing now keeps the request within it.
             Err(error @ Error::Backend(BackendError::Timeout(_))) => Some(Err(error)),
             Err(_) => None,
         }
+    }
+
+    /// Keeps `session`, decoded from the data a load was served with the entry's `stamp`,
+    /// for the next hits of `key` to share.
+    pub(crate) fn keep_decoded(&self, key: &str, stamp: u64, session: Decoded) {
+        let evicted = self.entries.keep_decoded(key, stamp, session);
+        self.counters
+            .evictions
+            .fetch_add(evicted, Ordering::Relaxed);
     }
 
     /// Reads the session on the tracking connection of its node and caches it unless
@@ -192,7 +236,7 @@ impl NearCacheRuntime {
         keys: SessionKeyRef<'_>,
         codec: Layout,
         idle_ms: u64,
-    ) -> Result<Option<Fetched>> {
+    ) -> Result<Option<(Fetched, Option<u64>)>> {
         let Some(store) = tracked.nodes.store_for(keys.session) else {
             // Checked by the caller; nothing else is at fault, so tracking stays up.
             return Err(BackendError::Protocol("no tracking connection for the key").into());
@@ -214,11 +258,12 @@ impl NearCacheRuntime {
                 if filled.refresh {
                     self.queue_refresh(keys, codec, idle_ms);
                 }
-                Ok(Some(Fetched::Found(value)))
+                let stamp = filled.cached.then_some(filled.stamp);
+                Ok(Some((Fetched::Found(value), stamp)))
             }
             Ok((fetched, _)) => {
                 self.entries.finish_fill(ticket, None, epoch);
-                Ok(Some(fetched))
+                Ok(Some((fetched, None)))
             }
             Err(error) => {
                 self.entries.finish_fill(ticket, None, epoch);

@@ -1,8 +1,6 @@
 //! Token resolution: read the request's token, refuse a cross-origin unsafe request that a
 //! cookie authenticates, and load-and-touch the session in one round trip.
 
-use std::sync::Arc;
-
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -41,9 +39,9 @@ where
                 return Err(Rejection::MalformedToken);
             }
         };
-        match self.manager.load_owned(token).await {
+        match self.manager.load_shared(token).await {
             Ok(Some(session)) => Ok(CurrentSession {
-                session: Arc::new(session),
+                session,
                 gate: self.clone(),
             }),
             Ok(None) => Err(Rejection::NoSession),
