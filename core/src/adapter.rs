@@ -226,3 +226,30 @@ macro_rules! error_types {
         }
     };
 }
+
+/// The standard header names keygate reads on every request, as the constants of an
+/// `http`-style header module (`http::header`, or actix-web's re-export): looking a header
+/// up by a constant parses no name, where a lookup by `&str` parses and checks it each
+/// time. `keygate::known_header!(name, http::header)` is `Option<HeaderName>`, `None` for
+/// any other name (which the adapter then looks up by its text).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! known_header {
+    ($name:expr, $($module:ident)::+) => {
+        match $name {
+            "authorization" => ::core::option::Option::Some($($module)::+::AUTHORIZATION),
+            "cookie" => ::core::option::Option::Some($($module)::+::COOKIE),
+            "origin" => ::core::option::Option::Some($($module)::+::ORIGIN),
+            "referer" => ::core::option::Option::Some($($module)::+::REFERER),
+            "host" => ::core::option::Option::Some($($module)::+::HOST),
+            "user-agent" => ::core::option::Option::Some($($module)::+::USER_AGENT),
+            "forwarded" => ::core::option::Option::Some($($module)::+::FORWARDED),
+            "x-forwarded-for" => {
+                const X_FORWARDED_FOR: $($module)::+::HeaderName =
+                    $($module)::+::HeaderName::from_static("x-forwarded-for");
+                ::core::option::Option::Some(X_FORWARDED_FOR)
+            }
+            _ => ::core::option::Option::None,
+        }
+    };
+}

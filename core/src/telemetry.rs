@@ -267,6 +267,11 @@ impl LoadTiming {
         }
     }
 
+    /// When the load began: the clock reading a load may use as its "now".
+    pub(crate) fn started(&self) -> Instant {
+        self.started
+    }
+
     /// The span to run the load in; `None` when no subscriber wants it (a disabled span is
     /// not entered on every poll).
     pub(crate) fn span(&self) -> Option<&tracing::Span> {

@@ -7,7 +7,7 @@ use actix_web::{FromRequest, HttpMessage, HttpRequest};
 use keygate::adapter::Resolved;
 
 use crate::Rejection;
-use crate::middleware::{GateHandle, Loaded};
+use crate::middleware::Loaded;
 
 /// What a route without [`KeygateMiddleware`](crate::KeygateMiddleware) answers (500) when
 /// it asks for a session.
@@ -116,8 +116,8 @@ impl<T: 'static> FromRequest for Sessions<T> {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let gate = req
             .extensions()
-            .get::<GateHandle<T>>()
-            .map(|handle| Sessions(handle.0.clone()));
+            .get::<Loaded<T>>()
+            .map(|loaded| Sessions(loaded.gate.clone()));
         ready(
             gate.ok_or(Rejection::from(keygate::web::Rejection::MissingLayer(
                 MISSING_MIDDLEWARE,
@@ -132,7 +132,7 @@ fn read_loaded<T: 'static, R>(
     read: impl FnOnce(&Resolved<T>) -> Result<R, keygate::web::Rejection>,
 ) -> Result<R, keygate::web::Rejection> {
     match req.extensions().get::<Loaded<T>>() {
-        Some(Loaded(resolved)) => read(resolved),
+        Some(loaded) => read(&loaded.resolved),
         None => Err(keygate::web::Rejection::MissingLayer(MISSING_MIDDLEWARE)),
     }
 }

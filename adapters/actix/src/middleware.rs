@@ -129,11 +129,10 @@ where
         let gate = self.gate.for_request(&Parts(&req));
         Box::pin(async move {
             let resolved = gate.resolve(&Parts(&req)).await;
-            {
-                let mut extensions = req.extensions_mut();
-                extensions.insert(Loaded(resolved));
-                extensions.insert(GateHandle(gate.clone()));
-            }
+            req.extensions_mut().insert(Loaded {
+                resolved,
+                gate: gate.clone(),
+            });
             let mut response = service.call(req).await?;
             if let Some(value) = gate.take_set_cookie() {
                 match HeaderValue::try_from(value) {
@@ -148,26 +147,34 @@ where
     }
 }
 
-/// What the middleware loaded for this request, kept in the request's extensions.
-pub(crate) struct Loaded<T>(pub(crate) Resolved<T>);
-
-/// The gate of the middleware that handled this request, for [`Sessions`](crate::Sessions).
-pub(crate) struct GateHandle<T>(pub(crate) Keygate<T>);
+/// What the middleware loaded for this request, and its gate (for
+/// [`Sessions`](crate::Sessions)), kept in the request's extensions as one entry.
+pub(crate) struct Loaded<T> {
+    pub(crate) resolved: Resolved<T>,
+    pub(crate) gate: Keygate<T>,
+}
 
 /// What the gate (and the rate limiter's key function) sees of an actix request.
 pub(crate) struct Parts<'a>(pub(crate) &'a ServiceRequest);
 
 impl RequestParts for Parts<'_> {
     fn header(&self, name: &str) -> Option<&[u8]> {
-        self.0.headers().get(name).map(HeaderValue::as_bytes)
+        let headers = self.0.headers();
+        match keygate::known_header!(name, actix_web::http::header) {
+            Some(known) => headers.get(known),
+            None => headers.get(name),
+        }
+        .map(HeaderValue::as_bytes)
     }
 
     fn header_at(&self, name: &str, index: usize) -> Option<&[u8]> {
-        self.0
-            .headers()
-            .get_all(name)
-            .nth(index)
-            .map(HeaderValue::as_bytes)
+        let headers = self.0.headers();
+        match keygate::known_header!(name, actix_web::http::header) {
+            Some(known) => headers.get_all(known),
+            None => headers.get_all(name),
+        }
+        .nth(index)
+        .map(HeaderValue::as_bytes)
     }
 
     fn query(&self) -> Option<&str> {

@@ -99,15 +99,21 @@ impl<'a> Parts<'a> {
 
 impl RequestParts for Parts<'_> {
     fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers.get(name).map(|v| v.as_bytes())
+        match keygate::known_header!(name, http::header) {
+            Some(known) => self.headers.get(known),
+            None => self.headers.get(name),
+        }
+        .map(|v| v.as_bytes())
     }
 
     fn header_at(&self, name: &str, index: usize) -> Option<&[u8]> {
-        self.headers
-            .get_all(name)
-            .iter()
-            .nth(index)
-            .map(|v| v.as_bytes())
+        match keygate::known_header!(name, http::header) {
+            Some(known) => self.headers.get_all(known),
+            None => self.headers.get_all(name),
+        }
+        .iter()
+        .nth(index)
+        .map(|v| v.as_bytes())
     }
 
     fn query(&self) -> Option<&str> {

@@ -1,10 +1,10 @@
 //! The extractors: what a handler asks for, read from what the middleware stored.
 
-use keygate::Keygate;
 use keygate::adapter::Resolved;
 use poem::{FromRequest, Request, RequestBody, Result};
 
 use crate::Rejection;
+use crate::middleware::Loaded;
 
 const MISSING_MIDDLEWARE: &str = "keygate-poem: KeygateMiddleware is not installed on this route \
      (add `.with(KeygateMiddleware::new(gate))` around it)";
@@ -17,7 +17,8 @@ fn missing_middleware() -> poem::Error {
 /// What the middleware stored for this request, or the 500 that says it is missing.
 fn resolved<T: Send + Sync + 'static>(req: &Request) -> Result<&Resolved<T>> {
     req.extensions()
-        .get::<Resolved<T>>()
+        .get::<Loaded<T>>()
+        .map(|loaded| &loaded.resolved)
         .ok_or_else(missing_middleware)
 }
 
@@ -125,8 +126,8 @@ where
 {
     async fn from_request(req: &'a Request, _body: &mut RequestBody) -> Result<Self> {
         req.extensions()
-            .get::<Keygate<T>>()
-            .map(|gate| Self(gate.clone()))
+            .get::<Loaded<T>>()
+            .map(|loaded| Self(loaded.gate.clone()))
             .ok_or_else(missing_middleware)
     }
 }

@@ -14,8 +14,8 @@ use poem::{Endpoint, IntoResponse, Middleware, Request, Response, Result};
 ///
 /// Per request it reads the token (header, query parameter or cookie, as the
 /// [`Keygate`]'s token reader says), loads the session and resets its idle TTL in one Redis
-/// round trip (none for a missing or malformed token), and stores the outcome, a
-/// [`Resolved<T>`], together with the [`Keygate<T>`] in the request's extensions. It never
+/// round trip (none for a missing or malformed token), and stores the outcome with the
+/// request's [`Keygate<T>`] in the request's extensions, for the extractors. It never
 /// answers a request by itself: the extractors decide what a route needs.
 ///
 /// If an outer `KeygateMiddleware<T>` (same `T`) already loaded the request, an inner one
@@ -91,15 +91,16 @@ where
     type Output = Response;
 
     async fn call(&self, mut req: Request) -> Result<Self::Output> {
-        if req.extensions().get::<Resolved<T>>().is_some() {
+        if req.extensions().get::<Loaded<T>>().is_some() {
             // An outer keygate middleware loaded this request and applies its cookie.
             return self.inner.call(req).await.map(IntoResponse::into_response);
         }
         let gate = self.gate.for_request(&Parts::of(&req));
         let resolved = gate.resolve(&Parts::of(&req)).await;
-        let extensions = req.extensions_mut();
-        extensions.insert(resolved);
-        extensions.insert(gate.clone());
+        req.extensions_mut().insert(Loaded {
+            resolved,
+            gate: gate.clone(),
+        });
         let outcome = self.inner.call(req).await;
         let Some(value) = gate.take_set_cookie() else {
             return outcome.map(IntoResponse::into_response);
@@ -117,6 +118,22 @@ where
             Err(_) => tracing::error!("keygate-poem: unrepresentable Set-Cookie value"),
         }
         Ok(response)
+    }
+}
+
+/// What the middleware loaded for this request, and its gate, kept in the request's
+/// extensions as one entry.
+pub(crate) struct Loaded<T> {
+    pub(crate) resolved: Resolved<T>,
+    pub(crate) gate: Keygate<T>,
+}
+
+impl<T> Clone for Loaded<T> {
+    fn clone(&self) -> Self {
+        Self {
+            resolved: self.resolved.clone(),
+            gate: self.gate.clone(),
+        }
     }
 }
 
@@ -139,15 +156,21 @@ impl<'r> Parts<'r> {
 
 impl RequestParts for Parts<'_> {
     fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers.get(name).map(|value| value.as_bytes())
+        match keygate::known_header!(name, poem::http::header) {
+            Some(known) => self.headers.get(known),
+            None => self.headers.get(name),
+        }
+        .map(|value| value.as_bytes())
     }
 
     fn header_at(&self, name: &str, index: usize) -> Option<&[u8]> {
-        self.headers
-            .get_all(name)
-            .iter()
-            .nth(index)
-            .map(|value| value.as_bytes())
+        match keygate::known_header!(name, poem::http::header) {
+            Some(known) => self.headers.get_all(known),
+            None => self.headers.get_all(name),
+        }
+        .iter()
+        .nth(index)
+        .map(|value| value.as_bytes())
     }
 
     fn query(&self) -> Option<&str> {

@@ -2,7 +2,7 @@
 
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -395,9 +395,10 @@ where
     /// decoded instead of decoding it again.
     pub(crate) async fn load_shared(&self, token: Token) -> Result<Option<Arc<Session<T>>>> {
         let timing = telemetry::LoadTiming::start(self.layout());
+        let now = timing.started();
         let (result, outcome) = match timing.span() {
-            None => self.load_untimed(token).await,
-            Some(span) => self.load_untimed(token).instrument(span.clone()).await,
+            None => self.load_untimed(token, now).await,
+            Some(span) => self.load_untimed(token, now).instrument(span.clone()).await,
         };
         timing.finish(&self.inner.load_metrics, outcome);
         result
@@ -411,7 +412,11 @@ where
         }
     }
 
-    async fn load_untimed(&self, token: Token) -> (Result<Option<Arc<Session<T>>>>, LoadOutcome) {
+    async fn load_untimed(
+        &self,
+        token: Token,
+        now: Instant,
+    ) -> (Result<Option<Arc<Session<T>>>>, LoadOutcome) {
         let inner = &*self.inner;
         let keys = self.keys(&token);
         let (layout, idle_ms) = (inner.config.layout(), inner.idle_ms);
@@ -420,7 +425,7 @@ where
         let cached = match &inner.near_cache {
             Some(cache) => {
                 cache
-                    .load_shared(keys.key_ref(), layout, idle_ms, true)
+                    .load_shared(keys.key_ref(), layout, idle_ms, Some(now))
                     .await
             }
             None => None,

@@ -159,13 +159,11 @@ impl TokenReader {
 }
 
 fn parse(raw: &[u8], formats: TokenFormats) -> Result<Token, MalformedToken> {
-    // Oversized input is refused before any UTF-8 or alphabet work.
+    // Oversized input is refused before any alphabet work.
     if raw.len() > MAX_TOKEN_LEN {
         return Err(MalformedToken);
     }
-    std::str::from_utf8(raw)
-        .map_err(|_| MalformedToken)
-        .and_then(|text| Token::parse_as(text, formats))
+    Token::parse_bytes_as(raw, formats)
 }
 
 /// `<token>` or `Bearer <token>` (scheme case-insensitive).

@@ -156,7 +156,7 @@ impl NearCacheRuntime {
         codec: Layout,
         idle_ms: u64,
     ) -> Option<Result<Fetched>> {
-        match self.load_shared(keys, codec, idle_ms, false).await? {
+        match self.load_shared(keys, codec, idle_ms, None).await? {
             Ok(Served::Fetched(fetched, _)) => Some(Ok(fetched)),
             // Not asked for: never served.
             Ok(Served::Decoded(_)) => None,
@@ -164,24 +164,27 @@ impl NearCacheRuntime {
         }
     }
 
-    /// [`load`](Self::load) for a caller that decodes sessions and shares them (`decoded`):
-    /// a hit serves the session an earlier load kept ([`keep_decoded`](Self::keep_decoded))
-    /// when there is one.
+    /// [`load`](Self::load) for a caller that decodes sessions and shares them, having read
+    /// the clock already (`Some(now)`): a hit serves the session an earlier load kept
+    /// ([`keep_decoded`](Self::keep_decoded)) when there is one.
     pub(crate) async fn load_shared(
         self: &Arc<Self>,
         keys: SessionKeyRef<'_>,
         codec: Layout,
         idle_ms: u64,
-        decoded: bool,
+        decoder_at: Option<Instant>,
     ) -> Option<Result<Served>> {
         self.start();
         let epoch = self.live_epoch();
         if epoch == 0 {
             return None;
         }
+        let (now, decoded) = match decoder_at {
+            Some(now) => (now, true),
+            None => (Instant::now(), false),
+        };
         if let Lookup::Hit { held, refresh } =
-            self.entries
-                .lookup(keys.session, Instant::now(), epoch, decoded)
+            self.entries.lookup(keys.session, now, epoch, decoded)
         {
             self.counters.hits.fetch_add(1, Ordering::Relaxed);
             if refresh {
