@@ -1,5 +1,6 @@
 //! The session manager: policy over a [`SessionStore`].
 
+use std::any::Any;
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -431,11 +432,13 @@ where
             None => None,
         };
         let (fetched, stamp) = match (cached, &inner.redis) {
-            (Some(Ok(Served::Decoded(decoded))), _) => match decoded.downcast::<Session<T>>() {
-                Ok(session) => return (Ok(Some(session)), LoadOutcome::Hit),
-                // One cache per manager, so never another type; were it one, Redis answers.
-                Err(_) => (self.load_uncached(keys.key_ref()).await, None),
-            },
+            (Some(Ok(Served::Decoded(decoded))), _) => {
+                match (decoded as Arc<dyn Any + Send + Sync>).downcast::<Session<T>>() {
+                    Ok(session) => return (Ok(Some(session)), LoadOutcome::Hit),
+                    // One cache per manager, so never another type; were it one, Redis answers.
+                    Err(_) => (self.load_uncached(keys.key_ref()).await, None),
+                }
+            }
             (Some(Ok(Served::Fetched(fetched, stamp))), _) => (Ok(fetched), stamp),
             (Some(Err(error)), _) => (Err(error), None),
             (None, Some(redis)) => (

@@ -88,6 +88,13 @@ impl<T> Session<T> {
     }
 }
 
+/// What the near cache keeps of a session a load decoded: hits share it.
+impl<T: Send + Sync + 'static> near_cache::DecodedSession for Session<T> {
+    fn stored(&self) -> &StoredValue {
+        &self.stored
+    }
+}
+
 impl<T> Deref for Session<T> {
     type Target = T;
     fn deref(&self) -> &T {

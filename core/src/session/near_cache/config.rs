@@ -46,8 +46,10 @@ impl NearCache {
     }
 
     /// Bounds the memory of the cached sessions (keys, data and bookkeeping, as estimated
-    /// by [`NearCacheStats::bytes`](super::NearCacheStats::bytes)). The bound is split over
-    /// the cache's shards (up to 16); a session larger than one shard's share is not cached.
+    /// by [`NearCacheStats::bytes`](super::NearCacheStats::bytes); a session that requests
+    /// have used also holds its decoded form, counted as one more copy of its key and data).
+    /// The bound is split over the cache's shards (up to 16); a session larger than one
+    /// shard's share is not cached.
     pub fn with_max_bytes(mut self, max_bytes: usize) -> Self {
         self.max_bytes = max_bytes;
         self

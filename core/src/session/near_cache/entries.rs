@@ -21,14 +21,34 @@ const ENTRY_OVERHEAD: usize = 160;
 /// Bytes a hash field takes beyond its name and value (two `String`s).
 const FIELD_OVERHEAD: usize = 48;
 
-/// A session decoded from an entry's data, shared by the loads that hit it (the cache
-/// does not know the session type; its manager does).
-pub(crate) type Decoded = Arc<dyn Any + Send + Sync>;
+/// A session decoded from an entry's data, shared by the loads that hit it. The cache does
+/// not know the session type (its manager does); it knows the data the session holds.
+pub(crate) trait DecodedSession: Any + Send + Sync {
+    /// The data the session was decoded from.
+    fn stored(&self) -> &StoredValue;
+}
+
+/// A shared [`DecodedSession`].
+pub(crate) type Decoded = Arc<dyn DecodedSession>;
+
+/// An entry's data: as read, or inside the session a load decoded from it (one copy, not
+/// two).
+enum Data {
+    Stored(StoredValue),
+    Decoded(Decoded),
+}
+
+impl Data {
+    fn stored(&self) -> &StoredValue {
+        match self {
+            Self::Stored(value) => value,
+            Self::Decoded(session) => session.stored(),
+        }
+    }
+}
 
 struct Entry {
-    value: StoredValue,
-    /// The session decoded from `value`, once a load kept it.
-    decoded: Option<Decoded>,
+    data: Data,
     /// Tells this entry from an earlier or later one of the same key.
     stamp: u64,
     /// The tracking epoch the entry was read in; another epoch means it may have missed an
@@ -245,10 +265,10 @@ impl Entries {
                 let refresh = !entry.refreshing
                     && now.saturating_duration_since(entry.refreshed_at) >= self.touch_every;
                 entry.refreshing |= refresh;
-                let held = match &entry.decoded {
-                    Some(session) if decoded => Held::Decoded(Arc::clone(session)),
-                    _ => Held::Stored {
-                        value: entry.value.clone(),
+                let held = match &entry.data {
+                    Data::Decoded(session) if decoded => Held::Decoded(Arc::clone(session)),
+                    data => Held::Stored {
+                        value: data.stored().clone(),
                         stamp: entry.stamp,
                     },
                 };
@@ -338,8 +358,7 @@ impl Entries {
         shard.entries.push(
             key,
             Entry {
-                value,
-                decoded: None,
+                data: Data::Stored(value),
                 stamp,
                 epoch,
                 expires_at: ticket.sent + Duration::from_millis(expiry.ttl_ms),
@@ -364,19 +383,20 @@ impl Entries {
     }
 
     /// Keeps `session`, decoded from the data of `key`'s entry with `stamp`, for the next
-    /// hits to share; nothing when that entry is gone (or replaced) meanwhile. The decoded
-    /// session counts as one more copy of the key and data in the byte budget. Returns
-    /// how many entries that evicted.
+    /// hits to share; nothing when that entry is gone (or replaced) meanwhile. The session
+    /// holds the entry's data from then on; its decoded form (the token and the data as
+    /// `T`) counts as one more copy of the key and data in the byte budget. Returns how
+    /// many entries that evicted.
     pub(super) fn keep_decoded(&self, key: &str, stamp: u64, session: Decoded) -> u64 {
         let mut shard = lock(self.shard(key));
         let Some(entry) = shard.entries.peek_mut(key) else {
             return 0;
         };
-        if entry.stamp != stamp || entry.decoded.is_some() {
+        if entry.stamp != stamp || matches!(entry.data, Data::Decoded(_)) {
             return 0;
         }
         let extra = entry.bytes - ENTRY_OVERHEAD;
-        entry.decoded = Some(session);
+        entry.data = Data::Decoded(session);
         entry.bytes += extra;
         shard.bytes += extra;
         shard.shrink()
@@ -436,7 +456,7 @@ impl Entries {
         let Some(entry) = shard.entries.peek_mut(key).filter(|e| e.epoch == epoch) else {
             return false;
         };
-        if !same_data(&entry.value, held) {
+        if !same_data(entry.data.stored(), held) {
             shard.remove(key);
             return false;
         }
@@ -513,6 +533,19 @@ mod tests {
         }
     }
 
+    /// A decoded session as the tests see it: a number and the data it came from.
+    struct Number(u32, StoredValue);
+
+    impl DecodedSession for Number {
+        fn stored(&self) -> &StoredValue {
+            &self.1
+        }
+    }
+
+    fn number(n: u32, data: &str) -> Decoded {
+        Arc::new(Number(n, json(data)))
+    }
+
     fn decoded_hit(entries: &Entries, key: &str) -> Option<Decoded> {
         match entries.lookup(key, Instant::now(), 1, true) {
             Lookup::Hit {
@@ -530,9 +563,10 @@ mod tests {
         let (_, bytes) = entries.size();
         // Until a load keeps what it decoded, hits serve the data.
         assert!(decoded_hit(&entries, "k").is_none());
-        assert_eq!(entries.keep_decoded("k", filled.stamp, Arc::new(1_u32)), 0);
-        let shared = decoded_hit(&entries, "k").and_then(|d| d.downcast::<u32>().ok());
-        assert_eq!(shared.as_deref(), Some(&1));
+        assert_eq!(entries.keep_decoded("k", filled.stamp, number(1, "old")), 0);
+        let any = decoded_hit(&entries, "k").map(|d| d as Arc<dyn Any + Send + Sync>);
+        let shared = any.and_then(|d| d.downcast::<Number>().ok());
+        assert_eq!(shared.map(|n| n.0), Some(1));
         // Counted as one more copy of key and data; a caller that decodes itself still
         // gets the data.
         assert_eq!(entries.size().1, bytes + "k".len() + "old".len());
@@ -542,7 +576,7 @@ mod tests {
         entries.invalidate("k");
         let refilled = fill(&entries, "k", "new", 1);
         assert_ne!(refilled.stamp, filled.stamp);
-        entries.keep_decoded("k", filled.stamp, Arc::new(1_u32));
+        entries.keep_decoded("k", filled.stamp, number(1, "old"));
         assert!(decoded_hit(&entries, "k").is_none());
         assert_eq!(hit(&entries, "k", 1).as_deref(), Some("new"));
     }

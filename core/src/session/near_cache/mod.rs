@@ -111,7 +111,7 @@ mod runtime;
 mod store;
 
 pub use config::{DEFAULT_MAX_BYTES, DEFAULT_TRACKING_CHECK, NearCache};
-pub(crate) use entries::Decoded;
+pub(crate) use entries::{Decoded, DecodedSession};
 pub(crate) use runtime::{NearCacheRuntime, Served};
 pub(crate) use store::NearCachedStore;
 
