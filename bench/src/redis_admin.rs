@@ -209,28 +209,32 @@ impl Admin {
 
     /// Counts the keys matching `pattern` (`SCAN` in batches of 10,000).
     pub fn count_matching(&mut self, pattern: &str) -> Result<u64> {
-        let mut cursor = 0u64;
         let mut count = 0u64;
-        loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(pattern)
-                .arg("COUNT")
-                .arg(10_000)
-                .query(&mut self.conn)?;
+        self.scan_batches(pattern, |_, keys| {
             count += keys.len() as u64;
-            cursor = next;
-            if cursor == 0 {
-                return Ok(count);
-            }
-        }
+            Ok(())
+        })?;
+        Ok(count)
     }
 
     /// Deletes the keys matching `pattern` (`SCAN` and `DEL` in batches); returns how many.
     pub fn delete_matching(&mut self, pattern: &str) -> Result<u64> {
-        let mut cursor = 0u64;
         let mut deleted = 0u64;
+        self.scan_batches(pattern, |conn, keys| {
+            deleted += redis::cmd("DEL").arg(&keys).query::<u64>(conn)?;
+            Ok(())
+        })?;
+        Ok(deleted)
+    }
+
+    /// Hands each non-empty batch of keys matching `pattern` (`SCAN`, 10,000 at a time) to
+    /// `each`, with the connection.
+    fn scan_batches(
+        &mut self,
+        pattern: &str,
+        mut each: impl FnMut(&mut redis::Connection, Vec<String>) -> Result<()>,
+    ) -> Result<()> {
+        let mut cursor = 0u64;
         loop {
             let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
                 .arg(cursor)
@@ -240,11 +244,11 @@ impl Admin {
                 .arg(10_000)
                 .query(&mut self.conn)?;
             if !keys.is_empty() {
-                deleted += redis::cmd("DEL").arg(&keys).query::<u64>(&mut self.conn)?;
+                each(&mut self.conn, keys)?;
             }
             cursor = next;
             if cursor == 0 {
-                return Ok(deleted);
+                return Ok(());
             }
         }
     }

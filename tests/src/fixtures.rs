@@ -346,3 +346,26 @@ impl keygate::code::CodeSender for CapturingSender {
         Ok(())
     }
 }
+
+/// A `GET` request carrying `authorization: <value>` and nothing else: what the gate reads
+/// a token from by default.
+pub struct Authorization(pub Vec<u8>);
+
+impl Authorization {
+    /// The request with this header value (raw bytes, so malformed values too).
+    pub fn new(value: impl AsRef<[u8]>) -> Self {
+        Self(value.as_ref().to_vec())
+    }
+}
+
+impl keygate::web::RequestParts for Authorization {
+    fn header(&self, name: &str) -> Option<&[u8]> {
+        (name == "authorization").then_some(self.0.as_slice())
+    }
+    fn query(&self) -> Option<&str> {
+        None
+    }
+    fn method(&self) -> &str {
+        "GET"
+    }
+}

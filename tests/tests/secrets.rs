@@ -12,24 +12,10 @@ use keygate::lock::Locks;
 use keygate::rate_limit::{FailureMode, Quota, RateLimiter};
 use keygate::{Keygate, RedisOptions, RedisStore, SessionConfig, SessionManager, Token};
 use keygate_tests::RedisServer;
-use keygate_tests::fixtures::{CapturingSender, JavaUser};
+use keygate_tests::fixtures::{Authorization, CapturingSender, JavaUser};
 use keygate_tests::log_capture::LogCapture;
 
 const PASSWORD: &str = "hunter2-very-secret";
-
-struct Header(String);
-
-impl keygate::web::RequestParts for Header {
-    fn header(&self, name: &str) -> Option<&[u8]> {
-        (name == "authorization").then_some(self.0.as_bytes())
-    }
-    fn query(&self) -> Option<&str> {
-        None
-    }
-    fn method(&self) -> &str {
-        "GET"
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_reaches_the_logs() {
@@ -63,7 +49,7 @@ async fn no_secret_reaches_the_logs() {
     let token = manager.login(&user.user_id(), &user).await.unwrap();
     secrets.push(token.expose().to_owned());
     let session = gate
-        .resolve(&Header(format!("Bearer {}", token.expose())))
+        .resolve(&Authorization::new(format!("Bearer {}", token.expose())))
         .await
         .unwrap();
     tracing::info!(?session, token = %token, "a session and its token, as Debug and Display");
@@ -115,7 +101,7 @@ async fn no_secret_reaches_the_logs() {
     let outage = std::time::Instant::now();
     for _ in 0..20 {
         let _ = gate
-            .resolve(&Header(Token::generate().unwrap().expose().to_owned()))
+            .resolve(&Authorization::new(Token::generate().unwrap().expose()))
             .await;
     }
     let outage_secs = outage.elapsed().as_secs() as usize;

@@ -12,28 +12,12 @@ use keygate::lock::Locks;
 use keygate::rate_limit::{RateLimiter, Window};
 use keygate::telemetry::names;
 use keygate::web::Rejection;
-use keygate::web::RequestParts;
 use keygate::{Keygate, SessionConfig, SessionManager, SessionUser, Token};
-use keygate_tests::fixtures::{Backend, CapturingSender, JavaUser};
+use keygate_tests::fixtures::{Authorization, Backend, CapturingSender, JavaUser};
 use keygate_tests::log_capture::LogCapture;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 
 const PHONE: &str = "13800138000";
-
-/// A request carrying `authorization: <value>`.
-struct Header(String);
-
-impl RequestParts for Header {
-    fn header(&self, name: &str) -> Option<&[u8]> {
-        (name == "authorization").then_some(self.0.as_bytes())
-    }
-    fn query(&self) -> Option<&str> {
-        None
-    }
-    fn method(&self) -> &str {
-        "GET"
-    }
-}
 
 /// The secrets of one run, none of which may appear in a label or a span.
 struct Secrets {
@@ -54,19 +38,19 @@ async fn exercise(backend: &Backend) -> Secrets {
     let second = manager.login(&user.user_id(), &user).await.unwrap();
     // Loads: a hit, a miss, a malformed token (no backend call).
     assert!(
-        gate.resolve(&Header(first.expose().to_owned()))
+        gate.resolve(&Authorization::new(first.expose()))
             .await
             .is_ok()
     );
     let unknown = Token::generate().unwrap();
     assert_eq!(
-        gate.resolve(&Header(unknown.expose().to_owned()))
+        gate.resolve(&Authorization::new(unknown.expose()))
             .await
             .err(),
         Some(Rejection::NoSession)
     );
     assert_eq!(
-        gate.resolve(&Header("not a token".into())).await.err(),
+        gate.resolve(&Authorization::new("not a token")).await.err(),
         Some(Rejection::MalformedToken)
     );
     keygate::adapter::report_rejection(Rejection::NoSession);

@@ -435,7 +435,7 @@ where
             (Some(Ok(Served::Decoded(decoded))), _) => {
                 match (decoded as Arc<dyn Any + Send + Sync>).downcast::<Session<T>>() {
                     Ok(session) => return (Ok(Some(session)), LoadOutcome::Hit),
-                    // One cache per manager, so never another type; were it one, Redis answers.
+                    // One cache per manager, so never another type; were it one, the store answers.
                     Err(_) => (self.load_uncached(keys.key_ref()).await, None),
                 }
             }

@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use keygate::{SessionConfig, UserId};
 use keygate_tests::RedisServer;
-use keygate_tests::fixtures::{JavaUser, commands_since_reset};
+use keygate_tests::fixtures::{Authorization, JavaUser, commands_since_reset};
 
 use crate::support::{instance, near};
 
@@ -96,21 +96,6 @@ async fn loads_alternating_between_instances_are_hits_hash() {
     .await;
 }
 
-/// A request carrying its token in the `authorization` header.
-struct Bearer(String);
-
-impl keygate::web::RequestParts for Bearer {
-    fn header(&self, name: &str) -> Option<&[u8]> {
-        (name == "authorization").then_some(self.0.as_bytes())
-    }
-    fn query(&self) -> Option<&str> {
-        None
-    }
-    fn method(&self) -> &str {
-        "GET"
-    }
-}
-
 /// Requests that hit share the session the first one decoded, and a change made anywhere
 /// is never served from what was decoded before it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -125,7 +110,7 @@ async fn hits_share_one_decoded_session_until_it_changes() {
         .await
         .unwrap();
     let gate = keygate::Keygate::new(b.clone());
-    let request = Bearer(token.expose().to_owned());
+    let request = Authorization::new(token.expose());
     let shared = crate::support::poll_until(Duration::from_secs(5), async || {
         let first = gate.resolve(&request).await.unwrap();
         let second = gate.resolve(&request).await.unwrap();

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use keygate::web::Rejection;
-use keygate::web::RequestParts;
 use keygate::{Keygate, Layout, SessionConfig, Token, UpdateOutcome, UserId};
+use keygate_tests::fixtures::Authorization;
 
 use crate::support::{Backend, JavaUser, Managers, NodeUser};
 use keygate_tests::observed::{CallCount, ObservedStore};
@@ -241,20 +241,6 @@ pub async fn hashed_keys_mode(b: &Backend) {
     assert!(m.load(&token).await.unwrap().is_none());
 }
 
-struct Header(Vec<u8>);
-
-impl RequestParts for Header {
-    fn header(&self, name: &str) -> Option<&[u8]> {
-        (name == "authorization").then_some(self.0.as_slice())
-    }
-    fn query(&self) -> Option<&str> {
-        None
-    }
-    fn method(&self) -> &str {
-        "GET"
-    }
-}
-
 pub async fn malformed_tokens_are_rejected_before_the_store(b: &Backend) {
     let counting = Arc::new(ObservedStore::new(b.sessions(), CallCount::default()));
     let manager = keygate::SessionManager::<JavaUser>::from_shared_store(
@@ -272,7 +258,7 @@ pub async fn malformed_tokens_are_rejected_before_the_store(b: &Backend) {
         b"login:token:*".to_vec(),
         vec![0xff, 0xfe, 0x00],
     ] {
-        let rejection = gate.resolve(&Header(bad)).await.unwrap_err();
+        let rejection = gate.resolve(&Authorization(bad)).await.unwrap_err();
         assert_eq!(rejection, Rejection::MalformedToken);
     }
     // Any bytes at all: a seeded stream of 2,000 random headers of up to 400 bytes.
@@ -290,7 +276,7 @@ pub async fn malformed_tokens_are_rejected_before_the_store(b: &Backend) {
             let s = s.trim();
             Token::parse(s.strip_prefix("Bearer ").unwrap_or(s).trim()).is_ok()
         });
-        let rejection = gate.resolve(&Header(bytes)).await.unwrap_err();
+        let rejection = gate.resolve(&Authorization(bytes)).await.unwrap_err();
         if !well_formed {
             // An empty or blank header carries no token at all.
             assert!(
@@ -310,7 +296,7 @@ pub async fn malformed_tokens_are_rejected_before_the_store(b: &Backend) {
 
     let unknown = Token::generate().unwrap();
     let rejection = gate
-        .resolve(&Header(unknown.expose().as_bytes().to_vec()))
+        .resolve(&Authorization::new(unknown.expose()))
         .await
         .unwrap_err();
     assert_eq!(rejection, Rejection::NoSession);
